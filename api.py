@@ -1,0 +1,267 @@
+"""The vecx library API. The CLI is a thin layer over these functions; none of them prints.
+
+Long-running functions take an optional ``progress`` object with ``start(total, desc)``,
+``advance(n)`` and ``close()`` (the CLI passes a tqdm bar on stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vecx._lazy import lazy
+from vecx.chain import Chain
+from vecx.codecs.base import VectorSpec
+from vecx.errors import DataError, MismatchError, RowError, UsageError, where
+from vecx.formats import metadata, state
+from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
+from vecx.sampling import sample_rows
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+
+
+class Progress(Protocol):
+    """What long-running functions report to (all optional for callers: pass ``None``)."""
+
+    def start(self, total: int | None, desc: str) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int | None, desc: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class EncodeReport:
+    """What :func:`encode_file` did."""
+
+    output: str
+    rows: int
+    spec: str
+    dim: int
+    dtype: str
+    bytes_per_vector: int
+    fingerprint: str | None
+    seconds: float
+    state_file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict (for ``--json``)."""
+        return dict(self.__dict__)
+
+
+# --------------------------------------------------------------------------------------
+# Chains from files
+# --------------------------------------------------------------------------------------
+def prior_chain(source: Source) -> Chain:
+    """The fitted chain recorded in a vecx table (empty for raw inputs)."""
+    records, arrays, first = source.chain_records()
+    return Chain.from_records(first, records, arrays, source.path)
+
+
+def load_state_file(path: str, input: VectorSpec, spec: str | None = None, seed: int | None = None) -> Chain:
+    """A fitted chain from a state file, checked against the data it will be applied to."""
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read state file ({exc.strerror})") from None
+    meta, arrays = state.unpack(blob, path)
+    fitted_for = VectorSpec.from_json(meta["input"])
+    if (fitted_for.dim, fitted_for.dtype, fitted_for.metric) != (input.dim, input.dtype, input.metric):
+        raise MismatchError(
+            f"{path}: state was fitted on {fitted_for.dim}-d {fitted_for.dtype} {fitted_for.metric} vectors; "
+            f"this input is {input.dim}-d {input.dtype} {input.metric}",
+            hint="fit a state on data like this input (vecx fit), or drop --state")
+    chain = Chain.from_records(input, meta["stages"], arrays, path)
+    if spec:
+        wanted = Chain.from_spec(spec, input, seed).spec
+        if wanted != chain.spec:
+            raise MismatchError(f"{path}: state is for spec {chain.spec!r}, not {wanted!r}",
+                                hint="drop --spec to use the state's own spec")
+    return chain
+
+
+def state_container(chain: Chain, fitted_on: str | None) -> bytes:
+    """The state container for a chain's stages (what ``vecx fit`` writes and tables embed)."""
+    records = [{"codec": s.name, "version": s.version, "spec": s.spec,
+                "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages]
+    meta = {"spec": chain.spec, "input": chain.input.to_json(), "stages": records, "fitted_on": fitted_on}
+    return state.pack(meta, chain.state_arrays())
+
+
+def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
+    """Fit every unfitted stage on its own seeded sample of the source (returns a re-readable source)."""
+    if not chain.needs_fit:
+        return source
+    source = spool_source(source)
+    n_rows = source.count_rows()
+
+    def sample_for(stage: Any) -> Any:
+        size = int(stage.values.get("sample", n_rows))
+        rows = sample_rows(n_rows, size, int(stage.values.get("seed") or 0))
+        progress.start(None, f"fitting {stage.name} on {len(rows):,} rows")
+        sample = source.take(rows)
+        stage.fit_rows_ = len(rows)
+        progress.close()
+        return sample
+
+    chain.fit(sample_for)
+    return source
+
+
+# --------------------------------------------------------------------------------------
+# Encoding (import is encoding with an empty chain)
+# --------------------------------------------------------------------------------------
+def encode_file(input: str, output: str, spec: str | None = None, *, seed: int | None = None,
+                state_file: str | None = None, save_state: str | None = None,
+                read: ReadOptions | None = None, progress: Progress | None = None) -> EncodeReport:
+    """Read vectors, apply a chain of codecs, write a vector table (Parquet, or Arrow stream for ``-``).
+
+    Args:
+        input: any supported input path, or ``-`` for stdin.
+        output: ``.parquet`` path, or ``-`` for an Arrow IPC stream on stdout.
+        spec: the chain to apply (``None`` or ``""``: just import).
+        seed: fills the seed of stages that were not given one.
+        state_file: use a fitted state (from ``vecx fit`` / ``--save-state``) instead of fitting.
+        save_state: also write the new stages' fitted state to this path.
+        read: how to find vectors and ids in raw inputs.
+        progress: progress reporter.
+    """
+    from vecx.formats.writer import TableWriter, check_output
+
+    started = time.perf_counter()
+    progress = progress or _NoProgress()
+    check_output(output)
+    source = open_source(input, read)
+    prior = prior_chain(source)
+    if state_file:
+        new = load_state_file(state_file, source.space, spec, seed)
+    else:
+        new = Chain.from_spec(spec, source.space, seed) if spec else Chain(source.space)
+    source = fit_chain(source, new, progress)
+    writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
+                         payload_fields=source.payload_fields,
+                         initial_metadata=_table_metadata(source, prior, new, source.rows))
+    try:
+        progress.start(source.rows, "encoding" if new.stages else "importing")
+        for batch in source.batches():
+            try:
+                codes = new.encode(batch.vectors)
+            except RowError as exc:
+                raise DataError(f"{where(source.path, batch.offset + exc.row)}: {exc.detail}",
+                                hint=exc.hint) from None
+            writer.write(batch, codes)
+            progress.advance(len(batch))
+        progress.close()
+        if not source.is_vecx:
+            new = new.with_input(source.space)  # norms are known now
+        final = _table_metadata(source, prior, new, writer.rows)
+        writer.commit(final)
+    except BaseException:
+        writer.abort()
+        raise
+    meta = metadata.loads(final[metadata.KEY], output)
+    if save_state:
+        write_bytes_atomic(save_state, state_container(new, meta["source"]["fingerprint"]))
+    return EncodeReport(output=output, rows=writer.rows, spec=meta["spec"], dim=new.output.dim,
+                        dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
+                        fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
+                        state_file=save_state)
+
+
+def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) -> dict[bytes, bytes]:
+    """Schema metadata for an output table: provenance JSON and the embedded fitted state."""
+    full = prior + new if prior.stages else new
+    block = source.source_block()
+    source_fp = block.get("fingerprint") if block else None
+    records = full.records(source_fp)
+    out: dict[bytes, bytes] = {}
+    meta: dict[str, Any] = {
+        **metadata.header(), "kind": "vectors", "rows": rows,
+        "id": {"column": "id", "type": "int64" if pa.types.is_integer(source.id_type) else "string"},
+        "vector": {"column": "vector", **full.output.to_json()},
+        "source": block, "spec": full.spec, "stages": records,
+        "fingerprint": records[-1]["fingerprint"] if records else source_fp, "state": None,
+    }
+    if any(s.state() for s in full.stages):
+        blob = state_container(full, source_fp)
+        meta["state"] = {"key": metadata.STATE_KEY.decode(), "bytes": len(blob)}
+        out[metadata.STATE_KEY] = state.encode_blob(blob)
+    out[metadata.KEY] = metadata.dumps(meta)
+    return out
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write a small file atomically (temp file in the same directory, then rename)."""
+    from vecx.formats.writer import check_output
+
+    check_output(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
+             read: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
+    progress = progress or _NoProgress()
+    source = open_source(input, read)
+    chain = Chain.from_spec(spec, source.space, seed)
+    if not chain.needs_fit:
+        raise UsageError(f"spec {chain.spec!r} has nothing to fit", hint="encode directly with vecx encode")
+    source = fit_chain(source, chain, progress)
+    block = source.source_block()
+    blob = state_container(chain, block.get("fingerprint") if block else None)
+    write_bytes_atomic(output, blob)
+    return {"output": output, "spec": chain.spec, "input": chain.input.to_json(),
+            "stages": [{"spec": s.spec, "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages],
+            "bytes": len(blob)}
+
+
+# --------------------------------------------------------------------------------------
+# Inspecting
+# --------------------------------------------------------------------------------------
+def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosine",
+            normalized: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """What a chain would produce on ``dim``-d input, stage by stage, without running it."""
+    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized), seed)
+    rows = chain.explain()
+    return {"spec": chain.spec, "stages": rows,
+            "compression": round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3)}
+
+
+def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
+    """Describe a vector table: provenance for vecx files, detected layout for raw inputs."""
+    source = open_source(path, read)
+    if getattr(source, "is_stream", False) or not source.seekable:
+        for _ in source.batches():  # a stream's final metadata comes at its end
+            pass
+    out: dict[str, Any] = {"path": path, "format": source.kind}
+    if path != "-" and os.path.exists(path):
+        out["file_bytes"] = os.path.getsize(path)
+    if source.meta is not None:
+        out["vecx"] = source.meta
+        return out
+    out["vecx"] = None
+    out["raw"] = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
+                  "vector_column": getattr(source, "vector_column", getattr(source, "vector_field", None)),
+                  "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
+    return out
+

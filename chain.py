@@ -1,0 +1,159 @@
+"""A chain of codecs: threads vector spaces through stages, fits them, encodes, and records provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from vecx import spec as spec_mod
+from vecx.codecs import get_codec, resolve_stage
+from vecx.codecs.base import Codec, VectorSpec
+from vecx.errors import MismatchError
+from vecx.formats import metadata, state
+
+
+@dataclass
+class Chain:
+    """Stages applied in order to vectors of space ``input``."""
+
+    input: VectorSpec
+    stages: list[Codec] = field(default_factory=list)
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, text: str, input: VectorSpec, seed: int | None = None) -> Chain:
+        """Parse and plan a spec string on an input space; raises SpecError without touching data."""
+        parsed = spec_mod.parse(text)
+        chain = cls(input)
+        current = input
+        for number, stage in enumerate(parsed, start=1):
+            where = f"spec {text.strip()!r}: stage {number}"
+            codec_cls, values = resolve_stage(stage, where, seed)
+            codec = codec_cls(values, current)
+            chain.stages.append(codec)
+            current = codec.output
+        return chain
+
+    @classmethod
+    def from_records(cls, input: VectorSpec, records: list[dict[str, Any]],
+                     arrays: list[dict[str, Any]], path: str) -> Chain:
+        """Rebuild a fitted chain from stage records and their stored arrays (checking hashes)."""
+        chain = cls(input)
+        current = input
+        for index, record in enumerate(records):
+            codec_cls = get_codec(record["codec"], f"{path}: stage {index + 1}")
+            if record.get("version", 1) != codec_cls.version:
+                raise MismatchError(
+                    f"{path}: stage {index + 1} was made by {record['codec']} codec version "
+                    f"{record.get('version')}, this vecx has version {codec_cls.version}")
+            values = codec_cls.resolve(spec_mod.parse(record["spec"])[0], f"{path}: stage {index + 1}")
+            codec = codec_cls(values, current)
+            stage_arrays = arrays[index] if index < len(arrays) else {}
+            if state.arrays_sha256(stage_arrays) != record.get("state_sha256"):
+                raise MismatchError(f"{path}: fitted state of stage {index + 1} ({record['codec']}) "
+                                    "does not match its recorded hash (file damaged or edited)")
+            codec.load_state(stage_arrays)
+            chain.stages.append(codec)
+            current = codec.output
+        return chain
+
+    # ---- properties ---------------------------------------------------------------
+    @property
+    def output(self) -> VectorSpec:
+        """Space of the last stage (the input if the chain is empty)."""
+        return self.stages[-1].output if self.stages else self.input
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec string."""
+        return ",".join(s.spec for s in self.stages)
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether any stage still has to learn state."""
+        return any(not s.is_fitted for s in self.stages)
+
+    def __add__(self, other: Chain) -> Chain:
+        if other.input != self.output:
+            raise MismatchError(f"cannot append a chain made for {other.input} to one that ends in {self.output}")
+        return Chain(self.input, self.stages + other.stages)
+
+    # ---- running ------------------------------------------------------------------
+    def fit(self, sample_for: Callable[[Codec], Any]) -> None:
+        """Fit every unfitted stage, in order, on the sample ``sample_for(stage)`` returns.
+
+        The sample is given in the chain's input space and passed through the earlier
+        (already fitted) stages, so a one-command chain fits exactly like stage-by-stage runs.
+        """
+        for index, stage in enumerate(self.stages):
+            if stage.is_fitted:
+                continue
+            sample = sample_for(stage)
+            for earlier in self.stages[:index]:
+                sample = earlier.encode(sample)
+            stage.fit(sample)
+
+    def encode(self, x: Any) -> Any:
+        """Encode data vectors through every stage."""
+        for stage in self.stages:
+            x = stage.encode(x)
+        return x
+
+    def encode_query(self, q: Any) -> Any:
+        """Encode query vectors through every stage's query path."""
+        for stage in self.stages:
+            q = stage.encode_query(q)
+        return q
+
+    def decode(self, codes: Any) -> Any:
+        """Decode back through stages that can (stops at the first that cannot: returns its output space)."""
+        for stage in reversed(self.stages):
+            try:
+                codes = stage.decode(codes)
+            except NotImplementedError:
+                break
+        return codes
+
+    # ---- provenance ---------------------------------------------------------------
+    def records(self, previous_fingerprint: str | None) -> list[dict[str, Any]]:
+        """Stage records for the file metadata, fingerprints chained from ``previous_fingerprint``."""
+        out = []
+        fp = previous_fingerprint
+        for stage in self.stages:
+            state_sha = state.arrays_sha256(stage.state())
+            fp = None if fp is None else metadata.stage_fingerprint(fp, stage.spec, stage.version, state_sha)
+            out.append({
+                "codec": stage.name, "version": stage.version, "spec": stage.spec,
+                "params": dict(stage.values), "seed": stage.seed,
+                "query_encoding": stage.query_encoding,
+                "input": stage.input.to_json(), "output": stage.output.to_json(),
+                "state_sha256": state_sha, "fit_rows": getattr(stage, "fit_rows_", None),
+                "fingerprint": fp,
+            })
+        return out
+
+    def state_arrays(self) -> list[tuple[str, dict[str, Any]]]:
+        """(codec name, arrays) per stage, for the state container."""
+        return [(s.name, s.state()) for s in self.stages]
+
+    def explain(self) -> list[dict[str, Any]]:
+        """One row per stage: spaces, bytes per vector, fit and query behaviour (no data needed)."""
+        rows = [{"stage": 0, "codec": "input", "spec": "", **self.input.to_json(),
+                 "fit": False, "query_encoding": "-"}]
+        for index, s in enumerate(self.stages, start=1):
+            rows.append({"stage": index, "codec": s.name, "spec": s.spec, **s.output.to_json(),
+                         "fit": s.needs_fit, "query_encoding": s.query_encoding})
+        return rows
+
+    def with_input(self, input: VectorSpec) -> Chain:
+        """Re-plan the stages on a refined input space (e.g. once a raw input's norms are known).
+
+        Parameters and fitted state stay; only the recorded spaces change.
+        """
+        current = input
+        for stage in self.stages:
+            stage.input = current
+            stage.output = stage.plan(current)
+            current = stage.output
+        self.input = input
+        return self

@@ -1,0 +1,259 @@
+"""The codec protocol: every encoding step in vecx is a subclass of :class:`Codec`.
+
+A codec declares its parameters (:class:`Param`), says what it turns an input
+vector space into (:meth:`Codec.plan`), optionally learns state from a seeded
+sample (:meth:`Codec.fit`), encodes data and queries, decodes where it can, and
+saves its fitted arrays openly (:meth:`Codec.state` / :meth:`Codec.load_state`).
+Codec modules import numpy lazily so that listing commands stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from vecx._lazy import lazy
+from vecx.errors import MismatchError, SpecError
+from vecx.spec import StageSpec, suggest
+
+np = lazy("numpy")
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+METRICS = ("cosine", "ip", "l2")
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """What a vector column holds and what similarity it supports (the *metric contract*).
+
+    ``metric`` is the similarity the vectors are meant for; ``normalized`` says every
+    vector has unit L2 norm (then cosine, IP and L2 rank alike); ``metric_on`` says
+    whether the metric can be computed on the stored values directly (``"codes"``) or
+    only after decoding them (``"decoded"``, e.g. per-dimension affine int8 codes).
+    """
+
+    dim: int
+    dtype: str = "float32"
+    metric: str = "cosine"
+    normalized: bool = False
+    metric_on: str = "codes"
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Bytes one encoded vector takes in the vector column."""
+        return self.dim * DTYPE_BYTES[self.dtype]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for the file metadata."""
+        out = asdict(self)
+        out["bytes_per_vector"] = self.bytes_per_vector
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VectorSpec:
+        """Inverse of :meth:`to_json` (extra keys are ignored)."""
+        return cls(
+            dim=int(data["dim"]),
+            dtype=str(data["dtype"]),
+            metric=str(data["metric"]),
+            normalized=bool(data["normalized"]),
+            metric_on=str(data.get("metric_on", "codes")),
+        )
+
+
+@dataclass(frozen=True)
+class Param:
+    """One codec parameter: its type, default, constraints and help text.
+
+    ``default=None`` with ``required=True`` means the user must give it.
+    """
+
+    name: str
+    type: type
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+
+    def convert(self, raw: str | Any, where: str) -> Any:
+        """Convert a spec-string value (or a Python value) to this parameter's type."""
+        value: Any
+        try:
+            if self.type is bool:
+                if isinstance(raw, bool):
+                    value = raw
+                elif str(raw).lower() in ("true", "1", "yes", "on"):
+                    value = True
+                elif str(raw).lower() in ("false", "0", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(raw)
+            elif self.type is int:
+                if isinstance(raw, float) and not raw.is_integer():
+                    raise ValueError(raw)
+                value = int(raw)
+            elif self.type is float:
+                value = float(raw)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError(raw)
+            else:
+                value = str(raw)
+        except (TypeError, ValueError):
+            raise SpecError(f"{where}: {self.name}={raw!r} is not a valid {self.type.__name__}") from None
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(f"{where}: {self.name}={value!r} must be one of {', '.join(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise SpecError(f"{where}: {self.name}={value} must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise SpecError(f"{where}: {self.name}={value} must be at most {self.maximum:g}")
+        return value
+
+    def format(self, value: Any) -> str:
+        """Canonical spelling of a value in a spec string."""
+        if self.type is bool:
+            return "true" if value else "false"
+        if self.type is float:
+            return repr(float(value))
+        return str(value)
+
+
+class Codec:
+    """Base class of every codec. Subclasses set the class attributes and override methods.
+
+    Lifecycle: ``codec = Cls(params, input_spec)`` validates parameters against the
+    input (``self.output`` is then known without data), ``fit(sample)`` if
+    ``needs_fit``, then ``encode``/``encode_query``/``decode`` on numpy arrays.
+    """
+
+    #: Registry key and spec token, e.g. ``"int8"``.
+    name: ClassVar[str] = ""
+    #: Bump when the bytes produced for the same parameters change.
+    version: ClassVar[int] = 1
+    #: One-line description for listings.
+    summary: ClassVar[str] = ""
+    #: Longer help shown by ``vecx <name> --help``; should end with an example.
+    help: ClassVar[str] = ""
+    #: Declared parameters.
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: Parameter that may be written bare after the name (``truncate:32``).
+    primary: ClassVar[str | None] = None
+    #: Whether the codec learns state from a sample before encoding.
+    needs_fit: ClassVar[bool] = False
+    #: ``"symmetric"`` (queries encoded like data) or ``"asymmetric"``.
+    query_encoding: ClassVar[str] = "symmetric"
+
+    def __init__(self, params: dict[str, Any], input: VectorSpec) -> None:
+        self.values = dict(params)
+        self.input = input
+        self.output = self.plan(input)
+        self.is_fitted = not self.needs_fit
+
+    # ---- parameters ---------------------------------------------------------------
+    @classmethod
+    def param(cls, name: str) -> Param:
+        """Look up a declared parameter by name."""
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @classmethod
+    def resolve(cls, stage: StageSpec, where: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Turn a parsed stage into a full, typed parameter dict (all defaults filled in)."""
+        names = [p.name for p in cls.params]
+        given: dict[str, Any] = dict(stage.options)
+        for key in given:
+            if key not in names:
+                raise SpecError(f"{where}: {cls.name} has no parameter {key!r}{suggest(key, names)}"
+                                f"; it takes: {', '.join(names) or 'none'}")
+        if stage.positional is not None:
+            if cls.primary is None:
+                raise SpecError(f"{where}: {cls.name} takes no bare value; use key=value")
+            if cls.primary in given:
+                raise SpecError(f"{where}: {cls.primary} given both bare and as {cls.primary}=")
+            given[cls.primary] = stage.positional
+        out: dict[str, Any] = {}
+        for p in cls.params:
+            if p.name in given:
+                out[p.name] = p.convert(given[p.name], where)
+            elif defaults and p.name in defaults and defaults[p.name] is not None:
+                out[p.name] = p.convert(defaults[p.name], where)
+            elif p.required:
+                example = f"{cls.name}:<{p.name}>" if p.name == cls.primary else f"{cls.name}:{p.name}=..."
+                raise SpecError(f"{where}: {cls.name} needs {p.name} ({p.help}); write {example}")
+            else:
+                out[p.name] = p.default
+        return out
+
+    @classmethod
+    def token(cls, values: dict[str, Any]) -> str:
+        """Canonical spec token for resolved parameter values."""
+        parts = [cls.name]
+        if cls.primary is not None:
+            parts.append(cls.param(cls.primary).format(values[cls.primary]))
+        for p in sorted(cls.params, key=lambda p: p.name):
+            if p.name != cls.primary:
+                parts.append(f"{p.name}={p.format(values[p.name])}")
+        return ":".join(parts)
+
+    @property
+    def spec(self) -> str:
+        """This stage's canonical token."""
+        return self.token(self.values)
+
+    @property
+    def seed(self) -> int | None:
+        """The stage's seed, if it has one (recorded in the file metadata)."""
+        return self.values.get("seed")
+
+    def fail(self, message: str) -> SpecError:
+        """A :class:`SpecError` prefixed with this stage's token."""
+        return SpecError(f"{self.spec}: {message}")
+
+    # ---- the protocol ---------------------------------------------------------------
+    def plan(self, input: VectorSpec) -> VectorSpec:
+        """Validate against the input space and return the output space (no data needed)."""
+        raise NotImplementedError
+
+    def fit(self, sample: Any) -> None:
+        """Learn state from a sample (float array, rows x input dim). Default: nothing to learn."""
+        self.is_fitted = True
+
+    def encode(self, x: Any) -> Any:
+        """Encode a batch of vectors (rows x input dim) to rows x output dim."""
+        raise NotImplementedError
+
+    def encode_query(self, q: Any) -> Any:
+        """Encode query vectors; symmetric codecs encode them like data."""
+        return self.encode(q)
+
+    def decode(self, codes: Any) -> Any:
+        """Best float32 reconstruction in the input space of this stage."""
+        raise NotImplementedError(f"{self.name} cannot decode")
+
+    def state(self) -> dict[str, Any]:
+        """Fitted arrays by name (empty for stateless codecs)."""
+        return {}
+
+    def load_state(self, arrays: dict[str, Any]) -> None:
+        """Restore fitted arrays; raise :class:`MismatchError` if they do not fit this stage."""
+        if arrays:
+            raise MismatchError(f"{self.spec}: unexpected fitted state {sorted(arrays)}")
+        self.is_fitted = True
+
+    def _check_state(self, arrays: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+        """Shared validation for :meth:`load_state`: names, shapes and finiteness."""
+        if set(arrays) != set(shapes):
+            raise MismatchError(
+                f"{self.spec}: fitted state has arrays {sorted(arrays)}, expected {sorted(shapes)}"
+            )
+        for key, shape in shapes.items():
+            if tuple(arrays[key].shape) != shape:
+                raise MismatchError(
+                    f"{self.spec}: fitted state {key!r} has shape {tuple(arrays[key].shape)}, "
+                    f"this stage needs {shape} (state made for other data?)"
+                )
+            if not np.isfinite(arrays[key]).all():
+                raise MismatchError(f"{self.spec}: fitted state {key!r} holds NaN or Inf")

@@ -1,0 +1,106 @@
+"""Fitted codec state: an open, content-addressed container of named arrays.
+
+The container is an Arrow IPC file with one row per array::
+
+    stage: int32    index of the stage in the chain (0-based)
+    codec: string   codec name, e.g. "int8"
+    name:  string   array name, e.g. "lo"
+    dtype: string   numpy dtype name, little-endian, e.g. "float32"
+    shape: list<int64>
+    data:  binary   the array's bytes, C order, little-endian
+
+and schema metadata key ``vecx`` (kind "state") with the chain it belongs to. The
+same bytes are embedded (base64) in vector tables under the ``vecx.state`` key
+and written standalone by ``vecx fit`` / ``--save-state``; any Arrow reader can
+open them (``pyarrow.ipc.open_file``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.errors import DataError, MismatchError
+from vecx.formats import metadata
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+
+
+def _canonical(array: Any) -> Any:
+    """C-contiguous little-endian copy of an array (what gets hashed and stored)."""
+    a = np.ascontiguousarray(array)
+    return a.astype(a.dtype.newbyteorder("<"), copy=False)
+
+
+def arrays_sha256(arrays: dict[str, Any]) -> str | None:
+    """Hash of a stage's fitted arrays (names, dtypes, shapes and bytes); None if stateless."""
+    if not arrays:
+        return None
+    h = hashlib.sha256(b"vecx-state-v1")
+    for name in sorted(arrays):
+        a = _canonical(arrays[name])
+        h.update(f"\n{name}\n{a.dtype.str}\n{list(a.shape)}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def pack(meta: dict[str, Any], stages: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """Serialize (codec name, arrays) per stage into the container's bytes."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("stage", "codec", "name", "dtype", "shape", "data")}
+    for index, (codec, arrays) in enumerate(stages):
+        for name in sorted(arrays):
+            a = _canonical(arrays[name])
+            rows["stage"].append(index)
+            rows["codec"].append(codec)
+            rows["name"].append(name)
+            rows["dtype"].append(a.dtype.name)
+            rows["shape"].append(list(a.shape))
+            rows["data"].append(a.tobytes())
+    schema = pa.schema(
+        [("stage", pa.int32()), ("codec", pa.string()), ("name", pa.string()),
+         ("dtype", pa.string()), ("shape", pa.list_(pa.int64())), ("data", pa.large_binary())],
+        metadata={metadata.KEY: metadata.dumps({**metadata.header(), "kind": "state", **meta})},
+    )
+    table = pa.table(rows, schema=schema)
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def unpack(blob: bytes, path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Inverse of :func:`pack`: the container's metadata and the arrays of each stage."""
+    try:
+        reader = pa.ipc.open_file(pa.BufferReader(blob))
+        table = reader.read_all()
+        raw_meta = (reader.schema.metadata or {}).get(metadata.KEY)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: fitted state is not a readable vecx state container ({exc})") from None
+    if raw_meta is None:
+        raise DataError(f"{path}: fitted state container has no 'vecx' metadata")
+    meta = metadata.loads(raw_meta, path)
+    n_stages = len(meta.get("stages", []))
+    stages: list[dict[str, Any]] = [{} for _ in range(n_stages)]
+    for row in table.to_pylist():
+        if not 0 <= row["stage"] < n_stages:
+            raise MismatchError(f"{path}: fitted state names stage {row['stage']}, the chain has {n_stages}")
+        array = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
+        stages[row["stage"]][row["name"]] = array.reshape(row["shape"]).copy()
+    return meta, stages
+
+
+def encode_blob(blob: bytes) -> bytes:
+    """Base64 for embedding in Parquet/Arrow key-value metadata (kept ASCII for other readers)."""
+    return base64.b64encode(blob)
+
+
+def decode_blob(value: bytes, path: str) -> bytes:
+    """Inverse of :func:`encode_blob`."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise DataError(f"{path}: embedded fitted state is damaged (bad base64)") from None
