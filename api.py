@@ -265,3 +265,94 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
                   "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
     return out
 
+
+
+# --------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------
+def float_view(source: Source, chain: Chain) -> Any:
+    """A function turning a batch's stored vectors into float32 in the table's metric space."""
+    if source.space.dtype in ("float32", "float16"):
+        return lambda v: np.asarray(v, dtype=np.float32)
+    probe = chain.decode(np.zeros((1, source.dim), dtype=source.space.dtype))
+    if probe.dtype.kind != "f":
+        raise UsageError(f"{source.path}: {source.space.dtype} codes cannot be decoded to floats")
+    return lambda v: np.asarray(chain.decode(v), dtype=np.float32)
+
+
+def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
+    """All query vectors (float32) and ids of a (small) query file."""
+    source = open_source(path, read)
+    chain = prior_chain(source)
+    to_float = float_view(source, chain)
+    ids, vectors = [], []
+    for batch in source.batches():
+        ids.append(batch.ids)
+        vectors.append(to_float(batch.vectors))
+    return source, pa.chunked_array(ids).combine_chunks(), np.concatenate(vectors)
+
+
+def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: ReadOptions | None = None,
+          read_queries_options: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Exact top-``k`` of every query over the base by the base's metric; writes a Parquet table.
+
+    Output columns: ``query_id``, ``ids`` and ``rows`` (fixed-size lists of the k nearest base ids
+    and row numbers) and ``scores`` (cosine similarity or inner product, descending; squared L2
+    distance, ascending). Encoded bases are compared after decoding; queries in the base's
+    original input space are encoded and decoded through its chain first.
+    """
+    from vecx.formats.writer import check_output, write_table_atomic
+    from vecx.truth import SCORE_NAMES, exact_topk
+
+    progress = progress or _NoProgress()
+    if k < 1:
+        raise UsageError(f"-k must be at least 1, not {k}")
+    check_output(output)
+    base_src = open_source(base, read_base)
+    base_chain = prior_chain(base_src)
+    q_src, q_ids, q = read_queries(queries, read_queries_options)
+    if q.shape[1] != base_src.dim:
+        if base_chain.stages and q.shape[1] == base_chain.input.dim:
+            q = np.asarray(base_chain.decode(base_chain.encode_query(q)), dtype=np.float32)
+        else:
+            raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {base_src.dim}",
+                                hint="give queries in the base's space (or its chain's input space)")
+    if base_src.rows is not None and k > base_src.rows:
+        raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
+    metric = base_src.space.metric
+    to_float = float_view(base_src, base_chain)
+    base_ids: list[Any] = []
+
+    def blocks() -> Any:
+        block_rows = max(1024, min(65536, (1 << 24) // max(1, len(q))))
+        for batch in base_src.batches():
+            base_ids.append(batch.ids)
+            vectors = to_float(batch.vectors)
+            for start in range(0, len(batch), block_rows):
+                yield batch.offset + start, vectors[start: start + block_rows]
+
+    progress.start(base_src.rows, f"exact top-{k} for {len(q):,} queries")
+    rows, scores = exact_topk(q, blocks(), k, metric, progress.advance)
+    progress.close()
+    n_base = sum(len(c) for c in base_ids)
+    if k > n_base:
+        raise UsageError(f"-k {k} is larger than the base ({n_base} rows)")
+    all_ids = pa.chunked_array(base_ids).combine_chunks()
+    nq = len(q)
+    table = pa.table({
+        "query_id": q_ids,
+        "ids": pa.FixedSizeListArray.from_arrays(all_ids.take(pa.array(rows.ravel())), k),
+        "rows": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), k),
+        "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), k),
+    })
+    base_block, q_block = base_src.source_block(), q_src.source_block()
+    meta = {
+        **metadata.header(), "kind": "truth", "k": k, "metric": metric, "score": SCORE_NAMES[metric],
+        "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
+                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", "")},
+        "queries": {"rows": nq, "fingerprint": (q_src.meta or {}).get("fingerprint") or
+                    (q_block or {}).get("fingerprint")},
+    }
+    write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
+    return {"output": output, "queries": nq, "base_rows": n_base, "k": k, "metric": metric,
+            "score": SCORE_NAMES[metric]}

@@ -360,8 +360,6 @@ class TableSource(Source):
                 raise self.fail(f"id column {self.id_column!r} has type {id_type}; ids must be integers or strings")
         else:
             self.id_type = pa.int64()
-        if self.options.ids_file:
-            self.id_type = pa.string()
         skip = {self.vector_column, self.id_column}
         self.payload_fields = [f for f in schema if f.name not in skip]
 
@@ -788,7 +786,14 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
         raise DataError(f"{path}: is a directory, not a vector file")
     ext = os.path.splitext(path)[1].lower()
     cls = EXTENSIONS.get(ext) or _sniff_file(path)
-    return cls(path, options)
+    return _with_id_type(cls(path, options))
+
+
+def _with_id_type(source: Source) -> Source:
+    """An ids file makes ids strings, whatever the input had."""
+    if source.options.ids_file:
+        source.id_type = pa.string()
+    return source
 
 
 def _sniff(head: bytes) -> type[Source] | None:
@@ -826,10 +831,10 @@ def _open_stdin(options: ReadOptions) -> Source:
     cls = _sniff(head) or CsvSource
     handle = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
     if cls is IpcSource:
-        return IpcSource("-", options, handle=pa.PythonFile(handle, mode="r"))
+        return _with_id_type(IpcSource("-", options, handle=pa.PythonFile(handle, mode="r")))
     if cls in (JsonlSource, CsvSource):
-        return cls("-", options, handle=handle)
-    return spool(handle, cls, options)
+        return _with_id_type(cls("-", options, handle=handle))
+    return _with_id_type(spool(handle, cls, options))
 
 
 def spool(handle: Any, cls: type[Source], options: ReadOptions) -> Source:

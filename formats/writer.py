@@ -171,3 +171,19 @@ def spool_to_parquet(source: Source) -> str:
 
     atexit.register(lambda: os.path.exists(tmp_path) and os.unlink(tmp_path))
     return tmp_path
+
+
+def write_table_atomic(path: str, table: Any, file_metadata: dict[bytes, bytes]) -> None:
+    """Write a small in-memory table to Parquet atomically, with footer key-value metadata."""
+    check_output(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        writer = pq.ParquetWriter(tmp_path, table.schema, compression="snappy")
+        writer.write_table(table)
+        writer.add_key_value_metadata(file_metadata)
+        writer.close()
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)

@@ -1,0 +1,1 @@
+"""The ``vecx`` command line: thin typer commands over :mod:`vecx.api`."""

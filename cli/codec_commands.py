@@ -1,0 +1,88 @@
+"""One subcommand per registered codec (``vecx truncate``, ``vecx int8`` ...), generated from its parameters.
+
+A codec module declares its parameters once; this module turns them into options,
+so adding a codec adds its command without touching the CLI.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from vecx.cli import common
+from vecx.codecs import registry
+from vecx.codecs.base import Codec, Param
+
+
+def _option(p: Param) -> tuple[Any, Any]:
+    flag = "--" + p.name.replace("_", "-")
+    metavar = {int: "N", float: "X"}.get(p.type, "|".join(p.choices) if p.choices else "TEXT")
+    help_text = p.help + (f" [one of: {', '.join(p.choices)}]" if p.choices else "")
+    if p.type is bool:
+        decl = typer.Option(f"{flag}/--no-{p.name.replace('_', '-')}", help=help_text)
+        return Annotated[bool, decl], p.default
+    if p.required:
+        return Annotated[p.type, typer.Option(flag, metavar=metavar, help=help_text, show_default=False)], ...
+    return Annotated[Optional[p.type], typer.Option(flag, metavar=metavar, show_default=False,
+                                                    help=help_text + f" [default: {p.format(p.default)}]")], None
+
+
+def _make_command(cls: type[Codec]) -> Any:
+    params = {p.name: p for p in cls.params}
+
+    def command(**kwargs: Any) -> None:
+        from vecx import api
+
+        common.check_json_output(kwargs["json"], kwargs["output"])
+        parts = [cls.name] + [f"{name}={params[name].format(kwargs[name])}" for name in params
+                              if kwargs.get(name) is not None and name != "seed"]
+        # With --state and no parameters given, the state's own spec applies.
+        spec = None if kwargs.get("state") and len(parts) == 1 else ":".join(parts)
+        report = api.encode_file(
+            kwargs["input"], kwargs["output"], spec, seed=kwargs.get("seed"),
+            state_file=kwargs.get("state"), save_state=kwargs.get("save_state"),
+            read=common.read_options(kwargs["column"], kwargs["id_column"], kwargs["metric"]),
+            progress=common.Bar(kwargs["quiet"]),
+        )
+        common.report_encode(report, kwargs["json"], kwargs["quiet"])
+
+    signature = [
+        ("input", common.Input, inspect.Parameter.empty),
+        ("output", common.Output, inspect.Parameter.empty),
+    ]
+    for p in cls.params:
+        annotation, default = _option(p)
+        if p.name == "seed":
+            annotation, default = common.Seed, None
+        signature.append((p.name, annotation, default))
+    if cls.needs_fit:
+        signature += [("state", common.StateIn, None), ("save_state", common.StateOut, None)]
+    signature += [("column", common.Column, None), ("id_column", common.IdColumn, None),
+                  ("metric", common.Metric, None), ("quiet", common.Quiet, False),
+                  ("json", common.Json, False), ("debug", common.Debug, False)]
+    command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, annotation, default in signature
+    ])
+    command.__annotations__ = {name: annotation for name, annotation, _ in signature}
+    command.__doc__ = f"{cls.summary[:1].upper()}{cls.summary[1:]}.\n\n{cls.help}"
+    return command
+
+
+def _example(cls: type[Codec]) -> str:
+    required = [p for p in cls.params if p.required]
+    flags = " ".join(f"--{p.name} 32" if p.type is int else f"--{p.name} X" for p in required)
+    first = f"vecx {cls.name} docs.parquet -o docs.{cls.name}.parquet {flags}".rstrip()
+    lines = [first, f"vecx encode docs.parquet -o out.parquet --spec {cls.name}{':32' if cls.primary else ''}"]
+    if cls.needs_fit:
+        lines.append(f"vecx {cls.name} more.parquet -o more.{cls.name}.parquet --state {cls.name}.state")
+    return common.examples(*lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add a command for every registered codec."""
+    for name, cls in registry().items():
+        app.command(name, epilog=_example(cls))(_make_command(cls))

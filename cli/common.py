@@ -1,0 +1,101 @@
+"""Options shared by several commands, spelled once; output helpers; the progress bar.
+
+Nothing here imports numpy or pyarrow: ``vecx --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from vecx.errors import UsageError
+
+Input = Annotated[str, typer.Argument(metavar="INPUT", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv) or - for stdin.", show_default=False)]
+Output = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Output .parquet file, or - for an Arrow IPC stream on stdout.", show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr (errors still show).")]
+Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report on stdout.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show a full traceback on errors.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set their own (default 0).", show_default=False)]
+Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors (default: auto-detect).", show_default=False)]
+IdColumn = Annotated[Optional[str], typer.Option("--id-column", metavar="NAME", help="Raw input: column or field holding unique ids (default: 'id' if present, else row numbers).", show_default=False)]
+Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine).", show_default=False)]
+StateIn = Annotated[Optional[str], typer.Option("--state", metavar="FILE", help="Apply a fitted state (from 'vecx fit' or --save-state) instead of fitting.", show_default=False)]
+StateOut = Annotated[Optional[str], typer.Option("--save-state", metavar="FILE", help="Also write the fitted state to this file, to reuse on other files.", show_default=False)]
+
+
+def read_options(column: str | None, id_column: str | None, metric: str | None, ids_file: str | None = None) -> Any:
+    """Build :class:`vecx.formats.readers.ReadOptions` from CLI values."""
+    from vecx.formats.readers import ReadOptions
+
+    return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file)
+
+
+def stderr_enabled(quiet: bool) -> bool:
+    """Messages and progress go to stderr only if it is a terminal and not silenced."""
+    return not quiet and sys.stderr.isatty()
+
+
+def message(text: str, quiet: bool) -> None:
+    """A human message on stderr (only for a terminal, never with --quiet)."""
+    if stderr_enabled(quiet):
+        sys.stderr.write(f"vecx: {text}\n")
+
+
+def emit_json(data: Any) -> None:
+    """Write one JSON document to stdout."""
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    sys.stdout.flush()
+
+
+def check_json_output(json_out: bool, output: str) -> None:
+    """--json and -o - would both write to stdout."""
+    if json_out and output == "-":
+        raise UsageError("--json cannot be combined with -o - (stdout carries the data)",
+                         hint="write the data to a file, or drop --json")
+
+
+class Bar:
+    """Progress on stderr with tqdm: off when stderr is not a terminal, or with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = stderr_enabled(quiet) and not os.environ.get("VECX_NO_PROGRESS")
+        self._bar: Any = None
+
+    def start(self, total: int | None, desc: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(total=total, desc=f"vecx: {desc}", unit=" rows", unit_scale=True,
+                         file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def examples(*lines: str) -> str:
+    """An 'Examples:' epilog block that click will not re-wrap."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def report_encode(report: Any, json_out: bool, quiet: bool) -> None:
+    """Print what an encode/import did: JSON on stdout, or a one-line summary on stderr."""
+    if json_out:
+        emit_json(report.to_json())
+        return
+    where = "stdout" if report.output == "-" else report.output
+    message(f"wrote {report.rows:,} vectors to {where}: {report.dim} x {report.dtype} = "
+            f"{report.bytes_per_vector} bytes/vector ({report.seconds:.2f} s)", quiet)

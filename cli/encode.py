@@ -1,0 +1,91 @@
+"""``vecx import``, ``vecx encode`` and ``vecx fit``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from vecx.cli.common import (Bar, Column, Debug, IdColumn, Input, Json, Metric, Output, Quiet, Seed, StateIn,
+                             StateOut, check_json_output, emit_json, examples, read_options, report_encode)
+
+SpecOpt = Annotated[str, typer.Option("--spec", "-s", metavar="SPEC", help="Chain of codecs, e.g. 'truncate:32,int8' (or @file). See 'vecx spec list'.", show_default=False)]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to the app."""
+
+    @app.command("import", epilog=examples(
+        "vecx import glove.npy -o glove.parquet --ids words.txt",
+        "vecx import base.fvecs -o sift.parquet --metric l2",
+        "vecx import docs.parquet -o docs.vecx.parquet --column embedding --id-column doc_id",
+        "vecx import x.npy -o - | vecx truncate - -o - --dim 64 | vecx info -",
+    ))
+    def import_(input: Input, output: Output,
+                ids: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Text file with one id per line (replaces row numbers).", show_default=False)] = None,
+                column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+                quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Import vectors into a vecx table: validated, fingerprinted, with ids and payload.
+
+        Checks that every vector has the same dimension and only finite values and that ids
+        are unique; records the metric the vectors are for and whether they are unit-norm.
+        Payload columns of Parquet/Arrow/JSONL inputs are carried along.
+        """
+        from vecx import api
+
+        check_json_output(json, output)
+        report = api.encode_file(input, output, None, read=read_options(column, id_column, metric, ids),
+                                 progress=Bar(quiet))
+        report_encode(report, json, quiet)
+
+    @app.command("encode", epilog=examples(
+        "vecx encode glove.parquet -o out.parquet --spec truncate:32,int8",
+        "vecx encode docs.parquet -o docs.i8.parquet --spec int8 --save-state int8.state",
+        "vecx encode more.parquet -o more.i8.parquet --state int8.state",
+    ))
+    def encode(input: Input, output: Output, spec: SpecOpt = "", state: StateIn = None,
+               save_state: StateOut = None, seed: Seed = None,
+               column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Apply a chain of codecs in one pass; the bytes equal running each stage as its own command.
+
+        Stages that learn state (e.g. int8 ranges) fit on a seeded sample first; the state is
+        stored in the output and reused for every query. With --state, a state fitted earlier
+        is applied instead (its spec is used when --spec is not given).
+        """
+        from vecx import api
+        from vecx.errors import UsageError
+
+        check_json_output(json, output)
+        if not spec and not state:
+            raise UsageError("give --spec (e.g. --spec truncate:32,int8) or --state FILE")
+        report = api.encode_file(input, output, spec or None, seed=seed, state_file=state, save_state=save_state,
+                                 read=read_options(column, id_column, metric), progress=Bar(quiet))
+        report_encode(report, json, quiet)
+
+    @app.command("fit", epilog=examples(
+        "vecx fit sample.parquet -s int8 -o int8.state",
+        "vecx encode big.parquet -o big.i8.parquet --state int8.state",
+    ))
+    def fit(input: Input, output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="State file to write.", show_default=False)],
+            spec: SpecOpt = "", seed: Seed = None,
+            column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+            quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Fit a chain on a seeded sample and write only its state (an Arrow IPC file of named arrays).
+
+        Apply it to any number of files with 'vecx encode --state'. The state remembers the
+        vector space it was fitted on; applying it to other data is refused (exit 4).
+        """
+        from vecx import api
+        from vecx.cli.common import message
+        from vecx.errors import UsageError
+
+        if not spec:
+            raise UsageError("give --spec, e.g. --spec int8")
+        result = api.fit_file(input, output, spec, seed=seed, read=read_options(column, id_column, metric),
+                              progress=Bar(quiet))
+        if json:
+            emit_json(result)
+        else:
+            message(f"wrote fitted state for {result['spec']} to {output} ({result['bytes']:,} bytes)", quiet)

@@ -1,0 +1,110 @@
+"""The ``vecx`` entry point: builds the typer app and funnels every error to one line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from vecx import __version__
+
+HELP = """Build and query compressed embedding indexes, one reproducible file-to-file step at a time.
+
+Data goes to stdout (or -o FILE), progress and messages to stderr. Every output is
+written atomically and carries its provenance; identical inputs give identical bytes.
+
+\b
+Exit codes:
+  0    ok
+  1    internal error (rerun with --debug and report it)
+  2    usage: bad option, spec string or parameter
+  3    bad input data: unreadable, corrupt, NaN/Inf, mixed dimensions, duplicate ids
+  4    mismatch: fitted state, format version or fingerprint does not match
+  130  interrupted (Ctrl-C)
+  141  output pipe closed early
+"""
+
+app = typer.Typer(
+    name="vecx", help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
+    pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="\b\nExamples:\n  vecx import glove.npy -o glove.parquet --ids words.txt\n"
+           "  vecx encode glove.parquet -o glove.t32.i8.parquet --spec truncate:32,int8\n"
+           "  vecx info glove.t32.i8.parquet\n  vecx truth glove.parquet queries.npy -o gt.parquet -k 100",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vecx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                        help="Print the version and exit.")] = None) -> None:
+    """Build and query compressed embedding indexes."""
+
+
+def _register() -> None:
+    from vecx.cli import codec_commands, encode, inspect_
+
+    encode.register(app)
+    codec_commands.register(app)
+    inspect_.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; translate errors into one stderr line and a documented exit code."""
+    from vecx.errors import ExitCode, VecxError
+
+    # typer >= 0.20 vendors click; find its exception base without importing a private module.
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
+    command = typer.main.get_command(app)
+    code: int = ExitCode.OK
+    try:
+        result = command.main(args=args, prog_name="vecx", standalone_mode=False)
+        code = result if isinstance(result, int) else ExitCode.OK
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("vecx: interrupted\n")
+        code = ExitCode.INTERRUPTED
+    except click_exception as exc:
+        exc.show()
+        code = exc.exit_code
+    except VecxError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"vecx: error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"vecx: hint: {exc.hint}\n")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("vecx: interrupted\n")
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, without a second error on flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
+    except MemoryError:
+        sys.stderr.write("vecx: error: out of memory\n")
+        code = ExitCode.ERROR
+    except Exception as exc:  # noqa: BLE001 - the funnel: anything unexpected is an internal error
+        if debug:
+            raise
+        sys.stderr.write(f"vecx: internal error: {type(exc).__name__}: {exc}\n"
+                         "vecx: hint: rerun with --debug for a traceback, and report it\n")
+        code = ExitCode.ERROR
+    sys.exit(int(code))
