@@ -95,7 +95,7 @@ def load_state_file(path: str, input: VectorSpec, spec: str | None = None, seed:
 
 def state_container(chain: Chain, fitted_on: str | None) -> bytes:
     """The state container for a chain's stages (what ``vecx fit`` writes and tables embed)."""
-    records = [{"codec": s.name, "version": s.version, "spec": s.spec,
+    records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": getattr(s, "fit_rows_", None),
                 "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages]
     meta = {"spec": chain.spec, "input": chain.input.to_json(), "stages": records, "fitted_on": fitted_on}
     return state.pack(meta, chain.state_arrays())

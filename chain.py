@@ -53,6 +53,7 @@ class Chain:
                 raise MismatchError(f"{path}: fitted state of stage {index + 1} ({record['codec']}) "
                                     "does not match its recorded hash (file damaged or edited)")
             codec.load_state(stage_arrays)
+            codec.fit_rows_ = record.get("fit_rows")
             chain.stages.append(codec)
             current = codec.output
         return chain

@@ -32,6 +32,7 @@ from vecx.formats import metadata, state
 np = lazy("numpy")
 pa = lazy("pyarrow")
 pq = lazy("pyarrow.parquet")
+pc = lazy("pyarrow.compute")
 orjson = lazy("orjson")
 
 VECTOR_NAMES = ("vector", "embedding", "embeddings", "emb", "vec")
@@ -115,8 +116,24 @@ class Source:
         """Rows per batch for this input."""
         return self.options.batch_rows or batch_rows_for(max(1, self.dim * 4))
 
+    def prime(self) -> None:
+        """Read one batch ahead when the format only reveals the dimension (and fields) in the data."""
+        if self.dim:
+            return
+        rest = self.batches()
+        first = next(rest, None)
+        if first is None:
+            raise self.fail("no vectors found (empty input)")
+        self._pending = (first, rest)
+
     def batches(self) -> Iterator[Batch]:
         """Stream every row once; raw inputs are validated and fingerprinted on the way."""
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            self._pending = None
+            yield pending[0]
+            yield from pending[1]
+            return
         if self.meta is not None:
             yield from self._raw_batches(self.batch_rows())
             return
@@ -247,11 +264,11 @@ def _hash_ids(ids: Any, lengths: Any, data: Any) -> None:
 def _check_unique(source: Source, chunks: list[Any]) -> None:
     """Refuse duplicate ids, naming the first duplicate and both rows."""
     ids = pa.chunked_array(chunks)
-    counts = pa.compute.value_counts(ids)
-    dup = pa.compute.filter(counts, pa.compute.greater(counts.field("counts"), 1))
+    counts = pc.value_counts(ids)
+    dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))
     if len(dup):
         value = dup[0]["values"].as_py()
-        rows = np.flatnonzero(pa.compute.equal(ids, pa.scalar(value, ids.type)).to_numpy(zero_copy_only=False))
+        rows = np.flatnonzero(pc.equal(ids, pa.scalar(value, ids.type)).to_numpy(zero_copy_only=False))
         raise source.fail(f"duplicate id {value!r} (rows {int(rows[0])} and {int(rows[1])})",
                           hint="ids must be unique; drop duplicates or import without --id-column")
 
@@ -394,7 +411,7 @@ class TableSource(Source):
         if pa.types.is_fixed_size_list(col.type):
             width = col.type.list_size
         else:
-            lengths = pa.compute.list_value_length(col).to_numpy(zero_copy_only=False)
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
             width = int(lengths[0]) if len(lengths) else self.dim
             if self.dim == 0:
                 self.dim = width
@@ -790,9 +807,10 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
 
 
 def _with_id_type(source: Source) -> Source:
-    """An ids file makes ids strings, whatever the input had."""
+    """Final touches: an ids file makes ids strings; text formats reveal their dimension in the data."""
     if source.options.ids_file:
         source.id_type = pa.string()
+    source.prime()
     return source
 
 
@@ -830,7 +848,7 @@ def _open_stdin(options: ReadOptions) -> Source:
         raise DataError("<stdin>: no input (empty stream)", hint="pipe vectors in, or give a file")
     cls = _sniff(head) or CsvSource
     handle = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
-    if cls is IpcSource:
+    if cls is IpcSource and not head.startswith(b"ARROW1"):  # a stream; the file format needs seeking
         return _with_id_type(IpcSource("-", options, handle=pa.PythonFile(handle, mode="r")))
     if cls in (JsonlSource, CsvSource):
         return _with_id_type(cls("-", options, handle=handle))

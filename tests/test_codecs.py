@@ -1,0 +1,178 @@
+"""The codec contract, checked for every registered codec, plus each codec's own semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import make_vectors
+from vecx.chain import Chain
+from vecx.codecs import registry
+from vecx.codecs.base import VectorSpec
+from vecx.errors import MismatchError, RowError
+from vecx.formats import state
+
+DIM = 48
+#: A runnable spec per codec (a codec without an entry fails the test below: add one).
+EXAMPLES = {
+    "truncate": "truncate:24",
+    "f16": "f16",
+    "int8": "int8:sample=500:seed=4",
+}
+
+
+def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
+    chain = Chain.from_spec(spec, VectorSpec(x.shape[1], "float32", metric))
+    chain.fit(lambda stage: x[: stage.values.get("sample", len(x))])
+    return chain
+
+
+def test_every_codec_has_an_example() -> None:
+    assert sorted(EXAMPLES) == sorted(registry())
+
+
+@pytest.fixture(params=sorted(EXAMPLES), ids=sorted(EXAMPLES))
+def codec_spec(request) -> str:
+    return EXAMPLES[request.param]
+
+
+def test_planned_output_matches_encoded(codec_spec: str) -> None:
+    x = make_vectors(700, DIM)
+    chain = fitted(codec_spec, x)
+    codes = chain.encode(x)
+    out = chain.output
+    assert codes.shape == (700, out.dim)
+    assert codes.dtype == np.dtype(out.dtype)
+    assert codes.nbytes // 700 == out.bytes_per_vector
+
+
+def test_encode_is_deterministic_and_idempotent_after_decode(codec_spec: str) -> None:
+    x = make_vectors(700, DIM)
+    a, b = fitted(codec_spec, x), fitted(codec_spec, x)
+    codes = a.encode(x)
+    assert codes.tobytes() == b.encode(x).tobytes()  # same seed, same sample: same bytes
+    stage = a.stages[-1]
+    try:
+        decoded = stage.decode(codes)
+    except NotImplementedError:
+        return
+    # encode(decode(codes)) gives the codes back (faiss's encode-twice contract).
+    assert np.array_equal(stage.encode(decoded), codes)
+
+
+def test_state_round_trips_through_the_container(codec_spec: str) -> None:
+    x = make_vectors(700, DIM)
+    chain = fitted(codec_spec, x)
+    blob = state.pack({"stages": [{}] * len(chain.stages)}, chain.state_arrays())
+    _, arrays = state.unpack(blob, "mem")
+    records = chain.records("f" * 64)
+    rebuilt = Chain.from_records(chain.input, records, arrays, "mem")
+    assert rebuilt.encode(x).tobytes() == chain.encode(x).tobytes()
+    assert rebuilt.encode_query(x[:1]).tobytes() == chain.encode(x[:1]).tobytes()
+
+
+def test_query_encoding_of_one_vector_equals_its_row(codec_spec: str) -> None:
+    x = make_vectors(700, DIM)
+    chain = fitted(codec_spec, x)
+    batch = chain.encode(x)
+    for row in (0, 17, 699):
+        assert np.array_equal(chain.encode_query(x[row: row + 1])[0], batch[row])
+
+
+def test_int8_single_query_uses_saved_ranges_not_its_own() -> None:
+    # sentence-transformers#2837: calibrating on the query itself gives zeros for one vector.
+    x = make_vectors(2000, DIM)
+    chain = fitted("int8:sample=1000", x)
+    q = make_vectors(1, DIM, seed=99)
+    code = chain.encode_query(q)
+    assert len(np.unique(code)) > 10
+    back = chain.decode(code)[0]
+    stage = chain.stages[0]
+    lo, hi = stage.lo_, stage.lo_ + 255 * stage.scale_
+    # Within the calibrated range: within half a step; outside: clipped to the range's edge.
+    expected = np.clip(q[0], lo, hi)
+    assert np.all(np.abs(back - expected) <= stage.scale_ / 2 + 1e-5)
+
+
+def test_int8_reconstruction_error_is_within_half_a_step() -> None:
+    x = make_vectors(3000, DIM)
+    chain = fitted("int8:sample=3000", x)  # min/max over all rows: nothing is clipped
+    err = np.abs(chain.decode(chain.encode(x)) - x)
+    assert np.all(err <= chain.stages[0].scale_ / 2 + 1e-5)
+
+
+def test_int8_global_codes_are_proportional_to_vectors() -> None:
+    x = make_vectors(1000, DIM, normalize=True)
+    chain = fitted("int8:mode=global", x)
+    codes = chain.encode(x).astype(np.float32)
+    cos = np.sum(codes * x, axis=1) / np.linalg.norm(codes, axis=1) / np.linalg.norm(x, axis=1)
+    assert cos.min() > 0.99
+    assert chain.output.metric_on == "codes"
+    assert np.abs(chain.encode(x)).max() <= 127
+
+
+def test_int8_quantile_clips_outliers() -> None:
+    x = make_vectors(2000, DIM)
+    x[5, 3] = 1e4
+    wide = fitted("int8:sample=2000", x).stages[0]
+    narrow = fitted("int8:sample=2000:quantile=0.99", x).stages[0]
+    assert narrow.scale_[3] < wide.scale_[3] / 10
+    assert fitted("int8:sample=2000:quantile=0.99", x).encode(x)[5, 3] == 127
+
+
+def test_int8_constant_dimension_decodes_exactly() -> None:
+    x = make_vectors(500, DIM)
+    x[:, 7] = 0.25
+    chain = fitted("int8", x)
+    assert np.allclose(chain.decode(chain.encode(x))[:, 7], 0.25)
+
+
+def test_int8_state_of_wrong_shape_is_a_mismatch() -> None:
+    chain = fitted("int8", make_vectors(200, DIM))
+    other = Chain.from_spec("int8", VectorSpec(DIM + 1, "float32", "cosine"))
+    with pytest.raises(MismatchError, match="shape"):
+        other.stages[0].load_state(chain.stages[0].state())
+
+
+def test_state_hash_mismatch_is_detected() -> None:
+    x = make_vectors(300, DIM)
+    chain = fitted("int8", x)
+    records = chain.records("0" * 64)
+    arrays = [{k: v.copy() for k, v in s.state().items()} for s in chain.stages]
+    arrays[0]["lo"][0] += 1.0
+    with pytest.raises(MismatchError, match="does not match its recorded hash"):
+        Chain.from_records(chain.input, records, arrays, "f.parquet")
+
+
+def test_truncate_prefix_and_unit_norm() -> None:
+    x = make_vectors(100, DIM)
+    y = fitted("truncate:10", x).encode(x)
+    assert np.allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-6)
+    ref = x[:, :10] / np.linalg.norm(x[:, :10], axis=1, keepdims=True)
+    assert np.allclose(y, ref, atol=1e-6)
+    zero = np.zeros((1, DIM), dtype=np.float32)
+    assert np.all(fitted("truncate:10", x).encode(zero) == 0)
+
+
+def test_truncate_without_renorm_keeps_values() -> None:
+    x = make_vectors(100, DIM)
+    y = fitted("truncate:10:renorm=false", x, metric="l2").encode(x)
+    assert np.array_equal(y, x[:, :10])
+
+
+def test_f16_round_trip_and_range() -> None:
+    x = make_vectors(100, DIM)
+    chain = fitted("f16", x)
+    assert np.allclose(chain.decode(chain.encode(x)), x, rtol=1e-3, atol=1e-3)
+    x[42, 0] = 7e4
+    with pytest.raises(RowError, match="row 42: value out of float16 range"):
+        chain.encode(x)
+
+
+def test_metric_contract_is_handed_on() -> None:
+    c = Chain.from_spec("truncate:16,int8", VectorSpec(DIM, "float32", "ip"))
+    assert [s.output.metric for s in c.stages] == ["cosine", "cosine"]
+    assert [s.output.normalized for s in c.stages] == [True, False]
+    assert c.output.metric_on == "decoded"
+    c = Chain.from_spec("f16", VectorSpec(DIM, "float32", "l2", False))
+    assert (c.output.metric, c.output.dtype) == ("l2", "float16")

@@ -1,0 +1,139 @@
+"""Spec strings: parsing, canonical form round-trip (property test), and one case per error."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vecx import spec
+from vecx.chain import Chain
+from vecx.codecs import registry
+from vecx.codecs.base import VectorSpec
+from vecx.errors import SpecError
+
+INPUT = VectorSpec(dim=512, dtype="float32", metric="cosine")
+
+
+def _value(p):
+    if p.choices:
+        return st.sampled_from(p.choices)
+    if p.type is bool:
+        return st.booleans()
+    if p.type is int:
+        lo = int(p.minimum) if p.minimum is not None else 0
+        hi = int(p.maximum) if p.maximum is not None else 10**6
+        return st.integers(lo, min(hi, 64 if p.name == "dim" else hi))
+    if p.type is float:
+        lo = p.minimum if p.minimum is not None else -1e6
+        hi = p.maximum if p.maximum is not None else 1e6
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    return st.text("abc", min_size=1, max_size=4)
+
+
+@st.composite
+def stage_text(draw, name: str) -> str:
+    cls = registry()[name]
+    parts = [name]
+    for p in cls.params:
+        if p.required or draw(st.booleans()):
+            value = p.format(draw(_value(p)))
+            parts.append(value if (p.name == cls.primary and draw(st.booleans())) else f"{p.name}={value}")
+    # A bare primary value must come first.
+    bare = [x for x in parts[1:] if "=" not in x]
+    keyed = [x for x in parts[1:] if "=" in x]
+    keyed = draw(st.permutations(keyed)) if keyed else []
+    return ":".join([name, *bare, *keyed])
+
+
+@st.composite
+def chain_text(draw) -> str:
+    # Float stages first, then at most one quantizer, so the chain plans.
+    floats = draw(st.lists(st.sampled_from(["truncate"]), max_size=2))
+    tail = draw(st.sampled_from([[], ["f16"], ["int8"]]))
+    stages = [draw(stage_text(n)) for n in floats + tail]
+    if not stages:
+        stages = [draw(stage_text("int8"))]
+    sep = draw(st.sampled_from([",", "|", " , "]))
+    return sep.join(stages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chain_text())
+def test_canonical_form_round_trips(text: str) -> None:
+    try:
+        chain = Chain.from_spec(text, INPUT)
+    except SpecError as exc:  # e.g. a second truncate wider than the first: a planning error, not parsing
+        assert "larger than the input dimension" in str(exc)
+        return
+    canonical = chain.spec
+    again = Chain.from_spec(canonical, INPUT)
+    assert again.spec == canonical
+    assert [s.values for s in again.stages] == [s.values for s in chain.stages]
+    assert "|" not in canonical and " " not in canonical
+
+
+def test_canonical_spells_out_defaults_sorted() -> None:
+    chain = Chain.from_spec("truncate:32|int8:seed=3", INPUT)
+    assert chain.spec == "truncate:32:renorm=true,int8:mode=perdim:quantile=1.0:sample=100000:seed=3"
+
+
+def test_global_seed_fills_unset_seeds_only() -> None:
+    assert Chain.from_spec("int8", INPUT, seed=9).stages[0].values["seed"] == 9
+    assert Chain.from_spec("int8:seed=2", INPUT, seed=9).stages[0].values["seed"] == 2
+
+
+def test_spec_from_file(tmp_path) -> None:
+    f = tmp_path / "chain.txt"
+    f.write_text("# my chain\ntruncate:64\nint8   # quantize\n")
+    assert [s.name for s in spec.parse(f"@{f}")] == ["truncate", "int8"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty spec"),
+    ("truncate:32,,int8", "stage 2 is empty"),
+    ("truncate:32,binarise", "unknown codec 'binarise'"),
+    ("trunc:32", "did you mean 'truncate'"),
+    ("Truncate:32", "is not a codec name"),
+    ("truncate:dim=32:dim=16", "given twice"),
+    ("truncate:renorm=false:32", "must come first"),
+    ("truncate:32:dims=4", "has no parameter 'dims'"),
+    ("truncate", "needs dim"),
+    ("truncate:abc", "not a valid int"),
+    ("truncate:0", "at least 1"),
+    ("truncate:32:renorm=maybe", "not a valid bool"),
+    ("int8:mode=fancy", "must be one of perdim, global"),
+    ("int8:quantile=0.2", "at least 0.5"),
+    ("f16:3", "takes no bare value"),
+    ("truncate:32:dim=16", "given both bare and as dim="),
+    ("truncate:3$2", "bad value"),
+    ("truncate:1024", "larger than the input dimension 512"),
+    ("int8,truncate:32", "needs float vectors, got int8"),
+    ("f16,f16", "needs float32 vectors, got float16"),
+])
+def test_spec_errors_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        Chain.from_spec(text, INPUT)
+    assert message in str(info.value)
+
+
+def test_truncate_refuses_renorm_on_l2() -> None:
+    with pytest.raises(SpecError, match="renorm=false"):
+        Chain.from_spec("truncate:8", VectorSpec(16, "float32", "l2"))
+    assert Chain.from_spec("truncate:8:renorm=false", VectorSpec(16, "float32", "l2")).output.metric == "l2"
+
+
+def test_spec_explain_cli(vecx) -> None:
+    r = vecx("spec", "explain", "truncate:32,int8", "--dim", "50")
+    assert r.code == 0, r.stderr
+    lines = r.out.splitlines()
+    assert lines[1].split()[:5] == ["0", "input", "50", "float32", "200"]
+    assert lines[2].split()[:5] == ["1", "truncate", "32", "float32", "128"]
+    assert lines[3].split()[:5] == ["2", "int8", "32", "int8", "32"]
+    r = vecx("spec", "explain", "truncate:32,int8", "--dim", "50", "--json")
+    import json
+
+    data = json.loads(r.stdout)
+    assert data["compression"] == 6.25
+    r = vecx("spec", "explain", "truncate:64", "--dim", "50")
+    assert r.code == 2 and "larger than the input dimension 50" in r.stderr
