@@ -298,8 +298,9 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
 
     Output columns: ``query_id``, ``ids`` and ``rows`` (fixed-size lists of the k nearest base ids
     and row numbers) and ``scores`` (cosine similarity or inner product, descending; squared L2
-    distance, ascending). Encoded bases are compared after decoding; queries in the base's
-    original input space are encoded and decoded through its chain first.
+    distance, ascending). Encoded bases are compared after decoding (int8 codes back to floats);
+    float queries are not quantized. Queries given in the chain's original input space are first
+    mapped through the stages decoding cannot undo (e.g. truncation).
     """
     from vecx.formats.writer import check_output, write_table_atomic
     from vecx.truth import SCORE_NAMES, exact_topk
@@ -313,7 +314,7 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     q_src, q_ids, q = read_queries(queries, read_queries_options)
     if q.shape[1] != base_src.dim:
         if base_chain.stages and q.shape[1] == base_chain.input.dim:
-            q = np.asarray(base_chain.decode(base_chain.encode_query(q)), dtype=np.float32)
+            q = np.asarray(base_chain.query_to_decoded(q), dtype=np.float32)
         else:
             raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {base_src.dim}",
                                 hint="give queries in the base's space (or its chain's input space)")
@@ -324,7 +325,8 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     base_ids: list[Any] = []
 
     def blocks() -> Any:
-        block_rows = max(1024, min(65536, (1 << 24) // max(1, len(q))))
+        # ~4M scores per block keeps the score matrix in cache-friendly size (measured fastest here).
+        block_rows = max(1024, min(65536, (1 << 22) // max(1, len(q))))
         for batch in base_src.batches():
             base_ids.append(batch.ids)
             vectors = to_float(batch.vectors)

@@ -106,14 +106,25 @@ class Chain:
             q = stage.encode_query(q)
         return q
 
+    def _first_decoded(self) -> int:
+        """Index of the first stage of the trailing run of stages that can decode."""
+        index = len(self.stages)
+        while index > 0 and self.stages[index - 1].can_decode:
+            index -= 1
+        return index
+
     def decode(self, codes: Any) -> Any:
-        """Decode back through stages that can (stops at the first that cannot: returns its output space)."""
-        for stage in reversed(self.stages):
-            try:
-                codes = stage.decode(codes)
-            except NotImplementedError:
-                break
+        """Decode back through the trailing stages that can; the result is in the *decoded space*:
+        the output of the last stage that cannot decode (or the chain's input)."""
+        for stage in reversed(self.stages[self._first_decoded():]):
+            codes = stage.decode(codes)
         return codes
+
+    def query_to_decoded(self, q: Any) -> Any:
+        """Map input-space queries into the decoded space (through the stages decoding cannot undo)."""
+        for stage in self.stages[: self._first_decoded()]:
+            q = stage.encode_query(q)
+        return q
 
     # ---- provenance ---------------------------------------------------------------
     def records(self, previous_fingerprint: str | None) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ class TopK:
         nq = len(q)
         self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
         self.rows = np.full((nq, k), -1, dtype=np.int64)
+        self.threshold = np.full(nq, -np.inf, dtype=np.float32)
         self.seen = 0
 
     def add(self, block: Any, first_row: int) -> None:
@@ -53,43 +54,52 @@ class TopK:
         self.seen += len(x)
 
     def _merge_dense(self, s: Any, first_row: int) -> None:
+        """Merge a block while fewer than k rows are known: keep everything at or above the k-th score."""
         rows = np.broadcast_to(np.arange(first_row, first_row + s.shape[1], dtype=np.int64), s.shape)
         all_s = np.concatenate([self.scores, s], axis=1)
         all_r = np.concatenate([self.rows, rows], axis=1)
-        keep = self._best(all_s, all_r)
-        self.scores = np.take_along_axis(all_s, keep, axis=1)
-        self.rows = np.take_along_axis(all_r, keep, axis=1)
-
-    def _best(self, s: Any, r: Any) -> Any:
-        """Indices of the k best per row, ordered by score desc then row asc."""
-        if s.shape[1] > self.k:
-            part = np.argpartition(-s, self.k - 1, axis=1)[:, : self.k]
-        else:
-            part = np.broadcast_to(np.arange(s.shape[1]), s.shape)
-        ps, pr = np.take_along_axis(s, part, axis=1), np.take_along_axis(r, part, axis=1)
-        order = np.lexsort((pr, -ps), axis=1)
-        return np.take_along_axis(part, order, axis=1)
+        kth = -np.partition(-all_s, self.k - 1, axis=1)[:, self.k - 1]
+        qi, cj = np.nonzero(all_s >= kth[:, None])
+        self._keep_best(np.arange(len(all_s)), qi, all_s[qi, cj], all_r[qi, cj])
+        self.threshold = self.scores[:, -1].copy()
 
     def _merge_sparse(self, s: Any, first_row: int) -> None:
-        threshold = self.scores[:, -1]
-        qi, cj = np.nonzero(s > threshold[:, None])  # strictly better: ties keep the earlier row
-        if not len(qi):
+        """Merge a block once k rows are known: only scores beating the current k-th can enter.
+
+        The running lists are kept unsorted (a partition per touched query); :meth:`result` sorts.
+        """
+        width = s.shape[1]
+        flat = np.flatnonzero(s > self.threshold[:, None])  # strictly better: ties keep the earlier row
+        if not len(flat):
             return
-        touched = np.unique(qi)
-        # Candidate lists: each touched query's current top-k plus its new hits.
-        old_q = np.repeat(touched, self.k)
-        q_all = np.concatenate([old_q, qi])
-        s_all = np.concatenate([self.scores[touched].ravel(), s[qi, cj]])
-        r_all = np.concatenate([self.rows[touched].ravel(), cj.astype(np.int64) + first_row])
+        qi, cj = np.divmod(flat, width)  # row-major order: grouped by query
+        touched, starts, counts = np.unique(qi, return_index=True, return_counts=True)
+        slot = np.arange(len(qi)) - np.repeat(starts, counts)
+        group = np.repeat(np.arange(len(touched)), counts)
+        pad_s = np.full((len(touched), self.k + int(counts.max())), -np.inf, dtype=np.float32)
+        pad_r = np.full(pad_s.shape, -1, dtype=np.int64)
+        pad_s[:, : self.k] = self.scores[touched]
+        pad_r[:, : self.k] = self.rows[touched]
+        pad_s[group, self.k + slot] = s.ravel()[flat]
+        pad_r[group, self.k + slot] = cj + first_row
+        keep = np.argpartition(-pad_s, self.k - 1, axis=1)[:, : self.k]
+        self.scores[touched] = np.take_along_axis(pad_s, keep, axis=1)
+        self.rows[touched] = np.take_along_axis(pad_r, keep, axis=1)
+        self.threshold[touched] = self.scores[touched].min(axis=1)
+
+    def _keep_best(self, touched: Any, q_all: Any, s_all: Any, r_all: Any) -> None:
+        """For each touched query (at least k candidates each), keep the k best by score, then lower row."""
         order = np.lexsort((r_all, -s_all, q_all))
-        q_sorted = q_all[order]
-        starts = np.searchsorted(q_sorted, touched)
-        take = (starts[:, None] + np.arange(self.k)[None, :]).ravel()
-        self.scores[touched] = s_all[order][take].reshape(-1, self.k)
-        self.rows[touched] = r_all[order][take].reshape(-1, self.k)
+        starts = np.searchsorted(q_all[order], touched)
+        take = order[(starts[:, None] + np.arange(self.k)[None, :]).ravel()]
+        self.scores[touched] = s_all[take].reshape(-1, self.k)
+        self.rows[touched] = r_all[take].reshape(-1, self.k)
 
     def result(self) -> tuple[Any, Any]:
-        """(rows, scores); L2 scores are converted to squared distances (ascending)."""
+        """(rows, scores) sorted best first, ties by lower row; L2 scores become squared distances."""
+        order = np.lexsort((self.rows, -self.scores), axis=1)
+        self.scores = np.take_along_axis(self.scores, order, axis=1)
+        self.rows = np.take_along_axis(self.rows, order, axis=1)
         if self.metric == "l2":
             return self.rows, np.maximum(self.q_sq[:, None] - self.scores, 0.0).astype(np.float32)
         return self.rows, self.scores

@@ -233,6 +233,11 @@ class Codec:
         """Best float32 reconstruction in the input space of this stage."""
         raise NotImplementedError(f"{self.name} cannot decode")
 
+    @property
+    def can_decode(self) -> bool:
+        """Whether this codec overrides :meth:`decode`."""
+        return type(self).decode is not Codec.decode
+
     def state(self) -> dict[str, Any]:
         """Fitted arrays by name (empty for stateless codecs)."""
         return {}

@@ -81,7 +81,8 @@ class Source:
     kind = "?"
 
     def __init__(self, path: str, options: ReadOptions) -> None:
-        self.path = path
+        self.path = path  # as the user named it (messages); "-" for stdin
+        self.file = path  # what to open (a spool file for stdin)
         self.options = options
         self.meta: dict[str, Any] | None = None  # vecx metadata (tables written by vecx)
         self.state_blob: bytes | None = None
@@ -262,14 +263,27 @@ def _hash_ids(ids: Any, lengths: Any, data: Any) -> None:
 
 
 def _check_unique(source: Source, chunks: list[Any]) -> None:
-    """Refuse duplicate ids, naming the first duplicate and both rows."""
-    ids = pa.chunked_array(chunks)
-    counts = pc.value_counts(ids)
-    dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+    """Refuse duplicate ids, naming a duplicate and both rows.
+
+    Sort-based, so the extra memory is the ids themselves plus 8 bytes per row
+    (a hash table over millions of ids costs far more).
+    """
+    ids = pa.chunked_array(chunks, type=chunks[0].type).combine_chunks()
+    if pa.types.is_integer(ids.type):
+        values = ids.to_numpy(zero_copy_only=False)
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        dup = np.flatnonzero(ordered[1:] == ordered[:-1])
+    else:
+        order = pc.sort_indices(ids).to_numpy()
+        ordered = ids.take(pa.array(order))
+        dup = np.flatnonzero(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+                             .to_numpy(zero_copy_only=False))
     if len(dup):
-        value = dup[0]["values"].as_py()
-        rows = np.flatnonzero(pc.equal(ids, pa.scalar(value, ids.type)).to_numpy(zero_copy_only=False))
-        raise source.fail(f"duplicate id {value!r} (rows {int(rows[0])} and {int(rows[1])})",
+        first = int(dup[0])
+        value = ordered[first].as_py() if not isinstance(ordered, np.ndarray) else ordered[first].item()
+        rows = sorted((int(order[first]), int(order[first + 1])))
+        raise source.fail(f"duplicate id {value!r} (rows {rows[0]} and {rows[1]})",
                           hint="ids must be unique; drop duplicates or import without --id-column")
 
 
@@ -277,31 +291,43 @@ def _check_unique(source: Source, chunks: list[Any]) -> None:
 # numpy and *vecs
 # --------------------------------------------------------------------------------------
 class NpySource(Source):
-    """A 2-D ``.npy`` array (memory-mapped)."""
+    """A 2-D ``.npy`` array, read one batch at a time with plain reads.
+
+    Not memory-mapped: mapped pages count towards the process's resident memory,
+    which would then grow with the file.
+    """
 
     kind = "npy"
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         super().__init__(path, options)
         try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+            header = np.load(path, mmap_mode="r", allow_pickle=False)  # parses the header only
+            shape, dtype, self.data_offset = header.shape, header.dtype, header.offset
+            fortran = header.flags.f_contiguous and not header.flags.c_contiguous
+            del header
         except (ValueError, OSError, EOFError) as exc:
             raise self.fail(f"not a readable .npy file ({exc})") from None
-        if self.array.ndim == 1:
-            self.array = self.array.reshape(1, -1)
-        if self.array.ndim != 2 or self.array.dtype.kind not in "fiu":
-            raise self.fail(f"expected a 2-D numeric array, got shape {self.array.shape} "
-                            f"dtype {self.array.dtype}")
-        self.rows, self.dim = (int(n) for n in self.array.shape)
+        if len(shape) == 1:
+            shape = (1, shape[0])
+        if len(shape) != 2 or dtype.kind not in "fiu" or fortran and shape[0] > 1:
+            raise self.fail(f"expected a 2-D C-order numeric array, got shape {shape} dtype {dtype}"
+                            f"{' (Fortran order)' if fortran else ''}")
+        self.file_dtype = dtype
+        self.rows, self.dim = (int(n) for n in shape)
+        expected = self.data_offset + self.rows * self.dim * dtype.itemsize
+        if os.path.getsize(path) < expected:
+            raise self.fail(f"file is truncated: the header promises {self.rows} x {self.dim} values")
         self.id_type = pa.int64()
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
-        for start in range(0, self.rows or 0, batch_rows):
-            chunk = np.asarray(self.array[start: start + batch_rows], dtype=np.float32)
-            yield Batch(start, pa.array(np.arange(start, start + len(chunk), dtype=np.int64)), chunk)
-
-    def take(self, rows: Any) -> Any:
-        return np.asarray(self.array[rows], dtype=np.float32)
+        with open(self.file, "rb") as handle:
+            handle.seek(self.data_offset)
+            for start in range(0, self.rows or 0, batch_rows):
+                n = min(batch_rows, (self.rows or 0) - start)
+                chunk = np.fromfile(handle, dtype=self.file_dtype, count=n * self.dim).reshape(n, self.dim)
+                ids = pa.array(np.arange(start, start + n, dtype=np.int64))
+                yield Batch(start, ids, chunk if chunk.dtype == np.float32 else chunk.astype(np.float32))
 
 
 class VecsSource(Source):
@@ -325,18 +351,19 @@ class VecsSource(Source):
             raise self.fail(f"size {size} is not a multiple of the record size {record} for dimension "
                             f"{self.dim}: truncated file or mixed dimensions")
         self.rows = size // record
-        self.records = np.memmap(path, dtype=[("d", "<i4"), ("v", element, (self.dim,))], mode="r")
+        self.record_dtype = np.dtype([("d", "<i4"), ("v", element, (self.dim,))])
         self.id_type = pa.int64()
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
-        for start in range(0, self.rows or 0, batch_rows):
-            chunk = self.records[start: start + batch_rows]
-            bad = np.flatnonzero(chunk["d"] != self.dim)
-            if len(bad):
-                raise self.fail(f"record declares dimension {int(chunk['d'][bad[0]])}, "
-                                f"earlier records {self.dim} (mixed dimensions)", start + int(bad[0]))
-            vectors = np.asarray(chunk["v"], dtype=np.float32)
-            yield Batch(start, pa.array(np.arange(start, start + len(vectors), dtype=np.int64)), vectors)
+        with open(self.file, "rb") as handle:
+            for start in range(0, self.rows or 0, batch_rows):
+                chunk = np.fromfile(handle, dtype=self.record_dtype, count=min(batch_rows, (self.rows or 0) - start))
+                bad = np.flatnonzero(chunk["d"] != self.dim)
+                if len(bad):
+                    raise self.fail(f"record declares dimension {int(chunk['d'][bad[0]])}, "
+                                    f"earlier records {self.dim} (mixed dimensions)", start + int(bad[0]))
+                vectors = np.asarray(chunk["v"], dtype=np.float32)
+                yield Batch(start, pa.array(np.arange(start, start + len(vectors), dtype=np.int64)), vectors)
 
 
 # --------------------------------------------------------------------------------------
@@ -451,7 +478,8 @@ class ParquetSource(TableSource):
     def __init__(self, path: str, options: ReadOptions) -> None:
         super().__init__(path, options)
         try:
-            self.file = pq.ParquetFile(path, memory_map=True)
+            # Neither memory-mapped nor pre-buffered: both keep pages resident, so memory would grow with the file.
+            self.file = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20)
             schema = self.file.schema_arrow
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise self.fail(f"not a readable Parquet file ({_short(exc)})",
@@ -485,7 +513,7 @@ class IpcSource(TableSource):
                 self.is_stream = True
                 self.seekable = False
             else:
-                source = pa.memory_map(path)
+                source = pa.OSFile(path)
                 try:
                     self.reader = pa.ipc.open_file(source)
                     self.is_stream = False
@@ -548,7 +576,7 @@ class JsonlSource(Source):
         self._payload_types: dict[str, Any] | None = None
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
-        handle = self.handle if self.handle is not None else open(self.path, "rb")
+        handle = self.handle if self.handle is not None else open(self.file, "rb")
         try:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
@@ -664,7 +692,7 @@ class CsvSource(Source):
 
     def _rows(self) -> Iterator[tuple[int, list[str]]]:
         text = (io.TextIOWrapper(self.handle, encoding="utf-8", newline="") if self.handle is not None
-                else open(self.path, encoding="utf-8", newline=""))
+                else open(self.file, encoding="utf-8", newline=""))
         try:
             dialect = "excel-tab" if self.path.endswith(".tsv") else "excel"
             for number, row in enumerate(csv.reader(text, dialect), start=1):

@@ -1,0 +1,300 @@
+"""Foundation benchmark (issue 2): vecx I/O, memory, ground truth and startup against peers.
+
+Every figure is a ratio against a peer measured in the same run (the machine is shared
+and noisy), and every timing is the best of ``--repeat`` runs. All commands, vecx and
+peers alike, run as subprocesses so both pay interpreter start-up; each runs inside a
+fresh wrapper process that reports its wall time, its peak RSS (``ru_maxrss`` of
+RUSAGE_CHILDREN, which for a fresh wrapper is exactly that one child) and a sampled
+peak of anonymous RSS (``RssAnon``: excludes memory-mapped file pages).
+
+  1. ``vecx import`` / ``vecx truncate --dim 64`` vs bare pyarrow writing / re-writing
+     the same table (target <= 1.3x).
+  2. Peak RSS of those commands at --rows and --rows-large (target < 1 GB, flat in rows).
+  3. ``vecx truth -k 100`` for 1,000 queries vs faiss IndexFlatIP, both including
+     loading the data (target <= 1.2x), plus recall of vecx's rows against faiss.
+  4. ``vecx --help`` and ``vecx info`` wall time (target < 0.3 s).
+
+Data: float32, dim 384, numpy default_rng(0) standard normal, rows L2-normalized (.npy).
+
+    python tests/benchmarks/bench_foundation.py --quick
+    python tests/benchmarks/bench_foundation.py --out bench.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DIM, NQ, K, BATCH = 384, 1000, 100, 16384
+PY = sys.executable
+_SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
+VECX = [_SCRIPT] if os.path.exists(_SCRIPT) else [PY, "-m", "vecx"]
+NCPU = len(os.sched_getaffinity(0))
+
+# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB] to argv[1].
+WRAPPER = r"""
+import json, resource, subprocess, sys, time
+def anon(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return max([int(l.split()[1]) for l in f if l.startswith("RssAnon:")] + [0])
+    except OSError:
+        return 0
+t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); peak = 0
+while p.poll() is None:
+    peak = max(peak, anon(p.pid)); time.sleep(0.02)
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+json.dump([p.returncode, wall, rss, peak], open(sys.argv[1], "w"))
+"""
+
+BARE_IMPORT = r"""
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+src, dst, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+x = np.load(src, mmap_mode="r")
+schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), x.shape[1]))])
+with pq.ParquetWriter(dst, schema, compression="snappy") as w:
+    for s in range(0, len(x), batch):
+        c = np.ascontiguousarray(x[s:s + batch])
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(c.reshape(-1)), x.shape[1])
+        w.write_batch(pa.record_batch([pa.array(np.arange(s, s + len(c))), vec], schema=schema))
+"""
+
+BARE_REWRITE = r"""
+import sys, pyarrow.parquet as pq
+src, dst, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+f = pq.ParquetFile(src)
+with pq.ParquetWriter(dst, f.schema_arrow, compression="snappy") as w:
+    for b in f.iter_batches(batch_size=batch):
+        w.write_batch(b)
+"""
+
+FAISS_TRUTH = r"""
+import json, sys, time, numpy as np, faiss
+base, queries, k, nthreads, out_i, out_t = sys.argv[1:7]
+faiss.omp_set_num_threads(int(nthreads))
+x = np.load(base); q = np.load(queries)
+index = faiss.IndexFlatIP(x.shape[1]); index.add(x)
+t = time.perf_counter(); D, I = index.search(q, int(k)); search = time.perf_counter() - t
+np.save(out_i, I); open(out_t, "a").write(f"{search}\n")
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(argv: list[str], work: str) -> dict[str, float]:
+    """Run argv once in a fresh wrapper process; wall seconds and peak RSS / anon RSS in MB."""
+    report = os.path.join(work, "wrapper.json")
+    subprocess.run([PY, "-c", WRAPPER, report, *argv], check=True)
+    with open(report) as f:
+        rc, wall, rss, anon = json.load(f)
+    if rc != 0:
+        raise SystemExit(f"command failed ({rc}): {shlex.join(argv)}")
+    return {"s": wall, "rss": rss / 1024, "anon": anon / 1024}
+
+
+def best(runs: dict[str, list[dict[str, float]]], name: str) -> dict[str, float]:
+    """Min wall time and max peak memory over the repeats of one command."""
+    rs = runs[name]
+    return {"s": min(r["s"] for r in rs), "rss": max(r["rss"] for r in rs), "anon": max(r["anon"] for r in rs)}
+
+
+def interleaved(cmds: dict[str, list[str]], repeat: int, work: str) -> dict[str, dict[str, float]]:
+    """Run each command ``repeat`` times, alternating between them so noise hits all alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
+    for r in range(repeat):
+        for name, argv in cmds.items():
+            runs[name].append(measure(argv, work))
+            log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s, {runs[name][-1]['rss']:.0f} MB")
+    return {name: best(runs, name) for name in cmds}
+
+
+def make_matrix(path: str, rows: int, seed: int) -> None:
+    """Unit-norm float32 standard normal rows, written in chunks (memory stays small)."""
+    rng = np.random.default_rng(seed)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, DIM))
+    for s in range(0, rows, 65536):
+        x = rng.standard_normal((min(65536, rows - s), DIM), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[s:s + len(x)] = x
+    out.flush()
+    del out
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "**MISS**"
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import faiss
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return table(["nproc", "CPU", "RAM", "python", "numpy", "pyarrow", "faiss"],
+                 [[NCPU, cpu, f"{mem:.0f} GiB", platform.python_version(), np.__version__, pa.__version__,
+                   faiss.__version__]])
+
+
+def io_round(rows: int, repeat: int, work: str, bare: bool) -> dict[str, dict[str, float]]:
+    """Figure 1 (and the memory of figure 2) at one size: import and truncate, vecx vs bare."""
+    x, xp, xt = (os.path.join(work, f"x{rows}{ext}") for ext in (".npy", ".parquet", ".t64.parquet"))
+    bp, bt = os.path.join(work, f"bare{rows}.parquet"), os.path.join(work, f"bare{rows}.t.parquet")
+    log(f"generating {rows:,} x {DIM} base")
+    make_matrix(x, rows, 0)
+    imp = {"vecx import": [*VECX, "import", x, "-o", xp, "-q"]}
+    trunc = {"vecx truncate": [*VECX, "truncate", xp, "-o", xt, "--dim", "64", "-q"]}
+    if bare:
+        imp["bare import"] = [PY, "-c", BARE_IMPORT, x, bp, str(BATCH)]
+        trunc["bare rewrite"] = [PY, "-c", BARE_REWRITE, xp, bt, str(BATCH)]
+    log(f"import at {rows:,} rows")
+    out = interleaved(imp, repeat, work)
+    log(f"truncate at {rows:,} rows")
+    out.update(interleaved(trunc, repeat, work))
+    for path in (xp, xt, bp, bt):
+        if os.path.exists(path):
+            out.setdefault("_bytes", {})[os.path.basename(path)] = os.path.getsize(path) / 2**20
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rows-large", type=int, default=4_000_000, help="second size for the RSS check; 0 disables")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 100000 rows, no large run, repeat 1")
+    ap.add_argument("--work", help="work directory (default: a temporary directory, removed at the end)")
+    ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.rows_large, args.repeat = 100_000, 0, 1
+    cmdline = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    work = args.work or tempfile.mkdtemp(prefix="vecx-bench-", dir="/tmp")
+    os.makedirs(work, exist_ok=True)
+    made = set(os.listdir(work))
+    try:
+        md = run(args, work, cmdline)
+    finally:
+        for name in set(os.listdir(work)) - made:
+            path = os.path.join(work, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(md)
+        log(f"wrote {args.out}")
+    else:
+        print(md)
+
+
+def run(args: argparse.Namespace, work: str, cmdline: str) -> str:
+    n, rep = args.rows, args.repeat
+    small = io_round(n, rep, work, bare=True)
+    large = None
+    if args.rows_large:
+        large = io_round(args.rows_large, 1, work, bare=True)
+        for f in os.listdir(work):
+            if f.startswith((f"x{args.rows_large}", f"bare{args.rows_large}")):
+                os.unlink(os.path.join(work, f))
+
+    log(f"truth: {NQ} queries x {n:,} base, k={K}")
+    base, qs = os.path.join(work, f"x{n}.npy"), os.path.join(work, "queries.npy")
+    make_matrix(qs, NQ, 1)
+    gt, fi, ft = (os.path.join(work, p) for p in ("gt.parquet", "faiss_I.npy", "faiss_t.txt"))
+    tr = interleaved({"vecx truth": [*VECX, "truth", base, qs, "-o", gt, "-k", str(K), "-q"],
+                      "faiss": [PY, "-c", FAISS_TRUTH, base, qs, str(K), str(NCPU), fi, ft]}, rep, work)
+    with open(ft) as f:
+        faiss_search = min(float(line) for line in f)
+    got = np.asarray(pq.read_table(gt, columns=["rows"]).column("rows").combine_chunks().flatten()).reshape(-1, K)
+    want = np.load(fi)
+    recall = np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(got, want)])
+
+    log("startup: --help and info (best of 5)")
+    xp = os.path.join(work, f"x{n}.parquet")
+    st = interleaved({"vecx --help": [*VECX, "--help"], "vecx info": [*VECX, "info", xp],
+                      "python -c pass": [PY, "-c", "pass"],
+                      "python -c 'import pyarrow.parquet'": [PY, "-c", "import pyarrow.parquet"]}, 5, work)
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x"
+
+    out = ["## Foundation (issue 2)", "", f"Command: `{cmdline}`", "",
+           f"Data: {n:,} x {DIM} float32 unit-norm rows (default_rng(0) standard normal); "
+           f"best of {rep} runs, each a subprocess (interpreter start included).", "", machine(), ""]
+
+    out += ["### 1. Import and truncate vs bare pyarrow", "",
+            f"Bare import: np.load(mmap) -> FixedSizeListArray (+ int64 id column) in {BATCH}-row batches -> "
+            "ParquetWriter(snappy). Bare rewrite: ParquetFile.iter_batches -> ParquetWriter(snappy) of the "
+            "full 384-d table (no transform).", ""]
+    rows = []
+    for v, b, what in (("vecx import", "bare import", "import .npy -> .parquet"),
+                       ("vecx truncate", "bare rewrite", "truncate --dim 64 vs read+write")):
+        r = small[v]["s"] / small[b]["s"]
+        rows.append([what, f"{small[v]['s']:.2f}", f"{small[b]['s']:.2f}", f"{r:.2f}x", "<= 1.3x", verdict(r <= 1.3)])
+    out += [table(["step", "vecx (s)", "bare pyarrow (s)", "vecx / bare", "target", "result"], rows), ""]
+    sizes = ", ".join(f"{k} {v:.0f} MB" for k, v in small["_bytes"].items())
+    out += [f"Output sizes: {sizes}.", ""]
+
+    out += ["### 2. Peak RSS", "",
+            "Peak RSS = ru_maxrss of the child (includes resident pages of memory-mapped input files); "
+            "anon = sampled peak RssAnon (heap only, every 20 ms).", ""]
+    rows = []
+    for v, b in (("vecx import", "bare import"), ("vecx truncate", "bare rewrite")):
+        for size, res in ((n, small), (args.rows_large, large)):
+            if not res:
+                continue
+            flat = large is None or large[v]["rss"] <= 1.25 * small[v]["rss"] + 64
+            ok = res[v]["rss"] < 1024 and flat
+            rows.append([v, f"{size:,}", f"{res[v]['rss']:.0f}", f"{res[v]['anon']:.0f}",
+                         f"{res[b]['rss']:.0f}", f"{res[b]['anon']:.0f}", f"{res[v]['s']:.2f}",
+                         "< 1024 MB" + (", flat" if large else ""), verdict(ok)])
+    out += [table(["command", "rows", "vecx peak RSS (MB)", "vecx anon (MB)", "bare peak RSS (MB)",
+                   "bare anon (MB)", "vecx time (s)", "target", "result"], rows), ""]
+    if not large:
+        out += ["(--rows-large 0: growth with rows not checked.)", ""]
+
+    r = tr["vecx truth"]["s"] / tr["faiss"]["s"]
+    out += ["### 3. Ground truth vs faiss", "",
+            f"{NQ} queries (default_rng(1), unit-norm) x {n:,} base, k={K}, cosine; faiss IndexFlatIP with "
+            f"omp_set_num_threads({NCPU}); faiss time includes np.load of both files and index.add.", "",
+            table(["vecx truth (s)", "faiss load+add+search (s)", "faiss search only (s)", "vecx / faiss",
+                   "target", "result", f"recall@{K} of vecx rows vs faiss I"],
+                  [[f"{tr['vecx truth']['s']:.2f}", f"{tr['faiss']['s']:.2f}", f"{faiss_search:.2f}",
+                    f"{r:.2f}x", "<= 1.2x", verdict(r <= 1.2), f"{recall:.4f}"]]),
+            "", f"Peak RSS: vecx truth {tr['vecx truth']['rss']:.0f} MB, faiss {tr['faiss']['rss']:.0f} MB.", ""]
+
+    base_s = st["python -c pass"]["s"]
+    out += ["### 4. Start-up latency (best of 5)", "",
+            table(["command", "wall (s)", "vs `python -c pass`", "target", "result"],
+                  [[f"`{c}`", f"{st[c]['s']:.3f}", ratio(st[c]["s"], base_s),
+                    "< 0.3 s" if c.startswith("vecx") else "(peer)",
+                    verdict(st[c]["s"] < 0.3) if c.startswith("vecx") else ""] for c in st]), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

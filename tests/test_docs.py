@@ -1,0 +1,79 @@
+"""Help is the documentation: every command has an example, man pages are fresh, startup is lazy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from conftest import run_vecx
+from vecx.cli import manpages
+from vecx.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def all_commands() -> list[str]:
+    root = typer.main.get_command(app)
+    names = []
+    for name, cmd in root.commands.items():
+        subs = getattr(cmd, "commands", {})
+        names += [f"{name} {sub}" for sub in subs] if subs else [name]
+    return sorted(names)
+
+
+@pytest.mark.parametrize("command", all_commands())
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    r = run_vecx(*command.split(), "--help")
+    assert r.code == 0, r.stderr
+    assert "Examples:" in r.out
+    assert f"vecx {command.split()[0]}" in r.out.split("Examples:")[1]
+
+
+def test_readme_tours_every_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in all_commands():
+        assert f"vecx {command}" in readme, f"README does not show 'vecx {command}'"
+
+
+def test_man_pages_are_fresh() -> None:
+    committed = {p.name: p.read_text() for p in (ROOT / "man").glob("*.1")}
+    generated = manpages.pages()
+    assert sorted(committed) == sorted(generated), "run 'make man' and commit man/"
+    for name, text in generated.items():
+        assert committed[name] == text, f"man/{name} is stale: run 'make man' and commit man/"
+
+
+def test_help_does_not_import_numpy_or_pyarrow() -> None:
+    code = ("import sys; from vecx.cli.main import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('numpy', 'pyarrow', 'orjson', 'tqdm') if m in sys.modules]\n"
+            "sys.stderr.write(repr(heavy))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip() == "[]"
+
+
+def test_shell_completion() -> None:
+    env = {**os.environ, "_VECX_COMPLETE": "complete_bash", "COMP_WORDS": "vecx tru", "COMP_CWORD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "vecx"], capture_output=True, text=True, env=env)
+    assert proc.stdout.split() == ["truncate", "truth"]
+    env.update(COMP_WORDS="vecx int8 --sa", COMP_CWORD="2")
+    proc = subprocess.run([sys.executable, "-m", "vecx"], capture_output=True, text=True, env=env)
+    assert "--sample" in proc.stdout.split() and "--save-state" in proc.stdout.split()
+
+
+def test_version_and_no_args() -> None:
+    from vecx import __version__
+
+    assert run_vecx("--version").out.strip() == f"vecx {__version__}"
+    r = run_vecx()
+    assert "Usage: vecx" in r.out + r.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    r = run_vecx("binarise")
+    assert r.code == 2 and "No such command" in r.stderr

@@ -1,0 +1,44 @@
+"""Apply steps stream: peak memory does not grow with the number of rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MEASURE = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "vecx", *sys.argv[1:]], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_rss_kb(*args: str) -> int:
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip())
+
+
+@pytest.mark.slow
+def test_peak_memory_is_independent_of_rows(tmp_path: Path) -> None:
+    d = 32  # batches of 65,536 rows: both sizes stream through many batches
+    rss = {}
+    for rows in (300_000, 1_200_000):  # 38 MB and 154 MB of float32 vectors
+        src = tmp_path / f"x{rows}.npy"
+        rng = np.random.default_rng(0)
+        arr = np.lib.format.open_memmap(src, mode="w+", dtype=np.float32, shape=(rows, d))
+        for start in range(0, rows, 50_000):
+            arr[start: start + 50_000] = rng.standard_normal((min(50_000, rows - start), d))
+        del arr
+        table = tmp_path / f"x{rows}.parquet"
+        rss[("import", rows)] = peak_rss_kb("import", src, "-o", table, "-q")
+        rss[("encode", rows)] = peak_rss_kb("encode", table, "-o", tmp_path / f"y{rows}.parquet",
+                                            "--spec", "truncate:16,int8", "-q")
+        src.unlink()
+    for step in ("import", "encode"):
+        small, large = rss[(step, 300_000)], rss[(step, 1_200_000)]
+        # 4x the rows (+115 MB of input) may cost the id check (16 bytes/row) and allocator noise, not the data.
+        assert large - small < 30_000, f"{step}: peak RSS {small} kB -> {large} kB"
