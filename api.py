@@ -248,7 +248,13 @@ def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosin
 
 
 def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
-    """Describe a vector table: provenance for vecx files, detected layout for raw inputs."""
+    """Describe a vector table: provenance for vecx files, detected layout for raw inputs.
+
+    Other vecx Parquet files (ground truth from :func:`truth`) are described by their metadata.
+    """
+    other = _other_kind(path)
+    if other is not None:
+        return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": other}
     source = open_source(path, read)
     if getattr(source, "is_stream", False) or not source.seekable:
         for _ in source.batches():  # a stream's final metadata comes at its end
@@ -265,6 +271,22 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
                   "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
     return out
 
+
+
+def _other_kind(path: str) -> dict[str, Any] | None:
+    """The metadata of a vecx Parquet file that is not a vector table (e.g. ground truth), else None."""
+    if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
+    except (pa.ArrowInvalid, OSError):
+        return None  # open_source reports the problem
+    if raw is None:
+        return None
+    meta = metadata.loads(raw, path)
+    return meta if meta.get("kind", "vectors") != "vectors" else None
 
 
 # --------------------------------------------------------------------------------------

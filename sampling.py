@@ -14,7 +14,7 @@ from vecx._lazy import lazy
 
 np = lazy("numpy")
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # keys are computed 262,144 rows at a time: bounded scratch memory
 
 
 def _splitmix64(x: Any) -> Any:

@@ -23,6 +23,14 @@ def _render_info(data: dict[str, Any]) -> str:
                   ("ids", repr(raw["id_column"]) if raw["id_column"] else "row numbers"),
                   ("payload", ", ".join(raw["payload"]) or "(none)")]
         return _table(lines)
+    if meta.get("kind") == "truth":
+        base, queries = meta["base"], meta["queries"]
+        lines += [("kind", f"exact ground truth: top-{meta['k']} by {meta['score']}"),
+                  ("queries", f"{queries['rows']:,} (fingerprint {(queries.get('fingerprint') or 'unknown')[:16]})"),
+                  ("base", f"{base['rows']:,} rows, spec {base.get('spec') or '(none)'}, "
+                           f"fingerprint {(base.get('fingerprint') or 'unknown')[:16]}"),
+                  ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
+        return _table(lines)
     v, src = meta["vector"], meta.get("source") or {}
     on = "" if v.get("metric_on", "codes") == "codes" else ", on decoded values"
     lines += [
@@ -144,14 +152,17 @@ def register(app: typer.Typer) -> None:
         for name, cls in registry().items():
             params = [{"name": p.name, "type": p.type.__name__, "required": p.required,
                        "default": None if p.required else p.default, "help": p.help,
+                       "default_text": "required" if p.required else f"default {p.format(p.default)}",
                        **({"choices": list(p.choices)} if p.choices else {})} for p in cls.params]
             data.append({"codec": name, "summary": cls.summary, "primary": cls.primary, "fit": cls.needs_fit,
                          "query_encoding": cls.query_encoding, "params": params})
         if json:
+            for c in data:
+                for p in c["params"]:
+                    p.pop("default_text")
             emit_json(data)
             return
         for c in data:
             typer.echo(f"{c['codec']:<10} {c['summary']}")
             for p in c["params"]:
-                default = "required" if p["required"] else f"default {p['default']}"
-                typer.echo(f"{'':<12}{p['name']}: {p['help']} ({default})")
+                typer.echo(f"{'':<12}{p['name']}: {p['help']} ({p.pop('default_text')})")

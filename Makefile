@@ -1,0 +1,65 @@
+# vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
+.DELETE_ON_ERROR:
+.PHONY: help demo test man bench bench-quick clean
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+VECX   := $(BIN)/vecx
+SAMPLE := tests/data/glove-4k
+DEMO   := demo-out
+
+help:
+	@echo "make demo    create .venv, install vecx, run a short tour on the bundled sample"
+	@echo "make test    create .venv, install vecx with test extras, run the tests"
+	@echo "make man     regenerate man/ from the CLI"
+	@echo "make bench   run the benchmarks against faiss-cpu and write BENCHMARKS.md (slow: minutes)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Installs are regular (not editable) installs, so the tests see exactly what `pip install .` gives users.
+install: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check '.[test]'
+
+install-bench: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check '.[test,bench]'
+
+test: install-test
+	$(BIN)/python -m pytest tests
+
+demo: install
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@set -e; run() { echo; echo "\$$ $$*"; "$$@"; }; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	run vecx import $(SAMPLE)/base.npy -o $(DEMO)/glove.parquet --ids $(SAMPLE)/words.txt; \
+	run vecx import $(SAMPLE)/queries.npy -o $(DEMO)/queries.parquet --ids $(SAMPLE)/query_words.txt; \
+	run vecx spec explain truncate:32,int8 --dim 50; \
+	run vecx truncate $(DEMO)/glove.parquet -o $(DEMO)/glove.t32.parquet --dim 32; \
+	run vecx int8 $(DEMO)/glove.t32.parquet -o $(DEMO)/glove.t32.i8.parquet; \
+	run vecx encode $(DEMO)/glove.parquet -o $(DEMO)/glove.chain.parquet --spec truncate:32,int8; \
+	run cmp $(DEMO)/glove.chain.parquet $(DEMO)/glove.t32.i8.parquet; echo "(identical: one command == two steps)"; \
+	run vecx info $(DEMO)/glove.chain.parquet; \
+	run vecx truth $(DEMO)/glove.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.parquet -k 5; \
+	run vecx truth $(DEMO)/glove.chain.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.chain.parquet -k 5; \
+	run vecx info $(DEMO)/gt.parquet; \
+	echo; echo "\$$ vecx import ... -o - | vecx truncate - -o - --dim 16 | vecx info -"; \
+	vecx import $(SAMPLE)/base.npy -o - | vecx truncate - -o - --dim 16 | vecx info -
+	@echo; echo "Nearest words, float32 vs truncate:32,int8 (from the two truth files):"
+	@$(BIN)/python -c "import pyarrow.parquet as pq; \
+	a = pq.read_table('$(DEMO)/gt.parquet').to_pylist(); b = pq.read_table('$(DEMO)/gt.chain.parquet').to_pylist(); \
+	[print(f\"  {x['query_id']:>10}: {', '.join(x['ids']):<45} | {', '.join(y['ids'])}\") for x, y in zip(a[:8], b[:8])]"
+
+man: install
+	$(BIN)/python -m vecx.cli.manpages man
+
+bench: install-bench
+	$(BIN)/python tests/benchmarks/bench_foundation.py --out BENCHMARKS.md
+
+bench-quick: install-bench
+	$(BIN)/python tests/benchmarks/bench_foundation.py --quick
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache .hypothesis
