@@ -59,6 +59,17 @@ def _register() -> None:
 _register()
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 20:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        current = current.__context__ or current.__cause__
+        seen += 1
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; translate errors into one stderr line and a documented exit code."""
     from vecx.errors import ExitCode, VecxError
@@ -66,13 +77,24 @@ def main(argv: list[str] | None = None) -> None:
     # typer >= 0.20 vendors click; find its exception base without importing a private module.
     click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        # Unwind like Ctrl-C so that partial outputs are removed; the target stays as it was.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
     command = typer.main.get_command(app)
     code: int = ExitCode.OK
+    if "_VECX_COMPLETE" in os.environ:  # shell completion is handled inside click's main()
+        command.main(args=args, prog_name="vecx")
     try:
-        result = command.main(args=args, prog_name="vecx", standalone_mode=False)
-        code = result if isinstance(result, int) else ExitCode.OK
+        # Invoked directly rather than through main(), which would turn Ctrl-C and a closed pipe
+        # into exit codes of its own before this funnel could report them.
+        with command.make_context("vecx", args) as ctx:
+            command.invoke(ctx)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
@@ -102,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("vecx: error: out of memory\n")
         code = ExitCode.ERROR
     except Exception as exc:  # noqa: BLE001 - the funnel: anything unexpected is an internal error
+        if _caused_by_interrupt(exc):  # e.g. a C extension turning the interrupt into its own error
+            sys.stderr.write("vecx: interrupted\n")
+            sys.exit(int(ExitCode.INTERRUPTED))
         if debug:
             raise
         sys.stderr.write(f"vecx: internal error: {type(exc).__name__}: {exc}\n"

@@ -75,3 +75,22 @@ def shared(name: str) -> Path:
     path = SHARED_DATA / name
     assert path.exists(), f"shared data set missing: {path}"
     return path
+
+
+def with_edited_metadata(src: Path, dst: Path, edit) -> Path:
+    """Copy a vecx Parquet file to ``dst`` with its ``vecx`` metadata changed by ``edit(meta)``."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from vecx.formats import metadata
+
+    f = pq.ParquetFile(src)
+    meta = json.loads(f.metadata.metadata[metadata.KEY])
+    edit(meta)
+    table = f.read()
+    writer = pq.ParquetWriter(dst, table.schema)
+    writer.write_table(table)
+    writer.add_key_value_metadata({metadata.KEY: json.dumps(meta).encode()})
+    writer.close()
+    return dst

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_vectors, run_vecx
-from vecx.formats import metadata
+from conftest import make_vectors, run_vecx, with_edited_metadata
 
 
 def expect_failure(tmp_path: Path, args: list, code: int, *messages: str, stdin: bytes | None = None) -> str:
@@ -174,15 +172,8 @@ def test_unknown_format(tmp_path: Path) -> None:
 
 
 def test_future_format_version_is_refused(tmp_path: Path, base_table: Path) -> None:
-    f = pq.ParquetFile(base_table)
-    meta = json.loads(f.metadata.metadata[metadata.KEY])
-    meta["format_version"] = 99
-    table = f.read()
-    future = tmp_path / "future.parquet"
-    w = pq.ParquetWriter(future, table.schema)
-    w.write_table(table)
-    w.add_key_value_metadata({metadata.KEY: json.dumps(meta).encode()})
-    w.close()
+    future = with_edited_metadata(base_table, tmp_path / "future.parquet",
+                                  lambda meta: meta.update(format_version=99))
     err = expect_failure(tmp_path, ["truncate", future, "--dim", "8"], 4, "format version 99", "upgrade vecx")
     assert "reads format versions up to 1" in err
     r = run_vecx("info", future)

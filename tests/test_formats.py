@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, run_vecx, with_edited_metadata
 from vecx.formats import metadata
 
 
@@ -154,15 +154,8 @@ def test_same_inputs_give_identical_bytes(tmp_path: Path, base_npy: Path) -> Non
 
 
 def test_unknown_metadata_keys_are_ignored(tmp_path: Path, base_table: Path) -> None:
-    f = pq.ParquetFile(base_table)
-    meta = json.loads(f.metadata.metadata[metadata.KEY])
-    meta["some_future_field"] = {"x": 1}
-    table = f.read()
-    edited = tmp_path / "edited.parquet"
-    w = pq.ParquetWriter(edited, table.schema)
-    w.write_table(table)
-    w.add_key_value_metadata({metadata.KEY: json.dumps(meta).encode()})
-    w.close()
+    edited = with_edited_metadata(base_table, tmp_path / "edited.parquet",
+                                  lambda meta: meta.update(some_future_field={"x": 1}))
     r = run_vecx("info", edited, "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["vecx"]["some_future_field"] == {"x": 1}
