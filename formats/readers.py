@@ -208,34 +208,40 @@ class Source:
                             hint="give exactly one id per line, one line per vector")
 
     def _validated(self, batches: Iterator[Batch]) -> Iterator[Batch]:
-        """Check finiteness and dimensions, hash ids and vectors, track norms and unique ids."""
-        vec_hash = hashlib.sha256()
-        id_len_hash = hashlib.sha256()
-        id_data_hash = hashlib.sha256()
+        """Check finiteness and dimensions, hash ids and vectors, track norms and unique ids.
+
+        Hashing runs on a second thread (hashlib releases the GIL), one batch behind, so it
+        overlaps with encoding and writing instead of adding to them.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        hashers = (hashlib.sha256(), hashlib.sha256(), hashlib.sha256())  # vectors, id lengths, id bytes
         all_ids: list[Any] = []
         normalized = True
         total = 0
-        for batch in batches:
-            v = batch.vectors
-            if v.dtype != np.float32:
-                v = batch.vectors = v.astype(np.float32)
-            v = batch.vectors = np.ascontiguousarray(v)
-            sq = np.einsum("ij,ij->i", v, v, dtype=np.float64)
-            if not np.isfinite(sq).all():
-                bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
-                if len(bad):
-                    raise self.fail("vector holds NaN or Inf", batch.offset + int(bad[0]),
-                                    hint="clean or drop that row; vecx refuses non-finite values")
-            if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
-                normalized = False
-            if batch.ids.null_count:
-                bad_row = batch.offset + int(np.flatnonzero(batch.ids.is_null().to_numpy(zero_copy_only=False))[0])
-                raise self.fail("id is missing (null)", bad_row)
-            vec_hash.update(memoryview(v).cast("B"))
-            _hash_ids(batch.ids, id_len_hash, id_data_hash)
-            all_ids.append(batch.ids)
-            total += len(batch)
-            yield batch
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecx-hash") as pool:
+            pending = None
+            for batch in batches:
+                v = batch.vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+                sq = np.einsum("ij,ij->i", v, v)
+                if not np.isfinite(sq).all():  # NaN/Inf, or squares overflowing float32: look closer
+                    bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
+                    if len(bad):
+                        raise self.fail("vector holds NaN or Inf", batch.offset + int(bad[0]),
+                                        hint="clean or drop that row; vecx refuses non-finite values")
+                if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
+                    normalized = False
+                if batch.ids.null_count:
+                    nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
+                    raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_hash_batch, hashers, v, batch.ids)
+                all_ids.append(batch.ids)
+                total += len(batch)
+                yield batch
+            if pending is not None:
+                pending.result()
         if total == 0:
             raise self.fail("no vectors found (empty input)", hint="check the file and --column")
         _check_unique(self, all_ids)
@@ -244,11 +250,16 @@ class Source:
             "rows": total, "dim": self.dim, "dtype": "float32",
             "metric": self.options.metric or "cosine", "normalized": normalized,
             "ids_sha256": hashlib.sha256(
-                (id_len_hash.hexdigest() + id_data_hash.hexdigest()).encode()).hexdigest(),
-            "vectors_sha256": vec_hash.hexdigest(),
+                (hashers[1].hexdigest() + hashers[2].hexdigest()).encode()).hexdigest(),
+            "vectors_sha256": hashers[0].hexdigest(),
         }
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
+
+
+def _hash_batch(hashers: tuple[Any, Any, Any], vectors: Any, ids: Any) -> None:
+    hashers[0].update(memoryview(vectors).cast("B"))
+    _hash_ids(ids, hashers[1], hashers[2])
 
 
 def _hash_ids(ids: Any, lengths: Any, data: Any) -> None:
