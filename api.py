@@ -356,7 +356,9 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
                 yield batch.offset + start, vectors[start: start + block_rows]
 
     progress.start(base_src.rows, f"exact top-{k} for {len(q):,} queries")
-    rows, scores = exact_topk(q, blocks(), k, metric, progress.advance)
+    # Decoded int8 vectors are not unit-norm even when the stage input was.
+    unit = base_src.space.normalized and base_src.space.dtype in ("float32", "float16")
+    rows, scores = exact_topk(q, blocks(), k, metric, progress.advance, base_normalized=unit)
     progress.close()
     n_base = sum(len(c) for c in base_ids)
     if k > n_base:

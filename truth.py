@@ -26,8 +26,9 @@ def _normalize(x: Any) -> Any:
 class TopK:
     """Running exact top-k for ``nq`` queries over blocks of base vectors."""
 
-    def __init__(self, queries: Any, k: int, metric: str) -> None:
+    def __init__(self, queries: Any, k: int, metric: str, base_normalized: bool = False) -> None:
         self.metric = metric
+        self.base_normalized = base_normalized
         self.k = k
         q = np.ascontiguousarray(queries, dtype=np.float32)
         self.q = _normalize(q) if metric == "cosine" else q
@@ -41,7 +42,7 @@ class TopK:
     def add(self, block: Any, first_row: int) -> None:
         """Score one block of base vectors (rows ``first_row`` ...)."""
         x = np.ascontiguousarray(block, dtype=np.float32)
-        if self.metric == "cosine":
+        if self.metric == "cosine" and not self.base_normalized:
             x = _normalize(x)
         s = self.q @ x.T  # higher is better in every metric below
         if self.metric == "l2":
@@ -106,9 +107,12 @@ class TopK:
 
 
 def exact_topk(queries: Any, blocks: Iterator[tuple[int, Any]], k: int, metric: str,
-               on_block: Callable[[int], None] | None = None) -> tuple[Any, Any]:
-    """Exact top-k rows and scores of ``queries`` over base ``blocks`` of (first_row, vectors)."""
-    top = TopK(queries, k, metric)
+               on_block: Callable[[int], None] | None = None, base_normalized: bool = False) -> tuple[Any, Any]:
+    """Exact top-k rows and scores of ``queries`` over base ``blocks`` of (first_row, vectors).
+
+    ``base_normalized`` skips re-normalizing base vectors known to be unit-norm (cosine).
+    """
+    top = TopK(queries, k, metric, base_normalized)
     for first_row, block in blocks:
         top.add(block, first_row)
         if on_block is not None:

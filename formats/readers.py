@@ -79,6 +79,8 @@ class Source:
     """An opened input. Subclasses implement :meth:`_raw_batches`."""
 
     kind = "?"
+    #: Whether ids come from the data (else they are row numbers, unique by construction).
+    ids_from_data = True
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         self.path = path  # as the user named it (messages); "-" for stdin
@@ -99,6 +101,11 @@ class Source:
         raise NotImplementedError
 
     # -- public --
+    @property
+    def ids_given(self) -> bool:
+        """Whether ids come from the input or an ids file (and so must be checked for duplicates)."""
+        return self.ids_from_data or bool(self.options.ids_file)
+
     @property
     def is_vecx(self) -> bool:
         """Whether the input was written by vecx (carries provenance)."""
@@ -244,7 +251,8 @@ class Source:
                 pending.result()
         if total == 0:
             raise self.fail("no vectors found (empty input)", hint="check the file and --column")
-        _check_unique(self, all_ids)
+        if self.ids_given:
+            _check_unique(self, all_ids)
         self.rows = total
         block = {
             "rows": total, "dim": self.dim, "dtype": "float32",
@@ -309,6 +317,7 @@ class NpySource(Source):
     """
 
     kind = "npy"
+    ids_from_data = False
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         super().__init__(path, options)
@@ -345,6 +354,7 @@ class VecsSource(Source):
     """``.fvecs`` (float32), ``.ivecs`` (int32) or ``.bvecs`` (uint8): each record is ``int32 d`` + d values."""
 
     kind = "vecs"
+    ids_from_data = False
     ELEMENT = {".fvecs": "<f4", ".ivecs": "<i4", ".bvecs": "u1"}
 
     def __init__(self, path: str, options: ReadOptions) -> None:
@@ -415,6 +425,7 @@ class TableSource(Source):
                 raise self.fail(f"id column {self.id_column!r} has type {id_type}; ids must be integers or strings")
         else:
             self.id_type = pa.int64()
+        self.ids_from_data = self.id_column is not None
         skip = {self.vector_column, self.id_column}
         self.payload_fields = [f for f in schema if f.name not in skip]
 
@@ -668,6 +679,7 @@ class JsonlSource(Source):
             raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} is not a non-empty list")
         self.dim = len(vector)
         self.id_field = self.options.id_column or ("id" if "id" in first else None)
+        self.ids_from_data = self.id_field is not None
         if self.id_field is not None and self.id_field not in first:
             raise DataError(f"{where(self.path)}: line {number}: no id field {self.id_field!r}")
         if self.id_field is not None:
@@ -730,6 +742,7 @@ class CsvSource(Source):
             pending: list[tuple[int, list[str]]] = []
         else:
             pending = [(number, first)]
+        self.ids_from_data = id_index is not None
         width = None
         offset = 0
 
@@ -896,7 +909,10 @@ def _open_stdin(options: ReadOptions) -> Source:
 
 def spool(handle: Any, cls: type[Source], options: ReadOptions) -> Source:
     """Copy a stream to a temporary file and open that (for formats that need seeking)."""
+    import atexit
+
     tmp = tempfile.NamedTemporaryFile(prefix="vecx-stdin-", suffix=".spool", delete=False)
+    atexit.register(lambda: os.path.exists(tmp.name) and os.unlink(tmp.name))
     with tmp:
         shutil.copyfileobj(handle, tmp, 1 << 20)
     source = cls(tmp.name, options)
