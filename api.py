@@ -151,10 +151,11 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     else:
         new = Chain.from_spec(spec, source.space, seed) if spec else Chain(source.space)
     source = fit_chain(source, new, progress)
-    writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
-                         payload_fields=source.payload_fields,
-                         initial_metadata=_table_metadata(source, prior, new, source.rows))
+    writer = None
     try:
+        writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
+                             payload_fields=source.payload_fields,
+                             initial_metadata=_table_metadata(source, prior, new, source.rows))
         progress.start(source.rows, "encoding" if new.stages else "importing")
         for batch in source.batches():
             try:
@@ -170,7 +171,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         final = _table_metadata(source, prior, new, writer.rows)
         writer.commit(final)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     meta = metadata.loads(final[metadata.KEY], output)
     if save_state:

@@ -82,11 +82,16 @@ class TableWriter:
             directory, name = os.path.split(os.path.abspath(path))
             self.tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             no_dict = {"vector"}
-            self._writer = pq.ParquetWriter(
-                self.tmp_path, self.schema, compression="snappy",
-                use_dictionary=[f.name for f in self.schema if f.name not in no_dict],
-                write_statistics=[f.name for f in self.schema if f.name not in no_dict],
-            )
+            try:
+                self._writer = pq.ParquetWriter(
+                    self.tmp_path, self.schema, compression="snappy",
+                    use_dictionary=[f.name for f in self.schema if f.name not in no_dict],
+                    write_statistics=[f.name for f in self.schema if f.name not in no_dict],
+                )
+            except BaseException:  # e.g. interrupted right after the file was created
+                if os.path.exists(self.tmp_path):
+                    os.unlink(self.tmp_path)
+                raise
 
     def write(self, batch: Batch, codes: Any) -> None:
         """Append one batch of encoded rows (ids and payload from ``batch``)."""
@@ -136,8 +141,9 @@ class TableWriter:
             self._writer.close()
         except Exception:  # noqa: BLE001 - closing a broken writer may fail; the file goes anyway
             pass
-        if self.tmp_path is not None and os.path.exists(self.tmp_path):
-            os.unlink(self.tmp_path)
+        finally:
+            if self.tmp_path is not None and os.path.exists(self.tmp_path):
+                os.unlink(self.tmp_path)
 
 
 def spool_to_parquet(source: Source) -> str:
