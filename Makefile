@@ -45,6 +45,11 @@ demo: install
 	run vecx truth $(DEMO)/glove.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.parquet -k 5; \
 	run vecx truth $(DEMO)/glove.chain.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.chain.parquet -k 5; \
 	run vecx info $(DEMO)/gt.parquet; \
+	run vecx encode $(DEMO)/glove.parquet -o $(DEMO)/glove.i8.parquet --spec int8:mode=global; \
+	run vecx index $(DEMO)/glove.i8.parquet -o $(DEMO)/glove.vecx --rescore $(DEMO)/glove.parquet; \
+	run vecx info $(DEMO)/glove.vecx; \
+	run vecx query $(DEMO)/glove.vecx --like king --like paris -k 5 --format csv; \
+	run vecx query $(DEMO)/glove.vecx --vector $(DEMO)/queries.parquet -k 3 --rescore 1; \
 	echo; echo "\$$ vecx import ... -o - | vecx truncate - -o - --dim 16 | vecx info -"; \
 	vecx import $(SAMPLE)/base.npy -o - | vecx truncate - -o - --dim 16 | vecx info -
 	@echo; echo "Nearest words, float32 vs truncate:32,int8 (from the two truth files):"

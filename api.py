@@ -254,6 +254,12 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
 
     Other vecx Parquet files (ground truth from :func:`truth`) are described by their metadata.
     """
+    if os.path.isdir(path):
+        from vecx.indexes import store
+
+        directory, manifest = store.open_version(path)
+        return {"path": path, "format": "index", "version": os.path.basename(directory),
+                "file_bytes": sum(f["bytes"] for f in manifest["files"].values()), "vecx": manifest}
     other = _other_kind(path)
     if other is not None:
         return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": other}
@@ -384,3 +390,105 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
     return {"output": output, "queries": nq, "base_rows": n_base, "k": k, "metric": metric,
             "score": SCORE_NAMES[metric]}
+
+
+# --------------------------------------------------------------------------------------
+# Querying an index
+# --------------------------------------------------------------------------------------
+def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | None]:
+    """Query vectors from a file or stdin (``-``: JSONL lines, a list or {"vector": [...]} each).
+
+    A malformed line fails the whole batch with an error naming the line: nothing is searched.
+    """
+    import sys
+
+    if path != "-" and path.endswith(".npy"):
+        try:
+            q = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        return np.atleast_2d(q).astype(np.float32), None
+    if path == "-":
+        import orjson
+
+        vectors, ids = [], []
+        for number, line in enumerate(sys.stdin.buffer, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"<stdin>: line {number}: not valid JSON ({exc}); no query was run",
+                                hint="fix that line; a batch is searched only when every line is valid") from None
+            vec = obj.get("vector") if isinstance(obj, dict) else obj
+            if not isinstance(vec, list) or not all(isinstance(v, (int, float)) for v in vec):
+                raise DataError(f"<stdin>: line {number}: expected a list of numbers or "
+                                "{\"vector\": [...]}; no query was run")
+            if len(vec) != expected_dim:
+                raise MismatchError(f"<stdin>: line {number}: query has {len(vec)} dimensions, the index "
+                                    f"takes {expected_dim}; no query was run")
+            vectors.append(vec)
+            ids.append(obj.get("id") if isinstance(obj, dict) else None)
+        if not vectors:
+            raise DataError("<stdin>: no query vectors")
+        return np.asarray(vectors, dtype=np.float32), ids if any(i is not None for i in ids) else None
+    _, q_ids, q = read_queries(path, None)
+    return q, q_ids.to_pylist()
+
+
+def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
+          oversample: int | None = None, expansion: int | None = None,
+          fields: list[str] | None = None, where: str | None = None) -> dict[str, Any]:
+    """Search an index; returns per query its results (rank, id, score and the asked payload fields).
+
+    ``where`` filters on payload columns (see :mod:`vecx.indexes.where`); a selective filter is
+    answered by an exact scan over the matching rows, so it never returns fewer than it should.
+    """
+    from vecx.indexes import where as where_mod
+    from vecx.indexes.hnsw import Searcher
+
+    if k < 1:
+        raise UsageError(f"-k must be at least 1, not {k}")
+    searcher = Searcher(index)
+    names = searcher.payload_names()
+    if fields == ["all"]:
+        fields = names
+    for name in fields or []:
+        if name not in names:
+            raise UsageError(f"--fields: no column {name!r} in {index}; columns: {', '.join(names) or 'none'}")
+    allowed = None
+    if where:
+        mentioned = where_mod.columns_of(where)
+        for name in mentioned:
+            if name not in names and name != "id":
+                raise UsageError(f"--where: no column {name!r} in {index}; columns: {', '.join(['id', *names])}")
+        allowed = where_mod.evaluate(where, searcher.rows_table(mentioned or ["id"]))
+    query_ids: list[Any] | None = None
+    if like:
+        rows_of = searcher.row_of(list(like))
+        rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed)
+        query_ids = list(like)
+    else:
+        q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
+        q = searcher.check_queries(q, vector or "<stdin>")
+        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed)
+    table = searcher.rows_table(["id", *(fields or [])])
+    flat = rows[rows >= 0]
+    taken = table.take(pa.array(flat)).to_pylist() if len(flat) else []
+    out, position = [], 0
+    for i in range(len(rows)):
+        results = []
+        for rank, (row, score) in enumerate(zip(rows[i], scores[i]), start=1):
+            if row < 0:
+                continue
+            results.append({"rank": rank, "id": taken[position]["id"], "score": round(float(score), 6),
+                            **{f: taken[position][f] for f in fields or []}})
+            position += 1
+        entry: dict[str, Any] = {"query": i, "results": results}
+        if like:
+            entry["like"] = like[i]
+        elif query_ids is not None:
+            entry["query_id"] = query_ids[i]
+        out.append(entry)
+    return {"queries": out, "k": int(rows.shape[1]), "clamped": rows.shape[1] < k and allowed is None,
+            "matching_rows": None if allowed is None else int(allowed.sum())}

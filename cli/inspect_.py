@@ -23,6 +23,23 @@ def _render_info(data: dict[str, Any]) -> str:
                   ("ids", repr(raw["id_column"]) if raw["id_column"] else "row numbers"),
                   ("payload", ", ".join(raw["payload"]) or "(none)")]
         return _table(lines)
+    if meta.get("kind") == "index":
+        g, r = meta["graph"], meta.get("rescore")
+        lines += [
+            ("kind", f"index ({data['version']})"),
+            ("rows", f"{meta['rows']:,}"),
+            ("graph", f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}, "
+                      f"{meta['bytes_per_vector']} bytes/vector"),
+            ("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
+                           f"search {g['expansion_search']}; "
+                           f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"),
+            ("chain", meta["table"].get("spec") or "(none)"),
+            ("rescoring", f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), "
+                          f"oversample {meta['search']['oversample']}x" if r else "none"),
+            ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
+            ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
+        ]
+        return _table(lines)
     if meta.get("kind") == "truth":
         base, queries = meta["base"], meta["queries"]
         lines += [("kind", f"exact ground truth: top-{meta['k']} by {meta['score']}"),
@@ -73,6 +90,7 @@ def register(app: typer.Typer) -> None:
     @app.command("info", epilog=examples(
         "vecx info docs.i8.parquet",
         "vecx info docs.i8.parquet --json | jq .vecx.spec",
+        "vecx info docs.vecx",
         "vecx import x.npy -o - | vecx info -",
     ))
     def info(input: Annotated[str, typer.Argument(metavar="INPUT", help="A vector table (or any input vecx reads), or - for stdin.", show_default=False)],

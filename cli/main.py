@@ -49,10 +49,11 @@ def root(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 
 
 def _register() -> None:
-    from vecx.cli import codec_commands, encode, inspect_
+    from vecx.cli import codec_commands, encode, index_, inspect_
 
     encode.register(app)
     codec_commands.register(app)
+    index_.register(app)
     inspect_.register(app)
 
 

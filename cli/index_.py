@@ -1,0 +1,126 @@
+"""``vecx index`` and ``vecx query``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from vecx.cli.common import Bar, Debug, Json, Quiet, emit_json, examples, message
+
+FORMATS = ("table", "jsonl", "json", "csv")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to the app."""
+
+    @app.command("index", epilog=examples(
+        "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet",
+        "vecx index docs.f16.parquet -o docs.vecx --connectivity 32 --deterministic",
+    ))
+    def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16 or int8:mode=global codes).", show_default=False)],
+              output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
+              rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring.", show_default=False)] = None,
+              connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", help="Graph edges per node (HNSW M).")] = 16,
+              expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", help="Candidate list size while building (efConstruction).")] = 128,
+              expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", help="Default candidate list size while searching (ef).")] = 64,
+              oversample: Annotated[int, typer.Option("--oversample", metavar="X", help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
+              deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
+              quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
+
+        The index is a directory (manifest with checksums, graph, rows, chain state); a rebuild
+        replaces it atomically, so running queries see the old or the new index, never a mix.
+        """
+        from vecx.indexes.hnsw import BuildOptions, build
+
+        manifest = build(table, output, rescore=rescore, progress=Bar(quiet), options=BuildOptions(
+            connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,
+            oversample=oversample, deterministic=deterministic))
+        if json:
+            emit_json(manifest)
+        else:
+            g = manifest["graph"]
+            message(f"indexed {manifest['rows']:,} vectors into {output}: {g['dtype']} {g['metric']} graph, "
+                    f"{manifest['bytes_per_vector']} bytes/vector"
+                    + (", rescoring with " + manifest["rescore"]["dtype"] if manifest["rescore"] else ""), quiet)
+
+    @app.command("query", epilog=examples(
+        "vecx query docs.vecx --vector q.npy -k 10",
+        "vecx query docs.vecx --like 1234 -k 10 --fields word,title",
+        "cat queries.jsonl | vecx query docs.vecx -k 10 > results.jsonl",
+        "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
+        "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
+    ))
+    def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
+              vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
+              like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", help="Results per query (at most the index size).")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search candidate list size (default: the index's).", show_default=False)] = None,
+              fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
+              where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
+              fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
+              quiet: Quiet = False, debug: Debug = False) -> None:
+        """Search an index with raw query vectors (encoded through the index's chain) or by item id.
+
+        Without --vector or --like, queries are read from stdin as JSONL: one vector per line, as
+        a list or an object with a "vector" field. A batch is searched in one multi-threaded call;
+        if any line is malformed, nothing is searched and the error names the line (exit 3).
+        """
+        from vecx import api
+        from vecx.errors import UsageError
+
+        fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+        if fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        if vector is not None and like:
+            raise UsageError("give either --vector or --like, not both")
+        if vector is None and not like and sys.stdin.isatty():
+            raise UsageError("no query: give --vector FILE, --like ID, or JSONL vectors on stdin")
+        result = api.query(index, vector=vector if vector is not None else (None if like else "-"), like=like,
+                           k=k, oversample=rescore, expansion=expansion, where=where,
+                           fields=None if fields is None else [f for f in fields.split(",") if f])
+        if result["clamped"]:
+            message(f"-k {k} is larger than the index; returning {result['k']} per query", quiet)
+        if result["matching_rows"] is not None and result["matching_rows"] < k:
+            message(f"--where keeps {result['matching_rows']} rows; returning at most that many", quiet)
+        _render(result["queries"], fmt)
+
+
+def _render(queries: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        emit_json(queries)
+    elif fmt == "jsonl":
+        import orjson
+
+        out = sys.stdout.buffer
+        for q in queries:
+            out.write(orjson.dumps(q) + b"\n")
+        out.flush()
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        extra = [k for k in (queries[0]["results"][0] if queries and queries[0]["results"] else {})
+                 if k not in ("rank", "id", "score")]
+        writer.writerow(["query", "rank", "id", "score", *extra])
+        for q in queries:
+            for r in q["results"]:
+                writer.writerow([q["query"], r["rank"], r["id"], r["score"], *[r.get(e) for e in extra]])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        for q in queries:
+            table = Table(title=f"query {q['query']}" + (f" (like {q['like']})" if "like" in q else ""))
+            results = q["results"]
+            columns = ["rank", "id", "score"] + [c for c in (results[0] if results else {}) if c not in ("rank", "id", "score")]
+            for c in columns:
+                table.add_column(c, justify="right" if c in ("rank", "score") else "left")
+            for r in results:
+                table.add_row(*[f"{r[c]:.4f}" if c == "score" else str(r.get(c)) for c in columns])
+            console.print(table)

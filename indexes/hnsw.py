@@ -1,0 +1,390 @@
+"""Build and search an index: a usearch HNSW graph over encoded vectors, with exact rescoring.
+
+Codes and metric must fit together: float32/float16 codes search by cosine, inner product or
+squared L2; ``int8`` codes only where the metric holds on the codes themselves
+(``int8:mode=global``), by cosine or L2 (usearch's ``i8`` inner product is not trusted:
+unum-cloud/usearch#405). Queries arrive in the *input* space and are encoded through the
+index's own chain; rescoring compares the raw query with higher-precision vectors of the same
+source, read from a memory-mapped file only for the candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.chain import Chain
+from vecx.codecs.base import VectorSpec
+from vecx.errors import DataError, MismatchError, UsageError
+from vecx.formats import state
+from vecx.indexes import store
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+pq = lazy("pyarrow.parquet")
+
+USEARCH_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8"}
+DEFAULT_OVERSAMPLE = 4
+#: A filter keeping at most this many rows is answered by an exact scan over them.
+EXACT_SCAN_ROWS = 20_000
+
+
+def graph_metric(space: VectorSpec, source_normalized: bool) -> str:
+    """The usearch metric for codes of ``space``, or a :class:`UsageError` saying why they cannot be indexed."""
+    if space.metric_on != "codes":
+        raise UsageError(f"{space.dtype} codes of this chain support {space.metric} only after decoding "
+                         "(e.g. int8:mode=perdim); a graph cannot search them directly",
+                         hint="use int8:mode=global for an i8 graph, or index the float vectors")
+    if space.dtype == "int8":
+        if space.metric == "cosine" or (space.metric == "ip" and source_normalized):
+            return "cos"
+        if space.metric == "l2":
+            return "l2sq"
+        raise UsageError("int8 codes with the inner-product metric are not supported by usearch's i8 "
+                         "kernels (unum-cloud/usearch#405)", hint="normalize the vectors and use cosine")
+    return {"cosine": "cos", "ip": "ip", "l2": "l2sq"}[space.metric]
+
+
+@dataclass
+class BuildOptions:
+    """Graph parameters (usearch names; the HNSW paper's M is ``connectivity``)."""
+
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 64
+    oversample: int = DEFAULT_OVERSAMPLE
+    deterministic: bool = False
+
+
+def _open_table(path: str) -> Any:
+    from vecx.formats.readers import open_source
+
+    source = open_source(path)
+    if not source.is_vecx:
+        raise UsageError(f"{path}: not a vecx table; run 'vecx import' (or a codec) on it first")
+    return source
+
+
+def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
+          progress: Any = None) -> dict[str, Any]:
+    """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
+    from usearch.index import Index
+
+    from vecx.formats import metadata as md
+
+    options = options or BuildOptions()
+    source = _open_table(table)
+    space = source.space
+    source_block = source.meta.get("source") or {}
+    metric = graph_metric(space, bool(source_block.get("normalized")))
+    rescore_src = _check_rescore(rescore, source) if rescore else None
+    version = store.new_version(output)
+    try:
+        graph = Index(ndim=space.dim, metric=metric, dtype=USEARCH_DTYPES[space.dtype],
+                      connectivity=options.connectivity, expansion_add=options.expansion_add,
+                      expansion_search=options.expansion_search)
+        rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
+        rows_writer = pq.ParquetWriter(os.path.join(version, "rows.parquet"), rows_schema, compression="snappy")
+        threads = 1 if options.deterministic else 0
+        if progress:
+            progress.start(source.rows, "indexing")
+        count = 0
+        for batch in source.batches():
+            keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+            graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
+            columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
+            rows_writer.write_table(pa.Table.from_arrays(columns, schema=rows_schema))
+            count += len(batch)
+            if progress:
+                progress.advance(len(batch))
+        rows_writer.close()
+        if progress:
+            progress.close()
+        if count == 0:
+            raise DataError(f"{table}: no vectors to index (empty table)")
+        graph.save(os.path.join(version, "graph.usearch"))
+        with open(os.path.join(version, "table.json"), "wb") as handle:
+            handle.write(md.dumps(source.meta))
+        if source.state_blob:
+            with open(os.path.join(version, "state.arrow"), "wb") as handle:
+                handle.write(source.state_blob)
+        rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
+        store.commit(output, version, {
+            "rows": count, "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
+            "graph": {"file": "graph.usearch", "metric": metric, "dtype": USEARCH_DTYPES[space.dtype],
+                      "ndim": space.dim, "connectivity": options.connectivity,
+                      "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
+                      "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"},
+            "bytes_per_vector": space.bytes_per_vector,
+            "rescore": rescore_info,
+            "search": {"oversample": options.oversample if rescore_info else 1},
+        })
+    except BaseException:
+        store.abort(version)
+        raise
+    _, manifest = store.open_version(output)
+    return manifest
+
+
+def _check_rescore(path: str, codes: Any) -> Any:
+    """Open the rescoring table and check it holds the same rows (same source) in float."""
+    src = _open_table(path)
+    mine, theirs = (codes.meta.get("source") or {}), (src.meta.get("source") or {})
+    if mine.get("fingerprint") != theirs.get("fingerprint"):
+        raise MismatchError(f"{path}: rescoring vectors come from other data (source fingerprint "
+                            f"{str(theirs.get('fingerprint'))[:12]} vs {str(mine.get('fingerprint'))[:12]})",
+                            hint="give the table the codes were made from (or any float encoding of it)")
+    if src.space.dtype not in ("float32", "float16") or src.space.metric_on != "codes":
+        raise UsageError(f"{path}: rescoring needs float32/float16 vectors, not {src.space.dtype}")
+    return src
+
+
+def _write_rescore(src: Any, version: str, rows: int) -> dict[str, Any]:
+    """Stream the rescoring vectors into ``rescore.npy`` (memory-mappable) and describe them."""
+    dtype = np.float16 if src.space.dtype == "float16" else np.float32
+    out = np.lib.format.open_memmap(os.path.join(version, "rescore.npy"), mode="w+", dtype=dtype,
+                                    shape=(rows, src.dim))
+    filled = 0
+    for batch in src.batches():
+        out[batch.offset: batch.offset + len(batch)] = batch.vectors
+        filled += len(batch)
+    out.flush()
+    del out
+    if filled != rows:
+        raise MismatchError(f"{src.path}: has {filled} rows, the codes {rows}")
+    with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
+        json.dump(src.meta, handle, sort_keys=True)
+    if src.state_blob:
+        with open(os.path.join(version, "rescore.state.arrow"), "wb") as handle:
+            handle.write(src.state_blob)
+    return {"file": "rescore.npy", "dtype": src.space.dtype, "dim": src.dim, "metric": src.space.metric,
+            "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint")}
+
+
+def _chain_from(meta: dict[str, Any], blob: bytes | None, path: str) -> Chain:
+    records = meta.get("stages", [])
+    arrays: list[dict[str, Any]] = [{} for _ in records]
+    if blob:
+        _, arrays = state.unpack(blob, path)
+    first = VectorSpec.from_json(records[0]["input"]) if records else VectorSpec.from_json(meta["vector"])
+    return Chain.from_records(first, records, arrays, path)
+
+
+def _read(directory: str, name: str) -> bytes | None:
+    full = os.path.join(directory, name)
+    if not os.path.exists(full):
+        return None
+    with open(full, "rb") as handle:
+        return handle.read()
+
+
+class Searcher:
+    """An opened index: encodes queries through its chain, searches the graph, rescores, looks up rows."""
+
+    def __init__(self, path: str, *, verify: bool = False) -> None:
+        from usearch.index import Index
+
+        self.path = path
+        self.directory, self.manifest = store.open_version(path, verify=verify)
+        table_meta = json.loads(_read(self.directory, "table.json") or b"{}")
+        self.chain = _chain_from(table_meta, _read(self.directory, "state.arrow"), path)
+        self.rows = int(self.manifest["rows"])
+        graph_file = os.path.join(self.directory, "graph.usearch")
+        try:
+            self.graph = Index.restore(graph_file, view=True)
+        except Exception as exc:  # noqa: BLE001 - usearch raises plain RuntimeError/ValueError
+            raise DataError(f"{path}: graph.usearch cannot be opened ({exc})", hint="rebuild the index") from None
+        if self.graph is None or len(self.graph) != self.rows:
+            raise DataError(f"{path}: graph.usearch is damaged or holds a different number of rows",
+                            hint="rebuild the index")
+        self.graph.expansion_search = int(self.manifest["graph"]["expansion_search"])
+        self.rescore_vectors = None
+        self.rescore_chain: Chain | None = None
+        info = self.manifest.get("rescore")
+        if info:
+            self.rescore_vectors = np.load(os.path.join(self.directory, "rescore.npy"), mmap_mode="r")
+            rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
+            self.rescore_chain = _chain_from(rescore_meta, _read(self.directory, "rescore.state.arrow"), path)
+            self.rescore_metric = info["metric"]
+        self._rows_table: Any = None
+
+    @property
+    def input_dim(self) -> int:
+        """Dimension of the vectors queries must have (the chain's input)."""
+        return self.chain.input.dim
+
+    def check_queries(self, q: Any, where: str) -> Any:
+        """Validate query vectors: 2-D float, the input dimension, finite."""
+        q = np.asarray(q, dtype=np.float32)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2 or q.shape[1] != self.input_dim:
+            got = q.shape[-1] if q.ndim else 0
+            raise MismatchError(f"{where}: query has {got} dimensions, this index takes {self.input_dim}",
+                                hint=f"queries are raw vectors in the input space ({self.input_dim}-d)")
+        bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+        if len(bad):
+            raise DataError(f"{where}: query {int(bad[0])} holds NaN or Inf")
+        return q
+
+    def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+               allowed: Any = None) -> tuple[Any, Any]:
+        """Top-k rows and scores for raw queries (n x input dim). Missing results are row -1.
+
+        ``allowed``: a boolean mask over the rows (a filter); results come only from those rows.
+        """
+        codes = self.chain.encode_query(q)
+        rescore_q = self.rescore_chain.encode_query(q) if self.rescore_chain is not None else None
+        return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
+
+    def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+             allowed: Any = None) -> tuple[Any, Any]:
+        """Neighbours of rows already in the index (each row itself excluded)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        codes = self.codes_of(rows)
+        rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if self.rescore_vectors is not None else None
+        return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
+
+    def codes_of(self, rows: Any) -> Any:
+        """The stored codes of some rows."""
+        return np.stack([self.graph.get(int(r)) for r in rows]) if len(rows) else np.empty((0, self.graph.ndim))
+
+    def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
+                exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
+        k = min(k, self.rows - (1 if exclude is not None else 0))
+        factor = max(1, oversample if oversample is not None else int(self.manifest["search"]["oversample"]))
+        if rescore_q is None:
+            factor = 1
+        extra = 1 if exclude is not None else 0
+        if allowed is not None:
+            return self._filtered(codes, rescore_q, k, factor, expansion, exclude, allowed)
+        count = min(self.rows, k * factor + extra)
+        keys, dist = self._graph_search(codes, count, expansion)
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
+        return _top(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+
+    def _filtered(self, codes: Any, rescore_q: Any, k: int, factor: int, expansion: int | None,
+                  exclude: Any, allowed: Any) -> tuple[Any, Any]:
+        """Search restricted to ``allowed`` rows: the graph with extra oversampling when the filter
+        keeps many rows, an exact scan over the matching rows when it keeps few, or when the graph
+        returned fewer than k matching rows for a query (so a selective filter never returns too few)."""
+        matching = np.flatnonzero(allowed)
+        k = min(k, len(matching) - (1 if exclude is not None else 0))
+        n = len(codes)
+        if k <= 0:
+            return np.full((n, 0), -1, dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
+        selectivity = len(matching) / self.rows
+        if len(matching) <= EXACT_SCAN_ROWS or selectivity < 0.05:
+            return self._exact(codes, rescore_q, matching, k, exclude)
+        count = min(self.rows, int(np.ceil(k * factor / selectivity * 2)) + 1)
+        keys, dist = self._graph_search(codes, count, expansion)
+        keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
+        rows, top_scores = _top(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+        short = np.flatnonzero((rows < 0).any(axis=1))
+        if len(short):  # the graph found too few matching rows for these queries: scan them exactly
+            sub_ex = None if exclude is None else np.asarray(exclude)[short]
+            sub_rq = None if rescore_q is None else np.asarray(rescore_q)[short]
+            rows[short], top_scores[short] = self._exact(np.asarray(codes)[short], sub_rq, matching, k, sub_ex)
+        return rows, top_scores
+
+    def _exact(self, codes: Any, rescore_q: Any, matching: Any, k: int, exclude: Any) -> tuple[Any, Any]:
+        """Exact top-k over the given rows: with the rescoring vectors if there are any, else the codes."""
+        keys = np.broadcast_to(matching, (len(codes), len(matching))).copy()
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        if rescore_q is not None:
+            scores = self._rescore(rescore_q, keys)
+        else:
+            stored = np.asarray(self.codes_of(matching), dtype=np.float32)
+            q = np.asarray(codes, dtype=np.float32)
+            metric = self.manifest["graph"]["metric"]
+            if metric == "l2sq":
+                scores = (q * q).sum(1)[:, None] - 2 * q @ stored.T + (stored * stored).sum(1)[None, :]
+            else:
+                if metric == "cos":
+                    stored = stored / np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-30)
+                    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+                scores = q @ stored.T
+            scores = np.where(keys >= 0, scores, np.inf if metric == "l2sq" else -np.inf)
+        return _top(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+
+    def _graph_search(self, codes: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        """Raw graph search: keys (row numbers, -1 where fewer found) and usearch distances.
+
+        ``expansion`` overrides the index's search expansion for this call (never below ``count``).
+        """
+        saved = self.graph.expansion_search
+        self.graph.expansion_search = max(expansion or saved, count)
+        matches = self.graph.search(np.ascontiguousarray(codes), count, threads=0)
+        self.graph.expansion_search = saved
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(codes), -1)
+        dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(codes), -1)
+        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)  # one query: Matches
+        found = counts > np.arange(keys.shape[1])[None, :]
+        return np.where(found, keys, -1), dist
+
+    def _graph_scores(self, dist: Any) -> Any:
+        return dist if self.manifest["graph"]["metric"] == "l2sq" else 1.0 - dist
+
+    def _lower_is_better(self, rescored: bool) -> bool:
+        metric = self.rescore_metric if rescored else self.manifest["graph"]["metric"]
+        return metric in ("l2", "l2sq")
+
+    def _rescore(self, q: Any, keys: Any) -> Any:
+        """Exact scores of candidates against the rescoring vectors (only those rows are read)."""
+        valid = keys >= 0
+        flat = np.unique(keys[valid])
+        vectors = np.asarray(self.rescore_vectors[flat], dtype=np.float32)
+        position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
+        cand = vectors[position]  # n x m x d
+        q = np.asarray(q, dtype=np.float32)
+        if self.rescore_metric == "l2":
+            scores = ((cand - q[:, None, :]) ** 2).sum(-1)
+            return np.where(valid, scores, np.inf)
+        if self.rescore_metric == "cosine":
+            cand = cand / np.maximum(np.linalg.norm(cand, axis=-1, keepdims=True), 1e-30)
+            q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
+        scores = np.einsum("nmd,nd->nm", cand, q)
+        return np.where(valid, scores, -np.inf)
+
+    def row_of(self, ids: list[Any]) -> Any:
+        """Row numbers of ids (a :class:`DataError` for an id not in the index)."""
+        table = self.rows_table(["id"])
+        column = table["id"].combine_chunks()
+        out = []
+        for value in ids:
+            try:
+                scalar = pa.scalar(value, column.type) if not isinstance(value, str) or pa.types.is_string(column.type) \
+                    else pa.scalar(int(value), column.type)
+            except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
+                raise DataError(f"{self.path}: no item with id {value!r}") from None
+            index = pa.compute.index(column, scalar).as_py()
+            if index < 0:
+                raise DataError(f"{self.path}: no item with id {value!r}")
+            out.append(index)
+        return np.asarray(out, dtype=np.int64)
+
+    def rows_table(self, columns: list[str] | None = None) -> Any:
+        """The id and payload columns (only those asked for)."""
+        import pyarrow.compute  # noqa: F401 - registers pa.compute
+
+        return pq.read_table(os.path.join(self.directory, "rows.parquet"), columns=columns)
+
+    def payload_names(self) -> list[str]:
+        """Names of the payload columns."""
+        return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
+
+
+def _top(keys: Any, scores: Any, k: int, lower_is_better: bool) -> tuple[Any, Any]:
+    order_key = scores if lower_is_better else -scores
+    order_key = np.where(keys >= 0, order_key, np.inf)
+    order = np.lexsort((keys, order_key), axis=1)[:, :k]
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)

@@ -1,0 +1,158 @@
+"""``--where``: a small filter language over payload columns, evaluated with pyarrow.compute.
+
+Grammar (SQL-like; keywords are case-insensitive)::
+
+    expr    := term ("or" term)*
+    term    := factor ("and" factor)*
+    factor  := "not" factor | "(" expr ")" | column op literal
+             | column "in" "(" literal ("," literal)* ")" | column "is" ["not"] "null"
+    op      := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    literal := 'text' | "text" | number | true | false
+
+Examples: ``lang = 'en'``, ``year >= 2000 and (lang in ('en', 'de') or score > 0.5)``.
+A comparison with a null value is false. The result is a boolean mask over the rows.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.errors import UsageError
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+pc = lazy("pyarrow.compute")
+
+_TOKEN = re.compile(r"""\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")|"""
+                    r"""(?P<op><=|>=|!=|<>|==|=|<|>|\(|\)|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))""")
+_OPS = {"=": "equal", "==": "equal", "!=": "not_equal", "<>": "not_equal", "<": "less",
+        "<=": "less_equal", ">": "greater", ">=": "greater_equal"}
+
+
+def tokenize(text: str) -> list[tuple[str, str]]:
+    """Split a filter into (kind, text) tokens; raise UsageError at the first character it cannot read."""
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise UsageError(f"--where: cannot read {text[pos:pos + 12]!r} at character {pos + 1}")
+        kind = m.lastgroup or ""
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str, table: Any) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.pos = 0
+        self.table = table
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise UsageError(f"--where {self.text!r}: unexpected end")
+        self.pos += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token and token[0] == "word" and token[1].lower() == word:
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, text: str) -> None:
+        kind, value = self.take()
+        if value != text:
+            raise UsageError(f"--where {self.text!r}: expected {text!r}, found {value!r}")
+
+    def parse(self) -> Any:
+        mask = self.expr()
+        if self.peek() is not None:
+            raise UsageError(f"--where {self.text!r}: unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        return mask
+
+    def expr(self) -> Any:
+        mask = self.term()
+        while self.keyword("or"):
+            mask = pc.or_kleene(mask, self.term())
+        return mask
+
+    def term(self) -> Any:
+        mask = self.factor()
+        while self.keyword("and"):
+            mask = pc.and_kleene(mask, self.factor())
+        return mask
+
+    def factor(self) -> Any:
+        if self.keyword("not"):
+            return pc.invert(self.factor())
+        token = self.peek()
+        if token == ("op", "("):
+            self.take()
+            mask = self.expr()
+            self.expect(")")
+            return mask
+        kind, name = self.take()
+        if kind != "word":
+            raise UsageError(f"--where {self.text!r}: expected a column name, found {name!r}")
+        column = self.column(name)
+        if self.keyword("is"):
+            negate = self.keyword("not")
+            if not self.keyword("null"):
+                raise UsageError(f"--where {self.text!r}: expected NULL after IS")
+            mask = pc.is_null(column)
+            return pc.invert(mask) if negate else mask
+        if self.keyword("in"):
+            self.expect("(")
+            values = [self.literal()]
+            while self.peek() == ("op", ","):
+                self.take()
+                values.append(self.literal())
+            self.expect(")")
+            return pc.is_in(column, value_set=pa.array(values).cast(column.type))
+        kind, op = self.take()
+        if op not in _OPS:
+            raise UsageError(f"--where {self.text!r}: expected a comparison after {name!r}, found {op!r}")
+        value = self.literal()
+        try:
+            return getattr(pc, _OPS[op])(column, pa.scalar(value).cast(column.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
+                             f"with {value!r}") from None
+
+    def column(self, name: str) -> Any:
+        if name not in self.table.column_names:
+            names = [n for n in self.table.column_names]
+            raise UsageError(f"--where: no column {name!r}; columns: {', '.join(names)}")
+        return self.table[name]
+
+    def literal(self) -> Any:
+        kind, value = self.take()
+        if kind == "num":
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        if kind == "str":
+            return value[1:-1].replace(value[0] * 2, value[0])
+        if kind == "word" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise UsageError(f"--where {self.text!r}: expected a value, found {value!r}")
+
+
+def columns_of(text: str) -> list[str]:
+    """Column names a filter mentions (to read only those)."""
+    keywords = {"and", "or", "not", "in", "is", "null", "true", "false"}
+    return sorted({v for k, v in tokenize(text) if k == "word" and v.lower() not in keywords})
+
+
+def evaluate(text: str, table: Any) -> Any:
+    """Boolean numpy mask of the rows of ``table`` matching the filter (null counts as no match)."""
+    mask = _Parser(text, table).parse()
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)

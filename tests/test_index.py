@@ -1,0 +1,347 @@
+"""Index and query: building, searching through the chain, rescoring, filters, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_vectors, run_vecx
+from vecx.truth import exact_topk
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """5,000 x 32 clustered vectors with payload, imported, plus encodings and queries."""
+    tmp = tmp_path_factory.mktemp("corpus")
+    x = make_vectors(5000, 32, seed=11)
+    rng = np.random.default_rng(5)
+    lang = np.where(rng.random(5000) < 0.002, "rare", np.where(rng.random(5000) < 0.5, "en", "de"))
+    src = tmp / "src.parquet"
+    pq.write_table(pa.table({"id": [f"doc{i}" for i in range(5000)],
+                             "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 32),
+                             "lang": lang, "year": rng.integers(1950, 2020, 5000)}), src)
+    base = tmp / "base.parquet"
+    assert run_vecx("import", src, "-o", base).code == 0
+    for spec, name in (("f16", "f16"), ("int8:mode=global", "i8g"), ("int8", "i8p"), ("truncate:16", "t16")):
+        r = run_vecx("encode", base, "-o", tmp / f"{name}.parquet", "--spec", spec)
+        assert r.code == 0, r.stderr
+    q = make_vectors(40, 32, seed=12)
+    np.save(tmp / "q.npy", q)
+    return {"dir": tmp, "x": x, "q": q, "lang": lang, "base": base}
+
+
+def exact(x: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    subset = x if rows is None else x[rows]
+    top, _ = exact_topk(q, iter([(0, subset)]), k, "cosine")
+    return top if rows is None else rows[top]
+
+
+def results(r) -> list[dict]:
+    assert r.code == 0, r.stderr
+    return [json.loads(line) for line in r.out.splitlines()]
+
+
+def recall(found: list[dict], truth: np.ndarray, k: int) -> float:
+    hits = [len({int(x["id"][3:]) for x in q["results"][:k]} & set(truth[i][:k].tolist())) for i, q in enumerate(found)]
+    return sum(hits) / (k * len(found))
+
+
+def usearch_recall(x: np.ndarray, q: np.ndarray, k: int, expansion: int) -> float:
+    """Recall@k of raw usearch (f32, cosine) with vecx's default graph parameters, built single-threaded
+    in row order (as vecx --deterministic): the peer's figure on the same graph construction."""
+    from usearch.index import Index
+
+    index = Index(ndim=x.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128,
+                  expansion_search=expansion)
+    index.add(np.arange(len(x)), x, threads=1)
+    found = index.search(q, k).keys
+    truth = exact(x, q, k)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+
+
+@pytest.mark.parametrize("table, rescore, slack", [
+    ("base", False, 0.02), ("f16", False, 0.03), ("i8g", False, 0.10), ("i8g", True, 0.02),
+])
+def test_build_and_query_recall(corpus: dict, tmp_path: Path, table: str, rescore: bool, slack: float) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "docs.vecx"
+    args = ["index", d / f"{table}.parquet", "-o", index, "--deterministic"]
+    args += ["--rescore", corpus["base"]] if rescore else []
+    r = run_vecx(*args)
+    assert r.code == 0, r.stderr
+    found = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--expansion", "128"))
+    assert len(found) == 40 and all(len(q["results"]) == 10 for q in found)
+    peer = usearch_recall(corpus["x"], corpus["q"], 10, 128)
+    assert recall(found, exact(corpus["x"], corpus["q"], 10), 10) >= peer - slack
+    scores = [x["score"] for x in found[0]["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_rescoring_scores_are_exact(corpus: dict, tmp_path: Path) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "docs.vecx"
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
+    found = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "5", "--rescore", "10"))
+    x, q = corpus["x"], corpus["q"]
+    for i, qr in enumerate(found):
+        for hit in qr["results"]:
+            v = x[int(hit["id"][3:])]
+            assert hit["score"] == pytest.approx(float(v @ q[i] / np.linalg.norm(v) / np.linalg.norm(q[i])), abs=1e-5)
+
+
+def test_perdim_int8_codes_are_refused(corpus: dict, tmp_path: Path) -> None:
+    r = run_vecx("index", corpus["dir"] / "i8p.parquet", "-o", tmp_path / "x.vecx")
+    assert r.code == 2 and "only after decoding" in r.stderr and "int8:mode=global" in r.stderr
+    assert not (tmp_path / "x.vecx").exists()
+
+
+def test_rescore_table_from_other_data_is_refused(corpus: dict, tmp_path: Path) -> None:
+    other = tmp_path / "other.npy"
+    np.save(other, make_vectors(5000, 32, seed=99))
+    other_table = tmp_path / "other.parquet"
+    assert run_vecx("import", other, "-o", other_table).code == 0
+    r = run_vecx("index", corpus["dir"] / "f16.parquet", "-o", tmp_path / "x.vecx", "--rescore", other_table)
+    assert r.code == 4 and "other data" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def index(corpus: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("idx") / "docs.vecx"
+    r = run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", path, "--rescore", corpus["base"])
+    assert r.code == 0, r.stderr
+    return path
+
+
+def test_like_excludes_the_item_and_matches_a_vector_query(corpus: dict, index: Path, tmp_path: Path) -> None:
+    found = results(run_vecx("query", index, "--like", "doc42", "-k", "5", "--fields", "lang"))
+    assert found[0]["like"] == "doc42"
+    ids = [x["id"] for x in found[0]["results"]]
+    assert "doc42" not in ids and len(ids) == 5 and "lang" in found[0]["results"][0]
+    np.save(tmp_path / "one.npy", corpus["x"][42])
+    by_vector = results(run_vecx("query", index, "--vector", tmp_path / "one.npy", "-k", "6"))
+    assert [x["id"] for x in by_vector[0]["results"]][1:] == ids
+    r = run_vecx("query", index, "--like", "nope")
+    assert r.code == 3 and "no item with id 'nope'" in r.stderr
+
+
+def test_batch_from_stdin_and_formats(corpus: dict, index: Path) -> None:
+    q = corpus["q"][:3]
+    lines = [json.dumps({"id": "a", "vector": q[0].tolist()}), json.dumps(q[1].tolist()), "",
+             json.dumps({"vector": q[2].tolist()})]
+    found = results(run_vecx("query", index, "-k", "3", stdin=("\n".join(lines) + "\n").encode()))
+    assert [f["query"] for f in found] == [0, 1, 2] and found[0]["query_id"] == "a"
+    by_file = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "3"))
+    assert [f["results"] for f in found] == [f["results"] for f in by_file[:3]]
+    r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "2", "--format", "csv")
+    rows = r.out.strip().splitlines()
+    assert rows[0] == "query,rank,id,score" and len(rows) == 1 + 40 * 2
+    r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "2", "--format", "json")
+    assert len(json.loads(r.stdout)) == 40
+
+
+def test_malformed_batch_line_names_the_line_and_runs_nothing(index: Path, corpus: dict) -> None:
+    good = json.dumps(corpus["q"][0].tolist())
+    r = run_vecx("query", index, stdin=f"{good}\n{{not json\n{good}\n".encode())
+    assert r.code == 3 and "line 2" in r.stderr and "no query was run" in r.stderr
+    assert r.stdout == b""
+    r = run_vecx("query", index, stdin=f"{good}\n[1, 2, 3]\n".encode())
+    assert r.code == 4 and "line 2: query has 3 dimensions, the index takes 32" in r.stderr
+
+
+def test_wrong_dimension_query(index: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "q.npy", make_vectors(2, 16))
+    r = run_vecx("query", index, "--vector", tmp_path / "q.npy")
+    assert r.code == 4 and "query has 16 dimensions, this index takes 32" in r.stderr
+
+
+def test_queries_go_through_the_chain(corpus: dict, tmp_path: Path) -> None:
+    # A truncate:16 index takes 32-d queries (the input space) and truncates them itself.
+    index = tmp_path / "t.vecx"
+    assert run_vecx("index", corpus["dir"] / "t16.parquet", "-o", index, "--deterministic").code == 0
+    found = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "10"))
+    t = corpus["x"][:, :16] / np.linalg.norm(corpus["x"][:, :16], axis=1, keepdims=True)
+    q = np.ascontiguousarray(corpus["q"][:, :16])
+    assert recall(found, exact(t, q, 10), 10) >= usearch_recall(t.astype(np.float32), q, 10, 64) - 0.01
+
+
+def test_k_larger_than_the_index_returns_everything(corpus: dict, tmp_path: Path) -> None:
+    small = tmp_path / "small.npy"
+    np.save(small, corpus["x"][:7])
+    table = tmp_path / "small.parquet"
+    assert run_vecx("import", small, "-o", table).code == 0
+    assert run_vecx("index", table, "-o", tmp_path / "s.vecx").code == 0
+    np.save(tmp_path / "q.npy", corpus["q"][:1])
+    found = results(run_vecx("query", tmp_path / "s.vecx", "--vector", tmp_path / "q.npy", "-k", "50"))
+    assert sorted(int(x["id"]) for x in found[0]["results"]) == list(range(7))
+
+
+def test_filters_are_exact_even_when_selective(corpus: dict, index: Path) -> None:
+    lang = corpus["lang"]
+    for expr, value, k in (("lang = 'rare'", "rare", 5), ("lang = 'en'", "en", 10)):
+        found = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", str(k),
+                                 "--where", expr, "--fields", "lang"))
+        rows = np.flatnonzero(lang == value)
+        truth = exact(corpus["x"], corpus["q"], k, rows)
+        assert all(x["lang"] == value for q in found for x in q["results"])
+        assert all(len(q["results"]) == min(k, len(rows)) for q in found)
+        assert recall(found, truth, min(k, len(rows))) >= (1.0 if value == "rare" else 0.95)
+
+
+def test_filter_errors(index: Path, corpus: dict) -> None:
+    r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "--where", "country = 'x'")
+    assert r.code == 2 and "no column 'country'" in r.stderr
+    r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "--where", "year >= 'abc'")
+    assert r.code == 2 and "cannot compare" in r.stderr
+    r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "--where", "lang = 'none'")
+    assert r.code == 0 and all(q["results"] == [] for q in results(r))
+
+
+def test_info_on_an_index(index: Path) -> None:
+    r = run_vecx("info", index)
+    assert r.code == 0, r.stderr
+    assert "usearch HNSW, 32 x i8, metric cos" in r.out and "oversample 4x" in r.out
+    data = json.loads(run_vecx("info", index, "--json").stdout)["vecx"]
+    assert data["graph"]["connectivity"] == 16 and data["rows"] == 5000
+
+
+def copy_index(index: Path, tmp_path: Path) -> Path:
+    """A private copy of an index (its current version, as a plain symlink structure)."""
+    target = tmp_path / "copy.vecx"
+    real = Path(os.path.realpath(index))
+    versions = tmp_path / ".copy.vecx.d"
+    versions.mkdir()
+    shutil.copytree(real, versions / real.name)
+    os.symlink(f".copy.vecx.d/{real.name}", target)
+    return target
+
+
+@pytest.mark.parametrize("damage, code, message", [
+    ("remove_graph", 3, "graph.usearch is missing"),
+    ("truncate_rows", 4, "rows.parquet has"),
+    ("flip_state", 4, "checksum of state.arrow does not match"),
+    ("future", 4, "index format version 9"),
+    ("no_manifest", 3, "not a vecx index"),
+])
+def test_damaged_index_is_refused(index: Path, tmp_path: Path, corpus: dict, damage: str, code: int, message: str) -> None:
+    copy = copy_index(index, tmp_path)
+    real = Path(os.path.realpath(copy))
+    if damage == "remove_graph":
+        (real / "graph.usearch").unlink()
+    elif damage == "truncate_rows":
+        data = (real / "rows.parquet").read_bytes()
+        (real / "rows.parquet").write_bytes(data[:-10])
+    elif damage == "flip_state":
+        data = bytearray((real / "state.arrow").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (real / "state.arrow").write_bytes(bytes(data))
+    elif damage == "future":
+        manifest = json.loads((real / "manifest.json").read_text())
+        manifest["format_version"] = 9
+        (real / "manifest.json").write_text(json.dumps(manifest))
+    else:
+        (real / "manifest.json").unlink()
+    r = run_vecx("query", copy, "--vector", corpus["dir"] / "q.npy")
+    assert r.code == code, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_index(tmp_path: Path, corpus: dict) -> None:
+    r = run_vecx("query", tmp_path / "nope.vecx", "--vector", corpus["dir"] / "q.npy")
+    assert r.code == 3 and "no such index" in r.stderr
+
+
+def test_empty_table_cannot_be_indexed(corpus: dict, tmp_path: Path) -> None:
+    # vecx never writes an empty table (import refuses), so make one by hand from a real one.
+    f = pq.ParquetFile(corpus["base"])
+    empty = tmp_path / "empty.parquet"
+    writer = pq.ParquetWriter(empty, f.schema_arrow)
+    writer.write_table(f.read().slice(0, 0))
+    writer.add_key_value_metadata(f.metadata.metadata)
+    writer.close()
+    r = run_vecx("index", empty, "-o", tmp_path / "e.vecx")
+    assert r.code == 3 and "empty" in r.stderr
+    assert not (tmp_path / "e.vecx").exists()
+
+
+def test_deterministic_builds_are_identical(corpus: dict, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.vecx", tmp_path / "b.vecx"
+    for out in (a, b):
+        assert run_vecx("index", corpus["dir"] / "f16.parquet", "-o", out, "--deterministic").code == 0
+    ga = (Path(os.path.realpath(a)) / "graph.usearch").read_bytes()
+    gb = (Path(os.path.realpath(b)) / "graph.usearch").read_bytes()
+    assert ga == gb
+    assert json.loads(run_vecx("info", a, "--json").stdout)["vecx"]["graph"]["deterministic"] is True
+
+
+def test_rebuild_is_atomic_for_concurrent_readers(corpus: dict, tmp_path: Path) -> None:
+    index = tmp_path / "live.vecx"
+    d = corpus["dir"]
+    assert run_vecx("index", d / "f16.parquet", "-o", index).code == 0
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER_LOOP, str(index), str(d / "q.npy")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    for table in ("base", "i8g", "f16", "base"):
+        r = run_vecx("index", d / f"{table}.parquet", "-o", index)
+        assert r.code == 0, r.stderr
+    reader.send_signal(signal.SIGTERM)
+    out, err = reader.communicate(timeout=60)
+    assert "FAIL" not in out, out + err
+    assert int(out.split()[-1]) >= 3  # the reader kept going through the rebuilds
+    assert len(list((tmp_path / ".live.vecx.d").iterdir())) <= 2  # old versions are pruned
+
+
+READER_LOOP = """
+import signal, sys
+from vecx.indexes.hnsw import Searcher
+import numpy as np
+stop = False
+def handler(*a):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, handler)
+q = np.load(sys.argv[2])[:5]
+n = 0
+while not stop:
+    try:
+        s = Searcher(sys.argv[1])
+        rows, _ = s.search(q, 5)
+        assert (rows >= 0).all() and rows.shape == (5, 5)
+        s.rows_table(["id"])
+        n += 1
+    except Exception as exc:
+        print("FAIL", type(exc).__name__, exc, flush=True)
+print("reads", n, flush=True)
+"""
+
+
+def test_killed_build_leaves_the_previous_index(corpus: dict, tmp_path: Path) -> None:
+    index = tmp_path / "k.vecx"
+    d = corpus["dir"]
+    assert run_vecx("index", d / "f16.parquet", "-o", index).code == 0
+    before = os.path.realpath(index)
+    proc = subprocess.Popen([sys.executable, "-m", "vecx", "index", str(d / "base.parquet"), "-o", str(index),
+                             "--expansion-add", "400", "--deterministic"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    versions = tmp_path / ".k.vecx.d"
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith("tmp-") for p in versions.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert os.path.realpath(index) == before
+    assert results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "3"))
+    # The next build cleans the dead build's leftovers.
+    assert run_vecx("index", d / "f16.parquet", "-o", index).code == 0
+    assert not any(p.name.startswith("tmp-") for p in versions.iterdir())
