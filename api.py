@@ -383,7 +383,8 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     meta = {
         **metadata.header(), "kind": "truth", "k": k, "metric": metric, "score": SCORE_NAMES[metric],
         "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
-                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", "")},
+                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", ""),
+                 "source_fingerprint": (base_block or {}).get("fingerprint")},
         "queries": {"rows": nq, "fingerprint": (q_src.meta or {}).get("fingerprint") or
                     (q_block or {}).get("fingerprint")},
     }
@@ -492,3 +493,67 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         out.append(entry)
     return {"queries": out, "k": int(rows.shape[1]), "clamped": rows.shape[1] < k and allowed is None,
             "matching_rows": None if allowed is None else int(allowed.sum())}
+
+
+def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
+             oversample: int | None = None, expansion: int | None = None,
+             target_recall: float | None = None, save: bool = False) -> dict[str, Any]:
+    """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
+
+    Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
+    index keeps float rescoring vectors of the original space, is computed exactly on the fly.
+    """
+    from vecx.indexes import evaluate as ev
+    from vecx.indexes import store
+    from vecx.indexes.hnsw import Searcher
+    from vecx.truth import exact_topk
+
+    searcher = Searcher(index)
+    _, q_ids, q = read_queries(queries, None)
+    q = searcher.check_queries(q, queries)
+    source_fp = (json_load(searcher.directory, "table.json").get("source") or {}).get("fingerprint")
+    if truth_path:
+        import pyarrow.parquet as pq
+
+        meta = metadata.loads((pq.ParquetFile(truth_path).metadata.metadata or {}).get(metadata.KEY, b"{}"), truth_path)
+        truth_fp = meta.get("base", {}).get("source_fingerprint")
+        if meta.get("kind") != "truth":
+            raise UsageError(f"{truth_path}: not a vecx truth file (make one with 'vecx truth')")
+        if truth_fp and source_fp and truth_fp != source_fp:
+            raise MismatchError(f"{truth_path}: ground truth was computed on other data than {index}",
+                                hint="compute it with 'vecx truth' on the table this index was built from")
+        table = pq.read_table(truth_path, columns=["rows"])
+        truth = np.stack(table["rows"].to_numpy(zero_copy_only=False)).astype(np.int64)
+        if len(truth) != len(q):
+            raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
+        truth_source = truth_path
+    else:
+        if searcher.rescore_vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
+            raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "
+                             "with --rescore on the imported float vectors")
+        blocks = ((s, np.asarray(searcher.rescore_vectors[s: s + 65536], dtype=np.float32))
+                  for s in range(0, searcher.rows, 65536))
+        truth, _ = exact_topk(q, blocks, min(100, searcher.rows), searcher.rescore_metric)
+        truth_source = "computed (exact, from the rescoring vectors)"
+    result = ev.run(searcher, q, truth, k, oversample=oversample, expansion=expansion)
+    result["truth"] = truth_source
+    if target_recall is not None:
+        result["tuning"] = ev.tune(searcher, q, truth, k, target_recall)
+        if save and result["tuning"]["reached"]:
+            store.update_manifest(index, {"search": {"oversample": result["tuning"]["oversample"]},
+                                          "graph": {"expansion_search": result["tuning"]["expansion"]}})
+            result["tuning"]["saved"] = True
+    elif save:
+        raise UsageError("--save stores what --target-recall finds; give --target-recall too")
+    return result
+
+
+def json_load(directory: str, name: str) -> dict[str, Any]:
+    """A JSON file of an index version (empty dict if absent)."""
+    import json
+
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

@@ -124,3 +124,56 @@ def _render(queries: list[dict[str, Any]], fmt: str) -> None:
             for r in results:
                 table.add_row(*[f"{r[c]:.4f}" if c == "score" else str(r.get(c)) for c in columns])
             console.print(table)
+
+
+def register_eval(app: typer.Typer) -> None:
+    """Add ``vecx eval``."""
+
+    @app.command("eval", epilog=examples(
+        "vecx eval docs.vecx --queries q.parquet --truth gt.parquet -k 10",
+        "vecx eval docs.vecx --queries q.npy --target-recall 0.95 --save",
+    ))
+    def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
+              queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
+              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth from 'vecx truth' (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", help="The k of the tuned recall@k.")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
+              target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
+              save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
+              json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
+        """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
+        (graph loss) and after rescoring, with QPS and p50/p99 latency.
+
+        Batch QPS is one multi-threaded call over all queries; latencies come from single queries.
+        """
+        from vecx import api
+
+        result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
+                              target_recall=target_recall, save=save)
+        if json:
+            emit_json(result)
+            return
+        g = result["graph"]
+        typer.echo(f"index   {index}: {result['rows']:,} rows, {g['dtype']} {g['metric']} graph "
+                   f"(connectivity {g['connectivity']}, expansion add {g['expansion_add']}, search "
+                   f"{expansion or g['expansion_search']}), {result['bytes_per_vector']} bytes/vector")
+        typer.echo(f"queries {result['queries']:,}; truth {result['truth']}")
+        keys = [c for c in result["stages"][0] if c.startswith("recall@")]
+        header = ["stage", *keys, "QPS", "p50 ms", "p99 ms"]
+        rows = [header] + [[s["stage"], *[f"{s[c]:.4f}" for c in keys], *(
+            [f"{s['qps']:,.0f}", f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}"] if "qps" in s else ["", "", ""])]
+            for s in result["stages"]]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for r in rows:
+            typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        tuning = result.get("tuning")
+        if tuning:
+            if tuning["reached"]:
+                typer.echo(f"target recall@{k} >= {tuning['target']}: oversample {tuning['oversample']}, expansion "
+                           f"{tuning['expansion']} (recall@{k} {tuning[f'recall@{k}']:.4f})"
+                           + ("; saved as the index's defaults" if tuning.get("saved") else ""))
+            else:
+                best = max(tuning["tried"], key=lambda t: t[f"recall@{k}"])
+                typer.echo(f"target recall@{k} >= {tuning['target']} not reached; best {best[f'recall@{k}']:.4f} "
+                           f"at oversample {best['oversample']}, expansion {best['expansion']}")

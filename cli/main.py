@@ -54,6 +54,7 @@ def _register() -> None:
     encode.register(app)
     codec_commands.register(app)
     index_.register(app)
+    index_.register_eval(app)
     inspect_.register(app)
 
 

@@ -231,13 +231,15 @@ class Searcher:
         return q
 
     def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
-               allowed: Any = None) -> tuple[Any, Any]:
+               allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
         """Top-k rows and scores for raw queries (n x input dim). Missing results are row -1.
 
         ``allowed``: a boolean mask over the rows (a filter); results come only from those rows.
+        ``rescore=False`` ranks by the graph's own distances even when rescoring vectors exist.
         """
         codes = self.chain.encode_query(q)
-        rescore_q = self.rescore_chain.encode_query(q) if self.rescore_chain is not None else None
+        use_rescore = rescore and self.rescore_chain is not None
+        rescore_q = self.rescore_chain.encode_query(q) if use_rescore else None
         return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
 
     def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
@@ -339,7 +341,14 @@ class Searcher:
         return metric in ("l2", "l2sq")
 
     def _rescore(self, q: Any, keys: Any) -> Any:
-        """Exact scores of candidates against the rescoring vectors (only those rows are read)."""
+        """Exact scores of candidates against the rescoring vectors (only those rows are read).
+
+        Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
+        """
+        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * self.rescore_vectors.shape[1] * 4))
+        if len(keys) > chunk:
+            return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
+                                   for i in range(0, len(keys), chunk)])
         valid = keys >= 0
         flat = np.unique(keys[valid])
         vectors = np.asarray(self.rescore_vectors[flat], dtype=np.float32)

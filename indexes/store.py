@@ -63,12 +63,19 @@ def new_version(target: str) -> str:
     return path
 
 
-def commit(target: str, version_path: str, manifest: dict[str, Any]) -> None:
-    """Checksum the files, write the manifest, and atomically point ``target`` at this version."""
+def commit(target: str, version_path: str, manifest: dict[str, Any],
+           known: dict[str, dict[str, Any]] | None = None) -> None:
+    """Checksum the files, write the manifest, and atomically point ``target`` at this version.
+
+    ``known``: checksums of files hard-linked from a verified version (not hashed again).
+    """
     files = {}
     for name in sorted(os.listdir(version_path)):
         full = os.path.join(version_path, name)
-        files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
+        if known and name in known and known[name]["bytes"] == os.path.getsize(full):
+            files[name] = known[name]
+        else:
+            files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
     manifest = {"format_version": INDEX_FORMAT_VERSION, "kind": "index",
                 "writer": {"library": "vecx", "version": __version__}, **manifest, "files": files}
     with open(os.path.join(version_path, MANIFEST), "w", encoding="utf-8") as handle:
@@ -105,6 +112,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def update_manifest(target: str, changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Publish a new version whose manifest has ``changes`` merged in (files are hard-linked, not copied)."""
+    directory, manifest = open_version(target)
+    version = new_version(target)
+    try:
+        for name in manifest["files"]:
+            os.link(os.path.join(directory, name), os.path.join(version, name))
+        body = {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "writer", "files")}
+        for section, values in changes.items():
+            body[section] = {**body.get(section, {}), **values}
+        commit(target, version, body, known=manifest["files"])
+    except BaseException:
+        abort(version)
+        raise
+    return open_version(target)[1]
 
 
 def abort(version_path: str) -> None:

@@ -345,3 +345,64 @@ def test_killed_build_leaves_the_previous_index(corpus: dict, tmp_path: Path) ->
     # The next build cleans the dead build's leftovers.
     assert run_vecx("index", d / "f16.parquet", "-o", index).code == 0
     assert not any(p.name.startswith("tmp-") for p in versions.iterdir())
+
+
+def test_eval_separates_the_losses(corpus: dict, tmp_path: Path) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "e.vecx"
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    r = run_vecx("eval", index, "--queries", d / "q.npy", "--json")
+    assert r.code == 0, r.stderr
+    data = json.loads(r.stdout)
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert set(stages) == {"codes, exact", "graph", "graph + rescore x4"}
+    # Reference figures computed here, independently of vecx: exact top-10 over the floats,
+    # and the int8 codes searched exhaustively by cosine.
+    x, q = corpus["x"], corpus["q"]
+    truth = exact(x, q, 10)
+    from vecx.api import prior_chain
+    from vecx.formats.readers import open_source
+
+    src = open_source(str(d / "i8g.parquet"))
+    codes = np.concatenate([b.vectors for b in src.batches()]).astype(np.float32)
+    q_codes = prior_chain(src).encode_query(q).astype(np.float32)
+    code_top = exact(codes, q_codes, 10)
+    expected = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(code_top, truth)])
+    assert stages["codes, exact"]["recall@10"] == pytest.approx(expected, abs=0.011)
+    assert stages["graph + rescore x4"]["recall@10"] >= stages["graph"]["recall@10"]
+    assert stages["graph"]["qps"] > 0 and stages["graph"]["p99_ms"] >= stages["graph"]["p50_ms"]
+    # The same evaluation against an explicit truth file from vecx truth.
+    gt = tmp_path / "gt.parquet"
+    assert run_vecx("truth", corpus["base"], d / "q.npy", "-o", gt, "-k", "100").code == 0
+    with_file = json.loads(run_vecx("eval", index, "--queries", d / "q.npy", "--truth", gt, "--json").stdout)
+    assert with_file["stages"][0]["recall@10"] == stages["codes, exact"]["recall@10"]
+
+
+def test_eval_target_recall_tunes_and_saves(corpus: dict, tmp_path: Path) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "t.vecx"
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    r = run_vecx("eval", index, "--queries", d / "q.npy", "--target-recall", "0.99", "--save", "--json")
+    assert r.code == 0, r.stderr
+    tuning = json.loads(r.stdout)["tuning"]
+    assert tuning["reached"] and tuning["saved"]
+    # It is the smallest factor in the grid that reaches the target: every smaller one was tried and missed.
+    misses = [t for t in tuning["tried"] if t["oversample"] < tuning["oversample"]]
+    assert all(t["recall@10"] < 0.99 for t in misses)
+    manifest = json.loads(run_vecx("info", index, "--json").stdout)["vecx"]
+    assert manifest["search"]["oversample"] == tuning["oversample"]
+    assert manifest["graph"]["expansion_search"] == tuning["expansion"]
+    # The saved defaults give the recall the tuning promised.
+    again = json.loads(run_vecx("eval", index, "--queries", d / "q.npy", "--json").stdout)
+    rescored = [s for s in again["stages"] if s["stage"].startswith("graph + rescore")]
+    if tuning["oversample"] > 1:
+        assert rescored[0]["recall@10"] >= 0.99
+    r = run_vecx("eval", index, "--queries", d / "q.npy", "--save")
+    assert r.code == 2 and "--target-recall" in r.stderr
+
+
+def test_eval_needs_truth_without_float_rescoring(corpus: dict, tmp_path: Path) -> None:
+    index = tmp_path / "n.vecx"
+    assert run_vecx("index", corpus["dir"] / "f16.parquet", "-o", index).code == 0
+    r = run_vecx("eval", index, "--queries", corpus["dir"] / "q.npy")
+    assert r.code == 2 and "--truth" in r.stderr

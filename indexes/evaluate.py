@@ -1,0 +1,85 @@
+"""``vecx eval``: where recall goes — quantization, graph, rescoring — and how fast, measured honestly.
+
+Three recalls against exact ground truth, each isolating one loss:
+
+- ``codes, exact``: the codes searched exhaustively in the graph's metric (no graph): what the
+  encoding alone loses (quantization loss);
+- ``graph``: the HNSW search over the codes, no rescoring (quantization + graph loss);
+- ``graph + rescore``: k x oversample candidates re-ranked with the float vectors.
+
+Latency percentiles come from one query at a time; QPS from the whole batch in one call.
+``target_recall`` searches for the smallest oversampling factor, then the smallest search
+expansion, that reach the target on these queries.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.errors import UsageError
+
+np = lazy("numpy")
+
+FACTORS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+EXPANSIONS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def recall_at(found: Any, truth: Any, k: int) -> float:
+    """Mean fraction of the true top-k found in the first k results."""
+    k = min(k, truth.shape[1], found.shape[1])
+    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth)]
+    return float(np.mean(hits)) / k
+
+
+def _recalls(found: Any, truth: Any, ks: tuple[int, ...]) -> dict[str, float]:
+    return {f"recall@{k}": round(recall_at(found, truth, k), 4) for k in ks if k <= truth.shape[1]}
+
+
+def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = None,
+        expansion: int | None = None, latency_queries: int = 200) -> dict[str, Any]:
+    """Evaluate an opened index on queries ``q`` (input space) against truth rows."""
+    ks = tuple(sorted({1, 10, 100, k}))
+    kmax = min(max(ks), truth.shape[1], searcher.rows)
+    out: dict[str, Any] = {"queries": int(len(q)), "k": k, "rows": searcher.rows,
+                           "bytes_per_vector": searcher.manifest["bytes_per_vector"],
+                           "graph": searcher.manifest["graph"], "stages": []}
+    codes = searcher.chain.encode_query(q)
+    exact = searcher.graph.search(np.ascontiguousarray(codes), kmax, exact=True, threads=0)
+    out["stages"].append({"stage": "codes, exact", **_recalls(np.asarray(exact.keys).reshape(len(q), -1), truth, ks)})
+    configs = [("graph", 1, False)]
+    if searcher.rescore_vectors is not None:
+        factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
+        configs.append((f"graph + rescore x{factor}", factor, True))
+    for name, factor, rescore in configs:
+        start = time.perf_counter()
+        rows, _ = searcher.search(q, kmax, oversample=factor, expansion=expansion, rescore=rescore)
+        batch_seconds = time.perf_counter() - start
+        latencies = []
+        for i in range(min(latency_queries, len(q))):
+            t0 = time.perf_counter()
+            searcher.search(q[i: i + 1], k, oversample=factor, expansion=expansion, rescore=rescore)
+            latencies.append(time.perf_counter() - t0)
+        out["stages"].append({
+            "stage": name, **_recalls(rows, truth, ks), "qps": round(len(q) / batch_seconds, 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 3),
+            "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 3)})
+    return out
+
+
+def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, Any]:
+    """Smallest oversampling factor, then smallest expansion, reaching ``target`` recall@k."""
+    if not 0 < target <= 1:
+        raise UsageError(f"--target-recall must be in (0, 1], not {target}")
+    factors = FACTORS if searcher.rescore_vectors is not None else (1,)
+    tried = []
+    for factor in factors:
+        for expansion in EXPANSIONS:
+            rows, _ = searcher.search(q, k, oversample=factor, expansion=expansion, rescore=factor > 1)
+            value = recall_at(rows, truth, k)
+            tried.append({"oversample": factor, "expansion": expansion, f"recall@{k}": round(value, 4)})
+            if value >= target:
+                return {"target": target, "reached": True, "oversample": factor, "expansion": expansion,
+                        f"recall@{k}": round(value, 4), "tried": tried}
+    return {"target": target, "reached": False, "tried": tried}
