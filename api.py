@@ -304,7 +304,9 @@ def float_view(source: Source, chain: Chain) -> Any:
     """A function turning a batch's stored vectors into float32 in the table's metric space."""
     if source.space.dtype in ("float32", "float16"):
         return lambda v: np.asarray(v, dtype=np.float32)
-    probe = chain.decode(np.zeros((1, source.dim), dtype=source.space.dtype))
+    probe_dtype = np.uint8 if source.space.dtype == "bits" else source.space.dtype
+    probe = chain.decode(np.zeros((1, source.space.bytes_per_vector if source.space.dtype == "bits"
+                                   else source.dim), dtype=probe_dtype))
     if probe.dtype.kind != "f":
         raise UsageError(f"{source.path}: {source.space.dtype} codes cannot be decoded to floats")
     return lambda v: np.asarray(chain.decode(v), dtype=np.float32)
@@ -351,7 +353,8 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     if base_src.rows is not None and k > base_src.rows:
         raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
     metric = base_src.space.metric
-    to_float = float_view(base_src, base_chain)
+    if base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes":
+        metric = base_chain.decoded_space.metric  # e.g. bits decode to floats compared by cosine
     base_ids: list[Any] = []
 
     def blocks() -> Any:
@@ -366,6 +369,7 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     progress.start(base_src.rows, f"exact top-{k} for {len(q):,} queries")
     # Decoded int8 vectors are not unit-norm even when the stage input was.
     unit = base_src.space.normalized and base_src.space.dtype in ("float32", "float16")
+    to_float = float_view(base_src, base_chain)
     rows, scores = exact_topk(q, blocks(), k, metric, progress.advance, base_normalized=unit)
     progress.close()
     n_base = sum(len(c) for c in base_ids)
@@ -467,12 +471,14 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     query_ids: list[Any] | None = None
     if like:
         rows_of = searcher.row_of(list(like))
-        rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed)
+        rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                     rescore=oversample != 1)
         query_ids = list(like)
     else:
         q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
-        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed)
+        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                       rescore=oversample != 1)
     table = searcher.rows_table(["id", *(fields or [])])
     flat = rows[rows >= 0]
     taken = table.take(pa.array(flat)).to_pylist() if len(flat) else []

@@ -120,6 +120,12 @@ class Chain:
             codes = stage.decode(codes)
         return codes
 
+    @property
+    def decoded_space(self) -> VectorSpec:
+        """The space :meth:`decode` returns vectors in."""
+        first = self._first_decoded()
+        return self.stages[first].input if first < len(self.stages) else self.output
+
     def query_to_decoded(self, q: Any) -> Any:
         """Map input-space queries into the decoded space (through the stages decoding cannot undo)."""
         for stage in self.stages[: self._first_decoded()]:

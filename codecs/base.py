@@ -19,7 +19,14 @@ from vecx.spec import StageSpec, suggest
 np = lazy("numpy")
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+#: Packed bits (``dtype="bits"``): ``dim`` counts bits, stored 8 per byte, most significant first.
+BITS = "bits"
 METRICS = ("cosine", "ip", "l2")
+
+
+def row_bytes(dim: int, dtype: str) -> int:
+    """Bytes one vector of ``dim`` values of ``dtype`` takes (bits are packed)."""
+    return (dim + 7) // 8 if dtype == BITS else dim * DTYPE_BYTES[dtype]
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class VectorSpec:
     @property
     def bytes_per_vector(self) -> int:
         """Bytes one encoded vector takes in the vector column."""
-        return self.dim * DTYPE_BYTES[self.dtype]
+        return row_bytes(self.dim, self.dtype)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for the file metadata."""

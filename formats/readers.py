@@ -121,8 +121,9 @@ class Source:
         return VectorSpec(self.dim, "float32", metric, normalized)
 
     def batch_rows(self) -> int:
-        """Rows per batch for this input."""
-        return self.options.batch_rows or batch_rows_for(max(1, self.dim * 4))
+        """Rows per batch for this input (the same rule as the writer's row groups)."""
+        width = self.space.bytes_per_vector if self.meta is not None else self.dim * 4
+        return self.options.batch_rows or batch_rows_for(max(1, width))
 
     def prime(self) -> None:
         """Read one batch ahead when the format only reveals the dimension (and fields) in the data."""
@@ -457,7 +458,11 @@ class TableSource(Source):
         if col.null_count:
             bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise self.fail(f"vector is missing (null) in column {self.vector_column!r}", offset + bad)
-        if pa.types.is_fixed_size_list(col.type):
+        if pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
+            width = col.type.byte_width
+            data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
+            vectors = data[col.offset * width: (col.offset + len(col)) * width].reshape(len(col), width)
+        elif pa.types.is_fixed_size_list(col.type):
             width = col.type.list_size
         else:
             lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
@@ -468,11 +473,12 @@ class TableSource(Source):
             if len(bad):
                 raise self.fail(f"vector has {int(lengths[bad[0]])} dimensions, earlier rows "
                                 f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
-        values = col.flatten()
-        if values.null_count:
-            bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
-            raise self.fail("vector holds a null value", offset + bad_row)
-        vectors = values.to_numpy(zero_copy_only=False).reshape(len(rb), width)
+        if not pa.types.is_fixed_size_binary(col.type):
+            values = col.flatten()
+            if values.null_count:
+                bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
+                raise self.fail("vector holds a null value", offset + bad_row)
+            vectors = values.to_numpy(zero_copy_only=False).reshape(len(rb), width)
         if self.meta is None and vectors.dtype != np.float32:
             vectors = vectors.astype(np.float32)
         if self.id_column is not None:

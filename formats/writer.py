@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import DTYPE_BYTES
+from vecx.codecs.base import BITS, row_bytes
 from vecx.errors import UsageError
 from vecx.formats.readers import Batch, Source, batch_rows_for
 
@@ -33,12 +33,18 @@ ARROW_TYPES = {"float32": "float32", "float16": "float16", "int8": "int8"}
 
 
 def vector_type(dtype: str, dim: int) -> Any:
-    """Arrow type of a vector column: ``fixed_size_list<dtype>[dim]``."""
+    """Arrow type of a vector column: ``fixed_size_list<dtype>[dim]``, or ``fixed_size_binary`` for bits."""
+    if dtype == BITS:
+        return pa.binary(row_bytes(dim, dtype))
     return pa.list_(pa.field("item", getattr(pa, ARROW_TYPES[dtype])()), dim)
 
 
 def vector_array(codes: Any, dtype: str) -> Any:
-    """Wrap a 2-D numpy array as a fixed-size-list Arrow array (zero copy)."""
+    """Wrap a 2-D numpy array as a fixed-size-list (or fixed-size-binary) Arrow array, zero copy."""
+    if dtype == BITS:
+        packed = np.ascontiguousarray(codes, dtype=np.uint8)
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(packed.shape[1]), len(packed),
+                                                    [None, pa.py_buffer(packed)])
     flat = np.ascontiguousarray(codes).reshape(-1)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=getattr(pa, ARROW_TYPES[dtype])()), codes.shape[1])
 
@@ -68,7 +74,7 @@ class TableWriter:
         self.dtype = dtype
         self.schema = pa.schema([pa.field("id", id_type, nullable=False),
                                  pa.field("vector", vector_type(dtype, dim), nullable=False), *payload_fields])
-        self.row_group_rows = batch_rows_for(dim * DTYPE_BYTES[dtype])
+        self.row_group_rows = batch_rows_for(row_bytes(dim, dtype))
         self.rows = 0
         self._buffer: list[Any] = []
         self._buffered = 0

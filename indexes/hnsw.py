@@ -26,7 +26,7 @@ np = lazy("numpy")
 pa = lazy("pyarrow")
 pq = lazy("pyarrow.parquet")
 
-USEARCH_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8"}
+USEARCH_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8", "bits": "b1"}
 DEFAULT_OVERSAMPLE = 4
 #: A filter keeping at most this many rows is answered by an exact scan over them.
 EXACT_SCAN_ROWS = 20_000
@@ -34,6 +34,8 @@ EXACT_SCAN_ROWS = 20_000
 
 def graph_metric(space: VectorSpec, source_normalized: bool) -> str:
     """The usearch metric for codes of ``space``, or a :class:`UsageError` saying why they cannot be indexed."""
+    if space.dtype == "bits":
+        return "hamming"
     if space.metric_on != "codes":
         raise UsageError(f"{space.dtype} codes of this chain support {space.metric} only after decoding "
                          "(e.g. int8:mode=perdim); a graph cannot search them directly",
@@ -243,11 +245,12 @@ class Searcher:
         return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
 
     def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
-             allowed: Any = None) -> tuple[Any, Any]:
+             allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
         """Neighbours of rows already in the index (each row itself excluded)."""
         rows = np.asarray(rows, dtype=np.int64)
         codes = self.codes_of(rows)
-        rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if self.rescore_vectors is not None else None
+        use_rescore = rescore and self.rescore_vectors is not None
+        rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if use_rescore else None
         return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
 
     def codes_of(self, rows: Any) -> Any:
@@ -308,6 +311,13 @@ class Searcher:
             stored = np.asarray(self.codes_of(matching), dtype=np.float32)
             q = np.asarray(codes, dtype=np.float32)
             metric = self.manifest["graph"]["metric"]
+            if metric == "hamming":
+                stored_bits = np.unpackbits(np.asarray(self.codes_of(matching), dtype=np.uint8), axis=1)
+                q_bits = np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=1).astype(np.float32)
+                s_bits = stored_bits.astype(np.float32)
+                scores = q_bits.sum(1)[:, None] + s_bits.sum(1)[None, :] - 2 * q_bits @ s_bits.T
+                scores = np.where(keys >= 0, scores, np.inf)
+                return _top(keys, scores, k, lower_is_better=True)
             if metric == "l2sq":
                 scores = (q * q).sum(1)[:, None] - 2 * q @ stored.T + (stored * stored).sum(1)[None, :]
             else:
@@ -334,11 +344,12 @@ class Searcher:
         return np.where(found, keys, -1), dist
 
     def _graph_scores(self, dist: Any) -> Any:
-        return dist if self.manifest["graph"]["metric"] == "l2sq" else 1.0 - dist
+        """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""
+        return dist if self.manifest["graph"]["metric"] in ("l2sq", "hamming") else 1.0 - dist
 
     def _lower_is_better(self, rescored: bool) -> bool:
         metric = self.rescore_metric if rescored else self.manifest["graph"]["metric"]
-        return metric in ("l2", "l2sq")
+        return metric in ("l2", "l2sq", "hamming")
 
     def _rescore(self, q: Any, keys: Any) -> Any:
         """Exact scores of candidates against the rescoring vectors (only those rows are read).

@@ -18,6 +18,7 @@ EXAMPLES = {
     "truncate": "truncate:24",
     "f16": "f16",
     "int8": "int8:sample=500:seed=4",
+    "binarize": "binarize:sample=500",
 }
 
 
@@ -41,8 +42,9 @@ def test_planned_output_matches_encoded(codec_spec: str) -> None:
     chain = fitted(codec_spec, x)
     codes = chain.encode(x)
     out = chain.output
-    assert codes.shape == (700, out.dim)
-    assert codes.dtype == np.dtype(out.dtype)
+    packed = out.dtype == "bits"
+    assert codes.shape == (700, out.bytes_per_vector if packed else out.dim)
+    assert codes.dtype == np.dtype("uint8" if packed else out.dtype)
     assert codes.nbytes // 700 == out.bytes_per_vector
 
 
@@ -167,6 +169,19 @@ def test_f16_round_trip_and_range() -> None:
     x[42, 0] = 7e4
     with pytest.raises(RowError, match="row 42: value out of float16 range"):
         chain.encode(x)
+
+
+def test_binarize_bits_are_signs_of_centred_values() -> None:
+    x = np.abs(make_vectors(400, 20)) + 0.1  # all positive: plain sign bits are all 1
+    sign = fitted("binarize:mode=sign", x)
+    assert np.all(np.unpackbits(sign.encode(x), axis=1)[:, :20] == 1)
+    center = fitted("binarize", x)
+    bits = np.unpackbits(center.encode(x), axis=1)[:, :20]
+    assert np.array_equal(bits, (x > x.mean(axis=0)).astype(np.uint8))
+    assert center.output.bytes_per_vector == 3 and center.output.metric == "hamming"
+    # Decoding lands on the right side of the mean, one mean absolute deviation away.
+    decoded = center.decode(center.encode(x))
+    assert np.array_equal(decoded > x.mean(axis=0), x > x.mean(axis=0))
 
 
 def test_metric_contract_is_handed_on() -> None:

@@ -33,7 +33,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
                              "lang": lang, "year": rng.integers(1950, 2020, 5000)}), src)
     base = tmp / "base.parquet"
     assert run_vecx("import", src, "-o", base).code == 0
-    for spec, name in (("f16", "f16"), ("int8:mode=global", "i8g"), ("int8", "i8p"), ("truncate:16", "t16")):
+    for spec, name in (("f16", "f16"), ("int8:mode=global", "i8g"), ("int8", "i8p"), ("truncate:16", "t16"),
+                       ("binarize", "b1")):
         r = run_vecx("encode", base, "-o", tmp / f"{name}.parquet", "--spec", spec)
         assert r.code == 0, r.stderr
     q = make_vectors(40, 32, seed=12)
@@ -86,6 +87,24 @@ def test_build_and_query_recall(corpus: dict, tmp_path: Path, table: str, rescor
     assert recall(found, exact(corpus["x"], corpus["q"], 10), 10) >= peer - slack
     scores = [x["score"] for x in found[0]["results"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_binary_codes_search_by_hamming_and_rescore(corpus: dict, tmp_path: Path) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "b.vecx"
+    assert run_vecx("index", d / "b1.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    info = json.loads(run_vecx("info", index, "--json").stdout)["vecx"]
+    assert (info["graph"]["dtype"], info["graph"]["metric"], info["bytes_per_vector"]) == ("b1", "hamming", 4)
+    truth = exact(corpus["x"], corpus["q"], 10)
+    plain = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "1"))
+    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "10"))
+    assert recall(rescored, truth, 10) > recall(plain, truth, 10)
+    hamming = [x["score"] for x in plain[0]["results"]]
+    assert hamming == sorted(hamming) and all(float(h).is_integer() for h in hamming)
+    # A selective filter on a binary index scans the codes exactly by Hamming distance.
+    filtered = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "3", "--rescore", "1",
+                                "--where", "lang = 'rare'"))
+    assert all(len(q["results"]) == 3 for q in filtered)
 
 
 def test_rescoring_scores_are_exact(corpus: dict, tmp_path: Path) -> None:
