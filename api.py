@@ -479,9 +479,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         q = searcher.check_queries(q, vector or "<stdin>")
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
-    table = searcher.rows_table(["id", *(fields or [])])
-    flat = rows[rows >= 0]
-    taken = table.take(pa.array(flat)).to_pylist() if len(flat) else []
+    taken = searcher.lookup(rows[rows >= 0], ["id", *(fields or [])])
     out, position = [], 0
     for i in range(len(rows)):
         results = []

@@ -211,7 +211,6 @@ class Searcher:
             rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
             self.rescore_chain = _chain_from(rescore_meta, _read(self.directory, "rescore.state.arrow"), path)
             self.rescore_metric = info["metric"]
-        self._rows_table: Any = None
 
     @property
     def input_dim(self) -> int:
@@ -255,7 +254,10 @@ class Searcher:
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
-        return np.stack([self.graph.get(int(r)) for r in rows]) if len(rows) else np.empty((0, self.graph.ndim))
+        if not len(rows):
+            return np.empty((0, self.graph.ndim))
+        got = self.graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
+        return np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
 
     def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
                 exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
@@ -397,6 +399,25 @@ class Searcher:
         import pyarrow.compute  # noqa: F401 - registers pa.compute
 
         return pq.read_table(os.path.join(self.directory, "rows.parquet"), columns=columns)
+
+    def lookup(self, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
+        """The given columns of some rows, reading only the row groups that hold them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return []
+        parquet = pq.ParquetFile(os.path.join(self.directory, "rows.parquet"))
+        sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+        table = parquet.read_row_groups(groups, columns=columns)
+        # Row numbers inside the concatenation of the groups read.
+        offset_of = {}
+        position = 0
+        for g in groups:
+            offset_of[g] = position - starts[g]
+            position += sizes[g]
+        local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
+        return table.take(pa.array(local)).to_pylist()
 
     def payload_names(self) -> list[str]:
         """Names of the payload columns."""
