@@ -126,6 +126,12 @@ class Param:
         return str(value)
 
 
+def sample_params(purpose: str) -> tuple[Param, Param]:
+    """The ``sample`` and ``seed`` parameters every fitting codec declares (the fit pipeline reads them)."""
+    return (Param("sample", int, default=100_000, minimum=1, help=f"rows in the sample that {purpose}"),
+            Param("seed", int, default=0, minimum=0, help="seed that picks the sample"))
+
+
 class Codec:
     """Base class of every codec. Subclasses set the class attributes and override methods.
 
@@ -218,6 +224,11 @@ class Codec:
     def fail(self, message: str) -> SpecError:
         """A :class:`SpecError` prefixed with this stage's token."""
         return SpecError(f"{self.spec}: {message}")
+
+    def require_float(self, input: VectorSpec, hint: str = "") -> None:
+        """Refuse non-float input (codes cannot be quantized again)."""
+        if input.dtype not in ("float32", "float16"):
+            raise self.fail(f"needs float vectors, got {input.dtype}{hint}")
 
     # ---- the protocol ---------------------------------------------------------------
     def plan(self, input: VectorSpec) -> VectorSpec:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import BITS, Codec, Param, VectorSpec
+from vecx.codecs.base import BITS, Codec, Param, VectorSpec, sample_params
 
 np = lazy("numpy")
 
@@ -33,14 +33,12 @@ class Binarize(Codec):
     params = (
         Param("mode", str, default="center", choices=("center", "sign"),
               help="center: sign of x - mean; sign: sign of x"),
-        Param("sample", int, default=100_000, minimum=1, help="rows in the sample that fits the means"),
-        Param("seed", int, default=0, minimum=0, help="seed that picks the sample"),
+        *sample_params("fits the means"),
     )
     needs_fit = True
 
     def plan(self, input: VectorSpec) -> VectorSpec:
-        if input.dtype not in ("float32", "float16"):
-            raise self.fail(f"needs float vectors, got {input.dtype}")
+        self.require_float(input)
         return VectorSpec(input.dim, BITS, "hamming", False, "codes")
 
     def fit(self, sample: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec
+from vecx.codecs.base import Codec, Param, VectorSpec, sample_params
 
 np = lazy("numpy")
 
@@ -37,14 +37,12 @@ class Int8(Codec):
               help="perdim: affine range per dimension; global: one symmetric scale"),
         Param("quantile", float, default=1.0, minimum=0.5, maximum=1.0,
               help="calibration quantile; values beyond it are clipped (1.0 = min/max)"),
-        Param("sample", int, default=100_000, minimum=1, help="rows in the calibration sample"),
-        Param("seed", int, default=0, minimum=0, help="seed that picks the calibration sample"),
+        *sample_params("calibrates the ranges"),
     )
     needs_fit = True
 
     def plan(self, input: VectorSpec) -> VectorSpec:
-        if input.dtype not in ("float32", "float16"):
-            raise self.fail(f"needs float vectors, got {input.dtype}")
+        self.require_float(input)
         metric_on = "codes" if self.values["mode"] == "global" else "decoded"
         return VectorSpec(input.dim, "int8", input.metric, False, metric_on)
 

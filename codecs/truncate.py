@@ -36,8 +36,7 @@ class Truncate(Codec):
 
     def plan(self, input: VectorSpec) -> VectorSpec:
         dim, renorm = self.values["dim"], self.values["renorm"]
-        if input.dtype not in ("float32", "float16"):
-            raise self.fail(f"needs float vectors, got {input.dtype}; put truncate before quantizing stages")
+        self.require_float(input, "; put truncate before quantizing stages")
         if dim > input.dim:
             raise self.fail(f"dim {dim} is larger than the input dimension {input.dim}")
         if renorm and input.metric == "l2":
