@@ -86,6 +86,13 @@ class Bar:
             self._bar = None
 
 
+def echo_columns(rows: list[list[str]]) -> None:
+    """Print rows of cells as left-aligned columns on stdout (the first row is the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        sys.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+
+
 def examples(*lines: str) -> str:
     """An 'Examples:' epilog block that click will not re-wrap."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

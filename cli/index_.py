@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from typing_extensions import Annotated
 
-from vecx.cli.common import Bar, Debug, Json, Quiet, emit_json, examples, message
+from vecx.cli.common import Bar, Debug, Json, Quiet, echo_columns, emit_json, examples, message
 
 FORMATS = ("table", "jsonl", "json", "csv")
 
@@ -164,9 +164,7 @@ def register_eval(app: typer.Typer) -> None:
         rows = [header] + [[s["stage"], *[f"{s[c]:.4f}" for c in keys], *(
             [f"{s['qps']:,.0f}", f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}"] if "qps" in s else ["", "", ""])]
             for s in result["stages"]]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        for r in rows:
-            typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        echo_columns(rows)
         tuning = result.get("tuning")
         if tuning:
             if tuning["reached"]:

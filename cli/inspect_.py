@@ -7,8 +7,8 @@ from typing import Any, Optional
 import typer
 from typing_extensions import Annotated
 
-from vecx.cli.common import (Bar, Column, Debug, IdColumn, Json, Metric, Quiet, emit_json, examples, message,
-                             read_options)
+from vecx.cli.common import (Bar, Column, Debug, IdColumn, Json, Metric, Quiet, echo_columns, emit_json, examples,
+                             message, read_options)
 
 
 def _render_info(data: dict[str, Any]) -> str:
@@ -150,14 +150,12 @@ def register(app: typer.Typer) -> None:
         if json:
             emit_json(result)
             return
-        rows = [("stage", "codec", "dim", "dtype", "bytes/vec", "metric", "fit", "query")]
+        rows = [["stage", "codec", "dim", "dtype", "bytes/vec", "metric", "fit", "query"]]
         for r in result["stages"]:
             metric_text = r["metric"] + (" (decoded)" if r["metric_on"] == "decoded" else "")
-            rows.append((str(r["stage"]), r["codec"], str(r["dim"]), r["dtype"], str(r["bytes_per_vector"]),
-                         metric_text, "yes" if r["fit"] else "-", r["query_encoding"]))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            rows.append([str(r["stage"]), r["codec"], str(r["dim"]), r["dtype"], str(r["bytes_per_vector"]),
+                         metric_text, "yes" if r["fit"] else "-", r["query_encoding"]])
+        echo_columns(rows)
         typer.echo(f"canonical: {result['spec']}")
         typer.echo(f"compression: {result['compression']:g}x")
 
