@@ -425,3 +425,15 @@ def test_eval_needs_truth_without_float_rescoring(corpus: dict, tmp_path: Path) 
     assert run_vecx("index", corpus["dir"] / "f16.parquet", "-o", index).code == 0
     r = run_vecx("eval", index, "--queries", corpus["dir"] / "q.npy")
     assert r.code == 2 and "--truth" in r.stderr
+
+
+def test_table_format_and_all_fields(index: Path, corpus: dict) -> None:
+    r = run_vecx("query", index, "--like", "doc1", "-k", "2", "--format", "table", "--fields", "all")
+    assert r.code == 0, r.stderr
+    assert "query 0 (like doc1)" in r.out and "lang" in r.out and "year" in r.out
+    found = results(run_vecx("query", index, "--like", "doc1", "-k", "2", "--fields", "all"))
+    assert set(found[0]["results"][0]) == {"rank", "id", "score", "lang", "year"}
+    r = run_vecx("query", index, "--like", "doc1", "--fields", "nope")
+    assert r.code == 2 and "no column 'nope'" in r.stderr
+    r = run_vecx("query", index, "--like", "doc1", "--format", "xml")
+    assert r.code == 2
