@@ -344,17 +344,20 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     base_src = open_source(base, read_base)
     base_chain = prior_chain(base_src)
     q_src, q_ids, q = read_queries(queries, read_queries_options)
-    if q.shape[1] != base_src.dim:
+    # Float codes are compared as they are; other codes after decoding (int8 to floats, bits to
+    # +-deviations), in the space and by the metric decoding lands in.
+    decoding = base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes"
+    space = base_chain.decoded_space if decoding else base_src.space
+    if q.shape[1] != space.dim:
         if base_chain.stages and q.shape[1] == base_chain.input.dim:
-            q = np.asarray(base_chain.query_to_decoded(q), dtype=np.float32)
+            mapped = base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q)
+            q = np.asarray(mapped, dtype=np.float32)
         else:
-            raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {base_src.dim}",
+            raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {space.dim}",
                                 hint="give queries in the base's space (or its chain's input space)")
     if base_src.rows is not None and k > base_src.rows:
         raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
-    metric = base_src.space.metric
-    if base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes":
-        metric = base_chain.decoded_space.metric  # e.g. bits decode to floats compared by cosine
+    metric = space.metric
     base_ids: list[Any] = []
 
     def blocks() -> Any:

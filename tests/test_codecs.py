@@ -19,11 +19,13 @@ EXAMPLES = {
     "f16": "f16",
     "int8": "int8:sample=500:seed=4",
     "binarize": "binarize:sample=500",
+    "pca": "pca:12:sample=500",
 }
 
 
 def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
-    chain = Chain.from_spec(spec, VectorSpec(x.shape[1], "float32", metric))
+    unit = bool(np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4))
+    chain = Chain.from_spec(spec, VectorSpec(x.shape[1], "float32", metric, unit))
     chain.fit(lambda stage: x[: stage.values.get("sample", len(x))])
     return chain
 
@@ -49,7 +51,7 @@ def test_planned_output_matches_encoded(codec_spec: str) -> None:
 
 
 def test_encode_is_deterministic_and_idempotent_after_decode(codec_spec: str) -> None:
-    x = make_vectors(700, DIM)
+    x = make_vectors(700, DIM, normalize=True)  # unit-norm embeddings, the common case
     a, b = fitted(codec_spec, x), fitted(codec_spec, x)
     codes = a.encode(x)
     assert codes.tobytes() == b.encode(x).tobytes()  # same seed, same sample: same bytes
@@ -58,8 +60,13 @@ def test_encode_is_deterministic_and_idempotent_after_decode(codec_spec: str) ->
         decoded = stage.decode(codes)
     except NotImplementedError:
         return
-    # encode(decode(codes)) gives the codes back (faiss's encode-twice contract).
-    assert np.array_equal(stage.encode(decoded), codes)
+    # encode(decode(codes)) gives the codes back (faiss's encode-twice contract); float codes
+    # up to rounding error.
+    again = stage.encode(decoded)
+    if codes.dtype.kind == "f":
+        np.testing.assert_allclose(again, codes, rtol=1e-4, atol=1e-4)
+    else:
+        assert np.array_equal(again, codes)
 
 
 def test_state_round_trips_through_the_container(codec_spec: str) -> None:
@@ -70,15 +77,20 @@ def test_state_round_trips_through_the_container(codec_spec: str) -> None:
     records = chain.records("f" * 64)
     rebuilt = Chain.from_records(chain.input, records, arrays, "mem")
     assert rebuilt.encode(x).tobytes() == chain.encode(x).tobytes()
-    assert rebuilt.encode_query(x[:1]).tobytes() == chain.encode(x[:1]).tobytes()
+    assert rebuilt.encode_query(x[:1]).tobytes() == chain.encode_query(x[:1]).tobytes()
 
 
 def test_query_encoding_of_one_vector_equals_its_row(codec_spec: str) -> None:
     x = make_vectors(700, DIM)
     chain = fitted(codec_spec, x)
-    batch = chain.encode(x)
-    for row in (0, 17, 699):
-        assert np.array_equal(chain.encode_query(x[row: row + 1])[0], batch[row])
+    symmetric = all(s.query_encoding == "symmetric" for s in chain.stages)
+    batch = chain.encode(x) if symmetric else chain.encode_query(x)
+    for row in (0, 17, 699):  # a single query is encoded as it would be in a batch
+        one = chain.encode_query(x[row: row + 1])[0]
+        if one.dtype.kind == "f":  # BLAS takes another path for one row: equal up to the last bit
+            np.testing.assert_allclose(one, batch[row], rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(one, batch[row])
 
 
 def test_int8_single_query_uses_saved_ranges_not_its_own() -> None:
@@ -182,6 +194,39 @@ def test_binarize_bits_are_signs_of_centred_values() -> None:
     # Decoding lands on the right side of the mean, one mean absolute deviation away.
     decoded = center.decode(center.encode(x))
     assert np.array_equal(decoded > x.mean(axis=0), x > x.mean(axis=0))
+
+
+def test_pca_matches_an_independent_svd() -> None:
+    x = make_vectors(2000, DIM)
+    chain = fitted("pca:8:sample=2000", x, metric="l2")
+    stage = chain.stages[0]
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(stage.variance_, sv[:8] ** 2 / (len(x) - 1), rtol=1e-4)
+    for comp, ref in zip(stage.components_, vt[:8]):
+        assert abs(abs(float(comp @ ref)) - 1) < 1e-4  # the same direction
+        assert comp[np.abs(comp).argmax()] > 0  # the sign rule
+    # L2 input: symmetric, and projections preserve differences.
+    y = chain.encode(x)
+    np.testing.assert_allclose(y, centred @ vt[:8].T * np.sign(np.sum(stage.components_ * vt[:8], axis=1)),
+                               rtol=1e-3, atol=1e-3)
+    assert chain.output.metric == "l2" and stage.query_encoding == "symmetric"
+
+
+def test_pca_inner_product_ranking_uses_uncentred_queries() -> None:
+    x = make_vectors(1500, DIM, normalize=True)
+    q = make_vectors(30, DIM, seed=3, normalize=True)
+    chain = fitted(f"pca:{DIM}:sample=1500", x)  # all components: the ranking must be exact
+    assert chain.output.metric == "ip" and chain.stages[0].query_encoding == "asymmetric"
+    scores = chain.encode_query(q) @ chain.encode(x).T
+    exact = q @ x.T
+    assert np.array_equal(np.argsort(-scores, axis=1)[:, :10], np.argsort(-exact, axis=1)[:, :10])
+
+
+def test_pca_whitening_gives_unit_variance() -> None:
+    x = make_vectors(3000, DIM)
+    y = fitted("pca:6:whiten=true:sample=3000", x, metric="l2").encode(x)
+    np.testing.assert_allclose(y.var(axis=0, ddof=1), 1.0, rtol=1e-3)
 
 
 def test_metric_contract_is_handed_on() -> None:

@@ -34,7 +34,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp / "base.parquet"
     assert run_vecx("import", src, "-o", base).code == 0
     for spec, name in (("f16", "f16"), ("int8:mode=global", "i8g"), ("int8", "i8p"), ("truncate:16", "t16"),
-                       ("binarize", "b1")):
+                       ("binarize", "b1"), ("pca:12", "pca")):
         r = run_vecx("encode", base, "-o", tmp / f"{name}.parquet", "--spec", spec)
         assert r.code == 0, r.stderr
     q = make_vectors(40, 32, seed=12)
@@ -105,6 +105,25 @@ def test_binary_codes_search_by_hamming_and_rescore(corpus: dict, tmp_path: Path
     filtered = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "3", "--rescore", "1",
                                 "--where", "lang = 'rare'"))
     assert all(len(q["results"]) == 3 for q in filtered)
+
+
+def test_pca_index_searches_by_inner_product_with_uncentred_queries(corpus: dict, tmp_path: Path) -> None:
+    d = corpus["dir"]
+    index = tmp_path / "p.vecx"
+    assert run_vecx("index", d / "pca.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
+    assert json.loads(run_vecx("info", index, "--json").stdout)["vecx"]["graph"]["metric"] == "ip"
+    from vecx.api import prior_chain
+    from vecx.formats.readers import open_source
+
+    src = open_source(str(d / "pca.parquet"))
+    chain = prior_chain(src)
+    codes = np.concatenate([b.vectors for b in src.batches()])
+    code_top, _ = exact_topk(chain.encode_query(corpus["q"]), iter([(0, codes)]), 10, "ip")
+    truth = exact(corpus["x"], corpus["q"], 10)
+    exact_codes = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(code_top, truth)]))
+    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "10",
+                                "--expansion", "256"))
+    assert recall(rescored, truth, 10) >= exact_codes
 
 
 def test_rescoring_scores_are_exact(corpus: dict, tmp_path: Path) -> None:

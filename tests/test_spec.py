@@ -49,7 +49,7 @@ def stage_text(draw, name: str) -> str:
 @st.composite
 def chain_text(draw) -> str:
     # Float stages first, then at most one quantizer, so the chain plans.
-    floats = draw(st.lists(st.sampled_from(["truncate"]), max_size=2))
+    floats = draw(st.lists(st.sampled_from(["truncate", "pca"]), max_size=2))
     tail = draw(st.sampled_from([[], ["f16"], ["int8"], ["binarize"]]))
     stages = [draw(stage_text(n)) for n in floats + tail]
     if not stages:

@@ -104,3 +104,23 @@ def test_truth_errors(tmp_path: Path, base_table: Path) -> None:
     r = run_vecx("truth", base_table, q, "-o", tmp_path / "gt.parquet", "-k", "5000")
     assert r.code == 2 and "larger than the base (3000 rows)" in r.stderr
     assert not (tmp_path / "gt.parquet").exists()
+
+
+def test_truth_on_a_pca_table_ranks_by_its_metric(tmp_path: Path, base_table: Path) -> None:
+    enc = tmp_path / "pca.parquet"
+    assert run_vecx("encode", base_table, "-o", enc, "--spec", "pca:16").code == 0
+    queries = tmp_path / "q.npy"
+    q = make_vectors(10, 48, seed=5)
+    np.save(queries, q)
+    out = tmp_path / "gt.parquet"
+    r = run_vecx("truth", enc, queries, "-o", out, "-k", "5", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["metric"] == "ip"
+    from vecx.api import prior_chain
+    from vecx.formats.readers import open_source
+
+    src = open_source(str(enc))
+    chain = prior_chain(src)
+    codes = np.concatenate([b.vectors for b in src.batches()])
+    ref_rows, _ = brute(chain.encode_query(q), codes, 5, "ip")
+    assert np.array_equal(np.stack(pq.read_table(out)["rows"].to_numpy(zero_copy_only=False)), ref_rows)
