@@ -20,6 +20,8 @@ EXAMPLES = {
     "int8": "int8:sample=500:seed=4",
     "binarize": "binarize:sample=500",
     "pca": "pca:12:sample=500",
+    "rotate": "rotate:seed=3",
+    "rp": "rp:24:seed=2",
 }
 
 
@@ -227,6 +229,26 @@ def test_pca_whitening_gives_unit_variance() -> None:
     x = make_vectors(3000, DIM)
     y = fitted("pca:6:whiten=true:sample=3000", x, metric="l2").encode(x)
     np.testing.assert_allclose(y.var(axis=0, ddof=1), 1.0, rtol=1e-3)
+
+
+def test_rotation_is_orthogonal_and_keeps_inner_products() -> None:
+    x = make_vectors(200, DIM)
+    chain = fitted("rotate:seed=7", x)
+    m = chain.stages[0].state()["matrix"]
+    np.testing.assert_allclose(m @ m.T, np.eye(DIM), atol=1e-5)
+    y = chain.encode(x)
+    np.testing.assert_allclose(y @ y.T, x @ x.T, rtol=1e-4, atol=1e-2)
+    assert not np.allclose(fitted("rotate:seed=8", x).encode(x), y)
+
+
+def test_sparse_projection_density_and_expected_inner_products() -> None:
+    x = make_vectors(300, 256, normalize=True)
+    chain = fitted("rp:512:seed=1", x)
+    m = chain.stages[0].state()["matrix"]
+    assert abs((m != 0).mean() - 1 / 16) < 0.01  # s = sqrt(256) = 16
+    y = chain.encode(x)
+    err = (y @ y.T - x @ x.T)[np.triu_indices(300, 1)]
+    assert abs(err.mean()) < 0.01 and err.std() < 0.1  # unbiased, variance ~ 1/dim
 
 
 def test_metric_contract_is_handed_on() -> None:
