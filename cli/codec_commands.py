@@ -11,7 +11,6 @@ from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
-
 from vecx.cli import common
 from vecx.codecs import registry
 from vecx.codecs.base import Codec, Param

@@ -11,7 +11,6 @@ from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
-
 from vecx.errors import UsageError
 
 Input = Annotated[str, typer.Argument(metavar="INPUT", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv) or - for stdin.", show_default=False)]

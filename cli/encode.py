@@ -6,9 +6,25 @@ from typing import Optional
 
 import typer
 from typing_extensions import Annotated
-
-from vecx.cli.common import (Bar, Column, Debug, IdColumn, Input, Json, Metric, Output, Quiet, Seed, StateIn,
-                             StateOut, check_json_output, emit_json, examples, read_options, report_encode)
+from vecx.cli.common import (
+    Bar,
+    Column,
+    Debug,
+    IdColumn,
+    Input,
+    Json,
+    Metric,
+    Output,
+    Quiet,
+    Seed,
+    StateIn,
+    StateOut,
+    check_json_output,
+    emit_json,
+    examples,
+    read_options,
+    report_encode,
+)
 
 SpecOpt = Annotated[str, typer.Option("--spec", "-s", metavar="SPEC", help="Chain of codecs, e.g. 'truncate:32,int8' (or @file). See 'vecx spec list'.", show_default=False)]
 

@@ -6,9 +6,20 @@ from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
-
-from vecx.cli.common import (Bar, Column, Debug, IdColumn, Json, Metric, Quiet, echo_columns, emit_json, examples,
-                             message, read_options)
+from vecx.cli.common import (
+    Bar,
+    Column,
+    Debug,
+    IdColumn,
+    Json,
+    Metric,
+    Quiet,
+    echo_columns,
+    emit_json,
+    examples,
+    message,
+    read_options,
+)
 
 
 def _render_info(data: dict[str, Any]) -> str:

@@ -29,7 +29,6 @@ import hashlib
 from typing import Any
 
 import orjson
-
 from vecx import FORMAT_VERSION, __version__
 from vecx.errors import DataError, MismatchError
 

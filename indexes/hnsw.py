@@ -74,7 +74,6 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
           progress: Any = None) -> dict[str, Any]:
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
     from usearch.index import Index
-
     from vecx.formats import metadata as md
 
     options = options or BuildOptions()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_vectors
 from vecx.chain import Chain
 from vecx.codecs import registry

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from vecx import spec
 from vecx.chain import Chain
 from vecx.codecs import registry

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import make_vectors, run_vecx, shared
 from vecx.formats import metadata
 from vecx.truth import exact_topk

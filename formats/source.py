@@ -1,0 +1,299 @@
+"""The shared part of every input: batches, read options, and validation of raw data.
+
+A :class:`Source` yields :class:`Batch` objects of at most ``batch_rows`` rows, so memory
+does not grow with the input. *Raw* inputs (anything not written by vecx) are validated
+as they stream: equal dimensions, finite values, unique ids; their ids and vectors are
+hashed into the source fingerprint, and whether every vector has unit norm is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from vecx._lazy import lazy
+from vecx.codecs.base import VectorSpec
+from vecx.errors import DataError, MismatchError, where
+from vecx.formats import metadata, state
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+pc = lazy("pyarrow.compute")
+
+
+NORM_TOLERANCE = 1e-3
+
+
+@dataclass
+class ReadOptions:
+    """How to find vectors and ids in a raw input (ignored for vecx tables where noted)."""
+
+    column: str | None = None  # vector column / JSON field
+    id_column: str | None = None  # id column / JSON field
+    metric: str | None = None  # declared metric of raw vectors (default cosine)
+    ids_file: str | None = None  # one id per line, replaces ids
+    batch_rows: int | None = None
+
+
+@dataclass
+class Batch:
+    """A slice of rows: ids, vectors as a 2-D numpy array, payload columns."""
+
+    offset: int
+    ids: Any
+    vectors: Any
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+def batch_rows_for(row_bytes: int) -> int:
+    """Rows per batch (and Parquet row group): about 32 MiB of vectors, a power of two."""
+    rows = 1024
+    while rows < 65536 and rows * 2 * row_bytes <= 32 << 20:
+        rows *= 2
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Source: shared streaming, validation and fingerprinting
+# --------------------------------------------------------------------------------------
+class Source:
+    """An opened input. Subclasses implement :meth:`_raw_batches`."""
+
+    kind = "?"
+    #: Whether ids come from the data (else they are row numbers, unique by construction).
+    ids_from_data = True
+
+    def __init__(self, path: str, options: ReadOptions) -> None:
+        self.path = path  # as the user named it (messages); "-" for stdin
+        self.file = path  # what to open (a spool file for stdin)
+        self.options = options
+        self.meta: dict[str, Any] | None = None  # vecx metadata (tables written by vecx)
+        self.state_blob: bytes | None = None
+        self.rows: int | None = None
+        self.dim = 0
+        self.dtype = "float32"
+        self.id_type: Any = None
+        self.payload_fields: list[Any] = []
+        self.seekable = True
+        self._source_block: dict[str, Any] | None = None
+
+    # -- to be provided by subclasses --
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    # -- public --
+    @property
+    def ids_given(self) -> bool:
+        """Whether ids come from the input or an ids file (and so must be checked for duplicates)."""
+        return self.ids_from_data or bool(self.options.ids_file)
+
+    @property
+    def is_vecx(self) -> bool:
+        """Whether the input was written by vecx (carries provenance)."""
+        return self.meta is not None
+
+    @property
+    def space(self) -> VectorSpec:
+        """The vector space of the input (for raw inputs ``normalized`` is known after a full pass)."""
+        if self.meta is not None:
+            return VectorSpec.from_json(self.meta["vector"])
+        metric = self.options.metric or "cosine"
+        normalized = bool(self._source_block and self._source_block["normalized"])
+        return VectorSpec(self.dim, "float32", metric, normalized)
+
+    def batch_rows(self) -> int:
+        """Rows per batch for this input (the same rule as the writer's row groups)."""
+        width = self.space.bytes_per_vector if self.meta is not None else self.dim * 4
+        return self.options.batch_rows or batch_rows_for(max(1, width))
+
+    def prime(self) -> None:
+        """Read one batch ahead when the format only reveals the dimension (and fields) in the data."""
+        if self.dim:
+            return
+        rest = self.batches()
+        first = next(rest, None)
+        if first is None:
+            raise self.fail("no vectors found (empty input)")
+        self._pending = (first, rest)
+
+    def batches(self) -> Iterator[Batch]:
+        """Stream every row once; raw inputs are validated and fingerprinted on the way."""
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            self._pending = None
+            yield pending[0]
+            yield from pending[1]
+            return
+        if self.meta is not None:
+            yield from self._raw_batches(self.batch_rows())
+            return
+        yield from self._validated(self._with_ids_file(self._raw_batches(self.batch_rows())))
+
+    def source_block(self) -> dict[str, Any] | None:
+        """Provenance of the data as imported; for raw inputs available after :meth:`batches` ran."""
+        if self.meta is not None:
+            return self.meta.get("source")
+        return self._source_block
+
+    def chain_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], VectorSpec]:
+        """Stage records, their fitted arrays and the chain's input space, from the metadata."""
+        if self.meta is None:
+            return [], [], self.space
+        records = self.meta.get("stages", [])
+        arrays: list[dict[str, Any]] = [{} for _ in records]
+        if self.state_blob is not None:
+            _, arrays = state.unpack(self.state_blob, self.path)
+        if len(arrays) != len(records):
+            raise MismatchError(f"{self.path}: fitted state holds {len(arrays)} stages, "
+                                f"the metadata lists {len(records)}")
+        first = VectorSpec.from_json(records[0]["input"]) if records else self.space
+        return records, arrays, first
+
+    def take(self, rows: Any) -> Any:
+        """Vectors of the given sorted row numbers, as float32 (for fitting samples)."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        filled = 0
+        for batch in self.batches():
+            lo = np.searchsorted(rows, batch.offset)
+            hi = np.searchsorted(rows, batch.offset + len(batch))
+            if hi > lo:
+                out[filled: filled + hi - lo] = batch.vectors[rows[lo:hi] - batch.offset]
+                filled += hi - lo
+        return out
+
+    def count_rows(self) -> int:
+        """Number of rows (a pass over the data if the format does not say)."""
+        if self.rows is None:
+            self.rows = sum(len(b) for b in self.batches())
+        return self.rows
+
+    # -- helpers for subclasses --
+    def fail(self, message: str, row: int | None = None, hint: str | None = None) -> DataError:
+        """A :class:`DataError` located at this input (and row)."""
+        return DataError(f"{where(self.path, row)}: {message}", hint=hint)
+
+    def _with_ids_file(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        if not self.options.ids_file:
+            yield from batches
+            return
+        ids_path = self.options.ids_file
+        try:
+            with open(ids_path, encoding="utf-8") as handle:
+                ids = [line.rstrip("\r\n") for line in handle]
+        except OSError as exc:
+            raise DataError(f"{ids_path}: cannot read ids file ({exc.strerror})") from None
+        if ids and ids[-1] == "":
+            ids.pop()
+        used = 0
+        for batch in batches:
+            if batch.offset + len(batch) > len(ids):
+                raise DataError(f"{ids_path}: has {len(ids)} ids but {self.path} has more rows",
+                                hint="give exactly one id per line, one line per vector")
+            batch.ids = pa.array(ids[batch.offset: batch.offset + len(batch)], type=pa.string())
+            used = batch.offset + len(batch)
+            yield batch
+        if used != len(ids):
+            raise DataError(f"{ids_path}: has {len(ids)} ids but {self.path} has {used} rows",
+                            hint="give exactly one id per line, one line per vector")
+
+    def _validated(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """Check finiteness and dimensions, hash ids and vectors, track norms and unique ids.
+
+        Hashing runs on a second thread (hashlib releases the GIL), one batch behind, so it
+        overlaps with encoding and writing instead of adding to them.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        hashers = (hashlib.sha256(), hashlib.sha256(), hashlib.sha256())  # vectors, id lengths, id bytes
+        all_ids: list[Any] = []
+        normalized = True
+        total = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecx-hash") as pool:
+            pending = None
+            for batch in batches:
+                v = batch.vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+                sq = np.einsum("ij,ij->i", v, v)
+                if not np.isfinite(sq).all():  # NaN/Inf, or squares overflowing float32: look closer
+                    bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
+                    if len(bad):
+                        raise self.fail("vector holds NaN or Inf", batch.offset + int(bad[0]),
+                                        hint="clean or drop that row; vecx refuses non-finite values")
+                if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
+                    normalized = False
+                if batch.ids.null_count:
+                    nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
+                    raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_hash_batch, hashers, v, batch.ids)
+                all_ids.append(batch.ids)
+                total += len(batch)
+                yield batch
+            if pending is not None:
+                pending.result()
+        if total == 0:
+            raise self.fail("no vectors found (empty input)", hint="check the file and --column")
+        if self.ids_given:
+            _check_unique(self, all_ids)
+        self.rows = total
+        block = {
+            "rows": total, "dim": self.dim, "dtype": "float32",
+            "metric": self.options.metric or "cosine", "normalized": normalized,
+            "ids_sha256": hashlib.sha256(
+                (hashers[1].hexdigest() + hashers[2].hexdigest()).encode()).hexdigest(),
+            "vectors_sha256": hashers[0].hexdigest(),
+        }
+        block["fingerprint"] = metadata.source_fingerprint(block)
+        self._source_block = block
+
+
+def _hash_batch(hashers: tuple[Any, Any, Any], vectors: Any, ids: Any) -> None:
+    hashers[0].update(memoryview(vectors).cast("B"))
+    _hash_ids(ids, hashers[1], hashers[2])
+
+
+def _hash_ids(ids: Any, lengths: Any, data: Any) -> None:
+    """Hash ids independently of batch boundaries: int64 values, or string lengths + bytes."""
+    if pa.types.is_integer(ids.type):
+        lengths.update(ids.cast(pa.int64()).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+        return
+    ids = ids.cast(pa.large_string())
+    offsets = np.frombuffer(ids.buffers()[1], dtype="<i8")[ids.offset: ids.offset + len(ids) + 1]
+    lengths.update(np.diff(offsets).astype("<i8").tobytes())
+    data.update(memoryview(ids.buffers()[2])[offsets[0]: offsets[-1]])
+
+
+def _check_unique(source: Source, chunks: list[Any]) -> None:
+    """Refuse duplicate ids, naming a duplicate and both rows.
+
+    Sort-based, so the extra memory is the ids themselves plus 8 bytes per row
+    (a hash table over millions of ids costs far more).
+    """
+    ids = pa.chunked_array(chunks, type=chunks[0].type).combine_chunks()
+    if pa.types.is_integer(ids.type):
+        values = ids.to_numpy(zero_copy_only=False)
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        dup = np.flatnonzero(ordered[1:] == ordered[:-1])
+    else:
+        order = pc.sort_indices(ids).to_numpy()
+        ordered = ids.take(pa.array(order))
+        dup = np.flatnonzero(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+                             .to_numpy(zero_copy_only=False))
+    if len(dup):
+        first = int(dup[0])
+        value = ordered[first].as_py() if not isinstance(ordered, np.ndarray) else ordered[first].item()
+        rows = sorted((int(order[first]), int(order[first + 1])))
+        raise source.fail(f"duplicate id {value!r} (rows {rows[0]} and {rows[1]})",
+                          hint="ids must be unique; drop duplicates or import without --id-column")
+
+
+
+def short_error(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+

@@ -1,0 +1,214 @@
+"""Arrow record-batch inputs: Parquet files, Arrow IPC files and streams (vecx tables among them)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from vecx._lazy import lazy
+from vecx.errors import UsageError
+from vecx.formats import metadata, state
+from vecx.formats.source import Batch, ReadOptions, Source, short_error
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+pq = lazy("pyarrow.parquet")
+pc = lazy("pyarrow.compute")
+
+VECTOR_NAMES = ("vector", "embedding", "embeddings", "emb", "vec")
+
+
+class TableSource(Source):
+    """Shared logic for Arrow record-batch inputs: find the vector, id and payload columns."""
+
+    def _setup(self, schema: Any, raw_meta: bytes | None, raw_state: bytes | None) -> None:
+        if raw_meta is not None:
+            self.meta = metadata.loads(raw_meta, self.path)
+            if self.meta.get("kind", "vectors") != "vectors":
+                raise self.fail(f"this is a vecx {self.meta.get('kind')} file, not a vector table")
+            if raw_state is not None:
+                self.state_blob = state.decode_blob(raw_state, self.path)
+            if self.options.ids_file:
+                raise UsageError("--ids applies to raw inputs; this table already has ids")
+            self.vector_column = self.meta["vector"]["column"]
+            self.id_column: str | None = self.meta["id"]["column"]
+            self.dim = int(self.meta["vector"]["dim"])
+            self.dtype = self.meta["vector"]["dtype"]
+            if self.vector_column not in schema.names:
+                raise self.fail(f"vector column {self.vector_column!r} named in the metadata is missing")
+        else:
+            self.vector_column = self._find_vector_column(schema)
+            self.id_column = self.options.id_column or ("id" if "id" in schema.names else None)
+            if self.id_column is not None and self.id_column not in schema.names:
+                raise self.fail(f"no id column {self.id_column!r}; columns are {', '.join(schema.names)}")
+            vtype = schema.field(self.vector_column).type
+            self.dim = vtype.list_size if pa.types.is_fixed_size_list(vtype) else 0
+        if self.id_column is not None:
+            id_type = schema.field(self.id_column).type
+            if pa.types.is_integer(id_type):
+                self.id_type = pa.int64()
+            elif pa.types.is_string(id_type) or pa.types.is_large_string(id_type):
+                self.id_type = pa.string()
+            else:
+                raise self.fail(f"id column {self.id_column!r} has type {id_type}; ids must be integers or strings")
+        else:
+            self.id_type = pa.int64()
+        self.ids_from_data = self.id_column is not None
+        skip = {self.vector_column, self.id_column}
+        self.payload_fields = [f for f in schema if f.name not in skip]
+
+    def _find_vector_column(self, schema: Any) -> str:
+        def is_vector(t: Any) -> bool:
+            return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
+                pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
+
+        if self.options.column is not None:
+            if self.options.column not in schema.names:
+                raise self.fail(f"no column {self.options.column!r}; columns are {', '.join(schema.names)}")
+            if not is_vector(schema.field(self.options.column).type):
+                raise self.fail(f"column {self.options.column!r} is {schema.field(self.options.column).type}, "
+                                "not a list of numbers")
+            return self.options.column
+        candidates = [f.name for f in schema if is_vector(f.type)]
+        for name in VECTOR_NAMES:
+            if name in candidates:
+                return name
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise self.fail(f"no vector column (a list of numbers) among {', '.join(schema.names) or 'no columns'}",
+                            hint="store vectors as a list<float> column, or name it with --column")
+        raise self.fail(f"several list columns ({', '.join(candidates)}); pick one with --column")
+
+    def _convert(self, rb: Any, offset: int) -> Batch:
+        col = rb.column(self.vector_column)
+        if col.null_count:
+            bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise self.fail(f"vector is missing (null) in column {self.vector_column!r}", offset + bad)
+        if pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
+            width = col.type.byte_width
+            data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
+            vectors = data[col.offset * width: (col.offset + len(col)) * width].reshape(len(col), width)
+        elif pa.types.is_fixed_size_list(col.type):
+            width = col.type.list_size
+        else:
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            width = int(lengths[0]) if len(lengths) else self.dim
+            if self.dim == 0:
+                self.dim = width
+            bad = np.flatnonzero(lengths != self.dim)
+            if len(bad):
+                raise self.fail(f"vector has {int(lengths[bad[0]])} dimensions, earlier rows "
+                                f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
+        if not pa.types.is_fixed_size_binary(col.type):
+            values = col.flatten()
+            if values.null_count:
+                bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
+                raise self.fail("vector holds a null value", offset + bad_row)
+            vectors = values.to_numpy(zero_copy_only=False).reshape(len(rb), width)
+        if self.meta is None and vectors.dtype != np.float32:
+            vectors = vectors.astype(np.float32)
+        if self.id_column is not None:
+            ids = rb.column(self.id_column)
+            ids = ids.cast(self.id_type) if ids.type != self.id_type else ids
+        else:
+            ids = pa.array(np.arange(offset, offset + len(rb), dtype=np.int64))
+        payload = {f.name: rb.column(f.name) for f in self.payload_fields}
+        return Batch(offset, ids, vectors, payload)
+
+    def _convert_all(self, record_batches: Iterator[Any], batch_rows: int) -> Iterator[Batch]:
+        offset = 0
+        for rb in record_batches:
+            for start in range(0, rb.num_rows, batch_rows):
+                piece = rb.slice(start, batch_rows)
+                yield self._convert(piece, offset)
+                offset += piece.num_rows
+
+
+class ParquetSource(TableSource):
+    """A Parquet file (read in record batches, never whole)."""
+
+    kind = "parquet"
+
+    def __init__(self, path: str, options: ReadOptions) -> None:
+        super().__init__(path, options)
+        try:
+            # Neither memory-mapped nor pre-buffered: both keep pages resident, so memory would grow with the file.
+            self.file = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20)
+            schema = self.file.schema_arrow
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise self.fail(f"not a readable Parquet file ({short_error(exc)})",
+                            hint="the file may be truncated or corrupt; re-create it") from None
+        kv = self.file.metadata.metadata or {}
+        self._setup(schema, kv.get(metadata.KEY), kv.get(metadata.STATE_KEY))
+        self.rows = self.file.metadata.num_rows
+        if self.dim == 0 and self.rows:
+            first = self.file.read_row_group(0, columns=[self.vector_column]).column(0)
+            self.dim = len(first[0]) if len(first) and first[0].is_valid else 0
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        try:
+            yield from self._convert_all(self.file.iter_batches(batch_size=batch_rows), batch_rows)
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise self.fail(f"cannot read Parquet data ({short_error(exc)})",
+                            hint="the file may be truncated or corrupt; re-create it") from None
+
+
+class IpcSource(TableSource):
+    """An Arrow IPC file (Feather v2) or stream; a vecx stream ends with a metadata trailer."""
+
+    kind = "arrow"
+
+    def __init__(self, path: str, options: ReadOptions, handle: Any = None) -> None:
+        super().__init__(path, options)
+        self.trailer: dict[str, Any] | None = None
+        try:
+            if handle is not None:  # a stream (stdin)
+                self.reader = pa.ipc.open_stream(handle)
+                self.is_stream = True
+                self.seekable = False
+            else:
+                source = pa.OSFile(path)
+                try:
+                    self.reader = pa.ipc.open_file(source)
+                    self.is_stream = False
+                except pa.ArrowInvalid:
+                    source.seek(0)
+                    self.reader = pa.ipc.open_stream(source)
+                    self.is_stream = True
+            schema = self.reader.schema
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise self.fail(f"not readable Arrow IPC data ({short_error(exc)})") from None
+        kv = schema.metadata or {}
+        self._setup(schema, kv.get(metadata.KEY), kv.get(metadata.STATE_KEY))
+        if not self.is_stream:
+            self.rows = sum(self.reader.get_batch(i).num_rows for i in range(self.reader.num_record_batches))
+        elif self.meta is not None:
+            self.rows = self.meta.get("rows")
+        self._consumed = False
+
+    def _record_batches(self) -> Iterator[Any]:
+        if not self.is_stream:
+            for i in range(self.reader.num_record_batches):
+                yield self.reader.get_batch(i)
+            return
+        if self._consumed:
+            raise RuntimeError("an Arrow stream can be read only once (spool it first)")
+        self._consumed = True
+        while True:
+            try:
+                rb, custom = self.reader.read_next_batch_with_custom_metadata()
+            except StopIteration:
+                return
+            if custom is not None and metadata.KEY in custom and rb.num_rows == 0:
+                self.trailer = metadata.loads(custom[metadata.KEY], self.path)
+                continue
+            yield rb
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        try:
+            yield from self._convert_all(self._record_batches(), batch_rows)
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise self.fail(f"cannot read Arrow data ({short_error(exc)})") from None
+        if self.trailer is not None:
+            self.meta = self.trailer  # late fields (rows, source hash, fingerprints) are final now
+            self.rows = self.trailer.get("rows")

@@ -1,0 +1,236 @@
+"""Text inputs: JSONL (one object per line) and CSV (one numeric column per dimension)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Iterator
+
+from vecx._lazy import lazy
+from vecx.errors import DataError, where
+from vecx.formats.source import Batch, ReadOptions, Source
+from vecx.formats.tables import VECTOR_NAMES
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+orjson = lazy("orjson")
+
+
+class JsonlSource(Source):
+    """One JSON object per line: a list field holds the vector, scalar fields become payload."""
+
+    kind = "jsonl"
+
+    def __init__(self, path: str, options: ReadOptions, handle: Any = None) -> None:
+        super().__init__(path, options)
+        self.handle = handle
+        self.seekable = handle is None
+        self.id_type = pa.int64()
+        self._payload_types: dict[str, Any] | None = None
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        handle = self.handle if self.handle is not None else open(self.file, "rb")
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+        finally:
+            if self.handle is None:
+                handle.close()
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        records: list[tuple[int, dict[str, Any]]] = []
+        offset = 0
+        for number, line in self._lines():
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"{where(self.path)}: line {number}: not valid JSON ({exc})",
+                                hint="fix or remove that line; nothing was written") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where(self.path)}: line {number}: expected a JSON object, "
+                                f"got {type(obj).__name__}")
+            records.append((number, obj))
+            if len(records) >= batch_rows:
+                yield self._make_batch(records, offset)
+                offset += len(records)
+                records = []
+        if records:
+            yield self._make_batch(records, offset)
+
+    def _make_batch(self, records: list[tuple[int, dict[str, Any]]], offset: int) -> Batch:
+        first = records[0][1]
+        if self.dim == 0:
+            self._pick_fields(first, records[0][0])
+        vectors = np.empty((len(records), self.dim), dtype=np.float32)
+        for i, (number, obj) in enumerate(records):
+            value = obj.get(self.vector_field)
+            if not isinstance(value, list):
+                raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} "
+                                "is missing or not a list")
+            if len(value) != self.dim:
+                raise DataError(f"{where(self.path)}: line {number}: vector has {len(value)} dimensions, "
+                                f"earlier lines {self.dim} (mixed dimensions)")
+            try:
+                vectors[i] = value
+            except (TypeError, ValueError):
+                raise DataError(f"{where(self.path)}: line {number}: vector holds a non-number") from None
+        if self.id_field is not None:
+            raw_ids = [obj.get(self.id_field) for _, obj in records]
+            ids = _id_array(raw_ids, self, records)
+        else:
+            ids = pa.array(np.arange(offset, offset + len(records), dtype=np.int64))
+        payload = {}
+        for name, ptype in (self._payload_types or {}).items():
+            values = [obj.get(name) for _, obj in records]
+            try:
+                payload[name] = pa.array(values, type=ptype)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                raise DataError(f"{where(self.path)}: field {name!r} changes type after line "
+                                f"{records[0][0]} (first lines had {ptype})") from None
+        return Batch(offset, ids, vectors, payload)
+
+    def _pick_fields(self, first: dict[str, Any], number: int) -> None:
+        lists = [k for k, v in first.items() if isinstance(v, list)]
+        if self.options.column is not None:
+            if self.options.column not in first:
+                raise DataError(f"{where(self.path)}: line {number}: no field {self.options.column!r}")
+            self.vector_field = self.options.column
+        else:
+            named = [n for n in VECTOR_NAMES if n in lists]
+            if named:
+                self.vector_field = named[0]
+            elif len(lists) == 1:
+                self.vector_field = lists[0]
+            else:
+                raise DataError(f"{where(self.path)}: line {number}: cannot tell which field holds the "
+                                f"vector (list fields: {', '.join(lists) or 'none'}); use --column")
+        vector = first[self.vector_field]
+        if not isinstance(vector, list) or not vector:
+            raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} is not a non-empty list")
+        self.dim = len(vector)
+        self.id_field = self.options.id_column or ("id" if "id" in first else None)
+        self.ids_from_data = self.id_field is not None
+        if self.id_field is not None and self.id_field not in first:
+            raise DataError(f"{where(self.path)}: line {number}: no id field {self.id_field!r}")
+        if self.id_field is not None:
+            self.id_type = pa.int64() if isinstance(first[self.id_field], int) else pa.string()
+        types = {}
+        for key, value in first.items():
+            if key in (self.vector_field, self.id_field) or isinstance(value, (list, dict)) or value is None:
+                continue
+            types[key] = pa.array([value]).type
+        self._payload_types = types
+        self.payload_fields = [pa.field(k, t) for k, t in types.items()]
+
+
+def _id_array(raw_ids: list[Any], source: Source, records: list[tuple[int, Any]]) -> Any:
+    wanted = int if pa.types.is_integer(source.id_type) else str
+    for value, (number, _) in zip(raw_ids, records):
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise DataError(f"{where(source.path)}: line {number}: id {value!r} is not "
+                            f"{'an integer' if wanted is int else 'a string'} like the first line's")
+    return pa.array(raw_ids, type=source.id_type)
+
+
+class CsvSource(Source):
+    """CSV: optional header; an ``id`` column (or ``--id-column``) and one numeric column per dimension."""
+
+    kind = "csv"
+
+    def __init__(self, path: str, options: ReadOptions, handle: Any = None) -> None:
+        super().__init__(path, options)
+        self.handle = handle
+        self.seekable = handle is None
+        self.id_type = pa.int64()
+
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        text = (io.TextIOWrapper(self.handle, encoding="utf-8", newline="") if self.handle is not None
+                else open(self.file, encoding="utf-8", newline=""))
+        try:
+            dialect = "excel-tab" if self.path.endswith(".tsv") else "excel"
+            for number, row in enumerate(csv.reader(text, dialect), start=1):
+                if row:
+                    yield number, row
+        finally:
+            if self.handle is None:
+                text.close()
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        rows = self._rows()
+        try:
+            number, first = next(rows)
+        except StopIteration:
+            raise self.fail("no vectors found (empty input)") from None
+        header = not _all_numeric(first[1:]) or self.options.id_column is not None
+        id_index: int | None = None
+        if header:
+            id_name = self.options.id_column or ("id" if "id" in first else None)
+            if id_name is not None:
+                if id_name not in first:
+                    raise self.fail(f"no id column {id_name!r} in the header")
+                id_index = first.index(id_name)
+            pending: list[tuple[int, list[str]]] = []
+        else:
+            pending = [(number, first)]
+        self.ids_from_data = id_index is not None
+        width = None
+        offset = 0
+
+        def flush(block: list[tuple[int, list[str]]]) -> Batch:
+            nonlocal width
+            ids_raw = [r[id_index] for _, r in block] if id_index is not None else None
+            cells = [[c for j, c in enumerate(r) if j != id_index] for _, r in block]
+            if width is None:
+                width = len(cells[0])
+                self.dim = width
+            for (line, _), row in zip(block, cells):
+                if len(row) != width:
+                    raise DataError(f"{where(self.path)}: line {line}: {len(row)} values, "
+                                    f"earlier lines {width} (mixed dimensions)")
+            try:
+                vectors = np.array(cells, dtype=np.float32)
+            except ValueError:
+                for (line, _), row in zip(block, cells):
+                    for col, cell in enumerate(row):
+                        try:
+                            float(cell)
+                        except ValueError:
+                            raise DataError(f"{where(self.path)}: line {line}: column {col + 1}: "
+                                            f"{cell!r} is not a number") from None
+                raise
+            if ids_raw is not None:
+                if all(_is_int(x) for x in ids_raw) and pa.types.is_integer(self.id_type):
+                    ids = pa.array([int(x) for x in ids_raw], type=pa.int64())
+                else:
+                    self.id_type = pa.string()
+                    ids = pa.array(ids_raw, type=pa.string())
+            else:
+                ids = pa.array(np.arange(offset, offset + len(block), dtype=np.int64))
+            return Batch(offset, ids, vectors)
+
+        for item in rows:
+            pending.append(item)
+            if len(pending) >= batch_rows:
+                batch = flush(pending)
+                offset += len(batch)
+                pending = []
+                yield batch
+        if pending:
+            yield flush(pending)
+
+
+def _all_numeric(cells: list[str]) -> bool:
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
