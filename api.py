@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vecx._lazy import lazy
+from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.codecs.base import VectorSpec
 from vecx.errors import DataError, MismatchError, RowError, UsageError, where
@@ -157,7 +158,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
                              payload_fields=source.payload_fields,
                              initial_metadata=_table_metadata(source, prior, new, source.rows))
         progress.start(source.rows, "encoding" if new.stages else "importing")
-        for batch in source.batches():
+        for batch in prefetch(source.batches()):
             try:
                 codes = new.encode(batch.vectors)
             except RowError as exc:

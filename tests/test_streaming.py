@@ -40,5 +40,6 @@ def test_peak_memory_is_independent_of_rows(tmp_path: Path) -> None:
         src.unlink()
     for step in ("import", "encode"):
         small, large = rss[(step, 300_000)], rss[(step, 1_200_000)]
-        # 4x the rows (+115 MB of input) may cost the id check (16 bytes/row) and allocator noise, not the data.
-        assert large - small < 30_000, f"{step}: peak RSS {small} kB -> {large} kB"
+        # 4x the rows (+115 MB of input) may cost the id check (16 bytes/row, 14 MB) and timing noise
+        # (up to two prefetched 8 MB batches), never the data itself.
+        assert large - small < 50_000, f"{step}: peak RSS {small} kB -> {large} kB"
