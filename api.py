@@ -67,8 +67,9 @@ class EncodeReport:
 # --------------------------------------------------------------------------------------
 def prior_chain(source: Source) -> Chain:
     """The fitted chain recorded in a vecx table (empty for raw inputs)."""
-    records, arrays, first = source.chain_records()
-    return Chain.from_records(first, records, arrays, source.path)
+    if source.meta is None:
+        return Chain(source.space)
+    return Chain.from_table(source.meta, source.state_blob, source.path)
 
 
 def load_state_file(path: str, input: VectorSpec, spec: str | None = None, seed: int | None = None) -> Chain:

@@ -58,6 +58,19 @@ class Chain:
             current = codec.output
         return chain
 
+    @classmethod
+    def from_table(cls, meta: dict[str, Any], state_blob: bytes | None, path: str) -> Chain:
+        """The fitted chain recorded in a vector table's ``vecx`` metadata and embedded state."""
+        records = meta.get("stages", [])
+        arrays: list[dict[str, Any]] = [{} for _ in records]
+        if state_blob:
+            _, arrays = state.unpack(state_blob, path)
+        if len(arrays) != len(records):
+            raise MismatchError(f"{path}: fitted state holds {len(arrays)} stages, "
+                                f"the metadata lists {len(records)}")
+        first = VectorSpec.from_json(records[0]["input"] if records else meta["vector"])
+        return cls.from_records(first, records, arrays, path)
+
     # ---- properties ---------------------------------------------------------------
     @property
     def output(self) -> VectorSpec:

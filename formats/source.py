@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from vecx._lazy import lazy
 from vecx.codecs.base import VectorSpec
-from vecx.errors import DataError, MismatchError, where
-from vecx.formats import metadata, state
+from vecx.errors import DataError, where
+from vecx.formats import metadata
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -138,20 +138,6 @@ class Source:
         if self.meta is not None:
             return self.meta.get("source")
         return self._source_block
-
-    def chain_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], VectorSpec]:
-        """Stage records, their fitted arrays and the chain's input space, from the metadata."""
-        if self.meta is None:
-            return [], [], self.space
-        records = self.meta.get("stages", [])
-        arrays: list[dict[str, Any]] = [{} for _ in records]
-        if self.state_blob is not None:
-            _, arrays = state.unpack(self.state_blob, self.path)
-        if len(arrays) != len(records):
-            raise MismatchError(f"{self.path}: fitted state holds {len(arrays)} stages, "
-                                f"the metadata lists {len(records)}")
-        first = VectorSpec.from_json(records[0]["input"]) if records else self.space
-        return records, arrays, first
 
     def take(self, rows: Any) -> Any:
         """Vectors of the given sorted row numbers, as float32 (for fitting samples)."""

@@ -19,7 +19,6 @@ from vecx._lazy import lazy
 from vecx.chain import Chain
 from vecx.codecs.base import VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError
-from vecx.formats import state
 from vecx.indexes import store
 
 np = lazy("numpy")
@@ -165,15 +164,6 @@ def _write_rescore(src: Any, version: str, rows: int) -> dict[str, Any]:
             "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint")}
 
 
-def _chain_from(meta: dict[str, Any], blob: bytes | None, path: str) -> Chain:
-    records = meta.get("stages", [])
-    arrays: list[dict[str, Any]] = [{} for _ in records]
-    if blob:
-        _, arrays = state.unpack(blob, path)
-    first = VectorSpec.from_json(records[0]["input"]) if records else VectorSpec.from_json(meta["vector"])
-    return Chain.from_records(first, records, arrays, path)
-
-
 def _read(directory: str, name: str) -> bytes | None:
     full = os.path.join(directory, name)
     if not os.path.exists(full):
@@ -191,7 +181,7 @@ class Searcher:
         self.path = path
         self.directory, self.manifest = store.open_version(path, verify=verify)
         table_meta = json.loads(_read(self.directory, "table.json") or b"{}")
-        self.chain = _chain_from(table_meta, _read(self.directory, "state.arrow"), path)
+        self.chain = Chain.from_table(table_meta, _read(self.directory, "state.arrow"), path)
         self.rows = int(self.manifest["rows"])
         graph_file = os.path.join(self.directory, "graph.usearch")
         try:
@@ -208,7 +198,7 @@ class Searcher:
         if info:
             self.rescore_vectors = np.load(os.path.join(self.directory, "rescore.npy"), mmap_mode="r")
             rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
-            self.rescore_chain = _chain_from(rescore_meta, _read(self.directory, "rescore.state.arrow"), path)
+            self.rescore_chain = Chain.from_table(rescore_meta, _read(self.directory, "rescore.state.arrow"), path)
             self.rescore_metric = info["metric"]
 
     @property
