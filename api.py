@@ -412,12 +412,6 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
     """
     import sys
 
-    if path != "-" and path.endswith(".npy"):
-        try:
-            q = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-        return np.atleast_2d(q).astype(np.float32), None
     if path == "-":
         import orjson
 
@@ -442,8 +436,8 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
         if not vectors:
             raise DataError("<stdin>: no query vectors")
         return np.asarray(vectors, dtype=np.float32), ids if any(i is not None for i in ids) else None
-    _, q_ids, q = read_queries(path, None)
-    return q, q_ids.to_pylist()
+    source, q_ids, q = read_queries(path, None)
+    return q, q_ids.to_pylist() if source.ids_given else None
 
 
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
