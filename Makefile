@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test man bench bench-quick clean
+.PHONY: help demo test man bench bench-quick bench-index clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +13,8 @@ help:
 	@echo "make demo    create .venv, install vecx, run a short tour on the bundled sample"
 	@echo "make test    create .venv, install vecx with test extras, run the tests"
 	@echo "make man     regenerate man/ from the CLI"
-	@echo "make bench   run the benchmarks against faiss-cpu and write BENCHMARKS.md (slow: minutes)"
+	@echo "make bench   run the foundation benchmarks against faiss-cpu/pyarrow and write BENCHMARKS.md (minutes)"
+	@echo "make bench-index  index/query/eval against usearch and faiss, to bench-index.md (long)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,11 @@ bench: install-bench
 
 bench-quick: install-bench
 	$(BIN)/python tests/benchmarks/bench_foundation.py --quick
+	$(BIN)/python tests/benchmarks/bench_index.py --quick
+
+# Index, query and eval against raw usearch and faiss (three data sets + a synthetic 1M set: long).
+bench-index: install-bench
+	$(BIN)/python tests/benchmarks/bench_index.py --out bench-index.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache .hypothesis
