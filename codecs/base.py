@@ -225,6 +225,11 @@ class Codec:
         """A :class:`SpecError` prefixed with this stage's token."""
         return SpecError(f"{self.spec}: {message}")
 
+    def require_at_most(self, dim: int, input: VectorSpec) -> None:
+        """Refuse an output dimension larger than the input's (a reducer cannot add dimensions)."""
+        if dim > input.dim:
+            raise self.fail(f"dim {dim} is larger than the input dimension {input.dim}")
+
     def require_float(self, input: VectorSpec, hint: str = "") -> None:
         """Refuse non-float input (codes cannot be quantized again)."""
         if input.dtype not in ("float32", "float16"):

@@ -50,8 +50,7 @@ class PCA(Codec):
 
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
-        if self.values["dim"] > input.dim:
-            raise self.fail(f"dim {self.values['dim']} is larger than the input dimension {input.dim}")
+        self.require_at_most(self.values["dim"], input)
         self.query_encoding = "symmetric" if input.metric == "l2" else "asymmetric"
         return VectorSpec(self.values["dim"], "float32", "l2" if input.metric == "l2" else "ip", False)
 

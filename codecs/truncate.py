@@ -37,8 +37,7 @@ class Truncate(Codec):
     def plan(self, input: VectorSpec) -> VectorSpec:
         dim, renorm = self.values["dim"], self.values["renorm"]
         self.require_float(input, "; put truncate before quantizing stages")
-        if dim > input.dim:
-            raise self.fail(f"dim {dim} is larger than the input dimension {input.dim}")
+        self.require_at_most(dim, input)
         if renorm and input.metric == "l2":
             raise self.fail("the input metric is l2 and re-normalizing would change distances; "
                             "use renorm=false (or --no-renorm) for L2 data")

@@ -93,3 +93,12 @@ def with_edited_metadata(src: Path, dst: Path, edit) -> Path:
     writer.add_key_value_metadata({metadata.KEY: json.dumps(meta).encode()})
     writer.close()
     return dst
+
+
+def stored(path: Path):
+    """The fitted chain and all stored codes of a vecx table (read with vecx's own reader)."""
+    from vecx.api import prior_chain
+    from vecx.formats.readers import open_source
+
+    source = open_source(str(path))
+    return prior_chain(source), np.concatenate([b.vectors for b in source.batches()])

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, run_vecx, stored
 from vecx.truth import exact_topk
 
 
@@ -111,12 +111,7 @@ def test_pca_index_searches_by_inner_product_with_uncentred_queries(corpus: dict
     index = tmp_path / "p.vecx"
     assert run_vecx("index", d / "pca.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
     assert json.loads(run_vecx("info", index, "--json").stdout)["vecx"]["graph"]["metric"] == "ip"
-    from vecx.api import prior_chain
-    from vecx.formats.readers import open_source
-
-    src = open_source(str(d / "pca.parquet"))
-    chain = prior_chain(src)
-    codes = np.concatenate([b.vectors for b in src.batches()])
+    chain, codes = stored(d / "pca.parquet")
     code_top, _ = exact_topk(chain.encode_query(corpus["q"]), iter([(0, codes)]), 10, "ip")
     truth = exact(corpus["x"], corpus["q"], 10)
     exact_codes = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(code_top, truth)]))
@@ -397,12 +392,9 @@ def test_eval_separates_the_losses(corpus: dict, tmp_path: Path) -> None:
     # and the int8 codes searched exhaustively by cosine.
     x, q = corpus["x"], corpus["q"]
     truth = exact(x, q, 10)
-    from vecx.api import prior_chain
-    from vecx.formats.readers import open_source
-
-    src = open_source(str(d / "i8g.parquet"))
-    codes = np.concatenate([b.vectors for b in src.batches()]).astype(np.float32)
-    q_codes = prior_chain(src).encode_query(q).astype(np.float32)
+    chain, codes = stored(d / "i8g.parquet")
+    codes = codes.astype(np.float32)
+    q_codes = chain.encode_query(q).astype(np.float32)
     code_top = exact(codes, q_codes, 10)
     expected = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(code_top, truth)])
     assert stages["codes, exact"]["recall@10"] == pytest.approx(expected, abs=0.011)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx, shared
+from conftest import make_vectors, run_vecx, shared, stored
 from vecx.formats import metadata
 from vecx.truth import exact_topk
 
@@ -70,12 +70,7 @@ def test_truth_on_encoded_table_uses_decoded_vectors(tmp_path: Path, base_table:
     assert r.code == 0, r.stderr
     table = pq.read_table(out)
     # Reference: decode the stored codes ourselves with the stored ranges.
-    from vecx.api import prior_chain
-    from vecx.formats.readers import open_source
-
-    src = open_source(str(enc))
-    chain = prior_chain(src)
-    codes = np.concatenate([b.vectors for b in src.batches()])
+    chain, codes = stored(enc)
     decoded = chain.decode(codes)
     ref_rows, _ = brute(q, decoded, 5, "cosine")
     assert np.array_equal(np.stack(table["rows"].to_numpy(zero_copy_only=False)), ref_rows)
@@ -86,9 +81,8 @@ def test_truth_on_encoded_table_uses_decoded_vectors(tmp_path: Path, base_table:
     assert run_vecx("encode", base_table, "-o", trunc, "--spec", "truncate:12,int8").code == 0
     r = run_vecx("truth", trunc, queries, "-o", out, "-k", "5")
     assert r.code == 0, r.stderr
-    src = open_source(str(trunc))
-    chain = prior_chain(src)
-    decoded = chain.decode(np.concatenate([b.vectors for b in src.batches()]))
+    chain, codes = stored(trunc)
+    decoded = chain.decode(codes)
     q12 = q[:, :12] / np.linalg.norm(q[:, :12], axis=1, keepdims=True)
     ref_rows, _ = brute(q12, decoded, 5, "cosine")
     assert np.array_equal(np.stack(pq.read_table(out)["rows"].to_numpy(zero_copy_only=False)), ref_rows)
@@ -115,11 +109,6 @@ def test_truth_on_a_pca_table_ranks_by_its_metric(tmp_path: Path, base_table: Pa
     r = run_vecx("truth", enc, queries, "-o", out, "-k", "5", "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["metric"] == "ip"
-    from vecx.api import prior_chain
-    from vecx.formats.readers import open_source
-
-    src = open_source(str(enc))
-    chain = prior_chain(src)
-    codes = np.concatenate([b.vectors for b in src.batches()])
+    chain, codes = stored(enc)
     ref_rows, _ = brute(chain.encode_query(q), codes, 5, "ip")
     assert np.array_equal(np.stack(pq.read_table(out)["rows"].to_numpy(zero_copy_only=False)), ref_rows)
