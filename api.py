@@ -262,6 +262,9 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
         directory, manifest = store.open_version(path)
         return {"path": path, "format": "index", "version": os.path.basename(directory),
                 "file_bytes": sum(f["bytes"] for f in manifest["files"].values()), "vecx": manifest}
+    fast = _parquet_meta(path) if read is None or read == ReadOptions() else None
+    if fast is not None:  # a vecx Parquet file: everything info reports is in its footer
+        return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": fast}
     other = _other_kind(path)
     if other is not None:
         return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": other}
@@ -281,6 +284,26 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
                   "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
     return out
 
+
+
+def _parquet_meta(path: str) -> dict[str, Any] | None:
+    """The vecx metadata of a vecx Parquet file, read from its footer without pyarrow (else None).
+
+    Only trusted when the footer's row count agrees with the metadata; anything unusual goes
+    the slow way, through pyarrow, which reports damage precisely.
+    """
+    if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
+        return None
+    from vecx.formats.footer import vecx_metadata
+
+    found = vecx_metadata(path)
+    if found is None:
+        return None
+    rows, raw = found
+    meta = metadata.loads(raw, path)
+    if meta.get("kind", "vectors") == "vectors" and meta.get("rows") != rows:
+        return None
+    return meta
 
 
 def _other_kind(path: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ import inspect
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 from vecx.cli import common
 from vecx.codecs import registry
 from vecx.codecs.base import Codec, Param

@@ -6,7 +6,7 @@ import sys
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 from vecx.cli.common import Bar, Debug, Json, Quiet, echo_columns, emit_json, examples, message
 
 FORMATS = ("table", "jsonl", "json", "csv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 from vecx.cli.common import (
     Bar,
     Column,

@@ -7,7 +7,7 @@ import sys
 from typing import Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 from vecx import __version__
 
 HELP = """Build and query compressed embedding indexes, one reproducible file-to-file step at a time.
