@@ -459,8 +459,24 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
         if not vectors:
             raise DataError("<stdin>: no query vectors")
         return np.asarray(vectors, dtype=np.float32), ids if any(i is not None for i in ids) else None
+    if path.endswith(".npy") and os.path.isfile(path):
+        q = _npy_queries(path)
+        if q is not None:
+            return q, None
     source, q_ids, q = read_queries(path, None)
     return q, q_ids.to_pylist() if source.ids_given else None
+
+
+def _npy_queries(path: str) -> Any:
+    """Float vectors of a small, plain .npy query file, read with numpy alone (else None: the general reader
+    handles it and reports any problem)."""
+    try:
+        q = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if q.dtype.kind != "f" or q.ndim not in (1, 2) or q.size == 0:
+        return None
+    return np.asarray(q, dtype=np.float32)
 
 
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,

@@ -59,12 +59,13 @@ class Chain:
         return chain
 
     @classmethod
-    def from_table(cls, meta: dict[str, Any], state_blob: bytes | None, path: str) -> Chain:
-        """The fitted chain recorded in a vector table's ``vecx`` metadata and embedded state."""
+    def from_table(cls, meta: dict[str, Any], state_blob: bytes | None, path: str,
+                   arrays: list[dict[str, Any]] | None = None) -> Chain:
+        """The fitted chain recorded in a vector table's ``vecx`` metadata and embedded state
+        (an Arrow state container's bytes, or the per-stage ``arrays`` already read)."""
         records = meta.get("stages", [])
-        arrays: list[dict[str, Any]] = [{} for _ in records]
-        if state_blob:
-            _, arrays = state.unpack(state_blob, path)
+        if arrays is None:
+            arrays = state.unpack(state_blob, path)[1] if state_blob else [{} for _ in records]
         if len(arrays) != len(records):
             raise MismatchError(f"{path}: fitted state holds {len(arrays)} stages, "
                                 f"the metadata lists {len(records)}")

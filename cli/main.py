@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import Optional
@@ -60,6 +61,24 @@ def _register() -> None:
 _register()
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command being run, when the first argument names one.
+
+    typer turns every registered command into a click command before running any; for a
+    single ``vecx query`` that is most of the start-up time the command itself does not need.
+    Anything else (``--help``, a typo, no command) gets the whole app and its messages.
+    """
+    if not args or args[0].startswith("-"):
+        return app
+    commands = [c for c in app.registered_commands if (c.name or c.callback.__name__) == args[0]]
+    groups = [g for g in app.registered_groups if g.name == args[0]]
+    if not commands and not groups:
+        return app
+    only = copy.copy(app)
+    only.registered_commands, only.registered_groups = commands, groups
+    return only
+
+
 def _caused_by_interrupt(exc: BaseException) -> bool:
     seen = 0
     current: BaseException | None = exc
@@ -87,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, terminate)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
-    command = typer.main.get_command(app)
     code: int = ExitCode.OK
     if "_VECX_COMPLETE" in os.environ:  # shell completion is handled inside click's main()
-        command.main(args=args, prog_name="vecx")
+        typer.main.get_command(app).main(args=args, prog_name="vecx")
+    command = typer.main.get_command(_app_for(args))
     try:
         # Invoked directly rather than through main(), which would turn Ctrl-C and a closed pipe
         # into exit codes of its own before this funnel could report them.

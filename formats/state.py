@@ -104,3 +104,50 @@ def decode_blob(value: bytes, path: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError:
         raise DataError(f"{path}: embedded fitted state is damaged (bad base64)") from None
+
+
+# ---- the same arrays as an .npz (zip of .npy files), readable without pyarrow ----------------
+#: Fixed zip timestamps, so the same state gives the same bytes.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(path: str, stages: list[dict[str, Any]]) -> None:
+    """Write per-stage arrays as an uncompressed, deterministic .npz: member ``<stage>/<name>.npy``.
+
+    Indexes keep their chain state this way so that ``vecx query`` loads it with numpy alone
+    (the Arrow container needs pyarrow, whose import costs more than a whole query).
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(zipfile.ZipInfo("stages.npy", _ZIP_EPOCH), _npy_bytes(np.asarray(len(stages))))
+        for index, arrays in enumerate(stages):
+            for name in sorted(arrays):
+                info = zipfile.ZipInfo(f"{index}/{name}.npy", _ZIP_EPOCH)
+                archive.writestr(info, _npy_bytes(_canonical(arrays[name])))
+
+
+def _npy_bytes(array: Any) -> bytes:
+    sink = io.BytesIO()
+    np.lib.format.write_array(sink, array, allow_pickle=False)
+    return sink.getvalue()
+
+
+def read_npz(path: str, where: str) -> list[dict[str, Any]]:
+    """Inverse of :func:`write_npz`; a damaged file is a :class:`DataError`."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            count = int(archive["stages"])
+            stages: list[dict[str, Any]] = [{} for _ in range(count)]
+            for key in archive.files:
+                if key == "stages":
+                    continue
+                stage, _, name = key.partition("/")
+                if not stage.isdigit() or int(stage) >= count:
+                    raise DataError(f"{where}: fitted state names stage {stage!r}, the chain has {count}")
+                stages[int(stage)][name] = archive[key]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{where}: fitted state is not a readable .npz ({exc})") from None
+    return stages

@@ -19,7 +19,7 @@ from vecx._lazy import lazy
 from vecx.chain import Chain
 from vecx.codecs.base import VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError
-from vecx.indexes import store
+from vecx.indexes import rowids, store
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -88,6 +88,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
                       expansion_search=options.expansion_search)
         rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
         rows_writer = pq.ParquetWriter(os.path.join(version, "rows.parquet"), rows_schema, compression="snappy")
+        id_writer = rowids.IdWriter(version, source.id_type)
         threads = 1 if options.deterministic else 0
         if progress:
             progress.start(source.rows, "indexing")
@@ -97,10 +98,12 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
             graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
             columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
             rows_writer.write_table(pa.Table.from_arrays(columns, schema=rows_schema))
+            id_writer.add(batch.ids)
             count += len(batch)
             if progress:
                 progress.advance(len(batch))
         rows_writer.close()
+        id_writer.close()
         if progress:
             progress.close()
         if count == 0:
@@ -109,11 +112,11 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         with open(os.path.join(version, "table.json"), "wb") as handle:
             handle.write(md.dumps(source.meta))
         if source.state_blob:
-            with open(os.path.join(version, "state.arrow"), "wb") as handle:
-                handle.write(source.state_blob)
+            _write_state(source.state_blob, os.path.join(version, "state.npz"), table)
         rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
         store.commit(output, version, {
-            "rows": count, "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
+            "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
+            "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
             "graph": {"file": "graph.usearch", "metric": metric, "dtype": USEARCH_DTYPES[space.dtype],
                       "ndim": space.dim, "connectivity": options.connectivity,
                       "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
@@ -158,10 +161,27 @@ def _write_rescore(src: Any, version: str, rows: int) -> dict[str, Any]:
     with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
         json.dump(src.meta, handle, sort_keys=True)
     if src.state_blob:
-        with open(os.path.join(version, "rescore.state.arrow"), "wb") as handle:
-            handle.write(src.state_blob)
+        _write_state(src.state_blob, os.path.join(version, "rescore.state.npz"), src.path)
     return {"file": "rescore.npy", "dtype": src.space.dtype, "dim": src.dim, "metric": src.space.metric,
             "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint")}
+
+
+def _write_state(blob: bytes, path: str, where: str) -> None:
+    """Store a table's fitted chain state in the index as .npz, which queries load without pyarrow."""
+    from vecx.formats import state
+
+    state.write_npz(path, state.unpack(blob, where)[1])
+
+
+def _load_chain(directory: str, meta_name: str, state_name: str, where: str) -> Chain:
+    """The fitted chain of an index file pair (metadata JSON + state .npz, or the older state .arrow)."""
+    from vecx.formats import state
+
+    meta = json.loads(_read(directory, meta_name) or b"{}")
+    npz = os.path.join(directory, state_name + ".npz")
+    if os.path.exists(npz):
+        return Chain.from_table(meta, None, where, arrays=state.read_npz(npz, where))
+    return Chain.from_table(meta, _read(directory, state_name + ".arrow"), where)
 
 
 def _read(directory: str, name: str) -> bytes | None:
@@ -180,8 +200,8 @@ class Searcher:
 
         self.path = path
         self.directory, self.manifest = store.open_version(path, verify=verify)
-        table_meta = json.loads(_read(self.directory, "table.json") or b"{}")
-        self.chain = Chain.from_table(table_meta, _read(self.directory, "state.arrow"), path)
+        self.chain = _load_chain(self.directory, "table.json", "state", path)
+        self.ids = rowids.open_ids(self.directory)
         self.rows = int(self.manifest["rows"])
         graph_file = os.path.join(self.directory, "graph.usearch")
         try:
@@ -197,8 +217,7 @@ class Searcher:
         info = self.manifest.get("rescore")
         if info:
             self.rescore_vectors = np.load(os.path.join(self.directory, "rescore.npy"), mmap_mode="r")
-            rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
-            self.rescore_chain = Chain.from_table(rescore_meta, _read(self.directory, "rescore.state.arrow"), path)
+            self.rescore_chain = _load_chain(self.directory, "rescore.json", "rescore.state", path)
             self.rescore_metric = info["metric"]
 
     @property
@@ -368,6 +387,12 @@ class Searcher:
 
     def row_of(self, ids: list[Any]) -> Any:
         """Row numbers of ids (a :class:`DataError` for an id not in the index)."""
+        if self.ids is not None:
+            found = [self.ids.row_of(value) for value in ids]
+            for value, index in zip(ids, found):
+                if index < 0:
+                    raise DataError(f"{self.path}: no item with id {value!r}")
+            return np.asarray(found, dtype=np.int64)
         table = self.rows_table(["id"])
         column = table["id"].combine_chunks()
         out = []
@@ -394,6 +419,8 @@ class Searcher:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return []
+        if columns == ["id"] and self.ids is not None:
+            return [{"id": value} for value in self.ids.ids(rows)]
         parquet = pq.ParquetFile(os.path.join(self.directory, "rows.parquet"))
         sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -410,6 +437,8 @@ class Searcher:
 
     def payload_names(self) -> list[str]:
         """Names of the payload columns."""
+        if "columns" in self.manifest:
+            return list(self.manifest["columns"])
         return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
 
 

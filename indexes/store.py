@@ -6,7 +6,8 @@
     graph.usearch    the usearch HNSW graph over the encoded vectors (opened as a memory-mapped view)
     rows.parquet     id and payload of every row, row i = graph key i
     table.json       the encoded table's vecx metadata (the chain that encodes queries)
-    state.arrow      the chain's fitted state (a vecx state container), if any
+    state.npz        the chain's fitted state, if any: an uncompressed zip of <stage>/<name>.npy (numpy alone reads it)
+    ids.npy          integer ids by row (or ids.offsets.npy + ids.utf8 for string ids), memory-mapped by queries
     rescore.npy      optional higher-precision vectors for rescoring (memory-mapped), + rescore.json
 
 A build writes a new version directory, then replaces the link with ``os.replace`` (atomic):
@@ -30,7 +31,8 @@ from vecx.errors import DataError, MismatchError, UsageError
 INDEX_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 #: Files up to this size are checksummed on every open; larger ones by size (``verify=True``: all).
-QUICK_VERIFY_BYTES = 32 << 20
+#: Small, so that a query pays for hashing metadata and state only, not ids or rows.
+QUICK_VERIFY_BYTES = 1 << 20
 
 
 def sha256_file(path: str) -> str:

@@ -261,7 +261,8 @@ def copy_index(index: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("damage, code, message", [
     ("remove_graph", 3, "graph.usearch is missing"),
     ("truncate_rows", 4, "rows.parquet has"),
-    ("flip_state", 4, "checksum of state.arrow does not match"),
+    ("flip_state", 4, "checksum of state.npz does not match"),
+    ("truncate_ids", 4, "ids.utf8 has"),
     ("future", 4, "index format version 9"),
     ("no_manifest", 3, "not a vecx index"),
 ])
@@ -274,9 +275,12 @@ def test_damaged_index_is_refused(index: Path, tmp_path: Path, corpus: dict, dam
         data = (real / "rows.parquet").read_bytes()
         (real / "rows.parquet").write_bytes(data[:-10])
     elif damage == "flip_state":
-        data = bytearray((real / "state.arrow").read_bytes())
+        data = bytearray((real / "state.npz").read_bytes())
         data[len(data) // 2] ^= 0xFF
-        (real / "state.arrow").write_bytes(bytes(data))
+        (real / "state.npz").write_bytes(bytes(data))
+    elif damage == "truncate_ids":
+        data = (real / "ids.utf8").read_bytes()
+        (real / "ids.utf8").write_bytes(data[:-8])
     elif damage == "future":
         manifest = json.loads((real / "manifest.json").read_text())
         manifest["format_version"] = 9
@@ -447,3 +451,38 @@ def test_table_format_and_all_fields(index: Path, corpus: dict) -> None:
     assert r.code == 2 and "no column 'nope'" in r.stderr
     r = run_vecx("query", index, "--like", "doc1", "--format", "xml")
     assert r.code == 2
+
+
+def test_plain_query_reads_no_parquet(corpus: dict, tmp_path: Path) -> None:
+    """A query that asks for ids only answers from the memory-mapped id files: pyarrow is never imported
+    (its import costs more than the search); asking for a payload field does read rows.parquet."""
+    index = tmp_path / "docs.vecx"
+    assert run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
+    env = {**os.environ, "VECX_NO_PROGRESS": "1"}
+    plain = subprocess.run([sys.executable, "-X", "importtime", "-m", "vecx", "query", str(index), "--vector",
+                            str(corpus["dir"] / "q.npy"), "-k", "3"],
+                           capture_output=True, env=env, timeout=120)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert b"pyarrow" not in plain.stderr
+    like = subprocess.run([sys.executable, "-X", "importtime", "-m", "vecx", "query", str(index), "--like", "doc7",
+                           "-k", "3"], capture_output=True, env=env, timeout=120)
+    assert like.returncode == 0 and b"pyarrow" not in like.stderr
+    fields = run_vecx("query", index, "--like", "doc7", "-k", "3", "--fields", "lang")
+    found = results(fields)[0]["results"]
+    assert [r["lang"] for r in found] == [corpus["lang"][int(r["id"][3:])] for r in found]
+
+
+def test_integer_ids_answer_from_the_id_file(tmp_path: Path) -> None:
+    """Row-number ids (a .npy import) go to ids.npy; --like finds them, results match brute force."""
+    x = make_vectors(800, 16, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    assert run_vecx("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet").code == 0
+    index = tmp_path / "x.vecx"
+    assert run_vecx("index", tmp_path / "x.parquet", "-o", index, "--deterministic",
+                    "--expansion-search", "800").code == 0
+    assert (Path(os.path.realpath(index)) / "ids.npy").exists()
+    got = results(run_vecx("query", index, "--like", "123", "-k", "5"))[0]["results"]
+    truth = exact(x, x[123:124], 6)[0]
+    assert [r["id"] for r in got] == [int(t) for t in truth if t != 123][:5]
+    missing = run_vecx("query", index, "--like", "5000")
+    assert missing.code == 3 and "no item with id '5000'" in missing.stderr

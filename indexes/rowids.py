@@ -1,0 +1,140 @@
+"""Row ids of an index in memory-mappable files, so a query answers without opening Parquet.
+
+``rows.parquet`` holds ids and payload for ``--fields`` and ``--where``; a plain query needs
+only the ids of its k results, and pyarrow's import alone costs more than the whole search.
+So the build also writes:
+
+- integer ids: ``ids.npy``, int64 (or uint64), row i = graph key i;
+- string ids: ``ids.offsets.npy`` (int64, rows + 1) and ``ids.utf8`` (the UTF-8 bytes of
+  every id, concatenated): id i is ``utf8[offsets[i]:offsets[i + 1]]``.
+
+Both are streamed while the graph is built (memory stays bounded) and checksummed in the
+manifest like every other file. Other id types (binary, ...) get no such files and fall back
+to Parquet.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from vecx._lazy import lazy
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+
+NUMERIC = "ids.npy"
+OFFSETS = "ids.offsets.npy"
+UTF8 = "ids.utf8"
+
+
+class IdWriter:
+    """Appends id batches (Arrow arrays) to the id files of a version directory being built."""
+
+    def __init__(self, directory: str, id_type: Any) -> None:
+        self.directory = directory
+        if pa.types.is_integer(id_type):
+            self.kind = "uint64" if id_type == pa.uint64() else "int64"
+        elif pa.types.is_string(id_type) or pa.types.is_large_string(id_type):
+            self.kind = "utf8"
+        else:
+            self.kind = None
+        self.rows = 0
+        self.bytes = 0
+        self._raw = None
+        self._offsets: list[Any] = []
+        if self.kind is not None:
+            self._raw = open(os.path.join(directory, UTF8 if self.kind == "utf8" else NUMERIC + ".raw"), "wb")
+
+    def add(self, ids: Any) -> None:
+        """Append one batch of ids (an Arrow array without nulls)."""
+        if self._raw is None:
+            return
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        if self.kind == "utf8":
+            array = ids.cast(pa.large_string()) if not pa.types.is_large_string(ids.type) else ids
+            buffers = array.buffers()
+            offsets = np.frombuffer(buffers[1], dtype=np.int64, count=len(array) + 1, offset=array.offset * 8)
+            start, end = int(offsets[0]), int(offsets[-1])
+            self._raw.write(memoryview(buffers[2])[start:end] if buffers[2] is not None else b"")
+            self._offsets.append((offsets[1:] - start + self.bytes).astype(np.int64))
+            self.bytes += end - start
+        else:
+            self._raw.write(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=self.kind).tobytes())
+        self.rows += len(ids)
+
+    def close(self) -> None:
+        """Finish the files (the numeric ids get their .npy header now that the count is known)."""
+        if self._raw is None:
+            return
+        self._raw.close()
+        if self.kind == "utf8":
+            offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self._offsets])
+            np.save(os.path.join(self.directory, OFFSETS), offsets)
+            return
+        raw_path = os.path.join(self.directory, NUMERIC + ".raw")
+        out = np.lib.format.open_memmap(os.path.join(self.directory, NUMERIC), mode="w+",
+                                        dtype=self.kind, shape=(self.rows,))
+        chunk = 1 << 20
+        with open(raw_path, "rb") as handle:
+            for start in range(0, self.rows, chunk):
+                values = np.frombuffer(handle.read(chunk * 8), dtype=self.kind)
+                out[start: start + len(values)] = values
+        out.flush()
+        del out
+        os.remove(raw_path)
+
+
+class IdReader:
+    """Ids by row number from the files :class:`IdWriter` made (``None`` from :func:`open_ids` if absent)."""
+
+    def __init__(self, directory: str) -> None:
+        numeric = os.path.join(directory, NUMERIC)
+        if os.path.exists(numeric):
+            self.numbers = np.load(numeric, mmap_mode="r")
+            self.offsets = self.utf8 = None
+        else:
+            self.numbers = None
+            self.offsets = np.load(os.path.join(directory, OFFSETS), mmap_mode="r")
+            size = os.path.getsize(os.path.join(directory, UTF8))
+            self.utf8 = np.memmap(os.path.join(directory, UTF8), dtype=np.uint8, mode="r") if size else \
+                np.zeros(0, dtype=np.uint8)
+
+    def ids(self, rows: Any) -> list[Any]:
+        """The ids of some rows, as Python ints or strs."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.numbers is not None:
+            return np.asarray(self.numbers[rows]).tolist()
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        return [bytes(self.utf8[s:e]).decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist())]
+
+    def row_of(self, value: Any) -> int:
+        """Row number of an id, or -1 (string ids are found by a scan of the bytes, not decoded)."""
+        if self.numbers is not None:
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                return -1
+            hits = np.flatnonzero(self.numbers == number)
+            return int(hits[0]) if len(hits) else -1
+        needle = str(value).encode("utf-8")
+        offsets = np.asarray(self.offsets)
+        if not needle:
+            hits = np.flatnonzero(np.diff(offsets) == 0)
+            return int(hits[0]) if len(hits) else -1
+        haystack = np.asarray(self.utf8).tobytes()
+        position = haystack.find(needle)
+        while position >= 0:
+            row = int(np.searchsorted(offsets, position, side="right")) - 1
+            if offsets[row] == position and offsets[row + 1] == position + len(needle):
+                return row
+            position = haystack.find(needle, position + 1)
+        return -1
+
+
+def open_ids(directory: str) -> IdReader | None:
+    """The id files of an index version, if it has them (indexes built before they existed do not)."""
+    if os.path.exists(os.path.join(directory, NUMERIC)) or os.path.exists(os.path.join(directory, OFFSETS)):
+        return IdReader(directory)
+    return None
