@@ -29,34 +29,55 @@ def draw(report: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     k, factors = report["k"], report["rescore"]
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
-    placed: list[tuple[float, float]] = []
-    for row in report["rows"]:
-        color = COLORS.get(row["system"], "#555555")
-        b = row["bytes_per_vector"]
-        before = row["recall"]["x1"]
-        after = max(row["recall"].values())
-        ax.plot([b, b], [before, after], color=color, alpha=0.35, linewidth=1.2, zorder=1)
-        ax.scatter([b], [before], facecolors="white", edgecolors=color, s=38, linewidths=1.5, zorder=2)
-        ax.scatter([b], [after], color=color, s=46, marker="o" if row["system"] == "vecx" else "s", zorder=3)
+    rows = report["rows"]
+    low = max(0.0, min(r["recall"]["x1"] for r in rows) - 0.05)
+    fig = plt.figure(figsize=(12, 7), dpi=120)
+    ax = fig.add_axes((0.07, 0.09, 0.6, 0.83))
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["bytes_per_vector"], []).append(row)
+    number = {id(row): i for i, row in enumerate(rows, start=1)}
+    for b, members in groups.items():
+        members = sorted(members, key=lambda r: -max(r["recall"].values()))
+        for i, row in enumerate(members):
+            color = COLORS.get(row["system"], "#555555")
+            x = b * 1.07 ** (i - (len(members) - 1) / 2)  # rows at the same bytes side by side
+            before, after = row["recall"]["x1"], max(row["recall"].values())
+            ax.plot([x, x], [before, after], color=color, alpha=0.4, linewidth=1.2, zorder=1)
+            ax.scatter([x], [before], facecolors="white", edgecolors=color, s=34, linewidths=1.4, zorder=2)
+            ax.scatter([x], [after], color=color, s=44, marker="o" if row["system"] == "vecx" else "s", zorder=3)
+            ax.annotate(str(number[id(row)]), (x, after), xytext=(0, 6), textcoords="offset points", fontsize=7,
+                        color=color, ha="center", fontweight="bold" if row["pareto"] else "normal")
+    # The key: one line per numbered point (bold: on the Pareto front).
+    top = f"x{factors[-1]}" if factors else "x1"
+    fig.text(0.69, 0.92, f"#  bytes  recall@{k} x1 -> best   (* Pareto)", fontsize=8, family="monospace",
+             color="#333333")
+    step = min(0.035, 0.8 / max(1, len(rows)))
+    for i, row in enumerate(rows, start=1):
         label = row["name"] if row["system"] == "vecx" else f"{row['system']} {row['name']}"
-        dy = _free_offset(placed, b, after)
-        ax.annotate(label, (b, after), textcoords="offset points", xytext=(6, dy), fontsize=8, color=color,
-                    fontweight="bold" if row["pareto"] else "normal")
+        text = (f"{i:<2} {row['bytes_per_vector']:>5}  {row['recall']['x1']:.3f} -> {max(row['recall'].values()):.3f}"
+                f"{' *' if row['pareto'] else '  '} {label}")
+        fig.text(0.69, 0.92 - i * step, text, fontsize=8, family="monospace",
+                 color=COLORS.get(row["system"], "#555555"), fontweight="bold" if row["pareto"] else "normal")
     ax.set_xscale("log")
     ax.set_xlabel("bytes per vector (codes only, log scale)")
     ax.set_ylabel(f"recall@{k}")
-    top = f"x{factors[-1]}" if factors else "x1"
     b = report["base"]
     ax.set_title(f"{os.path.basename(os.path.dirname(os.path.abspath(b['path']))) or b['path']}: "
                  f"{b['rows']:,} x {b['dim']} {b['metric']} — recall@{k} before (hollow) and after "
-                 f"best rescoring up to {top} (filled)", fontsize=10)
-    ax.set_ylim(max(0.0, min(r["recall"]["x1"] for r in report["rows"]) - 0.05), 1.01)
-    ax.grid(True, which="both", alpha=0.25)
+                 f"best rescoring up to {top} (filled)", fontsize=10, pad=10)
+    ax.set_ylim(low, 1.045)
+    ticks = sorted(groups)
+    ax.set_xlim(ticks[0] / 1.4, ticks[-1] * 1.4)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.25)
     handles = [plt.Line2D([], [], color=c, marker="o" if s == "vecx" else "s", linestyle="", label=s)
                for s, c in COLORS.items() if any(r["system"] == s for r in report["rows"])]
+    handles.append(plt.Line2D([], [], color="#777777", marker="o", markerfacecolor="white", linestyle="",
+                              label="before rescoring"))
     ax.legend(handles=handles, loc="lower right", fontsize=9)
-    fig.tight_layout()
     tmp = f"{path}.tmp-{os.getpid()}.png"
     try:
         fig.savefig(tmp, format="png")
@@ -66,9 +87,3 @@ def draw(report: dict[str, Any], path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
-
-def _free_offset(placed: list[tuple[float, float]], x: float, y: float) -> int:
-    """A vertical label offset (points) that keeps labels at the same x from overlapping."""
-    near = sum(1 for px, py in placed if abs(px - x) / max(x, 1) < 0.15 and abs(py - y) < 0.03)
-    placed.append((x, y))
-    return -4 + 10 * near * (1 if near % 2 else -1)

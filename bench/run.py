@@ -116,11 +116,13 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         truth, truth_source = load_truth(options.truth, x, q, space.metric, options.k)
         if options.k > len(x):
             raise UsageError(f"-k {options.k} is larger than the base ({len(x)} rows)")
-        rows = []
-        for number, (given, chain) in enumerate(zip(specs, planned)):
-            from vecx.chain import Chain
+        from vecx.chain import Chain
 
-            chain = Chain.from_spec(chain.spec, space)  # re-planned on the imported (refined) space
+        chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
+        for given, chain in zip(specs, chains):
+            _check_indexable(given, chain, build_options, bool(space.normalized))
+        rows = []
+        for number, (given, chain) in enumerate(zip(specs, chains)):
             try:
                 rows.append(_run_chain(given, chain, imported, x, q, truth, options, build_options,
                                        os.path.join(work, str(number)), progress))
@@ -247,6 +249,23 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
     if truth.min() < 0 or truth.max() >= len(x):
         raise MismatchError(f"{path}: row numbers outside the base (0..{len(x) - 1}): truth of other data?")
     return truth, path
+
+
+def _check_indexable(given: str, chain: Any, build_options: Any, normalized: bool) -> None:
+    """Fail before any chain runs if the default graph cannot search a chain's codes.
+
+    Only for codes a usearch graph takes and the default index kind: other kinds decide in ``build``.
+    """
+    from vecx.indexes.hnsw import USEARCH_DTYPES, graph_metric
+
+    if getattr(build_options, "kind", "hnsw") != "hnsw" or chain.output.dtype not in USEARCH_DTYPES:
+        return
+    try:
+        graph_metric(chain.output, normalized)
+    except VecxError as exc:
+        exc.message = f"spec {given!r}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
 
 
 def _sample_for(x: Any) -> Callable[[Any], Any]:
