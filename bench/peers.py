@@ -195,7 +195,8 @@ def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     index = Index(ndim=d, metric=metric, dtype=dtype, connectivity=int(getattr(g, "connectivity", 16)),
                   expansion_add=int(getattr(g, "expansion_add", 128)), expansion_search=ef_search)
     started = time.perf_counter()
-    index.add(np.arange(len(data), dtype=np.uint64), np.ascontiguousarray(data), threads=0)
+    threads = 1 if getattr(g, "deterministic", False) else 0  # as vecx's deterministic build
+    index.add(np.arange(len(data), dtype=np.uint64), np.ascontiguousarray(data), threads=threads)
     build_s = time.perf_counter() - started
 
     def search(count: int) -> Any:
