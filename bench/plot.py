@@ -63,9 +63,9 @@ def draw(report: dict[str, Any], path: str) -> None:
     ax.set_xlabel("bytes per vector (codes only, log scale)")
     ax.set_ylabel(f"recall@{k}")
     b = report["base"]
-    ax.set_title(f"{os.path.basename(os.path.dirname(os.path.abspath(b['path']))) or b['path']}: "
-                 f"{b['rows']:,} x {b['dim']} {b['metric']} — recall@{k} before (hollow) and after "
-                 f"best rescoring up to {top} (filled)", fontsize=10, pad=10)
+    name = os.path.basename(os.path.dirname(os.path.abspath(b["path"]))) or b["path"]
+    ax.set_title(f"{name}: {b['rows']:,} x {b['dim']}, {b['metric']}\nrecall@{k} before rescoring (hollow) and "
+                 f"after the best rescoring up to {top} (filled)", fontsize=10, pad=10)
     ax.set_ylim(low, 1.045)
     ticks = sorted(groups)
     ax.set_xlim(ticks[0] / 1.4, ticks[-1] * 1.4)

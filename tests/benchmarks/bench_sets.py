@@ -32,6 +32,9 @@ SETS: dict[str, tuple[str, list[str]]] = {
     "glove50-100k": ("cosine", ["f16", "int8:mode=global", "binarize", "pca:24"]),
     "sift128-images-30k": ("l2", ["f16", "int8:mode=global", "binarize", "pca:32"]),
 }
+# Extra peers per set (--peer): PQ at the bytes of the 1-bit codes, the figure binary codes must beat.
+EXTRA_PEERS: dict[str, list[str]] = {"debian-minilm-30k": ["PQ48x8"], "glove50-100k": [],
+                                     "sift128-images-30k": ["PQ16x8"]}
 
 
 def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
@@ -40,6 +43,8 @@ def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
             "--metric", metric]
     for spec in specs:
         argv += ["--spec", spec]
+    for peer in EXTRA_PEERS.get(name, []):
+        argv += ["--peer", peer]
     return argv + ["--peers", "--plot", f"docs/bench/{name}.png", "--out", out_md, "-q"]
 
 
