@@ -183,3 +183,16 @@ def test_peers_without_faiss_is_a_one_line_usage_error(data: dict) -> None:
     assert r.code == 2
     assert r.stderr.strip().count("\n") == 0 and "pip install 'vecx[bench]'" in r.stderr
     assert_clean(data)
+
+
+def test_vecx_tables_as_inputs(data: dict, report: dict, tmp_path: Path) -> None:
+    """An imported base table and a Parquet query file give the figures the .npy files gave."""
+    base, queries = tmp_path / "base.parquet", tmp_path / "queries.parquet"
+    assert run_vecx("import", data["dir"] / "base.npy", "-o", base).code == 0
+    assert run_vecx("import", data["dir"] / "queries.npy", "-o", queries).code == 0
+    r = run_vecx("bench", base, queries, "--spec", "binarize:mode=sign", "--rescore", "4", "--rescore", "150",
+                 "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}",
+                 "--repeat", "1", "--json", env=data["env"])
+    assert r.code == 0, r.stderr
+    assert json.loads(r.out)["rows"][0]["recall"] == rows_of(report, "vecx")["binarize:mode=sign"]["recall"]
+    assert_clean(data)
