@@ -67,8 +67,11 @@ def draw(report: dict[str, Any], path: str) -> None:
     ax.set_title(f"{name}: {b['rows']:,} x {b['dim']}, {b['metric']}\nrecall@{k} before rescoring (hollow) and "
                  f"after the best rescoring up to {top} (filled)", fontsize=10, pad=10)
     ax.set_ylim(low, 1.045)
-    ticks = sorted(groups)
-    ax.set_xlim(ticks[0] / 1.4, ticks[-1] * 1.4)
+    ticks: list[int] = []
+    for value in sorted(groups):  # a tick per byte size, unless it would print over the previous one
+        if not ticks or value / ticks[-1] >= 1.2:
+            ticks.append(value)
+    ax.set_xlim(min(groups) / 1.4, max(groups) * 1.4)
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(t) for t in ticks])
     ax.minorticks_off()
