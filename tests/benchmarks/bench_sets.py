@@ -78,7 +78,10 @@ def main() -> None:
              "beside the faiss-cpu and raw usearch peers it picks at the same bytes per vector, on the same data, "
              "training sample, graph parameters, truth (`gt.npy`) and float rescoring. All figures of a table "
              "come from one run; the machine is shared, so compare times within a table, as ratios. "
-             "Made by `make bench` (`python tests/benchmarks/bench_sets.py`).", "", machine(), ""]
+             "vecx rows search an HNSW graph over the codes (graph misses included in every vecx recall); "
+             "faiss Flat/PQ/BFlat peers scan all codes exhaustively. The commands wrote `--out` to a temporary "
+             "file that the script copies here. Made by `make bench` (`python tests/benchmarks/bench_sets.py`).",
+             "", machine(), ""]
     with tempfile.TemporaryDirectory(prefix="vecx-bench-sets-") as tmp:
         for name in names:
             metric, specs = SETS[name]
