@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test man bench bench-quick bench-index clean
+.PHONY: help demo test man bench bench-quick bench-foundation bench-index clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +13,9 @@ help:
 	@echo "make demo    create .venv, install vecx, run a short tour on the bundled sample"
 	@echo "make test    create .venv, install vecx with test extras, run the tests"
 	@echo "make man     regenerate man/ from the CLI"
-	@echo "make bench   run the foundation benchmarks against faiss-cpu/pyarrow and write BENCHMARKS.md (minutes)"
+	@echo "make bench   vecx bench --peers on the shared data sets, into BENCHMARKS.md (long)"
+	@echo "make bench-quick  smoke runs of the benchmark scripts"
+	@echo "make bench-foundation  I/O, memory, truth and start-up against pyarrow/faiss, to bench-foundation.md (minutes)"
 	@echo "make bench-index  index/query/eval against usearch and faiss, to bench-index.md (long)"
 
 $(BIN)/python:
@@ -27,7 +29,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check '.[test]'
 
 install-bench: $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check '.[test,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check '.[test,bench,plot]'
 
 test: install-test
 	$(BIN)/python -m pytest tests
@@ -61,10 +63,16 @@ demo: install
 man: install
 	$(BIN)/python -m vecx.cli.manpages man
 
+# vecx bench (issue 4) on ../shared/data/{debian-minilm-30k,glove50-100k,sift128-images-30k}: replaces the
+# "vecx bench" section of BENCHMARKS.md (other sections stay) and draws docs/bench/SET.png.
 bench: install-bench
-	$(BIN)/python tests/benchmarks/bench_foundation.py --out BENCHMARKS.md
+	$(BIN)/python tests/benchmarks/bench_sets.py --out BENCHMARKS.md
+
+bench-foundation: install-bench
+	$(BIN)/python tests/benchmarks/bench_foundation.py --out bench-foundation.md
 
 bench-quick: install-bench
+	$(VECX) bench $(SAMPLE)/base.npy $(SAMPLE)/queries.npy --spec f16 --spec binarize --spec pca:16 --peers
 	$(BIN)/python tests/benchmarks/bench_foundation.py --quick
 	$(BIN)/python tests/benchmarks/bench_index.py --quick
 

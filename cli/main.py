@@ -49,13 +49,14 @@ def root(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 
 
 def _register() -> None:
-    from vecx.cli import codec_commands, encode, index_, inspect_
+    from vecx.cli import bench, codec_commands, encode, index_, inspect_
 
     encode.register(app)
     codec_commands.register(app)
     index_.register(app)
     index_.register_eval(app)
     inspect_.register(app)
+    bench.register(app)
 
 
 _register()

@@ -23,42 +23,17 @@ Data: float32, dim 384, numpy default_rng(0) standard normal, rows L2-normalized
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from _harness import NCPU, PY, VECX, interleaved, log, machine, table, verdict
 
 DIM, NQ, K, BATCH = 384, 1000, 100, 16384
-PY = sys.executable
-_SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
-VECX = [_SCRIPT] if os.path.exists(_SCRIPT) else [PY, "-m", "vecx"]
-NCPU = len(os.sched_getaffinity(0))
-
-# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB] to argv[1].
-WRAPPER = r"""
-import json, resource, subprocess, sys, time
-def anon(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return max([int(l.split()[1]) for l in f if l.startswith("RssAnon:")] + [0])
-    except OSError:
-        return 0
-t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); peak = 0
-while p.poll() is None:
-    peak = max(peak, anon(p.pid)); time.sleep(0.02)
-wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-json.dump([p.returncode, wall, rss, peak], open(sys.argv[1], "w"))
-"""
 
 BARE_IMPORT = r"""
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
@@ -95,44 +70,6 @@ np.save(out_i, I); open(out_t, "a").write(f"{search}\n")
 """
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def measure(argv: list[str], work: str) -> dict[str, float]:
-    """Run argv once in a fresh wrapper process; wall seconds and peak RSS / anon RSS in MB."""
-    report = os.path.join(work, "wrapper.json")
-    subprocess.run([PY, "-c", WRAPPER, report, *argv], check=True)
-    with open(report) as f:
-        rc, wall, rss, anon = json.load(f)
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {shlex.join(argv)}")
-    return {"s": wall, "rss": rss / 1024, "anon": anon / 1024}
-
-
-def best(runs: dict[str, list[dict[str, float]]], name: str) -> dict[str, float]:
-    """Min wall time and max peak memory over the repeats of one command."""
-    rs = runs[name]
-    return {"s": min(r["s"] for r in rs), "rss": max(r["rss"] for r in rs), "anon": max(r["anon"] for r in rs)}
-
-
-def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work: str) -> dict[str, dict]:
-    """Run each (argv, output) ``repeat`` times, alternating so noise hits all alike.
-
-    Before each run the command's output is deleted and dirty pages are synced, so no run
-    pays for overwriting a big file or for the previous run's disk writeback.
-    """
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
-    for r in range(repeat):
-        for name, (argv, output) in cmds.items():
-            if output and os.path.exists(output):
-                os.unlink(output)
-            os.sync()
-            runs[name].append(measure(argv, work))
-            log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s, {runs[name][-1]['rss']:.0f} MB")
-    return {name: best(runs, name) for name in cmds}
-
-
 def make_matrix(path: str, rows: int, seed: int) -> None:
     """Unit-norm float32 standard normal rows, written in chunks (memory stays small)."""
     rng = np.random.default_rng(seed)
@@ -143,30 +80,6 @@ def make_matrix(path: str, rows: int, seed: int) -> None:
         out[s:s + len(x)] = x
     out.flush()
     del out
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "**MISS**"
-
-
-def table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def machine() -> str:
-    import faiss
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return table(["nproc", "CPU", "RAM", "python", "numpy", "pyarrow", "faiss"],
-                 [[NCPU, cpu, f"{mem:.0f} GiB", platform.python_version(), np.__version__, pa.__version__,
-                   faiss.__version__]])
 
 
 def io_round(rows: int, repeat: int, work: str, defaults: bool) -> dict[str, dict]:

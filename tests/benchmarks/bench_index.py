@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -31,23 +30,12 @@ import time
 
 import numpy as np
 import pyarrow.parquet as pq
+from _harness import PY, VECX, drop_caches, interleaved, log, machine, remove, table, verdict
 
-PY = sys.executable
-_SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
-VECX = [_SCRIPT] if os.path.exists(_SCRIPT) else [PY, "-m", "vecx"]
-NCPU = len(os.sched_getaffinity(0))
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = {"debian-minilm-30k": "cosine", "glove50-100k": "cosine", "sift128-images-30k": "l2"}
 ENCODINGS = {"f32": None, "f16": "f16", "i8": "int8:mode=global"}  # name -> vecx encode spec (= usearch dtype)
 K, DIM, NQ = 10, 384, 1000
-
-# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB] to argv[1].
-WRAPPER = r"""
-import json, resource, subprocess, sys, time
-t = time.perf_counter(); rc = subprocess.call(sys.argv[2:], stdout=subprocess.DEVNULL)
-wall = time.perf_counter() - t
-json.dump([rc, wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss], open(sys.argv[1], "w"))
-"""
 
 # The peers: "build CODES.npy METRIC DTYPE OUT" (add + save) or "one GRAPH QUERY.npy" (restore a view, search once).
 PEER = r"""
@@ -64,59 +52,9 @@ else:
 """
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def vecx(*args: str) -> str:
     """Run a vecx command (set-up, not timed) and return its stdout."""
     return subprocess.run([*VECX, *args], check=True, stdout=subprocess.PIPE, text=True).stdout
-
-
-def remove(path: str) -> None:
-    """Delete a file, or an index (its link and its hidden version directory)."""
-    for p in (path, os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.d")):
-        if os.path.islink(p) or os.path.isfile(p):
-            os.unlink(p)
-        elif os.path.isdir(p):
-            shutil.rmtree(p)
-
-
-def drop_caches() -> bool:
-    """Sync and drop the page cache; False if not permitted."""
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
-
-
-def measure(argv: list[str], work: str) -> dict[str, float]:
-    """Run argv once in a fresh wrapper process: wall seconds and peak RSS (MB)."""
-    report = os.path.join(work, "wrapper.json")
-    subprocess.run([PY, "-c", WRAPPER, report, *argv], check=True)
-    with open(report) as f:
-        rc, wall, rss = json.load(f)
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {shlex.join(argv)}")
-    return {"s": wall, "rss": rss / 1024}
-
-
-def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work: str,
-                cold: bool = False) -> dict[str, dict[str, float]]:
-    """Best of ``repeat`` alternating runs of each (argv, output); before each run the output is
-    removed and dirty pages synced (and the page cache dropped if ``cold``)."""
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
-    for r in range(repeat):
-        for name, (argv, output) in cmds.items():
-            if output:
-                remove(output)
-            drop_caches() if cold else os.sync()
-            runs[name].append(measure(argv, work))
-            log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s")
-    return {n: {"s": min(x["s"] for x in rs), "rss": max(x["rss"] for x in rs)} for n, rs in runs.items()}
 
 
 def unit_rows(path: str, rows: int, seed: int) -> None:
@@ -271,26 +209,6 @@ def single_query(ds: dict, repeat: int, work: str) -> dict:
             log(f"{ds['name']} {enc}: single query, cold")
             out[enc]["cold"] = interleaved(cmds, repeat, work, cold=True)
     return out
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "**MISS**"
-
-
-def table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
-def machine() -> str:
-    import faiss
-    import usearch
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return table(["nproc", "CPU", "RAM", "load avg 1/5/15 min", "python", "numpy", "usearch", "faiss"],
-                 [[NCPU, cpu, f"{mem:.0f} GiB", " / ".join(f"{v:.1f}" for v in os.getloadavg()),
-                   platform.python_version(), np.__version__, usearch.__version__, faiss.__version__]])
 
 
 def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, single: dict | None) -> str:

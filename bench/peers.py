@@ -1,0 +1,268 @@
+"""Peers of ``vecx bench``: faiss-cpu indexes and raw usearch graphs on the same data, same truth.
+
+A peer is named ``usearch:DTYPE`` (f32, f16, i8, b1: a raw ``usearch.index.Index`` with the
+graph parameters of the vecx indexes; b1 holds the sign bits ``x > 0``) or by a faiss
+``index_factory`` string, optionally written ``faiss:KEY`` (``PQ24x8``, ``OPQ24,PQ24x8``,
+``PCA96,Flat``, ``HNSW16,Flat`` ...). A key starting with ``B`` goes to faiss's binary
+factory over the packed sign bits (``BFlat`` is ``IndexBinaryFlat``).
+
+Trained peers train on the rows the codecs fit on; cosine data is normalized and searched
+by inner product. Every peer's candidates are rescored with the same float vectors and
+the same exact scores as vecx's. Bytes per vector count the codes only (not graph links).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.errors import UsageError
+
+np = lazy("numpy")
+
+USEARCH_DTYPES = ("f32", "f16", "i8", "b1")
+_CODE_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8"}
+#: faiss codes for a vecx output dtype (after a dimension-reducing stage).
+_FAISS_CODES = {"float32": "Flat", "float16": "SQfp16", "int8": "SQ8"}
+
+
+def require_faiss() -> None:
+    """A one-line usage error (exit 2) when faiss-cpu is missing."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        raise UsageError("--peers needs faiss-cpu, which is not installed: pip install 'vecx[bench]'") from None
+
+
+def normalize_name(name: str) -> str:
+    """Canonical peer name: ``usearch:DTYPE`` or ``faiss:KEY``."""
+    name = name.strip()
+    if name.startswith("usearch:"):
+        dtype = name.split(":", 1)[1]
+        if dtype not in USEARCH_DTYPES:
+            raise UsageError(f"--peer {name}: usearch dtype must be one of {', '.join(USEARCH_DTYPES)}")
+        return name
+    key = name[len("faiss:"):] if name.startswith("faiss:") else name
+    if not key:
+        raise UsageError(f"--peer {name!r}: give a faiss index_factory string (e.g. PQ24x8) or usearch:i8")
+    return f"faiss:{key}"
+
+
+@dataclass
+class PeerContext:
+    """The data and settings every peer runs with (the same as the vecx chains had)."""
+
+    x: Any
+    q: Any
+    metric: str
+    train_rows: Any
+    truth: Any
+    k: int
+    factors: tuple[int, ...]
+    graph: Any
+    repeat: int
+
+
+# --------------------------------------------------------------------------------------
+# Which peers match a chain
+# --------------------------------------------------------------------------------------
+def auto_peers(chains: list[Any], dim: int, graph: Any) -> list[str]:
+    """Peers at the bytes per vector of the given chains, in order, without repeats."""
+    out: list[str] = []
+    for chain in chains:
+        out += peers_for_chain(chain, dim, int(getattr(graph, "connectivity", 16)))
+    return list(dict.fromkeys(out))
+
+
+def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
+    """Equivalent peers of one chain, matched on what it produces and its bytes per vector.
+
+    Sign bits of every dimension: IndexBinaryFlat and usearch b1. A ``pq`` stage (shape read
+    from its parameters): PQ and OPQ+PQ (after PCA if the chain has one). Float/int8 codes of the
+    full dimension: usearch with that dtype and faiss IndexHNSWFlat. Fewer dimensions: PCA to
+    the same dimension, stored like the chain stores them. Anything else: PQ at the same bytes.
+    """
+    space = chain.output
+    nbytes = space.bytes_per_vector
+    pca = next((s for s in chain.stages if s.name == "pca"), None)
+    pq = next((s for s in chain.stages if s.name == "pq"), None)
+    prefix = f"PCA{'W' if pca.values.get('whiten') else ''}{pca.output.dim}," if pca is not None else ""
+    if space.dtype == "bits" and pq is None:
+        if space.dim == dim:
+            out = ["faiss:BFlat", "usearch:b1"]
+            return out if nbytes == (dim + 7) // 8 else out + _pq_same_bytes(nbytes, dim)
+        return _pq_same_bytes(nbytes, dim)
+    if pq is not None:
+        shape = _pq_shape(pq)
+        if shape is None:
+            return _pq_same_bytes(nbytes, dim)
+        m, b = shape
+        return [f"faiss:{prefix}PQ{m}x{b}", f"faiss:{prefix}OPQ{m},PQ{m}x{b}"]
+    if space.dim == dim and space.dtype in _CODE_DTYPES and space.metric_on == "codes":
+        return [f"usearch:{_CODE_DTYPES[space.dtype]}", f"faiss:HNSW{connectivity},Flat"]
+    if space.dtype in _FAISS_CODES and space.dim < dim:
+        head = prefix or f"PCA{space.dim},"
+        return [f"faiss:{head}{_FAISS_CODES[space.dtype]}"]
+    return _pq_same_bytes(nbytes, dim)
+
+
+def _pq_shape(stage: Any) -> tuple[int, int] | None:
+    """(M, bits) of a product-quantization stage, from an ``MxB`` value or m/bits parameters."""
+    for value in stage.values.values():
+        found = re.fullmatch(r"(\d+)x(\d+)", str(value))
+        if found:
+            return int(found.group(1)), int(found.group(2))
+    m = next((stage.values[n] for n in ("m", "M", "subspaces", "subquantizers") if n in stage.values), None)
+    b = next((stage.values[n] for n in ("bits", "nbits", "b") if n in stage.values), 8)
+    return (int(m), int(b)) if m else None
+
+
+def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
+    """faiss PQ with 8-bit codes at (at most) ``nbytes`` bytes: the most sub-spaces dividing ``dim``."""
+    m = next((m for m in range(min(nbytes, dim), 0, -1) if dim % m == 0), None)
+    return [f"faiss:PQ{m}x8"] if m else []
+
+
+# --------------------------------------------------------------------------------------
+# Running a peer
+# --------------------------------------------------------------------------------------
+def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
+    """Build, train and search one peer; the row of the report (same fields as a vecx row)."""
+    from vecx.bench.run import best_time
+    from vecx.indexes.evaluate import recall_at
+
+    system, name = key.split(":", 1)
+    x, q = ctx.x, ctx.q
+    if ctx.metric == "cosine":
+        x, q = _unit(x), _unit(q)
+    peer = _usearch(name, x, q, ctx) if system == "usearch" else _faiss(name, x, q, ctx)
+    recall, qps = {}, {}
+    for factor in ctx.factors:
+        count = min(len(x), ctx.k * factor)
+
+        def answer() -> Any:
+            cand = peer["search"](count)
+            return cand if factor == 1 else rescore(x, q, cand, ctx.metric, ctx.k)
+
+        found, seconds = best_time(answer, ctx.repeat)
+        recall[f"x{factor}"] = round(recall_at(found, ctx.truth, ctx.k), 4)
+        qps[f"x{factor}"] = round(len(q) / seconds, 1)
+    return {"system": system, "name": name, "spec": key, "bytes_per_vector": int(peer["bytes"]),
+            "recall": recall, "qps": qps, "fit_s": round(peer["fit_s"], 3), "encode_s": None,
+            "encode_mb_s": None if peer["apply_s"] is None else round(ctx.x.nbytes / 2**20 / max(peer["apply_s"], 1e-9), 1),
+            "build_s": round(peer["build_s"], 3)}
+
+
+def rescore(x: Any, q: Any, cand: Any, metric: str, k: int) -> Any:
+    """Top-k of candidate rows (-1 = none) by exact float scores (x, q already unit for cosine)."""
+    out = np.full((len(q), k), -1, dtype=np.int64)
+    chunk = max(1, (64 << 20) // max(1, cand.shape[1] * x.shape[1] * 4))
+    for s in range(0, len(q), chunk):
+        c = cand[s: s + chunk]
+        v = x[np.maximum(c, 0)]
+        qs = q[s: s + chunk]
+        if metric == "l2":
+            score = -((v - qs[:, None, :]) ** 2).sum(-1)
+        else:
+            score = np.einsum("nmd,nd->nm", v, qs)
+        score = np.where(c >= 0, score, -np.inf)
+        order = np.lexsort((c, -score), axis=1)[:, :k]
+        out[s: s + chunk, : order.shape[1]] = np.take_along_axis(c, order, axis=1)
+    return out
+
+
+def _unit(a: Any) -> Any:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0).astype(np.float32)
+
+
+def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
+    from usearch.index import Index
+
+    d = x.shape[1]
+    if dtype == "b1":
+        data, queries, metric = np.packbits(x > 0, axis=1), np.packbits(q > 0, axis=1), "hamming"
+        nbytes = data.shape[1]
+    else:
+        data, queries = x, q
+        metric = {"cosine": "cos", "ip": "ip", "l2": "l2sq"}[ctx.metric]
+        nbytes = d * {"f32": 4, "f16": 2, "i8": 1}[dtype]
+    g = ctx.graph
+    ef_search = int(getattr(g, "expansion_search", 64))
+    index = Index(ndim=d, metric=metric, dtype=dtype, connectivity=int(getattr(g, "connectivity", 16)),
+                  expansion_add=int(getattr(g, "expansion_add", 128)), expansion_search=ef_search)
+    started = time.perf_counter()
+    threads = 1 if getattr(g, "deterministic", False) else 0  # as vecx's deterministic build
+    index.add(np.arange(len(data), dtype=np.uint64), np.ascontiguousarray(data), threads=threads)
+    build_s = time.perf_counter() - started
+
+    def search(count: int) -> Any:
+        index.expansion_search = max(ef_search, count)  # as vecx: never below the count
+        matches = index.search(np.ascontiguousarray(queries), count, threads=0)
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
+        counts = np.asarray(matches.counts).reshape(-1, 1)
+        return np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
+
+    return {"search": search, "bytes": nbytes, "fit_s": 0.0, "apply_s": None, "build_s": build_s}
+
+
+def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
+    import faiss
+
+    d = x.shape[1]
+    train = x[ctx.train_rows]
+    g = ctx.graph
+    ef_search = int(getattr(g, "expansion_search", 64))
+    fit_s = apply_s = 0.0
+    if key.startswith("B"):
+        started = time.perf_counter()
+        data = np.packbits(x > 0, axis=1)
+        apply_s = time.perf_counter() - started
+        queries = np.packbits(q > 0, axis=1)
+        index = _factory(lambda: faiss.index_binary_factory(8 * data.shape[1], key), key)
+        nbytes = index.code_size
+        if not index.is_trained:
+            started = time.perf_counter()
+            index.train(data[ctx.train_rows])
+            fit_s = time.perf_counter() - started
+    else:
+        metric = faiss.METRIC_L2 if ctx.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        index = _factory(lambda: faiss.index_factory(d, key, metric), key)
+        data, queries = x, q
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+        if hasattr(inner, "hnsw"):
+            inner.hnsw.efConstruction = int(getattr(g, "expansion_add", 128))
+        if not index.is_trained:
+            started = time.perf_counter()
+            index.train(np.ascontiguousarray(train))
+            fit_s = time.perf_counter() - started
+        try:
+            nbytes = index.sa_code_size()
+            started = time.perf_counter()
+            index.sa_encode(data)  # the apply step alone (PCAMatrix.apply, ProductQuantizer.compute_codes ...)
+            apply_s = time.perf_counter() - started
+        except RuntimeError:  # not every index has standalone codes
+            nbytes, apply_s = 4 * d, None
+    started = time.perf_counter()
+    index.add(np.ascontiguousarray(data))
+    build_s = time.perf_counter() - started
+    space = faiss.ParameterSpace()
+
+    def search(count: int) -> Any:
+        if not key.startswith("B") and "HNSW" in key:
+            space.set_index_parameter(index, "efSearch", max(ef_search, count))
+        return np.asarray(index.search(np.ascontiguousarray(queries), count)[1], dtype=np.int64)
+
+    return {"search": search, "bytes": nbytes, "fit_s": fit_s, "apply_s": apply_s, "build_s": build_s}
+
+
+def _factory(make: Any, key: str) -> Any:
+    try:
+        return make()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--peer {key}: faiss cannot build this index ({first})",
+                         hint="give a faiss index_factory string such as PQ24x8, OPQ24,PQ24x8 or PCA96,Flat") from None

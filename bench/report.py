@@ -1,0 +1,82 @@
+"""The bench report: order, Pareto flags, and the table as cells or Markdown.
+
+Rows are sorted by bytes per vector, then by the best recall. A row is on the Pareto front
+when no other row (vecx or peer) has at most its bytes per vector and at least its best
+recall@k (the highest over the measured rescoring factors), one of the two strictly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def best_recall(row: dict[str, Any]) -> float:
+    """The row's highest recall over the measured factors (x1 included)."""
+    return max(row["recall"].values())
+
+
+def finish(report: dict[str, Any]) -> dict[str, Any]:
+    """Flag the Pareto front and sort the rows."""
+    rows = report["rows"]
+    for row in rows:
+        b, r = row["bytes_per_vector"], best_recall(row)
+        row["pareto"] = not any(
+            o is not row and o["bytes_per_vector"] <= b and best_recall(o) >= r
+            and (o["bytes_per_vector"] < b or best_recall(o) > r) for o in rows)
+    rows.sort(key=lambda row: (row["bytes_per_vector"], -best_recall(row), row["system"] != "vecx", row["name"]))
+    return report
+
+
+def header(report: dict[str, Any]) -> list[str]:
+    """Column titles of the table."""
+    k, factors = report["k"], report["rescore"]
+    top = f"x{factors[-1]}" if factors else "x1"
+    return ["system", "spec / peer", "bytes/vec", f"recall@{k}", *[f"x{f}" for f in factors], "fit s",
+            "encode MB/s", "build s", "QPS", *([f"QPS {top}"] if factors else []), "pareto"]
+
+
+def cells(report: dict[str, Any]) -> list[list[str]]:
+    """One list of strings per row, matching :func:`header`."""
+    factors = report["rescore"]
+    out = []
+    for row in report["rows"]:
+        rec, qps = row["recall"], row["qps"]
+        out.append([
+            row["system"], row["name"], str(row["bytes_per_vector"]), f"{rec['x1']:.4f}",
+            *[f"{rec[f'x{f}']:.4f}" for f in factors],
+            f"{row['fit_s']:.2f}", "" if row["encode_mb_s"] is None else f"{row['encode_mb_s']:,.0f}",
+            f"{row['build_s'] + (row['encode_s'] or 0):.2f}", f"{qps['x1']:,.0f}",
+            *([f"{qps[f'x{factors[-1]}']:,.0f}"] if factors else []), "*" if row["pareto"] else ""])
+    return out
+
+
+def description(report: dict[str, Any]) -> str:
+    """One paragraph saying what was measured, for the Markdown and plain outputs."""
+    b, q = report["base"], report["queries"]
+    factors = ", ".join(f"x{f}" for f in report["rescore"]) or "none"
+    g = report["index"]
+    return (f"Base {b['path']} ({b['rows']:,} x {b['dim']}, {b['metric']}); {q['rows']:,} queries from {q['path']}; "
+            f"truth: {report['truth']}. recall@{report['k']} without rescoring, then rescored with the float "
+            f"vectors at {factors} (k x factor candidates). Graphs: connectivity {g.get('connectivity')}, "
+            f"expansion add {g.get('expansion_add')}, search {g.get('expansion_search')} (never below the "
+            f"candidate count). Fits and faiss training use the same {report['train_sample']['rows']:,} seeded "
+            f"sample rows (seed {report['train_sample']['seed']}). bytes/vec: codes only. fit s: codec fit or "
+            "faiss train; encode MB/s: float input per second through the fitted chain's encode (faiss: "
+            "sa_encode) in memory; build s: vecx encode (file to file) + index build, peers add. QPS: all queries in one "
+            "call, best of the runs. pareto *: no other row has fewer or equal bytes and higher or equal best recall.")
+
+
+def markdown(report: dict[str, Any], command: str | None = None) -> str:
+    """The report as Markdown: command, description, versions and the table."""
+    lines = []
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [description(report), ""]
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    lines += [f"Versions: {versions}.", ""]
+    head = header(report)
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
+    for row in cells(report):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines) + "\n"

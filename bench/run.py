@@ -1,0 +1,341 @@
+"""Run codec chains end to end through the public library path and measure every step.
+
+For each spec: fit (in memory, on the same seeded sample rows ``vecx encode`` would take,
+so the time compares with a peer's ``train``), apply (the fitted chain's ``encode`` over the
+whole base in memory: the encode throughput), ``encode_file`` (file to file, with the
+fitted state), ``indexes.hnsw.build`` with the imported base as rescoring vectors, then
+``Searcher.search`` on all queries at once, without rescoring and at each rescoring factor.
+Nothing in here knows a codec by name: any spec the registry understands runs, and the
+index options are handed to :class:`vecx.indexes.hnsw.BuildOptions` by field name.
+
+Everything is written in one temporary directory that is removed at the end, whatever
+happens. The base (as float32) and the queries are held in memory: bench is for data sets
+that fit, like the shared benchmark sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from vecx._lazy import lazy
+from vecx.errors import DataError, MismatchError, UsageError, VecxError
+
+np = lazy("numpy")
+
+#: Rows per block when applying a chain or scanning the base in memory.
+BLOCK = 65536
+#: Training sample size when no --sample is given (the codecs' own default).
+DEFAULT_SAMPLE = 100_000
+
+
+@dataclass
+class BenchOptions:
+    """What to measure and how. ``rescore`` holds the oversampling factors (> 1) to measure."""
+
+    k: int = 10
+    rescore: tuple[int, ...] = (4, 10)
+    truth: str | None = None
+    peers: bool = False
+    peer_names: tuple[str, ...] = ()
+    index_options: dict[str, str] = field(default_factory=dict)
+    sample: int | None = None
+    seed: int = 0
+    metric: str | None = None
+    repeat: int = 2
+
+
+class _NoProgress:
+    def start(self, total: int | None, desc: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def best_time(call: Callable[[], Any], repeat: int) -> tuple[Any, float]:
+    """The result of ``call`` and its best wall time over ``repeat`` runs."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        out = call()
+        best = min(best, time.perf_counter() - started)
+    return out, best
+
+
+def run(base: str, queries: str, specs: list[str], options: BenchOptions | None = None,
+        progress: Any = None) -> dict[str, Any]:
+    """Benchmark every spec (and, if asked, the peers) on ``base`` and ``queries``; returns the report.
+
+    Raises the usual vecx errors before doing any work for bad options, specs, files or query
+    dimensions; an error while running a chain names the spec.
+    """
+    from vecx import api
+    from vecx.bench import peers as peers_mod
+    from vecx.bench import report as report_mod
+    from vecx.formats.readers import ReadOptions, open_source
+
+    options = options or BenchOptions()
+    progress = progress or _NoProgress()
+    _check_options(options, specs)
+    want_peers = options.peers or bool(options.peer_names)
+    if want_peers:
+        peers_mod.require_faiss()
+    peer_keys = [peers_mod.normalize_name(n) for n in options.peer_names]
+    read = ReadOptions(metric=options.metric)
+    source = open_source(base, read)
+    if source.space.dtype not in ("float32", "float16") or source.space.metric_on != "codes":
+        raise UsageError(f"{base}: bench needs float vectors, not {source.space.dtype} codes",
+                         hint="give the raw vectors or the imported float table")
+    if api.prior_chain(source).input.dim != source.dim:
+        raise UsageError(f"{base}: holds vectors of a dimension-changing chain; give the raw vectors")
+    planned = [_plan(spec, source.space, options) for spec in specs]  # spec errors before any work
+    build_options = index_build_options(options.index_options)
+    _, _, q = api.read_queries(queries, None)
+    if q.shape[1] != source.dim:
+        raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {source.dim}",
+                            hint="queries must be raw vectors of the base's space")
+    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+    if len(bad):
+        raise DataError(f"{queries}: query {int(bad[0])} holds NaN or Inf")
+
+    work = tempfile.mkdtemp(prefix="vecx-bench-")
+    try:
+        imported = os.path.join(work, "base.parquet")
+        api.encode_file(base, imported, None, read=read, progress=progress)
+        space = open_source(imported).space
+        _, _, x = api.read_queries(imported, None)
+        truth, truth_source = load_truth(options.truth, x, q, space.metric, options.k)
+        if options.k > len(x):
+            raise UsageError(f"-k {options.k} is larger than the base ({len(x)} rows)")
+        from vecx.chain import Chain
+
+        chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
+        for given, chain in zip(specs, chains):
+            _check_indexable(given, chain, build_options, bool(space.normalized))
+        rows = []
+        for number, (given, chain) in enumerate(zip(specs, chains)):
+            try:
+                rows.append(_run_chain(given, chain, imported, x, q, truth, options, build_options,
+                                       os.path.join(work, str(number)), progress))
+            except VecxError as exc:
+                exc.message = f"spec {given!r}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+        train_rows = _train_rows(len(x), options)
+        if want_peers:
+            keys = peers_mod.auto_peers(planned, source.dim, build_options) if options.peers else []
+            keys = list(dict.fromkeys(keys + peer_keys))
+            ctx = peers_mod.PeerContext(x=x, q=q, metric=space.metric, train_rows=train_rows, truth=truth,
+                                        k=options.k, factors=(1, *options.rescore), graph=build_options,
+                                        repeat=options.repeat)
+            for key in keys:
+                progress.start(None, f"peer {key}")
+                rows.append(peers_mod.run_peer(key, ctx))
+                progress.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report_mod.finish({
+        "base": {"path": base, "rows": int(len(x)), "dim": int(x.shape[1]), "metric": space.metric},
+        "queries": {"path": queries, "rows": int(len(q))},
+        "k": options.k, "rescore": list(options.rescore), "truth": truth_source,
+        "seed": options.seed, "train_sample": {"rows": int(len(train_rows)), "seed": options.seed},
+        "index": dataclasses.asdict(build_options),
+        "versions": _versions(want_peers), "rows": rows,
+    })
+
+
+def _check_options(options: BenchOptions, specs: list[str]) -> None:
+    if not specs:
+        raise UsageError("give at least one --spec")
+    if options.k < 1:
+        raise UsageError(f"-k must be at least 1, not {options.k}")
+    for factor in options.rescore:
+        if factor < 2:
+            raise UsageError(f"--rescore {factor}: a rescoring factor must be at least 2 "
+                             "(recall without rescoring is always measured)")
+    if options.sample is not None and options.sample < 1:
+        raise UsageError(f"--sample must be at least 1, not {options.sample}")
+    if options.repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, not {options.repeat}")
+
+
+def _plan(spec: str, space: Any, options: BenchOptions) -> Any:
+    """The chain of a spec; ``--sample`` sets the sample of every fitting stage that has none."""
+    from vecx import spec as spec_mod
+    from vecx.chain import Chain
+
+    chain = Chain.from_spec(spec, space, options.seed)
+    if options.sample is not None:
+        for stage, parsed in zip(chain.stages, spec_mod.parse(spec)):
+            if "sample" in stage.values and "sample" not in dict(parsed.options):
+                stage.values["sample"] = options.sample
+    return chain
+
+
+def _train_rows(n: int, options: BenchOptions) -> Any:
+    """The rows the codecs fit on (for a stage without its own sample/seed): peers train on them too."""
+    from vecx.sampling import sample_rows
+
+    return sample_rows(n, options.sample or DEFAULT_SAMPLE, options.seed)
+
+
+def index_build_options(raw: dict[str, str]) -> Any:
+    """:class:`BuildOptions` from ``key=value`` strings, converted by each field's default type."""
+    from vecx.indexes.hnsw import BuildOptions
+
+    defaults = BuildOptions()
+    known = {f.name for f in dataclasses.fields(BuildOptions)}
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key not in known:
+            raise UsageError(f"--index-option {key}={text}: no such index option; known: {', '.join(sorted(known))}")
+        kind = type(getattr(defaults, key))
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                values[key] = text.lower() in ("true", "1", "yes")
+            else:
+                values[key] = kind(text)
+        except ValueError:
+            raise UsageError(f"--index-option {key}={text}: not a valid {kind.__name__}") from None
+    return BuildOptions(**values)
+
+
+def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[Any, str]:
+    """Truth rows (queries x >= k): a ``vecx truth`` table, a .npy of row numbers, or computed exactly."""
+    from vecx.truth import exact_topk
+
+    if path is None:
+        blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
+        rows, _ = exact_topk(q, blocks, min(k, len(x)), metric)
+        return rows, "computed exactly"
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
+    if path.endswith(".npy"):
+        try:
+            truth = np.load(path, mmap_mode="r")
+        except ValueError as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        if truth.ndim != 2 or truth.dtype.kind not in "iu":
+            raise DataError(f"{path}: expected a 2-D array of row numbers, got {truth.ndim}-D {truth.dtype}")
+    else:
+        import pyarrow.parquet as pq
+
+        from vecx.formats import metadata
+
+        try:
+            raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY, b"{}")
+        except Exception:  # noqa: BLE001 - pyarrow raises several kinds for a non-Parquet file
+            raise DataError(f"{path}: not a Parquet file or .npy") from None
+        if metadata.loads(raw, path).get("kind") != "truth":
+            raise UsageError(f"{path}: not a vecx truth file (make one with 'vecx truth')")
+        column = pq.read_table(path, columns=["rows"])["rows"]
+        truth = np.stack(column.to_numpy(zero_copy_only=False))
+    if len(truth) != len(q):
+        raise MismatchError(f"{path}: has truth for {len(truth)} queries, the query file has {len(q)}")
+    if truth.shape[1] < k:
+        raise MismatchError(f"{path}: holds {truth.shape[1]} neighbours per query; -k {k} needs at least {k}")
+    truth = np.asarray(truth[:, :k], dtype=np.int64)
+    if truth.min() < 0 or truth.max() >= len(x):
+        raise MismatchError(f"{path}: row numbers outside the base (0..{len(x) - 1}): truth of other data?")
+    return truth, path
+
+
+def _check_indexable(given: str, chain: Any, build_options: Any, normalized: bool) -> None:
+    """Fail before any chain runs if the default graph cannot search a chain's codes.
+
+    Only for codes a usearch graph takes and the default index kind: other kinds decide in ``build``.
+    """
+    from vecx.indexes.hnsw import USEARCH_DTYPES, graph_metric
+
+    if getattr(build_options, "kind", "hnsw") != "hnsw" or chain.output.dtype not in USEARCH_DTYPES:
+        return
+    try:
+        graph_metric(chain.output, normalized)
+    except VecxError as exc:
+        exc.message = f"spec {given!r}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
+def _sample_for(x: Any) -> Callable[[Any], Any]:
+    from vecx.sampling import sample_rows
+
+    def sample(stage: Any) -> Any:
+        rows = sample_rows(len(x), int(stage.values.get("sample", len(x))), int(stage.values.get("seed") or 0))
+        stage.fit_rows_ = len(rows)
+        return x[rows]
+
+    return sample
+
+
+def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any, options: BenchOptions,
+               build_options: Any, prefix: str, progress: Any) -> dict[str, Any]:
+    """Fit, apply, encode, index and search one chain; the row of the report."""
+    from vecx import api
+    from vecx.indexes.evaluate import recall_at
+    from vecx.indexes.hnsw import Searcher, build
+
+    fit_s, state_file = 0.0, None
+    if chain.needs_fit:
+        progress.start(None, f"{given}: fitting")
+        started = time.perf_counter()
+        chain.fit(_sample_for(x))
+        fit_s = time.perf_counter() - started
+        progress.close()
+        state_file = prefix + ".state"
+        api.write_bytes_atomic(state_file, api.state_container(chain, None))
+    progress.start(None, f"{given}: applying in memory")
+    _, apply_s = best_time(lambda: [chain.encode(x[s: s + BLOCK]) for s in range(0, len(x), BLOCK)], 1)
+    progress.close()
+    codes = prefix + ".parquet"
+    started = time.perf_counter()
+    api.encode_file(imported, codes, chain.spec, state_file=state_file, progress=progress)
+    encode_s = time.perf_counter() - started
+    index = prefix + ".vecx"
+    started = time.perf_counter()
+    manifest = build(codes, index, rescore=imported, options=build_options, progress=progress)
+    build_s = time.perf_counter() - started
+    os.unlink(codes)
+    searcher = Searcher(index)
+    qq = searcher.check_queries(q, "queries")
+    recall, qps = {}, {}
+    for factor in (1, *options.rescore):
+        progress.start(None, f"{given}: searching x{factor}")
+        (found, _), seconds = best_time(
+            lambda: searcher.search(qq, options.k, oversample=factor, rescore=factor > 1), options.repeat)
+        progress.close()
+        recall[f"x{factor}"] = round(recall_at(found, truth, options.k), 4)
+        qps[f"x{factor}"] = round(len(qq) / seconds, 1)
+    return {"system": "vecx", "name": given, "spec": chain.spec,
+            "bytes_per_vector": int(chain.output.bytes_per_vector),
+            "index_bytes_per_vector": int(manifest["bytes_per_vector"]),
+            "graph": {"metric": manifest["graph"]["metric"], "dtype": manifest["graph"]["dtype"]},
+            "recall": recall, "qps": qps, "fit_s": round(fit_s, 3), "encode_s": round(encode_s, 3),
+            "encode_mb_s": round(x.nbytes / 2**20 / max(apply_s, 1e-9), 1), "build_s": round(build_s, 3)}
+
+
+def _versions(with_peers: bool) -> dict[str, str]:
+    import platform
+
+    import usearch
+
+    from vecx import __version__
+
+    out = {"vecx": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "usearch": usearch.__version__}
+    if with_peers:
+        import faiss
+
+        out["faiss"] = faiss.__version__
+    return out

@@ -1,0 +1,106 @@
+"""``vecx bench``: chains end to end beside faiss and usearch, as a table, JSON, Markdown or a plot."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any, Optional
+
+import typer
+from typing_extensions import Annotated
+from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, echo_columns, emit_json, examples
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vecx bench``."""
+
+    @app.command("bench", epilog=examples(
+        "vecx bench base.npy queries.npy --spec f16 --spec int8:mode=global --spec binarize --spec pca:96",
+        "vecx bench base.npy queries.npy --spec binarize --truth gt.npy --rescore 4 --rescore 10 --peers",
+        "vecx bench docs.parquet q.parquet --spec pca:96 --peer PQ48x8 --peer usearch:i8 --plot pareto.png",
+        "vecx bench base.npy queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
+    ))
+    def bench(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors: .npy, .parquet (raw or a vecx float table), ...", show_default=False)],
+              queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors in the same space.", show_default=False)],
+              spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96.", show_default=False)],
+              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table or a .npy of row numbers (queries x >= k). Default: computed exactly.", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", help="The k of recall@k.")] = 10,
+              rescore: Annotated[Optional[list[int]], typer.Option("--rescore", metavar="X", help="Rescoring factor to measure (repeatable; default 4 and 10): k*X candidates rescored with the float vectors.", show_default=False)] = None,
+              peers: Annotated[bool, typer.Option("--peers", help="Also run the faiss-cpu and raw usearch equivalents at the same bytes per vector.")] = False,
+              peer: Annotated[Optional[list[str]], typer.Option("--peer", metavar="NAME", help="An extra peer (repeatable): a faiss index_factory string (PQ48x8, OPQ24,PQ24x8, PCA96,Flat, BFlat) or usearch:f32|f16|i8|b1.", show_default=False)] = None,
+              index_option: Annotated[Optional[list[str]], typer.Option("--index-option", metavar="KEY=VALUE", help="Index build option for every chain (repeatable), e.g. connectivity=32, deterministic=true.", show_default=False)] = None,
+              plot: Annotated[Optional[str], typer.Option("--plot", metavar="FILE.png", help="Draw recall vs bytes per vector to this PNG (needs matplotlib).", show_default=False)] = None,
+              out: Annotated[Optional[str], typer.Option("--out", metavar="FILE.md", help="Also write the table as Markdown, with the command, to this file.", show_default=False)] = None,
+              sample: Annotated[Optional[int], typer.Option("--sample", metavar="N", help="Training sample rows for every fitting stage without its own (and for the faiss peers).", show_default=False)] = None,
+              seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the stages and of the training sample.")] = 0,
+              repeat: Annotated[int, typer.Option("--repeat", metavar="N", help="Time each batch search N times and keep the best.")] = 2,
+              metric: Metric = None,
+              json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
+        """Measure chains end to end: fit, encode, index, query and rescore, with recall@k against
+        exact ground truth, bytes per vector, fit time, encode throughput, build time and QPS.
+
+        Every chain runs through the same library path as 'vecx encode' and 'vecx index'; work
+        files go to a temporary directory that is always removed. With --peers, faiss-cpu
+        (IndexPQ, OPQ+PQ, PCA+Flat, IndexBinaryFlat on sign bits, IndexHNSWFlat) and raw usearch
+        run on the same data, training sample, graph parameters and rescoring. Rows are sorted
+        by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
+        """
+        from vecx.bench import BenchOptions, run
+        from vecx.bench import report as report_mod
+        from vecx.errors import UsageError
+        from vecx.formats.writer import check_output
+
+        for path in (out, plot):
+            if path:
+                check_output(path)
+        if plot:
+            from vecx.bench.plot import require_matplotlib
+
+            require_matplotlib()
+        options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,
+                               peer_names=tuple(peer or ()), index_options=_key_values(index_option or [], UsageError),
+                               sample=sample, seed=seed, metric=metric, repeat=repeat)
+        report = run(base, queries, list(spec), options, progress=Bar(quiet))
+        command = "vecx " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None
+        if plot:
+            from vecx.bench.plot import draw
+
+            draw(report, plot)
+        if out:
+            from vecx.api import write_bytes_atomic
+
+            write_bytes_atomic(out, report_mod.markdown(report, command).encode())
+        if json:
+            emit_json(report)
+        elif sys.stdout.isatty():
+            _rich(report)
+        else:
+            sys.stdout.write(report_mod.description(report) + "\n\n")
+            echo_columns([report_mod.header(report), *report_mod.cells(report)])
+
+
+def _key_values(items: list[str], error: Any) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"--index-option {item!r}: write KEY=VALUE, e.g. connectivity=32")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _rich(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vecx.bench import report as report_mod
+
+    console = Console()
+    table = Table(title=f"vecx bench: {report['base']['path']}", caption=report_mod.description(report),
+                  caption_justify="left")
+    for i, title in enumerate(report_mod.header(report)):
+        table.add_column(title, justify="left" if i < 2 else "right")
+    styles = {"vecx": "bold cyan", "faiss": "yellow", "usearch": "green"}
+    for row, cells in zip(report["rows"], report_mod.cells(report)):
+        table.add_row(*cells, style=styles.get(row["system"]))
+    console.print(table)

@@ -1,0 +1,130 @@
+"""What the benchmark scripts share: logging, timed subprocess runs, Markdown tables, the machine.
+
+The machine is shared and noisy, so a figure is always a ratio to a peer measured in the same
+run, and runs of vecx and its peer alternate (:func:`interleaved`). Each command runs inside a
+fresh wrapper process that reports its wall time, its peak RSS (``ru_maxrss`` of
+RUSAGE_CHILDREN, which for a fresh wrapper is exactly that one child) and a sampled peak of
+anonymous RSS (``RssAnon``: excludes memory-mapped file pages).
+
+The scripts run as ``python tests/benchmarks/NAME.py``, so this module is imported as ``_harness``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+PY = sys.executable
+_SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
+VECX = [_SCRIPT] if os.path.exists(_SCRIPT) else [PY, "-m", "vecx"]
+NCPU = len(os.sched_getaffinity(0))
+
+# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB] to argv[1].
+WRAPPER = r"""
+import json, resource, subprocess, sys, time
+def anon(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return max([int(l.split()[1]) for l in f if l.startswith("RssAnon:")] + [0])
+    except OSError:
+        return 0
+t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); peak = 0
+while p.poll() is None:
+    peak = max(peak, anon(p.pid)); time.sleep(0.02)
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+json.dump([p.returncode, wall, rss, peak], open(sys.argv[1], "w"))
+"""
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(argv: list[str], work: str) -> dict[str, float]:
+    """Run argv once in a fresh wrapper process: wall seconds, peak RSS and peak anon RSS (MB)."""
+    report = os.path.join(work, "wrapper.json")
+    subprocess.run([PY, "-c", WRAPPER, report, *argv], check=True)
+    with open(report) as f:
+        rc, wall, rss, anon = json.load(f)
+    if rc != 0:
+        raise SystemExit(f"command failed ({rc}): {shlex.join(argv)}")
+    return {"s": wall, "rss": rss / 1024, "anon": anon / 1024}
+
+
+def remove(path: str) -> None:
+    """Delete a file, or a vecx index (its link and its hidden version directory)."""
+    for p in (path, os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.d")):
+        if os.path.islink(p) or os.path.isfile(p):
+            os.unlink(p)
+        elif os.path.isdir(p):
+            shutil.rmtree(p)
+
+
+def drop_caches() -> bool:
+    """Sync and drop the page cache; False if not permitted."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work: str,
+                cold: bool = False) -> dict[str, dict[str, float]]:
+    """Best of ``repeat`` alternating runs of each (argv, output): min wall time, max peak memory.
+
+    Before each run the command's output is removed and dirty pages are synced (and the page
+    cache dropped if ``cold``), so no run pays for overwriting a big file or for the previous
+    run's disk writeback.
+    """
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
+    for r in range(repeat):
+        for name, (argv, output) in cmds.items():
+            if output:
+                remove(output)
+            drop_caches() if cold else os.sync()
+            runs[name].append(measure(argv, work))
+            log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s, {runs[name][-1]['rss']:.0f} MB")
+    return {name: {"s": min(x["s"] for x in rs), "rss": max(x["rss"] for x in rs),
+                   "anon": max(x["anon"] for x in rs)} for name, rs in runs.items()}
+
+
+def verdict(ok: bool) -> str:
+    """PASS, or a bold MISS."""
+    return "PASS" if ok else "**MISS**"
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def machine() -> str:
+    """The machine and library versions, as a one-row Markdown table."""
+    import faiss
+    import numpy as np
+    import pyarrow as pa
+    import usearch
+
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return table(["nproc", "CPU", "RAM", "load avg 1/5/15 min", "python", "numpy", "pyarrow", "usearch", "faiss"],
+                 [[NCPU, cpu, f"{mem:.0f} GiB", " / ".join(f"{v:.1f}" for v in os.getloadavg()),
+                   platform.python_version(), np.__version__, pa.__version__, usearch.__version__,
+                   faiss.__version__]])

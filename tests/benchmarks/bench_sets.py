@@ -1,0 +1,102 @@
+"""`vecx bench --peers` on the shared data sets, written into BENCHMARKS.md (issue 4).
+
+For each set, runs the ``vecx bench`` command line itself (so the Markdown shows the exact
+command that produced each table) with a list of specs chosen for the set, draws its plot
+into ``docs/bench/SET.png``, and replaces the section ``## vecx bench (issue 4)`` of the
+output file (appended if absent; every other section is kept as it is).
+
+    python tests/benchmarks/bench_sets.py --out BENCHMARKS.md
+    python tests/benchmarks/bench_sets.py --sets debian-minilm-30k --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from _harness import VECX, log, machine
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DATA = "../shared/data"  # relative to the repository root, where the commands run
+HEADING = "## vecx bench (issue 4)"
+
+# Per set: its metric, and the specs to measure. Specs are spec strings as on the command line;
+# add the product-quantization and RaBitQ-style specs here once those codecs exist.
+SETS: dict[str, tuple[str, list[str]]] = {
+    "debian-minilm-30k": ("cosine", ["f16", "int8:mode=global", "binarize", "binarize:mode=sign", "pca:96",
+                                     "pca:48"]),
+    "glove50-100k": ("cosine", ["f16", "int8:mode=global", "binarize", "pca:24"]),
+    "sift128-images-30k": ("l2", ["f16", "int8:mode=global", "binarize", "pca:32"]),
+}
+# Extra peers per set (--peer): PQ at the bytes of the 1-bit codes, the figure binary codes must beat.
+EXTRA_PEERS: dict[str, list[str]] = {"debian-minilm-30k": ["PQ48x8"], "glove50-100k": [],
+                                     "sift128-images-30k": ["PQ16x8"]}
+
+
+def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
+    """The ``vecx bench`` argv for one set (paths relative to the repository root)."""
+    argv = ["bench", f"{DATA}/{name}/base.npy", f"{DATA}/{name}/queries.npy", "--truth", f"{DATA}/{name}/gt.npy",
+            "--metric", metric]
+    for spec in specs:
+        argv += ["--spec", spec]
+    for peer in EXTRA_PEERS.get(name, []):
+        argv += ["--peer", peer]
+    return argv + ["--peers", "--plot", f"docs/bench/{name}.png", "--out", out_md, "-q"]
+
+
+def splice(path: str, section: str) -> None:
+    """Replace (or append) the HEADING section of a Markdown file, keeping every other section."""
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# vecx benchmarks\n"
+    lines = text.splitlines()
+    if HEADING in lines:
+        start = lines.index(HEADING)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines = lines[:start] + section.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])
+    else:
+        lines = lines + [""] + section.rstrip("\n").splitlines()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines).rstrip("\n") + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated, from: " + ", ".join(SETS))
+    ap.add_argument("--out", default="BENCHMARKS.md", help="Markdown file whose bench section is replaced")
+    args = ap.parse_args()
+    names = [n for n in args.sets.split(",") if n]
+    if set(names) - set(SETS):
+        ap.error(f"unknown data set(s) {', '.join(sorted(set(names) - set(SETS)))}; choose from {', '.join(SETS)}")
+    os.makedirs(os.path.join(ROOT, "docs", "bench"), exist_ok=True)
+    parts = [HEADING, "",
+             "`vecx bench` runs each spec end to end (fit, encode, index, query, rescore) through the library, "
+             "beside the faiss-cpu and raw usearch peers it picks at the same bytes per vector, on the same data, "
+             "training sample, graph parameters, truth (`gt.npy`) and float rescoring. All figures of a table "
+             "come from one run; the machine is shared, so compare times within a table, as ratios. "
+             "vecx rows search an HNSW graph over the codes (graph misses included in every vecx recall); "
+             "faiss Flat/PQ/BFlat peers scan all codes exhaustively. The commands wrote `--out` to a temporary "
+             "file that the script copies here. Made by `make bench` (`python tests/benchmarks/bench_sets.py`).",
+             "", machine(), ""]
+    with tempfile.TemporaryDirectory(prefix="vecx-bench-sets-") as tmp:
+        for name in names:
+            metric, specs = SETS[name]
+            out_md = os.path.join(tmp, f"{name}.md")
+            argv = command(name, metric, specs, out_md)
+            log(f"{name}: vecx {shlex.join(argv)}")
+            subprocess.run([*VECX, *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            body = open(out_md, encoding="utf-8").read()
+            shown = shlex.join(argv[:-3] + ["--out", f"{name}.md"])  # the temporary path means nothing to readers
+            body = body.replace(f"Command: `vecx {shlex.join(argv)}`", f"Command: `vecx {shown}`")
+            parts += [f"### {name}", "", body.rstrip("\n"), "", f"![recall vs bytes, {name}](docs/bench/{name}.png)",
+                      ""]
+    splice(os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out, "\n".join(parts))
+    log(f"wrote the '{HEADING[3:]}' section of {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
