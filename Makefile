@@ -64,7 +64,7 @@ man: install
 	$(BIN)/python -m vecx.cli.manpages man
 
 # vecx bench (issue 4) on ../shared/data/{debian-minilm-30k,glove50-100k,sift128-images-30k}: replaces the
-# "vecx bench" section of BENCHMARKS.md (other sections stay) and draws docs/bench/SET.png.
+# "vecx bench" section of BENCHMARKS.md (other sections stay) and draws tests/benchmarks/plots/SET.png.
 bench: install-bench
 	$(BIN)/python tests/benchmarks/bench_sets.py --out BENCHMARKS.md
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, echo_columns, emit_json, examples
 
 
@@ -45,8 +45,8 @@ def register(app: typer.Typer) -> None:
         run on the same data, training sample, graph parameters and rescoring. Rows are sorted
         by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
         """
-        from vecx.bench import BenchOptions, run
-        from vecx.bench import report as report_mod
+        from vecx.indexes.bench import BenchOptions, run
+        from vecx.indexes import bench_report as report_mod
         from vecx.errors import UsageError
         from vecx.formats.writer import check_output
 
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
             if path:
                 check_output(path)
         if plot:
-            from vecx.bench.plot import require_matplotlib
+            from vecx.indexes.bench_plot import require_matplotlib
 
             require_matplotlib()
         options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         report = run(base, queries, list(spec), options, progress=Bar(quiet))
         command = "vecx " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None
         if plot:
-            from vecx.bench.plot import draw
+            from vecx.indexes.bench_plot import draw
 
             draw(report, plot)
         if out:
@@ -93,7 +93,7 @@ def _rich(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from vecx.bench import report as report_mod
+    from vecx.indexes import bench_report as report_mod
 
     console = Console()
     table = Table(title=f"vecx bench: {report['base']['path']}", caption=report_mod.description(report),

@@ -2,7 +2,7 @@
 
 For each set, runs the ``vecx bench`` command line itself (so the Markdown shows the exact
 command that produced each table) with a list of specs chosen for the set, draws its plot
-into ``docs/bench/SET.png``, and replaces the section ``## vecx bench (issue 4)`` of the
+into ``tests/benchmarks/plots/SET.png``, and replaces the section ``## vecx bench (issue 4)`` of the
 output file (appended if absent; every other section is kept as it is).
 
     python tests/benchmarks/bench_sets.py --out BENCHMARKS.md
@@ -45,7 +45,7 @@ def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
         argv += ["--spec", spec]
     for peer in EXTRA_PEERS.get(name, []):
         argv += ["--peer", peer]
-    return argv + ["--peers", "--plot", f"docs/bench/{name}.png", "--out", out_md, "-q"]
+    return argv + ["--peers", "--plot", f"tests/benchmarks/plots/{name}.png", "--out", out_md, "-q"]
 
 
 def splice(path: str, section: str) -> None:
@@ -92,7 +92,7 @@ def main() -> None:
             body = open(out_md, encoding="utf-8").read()
             shown = shlex.join(argv[:-3] + ["--out", f"{name}.md"])  # the temporary path means nothing to readers
             body = body.replace(f"Command: `vecx {shlex.join(argv)}`", f"Command: `vecx {shown}`")
-            parts += [f"### {name}", "", body.rstrip("\n"), "", f"![recall vs bytes, {name}](docs/bench/{name}.png)",
+            parts += [f"### {name}", "", body.rstrip("\n"), "", f"![recall vs bytes, {name}](tests/benchmarks/plots/{name}.png)",
                       ""]
     splice(os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out, "\n".join(parts))
     log(f"wrote the '{HEADING[3:]}' section of {args.out}")

@@ -131,7 +131,7 @@ def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
 # --------------------------------------------------------------------------------------
 def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
     """Build, train and search one peer; the row of the report (same fields as a vecx row)."""
-    from vecx.bench.run import best_time
+    from vecx.indexes.bench import best_time
     from vecx.indexes.evaluate import recall_at
 
     system, name = key.split(":", 1)

@@ -1,4 +1,8 @@
-"""Run codec chains end to end through the public library path and measure every step.
+"""``vecx bench``: run codec chains end to end through the public library path and measure every step.
+
+Beside it: :mod:`vecx.indexes.bench_peers` (faiss-cpu and raw usearch equivalents on the same
+data), :mod:`vecx.indexes.bench_report` (ordering, the Pareto flag, Markdown) and
+:mod:`vecx.indexes.bench_plot` (recall against bytes per vector; matplotlib, optional).
 
 For each spec: fit (in memory, on the same seeded sample rows ``vecx encode`` would take,
 so the time compares with a peer's ``train``), apply (the fitted chain's ``encode`` over the
@@ -79,8 +83,8 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     dimensions; an error while running a chain names the spec.
     """
     from vecx import api
-    from vecx.bench import peers as peers_mod
-    from vecx.bench import report as report_mod
+    from vecx.indexes import bench_peers as peers_mod
+    from vecx.indexes import bench_report as report_mod
     from vecx.formats.readers import ReadOptions, open_source
 
     options = options or BenchOptions()
