@@ -157,7 +157,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     try:
         writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
                              payload_fields=source.payload_fields,
-                             initial_metadata=_table_metadata(source, prior, new, source.rows))
+                             initial_metadata=_table_metadata(source, prior, new, source.rows),
+                             multi=new.output.multi)
         progress.start(source.rows, "encoding" if new.stages else "importing")
         for batch in prefetch(source.batches()):
             try:
@@ -317,6 +318,11 @@ def float_view(source: Source, chain: Chain) -> Any:
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
     """All query vectors (float32) and ids of a (small) query file."""
     source = open_source(path, read)
+    if source.multi:  # sets of vectors (multi-vector data)
+        from vecx.formats.multi import read_all
+
+        ids, sets = read_all(source)
+        return source, ids, sets
     chain = prior_chain(source)
     to_float = float_view(source, chain)
     ids, vectors = [], []
@@ -327,7 +333,8 @@ def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]
 
 
 def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: ReadOptions | None = None,
-          read_queries_options: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+          read_queries_options: ReadOptions | None = None, progress: Progress | None = None,
+          maxsim: bool = False) -> dict[str, Any]:
     """Exact top-``k`` of every query over the base by the base's metric; writes a Parquet table.
 
     Output columns: ``query_id``, ``ids`` and ``rows`` (fixed-size lists of the k nearest base ids
@@ -344,6 +351,8 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
         raise UsageError(f"-k must be at least 1, not {k}")
     check_output(output)
     base_src = open_source(base, read_base)
+    if maxsim or base_src.multi:
+        return truth_maxsim(base_src, queries, output, k, read_queries_options, progress, maxsim)
     base_chain = prior_chain(base_src)
     q_src, q_ids, q = read_queries(queries, read_queries_options)
     # Float codes are compared as they are; other codes after decoding (int8 to floats, bits to
@@ -400,6 +409,65 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
     return {"output": output, "queries": nq, "base_rows": n_base, "k": k, "metric": metric,
             "score": SCORE_NAMES[metric]}
+
+
+# ---- multi-vector ground truth (issue 6) --------------------------------------------------
+def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: ReadOptions | None,
+                 progress: Progress, asked: bool) -> dict[str, Any]:
+    """Exact MaxSim (Chamfer) top-``k`` of query sets over a multi-vector base (``truth --maxsim``).
+
+    Same output table as :func:`truth`; the metadata says ``metric: "maxsim"``. Memory holds the
+    query sets, one block of documents and the running top-k.
+    """
+    from vecx import maxsim
+    from vecx.formats.writer import write_table_atomic
+
+    if not base_src.multi:
+        raise UsageError(f"{base_src.path}: --maxsim needs multi-vector data (a set of vectors per row)",
+                         hint="import token vectors with 'vecx import --multi'")
+    if not asked:
+        raise UsageError(f"{base_src.path}: holds multi-vector data; exact search over it is by MaxSim",
+                         hint="add --maxsim")
+    if base_src.space.dtype not in ("float32", "float16"):
+        raise UsageError(f"{base_src.path}: MaxSim needs float vectors, not {base_src.space.dtype}")
+    q_src, q_ids, q = read_queries(queries, read)
+    from vecx.formats.multi import check_query_sets
+
+    q = check_query_sets(q, base_src.dim, queries)
+    if base_src.rows is not None and k > base_src.rows:
+        raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
+    base_ids: list[Any] = []
+
+    def batches() -> Any:
+        for batch in base_src.batches():
+            base_ids.append(batch.ids)
+            yield batch.offset, batch.vectors
+
+    progress.start(base_src.rows, f"exact MaxSim top-{k} for {len(q):,} queries")
+    rows, scores = maxsim.exact_topk(q, batches(), k, progress.advance)
+    progress.close()
+    n_base = sum(len(c) for c in base_ids)
+    if k > n_base:
+        raise UsageError(f"-k {k} is larger than the base ({n_base} rows)")
+    all_ids = pa.chunked_array(base_ids).combine_chunks()
+    table = pa.table({
+        "query_id": q_ids,
+        "ids": pa.FixedSizeListArray.from_arrays(all_ids.take(pa.array(rows.ravel())), k),
+        "rows": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), k),
+        "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), k),
+    })
+    base_block, q_block = base_src.source_block(), q_src.source_block()
+    meta = {
+        **metadata.header(), "kind": "truth", "k": k, "metric": "maxsim", "score": "MaxSim (Chamfer)",
+        "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
+                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", ""),
+                 "source_fingerprint": (base_block or {}).get("fingerprint")},
+        "queries": {"rows": len(q), "fingerprint": (q_src.meta or {}).get("fingerprint") or
+                    (q_block or {}).get("fingerprint")},
+    }
+    write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
+    return {"output": output, "queries": len(q), "base_rows": n_base, "k": k, "metric": "maxsim",
+            "score": "MaxSim (Chamfer)"}
 
 
 # --------------------------------------------------------------------------------------

@@ -119,12 +119,15 @@ def register(app: typer.Typer) -> None:
     @app.command("truth", epilog=examples(
         "vecx truth glove.parquet queries.parquet -o gt.parquet -k 100",
         "vecx truth base.fvecs queries.fvecs -o gt.parquet -k 10 --metric l2",
+        "vecx truth docs.mv.parquet q.mv.parquet -o gt.parquet --maxsim -k 10",
     ))
     def truth(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors (a vector table or raw input).", show_default=False)],
               queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors, in the base's space or its chain's input space.", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Parquet file to write.", show_default=False)],
               k: Annotated[int, typer.Option("-k", metavar="K", help="Neighbours per query.")] = 100,
-              metric: Metric = None, quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+              metric: Metric = None,
+              maxsim: Annotated[bool, typer.Option("--maxsim", help="Multi-vector base and queries (sets of vectors): rank by exact MaxSim/Chamfer, the sum over query vectors of the best inner product with any document vector.")] = False,
+              quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Exact top-k neighbours of every query by the base's metric (cosine, ip or l2), in blocks.
 
         Writes a Parquet table: query_id, ids and rows (the k nearest base ids and row numbers) and
@@ -134,7 +137,8 @@ def register(app: typer.Typer) -> None:
         from vecx import api
 
         result = api.truth(base, queries, output, k, read_base=read_options(None, None, metric),
-                           read_queries_options=read_options(None, None, metric), progress=Bar(quiet))
+                           read_queries_options=read_options(None, None, metric), progress=Bar(quiet),
+                           maxsim=maxsim)
         if json:
             emit_json(result)
         else:
