@@ -508,13 +508,37 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
     return q, q_ids.to_pylist() if source.ids_given else None
 
 
+def read_query_sets(path: str) -> tuple[Any, list[Any] | None]:
+    """Query token sets: a 2-D ``.npy`` is one query's vectors; a multi-vector table or JSONL a batch."""
+    from vecx.formats.multi import MultiVectors
+
+    if path.endswith(".npy") and os.path.isfile(path):
+        try:
+            tokens = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        if tokens.ndim != 2 or tokens.dtype.kind not in "fiu" or not len(tokens):
+            raise DataError(f"{path}: one query's vectors must be a non-empty 2-D array, got shape "
+                            f"{tokens.shape} dtype {tokens.dtype}")
+        return MultiVectors(np.asarray(tokens, dtype=np.float32), [0, len(tokens)]), None
+    source, ids, sets = read_queries(path, None)
+    if not source.multi:
+        raise DataError(f"{path}: --multi-vector needs a set of vectors per query (a 2-D .npy for one query, "
+                        "or a multi-vector table / JSONL of lists)")
+    return sets, ids.to_pylist() if source.ids_given else None
+
+
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
           oversample: int | None = None, expansion: int | None = None,
-          fields: list[str] | None = None, where: str | None = None) -> dict[str, Any]:
+          fields: list[str] | None = None, where: str | None = None,
+          multi_vector: str | None = None, first_stage: str | None = None) -> dict[str, Any]:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``where`` filters on payload columns (see :mod:`vecx.indexes.where`); a selective filter is
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
+    ``multi_vector``: query token sets (a 2-D ``.npy`` is one query; a multi-vector table or
+    JSONL of lists a batch) for indexes over sets; ``first_stage``: ``fde``, ``mean`` or ``both``
+    (see :mod:`vecx.indexes.multivector`).
     """
     from vecx.indexes import where as where_mod
     from vecx.indexes.hnsw import Searcher
@@ -522,6 +546,10 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     if k < 1:
         raise UsageError(f"-k must be at least 1, not {k}")
     searcher = Searcher(index)
+    if first_stage is not None or multi_vector is not None:  # issue 6
+        from vecx.indexes.multivector import check_first_stage
+
+        searcher.first_stage = check_first_stage(first_stage, searcher)
     names = searcher.payload_names()
     if fields == ["all"]:
         fields = names
@@ -541,6 +569,11 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                      rescore=oversample != 1)
         query_ids = list(like)
+    elif multi_vector is not None:
+        q, query_ids = read_query_sets(multi_vector)
+        q = searcher.check_queries(q, multi_vector)
+        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                       rescore=oversample != 1)
     else:
         q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
