@@ -601,7 +601,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
 
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
-             target_recall: float | None = None, save: bool = False) -> dict[str, Any]:
+             target_recall: float | None = None, save: bool = False,
+             first_stage: str | None = None) -> dict[str, Any]:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
@@ -613,6 +614,10 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     from vecx.truth import exact_topk
 
     searcher = Searcher(index)
+    if first_stage is not None:  # issue 6
+        from vecx.indexes.multivector import check_first_stage
+
+        searcher.first_stage = check_first_stage(first_stage, searcher)
     _, q_ids, q = read_queries(queries, None)
     q = searcher.check_queries(q, queries)
     source_fp = (json_load(searcher.directory, "table.json").get("source") or {}).get("fingerprint")
@@ -631,6 +636,11 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
+    elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+        from vecx import maxsim
+
+        truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), min(100, searcher.rows))
+        truth_source = "computed (exact MaxSim, from the stored token vectors)"
     else:
         if searcher.rescore_vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
             raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "

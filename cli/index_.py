@@ -136,6 +136,7 @@ def register_eval(app: typer.Typer) -> None:
     @app.command("eval", epilog=examples(
         "vecx eval docs.vecx --queries q.parquet --truth gt.parquet -k 10",
         "vecx eval docs.vecx --queries q.npy --target-recall 0.95 --save",
+        "vecx eval docs.fde.vecx --queries q.mv.parquet --truth gt.parquet --first-stage both",
     ))
     def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
@@ -145,6 +146,7 @@ def register_eval(app: typer.Typer) -> None:
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
+              first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -154,7 +156,7 @@ def register_eval(app: typer.Typer) -> None:
         from vecx import api
 
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
-                              target_recall=target_recall, save=save)
+                              target_recall=target_recall, save=save, first_stage=first_stage)
         if json:
             emit_json(result)
             return
