@@ -203,12 +203,16 @@ def from_json_rows(rows: list[tuple[int, Any]], path: str, field: str, dim: int)
 
 
 def batch_rows(dim: int, dtype: str, given: int | None = None) -> int:
-    """Rows per batch (and row group) of a multi-vector table: about 32 MiB at TOKENS_PER_ROW tokens a row."""
+    """Rows per batch (and row group) of a multi-vector table: about 8 MiB at TOKENS_PER_ROW tokens a row.
+
+    Smaller than single-vector batches: decoding nested Parquet lists takes several times the
+    batch in scratch memory.
+    """
     if given:
         return given
     per_row = TOKENS_PER_ROW * max(1, dim) * (2 if dtype == "float16" else 4)
     rows = 16
-    while rows < 65536 and rows * 2 * per_row <= 32 << 20:
+    while rows < 65536 and rows * 2 * per_row <= 8 << 20:
         rows *= 2
     return rows
 

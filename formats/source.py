@@ -204,6 +204,11 @@ class Source:
         Hashing runs on a second thread (hashlib releases the GIL), one batch behind, so it
         overlaps with encoding and writing instead of adding to them.
         """
+        import itertools
+
+        batches = iter(batches)
+        first = next(batches, None)  # text formats learn whether rows hold sets from their first batch
+        batches = itertools.chain([] if first is None else [first], batches)
         if self.multi:
             yield from self._validated_multi(batches)
             return
