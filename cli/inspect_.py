@@ -45,8 +45,10 @@ def _render_info(data: dict[str, Any]) -> str:
                            f"search {g['expansion_search']}; "
                            f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"),
             ("chain", meta["table"].get("spec") or "(none)"),
-            ("rescoring", f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), "
-                          f"oversample {meta['search']['oversample']}x" if r else "none"),
+            ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
+                           "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
+                           f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
+                          + (f"oversample {meta['search']['oversample']}x" if r else "none")),
             ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
             ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
         ]
@@ -63,7 +65,9 @@ def _render_info(data: dict[str, Any]) -> str:
     on = "" if v.get("metric_on", "codes") == "codes" else ", on decoded values"
     lines += [
         ("rows", f"{meta['rows']:,}" if meta.get("rows") is not None else "unknown"),
-        ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"),
+        ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"
+                   + (f"; a set of vectors per row ({src['tokens']:,} vectors)" if v.get("multi") and src.get("tokens")
+                      else "; a set of vectors per row" if v.get("multi") else "")),
         ("metric", f"{v['metric']}{on}{', unit-norm' if v['normalized'] else ''}"),
         ("ids", meta["id"]["type"]),
         ("source", f"{src.get('dim')} x {src.get('dtype')} {src.get('metric')}"
@@ -83,6 +87,8 @@ def _render_info(data: dict[str, Any]) -> str:
         detail = f"-> {out['dim']} x {out['dtype']}" + (f" ({'; '.join(extra)})" if extra else "")
         lines.append(("chain" if i == 0 else "", f"{i + 1}. {st['spec']}  {detail}"))
     ratio = src.get("dim", 0) * 4 / v["bytes_per_vector"] if src.get("dim") else None
+    if src.get("multi") and src.get("rows") and not v.get("multi"):  # one vector per set of vectors
+        ratio = src["tokens"] / src["rows"] * src["dim"] * 4 / v["bytes_per_vector"]
     if ratio:
         lines.append(("compression", f"{ratio:.1f}x vs float32 source"))
     lines += [("fingerprint", meta.get("fingerprint") or "unknown (stream not finished)"),

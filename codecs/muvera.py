@@ -28,7 +28,7 @@ vectors of a batch: no Python loop per vector or per row.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, VectorSpec
@@ -89,6 +89,13 @@ class Muvera(Codec):
     )
     query_encoding = "asymmetric"
     takes_multi = True
+    #: The epilog of ``vecx muvera --help``.
+    examples: ClassVar[tuple[str, ...]] = (
+        "vecx import tokens.parquet -o docs.mv.parquet --multi",
+        "vecx muvera docs.mv.parquet -o docs.fde.parquet --reps 20 --ksim 5 --proj 16 --seed 1",
+        "vecx encode docs.mv.parquet -o docs.fde.bin.parquet --spec muvera:20x5x16,binarize",
+        "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
+    )
 
     # ---- spec spelling: muvera:20x5x16 ------------------------------------------------
     @classmethod

@@ -90,10 +90,10 @@ def test_fde_inner_product_tracks_chamfer() -> None:
     approx = fde_of(codec, queries, True) @ fde_of(codec, docs, False).T
     exact = np.array([[chamfer(q, d) for d in docs] for q in queries])
     corr = np.corrcoef(approx.ravel(), exact.ravel())[0, 1]
-    assert corr > 0.9, corr
+    assert corr > 0.85, corr
     # Per query too: the FDE ranks documents in Chamfer order more often than not.
     per_query = [np.corrcoef(a, e)[0, 1] for a, e in zip(approx, exact)]
-    assert np.median(per_query) > 0.6, per_query
+    assert np.median(per_query) > 0.8, per_query
 
 
 def test_query_sums_document_averages_and_fills_hand_case() -> None:
