@@ -359,6 +359,11 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     # +-deviations), in the space and by the metric decoding lands in.
     decoding = base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes"
     space = base_chain.decoded_space if decoding else base_src.space
+    if q_src.multi:  # sets of vectors: only through a chain that starts from sets, e.g. muvera (issue 6)
+        if not (base_chain.stages and base_chain.input.multi):
+            raise MismatchError(f"{queries}: holds a set of vectors per query; {base} one vector per row",
+                                hint="give one vector per query (or a multi-vector base with --maxsim)")
+        q = np.asarray(base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q), dtype=np.float32)
     if q.shape[1] != space.dim:
         if base_chain.stages and q.shape[1] == base_chain.input.dim:
             mapped = base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q)

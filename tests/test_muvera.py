@@ -393,3 +393,14 @@ def test_encoding_memory_stays_bounded(tmp_path: Path) -> None:
     large_peak, large_bytes = _peak_rss_of_muvera(tmp_path, 12)
     assert large_peak < large_bytes, (large_peak, large_bytes)
     assert large_peak - small_peak < 0.2 * (large_bytes - small_bytes), (small_peak, large_peak)
+
+
+def test_truth_over_fde_codes_encodes_query_sets_with_the_query_rule(small: dict) -> None:
+    tmp = small["dir"]
+    ok(run_vecx("encode", tmp / "docs.mv.parquet", "-o", tmp / "fde3.parquet", "--spec", "muvera:5x2x8:seed=4"))
+    ok(run_vecx("truth", tmp / "fde3.parquet", tmp / "q.mv.parquet", "-o", tmp / "gt3.parquet", "-k", "5"))
+    rows = np.stack(pq.read_table(tmp / "gt3.parquet")["rows"].to_numpy(zero_copy_only=False))
+    codec = make_codec("muvera:5x2x8:seed=4", 24)
+    scores = fde_of(codec, small["queries"], True) @ fde_of(codec, small["docs"], False).T
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    assert (rows == expected).mean() > 0.95  # float32 sums in another order may swap near-ties
