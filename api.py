@@ -244,9 +244,9 @@ def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
 # Inspecting
 # --------------------------------------------------------------------------------------
 def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosine",
-            normalized: bool = False, seed: int | None = None) -> dict[str, Any]:
-    """What a chain would produce on ``dim``-d input, stage by stage, without running it."""
-    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized), seed)
+            normalized: bool = False, seed: int | None = None, multi: bool = False) -> dict[str, Any]:
+    """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage, without running it."""
+    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized, multi=multi), seed)
     rows = chain.explain()
     return {"spec": chain.spec, "stages": rows,
             "compression": round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3)}

@@ -157,17 +157,19 @@ def register(app: typer.Typer) -> None:
     @spec_app.command("explain", epilog=examples(
         "vecx spec explain truncate:32,int8 --dim 50",
         "vecx spec explain 'truncate:256|f16' --dim 768 --json",
+        "vecx spec explain muvera:20x5x16,binarize --dim 128 --multi",
     ))
     def explain(spec: Annotated[str, typer.Argument(metavar="SPEC", help="Spec string (or @file).", show_default=False)],
                 dim: Annotated[int, typer.Option("--dim", metavar="D", help="Input dimension.", show_default=False)],
                 metric: Annotated[str, typer.Option("--metric", metavar="METRIC", help="Input metric: cosine, ip or l2.")] = "cosine",
                 normalized: Annotated[bool, typer.Option("--normalized", help="Input vectors are unit-norm.")] = False,
                 seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set one.", show_default=False)] = None,
+                multi: Annotated[bool, typer.Option("--multi", help="Input rows are sets of D-dimensional vectors (e.g. for muvera).")] = False,
                 json: Json = False, debug: Debug = False) -> None:
         """Print each stage's dimension, dtype, bytes/vector and metric, without reading any data."""
         from vecx import api
 
-        result = api.explain(spec, dim, metric=metric, normalized=normalized, seed=seed)
+        result = api.explain(spec, dim, metric=metric, normalized=normalized, seed=seed, multi=multi)
         if json:
             emit_json(result)
             return
