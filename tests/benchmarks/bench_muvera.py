@@ -139,7 +139,7 @@ def main() -> None:
                     scores = searcher.multi_rescore.scores(q, keys)
                     order = np.lexsort((keys, np.where(keys >= 0, -scores, np.inf)), axis=1)[:, :10]
                     rer.append(recall10(np.take_along_axis(keys, order, axis=1), truth))
-                label = (f"half: N/2 from `{spec}` + N/2 from mean (mean candidates for N = 20/50/100: "
+                label = (f"half: N/2 from `{spec}` + N/2 from mean (avg. candidates for N = 20/50/100: "
                          f"{' / '.join(f'{s:.1f}' for s in sizes)})")
                 both_rows.append(f"| {label} | | | | | | " + " | ".join(f"{x:.4f}" for x in cand + rer) + " |")
                 continue
@@ -155,7 +155,7 @@ def main() -> None:
                 mean_done = True
                 continue
             if stage == "both":
-                label = (f"both: `{spec}` + mean (mean candidates for N = 20/50/100: "
+                label = (f"both: `{spec}` + mean (avg. candidates for N = 20/50/100: "
                          f"{' / '.join(f'{s:.1f}' for s in sizes)})")
                 both_rows.append(f"| {label} | | | | | | " + " | ".join(f"{x:.4f}" for x in cand + rer) + " |")
                 continue
