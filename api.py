@@ -169,8 +169,10 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
             writer.write(batch, codes)
             progress.advance(len(batch))
         progress.close()
-        if not source.is_vecx:
-            new = new.with_input(source.space)  # norms are known now
+        if not source.is_vecx or getattr(source, "is_stream", False):
+            # Norms are known now (a vecx stream states them only in its trailer, read by now).
+            prior = prior_chain(source) if source.is_vecx else prior
+            new = new.with_input(source.space)
         final = _table_metadata(source, prior, new, writer.rows)
         writer.commit(final)
     except BaseException:

@@ -404,3 +404,14 @@ def test_truth_over_fde_codes_encodes_query_sets_with_the_query_rule(small: dict
     scores = fde_of(codec, small["queries"], True) @ fde_of(codec, small["docs"], False).T
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
     assert (rows == expected).mean() > 0.95  # float32 sums in another order may swap near-ties
+
+
+def test_multi_vector_tables_stream_through_pipes(tmp_path: Path, small: dict) -> None:
+    lines = [json.dumps({"id": f"d{i}", "tokens": s.tolist()}) for i, s in enumerate(small["docs"][:40])]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    stream = ok(run_vecx("import", "-", "-o", "-", "--multi", stdin=(tmp_path / "t.jsonl").read_bytes())).stdout
+    ok(run_vecx("muvera", "-", "-o", tmp_path / "pipe.parquet", "--reps", "3", "--ksim", "2", "--proj", "4", stdin=stream))
+    ok(run_vecx("import", tmp_path / "t.jsonl", "-o", tmp_path / "t.mv.parquet", "--multi"))
+    ok(run_vecx("muvera", tmp_path / "t.mv.parquet", "-o", tmp_path / "file.parquet", "--reps", "3", "--ksim", "2",
+                "--proj", "4"))
+    assert (tmp_path / "pipe.parquet").read_bytes() == (tmp_path / "file.parquet").read_bytes()
