@@ -157,7 +157,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     try:
         writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
                              payload_fields=source.payload_fields,
-                             initial_metadata=_table_metadata(source, prior, new, source.rows))
+                             initial_metadata=_table_metadata(source, prior, new, source.rows),
+                             multi=new.output.multi)
         progress.start(source.rows, "encoding" if new.stages else "importing")
         for batch in prefetch(source.batches()):
             try:
@@ -168,8 +169,10 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
             writer.write(batch, codes)
             progress.advance(len(batch))
         progress.close()
-        if not source.is_vecx:
-            new = new.with_input(source.space)  # norms are known now
+        if not source.is_vecx or getattr(source, "is_stream", False):
+            # Norms are known now (a vecx stream states them only in its trailer, read by now).
+            prior = prior_chain(source) if source.is_vecx else prior
+            new = new.with_input(source.space)
         final = _table_metadata(source, prior, new, writer.rows)
         writer.commit(final)
     except BaseException:
@@ -243,9 +246,9 @@ def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
 # Inspecting
 # --------------------------------------------------------------------------------------
 def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosine",
-            normalized: bool = False, seed: int | None = None) -> dict[str, Any]:
-    """What a chain would produce on ``dim``-d input, stage by stage, without running it."""
-    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized), seed)
+            normalized: bool = False, seed: int | None = None, multi: bool = False) -> dict[str, Any]:
+    """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage, without running it."""
+    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized, multi=multi), seed)
     rows = chain.explain()
     return {"spec": chain.spec, "stages": rows,
             "compression": round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3)}
@@ -340,6 +343,11 @@ def float_view(source: Source, chain: Chain) -> Any:
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
     """All query vectors (float32) and ids of a (small) query file."""
     source = open_source(path, read)
+    if source.multi:  # sets of vectors (multi-vector data)
+        from vecx.formats.multi import read_all
+
+        ids, sets = read_all(source)
+        return source, ids, sets
     chain = prior_chain(source)
     to_float = float_view(source, chain)
     ids, vectors = [], []
@@ -350,7 +358,8 @@ def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]
 
 
 def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: ReadOptions | None = None,
-          read_queries_options: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+          read_queries_options: ReadOptions | None = None, progress: Progress | None = None,
+          maxsim: bool = False) -> dict[str, Any]:
     """Exact top-``k`` of every query over the base by the base's metric; writes a Parquet table.
 
     Output columns: ``query_id``, ``ids`` and ``rows`` (fixed-size lists of the k nearest base ids
@@ -367,12 +376,19 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
         raise UsageError(f"-k must be at least 1, not {k}")
     check_output(output)
     base_src = open_source(base, read_base)
+    if maxsim or base_src.multi:
+        return truth_maxsim(base_src, queries, output, k, read_queries_options, progress, maxsim)
     base_chain = prior_chain(base_src)
     q_src, q_ids, q = read_queries(queries, read_queries_options)
     # Float codes are compared as they are; other codes after decoding (int8 to floats, bits to
     # +-deviations), in the space and by the metric decoding lands in.
     decoding = base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes"
     space = base_chain.decoded_space if decoding else base_src.space
+    if q_src.multi:  # sets of vectors: only through a chain that starts from sets, e.g. muvera (issue 6)
+        if not (base_chain.stages and base_chain.input.multi):
+            raise MismatchError(f"{queries}: holds a set of vectors per query; {base} one vector per row",
+                                hint="give one vector per query (or a multi-vector base with --maxsim)")
+        q = np.asarray(base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q), dtype=np.float32)
     if q.shape[1] != space.dim:
         if base_chain.stages and q.shape[1] == base_chain.input.dim:
             mapped = base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q)
@@ -423,6 +439,65 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
     return {"output": output, "queries": nq, "base_rows": n_base, "k": k, "metric": metric,
             "score": SCORE_NAMES[metric]}
+
+
+# ---- multi-vector ground truth (issue 6) --------------------------------------------------
+def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: ReadOptions | None,
+                 progress: Progress, asked: bool) -> dict[str, Any]:
+    """Exact MaxSim (Chamfer) top-``k`` of query sets over a multi-vector base (``truth --maxsim``).
+
+    Same output table as :func:`truth`; the metadata says ``metric: "maxsim"``. Memory holds the
+    query sets, one block of documents and the running top-k.
+    """
+    from vecx import maxsim
+    from vecx.formats.writer import write_table_atomic
+
+    if not base_src.multi:
+        raise UsageError(f"{base_src.path}: --maxsim needs multi-vector data (a set of vectors per row)",
+                         hint="import token vectors with 'vecx import --multi'")
+    if not asked:
+        raise UsageError(f"{base_src.path}: holds multi-vector data; exact search over it is by MaxSim",
+                         hint="add --maxsim")
+    if base_src.space.dtype not in ("float32", "float16"):
+        raise UsageError(f"{base_src.path}: MaxSim needs float vectors, not {base_src.space.dtype}")
+    q_src, q_ids, q = read_queries(queries, read)
+    from vecx.formats.multi import check_query_sets
+
+    q = check_query_sets(q, base_src.dim, queries)
+    if base_src.rows is not None and k > base_src.rows:
+        raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
+    base_ids: list[Any] = []
+
+    def batches() -> Any:
+        for batch in base_src.batches():
+            base_ids.append(batch.ids)
+            yield batch.offset, batch.vectors
+
+    progress.start(base_src.rows, f"exact MaxSim top-{k} for {len(q):,} queries")
+    rows, scores = maxsim.exact_topk(q, batches(), k, progress.advance)
+    progress.close()
+    n_base = sum(len(c) for c in base_ids)
+    if k > n_base:
+        raise UsageError(f"-k {k} is larger than the base ({n_base} rows)")
+    all_ids = pa.chunked_array(base_ids).combine_chunks()
+    table = pa.table({
+        "query_id": q_ids,
+        "ids": pa.FixedSizeListArray.from_arrays(all_ids.take(pa.array(rows.ravel())), k),
+        "rows": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), k),
+        "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), k),
+    })
+    base_block, q_block = base_src.source_block(), q_src.source_block()
+    meta = {
+        **metadata.header(), "kind": "truth", "k": k, "metric": "maxsim", "score": "MaxSim (Chamfer)",
+        "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
+                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", ""),
+                 "source_fingerprint": (base_block or {}).get("fingerprint")},
+        "queries": {"rows": len(q), "fingerprint": (q_src.meta or {}).get("fingerprint") or
+                    (q_block or {}).get("fingerprint")},
+    }
+    write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
+    return {"output": output, "queries": len(q), "base_rows": n_base, "k": k, "metric": "maxsim",
+            "score": "MaxSim (Chamfer)"}
 
 
 # --------------------------------------------------------------------------------------
@@ -479,13 +554,37 @@ def _npy_queries(path: str) -> Any:
     return np.asarray(q, dtype=np.float32)
 
 
+def read_query_sets(path: str) -> tuple[Any, list[Any] | None]:
+    """Query token sets: a 2-D ``.npy`` is one query's vectors; a multi-vector table or JSONL a batch."""
+    from vecx.formats.multi import MultiVectors
+
+    if path.endswith(".npy") and os.path.isfile(path):
+        try:
+            tokens = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        if tokens.ndim != 2 or tokens.dtype.kind not in "fiu" or not len(tokens):
+            raise DataError(f"{path}: one query's vectors must be a non-empty 2-D array, got shape "
+                            f"{tokens.shape} dtype {tokens.dtype}")
+        return MultiVectors(np.asarray(tokens, dtype=np.float32), [0, len(tokens)]), None
+    source, ids, sets = read_queries(path, None)
+    if not source.multi:
+        raise DataError(f"{path}: --multi-vector needs a set of vectors per query (a 2-D .npy for one query, "
+                        "or a multi-vector table / JSONL of lists)")
+    return sets, ids.to_pylist() if source.ids_given else None
+
+
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
           oversample: int | None = None, expansion: int | None = None,
-          fields: list[str] | None = None, where: str | None = None) -> dict[str, Any]:
+          fields: list[str] | None = None, where: str | None = None,
+          multi_vector: str | None = None, first_stage: str | None = None) -> dict[str, Any]:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``where`` filters on payload columns (see :mod:`vecx.indexes.where`); a selective filter is
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
+    ``multi_vector``: query token sets (a 2-D ``.npy`` is one query; a multi-vector table or
+    JSONL of lists a batch) for indexes over sets; ``first_stage``: ``fde``, ``mean`` or ``both``
+    (see :mod:`vecx.indexes.multivector`).
     """
     from vecx.indexes import where as where_mod
     from vecx.indexes.hnsw import Searcher
@@ -493,6 +592,10 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     if k < 1:
         raise UsageError(f"-k must be at least 1, not {k}")
     searcher = Searcher(index)
+    if first_stage is not None or multi_vector is not None:  # issue 6
+        from vecx.indexes.multivector import check_first_stage
+
+        searcher.first_stage = check_first_stage(first_stage, searcher)
     names = searcher.payload_names()
     if fields == ["all"]:
         fields = names
@@ -512,6 +615,11 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                      rescore=oversample != 1)
         query_ids = list(like)
+    elif multi_vector is not None:
+        q, query_ids = read_query_sets(multi_vector)
+        q = searcher.check_queries(q, multi_vector)
+        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                       rescore=oversample != 1)
     else:
         q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
@@ -539,7 +647,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
 
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
-             target_recall: float | None = None, save: bool = False) -> dict[str, Any]:
+             target_recall: float | None = None, save: bool = False,
+             first_stage: str | None = None) -> dict[str, Any]:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
@@ -551,6 +660,10 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     from vecx.truth import exact_topk
 
     searcher = Searcher(index)
+    if first_stage is not None:  # issue 6
+        from vecx.indexes.multivector import check_first_stage
+
+        searcher.first_stage = check_first_stage(first_stage, searcher)
     _, q_ids, q = read_queries(queries, None)
     q = searcher.check_queries(q, queries)
     source_fp = (json_load(searcher.directory, "table.json").get("source") or {}).get("fingerprint")
@@ -569,6 +682,11 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
+    elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+        from vecx import maxsim
+
+        truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), min(100, searcher.rows))
+        truth_source = "computed (exact MaxSim, from the stored token vectors)"
     else:
         if searcher.rescore_vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
             raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "

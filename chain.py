@@ -8,7 +8,7 @@ from typing import Any, Callable
 from vecx import spec as spec_mod
 from vecx.codecs import get_codec, resolve_stage
 from vecx.codecs.base import Codec, VectorSpec
-from vecx.errors import MismatchError
+from vecx.errors import MismatchError, SpecError
 from vecx.formats import metadata, state
 
 
@@ -29,6 +29,12 @@ class Chain:
         for number, stage in enumerate(parsed, start=1):
             where = f"spec {text.strip()!r}: stage {number}"
             codec_cls, values = resolve_stage(stage, where, seed)
+            if current.multi != codec_cls.takes_multi:
+                raise SpecError(f"{where}: {codec_cls.name} " + (
+                    "needs one vector per row, this input holds a set of vectors per row (multi-vector)"
+                    if current.multi else "needs multi-vector input (a set of vectors per row)"),
+                    hint="start the chain with muvera to turn each set into one vector" if current.multi
+                    else "import token vectors with 'vecx import --multi'")
             codec = codec_cls(values, current)
             chain.stages.append(codec)
             current = codec.output

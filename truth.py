@@ -48,11 +48,15 @@ class TopK:
         if self.metric == "l2":
             s *= 2.0
             s -= np.einsum("ij,ij->i", x, x)[None, :]
+        self.add_scores(s, first_row)
+
+    def add_scores(self, s: Any, first_row: int) -> None:
+        """Merge a block of precomputed scores (queries x block rows; higher is better)."""
         if self.seen < self.k:
             self._merge_dense(s, first_row)
         else:
             self._merge_sparse(s, first_row)
-        self.seen += len(x)
+        self.seen += s.shape[1]
 
     def _merge_dense(self, s: Any, first_row: int) -> None:
         """Merge a block while fewer than k rows are known: keep everything at or above the k-th score."""

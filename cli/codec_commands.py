@@ -72,6 +72,8 @@ def _make_command(cls: type[Codec]) -> Any:
 
 
 def _example(cls: type[Codec]) -> str:
+    if getattr(cls, "examples", None):  # a codec may spell out its own
+        return common.examples(*cls.examples)
     required = [p for p in cls.params if p.required]
     flags = " ".join(f"--{p.name} 32" if p.type is int else f"--{p.name} X" for p in required)
     first = f"vecx {cls.name} docs.parquet -o docs.{cls.name}.parquet {flags}".rstrip()

@@ -37,21 +37,27 @@ def register(app: typer.Typer) -> None:
         "vecx import base.fvecs -o sift.parquet --metric l2",
         "vecx import docs.parquet -o docs.vecx.parquet --column embedding --id-column doc_id",
         "vecx import x.npy -o - | vecx truncate - -o - --dim 64 | vecx info -",
+        "vecx import tokens.parquet -o docs.mv.parquet --multi",
     ))
     def import_(input: Input, output: Output,
                 ids: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Text file with one id per line (replaces row numbers).", show_default=False)] = None,
                 column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+                multi: Annotated[bool, typer.Option("--multi", help="Multi-vector data: each row holds a set of vectors (Parquet/Arrow list<list<float>> column, JSONL list of lists); stored as list<fixed_size_list>. Detected anyway; this makes it required.")] = False,
                 quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Import vectors into a vecx table: validated, fingerprinted, with ids and payload.
 
         Checks that every vector has the same dimension and only finite values and that ids
         are unique; records the metric the vectors are for and whether they are unit-norm.
-        Payload columns of Parquet/Arrow/JSONL inputs are carried along.
+        Payload columns of Parquet/Arrow/JSONL inputs are carried along. With --multi every row
+        is a set of vectors (e.g. per-token embeddings); each row needs at least one vector.
         """
+        from dataclasses import replace
+
         from vecx import api
 
         check_json_output(json, output)
-        report = api.encode_file(input, output, None, read=read_options(column, id_column, metric, ids),
+        report = api.encode_file(input, output, None,
+                                 read=replace(read_options(column, id_column, metric, ids), multi=multi),
                                  progress=Bar(quiet))
         report_encode(report, json, quiet)
 

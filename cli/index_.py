@@ -17,11 +17,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("index", epilog=examples(
         "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet",
+        "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
         "vecx index docs.f16.parquet -o docs.vecx --connectivity 32 --deterministic",
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16 or int8:mode=global codes).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
-              rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring.", show_default=False)] = None,
+              rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", help="Graph edges per node (HNSW M).")] = 16,
               expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", help="Candidate list size while building (efConstruction).")] = 128,
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", help="Default candidate list size while searching (ef).")] = 64,
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         "cat queries.jsonl | vecx query docs.vecx -k 10 > results.jsonl",
         "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
         "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
+        "vecx query docs.fde.vecx --multi-vector q_tokens.npy -k 10 --first-stage both",
     ))
     def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
@@ -62,6 +64,8 @@ def register(app: typer.Typer) -> None:
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
               where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
+              multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
+              first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
 
@@ -75,13 +79,14 @@ def register(app: typer.Typer) -> None:
         fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        if vector is not None and like:
-            raise UsageError("give either --vector or --like, not both")
-        if vector is None and not like and sys.stdin.isatty():
+        if sum(x is not None and x != [] for x in (vector, like, multi_vector)) > 1:
+            raise UsageError("give one of --vector, --multi-vector or --like")
+        if vector is None and not like and multi_vector is None and sys.stdin.isatty():
             raise UsageError("no query: give --vector FILE, --like ID, or JSONL vectors on stdin")
-        result = api.query(index, vector=vector if vector is not None else (None if like else "-"), like=like,
-                           k=k, oversample=rescore, expansion=expansion, where=where,
-                           fields=None if fields is None else [f for f in fields.split(",") if f])
+        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector else "-"),
+                           like=like, k=k, oversample=rescore, expansion=expansion, where=where,
+                           fields=None if fields is None else [f for f in fields.split(",") if f],
+                           multi_vector=multi_vector, first_stage=first_stage)
         if result["clamped"]:
             message(f"-k {k} is larger than the index; returning {result['k']} per query", quiet)
         if result["matching_rows"] is not None and result["matching_rows"] < k:
@@ -131,6 +136,7 @@ def register_eval(app: typer.Typer) -> None:
     @app.command("eval", epilog=examples(
         "vecx eval docs.vecx --queries q.parquet --truth gt.parquet -k 10",
         "vecx eval docs.vecx --queries q.npy --target-recall 0.95 --save",
+        "vecx eval docs.fde.vecx --queries q.mv.parquet --truth gt.parquet --first-stage both",
     ))
     def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
@@ -140,6 +146,7 @@ def register_eval(app: typer.Typer) -> None:
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
+              first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -149,7 +156,7 @@ def register_eval(app: typer.Typer) -> None:
         from vecx import api
 
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
-                              target_recall=target_recall, save=save)
+                              target_recall=target_recall, save=save, first_stage=first_stage)
         if json:
             emit_json(result)
             return

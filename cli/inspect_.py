@@ -45,8 +45,10 @@ def _render_info(data: dict[str, Any]) -> str:
                            f"search {g['expansion_search']}; "
                            f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"),
             ("chain", meta["table"].get("spec") or "(none)"),
-            ("rescoring", f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), "
-                          f"oversample {meta['search']['oversample']}x" if r else "none"),
+            ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
+                           "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
+                           f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
+                          + (f"oversample {meta['search']['oversample']}x" if r else "none")),
             ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
             ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
         ]
@@ -63,7 +65,9 @@ def _render_info(data: dict[str, Any]) -> str:
     on = "" if v.get("metric_on", "codes") == "codes" else ", on decoded values"
     lines += [
         ("rows", f"{meta['rows']:,}" if meta.get("rows") is not None else "unknown"),
-        ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"),
+        ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"
+                   + (f"; a set of vectors per row ({src['tokens']:,} vectors)" if v.get("multi") and src.get("tokens")
+                      else "; a set of vectors per row" if v.get("multi") else "")),
         ("metric", f"{v['metric']}{on}{', unit-norm' if v['normalized'] else ''}"),
         ("ids", meta["id"]["type"]),
         ("source", f"{src.get('dim')} x {src.get('dtype')} {src.get('metric')}"
@@ -83,6 +87,8 @@ def _render_info(data: dict[str, Any]) -> str:
         detail = f"-> {out['dim']} x {out['dtype']}" + (f" ({'; '.join(extra)})" if extra else "")
         lines.append(("chain" if i == 0 else "", f"{i + 1}. {st['spec']}  {detail}"))
     ratio = src.get("dim", 0) * 4 / v["bytes_per_vector"] if src.get("dim") else None
+    if src.get("multi") and src.get("rows") and not v.get("multi"):  # one vector per set of vectors
+        ratio = src["tokens"] / src["rows"] * src["dim"] * 4 / v["bytes_per_vector"]
     if ratio:
         lines.append(("compression", f"{ratio:.1f}x vs float32 source"))
     lines += [("fingerprint", meta.get("fingerprint") or "unknown (stream not finished)"),
@@ -119,12 +125,15 @@ def register(app: typer.Typer) -> None:
     @app.command("truth", epilog=examples(
         "vecx truth glove.parquet queries.parquet -o gt.parquet -k 100",
         "vecx truth base.fvecs queries.fvecs -o gt.parquet -k 10 --metric l2",
+        "vecx truth docs.mv.parquet q.mv.parquet -o gt.parquet --maxsim -k 10",
     ))
     def truth(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors (a vector table or raw input).", show_default=False)],
               queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors, in the base's space or its chain's input space.", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Parquet file to write.", show_default=False)],
               k: Annotated[int, typer.Option("-k", metavar="K", help="Neighbours per query.")] = 100,
-              metric: Metric = None, quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+              metric: Metric = None,
+              maxsim: Annotated[bool, typer.Option("--maxsim", help="Multi-vector base and queries (sets of vectors): rank by exact MaxSim/Chamfer, the sum over query vectors of the best inner product with any document vector.")] = False,
+              quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Exact top-k neighbours of every query by the base's metric (cosine, ip or l2), in blocks.
 
         Writes a Parquet table: query_id, ids and rows (the k nearest base ids and row numbers) and
@@ -134,7 +143,8 @@ def register(app: typer.Typer) -> None:
         from vecx import api
 
         result = api.truth(base, queries, output, k, read_base=read_options(None, None, metric),
-                           read_queries_options=read_options(None, None, metric), progress=Bar(quiet))
+                           read_queries_options=read_options(None, None, metric), progress=Bar(quiet),
+                           maxsim=maxsim)
         if json:
             emit_json(result)
         else:
@@ -147,17 +157,19 @@ def register(app: typer.Typer) -> None:
     @spec_app.command("explain", epilog=examples(
         "vecx spec explain truncate:32,int8 --dim 50",
         "vecx spec explain 'truncate:256|f16' --dim 768 --json",
+        "vecx spec explain muvera:20x5x16,binarize --dim 128 --multi",
     ))
     def explain(spec: Annotated[str, typer.Argument(metavar="SPEC", help="Spec string (or @file).", show_default=False)],
                 dim: Annotated[int, typer.Option("--dim", metavar="D", help="Input dimension.", show_default=False)],
                 metric: Annotated[str, typer.Option("--metric", metavar="METRIC", help="Input metric: cosine, ip or l2.")] = "cosine",
                 normalized: Annotated[bool, typer.Option("--normalized", help="Input vectors are unit-norm.")] = False,
                 seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set one.", show_default=False)] = None,
+                multi: Annotated[bool, typer.Option("--multi", help="Input rows are sets of D-dimensional vectors (e.g. for muvera).")] = False,
                 json: Json = False, debug: Debug = False) -> None:
         """Print each stage's dimension, dtype, bytes/vector and metric, without reading any data."""
         from vecx import api
 
-        result = api.explain(spec, dim, metric=metric, normalized=normalized, seed=seed)
+        result = api.explain(spec, dim, metric=metric, normalized=normalized, seed=seed, multi=multi)
         if json:
             emit_json(result)
             return

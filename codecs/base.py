@@ -44,6 +44,9 @@ class VectorSpec:
     metric: str = "cosine"
     normalized: bool = False
     metric_on: str = "codes"
+    #: A *set* of ``dim``-d vectors per row (multi-vector data, see :mod:`vecx.formats.multi`);
+    #: ``bytes_per_vector`` then counts one token vector.
+    multi: bool = False
 
     @property
     def bytes_per_vector(self) -> int:
@@ -51,8 +54,10 @@ class VectorSpec:
         return row_bytes(self.dim, self.dtype)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict for the file metadata."""
+        """Plain dict for the file metadata (``multi`` only when set, so single-vector files keep their bytes)."""
         out = asdict(self)
+        if not self.multi:
+            del out["multi"]
         out["bytes_per_vector"] = self.bytes_per_vector
         return out
 
@@ -65,6 +70,7 @@ class VectorSpec:
             metric=str(data["metric"]),
             normalized=bool(data["normalized"]),
             metric_on=str(data.get("metric_on", "codes")),
+            multi=bool(data.get("multi", False)),
         )
 
 
@@ -156,6 +162,8 @@ class Codec:
     needs_fit: ClassVar[bool] = False
     #: ``"symmetric"`` (queries encoded like data) or ``"asymmetric"``.
     query_encoding: ClassVar[str] = "symmetric"
+    #: Whether the codec takes multi-vector input (a set of vectors per row); others refuse it.
+    takes_multi: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any], input: VectorSpec) -> None:
         self.values = dict(params)

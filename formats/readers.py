@@ -82,6 +82,9 @@ def _with_id_type(source: Source) -> Source:
     if source.options.ids_file:
         source.id_type = pa.string()
     source.prime()
+    if source.options.multi and not source.multi:
+        raise DataError(f"{source.path}: --multi: no multi-vector column (a list of vectors per row) found",
+                        hint="store each row's vectors as list<list<float>> (Parquet/Arrow) or a list of lists (JSONL)")
     return source
 
 

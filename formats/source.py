@@ -34,6 +34,7 @@ class ReadOptions:
     metric: str | None = None  # declared metric of raw vectors (default cosine)
     ids_file: str | None = None  # one id per line, replaces ids
     batch_rows: int | None = None
+    multi: bool = False  # require multi-vector data (a set of vectors per row; detected anyway)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Source:
         self.id_type: Any = None
         self.payload_fields: list[Any] = []
         self.seekable = True
+        self.multi = False  # a set of vectors per row (vecx.formats.multi); set by the readers
         self._source_block: dict[str, Any] | None = None
 
     # -- to be provided by subclasses --
@@ -103,10 +105,16 @@ class Source:
             return VectorSpec.from_json(self.meta["vector"])
         metric = self.options.metric or "cosine"
         normalized = bool(self._source_block and self._source_block["normalized"])
+        if self.multi:
+            return VectorSpec(self.dim, self.dtype, metric, normalized, multi=True)
         return VectorSpec(self.dim, "float32", metric, normalized)
 
     def batch_rows(self) -> int:
         """Rows per batch for this input (the same rule as the writer's row groups)."""
+        if self.multi:
+            from vecx.formats import multi
+
+            return multi.batch_rows(self.dim, self.dtype, self.options.batch_rows)
         width = self.space.bytes_per_vector if self.meta is not None else self.dim * 4
         return self.options.batch_rows or batch_rows_for(max(1, width))
 
@@ -141,6 +149,10 @@ class Source:
 
     def take(self, rows: Any) -> Any:
         """Vectors of the given sorted row numbers, as float32 (for fitting samples)."""
+        if self.multi:
+            from vecx.formats import multi
+
+            return multi.take(self, rows)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         filled = 0
         for batch in self.batches():
@@ -192,6 +204,14 @@ class Source:
         Hashing runs on a second thread (hashlib releases the GIL), one batch behind, so it
         overlaps with encoding and writing instead of adding to them.
         """
+        import itertools
+
+        batches = iter(batches)
+        first = next(batches, None)  # text formats learn whether rows hold sets from their first batch
+        batches = itertools.chain([] if first is None else [first], batches)
+        if self.multi:
+            yield from self._validated_multi(batches)
+            return
         from concurrent.futures import ThreadPoolExecutor
 
         hashers = (hashlib.sha256(), hashlib.sha256(), hashlib.sha256())  # vectors, id lengths, id bytes
@@ -233,6 +253,36 @@ class Source:
                 (hashers[1].hexdigest() + hashers[2].hexdigest()).encode()).hexdigest(),
             "vectors_sha256": hashers[0].hexdigest(),
         }
+        block["fingerprint"] = metadata.source_fingerprint(block)
+        self._source_block = block
+
+
+    def _validated_multi(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """:meth:`_validated` for multi-vector data (sets of vectors; see :mod:`vecx.formats.multi`)."""
+        from vecx.formats import multi
+
+        validator = multi.Validator(self)
+        ids_hash = (hashlib.sha256(), hashlib.sha256())
+        all_ids: list[Any] = []
+        total = 0
+        for batch in batches:
+            validator.check(batch)
+            if batch.ids.null_count:
+                nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
+                raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+            _hash_ids(batch.ids, *ids_hash)
+            all_ids.append(batch.ids)
+            total += len(batch)
+            yield batch
+        if total == 0:
+            raise self.fail("no vectors found (empty input)", hint="check the file and --column")
+        if self.ids_given:
+            _check_unique(self, all_ids)
+        self.rows = total
+        block = {"rows": total, "dim": self.dim, "dtype": self.dtype, "metric": self.options.metric or "cosine",
+                 "normalized": validator.normalized,
+                 "ids_sha256": hashlib.sha256((ids_hash[0].hexdigest() + ids_hash[1].hexdigest()).encode())
+                 .hexdigest(), **validator.block_fields()}
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
 

@@ -33,6 +33,7 @@ class TableSource(Source):
             self.id_column: str | None = self.meta["id"]["column"]
             self.dim = int(self.meta["vector"]["dim"])
             self.dtype = self.meta["vector"]["dtype"]
+            self.multi = bool(self.meta["vector"].get("multi"))
             if self.vector_column not in schema.names:
                 raise self.fail(f"vector column {self.vector_column!r} named in the metadata is missing")
         else:
@@ -42,6 +43,13 @@ class TableSource(Source):
                 raise self.fail(f"no id column {self.id_column!r}; columns are {', '.join(schema.names)}")
             vtype = schema.field(self.vector_column).type
             self.dim = vtype.list_size if pa.types.is_fixed_size_list(vtype) else 0
+            from vecx.formats import multi
+
+            if multi.is_multi_type(vtype):  # a set of vectors per row
+                self.multi = True
+                inner = vtype.value_type
+                self.dtype = "float16" if pa.types.is_float16(inner.value_type) else "float32"
+                self.dim = inner.list_size if pa.types.is_fixed_size_list(inner) else 0
         if self.id_column is not None:
             id_type = schema.field(self.id_column).type
             if pa.types.is_integer(id_type):
@@ -57,8 +65,10 @@ class TableSource(Source):
         self.payload_fields = [f for f in schema if f.name not in skip]
 
     def _find_vector_column(self, schema: Any) -> str:
+        from vecx.formats.multi import is_multi_type
+
         def is_vector(t: Any) -> bool:
-            return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
+            return is_multi_type(t) or (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
                 pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
 
         if self.options.column is not None:
@@ -81,10 +91,16 @@ class TableSource(Source):
 
     def _convert(self, rb: Any, offset: int) -> Batch:
         col = rb.column(self.vector_column)
-        if col.null_count:
+        if self.multi:
+            from vecx.formats import multi
+
+            vectors, self.dim = multi.from_arrow(col, self.path, offset, self.dim, self.vector_column)
+        elif col.null_count:
             bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise self.fail(f"vector is missing (null) in column {self.vector_column!r}", offset + bad)
-        if pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
+        if self.multi:
+            pass  # parsed above
+        elif pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
             width = col.type.byte_width
             data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
             vectors = data[col.offset * width: (col.offset + len(col)) * width].reshape(len(col), width)
@@ -99,13 +115,13 @@ class TableSource(Source):
             if len(bad):
                 raise self.fail(f"vector has {int(lengths[bad[0]])} dimensions, earlier rows "
                                 f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
-        if not pa.types.is_fixed_size_binary(col.type):
+        if not self.multi and not pa.types.is_fixed_size_binary(col.type):
             values = col.flatten()
             if values.null_count:
                 bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
                 raise self.fail("vector holds a null value", offset + bad_row)
             vectors = values.to_numpy(zero_copy_only=False).reshape(len(rb), width)
-        if self.meta is None and vectors.dtype != np.float32:
+        if self.meta is None and not self.multi and vectors.dtype != np.float32:
             vectors = vectors.astype(np.float32)
         if self.id_column is not None:
             ids = rb.column(self.id_column)
@@ -144,6 +160,8 @@ class ParquetSource(TableSource):
         if self.dim == 0 and self.rows:
             first = self.file.read_row_group(0, columns=[self.vector_column]).column(0)
             self.dim = len(first[0]) if len(first) and first[0].is_valid else 0
+            if self.multi:  # the first token's length (a bad first row is reported by the batch reader)
+                self.dim = len(first[0][0]) if self.dim and first[0][0].is_valid else 0
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
         try:

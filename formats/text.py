@@ -62,6 +62,12 @@ class JsonlSource(Source):
         first = records[0][1]
         if self.dim == 0:
             self._pick_fields(first, records[0][0])
+        if self.multi:
+            from vecx.formats import multi
+
+            vectors = multi.from_json_rows([(n, obj.get(self.vector_field)) for n, obj in records],
+                                           self.path, self.vector_field, self.dim)
+            return self._finish_batch(records, offset, vectors)
         vectors = np.empty((len(records), self.dim), dtype=np.float32)
         for i, (number, obj) in enumerate(records):
             value = obj.get(self.vector_field)
@@ -75,6 +81,9 @@ class JsonlSource(Source):
                 vectors[i] = value
             except (TypeError, ValueError):
                 raise DataError(f"{where(self.path)}: line {number}: vector holds a non-number") from None
+        return self._finish_batch(records, offset, vectors)
+
+    def _finish_batch(self, records: list[tuple[int, dict[str, Any]]], offset: int, vectors: Any) -> Batch:
         if self.id_field is not None:
             raw_ids = [obj.get(self.id_field) for _, obj in records]
             ids = _id_array(raw_ids, self, records)
@@ -109,6 +118,11 @@ class JsonlSource(Source):
         if not isinstance(vector, list) or not vector:
             raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} is not a non-empty list")
         self.dim = len(vector)
+        if isinstance(vector[0], list):  # a list of vectors: multi-vector data
+            self.multi = True
+            self.dim = len(vector[0])
+            if not self.dim:
+                raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} holds an empty vector")
         self.id_field = self.options.id_column or ("id" if "id" in first else None)
         self.ids_from_data = self.id_field is not None
         if self.id_field is not None and self.id_field not in first:

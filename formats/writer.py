@@ -69,12 +69,17 @@ class TableWriter:
     """Writes ``id``, ``vector`` and payload columns; call :meth:`commit` or :meth:`abort`."""
 
     def __init__(self, path: str, *, dtype: str, dim: int, id_type: Any, payload_fields: list[Any],
-                 initial_metadata: dict[bytes, bytes]) -> None:
+                 initial_metadata: dict[bytes, bytes], multi: bool = False) -> None:
+        from vecx.formats import multi as multi_mod
+
         self.path = path
         self.dtype = dtype
+        self.multi = multi  # a set of vectors per row: list<fixed_size_list> (vecx.formats.multi)
+        column_type = multi_mod.arrow_type(dtype, dim) if multi else vector_type(dtype, dim)
         self.schema = pa.schema([pa.field("id", id_type, nullable=False),
-                                 pa.field("vector", vector_type(dtype, dim), nullable=False), *payload_fields])
-        self.row_group_rows = batch_rows_for(row_bytes(dim, dtype))
+                                 pa.field("vector", column_type, nullable=False), *payload_fields])
+        self.row_group_rows = (multi_mod.batch_rows(dim, dtype) if multi
+                               else batch_rows_for(row_bytes(dim, dtype)))
         self.rows = 0
         self._buffer: list[Any] = []
         self._buffered = 0
@@ -101,7 +106,12 @@ class TableWriter:
 
     def write(self, batch: Batch, codes: Any) -> None:
         """Append one batch of encoded rows (ids and payload from ``batch``)."""
-        columns = [batch.ids, vector_array(codes, self.dtype)]
+        if self.multi:
+            from vecx.formats.multi import to_arrow
+
+            columns = [batch.ids, to_arrow(codes, self.dtype)]
+        else:
+            columns = [batch.ids, vector_array(codes, self.dtype)]
         columns += [batch.payload[f.name] for f in self.schema if f.name not in ("id", "vector")]
         rb = pa.RecordBatch.from_arrays(columns, schema=self.schema)
         self.rows += rb.num_rows
@@ -163,7 +173,8 @@ def spool_to_parquet(source: Source) -> str:
         for batch in source.batches():
             if writer is None:
                 writer = TableWriter(tmp_path, dtype=source.dtype, dim=source.dim, id_type=source.id_type,
-                                     payload_fields=source.payload_fields, initial_metadata={})
+                                     payload_fields=source.payload_fields, initial_metadata={},
+                                     multi=source.multi)
             writer.write(batch, batch.vectors)
         if writer is None:
             raise source.fail("no vectors found (empty input)")

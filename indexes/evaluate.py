@@ -49,7 +49,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     exact = searcher.graph.search(np.ascontiguousarray(codes), kmax, exact=True, threads=0)
     out["stages"].append({"stage": "codes, exact", **_recalls(np.asarray(exact.keys).reshape(len(q), -1), truth, ks)})
     configs = [("graph", 1, False)]
-    if searcher.rescore_vectors is not None:
+    if searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
         configs.append((f"graph + rescore x{factor}", factor, True))
     for name, factor, rescore in configs:
@@ -72,7 +72,8 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
     """Smallest oversampling factor, then smallest expansion, reaching ``target`` recall@k."""
     if not 0 < target <= 1:
         raise UsageError(f"--target-recall must be in (0, 1], not {target}")
-    factors = FACTORS if searcher.rescore_vectors is not None else (1,)
+    rescorable = searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None
+    factors = FACTORS if rescorable else (1,)
     tried = []
     for factor in factors:
         for expansion in EXPANSIONS:

@@ -78,6 +78,9 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     options = options or BuildOptions()
     source = _open_table(table)
     space = source.space
+    if space.multi:  # issue 6
+        raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
+                         hint="encode it first, e.g. 'vecx muvera' (then --rescore with this table)")
     source_block = source.meta.get("source") or {}
     metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = _check_rescore(rescore, source) if rescore else None
@@ -113,7 +116,12 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
             handle.write(md.dumps(source.meta))
         if source.state_blob:
             _write_state(source.state_blob, os.path.join(version, "state.npz"), table)
-        rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
+        if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim (issue 6)
+            from vecx.indexes import multivector
+
+            rescore_info = multivector.write_rescore(rescore_src, version, count, options)
+        else:
+            rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
         store.commit(output, version, {
             "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
             "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
@@ -214,8 +222,17 @@ class Searcher:
         self.graph.expansion_search = int(self.manifest["graph"]["expansion_search"])
         self.rescore_vectors = None
         self.rescore_chain: Chain | None = None
+        self.multi_rescore = None  # token vectors for exact MaxSim (issue 6, indexes/multivector.py)
+        self.first_stage = "fde"
         info = self.manifest.get("rescore")
-        if info:
+        if info and info.get("multi"):
+            from vecx.indexes.multivector import MultiRescore
+
+            self.multi_rescore = MultiRescore(self.directory, info, self.graph.expansion_search)
+            rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
+            self.rescore_chain = Chain.from_table(rescore_meta, None, path)
+            self.rescore_metric = "maxsim"
+        elif info:
             self.rescore_vectors = np.load(os.path.join(self.directory, "rescore.npy"), mmap_mode="r")
             self.rescore_chain = _load_chain(self.directory, "rescore.json", "rescore.state", path)
             self.rescore_metric = info["metric"]
@@ -226,7 +243,14 @@ class Searcher:
         return self.chain.input.dim
 
     def check_queries(self, q: Any, where: str) -> Any:
-        """Validate query vectors: 2-D float, the input dimension, finite."""
+        """Validate query vectors: 2-D float, the input dimension, finite (sets of vectors for multi-vector indexes)."""
+        from vecx.formats.multi import MultiVectors, check_query_sets
+
+        if self.chain.input.multi:
+            return check_query_sets(q, self.input_dim, where)
+        if isinstance(q, MultiVectors):
+            raise MismatchError(f"{where}: this index holds one vector per row; a query is one vector, "
+                                "not a set of vectors", hint="give --vector FILE")
         q = np.asarray(q, dtype=np.float32)
         if q.ndim == 1:
             q = q.reshape(1, -1)
@@ -249,6 +273,10 @@ class Searcher:
         codes = self.chain.encode_query(q)
         use_rescore = rescore and self.rescore_chain is not None
         rescore_q = self.rescore_chain.encode_query(q) if use_rescore else None
+        if self.first_stage != "fde":  # candidates from the mean-vector graph too (issue 6)
+            from vecx.indexes.multivector import search_first_stage
+
+            return search_first_stage(self, q, codes, rescore_q, k, oversample, expansion, allowed)
         return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
 
     def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
@@ -256,6 +284,9 @@ class Searcher:
         """Neighbours of rows already in the index (each row itself excluded)."""
         rows = np.asarray(rows, dtype=np.int64)
         codes = self.codes_of(rows)
+        if self.multi_rescore is not None:  # the rows' own token sets (issue 6)
+            rescore_q = self.multi_rescore.sets_of(rows) if rescore else None
+            return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
         use_rescore = rescore and self.rescore_vectors is not None
         rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if use_rescore else None
         return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
@@ -306,7 +337,8 @@ class Searcher:
         short = np.flatnonzero((rows < 0).any(axis=1))
         if len(short):  # the graph found too few matching rows for these queries: scan them exactly
             sub_ex = None if exclude is None else np.asarray(exclude)[short]
-            sub_rq = None if rescore_q is None else np.asarray(rescore_q)[short]
+            sub_rq = None if rescore_q is None else (rescore_q[short] if self.multi_rescore is not None
+                                                     else np.asarray(rescore_q)[short])
             rows[short], top_scores[short] = self._exact(np.asarray(codes)[short], sub_rq, matching, k, sub_ex)
         return rows, top_scores
 
@@ -366,6 +398,8 @@ class Searcher:
 
         Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
         """
+        if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+            return self.multi_rescore.scores(q, keys)
         chunk = max(1, (64 << 20) // max(1, keys.shape[1] * self.rescore_vectors.shape[1] * 4))
         if len(keys) > chunk:
             return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])

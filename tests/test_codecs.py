@@ -32,7 +32,8 @@ def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
 
 
 def test_every_codec_has_an_example() -> None:
-    assert sorted(EXAMPLES) == sorted(registry())
+    # Codecs that take sets of vectors (muvera) have their contract tests in test_muvera.py.
+    assert sorted(EXAMPLES) == sorted(name for name, cls in registry().items() if not cls.takes_multi)
 
 
 @pytest.fixture(params=sorted(EXAMPLES), ids=sorted(EXAMPLES))

@@ -1,0 +1,177 @@
+"""Multi-vector indexes: exact MaxSim rescoring over stored token vectors, and first-stage choice.
+
+An index built from single vectors that encode sets (e.g. ``muvera`` FDEs) with
+``--rescore docs.mv.parquet`` keeps the original token vectors:
+
+- ``rescore_tokens.npy``: every document's vectors, one flat ``tokens x d`` matrix (float16 or
+  float32, as imported), memory-mapped at query time; only candidates' rows are read;
+- ``rescore_offsets.npy``: ``rows + 1`` int64 offsets (document ``i`` owns rows
+  ``offsets[i]:offsets[i+1]``);
+- ``mean.usearch``: an HNSW graph (f32, cosine) over each document's *mean* vector, built
+  automatically: a second first stage for token models trained for mean pooling, where it finds
+  more of the true MaxSim top-k than the FDE (see BENCHMARKS.md). It costs ``d`` floats per
+  document, small next to the token vectors themselves.
+
+Queries are sets of vectors. ``first_stage`` picks where the candidates come from: ``fde`` (the
+main graph over the encodings), ``mean`` (the mean-vector graph), or ``both`` (the union); the
+candidates are then reranked by exact MaxSim against the stored token vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.errors import MismatchError, UsageError
+
+np = lazy("numpy")
+
+FIRST_STAGES = ("fde", "mean", "both")
+TOKENS_FILE = "rescore_tokens.npy"
+OFFSETS_FILE = "rescore_offsets.npy"
+MEAN_GRAPH = "mean.usearch"
+
+
+def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, Any]:
+    """Stream a multi-vector table into the flat token matrix, offsets and the mean-vector graph."""
+    import json
+
+    from usearch.index import Index
+
+    tokens = (src.meta.get("source") or {}).get("tokens") if not src.meta.get("stages") else None
+    if tokens is None:  # not recorded: count in one pass
+        tokens = sum(len(b.vectors.values) for b in src.batches())
+    dtype = np.float16 if src.space.dtype == "float16" else np.float32
+    store = np.lib.format.open_memmap(os.path.join(version, TOKENS_FILE), mode="w+", dtype=dtype,
+                                      shape=(int(tokens), src.dim))
+    offsets = np.empty(rows + 1, dtype=np.int64)
+    offsets[0] = 0
+    mean_graph = Index(ndim=src.dim, metric="cos", dtype="f32", connectivity=options.connectivity,
+                       expansion_add=options.expansion_add, expansion_search=options.expansion_search)
+    threads = 1 if options.deterministic else 0
+    filled, position = 0, 0
+    for batch in src.batches():
+        sets = batch.vectors
+        if batch.offset + len(batch) > rows:
+            raise MismatchError(f"{src.path}: has more rows than the codes ({rows})")
+        n_tok = len(sets.values)
+        if position + n_tok > tokens:
+            raise MismatchError(f"{src.path}: holds more token vectors than its metadata says")
+        store[position: position + n_tok] = sets.values
+        offsets[batch.offset + 1: batch.offset + len(batch) + 1] = position + sets.offsets[1:]
+        position += n_tok
+        keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+        mean_graph.add(keys, np.ascontiguousarray(sets.mean(), dtype=np.float32), threads=threads)
+        filled += len(batch)
+    store.flush()
+    del store
+    if filled != rows:
+        raise MismatchError(f"{src.path}: has {filled} rows, the codes {rows}")
+    np.save(os.path.join(version, OFFSETS_FILE), offsets)
+    mean_graph.save(os.path.join(version, MEAN_GRAPH))
+    with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
+        json.dump(src.meta, handle, sort_keys=True)
+    return {"file": TOKENS_FILE, "offsets": OFFSETS_FILE, "multi": True, "tokens": int(tokens),
+            "dtype": src.space.dtype, "dim": src.dim, "metric": "maxsim", "mean_graph": MEAN_GRAPH,
+            "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint")}
+
+
+class MultiRescore:
+    """The stored token vectors of an index (memory-mapped) and its mean-vector graph."""
+
+    def __init__(self, directory: str, info: dict[str, Any], expansion_search: int) -> None:
+        from usearch.index import Index
+
+        self.tokens = np.load(os.path.join(directory, info["file"]), mmap_mode="r")
+        self.offsets = np.load(os.path.join(directory, info["offsets"]))
+        self.dim = int(info["dim"])
+        self.mean_graph = None
+        if info.get("mean_graph"):
+            self.mean_graph = Index.restore(os.path.join(directory, info["mean_graph"]), view=True)
+            self.mean_graph.expansion_search = expansion_search
+
+    def scores(self, q: Any, keys: Any) -> Any:
+        """Exact MaxSim of each query set against its candidate rows (-inf where key < 0)."""
+        from vecx import maxsim
+
+        return maxsim.candidate_scores(q, self.tokens, self.offsets, keys)
+
+    def mean_candidates(self, q: Any, count: int, expansion: int | None) -> Any:
+        """Rows nearest to each query's mean vector in the mean graph (-1 where fewer)."""
+        if self.mean_graph is None:
+            raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector --rescore table")
+        graph = self.mean_graph
+        saved = graph.expansion_search
+        graph.expansion_search = max(expansion or saved, count)
+        matches = graph.search(np.ascontiguousarray(q.mean(), dtype=np.float32), count, threads=0)
+        graph.expansion_search = saved
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
+        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
+        return np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
+
+    def sets_of(self, rows: Any) -> Any:
+        """The stored token sets of some rows (float32)."""
+        from vecx.formats.multi import MultiVectors
+
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        index = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - self.offsets[rows], counts)
+        return MultiVectors(np.asarray(self.tokens[index], dtype=np.float32), offsets)
+
+    def all_rows(self) -> Any:
+        """The document sets of every row, in blocks (for exact ground truth)."""
+        from vecx.formats.multi import MultiVectors
+
+        rows = len(self.offsets) - 1
+        step = 4096
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            lo, hi = self.offsets[start], self.offsets[stop]
+            yield start, MultiVectors(np.asarray(self.tokens[lo:hi]), self.offsets[start: stop + 1] - lo)
+
+
+def union(first: Any, second: Any) -> Any:
+    """Per query, the rows of ``first`` then those of ``second`` not already in it (-1 padded)."""
+    both = np.concatenate([first, second], axis=1)
+    out = np.full(both.shape, -1, dtype=np.int64)
+    for i, row in enumerate(both):
+        valid = row[row >= 0]
+        _, first_seen = np.unique(valid, return_index=True)
+        keep = valid[np.sort(first_seen)]
+        out[i, : len(keep)] = keep
+    return out
+
+
+def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int, oversample: int | None,
+                       expansion: int | None, allowed: Any) -> tuple[Any, Any]:
+    """Search with candidates from the mean-vector graph (``mean``) or the union with the FDE graph
+    (``both``), reranked by exact MaxSim; ``k x oversample`` candidates from each graph."""
+    from vecx.indexes.hnsw import _top
+
+    rescorer = searcher.multi_rescore
+    k = min(k, searcher.rows)
+    factor = max(1, oversample if oversample is not None else int(searcher.manifest["search"]["oversample"]))
+    count = min(searcher.rows, k * factor)
+    keys = rescorer.mean_candidates(q, count, expansion)
+    if searcher.first_stage == "both":
+        fde_keys, _ = searcher._graph_search(codes, count, expansion)
+        keys = union(fde_keys, keys)
+    if allowed is not None:
+        keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
+    if rescore_q is None:  # no rescoring asked: keep the first stage's order
+        order = np.where(keys >= 0, np.arange(keys.shape[1])[None, :], keys.shape[1]).astype(np.float32)
+        rows, _ = _top(keys, order, k, lower_is_better=True)
+        return rows, np.zeros(rows.shape, dtype=np.float32)
+    return _top(keys, rescorer.scores(rescore_q, keys), k, lower_is_better=False)
+
+
+def check_first_stage(name: str | None, searcher: Any) -> str:
+    """Validate a ``--first-stage`` choice against an index."""
+    name = name or "fde"
+    if name not in FIRST_STAGES:
+        raise UsageError(f"--first-stage must be one of {', '.join(FIRST_STAGES)}, not {name!r}")
+    if name != "fde" and getattr(searcher, "multi_rescore", None) is None:
+        raise UsageError(f"--first-stage {name} needs an index built with --rescore on a multi-vector table")
+    return name
