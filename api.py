@@ -146,7 +146,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     started = time.perf_counter()
     progress = progress or _NoProgress()
     check_output(output)
-    source = open_source(input, read)
+    source = open_source(input, _records_if_needed(read, spec, state_file))
     prior = prior_chain(source)
     if state_file:
         new = load_state_file(state_file, source.space, spec, seed)
@@ -183,6 +183,16 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
                         fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
                         state_file=save_state)
+
+
+def _records_if_needed(read: ReadOptions | None, spec: str | None, state_file: str | None) -> ReadOptions:
+    """Read options that ask for parsed JSON records when the chain starts with a JSON codec (vsa)."""
+    from dataclasses import replace
+
+    from vecx.formats.records import chain_reads_records
+
+    read = read or ReadOptions()
+    return replace(read, records=True) if chain_reads_records(spec, state_file) else read
 
 
 def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) -> dict[bytes, bytes]:
@@ -226,7 +236,7 @@ def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
              read: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
     progress = progress or _NoProgress()
-    source = open_source(input, read)
+    source = open_source(input, _records_if_needed(read, spec, None))
     chain = Chain.from_spec(spec, source.space, seed)
     if not chain.needs_fit:
         raise UsageError(f"spec {chain.spec!r} has nothing to fit", hint="encode directly with vecx encode")

@@ -34,6 +34,8 @@ class ReadOptions:
     metric: str | None = None  # declared metric of raw vectors (default cosine)
     ids_file: str | None = None  # one id per line, replaces ids
     batch_rows: int | None = None
+    records: bool = False  # JSONL read as parsed JSON records (the chain starts with a JSON codec, vsa)
+    keep: tuple[str, ...] | None = None  # JSON records: fields kept as payload columns
 
 
 @dataclass
