@@ -452,8 +452,11 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
 
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
           oversample: int | None = None, expansion: int | None = None,
-          fields: list[str] | None = None, where: str | None = None) -> dict[str, Any]:
+          fields: list[str] | None = None, where: str | None = None, json: str | None = None) -> dict[str, Any]:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
+
+    ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
+    (JSONL) or ``-`` (JSONL on stdin); such an index reads ``vector``/stdin as records too.
 
     ``where`` filters on payload columns (see :mod:`vecx.indexes.where`); a selective filter is
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
@@ -483,6 +486,12 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                      rescore=oversample != 1)
         query_ids = list(like)
+    elif json is not None or searcher.chain.input.dtype == "json":
+        from vecx.formats.records import query_records_for
+
+        records, query_ids = query_records_for(searcher, json, vector)
+        rows, scores = searcher.search(records, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                       rescore=oversample != 1)
     else:
         q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")

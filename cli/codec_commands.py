@@ -13,7 +13,7 @@ import typer
 from typing_extensions import Annotated
 from vecx.cli import common
 from vecx.codecs import registry
-from vecx.codecs.base import Codec, Param
+from vecx.codecs.base import JSON, Codec, Param
 
 
 def _option(p: Param) -> tuple[Any, Any]:
@@ -27,6 +27,11 @@ def _option(p: Param) -> tuple[Any, Any]:
         return Annotated[p.type, typer.Option(flag, metavar=metavar, help=help_text, show_default=False)], ...
     return Annotated[Optional[p.type], typer.Option(flag, metavar=metavar, show_default=False,
                                                     help=help_text + f" [default: {p.format(p.default)}]")], None
+
+
+def make_command(cls: type[Codec]) -> Any:
+    """The command function of a codec, with options generated from its parameters."""
+    return _make_command(cls)
 
 
 def _make_command(cls: type[Codec]) -> Any:
@@ -43,7 +48,8 @@ def _make_command(cls: type[Codec]) -> Any:
         report = api.encode_file(
             kwargs["input"], kwargs["output"], spec, seed=kwargs.get("seed"),
             state_file=kwargs.get("state"), save_state=kwargs.get("save_state"),
-            read=common.read_options(kwargs["column"], kwargs["id_column"], kwargs["metric"]),
+            read=common.read_options(kwargs.get("column"), kwargs["id_column"], kwargs.get("metric"),
+                                     keep=kwargs.get("keep")),
             progress=common.Bar(kwargs["quiet"]),
         )
         common.report_encode(report, kwargs["json"], kwargs["quiet"])
@@ -59,8 +65,12 @@ def _make_command(cls: type[Codec]) -> Any:
         signature.append((p.name, annotation, default))
     if cls.needs_fit:
         signature += [("state", common.StateIn, None), ("save_state", common.StateOut, None)]
-    signature += [("column", common.Column, None), ("id_column", common.IdColumn, None),
-                  ("metric", common.Metric, None), ("quiet", common.Quiet, False),
+    if cls.input_kind == JSON:  # records: payload fields to keep instead of a vector column and metric
+        signature += [("keep", common.Keep, None), ("id_column", common.IdColumn, None)]
+    else:
+        signature += [("column", common.Column, None), ("id_column", common.IdColumn, None),
+                      ("metric", common.Metric, None)]
+    signature += [("quiet", common.Quiet, False),
                   ("json", common.Json, False), ("debug", common.Debug, False)]
     command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
@@ -71,7 +81,19 @@ def _make_command(cls: type[Codec]) -> Any:
     return command
 
 
-def _example(cls: type[Codec]) -> str:
+def example(cls: type[Codec], command: str | None = None) -> str:
+    """The examples epilog of a codec's command (``command``: how the command is spelled)."""
+    return _example(cls, command)
+
+
+def _example(cls: type[Codec], command: str | None = None) -> str:
+    if cls.input_kind == JSON:
+        name = command or cls.name
+        return common.examples(
+            f"vecx {name} records.jsonl -o records.{cls.name}.parquet --dim 2048 --seed 7 --keep name,year",
+            f"vecx encode records.jsonl -o records.bin.parquet --spec {cls.name}:2048,binarize",
+            f"vecx {name} more.jsonl -o more.{cls.name}.parquet --state {cls.name}.state",
+        )
     required = [p for p in cls.params if p.required]
     flags = " ".join(f"--{p.name} 32" if p.type is int else f"--{p.name} X" for p in required)
     first = f"vecx {cls.name} docs.parquet -o docs.{cls.name}.parquet {flags}".rstrip()
@@ -81,7 +103,8 @@ def _example(cls: type[Codec]) -> str:
     return common.examples(*lines)
 
 
-def register(app: typer.Typer) -> None:
-    """Add a command for every registered codec."""
+def register(app: typer.Typer, skip: tuple[str, ...] = ()) -> None:
+    """Add a command for every registered codec (except ``skip``: codecs with a command group of their own)."""
     for name, cls in registry().items():
-        app.command(name, epilog=_example(cls))(_make_command(cls))
+        if name not in skip:
+            app.command(name, epilog=_example(cls))(_make_command(cls))

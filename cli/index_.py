@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         "cat queries.jsonl | vecx query docs.vecx -k 10 > results.jsonl",
         "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
         "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
+        "vecx query laureates.vecx --json '{\"prizes\": [{\"category\": \"physics\"}]}' -k 5",
     ))
     def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
               where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
+              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
 
@@ -75,11 +77,12 @@ def register(app: typer.Typer) -> None:
         fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        if vector is not None and like:
-            raise UsageError("give either --vector or --like, not both")
-        if vector is None and not like and sys.stdin.isatty():
-            raise UsageError("no query: give --vector FILE, --like ID, or JSONL vectors on stdin")
-        result = api.query(index, vector=vector if vector is not None else (None if like else "-"), like=like,
+        if sum(x is not None and x != [] for x in (vector, like, json_query)) > 1:
+            raise UsageError("give one of --vector, --like and --json")
+        if vector is None and not like and json_query is None and sys.stdin.isatty():
+            raise UsageError("no query: give --vector FILE, --like ID, --json RECORD, or JSONL vectors on stdin")
+        result = api.query(index, vector=vector if vector is not None else (None if like or json_query else "-"),
+                           like=like, json=json_query,
                            k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f])
         if result["clamped"]:

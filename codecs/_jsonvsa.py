@@ -21,7 +21,8 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
   (``{"a": "b"}`` is not ``{"b": "a"}``), and exactly invertible. Keys are visited in sorted order,
   so key order cannot change a single bit. The root object is not multiplied by ``Q``: one
   orthogonal map applied to every record changes no cosine.
-- **array**: ``sum_i alpha * enc(e_i) + beta * P^i enc(e_i)`` with ``P`` a signed permutation: the
+- **array**: ``sum_i alpha * enc(e_i) + beta * P^(i+1) enc(e_i)`` with ``P`` a signed permutation
+  drawn from the array's key path: the
   ``alpha`` part ignores order (the same items in another order stay partly similar), the
   ``beta`` part is positional (prefix-aligned: index 0 means the same everywhere).
 - **pairs** (conjunctions): inside every object, for each pair of scalar fields, the elementwise
@@ -157,10 +158,10 @@ class Config:
     exact: float = 1.0  # weight of exact-match atoms (strings, numbers)
     soft: float = 0.5  # weight of token bags / number levels
     gamma: float = 0.0  # unbound copy of scalar values (cross-key similarity)
-    alpha: float = 0.7071067811865476  # unordered part of arrays
-    beta: float = 0.7071067811865476  # positional part of arrays
+    alpha: float = 1.0  # unordered part of arrays
+    beta: float = 1.0  # positional part of arrays
     levels: int = 4  # spans of the number level code (kernel width = range / levels)
-    pairs: float = 3.0  # conjunctions of scalar fields inside an object
+    pairs: float = 2.0  # conjunctions of scalar fields inside an object
     idf: bool = False
     idf_floor: float = 0.1
 
@@ -210,8 +211,8 @@ def fit_stats(records: list[Any], config: Config) -> PathStats:
         stack: list[tuple[Any, str, int]] = [(record, "", 0)]
         while stack:
             value, path, depth = stack.pop()
-            if depth > config.max_depth:
-                raise RecordError(row, f"nesting deeper than {config.max_depth} levels at {path!r}")
+            if depth >= config.max_depth:
+                continue  # refused (with its row) when encoded
             if isinstance(value, dict):
                 stack.extend((v, path_of(path, k), depth + 1) for k, v in value.items())
             elif isinstance(value, list):
@@ -354,13 +355,16 @@ class Encoder:
         if index is None:
             if kind == "k":
                 perm, sign = signed_permutation(self.c.seed, "key", token, self.c.dim)
-            elif token == 0:
-                perm, sign = np.arange(self.c.dim), np.ones(self.c.dim, dtype=np.float32)
-            else:  # P^i = P . P^(i-1)
-                base_perm, base_sign = signed_permutation(self.c.seed, "seq", "P", self.c.dim)
-                prev = self.edge("i", token - 1)
-                p_prev, s_prev = self._edge_perm[prev], self._edge_sign[prev]
-                perm, sign = p_prev[base_perm], s_prev[base_perm] * base_sign
+            else:  # item i of the array at a path: P_path^(i+1) (never the identity, so the positional
+                # part is not the unordered one; per path, so nested arrays do not add up coherently)
+                array_path, position = token
+                base_perm, base_sign = signed_permutation(self.c.seed, "seq", array_path, self.c.dim)
+                if position == 0:
+                    perm, sign = base_perm, base_sign
+                else:
+                    prev = self.edge("i", (array_path, position - 1))
+                    p_prev, s_prev = self._edge_perm[prev], self._edge_sign[prev]
+                    perm, sign = p_prev[base_perm], s_prev[base_perm] * base_sign
             index = self._edges[key] = len(self._edge_perm)
             self._edge_perm.append(perm)
             self._edge_sign.append(sign)
@@ -368,12 +372,18 @@ class Encoder:
         return index
 
     # ---- encoding ------------------------------------------------------------------------------
-    def encode(self, records: list[Any], normalize: bool = True, sub_batch: int | None = None) -> np.ndarray:
-        """Unit vectors (rows x dim, float32) for a list of parsed records."""
+    def encode(self, records: list[Any], normalize: bool = True, only_path: str | None = None) -> np.ndarray:
+        """Unit vectors (rows x dim, float32) for a list of parsed records.
+
+        ``normalize=False`` returns the raw sums; ``only_path`` keeps only the scalars (and empty
+        containers) at that key path, everything else contributing zero but keeping its array
+        position (with pairs off, the sum over all paths is the unnormalized record vector:
+        what ``vecx vsa explain`` decomposes).
+        """
         out = np.empty((len(records), self.c.dim), dtype=np.float32)
-        step = sub_batch or max(16, min(512, (32 << 20) // (self.c.dim * 4 * 24)))
+        step = max(16, min(512, (32 << 20) // (self.c.dim * 4 * 24)))
         for start in range(0, len(records), step):
-            out[start: start + step] = self._encode_block(records[start: start + step], start, normalize)
+            out[start: start + step] = self._encode_block(records[start: start + step], start, normalize, only_path)
         return out
 
     def bound_leaf(self, path: str, edge: int, value: Any, row: int) -> tuple[np.ndarray, np.ndarray]:
@@ -408,7 +418,7 @@ class Encoder:
             out[rows] = y
         return out
 
-    def _encode_block(self, records: list[Any], offset: int, normalize: bool) -> np.ndarray:
+    def _encode_block(self, records: list[Any], offset: int, normalize: bool, only_path: str | None) -> np.ndarray:
         c = self.c
         if len(self._edges) >= 4096:  # bounded memory with many distinct keys; only between blocks
             self._edges.clear()
@@ -443,12 +453,13 @@ class Encoder:
                     raise RecordError(row, f"nesting deeper than {c.max_depth} levels at {path!r} "
                                            "(max_depth)")
                 if not value:
-                    own[node] = empty_obj if isinstance(value, dict) else empty_arr
+                    if only_path is None or only_path == path:
+                        own[node] = empty_obj if isinstance(value, dict) else empty_arr
                     continue
                 if isinstance(value, dict):
                     items = [(self.edge("k", key), path_of(path, key), value[key]) for key in sorted(value)]
                 else:
-                    items = [(self.edge("i", i), path + "[]", v) for i, v in enumerate(value[: c.max_items])]
+                    items = [(self.edge("i", (path, i)), path + "[]", v) for i, v in enumerate(value[: c.max_items])]
                 total = None
                 squares = None
                 scalars = 0
@@ -459,13 +470,15 @@ class Encoder:
                         is_obj.append(isinstance(sub, dict) and bool(sub)); own.append(zero)
                         stack.append((sub, child, sub_path, depth + 1))
                         continue
+                    if only_path is not None and sub_path != only_path:
+                        continue
                     bound, plain = self.bound_leaf(sub_path, edge, sub, row)
                     scalars += 1
                     if total is None:
                         total = bound.copy()
                     else:
                         total += bound
-                    if c.pairs and isinstance(value, dict):
+                    if c.pairs and only_path is None and isinstance(value, dict):
                         squares = bound * bound if squares is None else squares + bound * bound
                     if c.gamma:
                         unbound.append(plain)
@@ -498,6 +511,21 @@ class Encoder:
                 norms[empty] = 1.0
             result = result / norms
         return result.astype(np.float32, copy=False)
+
+
+def leaf_paths(record: Any) -> dict[str, list[Any]]:
+    """Key path -> the scalars (and empty containers) found there, in document order."""
+    out: dict[str, list[Any]] = {}
+    stack: list[tuple[Any, str]] = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, (dict, list)) and value:
+            children = ([(value[k], path_of(path, k)) for k in sorted(value)] if isinstance(value, dict)
+                        else [(v, path + "[]") for v in value])
+            stack.extend(reversed(children))
+        elif path:
+            out.setdefault(path, []).append(value)
+    return out
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

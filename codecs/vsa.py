@@ -43,13 +43,13 @@ class Vsa(Codec):
               help="dense: Haar-orthogonal matrix for nested objects; perm: signed permutations only (fast)"),
         Param("block", int, default=256, minimum=8, help="size of the Haar-orthogonal blocks of the dense matrix "
               "(= dim for one full Haar matrix; must divide dim)"),
-        Param("pairs", float, default=3.0, minimum=0.0, help="weight of field-pair conjunctions inside objects"),
+        Param("pairs", float, default=2.0, minimum=0.0, help="weight of field-pair conjunctions inside objects"),
         Param("soft", float, default=0.5, minimum=0.0, help="weight of word bags and number levels vs exact matches"),
         Param("levels", int, default=4, minimum=1, maximum=1024,
               help="number level spans: similarity falls to 0 over range/levels"),
         Param("gamma", float, default=0.0, minimum=0.0, help="weight of unbound copies of values (same value, other key)"),
-        Param("alpha", float, default=0.7071067811865476, minimum=0.0, help="weight of the unordered part of arrays"),
-        Param("beta", float, default=0.7071067811865476, minimum=0.0, help="weight of the positional part of arrays"),
+        Param("alpha", float, default=1.0, minimum=0.0, help="weight of the unordered part of arrays"),
+        Param("beta", float, default=1.0, minimum=0.0, help="weight of the positional part of arrays"),
         Param("idf", bool, default=False, help="weight each value by its rarity at its path in the sample"),
         Param("max_tokens", int, default=64, minimum=1, help="words kept per string (the rest are ignored)"),
         Param("max_items", int, default=256, minimum=1, help="items kept per array (the rest are ignored)"),
@@ -67,9 +67,15 @@ class Vsa(Codec):
             self.encoder_: Any = None
             self.stats_: Any = None
             self.q_: Any = None
-        if self.values["mode"] == "dense" and self.values["dim"] % self.values["block"]:
-            raise self.fail(f"block {self.values['block']} does not divide dim {self.values['dim']}")
+        if self.values["mode"] == "dense" and self.values["dim"] % self.block:
+            raise self.fail(f"block {self.block} does not divide dim {self.values['dim']}; use a multiple "
+                            "of it, another block=, or mode=perm")
         return VectorSpec(self.values["dim"], "float32", "cosine", True)
+
+    @property
+    def block(self) -> int:
+        """Size of the Haar blocks actually used (``block``, or ``dim`` when that is smaller)."""
+        return min(self.values["block"], self.values["dim"])
 
     # ---- configuration -------------------------------------------------------------------------
     def config(self, **overrides: Any) -> Any:
@@ -77,7 +83,7 @@ class Vsa(Codec):
         from vecx.codecs._jsonvsa import Config
 
         v = self.values
-        fields = dict(dim=v["dim"], seed=v["seed"], mode=v["mode"], block=v["block"], max_tokens=v["max_tokens"],
+        fields = dict(dim=v["dim"], seed=v["seed"], mode=v["mode"], block=self.block, max_tokens=v["max_tokens"],
                       max_items=v["max_items"], max_depth=v["max_depth"], exact=1.0, soft=v["soft"],
                       gamma=v["gamma"], alpha=v["alpha"], beta=v["beta"], pairs=v["pairs"], idf=v["idf"],
                       levels=v["levels"])
@@ -102,7 +108,7 @@ class Vsa(Codec):
         if not self.values["idf"]:
             self.stats_.counts = None
         v = self.values
-        self.q_ = J.haar_blocks(v["dim"], v["block"], v["seed"]) if v["mode"] == "dense" else None
+        self.q_ = J.haar_blocks(v["dim"], self.block, v["seed"]) if v["mode"] == "dense" else None
         self.encoder_ = None
         self.is_fitted = True
 
@@ -145,7 +151,7 @@ class Vsa(Codec):
         if self.values["idf"]:
             shapes["counts"] = (J.COUNT_BUCKETS,)
         if self.values["mode"] == "dense":
-            b = self.values["block"]
+            b = self.block
             shapes["q"] = (d // b, b, b)
         self._check_state(arrays, shapes)
         ranges = {p: (float(lo), float(hi), bool(s)) for p, lo, hi, s in

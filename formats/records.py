@@ -274,6 +274,16 @@ def open_records(path: str, options: ReadOptions) -> Source:
     return source
 
 
+def query_records_for(searcher: Any, json_arg: str | None, vector: str | None) -> tuple[list[Any], list[Any] | None]:
+    """Query records for an index: ``--json``, else a records file given as ``--vector``, else stdin."""
+    if searcher.chain.input.dtype != JSON:
+        raise UsageError(f"{searcher.path}: --json queries need an index of JSON records (made by vecx vsa); "
+                         "this one takes vectors", hint="use --vector FILE or --like ID")
+    if json_arg is None:
+        json_arg = "-" if vector in (None, "-") else "@" + vector
+    return read_query_records(json_arg)
+
+
 def read_query_records(text: str) -> tuple[list[Any], list[Any] | None]:
     """Query records from ``--json``: a JSON object literal, ``@FILE`` (JSONL) or ``-`` (JSONL on stdin).
 
