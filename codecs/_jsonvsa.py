@@ -123,10 +123,12 @@ def haar_blocks(dim: int, block: int, seed: int) -> np.ndarray:
 
 
 def apply_blocks(x: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """``x @ Q^T`` for the block-diagonal ``Q`` given by ``blocks`` (rows x dim)."""
+    """``x @ Q^T`` for the block-diagonal ``Q`` given by ``blocks`` (rows x dim); one GEMM per block."""
     nb, b, _ = blocks.shape
-    parts = np.matmul(x.reshape(len(x), nb, b).transpose(1, 0, 2), blocks.transpose(0, 2, 1))
-    return np.ascontiguousarray(parts.transpose(1, 0, 2)).reshape(len(x), nb * b)
+    out = np.empty((len(x), nb * b), dtype=np.float32)
+    for i in range(nb):
+        out[:, i * b:(i + 1) * b] = np.ascontiguousarray(x[:, i * b:(i + 1) * b]) @ blocks[i].T
+    return out
 
 
 def parse_number(text: str) -> float | None:
@@ -380,10 +382,16 @@ class Encoder:
         position (with pairs off, the sum over all paths is the unnormalized record vector:
         what ``vecx vsa explain`` decomposes).
         """
+        from threadpoolctl import threadpool_limits
+
         out = np.empty((len(records), self.c.dim), dtype=np.float32)
         step = max(16, min(512, (32 << 20) // (self.c.dim * 4 * 24)))
-        for start in range(0, len(records), step):
-            out[start: start + step] = self._encode_block(records[start: start + step], start, normalize, only_path)
+        # The products here are small (a few hundred rows by one 256-wide block): BLAS threads cost
+        # more than they give (measured 12x slower on a busy 2-core machine), so one thread.
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start in range(0, len(records), step):
+                out[start: start + step] = self._encode_block(records[start: start + step], start, normalize,
+                                                              only_path)
         return out
 
     def bound_leaf(self, path: str, edge: int, value: Any, row: int) -> tuple[np.ndarray, np.ndarray]:
