@@ -41,8 +41,10 @@ def _make_command(cls: type[Codec]) -> Any:
         from vecx import api
 
         common.check_json_output(kwargs["json"], kwargs["output"])
+        # Flags always have a value; at their default they count as not given (so --state alone works).
         parts = [cls.name] + [f"{name}={params[name].format(kwargs[name])}" for name in params
-                              if kwargs.get(name) is not None and name != "seed"]
+                              if kwargs.get(name) is not None and name != "seed"
+                              and not (params[name].type is bool and kwargs[name] == params[name].default)]
         # With --state and no parameters given, the state's own spec applies.
         spec = None if kwargs.get("state") and len(parts) == 1 else ":".join(parts)
         report = api.encode_file(

@@ -354,3 +354,23 @@ def test_records_from_stdin_equal_records_from_a_file(tmp_path: Path) -> None:
     assert a.column("vector").equals(b.column("vector")) and a.column("name").equals(b.column("name"))
     assert hashlib.sha256(str(a.column("id").to_pylist()).encode()).digest() == \
         hashlib.sha256(str(list(range(101))).encode()).digest()  # no id field: row numbers
+
+
+def test_fitted_state_is_reused_on_other_records(tmp_path: Path) -> None:
+    lines = [json.dumps(p) for p in PEOPLE]
+    a = write(tmp_path / "a.jsonl", lines[:60])
+    b = write(tmp_path / "b.jsonl", lines[60:])
+    r = run_vecx("vsa", a, "-o", tmp_path / "a.parquet", "--dim", "128", "--save-state", tmp_path / "vsa.state")
+    assert r.code == 0, r.stderr
+    r = run_vecx("fit", a, "-s", "vsa:128", "-o", tmp_path / "fit.state")
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "fit.state").read_bytes() == (tmp_path / "vsa.state").read_bytes()
+    r = run_vecx("vsa", b, "-o", tmp_path / "b.parquet", "--state", tmp_path / "vsa.state")
+    assert r.code == 0, r.stderr
+    r = run_vecx("encode", b, "-o", tmp_path / "b2.parquet", "--state", tmp_path / "fit.state")
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "b2.parquet").read_bytes()
+    # the ranges come from a's sample (ages 0..59), not from b: b's records encode as with a's codec
+    mine = codec([orjson.loads(x) for x in lines[:60]], dim=128)
+    stored = np.stack(pq.read_table(tmp_path / "b.parquet", columns=["vector"])["vector"].to_numpy(zero_copy_only=False))
+    assert np.abs(stored - mine.encode([orjson.loads(x) for x in lines[60:]])).max() < 1e-6
