@@ -12,35 +12,38 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
   sample says such strings are numbers): ``unit(e * A_num(p, x) + s * L(t))`` where ``A_num`` is an
   exact-match atom and ``L`` a level code: ``t = (x - lo) / (hi - lo)`` clipped to [0, 1] with the
   path's fitted range, ``L(t)_j = A_j if t < tau_j else B_j`` (random thresholds), so that the
-  cosine of two levels falls linearly, ``1 - |t - t'|``.
+  cosine of two levels falls linearly, ``1 - levels * |t - t'|`` (``levels`` chained spans).
 - **true / false / null**, empty ``[]`` / ``{}``: fixed atoms.
 - **object**: ``sum_k w_k * S_k enc(v_k)`` (+ ``gamma * enc(v_k)`` for scalars, unbound, so the same
   value under another key still counts a little), then, for nested objects, multiplied by the
-  Haar-orthogonal matrix ``Q``. ``S_k`` is a signed permutation drawn from the key, so the binding
-  of a value under key ``k`` is the orthogonal matrix ``Q S_k``: key-specific, non-commutative
+  block-diagonal Haar-orthogonal matrix ``Q`` (``block``-wide blocks). ``S_k`` is a signed
+  permutation drawn from the key, so the binding of a value under key ``k`` is the orthogonal
+  matrix ``Q S_k``: key-specific, non-commutative
   (``{"a": "b"}`` is not ``{"b": "a"}``), and exactly invertible. Keys are visited in sorted order,
   so key order cannot change a single bit. The root object is not multiplied by ``Q``: one
   orthogonal map applied to every record changes no cosine.
 - **array**: ``sum_i alpha * enc(e_i) + beta * P^(i+1) enc(e_i)`` with ``P`` a signed permutation
-  drawn from the array's key path: the
-  ``alpha`` part ignores order (the same items in another order stay partly similar), the
-  ``beta`` part is positional (prefix-aligned: index 0 means the same everywhere).
+  drawn from the array's key path: the ``alpha`` part ignores order (the same items in another
+  order stay partly similar), the ``beta`` part is positional (prefix-aligned: index 0 means the
+  same everywhere). ``alpha^2 + beta^2 = 1`` keeps an item's norm; the default ``alpha = beta = 1``
+  weights array items double (measured better on the Nobel data).
 - **pairs** (conjunctions): inside every object, for each pair of scalar fields, the elementwise
-  product of the two bound field vectors (scaled by ``sqrt(D)``) is added with weight ``pairs``. It
-  matches only when *both* fields match (same prize year *and* category), which sums alone cannot
-  express.
+  product of the two bound field vectors (scaled by ``sqrt(D) / sqrt(m - 1)`` for ``m`` scalar
+  fields) is added with weight ``pairs``. It matches only when *both* fields match (same prize
+  year *and* category), which sums alone cannot express.
 - The record's vector is normalized once, at the end (normalizing every level lets small
   sub-objects outweigh the record). Nothing else is normalized: orthogonal binding keeps norms, so
   depth neither shrinks nor grows a field's share.
-- **weights** (``idf``): each field's term is scaled by how rare its exact value was at its path in
-  the fitted sample: ``log((n + 1) / (count + 1)) / log(n + 1)`` floored at ``idf_floor``, counts
-  kept in a hashed table (bounded size), so "gender: male" says less than "year: 1903".
+- **weights** (``idf``, off by default: it measured worse on the Nobel data): each scalar's term is
+  scaled by ``floor + (1 - floor) * log((n + 1) / (count + 1)) / log(n + 1)``, with ``count`` the
+  number of sampled records holding that exact value at that path (a hashed table, bounded size).
 
-Randomness: atoms, key permutations, thresholds come from ``bit_generator.random_raw`` of a
-``PCG64`` seeded by ``blake2b(seed, purpose, token)`` (the raw bit stream is stable across numpy
-versions) and integer operations only, so they are regenerated bit-exactly; the dense ``Q``
-(QR of a Gaussian matrix, sign-fixed) is stored in the codec state, because Gaussian sampling and
-QR are not bit-stable across numpy/LAPACK builds.
+Randomness: key permutations, level thresholds and a codebook of random +-1 rows come from
+``bit_generator.random_raw`` of a ``PCG64`` seeded by ``blake2b(seed, purpose, token)`` (the raw
+bit stream is stable across numpy versions) and integer operations only; a token's atom is the
+product of three codebook rows picked by its blake2b hash. So they are regenerated bit-exactly.
+The Haar blocks of ``Q`` (QR of a Gaussian matrix, sign-fixed) are stored in the codec state,
+because Gaussian sampling and QR are not bit-stable across numpy/LAPACK builds.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Used when the first stage of a chain reads JSON (``vsa``). Each non-blank line m
 object; ``Batch.vectors`` is the list of parsed dicts, ids come from ``--id-column`` (default the
 ``id`` field if the first record has one, else row numbers; the id field is not encoded), and the
 fields named by ``--keep`` become payload columns (type from the first batch's first non-null
-value; objects and arrays are kept as JSON text). Errors are all-or-nothing: a line that is not JSON (this includes NaN and
-Infinity, which JSON does not have, and numbers too large for a double), is not an object, or has
-a missing or duplicate id stops the run with the line number, and no output file is written.
+value; objects and arrays are kept as JSON text). Errors are all-or-nothing: a line that is not
+JSON (this includes NaN and Infinity, which JSON does not have, and numbers too large for a
+double), is not an object, or has a missing or duplicate id stops the run with the line number,
+and no output file is written.
 
 The source fingerprint hashes the ids and the raw bytes of every record line.
 """
