@@ -263,6 +263,8 @@ class Encoder:
         self._tau = (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
         self._values: dict[tuple, np.ndarray] = {}
         self._codebook = _codebook(config.seed, d)
+        self._tok_rows: dict[str, int] = {}
+        self._tok_table = np.empty((max(4 * config.max_tokens, (16 << 20) // (4 * d)), d), dtype=np.float32)
         self._edges: dict[Any, int] = {}
         self._edge_perm: list[np.ndarray] = []
         self._edge_sign: list[np.ndarray] = []
@@ -305,6 +307,24 @@ class Encoder:
             vec = self._values[key] = make()
         return vec
 
+    def _token_rows(self, tokens: list[str]) -> np.ndarray:
+        """The atoms of some word tokens (rows x dim), from a bounded table of the tokens seen so far."""
+        rows = self._tok_rows
+        missing = [t for t in dict.fromkeys(tokens) if t not in rows]
+        if missing:
+            if len(rows) + len(missing) > len(self._tok_table):
+                rows.clear()  # full: start over (bounded memory); only this string's tokens are needed
+                missing = list(dict.fromkeys(tokens))
+            h = np.asarray([_hash64("tok", t) for t in missing], dtype=np.uint64)
+            cb = self._codebook
+            mask = np.uint64(CODEBOOK_MASK)
+            start = len(rows)
+            self._tok_table[start: start + len(missing)] = (
+                cb[h & mask] * cb[(h >> np.uint64(16)) & mask] * cb[(h >> np.uint64(32)) & mask])
+            for offset, token in enumerate(missing):
+                rows[token] = start + offset
+        return self._tok_table[[rows[t] for t in tokens]]
+
     def number_vector(self, path: str, x: float) -> np.ndarray:
         def make() -> np.ndarray:
             exact = self.atom("num", (path, repr(x)))
@@ -323,10 +343,7 @@ class Encoder:
             tokens = TOKEN_RE.findall(text.lower())[: self.c.max_tokens]
             if not tokens:
                 return exact
-            h = np.asarray([_hash64("tok", t) for t in tokens], dtype=np.uint64)
-            cb = self._codebook
-            mask = np.uint64(CODEBOOK_MASK)
-            bag = (cb[h & mask] * cb[(h >> np.uint64(16)) & mask] * cb[(h >> np.uint64(32)) & mask]).sum(axis=0)
+            bag = self._token_rows(tokens).sum(axis=0)
             return _unit(self.c.exact * exact + self.c.soft * _unit(bag))
 
         return self._cached(("s", text), make)
