@@ -146,7 +146,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     started = time.perf_counter()
     progress = progress or _NoProgress()
     check_output(output)
-    source = open_source(input, read)
+    source = open_source(input, _records_if_needed(read, spec, state_file))
     prior = prior_chain(source)
     if state_file:
         new = load_state_file(state_file, source.space, spec, seed)
@@ -186,6 +186,16 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
                         fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
                         state_file=save_state)
+
+
+def _records_if_needed(read: ReadOptions | None, spec: str | None, state_file: str | None) -> ReadOptions:
+    """Read options that ask for parsed JSON records when the chain starts with a JSON codec (vsa)."""
+    from dataclasses import replace
+
+    from vecx.formats.records import chain_reads_records
+
+    read = read or ReadOptions()
+    return replace(read, records=True) if chain_reads_records(spec, state_file) else read
 
 
 def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) -> dict[bytes, bytes]:
@@ -229,7 +239,7 @@ def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
              read: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
     progress = progress or _NoProgress()
-    source = open_source(input, read)
+    source = open_source(input, _records_if_needed(read, spec, None))
     chain = Chain.from_spec(spec, source.space, seed)
     if not chain.needs_fit:
         raise UsageError(f"spec {chain.spec!r} has nothing to fit", hint="encode directly with vecx encode")
@@ -577,8 +587,12 @@ def read_query_sets(path: str) -> tuple[Any, list[Any] | None]:
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
           oversample: int | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
-          multi_vector: str | None = None, first_stage: str | None = None) -> dict[str, Any]:
+          multi_vector: str | None = None, first_stage: str | None = None,
+          json: str | None = None) -> dict[str, Any]:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
+
+    ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
+    (JSONL) or ``-`` (JSONL on stdin); such an index reads ``vector``/stdin as records too.
 
     ``where`` filters on payload columns (see :mod:`vecx.indexes.where`); a selective filter is
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
@@ -619,6 +633,12 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         q, query_ids = read_query_sets(multi_vector)
         q = searcher.check_queries(q, multi_vector)
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                       rescore=oversample != 1)
+    elif json is not None or searcher.chain.input.dtype == "json":
+        from vecx.formats.records import query_records_for
+
+        records, query_ids = query_records_for(searcher, json, vector)
+        rows, scores = searcher.search(records, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
     else:
         q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)

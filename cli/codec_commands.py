@@ -13,7 +13,7 @@ import typer
 from typing import Annotated
 from vecx.cli import common
 from vecx.codecs import registry
-from vecx.codecs.base import Codec, Param
+from vecx.codecs.base import JSON, Codec, Param
 
 
 def _option(p: Param) -> tuple[Any, Any]:
@@ -29,6 +29,11 @@ def _option(p: Param) -> tuple[Any, Any]:
                                                     help=help_text + f" [default: {p.format(p.default)}]")], None
 
 
+def make_command(cls: type[Codec]) -> Any:
+    """The command function of a codec, with options generated from its parameters."""
+    return _make_command(cls)
+
+
 def _make_command(cls: type[Codec]) -> Any:
     params = {p.name: p for p in cls.params}
 
@@ -36,14 +41,17 @@ def _make_command(cls: type[Codec]) -> Any:
         from vecx import api
 
         common.check_json_output(kwargs["json"], kwargs["output"])
+        # Flags always have a value; at their default they count as not given (so --state alone works).
         parts = [cls.name] + [f"{name}={params[name].format(kwargs[name])}" for name in params
-                              if kwargs.get(name) is not None and name != "seed"]
+                              if kwargs.get(name) is not None and name != "seed"
+                              and not (params[name].type is bool and kwargs[name] == params[name].default)]
         # With --state and no parameters given, the state's own spec applies.
         spec = None if kwargs.get("state") and len(parts) == 1 else ":".join(parts)
         report = api.encode_file(
             kwargs["input"], kwargs["output"], spec, seed=kwargs.get("seed"),
             state_file=kwargs.get("state"), save_state=kwargs.get("save_state"),
-            read=common.read_options(kwargs["column"], kwargs["id_column"], kwargs["metric"]),
+            read=common.read_options(kwargs.get("column"), kwargs["id_column"], kwargs.get("metric"),
+                                     keep=kwargs.get("keep")),
             progress=common.Bar(kwargs["quiet"]),
         )
         common.report_encode(report, kwargs["json"], kwargs["quiet"])
@@ -59,8 +67,12 @@ def _make_command(cls: type[Codec]) -> Any:
         signature.append((p.name, annotation, default))
     if cls.needs_fit:
         signature += [("state", common.StateIn, None), ("save_state", common.StateOut, None)]
-    signature += [("column", common.Column, None), ("id_column", common.IdColumn, None),
-                  ("metric", common.Metric, None), ("quiet", common.Quiet, False),
+    if cls.input_kind == JSON:  # records: payload fields to keep instead of a vector column and metric
+        signature += [("keep", common.Keep, None), ("id_column", common.IdColumn, None)]
+    else:
+        signature += [("column", common.Column, None), ("id_column", common.IdColumn, None),
+                      ("metric", common.Metric, None)]
+    signature += [("quiet", common.Quiet, False),
                   ("json", common.Json, False), ("debug", common.Debug, False)]
     command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
@@ -71,7 +83,19 @@ def _make_command(cls: type[Codec]) -> Any:
     return command
 
 
-def _example(cls: type[Codec]) -> str:
+def example(cls: type[Codec], command: str | None = None) -> str:
+    """The examples epilog of a codec's command (``command``: how the command is spelled)."""
+    return _example(cls, command)
+
+
+def _example(cls: type[Codec], command: str | None = None) -> str:
+    if cls.input_kind == JSON:
+        name = command or cls.name
+        return common.examples(
+            f"vecx {name} records.jsonl -o records.{cls.name}.parquet --dim 2048 --seed 7 --keep name,year",
+            f"vecx encode records.jsonl -o records.bin.parquet --spec {cls.name}:2048,binarize",
+            f"vecx {name} more.jsonl -o more.{cls.name}.parquet --state {cls.name}.state",
+        )
     if getattr(cls, "examples", None):  # a codec may spell out its own
         return common.examples(*cls.examples)
     required = [p for p in cls.params if p.required]
@@ -83,7 +107,8 @@ def _example(cls: type[Codec]) -> str:
     return common.examples(*lines)
 
 
-def register(app: typer.Typer) -> None:
-    """Add a command for every registered codec."""
+def register(app: typer.Typer, skip: tuple[str, ...] = ()) -> None:
+    """Add a command for every registered codec (except ``skip``: codecs with a command group of their own)."""
     for name, cls in registry().items():
-        app.command(name, epilog=_example(cls))(_make_command(cls))
+        if name not in skip:
+            app.command(name, epilog=_example(cls))(_make_command(cls))

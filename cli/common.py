@@ -22,15 +22,18 @@ Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed f
 Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors (default: auto-detect).", show_default=False)]
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", metavar="NAME", help="Raw input: column or field holding unique ids (default: 'id' if present, else row numbers).", show_default=False)]
 Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine).", show_default=False)]
+Keep = Annotated[Optional[str], typer.Option("--keep", metavar="A,B", help="JSON records: fields to keep as payload columns (comma-separated; shown by 'vecx query --fields').", show_default=False)]
 StateIn = Annotated[Optional[str], typer.Option("--state", metavar="FILE", help="Apply a fitted state (from 'vecx fit' or --save-state) instead of fitting.", show_default=False)]
 StateOut = Annotated[Optional[str], typer.Option("--save-state", metavar="FILE", help="Also write the fitted state to this file, to reuse on other files.", show_default=False)]
 
 
-def read_options(column: str | None, id_column: str | None, metric: str | None, ids_file: str | None = None) -> Any:
+def read_options(column: str | None, id_column: str | None, metric: str | None, ids_file: str | None = None,
+                 keep: str | None = None) -> Any:
     """Build :class:`vecx.formats.readers.ReadOptions` from CLI values."""
     from vecx.formats.readers import ReadOptions
 
-    return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file)
+    kept = tuple(f.strip() for f in keep.split(",") if f.strip()) if keep else None
+    return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file, keep=kept)
 
 
 def stderr_enabled(quiet: bool) -> bool:

@@ -12,6 +12,7 @@ from vecx.cli.common import (
     Debug,
     IdColumn,
     Input,
+    Keep,
     Json,
     Metric,
     Output,
@@ -65,10 +66,11 @@ def register(app: typer.Typer) -> None:
         "vecx encode glove.parquet -o out.parquet --spec truncate:32,int8",
         "vecx encode docs.parquet -o docs.i8.parquet --spec int8 --save-state int8.state",
         "vecx encode more.parquet -o more.i8.parquet --state int8.state",
+        "vecx encode records.jsonl -o records.parquet --spec vsa:2048,binarize --keep name",
     ))
     def encode(input: Input, output: Output, spec: SpecOpt = "", state: StateIn = None,
                save_state: StateOut = None, seed: Seed = None,
-               column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+               column: Column = None, id_column: IdColumn = None, metric: Metric = None, keep: Keep = None,
                quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Apply a chain of codecs in one pass; the bytes equal running each stage as its own command.
 
@@ -83,7 +85,7 @@ def register(app: typer.Typer) -> None:
         if not spec and not state:
             raise UsageError("give --spec (e.g. --spec truncate:32,int8) or --state FILE")
         report = api.encode_file(input, output, spec or None, seed=seed, state_file=state, save_state=save_state,
-                                 read=read_options(column, id_column, metric), progress=Bar(quiet))
+                                 read=read_options(column, id_column, metric, keep=keep), progress=Bar(quiet))
         report_encode(report, json, quiet)
 
     @app.command("fit", epilog=examples(

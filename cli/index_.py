@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
         "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
         "vecx query docs.fde.vecx --multi-vector q_tokens.npy -k 10 --first-stage both",
+        "vecx query laureates.vecx --json '{\"prizes\": [{\"category\": \"physics\"}]}' -k 5",
     ))
     def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
+              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
 
@@ -79,12 +81,13 @@ def register(app: typer.Typer) -> None:
         fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        if sum(x is not None and x != [] for x in (vector, like, multi_vector)) > 1:
-            raise UsageError("give one of --vector, --multi-vector or --like")
-        if vector is None and not like and multi_vector is None and sys.stdin.isatty():
-            raise UsageError("no query: give --vector FILE, --like ID, or JSONL vectors on stdin")
-        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector else "-"),
-                           like=like, k=k, oversample=rescore, expansion=expansion, where=where,
+        if sum(x is not None and x != [] for x in (vector, like, multi_vector, json_query)) > 1:
+            raise UsageError("give one of --vector, --multi-vector, --like and --json")
+        if vector is None and not like and multi_vector is None and json_query is None and sys.stdin.isatty():
+            raise UsageError("no query: give --vector FILE, --like ID, --json RECORD, or JSONL vectors on stdin")
+        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or json_query
+                                                                              else "-"),
+                           like=like, json=json_query, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
                            multi_vector=multi_vector, first_stage=first_stage)
         if result["clamped"]:

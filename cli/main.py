@@ -49,10 +49,11 @@ def root(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 
 
 def _register() -> None:
-    from vecx.cli import bench, codec_commands, encode, index_, inspect_
+    from vecx.cli import bench, codec_commands, encode, index_, inspect_, vsa_
 
     encode.register(app)
-    codec_commands.register(app)
+    codec_commands.register(app, skip=vsa_.GROUPED)
+    vsa_.register(app)
     index_.register(app)
     index_.register_eval(app)
     inspect_.register(app)

@@ -21,11 +21,15 @@ np = lazy("numpy")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 #: Packed bits (``dtype="bits"``): ``dim`` counts bits, stored 8 per byte, most significant first.
 BITS = "bits"
+#: Parsed JSON records (the input of ``vsa``): not vectors, so ``dim`` is 0 and a row takes no vector bytes.
+JSON = "json"
 METRICS = ("cosine", "ip", "l2")
 
 
 def row_bytes(dim: int, dtype: str) -> int:
     """Bytes one vector of ``dim`` values of ``dtype`` takes (bits are packed)."""
+    if dtype == JSON:
+        return 0
     return (dim + 7) // 8 if dtype == BITS else dim * DTYPE_BYTES[dtype]
 
 
@@ -164,6 +168,8 @@ class Codec:
     query_encoding: ClassVar[str] = "symmetric"
     #: Whether the codec takes multi-vector input (a set of vectors per row); others refuse it.
     takes_multi: ClassVar[bool] = False
+    #: What the codec reads: ``"vectors"``, or :data:`JSON` (parsed records; first stage only).
+    input_kind: ClassVar[str] = "vectors"
 
     def __init__(self, params: dict[str, Any], input: VectorSpec) -> None:
         self.values = dict(params)

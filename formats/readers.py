@@ -66,6 +66,10 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
     options = options or ReadOptions()
     if options.metric is not None and options.metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
+    if options.records:  # a chain that starts with a JSON codec (vsa) reads parsed records
+        from vecx.formats.records import open_records
+
+        return open_records(path, options)
     if path == "-":
         return _open_stdin(options)
     if not os.path.exists(path):
@@ -151,6 +155,8 @@ def spool_source(source: Source) -> Source:
     """
     if source.seekable:
         return source
+    if hasattr(source, "spooled"):  # JSON records: the raw lines are copied instead
+        return source.spooled()
     from vecx.formats.writer import spool_to_parquet
 
     tmp_path = spool_to_parquet(source)

@@ -35,6 +35,8 @@ class ReadOptions:
     ids_file: str | None = None  # one id per line, replaces ids
     batch_rows: int | None = None
     multi: bool = False  # require multi-vector data (a set of vectors per row; detected anyway)
+    records: bool = False  # JSONL read as parsed JSON records (the chain starts with a JSON codec, vsa)
+    keep: tuple[str, ...] | None = None  # JSON records: fields kept as payload columns
 
 
 @dataclass

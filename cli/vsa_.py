@@ -1,0 +1,98 @@
+"""``vecx vsa``: encode JSON records (the codec's generated command) and ``vecx vsa explain``.
+
+``vsa`` is both a codec (whose command is generated from its parameters, like every codec's)
+and a group with a subcommand ``explain``. The group runs its default subcommand, ``encode``,
+when the first argument is not a subcommand name, so ``vecx vsa records.jsonl -o out.parquet``
+and ``vecx vsa encode records.jsonl -o out.parquet`` are the same command. (An input file
+literally named ``explain`` has to be written ``./explain``.)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperGroup
+from typing import Annotated
+from vecx.cli.common import Debug, emit_json, examples
+
+#: Codecs whose command lives in a group here instead of a flat generated command.
+GROUPED = ("vsa",)
+DEFAULT = "encode"
+
+
+class DefaultGroup(TyperGroup):
+    """A group that runs its default subcommand when the first argument names no subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``vsa`` group: ``encode`` (default) and ``explain``."""
+    from vecx.cli import codec_commands
+    from vecx.codecs import get_codec
+
+    cls = get_codec("vsa")
+    group = typer.Typer(
+        cls=DefaultGroup, no_args_is_help=True, rich_markup_mode=None,
+        help=f"{cls.summary[:1].upper()}{cls.summary[1:]}.\n\n'vecx vsa INPUT -o OUT [options]' runs "
+             "'vecx vsa encode' (see its --help for the options); 'vecx vsa explain' shows which "
+             "fields made a record similar to an indexed one.",
+        epilog=examples(
+            "vecx vsa laureates.jsonl -o laureates.parquet --dim 2048 --seed 7 --keep surname",
+            "vecx vsa explain laureates.vecx --like 6 --json '{\"bornCountry\": \"Poland\"}'",
+        ),
+    )
+    group.command(DEFAULT, epilog=codec_commands.example(cls, "vsa"))(codec_commands.make_command(cls))
+
+    @group.command("explain", epilog=examples(
+        "vecx vsa explain laureates.vecx --like 6 --json '{\"bornCountry\": \"Poland\", \"gender\": \"female\"}'",
+        "vecx vsa explain laureates.vecx --like 5 --like 6 --records laureates.jsonl --format json",
+    ))
+    def explain(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built from a 'vecx vsa' table.", show_default=False)],
+                like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Indexed item to compare with (repeatable).", show_default=False)] = None,
+                json_record: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="The record to explain, as a JSON object (partial records are fine).", show_default=False)] = None,
+                records: Annotated[Optional[str], typer.Option("--records", metavar="FILE", help="Source JSONL: with --like A --like B, A's record is read from it.", show_default=False)] = None,
+                fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table or json.")] = "table",
+                debug: Debug = False) -> None:
+        """Split the cosine between a JSON record and an indexed item by key path.
+
+        The record's vector is a sum of one part per key path (plus the field-pair conjunctions),
+        so each row is that path's share of the cosine and the rows add up to it exactly: shared
+        values show as large positive rows, unshared ones near 0 (crosstalk, about 1/sqrt(dim)).
+        For indexes of binary codes without --rescore vectors the item's vector is decoded, so
+        the split is approximate (marked).
+        """
+        import orjson
+
+        from vecx.errors import DataError, UsageError
+        from vecx.vsa_explain import explain as run
+
+        if fmt not in ("table", "json"):
+            raise UsageError(f"--format must be table or json, not {fmt!r}")
+        record = None
+        if json_record is not None:
+            try:
+                record = orjson.loads(json_record)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"--json: not valid JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise DataError("--json: expected a JSON object")
+        result = run(index, like=list(like or []), record=record, records_file=records)
+        if fmt == "json":
+            emit_json(result)
+            return
+        for item in result:
+            sys.stdout.write(f"{item['query']} vs {item['like']}: cosine {item['cosine']:.4f}"
+                             + (" (approximate: decoded codes)" if item["approximate"] else "") + "\n")
+            rows = [["path", "value", "contribution"]] + [
+                [r["path"], r["value"], f"{r['contribution']:+.4f}"] for r in item["fields"]]
+            widths = [max(len(row[i]) for row in rows) for i in range(3)]
+            for row in rows:
+                sys.stdout.write(f"  {row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2].rjust(widths[2])}\n")
+
+    app.add_typer(group, name="vsa")

@@ -1,0 +1,322 @@
+"""JSON records as input: a JSONL source whose batches hold parsed objects instead of vectors.
+
+Used when the first stage of a chain reads JSON (``vsa``). Each non-blank line must be one JSON
+object; ``Batch.vectors`` is the list of parsed dicts, ids come from ``--id-column`` (default the
+``id`` field if the first record has one, else row numbers; the id field is not encoded), and the
+fields named by ``--keep`` become payload columns (type from the first batch's first non-null
+value; objects and arrays are kept as JSON text). Errors are all-or-nothing: a line that is not
+JSON (this includes NaN and Infinity, which JSON does not have, and numbers too large for a
+double), is not an object, or has a missing or duplicate id stops the run with the line number,
+and no output file is written.
+
+The source fingerprint hashes the ids and the raw bytes of every record line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any, Iterator
+
+from vecx._lazy import lazy
+from vecx.codecs.base import JSON, VectorSpec
+from vecx.errors import DataError, UsageError, where
+from vecx.formats import metadata
+from vecx.formats.source import Batch, ReadOptions, Source, _check_unique
+
+pa = lazy("pyarrow")
+orjson = lazy("orjson")
+
+RECORD_BATCH_ROWS = 4096
+RECORD_EXTENSIONS = (".jsonl", ".ndjson", ".json")
+
+
+def chain_reads_records(spec: str | None, state_file: str | None) -> bool:
+    """Whether a chain (spec string, or the chain of a state file) starts with a stage that reads JSON."""
+    from vecx import spec as spec_mod
+    from vecx.codecs import get_codec
+
+    if state_file:
+        from vecx.formats import state
+
+        try:
+            with open(state_file, "rb") as handle:
+                meta, _ = state.unpack(handle.read(), state_file)
+        except OSError:
+            return False  # reported by the caller when it reads the file
+        return (meta.get("input") or {}).get("dtype") == JSON
+    if not spec:
+        return False
+    stages = spec_mod.parse(spec)
+    return get_codec(stages[0].name, "spec").input_kind == JSON
+
+
+class JsonRecordsSource(Source):
+    """One JSON object per line, handed to the chain as parsed records."""
+
+    kind = "jsonl-records"
+
+    def __init__(self, path: str, options: ReadOptions, handle: Any = None) -> None:
+        super().__init__(path, options)
+        self.handle = handle
+        self.seekable = handle is None
+        self.id_type = pa.int64()
+        self.id_field: str | None = None
+        self._payload_types: dict[str, Any] | None = None
+        self._line_of: dict[int, int] = {}
+
+    @property
+    def space(self) -> VectorSpec:
+        return VectorSpec(0, JSON, "cosine", False)
+
+    def batch_rows(self) -> int:
+        return self.options.batch_rows or RECORD_BATCH_ROWS
+
+    def prime(self) -> None:
+        """Read the first batch: it decides the id field and the payload column types."""
+        rest = self.batches()
+        first = next(rest, None)
+        if first is None:
+            raise self.fail("no records found (empty input)", hint="give a .jsonl file with one JSON object per line")
+        self._pending = (first, rest)
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        handle = self.handle if self.handle is not None else open(self.file, "rb")
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+        finally:
+            if self.handle is None:
+                handle.close()
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        pending: list[tuple[int, bytes, Any]] = []
+        offset = 0
+        for number, line in self._lines():
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"{where(self.path)}: line {number}: not valid JSON ({exc})",
+                                hint="fix or remove that line (NaN/Infinity are not JSON); nothing was written") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where(self.path)}: line {number}: expected a JSON object, got "
+                                f"{_json_type(obj)}", hint="each line must be one object; nothing was written")
+            pending.append((number, line.strip(), obj))
+            if len(pending) >= batch_rows:
+                yield self._make_batch(pending, offset)
+                offset += len(pending)
+                pending = []
+        if pending:
+            yield self._make_batch(pending, offset)
+
+    def _make_batch(self, pending: list[tuple[int, bytes, Any]], offset: int) -> Batch:
+        if self._payload_types is None:
+            self._pick_fields(pending)
+        records = [obj for _, _, obj in pending]
+        if self.id_field is not None:
+            wanted = int if pa.types.is_integer(self.id_type) else str
+            for number, _, obj in pending:
+                value = obj.get(self.id_field)
+                if value is None:
+                    raise DataError(f"{where(self.path)}: line {number}: no id field {self.id_field!r}",
+                                    hint="every record needs an id, or use --id-column to pick another field")
+                if not isinstance(value, wanted) or isinstance(value, bool):
+                    raise DataError(f"{where(self.path)}: line {number}: id {value!r} is not "
+                                    f"{'an integer' if wanted is int else 'a string'} like the first record's")
+            ids = pa.array([obj[self.id_field] for obj in records], type=self.id_type)
+        else:
+            ids = pa.array(range(offset, offset + len(records)), type=pa.int64())
+        payload = {}
+        for name, ptype in (self._payload_types or {}).items():
+            values = [_payload_value(obj.get(name)) for obj in records]
+            try:
+                payload[name] = pa.array(values, type=ptype)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                bad = next(n for n, v in zip((p[0] for p in pending), values) if not _fits(v, ptype))
+                raise DataError(f"{where(self.path)}: line {bad}: field {name!r} changes type "
+                                f"(earlier records had {ptype})", hint="keep it out of --keep, or make it one type") from None
+        if self.id_field is not None:  # the id names the record; it is not part of its content
+            records = [{k: v for k, v in obj.items() if k != self.id_field} for obj in records]
+        batch = Batch(offset, ids, records, payload)
+        batch.lines = [line for _, line, _ in pending]  # type: ignore[attr-defined]
+        return batch
+
+    def _pick_fields(self, pending: list[tuple[int, bytes, Any]]) -> None:
+        number, _, first = pending[0]
+        if self.options.id_column is not None:
+            if self.options.id_column not in first:
+                raise DataError(f"{where(self.path)}: line {number}: no id field {self.options.id_column!r}")
+            self.id_field = self.options.id_column
+        else:
+            self.id_field = "id" if isinstance(first.get("id"), (int, str)) and not isinstance(first.get("id"), bool) else None
+        self.ids_from_data = self.id_field is not None
+        if self.id_field is not None:
+            self.id_type = pa.int64() if isinstance(first[self.id_field], int) else pa.string()
+        types: dict[str, Any] = {}
+        for name in self.options.keep or ():
+            if name == self.id_field:
+                continue  # already the id column
+            sample = next((_payload_value(obj[name]) for _, _, obj in pending if obj.get(name) is not None), None)
+            if sample is None:
+                raise DataError(f"{where(self.path)}: --keep {name}: no record in the first "
+                                f"{len(pending):,} has this field", hint="check the field name")
+            types[name] = pa.array([sample]).type
+        self._payload_types = types
+        self.payload_fields = [pa.field(k, t) for k, t in types.items()]
+
+    def batches(self) -> Iterator[Batch]:
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            self._pending = None
+            yield pending[0]
+            yield from pending[1]
+            return
+        yield from self._validated_records(self._raw_batches(self.batch_rows()))
+
+    def _validated_records(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """Hash ids and record bytes, check ids are unique; the source block is ready at the end."""
+        from vecx.formats.source import _hash_ids
+
+        hashers = (hashlib.sha256(), hashlib.sha256(), hashlib.sha256())  # records, id lengths, id bytes
+        all_ids: list[Any] = []
+        total = 0
+        for batch in batches:
+            for line in batch.lines:  # type: ignore[attr-defined]
+                hashers[0].update(len(line).to_bytes(8, "little"))
+                hashers[0].update(line)
+            _hash_ids(batch.ids, hashers[1], hashers[2])
+            all_ids.append(batch.ids)
+            total += len(batch)
+            yield batch
+        if total == 0:
+            raise self.fail("no records found (empty input)")
+        if self.ids_given:
+            _check_unique(self, all_ids)
+        self.rows = total
+        block = {
+            "rows": total, "dim": 0, "dtype": JSON, "metric": "cosine", "normalized": False,
+            "ids_sha256": hashlib.sha256((hashers[1].hexdigest() + hashers[2].hexdigest()).encode()).hexdigest(),
+            "vectors_sha256": hashers[0].hexdigest(),
+        }
+        block["fingerprint"] = metadata.source_fingerprint(block)
+        self._source_block = block
+
+    def take(self, rows: Any) -> list[Any]:
+        """The parsed records of the given sorted row numbers (the fitting sample)."""
+        import numpy as np
+
+        out: list[Any] = []
+        for batch in self.batches():
+            lo = np.searchsorted(rows, batch.offset)
+            hi = np.searchsorted(rows, batch.offset + len(batch))
+            out.extend(batch.vectors[int(r) - batch.offset] for r in rows[lo:hi])
+        return out
+
+    def spooled(self) -> Source:
+        """A re-readable copy of a stdin source (raw bytes in a temporary file, removed at exit)."""
+        if self.seekable:
+            return self
+        import atexit
+        import shutil
+
+        fd, tmp = tempfile.mkstemp(prefix="vecx-records-", suffix=".jsonl")
+        atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
+        with os.fdopen(fd, "wb") as out:
+            pending = getattr(self, "_pending", None)
+            if pending is not None:  # the primed first batch was consumed from the stream already
+                for line in pending[0].lines:
+                    out.write(line + b"\n")
+                self._pending = None
+            shutil.copyfileobj(self.handle, out, 1 << 20)
+        copy = JsonRecordsSource(tmp, self.options)
+        copy.path = self.path
+        copy.prime()
+        return copy
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _payload_value(value: Any) -> Any:
+    """Payload cells: scalars as they are, objects and arrays as compact JSON text."""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return value
+
+
+def _fits(value: Any, ptype: Any) -> bool:
+    try:
+        pa.array([value], type=ptype)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+    return True
+
+
+def open_records(path: str, options: ReadOptions) -> Source:
+    """Open a JSONL file (or ``-``: stdin) of records for a chain that starts with a JSON codec."""
+    if path == "-":
+        import sys
+
+        source = JsonRecordsSource("-", options, handle=sys.stdin.buffer)
+    else:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file", hint="check the path")
+        if os.path.isdir(path):
+            raise DataError(f"{path}: is a directory, not a JSONL file")
+        if not path.lower().endswith(RECORD_EXTENSIONS):
+            raise UsageError(f"{path}: this chain starts with a JSON codec (vsa), which reads JSON records "
+                             "from a .jsonl file (one object per line)")
+        source = JsonRecordsSource(path, options)
+    source.prime()
+    return source
+
+
+def query_records_for(searcher: Any, json_arg: str | None, vector: str | None) -> tuple[list[Any], list[Any] | None]:
+    """Query records for an index: ``--json``, else a records file given as ``--vector``, else stdin."""
+    if searcher.chain.input.dtype != JSON:
+        raise UsageError(f"{searcher.path}: --json queries need an index of JSON records (made by vecx vsa); "
+                         "this one takes vectors", hint="use --vector FILE or --like ID")
+    if json_arg is None:
+        json_arg = "-" if vector in (None, "-") else "@" + vector
+    return read_query_records(json_arg)
+
+
+def read_query_records(text: str) -> tuple[list[Any], list[Any] | None]:
+    """Query records from ``--json``: a JSON object literal, ``@FILE`` (JSONL) or ``-`` (JSONL on stdin).
+
+    Every record must be an object; a bad line fails the whole batch (nothing is searched).
+    Records may be partial (any subset of fields). An ``id`` field is not encoded (like the data's
+    id field) but reported back as the query id.
+    """
+    import sys
+
+    if text == "-" or text.startswith("@"):
+        name = "<stdin>" if text == "-" else text[1:]
+        try:
+            data = sys.stdin.buffer.read() if text == "-" else open(text[1:], "rb").read()
+        except OSError as exc:
+            raise UsageError(f"--json {text}: cannot read {name} ({exc.strerror})") from None
+        lines = [(n, line) for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
+    else:
+        name, lines = "--json", [(1, text.encode())]
+    records = []
+    for number, line in lines:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            at = f"{name}: line {number}" if name != "--json" else "--json"
+            raise DataError(f"{at}: not valid JSON ({exc}); no query was run",
+                            hint="give one JSON object, e.g. --json '{\"category\": \"physics\"}'") from None
+        if not isinstance(obj, dict):
+            at = f"{name}: line {number}" if name != "--json" else "--json"
+            raise DataError(f"{at}: expected a JSON object, got {_json_type(obj)}; no query was run")
+        records.append(obj)
+    if not records:
+        raise DataError(f"{name}: no query records")
+    ids = [r.get("id") for r in records]
+    records = [{k: v for k, v in r.items() if k != "id"} for r in records]
+    return records, ids if any(i is not None for i in ids) else None
