@@ -7,6 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 VECX   := $(BIN)/vecx
 SAMPLE := tests/data/glove-4k
+NOBEL  := tests/data/nobel-300
 DEMO   := demo-out
 
 help:
@@ -55,6 +56,12 @@ demo: install
 	run vecx query $(DEMO)/glove.vecx --vector $(DEMO)/queries.parquet -k 3 --rescore 1; \
 	echo; echo "\$$ vecx import ... -o - | vecx truncate - -o - --dim 16 | vecx info -"; \
 	vecx import $(SAMPLE)/base.npy -o - | vecx truncate - -o - --dim 16 | vecx info -
+	@set -e; run() { echo; echo "\$$ $$*"; "$$@"; }; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	run vecx vsa $(NOBEL)/records.jsonl -o $(DEMO)/nobel.parquet --dim 1024 --keep firstname,surname; \
+	run vecx index $(DEMO)/nobel.parquet -o $(DEMO)/nobel.vecx; \
+	run vecx query $(DEMO)/nobel.vecx --json '{"prizes": [{"category": "physics"}], "bornCountry": "Germany"}' -k 5 --fields firstname,surname --format csv; \
+	run vecx query $(DEMO)/nobel.vecx --like 6 -k 3 --fields firstname,surname --format csv; \
+	run vecx vsa explain $(DEMO)/nobel.vecx --like 6 --json '{"firstname": "Pierre", "bornCountry": "France"}'
 	@echo; echo "Nearest words, float32 vs truncate:32,int8 (from the two truth files):"
 	@$(BIN)/python -c "import pyarrow.parquet as pq; \
 	a = pq.read_table('$(DEMO)/gt.parquet').to_pylist(); b = pq.read_table('$(DEMO)/gt.chain.parquet').to_pylist(); \
