@@ -342,9 +342,11 @@ def float_view(source: Source, chain: Chain) -> Any:
     """A function turning a batch's stored vectors into float32 in the table's metric space."""
     if source.space.dtype in ("float32", "float16"):
         return lambda v: np.asarray(v, dtype=np.float32)
-    probe_dtype = np.uint8 if source.space.dtype == "bits" else source.space.dtype
-    probe = chain.decode(np.zeros((1, source.space.bytes_per_vector if source.space.dtype == "bits"
-                                   else source.dim), dtype=probe_dtype))
+    from vecx.codecs.base import is_packed
+
+    packed = is_packed(source.space.dtype)
+    probe = chain.decode(np.zeros((1, source.space.bytes_per_vector if packed else source.dim),
+                                  dtype=np.uint8 if packed else source.space.dtype))
     if probe.dtype.kind != "f":
         raise UsageError(f"{source.path}: {source.space.dtype} codes cannot be decoded to floats")
     return lambda v: np.asarray(chain.decode(v), dtype=np.float32)
@@ -588,7 +590,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           oversample: int | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
-          json: str | None = None) -> dict[str, Any]:
+          json: str | None = None, scan: str | None = None) -> dict[str, Any]:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
@@ -598,7 +600,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
     ``multi_vector``: query token sets (a 2-D ``.npy`` is one query; a multi-vector table or
     JSONL of lists a batch) for indexes over sets; ``first_stage``: ``fde``, ``mean`` or ``both``
-    (see :mod:`vecx.indexes.multivector`).
+    (see :mod:`vecx.indexes.multivector`). ``scan``: ``exhaustive`` or ``graph`` for indexes of
+    codes scored by their codec (see :mod:`vecx.indexes.codescan`).
     """
     from vecx.indexes import where as where_mod
     from vecx.indexes.hnsw import Searcher
@@ -606,6 +609,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     if k < 1:
         raise UsageError(f"-k must be at least 1, not {k}")
     searcher = Searcher(index)
+    _choose_scan(searcher, scan)
     if first_stage is not None or multi_vector is not None:  # issue 6
         from vecx.indexes.multivector import check_first_stage
 
@@ -665,10 +669,23 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
             "matching_rows": None if allowed is None else int(allowed.sum())}
 
 
+def _choose_scan(searcher: Any, scan: str | None) -> None:
+    """Apply a ``--scan`` choice to an opened index (a usage error where it cannot apply)."""
+    from vecx.indexes.codescan import check_scan
+
+    if check_scan(scan) is None:
+        return
+    if searcher.scan is None:
+        raise UsageError("--scan applies to indexes of codes scored by their codec (pq, binarize:mode=rabitq); "
+                         "this index searches its graph")
+    searcher.scan_choice = scan
+    _ = searcher.scan_mode  # a usage error now if this index cannot scan that way
+
+
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
-             first_stage: str | None = None) -> dict[str, Any]:
+             first_stage: str | None = None, scan: str | None = None) -> dict[str, Any]:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
@@ -680,6 +697,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     from vecx.truth import exact_topk
 
     searcher = Searcher(index)
+    _choose_scan(searcher, scan)
     if first_stage is not None:  # issue 6
         from vecx.indexes.multivector import check_first_stage
 

@@ -19,8 +19,10 @@ def register(app: typer.Typer) -> None:
         "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet",
         "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
         "vecx index docs.f16.parquet -o docs.vecx --connectivity 32 --deterministic",
+        "vecx index docs.pq.parquet -o docs.vecx --rescore docs.parquet      # PQ codes: exhaustive ADC scan",
+        "vecx index docs.rabitq.parquet -o docs.vecx --scan graph --rescore docs.parquet",
     ))
-    def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16 or int8:mode=global codes).", show_default=False)],
+    def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
               rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", help="Graph edges per node (HNSW M).")] = 16,
@@ -28,6 +30,8 @@ def register(app: typer.Typer) -> None:
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", help="Default candidate list size while searching (ef).")] = 64,
               oversample: Annotated[int, typer.Option("--oversample", metavar="X", help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
               deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
+              scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph", help="Codes scored by their codec (pq, binarize:mode=rabitq): score every code per query, or navigate a Hamming graph over the sign bits and rank its candidates with the estimator (auto: the graph above 200,000 rows).")] = "auto",
+              pool: Annotated[int, typer.Option("--pool", metavar="X", help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
 
@@ -38,12 +42,16 @@ def register(app: typer.Typer) -> None:
 
         manifest = build(table, output, rescore=rescore, progress=Bar(quiet), options=BuildOptions(
             connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,
-            oversample=oversample, deterministic=deterministic))
+            oversample=oversample, deterministic=deterministic, scan=scan, pool=pool))
         if json:
             emit_json(manifest)
         else:
             g = manifest["graph"]
-            message(f"indexed {manifest['rows']:,} vectors into {output}: {g['dtype']} {g['metric']} graph, "
+            c = manifest.get("codes")
+            kind = (f"{c['codec']} codes scored by their codec ({manifest['search']['scan']} scan"
+                    + (f", {g['dtype']} {g['metric']} navigation graph)" if g["file"] else ")") if c
+                    else f"{g['dtype']} {g['metric']} graph")
+            message(f"indexed {manifest['rows']:,} vectors into {output}: {kind}, "
                     f"{manifest['bytes_per_vector']} bytes/vector"
                     + (", rescoring with " + manifest["rescore"]["dtype"] if manifest["rescore"] else ""), quiet)
 
@@ -67,6 +75,7 @@ def register(app: typer.Typer) -> None:
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Index of scored codes (pq, rabitq): every code, or the navigation graph's candidates (default: the index's).", show_default=False)] = None,
               json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
@@ -89,7 +98,7 @@ def register(app: typer.Typer) -> None:
                                                                               else "-"),
                            like=like, json=json_query, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
-                           multi_vector=multi_vector, first_stage=first_stage)
+                           multi_vector=multi_vector, first_stage=first_stage, scan=scan)
         if result["clamped"]:
             message(f"-k {k} is larger than the index; returning {result['k']} per query", quiet)
         if result["matching_rows"] is not None and result["matching_rows"] < k:
@@ -150,6 +159,7 @@ def register_eval(app: typer.Typer) -> None:
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Index of scored codes (pq, rabitq): evaluate every-code scoring or the navigation graph (default: the index's).", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -159,14 +169,16 @@ def register_eval(app: typer.Typer) -> None:
         from vecx import api
 
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
-                              target_recall=target_recall, save=save, first_stage=first_stage)
+                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan)
         if json:
             emit_json(result)
             return
         g = result["graph"]
-        typer.echo(f"index   {index}: {result['rows']:,} rows, {g['dtype']} {g['metric']} graph "
-                   f"(connectivity {g['connectivity']}, expansion add {g['expansion_add']}, search "
-                   f"{expansion or g['expansion_search']}), {result['bytes_per_vector']} bytes/vector")
+        graph = (f"{g['dtype']} {g['metric']} graph (connectivity {g['connectivity']}, expansion add "
+                 f"{g['expansion_add']}, search {expansion or g['expansion_search']})")
+        what = graph if "scan" not in result else (
+            f"{result['scan']} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else ""))
+        typer.echo(f"index   {index}: {result['rows']:,} rows, {what}, {result['bytes_per_vector']} bytes/vector")
         typer.echo(f"queries {result['queries']:,}; truth {result['truth']}")
         keys = [c for c in result["stages"][0] if c.startswith("recall@")]
         header = ["stage", *keys, "QPS", "p50 ms", "p99 ms"]

@@ -39,8 +39,12 @@ def _render_info(data: dict[str, Any]) -> str:
         lines += [
             ("kind", f"index ({data['version']})"),
             ("rows", f"{meta['rows']:,}"),
-            ("graph", f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}, "
-                      f"{meta['bytes_per_vector']} bytes/vector"),
+            *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
+                         f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
+                         + (f", pool {meta['search'].get('pool')}x" if g.get("file") else ""))] if meta.get("codes") else []),
+            ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
+                       + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")
+                       if g.get("file", "graph.usearch") else "none (exhaustive scan of the codes)")),
             ("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
                            f"search {g['expansion_search']}; "
                            f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"),
@@ -62,7 +66,7 @@ def _render_info(data: dict[str, Any]) -> str:
                   ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
         return _table(lines)
     v, src = meta["vector"], meta.get("source") or {}
-    on = "" if v.get("metric_on", "codes") == "codes" else ", on decoded values"
+    on = {"codes": "", "scorer": ", by the codec's scorer against float queries"}.get(v.get("metric_on", "codes"), ", on decoded values")
     lines += [
         ("rows", f"{meta['rows']:,}" if meta.get("rows") is not None else "unknown"),
         ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"

@@ -21,6 +21,10 @@ np = lazy("numpy")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 #: Packed bits (``dtype="bits"``): ``dim`` counts bits, stored 8 per byte, most significant first.
 BITS = "bits"
+#: Opaque fixed-size byte codes (product-quantization codes, RaBitQ-style codes): ``dim`` counts
+#: bytes. The metric holds only through the codec's own scorer between a float query and the codes
+#: (``metric_on="scorer"``, see :meth:`Codec.prepare_queries` / :meth:`Codec.score`).
+CODES = "codes"
 #: Parsed JSON records (the input of ``vsa``): not vectors, so ``dim`` is 0 and a row takes no vector bytes.
 JSON = "json"
 METRICS = ("cosine", "ip", "l2")
@@ -30,7 +34,14 @@ def row_bytes(dim: int, dtype: str) -> int:
     """Bytes one vector of ``dim`` values of ``dtype`` takes (bits are packed)."""
     if dtype == JSON:
         return 0
+    if dtype == CODES:
+        return dim
     return (dim + 7) // 8 if dtype == BITS else dim * DTYPE_BYTES[dtype]
+
+
+def is_packed(dtype: str) -> bool:
+    """Whether vectors of ``dtype`` are stored as bytes (a fixed-size-binary column): bits and codes."""
+    return dtype in (BITS, CODES)
 
 
 @dataclass(frozen=True)
@@ -39,8 +50,10 @@ class VectorSpec:
 
     ``metric`` is the similarity the vectors are meant for; ``normalized`` says every
     vector has unit L2 norm (then cosine, IP and L2 rank alike); ``metric_on`` says
-    whether the metric can be computed on the stored values directly (``"codes"``) or
-    only after decoding them (``"decoded"``, e.g. per-dimension affine int8 codes).
+    whether the metric can be computed on the stored values directly (``"codes"``),
+    only after decoding them (``"decoded"``, e.g. per-dimension affine int8 codes), or only by
+    the codec's asymmetric scorer between a float query and the codes (``"scorer"``: PQ's
+    distance tables, the RaBitQ estimator; dtype :data:`CODES`).
     """
 
     dim: int
@@ -274,6 +287,37 @@ class Codec:
     def can_decode(self) -> bool:
         """Whether this codec overrides :meth:`decode`."""
         return type(self).decode is not Codec.decode
+
+    # ---- asymmetric scoring (codecs whose output has metric_on="scorer") ------------------
+    #: Whether :meth:`prepare_queries` / :meth:`score` / :meth:`score_candidates` are implemented.
+    scores_codes: ClassVar[bool] = False
+
+    def prepare_queries(self, q: Any) -> dict[str, Any]:
+        """Per-query arrays that :meth:`score` needs (e.g. PQ distance tables), from queries as
+        :meth:`encode_query` returns them. Every array's first axis is the query, so a subset of
+        queries is ``{k: v[rows] for k, v in prepared.items()}``."""
+        raise NotImplementedError(f"{self.name} does not score codes")
+
+    def score(self, prepared: dict[str, Any], codes: Any) -> Any:
+        """Estimated metric of every prepared query against every code row: ``(queries, rows)``
+        float32; a similarity (higher is better) for ip/cosine output, a squared L2 distance
+        (lower is better) for l2 output. ``codes`` is ``rows x bytes`` uint8."""
+        raise NotImplementedError(f"{self.name} does not score codes")
+
+    def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
+        """Like :meth:`score`, but each query against its own candidates: ``codes`` is
+        ``queries x candidates x bytes`` and the result ``queries x candidates``."""
+        n, m = codes.shape[:2]
+        out = np.empty((n, m), dtype=np.float32)
+        for i in range(n):
+            out[i] = self.score({k: v[i: i + 1] for k, v in prepared.items()}, codes[i])[0]
+        return out
+
+    def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
+        """A part of the codes that a usearch graph can navigate, as ``(dtype, dim, array)`` (e.g. the
+        packed sign bits of RaBitQ codes, ``("bits", D, rows x D/8)``), or ``None``: searched by an
+        exhaustive scan of :meth:`score` only."""
+        return None
 
     def state(self) -> dict[str, Any]:
         """Fitted arrays by name (empty for stateless codecs)."""

@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import BITS, row_bytes
+from vecx.codecs.base import is_packed, row_bytes
 from vecx.errors import UsageError
 from vecx.formats.readers import Batch, Source, batch_rows_for
 
@@ -33,15 +33,15 @@ ARROW_TYPES = {"float32": "float32", "float16": "float16", "int8": "int8"}
 
 
 def vector_type(dtype: str, dim: int) -> Any:
-    """Arrow type of a vector column: ``fixed_size_list<dtype>[dim]``, or ``fixed_size_binary`` for bits."""
-    if dtype == BITS:
+    """Arrow type of a vector column: ``fixed_size_list<dtype>[dim]``, or ``fixed_size_binary`` for bits and codes."""
+    if is_packed(dtype):
         return pa.binary(row_bytes(dim, dtype))
     return pa.list_(pa.field("item", getattr(pa, ARROW_TYPES[dtype])()), dim)
 
 
 def vector_array(codes: Any, dtype: str) -> Any:
     """Wrap a 2-D numpy array as a fixed-size-list (or fixed-size-binary) Arrow array, zero copy."""
-    if dtype == BITS:
+    if is_packed(dtype):
         packed = np.ascontiguousarray(codes, dtype=np.uint8)
         return pa.FixedSizeBinaryArray.from_buffers(pa.binary(packed.shape[1]), len(packed),
                                                     [None, pa.py_buffer(packed)])

@@ -17,7 +17,7 @@ from typing import Any
 
 from vecx._lazy import lazy
 from vecx.chain import Chain
-from vecx.codecs.base import VectorSpec
+from vecx.codecs.base import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError
 from vecx.indexes import rowids, store
 
@@ -58,6 +58,10 @@ class BuildOptions:
     expansion_search: int = 64
     oversample: int = DEFAULT_OVERSAMPLE
     deterministic: bool = False
+    #: Codes scored by their codec (PQ, RaBitQ): ``auto``, ``exhaustive`` or ``graph`` (indexes/codescan.py).
+    scan: str = "auto"
+    #: ``graph`` scan: candidates the graph returns per candidate kept, for the estimator to rank.
+    pool: int = 4
 
 
 def _open_table(path: str) -> Any:
@@ -69,11 +73,21 @@ def _open_table(path: str) -> Any:
     return source
 
 
+def _scorer(source: Any, where: str) -> Any:
+    """The fitted last stage of a table whose codes only their codec can score (PQ, RaBitQ)."""
+    chain = Chain.from_table(source.meta, source.state_blob, where)
+    stage = chain.stages[-1] if chain.stages else None
+    if stage is None or not stage.scores_codes:
+        raise MismatchError(f"{where}: holds {source.space.dtype} codes but no stage that can score them")
+    return stage
+
+
 def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
           progress: Any = None) -> dict[str, Any]:
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
     from usearch.index import Index
     from vecx.formats import metadata as md
+    from vecx.indexes import codescan
 
     options = options or BuildOptions()
     source = _open_table(table)
@@ -82,13 +96,30 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
                          hint="encode it first, e.g. 'vecx muvera' (then --rescore with this table)")
     source_block = source.meta.get("source") or {}
-    metric = graph_metric(space, bool(source_block.get("normalized")))
+    scorer = _scorer(source, table) if space.dtype == CODES else None
+    nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
+    if scorer is not None:
+        codescan.check_scan(options.scan)
+        if options.scan == "graph" and nav is None:
+            raise UsageError(f"{table}: --scan graph: {scorer.name} codes offer nothing a graph can navigate",
+                             hint="use --scan exhaustive (the default for these codes)")
+        # auto: a navigation graph only where scoring every code per query would cost too much.
+        if options.scan == "exhaustive" or (options.scan == "auto" and source.rows is not None
+                                            and source.rows <= codescan.AUTO_GRAPH_ROWS):
+            nav = None
+        metric = "hamming" if nav is not None else scorer.output.metric
+    else:
+        metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = _check_rescore(rescore, source) if rescore else None
     version = store.new_version(output)
     try:
-        graph = Index(ndim=space.dim, metric=metric, dtype=USEARCH_DTYPES[space.dtype],
-                      connectivity=options.connectivity, expansion_add=options.expansion_add,
-                      expansion_search=options.expansion_search)
+        graph = None
+        if scorer is None or nav is not None:
+            graph_dtype, graph_dim = (USEARCH_DTYPES[nav[0]], nav[1]) if nav else (USEARCH_DTYPES[space.dtype], space.dim)
+            graph = Index(ndim=graph_dim, metric=metric, dtype=graph_dtype,
+                          connectivity=options.connectivity, expansion_add=options.expansion_add,
+                          expansion_search=options.expansion_search)
+        codes_writer = codescan.CodesWriter(version, space.bytes_per_vector) if scorer else None
         rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
         rows_writer = pq.ParquetWriter(os.path.join(version, "rows.parquet"), rows_schema, compression="snappy")
         id_writer = rowids.IdWriter(version, source.id_type)
@@ -98,7 +129,12 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         count = 0
         for batch in source.batches():
             keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
-            graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
+            if codes_writer is not None:
+                codes_writer.add(batch.vectors)
+            if nav is not None:
+                graph.add(keys, scorer.navigation(batch.vectors)[2], threads=threads)
+            elif graph is not None:
+                graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
             columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
             rows_writer.write_table(pa.Table.from_arrays(columns, schema=rows_schema))
             id_writer.add(batch.ids)
@@ -111,7 +147,9 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
             progress.close()
         if count == 0:
             raise DataError(f"{table}: no vectors to index (empty table)")
-        graph.save(os.path.join(version, "graph.usearch"))
+        if graph is not None:
+            graph.save(os.path.join(version, "graph.usearch"))
+        codes_info = codes_writer.close() if codes_writer is not None else None
         with open(os.path.join(version, "table.json"), "wb") as handle:
             handle.write(md.dumps(source.meta))
         if source.state_blob:
@@ -125,13 +163,19 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         store.commit(output, version, {
             "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
             "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
-            "graph": {"file": "graph.usearch", "metric": metric, "dtype": USEARCH_DTYPES[space.dtype],
-                      "ndim": space.dim, "connectivity": options.connectivity,
+            "graph": {"file": "graph.usearch" if graph is not None else None, "metric": metric,
+                      "dtype": graph_dtype if graph is not None else CODES,
+                      "ndim": graph_dim if graph is not None else space.dim, "connectivity": options.connectivity,
                       "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
                       "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"},
             "bytes_per_vector": space.bytes_per_vector,
             "rescore": rescore_info,
-            "search": {"oversample": options.oversample if rescore_info else 1},
+            "codes": None if codes_info is None else {
+                **codes_info, "codec": scorer.name, "spec": scorer.spec, "metric": scorer.output.metric,
+                "navigation": nav is not None},
+            "search": {"oversample": options.oversample if rescore_info else 1,
+                       **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
+                          if scorer is not None else {})},
         })
     except BaseException:
         store.abort(version)
@@ -211,15 +255,26 @@ class Searcher:
         self.chain = _load_chain(self.directory, "table.json", "state", path)
         self.ids = rowids.open_ids(self.directory)
         self.rows = int(self.manifest["rows"])
-        graph_file = os.path.join(self.directory, "graph.usearch")
-        try:
-            self.graph = Index.restore(graph_file, view=True)
-        except Exception as exc:  # noqa: BLE001 - usearch raises plain RuntimeError/ValueError
-            raise DataError(f"{path}: graph.usearch cannot be opened ({exc})", hint="rebuild the index") from None
-        if self.graph is None or len(self.graph) != self.rows:
-            raise DataError(f"{path}: graph.usearch is damaged or holds a different number of rows",
-                            hint="rebuild the index")
-        self.graph.expansion_search = int(self.manifest["graph"]["expansion_search"])
+        self.scan = None  # codes scored by their codec (PQ, RaBitQ: indexes/codescan.py)
+        #: ``exhaustive`` or ``graph`` for scored codes (``None``: the index's default).
+        self.scan_choice: str | None = None
+        codes_info = self.manifest.get("codes")
+        if codes_info:
+            from vecx.indexes.codescan import CodeScan
+
+            self.scan = CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
+        self.graph = None
+        if self.manifest["graph"].get("file", "graph.usearch"):
+            graph_file = os.path.join(self.directory, "graph.usearch")
+            try:
+                self.graph = Index.restore(graph_file, view=True)
+            except Exception as exc:  # noqa: BLE001 - usearch raises plain RuntimeError/ValueError
+                raise DataError(f"{path}: graph.usearch cannot be opened ({exc})", hint="rebuild the index") from None
+            if self.graph is None or len(self.graph) != self.rows:
+                raise DataError(f"{path}: graph.usearch is damaged or holds a different number of rows",
+                                hint="rebuild the index")
+            self.graph.expansion_search = int(self.manifest["graph"]["expansion_search"])
+        self.expansion_search = int(self.manifest["graph"]["expansion_search"])
         self.rescore_vectors = None
         self.rescore_chain: Chain | None = None
         self.multi_rescore = None  # token vectors for exact MaxSim (issue 6, indexes/multivector.py)
@@ -228,7 +283,7 @@ class Searcher:
         if info and info.get("multi"):
             from vecx.indexes.multivector import MultiRescore
 
-            self.multi_rescore = MultiRescore(self.directory, info, self.graph.expansion_search)
+            self.multi_rescore = MultiRescore(self.directory, info, self.expansion_search)
             rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
             self.rescore_chain = Chain.from_table(rescore_meta, None, path)
             self.rescore_metric = "maxsim"
@@ -283,7 +338,8 @@ class Searcher:
              allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
         """Neighbours of rows already in the index (each row itself excluded)."""
         rows = np.asarray(rows, dtype=np.int64)
-        codes = self.codes_of(rows)
+        # Scored codes take float queries: the rows' decoded codes stand for them.
+        codes = self.scan.query_of_rows(rows) if self.scan is not None else self.codes_of(rows)
         if self.multi_rescore is not None:  # the rows' own token sets (issue 6)
             rescore_q = self.multi_rescore.sets_of(rows) if rescore else None
             return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
@@ -293,6 +349,8 @@ class Searcher:
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
+        if self.scan is not None:
+            return np.asarray(self.scan.codes[np.asarray(rows, dtype=np.int64)])
         if not len(rows):
             return np.empty((0, self.graph.ndim))
         got = self.graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
@@ -349,6 +407,11 @@ class Searcher:
             keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
         if rescore_q is not None:
             scores = self._rescore(rescore_q, keys)
+        elif self.scan is not None:  # the codec's own scores over the matching rows
+            rows, top_scores = self.scan.exhaustive(codes, k + (1 if exclude is not None else 0), matching)
+            if exclude is not None:
+                rows = np.where(rows == np.asarray(exclude)[:, None], -1, rows)
+            return _top(rows, top_scores, k, lower_is_better=self.scan.lower_is_better)
         else:
             stored = np.asarray(self.codes_of(matching), dtype=np.float32)
             q = np.asarray(codes, dtype=np.float32)
@@ -374,7 +437,11 @@ class Searcher:
         """Raw graph search: keys (row numbers, -1 where fewer found) and usearch distances.
 
         ``expansion`` overrides the index's search expansion for this call (never below ``count``).
+        Indexes of scored codes return the codec's scores instead of distances: an exhaustive scan,
+        or a pool of ``pool x count`` graph candidates ranked by the codec.
         """
+        if self.scan is not None:
+            return self._scan_search(codes, count, expansion)
         saved = self.graph.expansion_search
         self.graph.expansion_search = max(expansion or saved, count)
         matches = self.graph.search(np.ascontiguousarray(codes), count, threads=0)
@@ -385,11 +452,46 @@ class Searcher:
         found = counts > np.arange(keys.shape[1])[None, :]
         return np.where(found, keys, -1), dist
 
+    @property
+    def scan_mode(self) -> str | None:
+        """``exhaustive`` or ``graph`` for an index of scored codes, ``None`` for a graph over codes."""
+        if self.scan is None:
+            return None
+        from vecx.indexes.codescan import resolve_scan
+
+        return resolve_scan(self.scan_choice, self.manifest["search"].get("scan", "exhaustive"),
+                            self.graph is not None)
+
+    def _scan_search(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        if self.scan_mode == "exhaustive":
+            return self.scan.exhaustive(q, count)
+        pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", 4))))
+        nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]
+        saved = self.graph.expansion_search
+        self.graph.expansion_search = max(expansion or saved, pool)
+        matches = self.graph.search(np.ascontiguousarray(nav), pool, threads=0)
+        self.graph.expansion_search = saved
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
+        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
+        keys = np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
+        return self.scan.rank(q, keys, count)
+
+    def exact_codes(self, codes: Any, k: int) -> Any:
+        """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
+        if self.scan is not None:
+            return self.scan.exhaustive(codes, k)[0]
+        exact = self.graph.search(np.ascontiguousarray(codes), k, exact=True, threads=0)
+        return np.asarray(exact.keys).reshape(len(codes), -1)
+
     def _graph_scores(self, dist: Any) -> Any:
         """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""
+        if self.scan is not None:  # already the codec's scores
+            return dist
         return dist if self.manifest["graph"]["metric"] in ("l2sq", "hamming") else 1.0 - dist
 
     def _lower_is_better(self, rescored: bool) -> bool:
+        if not rescored and self.scan is not None:
+            return self.scan.lower_is_better
         metric = self.rescore_metric if rescored else self.manifest["graph"]["metric"]
         return metric in ("l2", "l2sq", "hamming")
 

@@ -1,0 +1,268 @@
+"""binarize:mode=rabitq (RaBitQ codes, unbiased estimator, residual levels) and indexes of codes
+scored by their codec (exhaustive scan, Hamming-graph candidates ranked by the estimator)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_vectors, run_vecx
+from vecx.chain import Chain
+from vecx.codecs.base import CODES, VectorSpec
+from vecx.truth import exact_topk
+
+D = 64
+
+
+def embeddings(n: int, seed: int, mix_seed: int = 0) -> np.ndarray:
+    """Unit vectors with embedding-like structure: a 12-d latent space mixed into D dims, plus a shared offset."""
+    mix = np.random.default_rng(mix_seed).standard_normal((12, D)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 12)).astype(np.float32) @ mix + 0.3 * rng.standard_normal((n, D)).astype(np.float32)
+    x += 2.0 * mix[0]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
+    unit = bool(np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4))
+    chain = Chain.from_spec(spec, VectorSpec(x.shape[1], "float32", metric, unit))
+    chain.fit(lambda stage: x)
+    return chain
+
+
+def scores(chain: Chain, q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    stage = chain.stages[-1]
+    return stage.score(stage.prepare_queries(chain.encode_query(q)), codes)
+
+
+def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    return float(np.mean([len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth)])) / k
+
+
+def test_layout_bits_and_factors_follow_the_definition() -> None:
+    x = make_vectors(2000, D, normalize=True)
+    chain = fitted("binarize:mode=rabitq:seed=5", x)
+    stage = chain.stages[0]
+    out = chain.output
+    assert (out.dtype, out.dim, out.metric, out.metric_on) == (CODES, D // 8 + 4, "ip", "scorer")
+    assert stage.query_encoding == "asymmetric"
+    codes = chain.encode(x)
+    assert codes.shape == (2000, D // 8 + 4) and codes.dtype == np.uint8
+    # Independently: o' = P^T (x - c) / |x - c| with P the stored Haar block; bits = o' >= 0.
+    c = x.mean(axis=0)
+    rotation = stage.state()["rotation"][0]
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(D), atol=1e-5)
+    y = (x - c) @ rotation
+    bits = np.unpackbits(codes[:, : D // 8], axis=1)
+    assert np.array_equal(bits, (y >= 0).astype(np.uint8))
+    # Factors (float16, divided by the fitted mean distance): <x - c, c> / (s |c|) and |x - c| / |o'|_1.
+    s = float(np.linalg.norm(x - c, axis=1).mean())
+    factors = codes[:, D // 8:].copy().view("<f2").astype(np.float64)
+    r = np.linalg.norm(y, axis=1)
+    np.testing.assert_allclose(factors[:, 0], (x - c) @ c / (s * np.linalg.norm(c)), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(factors[:, 1], r / (np.abs(y / r[:, None]).sum(axis=1) * s), rtol=2e-3)
+
+
+def test_estimator_is_unbiased_and_tracks_inner_products() -> None:
+    x = make_vectors(500, D, normalize=True)
+    q = make_vectors(5, D, seed=7, normalize=True)
+    true = q @ x.T
+    # Unbiased over the random rotation: for each pair, the mean error over 100 seeds is close to 0
+    # (about 0.08 sigma for an unbiased estimator; a biased one, such as scaling by a fixed factor, is not).
+    errors = np.stack([scores(chain, q, chain.encode(x)) - true
+                       for chain in (fitted(f"binarize:mode=rabitq:seed={seed}", x) for seed in range(100))])
+    sigma = errors.std()
+    assert np.mean(np.abs(errors.mean(axis=0))) < 0.2 * sigma
+    assert sigma < 0.12  # O(1/sqrt(D)) on centred unit vectors (|x - c| < 1 here)
+    one, averaged = errors[0] + true, errors.mean(axis=0) + true
+    assert np.corrcoef(one.ravel(), true.ravel())[0, 1] > 0.75  # one rotation, D = 64
+    assert np.corrcoef(averaged.ravel(), true.ravel())[0, 1] > 0.99  # the errors average out
+
+
+def test_estimator_ranks_far_better_than_hamming() -> None:
+    x, q = embeddings(5000, seed=1), embeddings(50, seed=2)
+    truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
+    rq = fitted("binarize:mode=rabitq", x)
+    est_top = np.argsort(-scores(rq, q, rq.encode(x)), axis=1, kind="stable")[:, :10]
+    ham = fitted("binarize", x)
+    qb, xb = np.unpackbits(ham.encode_query(q), axis=1), np.unpackbits(ham.encode(x), axis=1)
+    hamming = qb.sum(1)[:, None] + xb.sum(1)[None, :] - 2 * qb.astype(np.int64) @ xb.T.astype(np.int64)
+    ham_top = np.argsort(hamming, axis=1, kind="stable")[:, :10]
+    assert recall(est_top, truth, 10) > recall(ham_top, truth, 10) + 0.1
+
+
+def test_residual_levels_shrink_the_error() -> None:
+    x = make_vectors(3000, D, normalize=True)
+    q = make_vectors(20, D, seed=8, normalize=True)
+    true = q @ x.T
+    errors = []
+    for levels in (1, 2, 3):
+        chain = fitted(f"binarize:mode=rabitq:levels={levels}", x)
+        assert chain.output.bytes_per_vector == levels * D // 8 + 2 * (levels + 1)
+        errors.append(float(np.sqrt(np.mean((scores(chain, q, chain.encode(x)) - true) ** 2))))
+    assert errors[1] < 0.6 * errors[0] and errors[2] < 0.8 * errors[1]
+
+
+def test_l2_scores_estimate_squared_distances() -> None:
+    x = np.abs(embeddings(3000, seed=3)) * 100  # non-negative, like SIFT
+    q = np.abs(embeddings(10, seed=4)) * 100
+    chain = fitted("binarize:mode=rabitq", x, metric="l2")
+    assert chain.output.metric == "l2"
+    est = scores(chain, q, chain.encode(x))
+    true = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    assert abs(np.mean(est - true)) < 0.02 * np.mean(true)
+    assert np.corrcoef(est.ravel(), true.ravel())[0, 1] > 0.9
+
+
+def test_candidate_scores_equal_full_scores_and_decode_matches() -> None:
+    x = make_vectors(1000, D, normalize=True)
+    q = make_vectors(5, D, seed=2, normalize=True)
+    chain = fitted("binarize:mode=rabitq:levels=2", x)
+    stage = chain.stages[0]
+    codes = chain.encode(x)
+    prepared = stage.prepare_queries(chain.encode_query(q))
+    full = stage.score(prepared, codes)
+    pick = np.random.default_rng(0).integers(0, 1000, (5, 30))
+    np.testing.assert_allclose(stage.score_candidates(prepared, codes[pick]), np.take_along_axis(full, pick, 1),
+                               rtol=1e-5, atol=1e-5)
+    # The decoded vector's centred inner product with the centred query is the estimator's term.
+    c = stage.mean_
+    decoded = stage.decode(codes)
+    add = (decoded - c) @ (q - c).T  # rows x queries
+    const = q @ c
+    stored_add = full - add.T - const[:, None]
+    np.testing.assert_allclose(stored_add, np.broadcast_to(((x - c) @ c)[None, :], full.shape), atol=5e-3)
+
+
+def test_same_seed_same_bytes_and_wide_inputs_use_blocks() -> None:
+    x = make_vectors(600, D)
+    a, b = fitted("binarize:mode=rabitq:seed=1", x), fitted("binarize:mode=rabitq:seed=1", x)
+    assert a.encode(x).tobytes() == b.encode(x).tobytes()
+    assert fitted("binarize:mode=rabitq:seed=2", x).encode(x).tobytes() != a.encode(x).tobytes()
+    wide = make_vectors(300, 1500)
+    chain = fitted("binarize:mode=rabitq", wide)
+    rotation = chain.stages[0].state()["rotation"]
+    assert rotation.shape == (2, 752, 752)  # two Haar blocks of ceil(1500 / 2) rounded up to 8
+    assert chain.output.bytes_per_vector == 1504 // 8 + 4
+    for block in rotation:
+        np.testing.assert_allclose(block @ block.T, np.eye(752), atol=1e-4)
+
+
+def test_levels_need_rabitq() -> None:
+    from vecx.errors import SpecError
+
+    with pytest.raises(SpecError, match="levels > 1 needs mode=rabitq"):
+        Chain.from_spec("binarize:levels=2", VectorSpec(D, "float32", "cosine"))
+
+
+# ---- indexes of scored codes -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("rabitq")
+    x = embeddings(4000, seed=21)
+    np.save(tmp / "x.npy", x)
+    q = embeddings(30, seed=22)
+    np.save(tmp / "q.npy", q)
+    lang = np.array(["rare" if i % 97 == 0 else "en" for i in range(4000)])
+    (tmp / "langs.jsonl").write_text("".join(json.dumps({"vector": v.tolist(), "lang": str(l)}) + "\n"
+                                             for v, l in zip(x, lang)))
+    for args in (("import", tmp / "langs.jsonl", "-o", tmp / "base.parquet"),
+                 ("binarize", tmp / "base.parquet", "-o", tmp / "rq.parquet", "--mode", "rabitq"),
+                 ("index", tmp / "rq.parquet", "-o", tmp / "rq.vecx", "--rescore", tmp / "base.parquet"),
+                 ("index", tmp / "rq.parquet", "-o", tmp / "rqg.vecx", "--scan", "graph", "--rescore",
+                  tmp / "base.parquet", "--deterministic")):
+        r = run_vecx(*args)
+        assert r.code == 0, r.stderr
+    return {"dir": tmp, "x": x, "q": q, "lang": lang}
+
+
+def query(index: Path, *args: str) -> list[dict]:
+    r = run_vecx("query", index, *args, "--format", "jsonl")
+    assert r.code == 0, r.stderr
+    return [json.loads(line) for line in r.out.splitlines()]
+
+
+def test_exhaustive_scan_returns_the_estimators_exact_top_k(corpus: dict, monkeypatch) -> None:
+    from vecx.indexes import codescan
+    from vecx.indexes.hnsw import Searcher
+
+    monkeypatch.setattr(codescan, "_BLOCK_BYTES", 4096)  # many blocks: the running top-k merge is exercised
+    searcher = Searcher(str(corpus["dir"] / "rq.vecx"))
+    assert searcher.graph is None and searcher.scan_mode == "exhaustive"
+    rows, got = searcher.search(corpus["q"], 10, rescore=False)
+    chain, codes = searcher.chain, np.asarray(searcher.scan.codes)
+    full = scores(chain, corpus["q"], codes)
+    order = np.lexsort((np.broadcast_to(np.arange(4000), full.shape), -full), axis=1)[:, :10]
+    assert np.array_equal(rows, order)
+    np.testing.assert_allclose(got, np.take_along_axis(full, order, 1), rtol=1e-6)
+
+
+def test_rescoring_and_graph_scan(corpus: dict) -> None:
+    x, q = corpus["x"], corpus["q"]
+    truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
+    found = {}
+    for name, index, args in (("plain", "rq.vecx", ("--rescore", "1")), ("x10", "rq.vecx", ("--rescore", "10")),
+                              ("graph", "rqg.vecx", ("--rescore", "10")),
+                              ("graph-exhaustive", "rqg.vecx", ("--rescore", "10", "--scan", "exhaustive"))):
+        res = query(corpus["dir"] / index, "--vector", corpus["dir"] / "q.npy", "-k", "10", *args)
+        found[name] = np.array([[int(r["id"]) for r in e["results"]] for e in res])
+    assert recall(found["x10"], truth, 10) >= 0.97
+    assert recall(found["x10"], truth, 10) > recall(found["plain"], truth, 10) + 0.05
+    assert np.array_equal(found["graph-exhaustive"], found["x10"])  # same codes, same exhaustive search
+    assert recall(found["graph"], truth, 10) >= recall(found["x10"], truth, 10) - 0.1
+
+
+def test_like_and_filter_on_scored_codes(corpus: dict) -> None:
+    res = query(corpus["dir"] / "rq.vecx", "--like", "7", "-k", "5")
+    ids = [r["id"] for r in res[0]["results"]]
+    assert "7" not in ids and len(ids) == 5
+    res = query(corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "-k", "5", "--rescore", "1",
+                "--where", "lang = 'rare'", "--fields", "lang")
+    rare = np.flatnonzero(corpus["lang"] == "rare")
+    from vecx.indexes.hnsw import Searcher
+
+    searcher = Searcher(str(corpus["dir"] / "rq.vecx"))
+    full = scores(searcher.chain, corpus["q"], np.asarray(searcher.scan.codes)[rare])
+    for i, entry in enumerate(res):
+        assert all(r["lang"] == "rare" for r in entry["results"]) and len(entry["results"]) == 5
+        expect = rare[np.argsort(-full[i], kind="stable")[:5]]
+        assert [int(r["id"]) for r in entry["results"]] == expect.tolist()
+
+
+def test_eval_names_the_scan_and_info_describes_it(corpus: dict) -> None:
+    r = run_vecx("eval", corpus["dir"] / "rq.vecx", "--queries", corpus["dir"] / "q.npy", "--json")
+    assert r.code == 0, r.stderr
+    data = json.loads(r.out)
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert data["scan"] == "exhaustive" and set(stages) == {"codes, exact", "scan", "scan + rescore x4"}
+    assert stages["codes, exact"]["recall@10"] == stages["scan"]["recall@10"]
+    assert stages["scan + rescore x4"]["recall@10"] > stages["scan"]["recall@10"]
+    info = run_vecx("info", corpus["dir"] / "rqg.vecx")
+    assert info.code == 0 and "scored by the codec" in info.out and "b1" in info.out
+
+
+def test_scan_choices_that_cannot_apply_are_usage_errors(corpus: dict, tmp_path: Path) -> None:
+    r = run_vecx("query", corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "graph")
+    assert r.code == 2 and "no navigation graph" in r.stderr
+    r = run_vecx("query", corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "sideways")
+    assert r.code == 2 and "--scan must be one of" in r.stderr
+    assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q").code == 0
+    r = run_vecx("query", tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive")
+    assert r.code == 2 and "this index searches its graph" in r.stderr
+    assert not (tmp_path / "g.vecx").exists()
+
+
+def test_damaged_codes_file_is_refused(corpus: dict, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    real = Path(os.path.realpath(corpus["dir"] / "rq.vecx"))
+    (tmp_path / ".copy.vecx.d").mkdir()
+    shutil.copytree(real, tmp_path / ".copy.vecx.d" / real.name)
+    os.symlink(f".copy.vecx.d/{real.name}", tmp_path / "copy.vecx")
+    codes = tmp_path / ".copy.vecx.d" / real.name / "codes.bin"
+    codes.write_bytes(codes.read_bytes()[:-52])
+    r = run_vecx("query", tmp_path / "copy.vecx", "--vector", corpus["dir"] / "q.npy")
+    assert r.code == 4 and "codes.bin" in r.stderr, r.stderr
