@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import BITS, CODES, Codec, Param, VectorSpec, sample_params
+from vecx.codecs.base import BITS, CODES, Codec, Param, VectorSpec, one_blas_thread, sample_params
 from vecx.errors import RowError
 
 np = lazy("numpy")
@@ -130,7 +130,8 @@ class Binarize(Codec):
         rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
         out = np.empty((self.blocks_, self.block_, self.block_), dtype=np.float32)
         for i in range(self.blocks_):
-            q, r = np.linalg.qr(rng.standard_normal((self.block_, self.block_)))
+            with one_blas_thread():
+                q, r = np.linalg.qr(rng.standard_normal((self.block_, self.block_)))
             out[i] = q * np.sign(np.diag(r))[None, :]  # the sign fix makes the distribution uniform
         return out
 
@@ -210,12 +211,20 @@ class Binarize(Codec):
         return {"rotated": rotated, "sum": rotated.sum(axis=1), "const": const.astype(np.float32)}
 
     def _combine(self, prepared: dict[str, Any], dots: list[Any], factors: Any) -> Any:
-        """Scores from ``<bits_t, q'>`` per level: similarity (ip) or squared distance (l2)."""
-        est = sum(factors[..., 1 + t] * (2.0 * dots[t] - prepared["sum"][:, None]) for t in range(len(dots)))
-        const = prepared["const"][:, None]
-        if self.output.metric == "l2":
-            return (factors[..., 0] + const - 2.0 * est).astype(np.float32)
-        return (factors[..., 0] + const + est).astype(np.float32)
+        """Scores from ``<bits_t, q'>`` per level: similarity (ip) or squared distance (l2).
+
+        ``<s_t, q'> = 2 <bits_t, q'> - sum(q')``; in place, because these are queries x rows arrays.
+        """
+        sign = -2.0 if self.output.metric == "l2" else 1.0
+        out = None
+        for t, dot in enumerate(dots):
+            dot *= 2.0
+            dot -= prepared["sum"][:, None]
+            dot *= sign * factors[..., 1 + t]
+            out = dot if out is None else np.add(out, dot, out=out)
+        out += factors[..., 0]
+        out += prepared["const"][:, None]
+        return out
 
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
         planes, factors = self._split(np.asarray(codes, dtype=np.uint8))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec, sample_params
+from vecx.codecs.base import Codec, Param, VectorSpec, one_blas_thread, sample_params
 
 np = lazy("numpy")
 
@@ -68,7 +68,8 @@ class PCA(Codec):
         # general product, and float32 is twice as fast again); the mean and the eigensolver stay float64.
         centred = x - mean.astype(np.float32)
         cov = (centred.T @ centred).astype(np.float64) / max(1, len(x) - 1)
-        values, vectors = np.linalg.eigh(cov)
+        with one_blas_thread():
+            values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1][: self.values["dim"]]
         components = vectors[:, order].T  # dim x d_in
         signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec
+from vecx.codecs.base import Codec, Param, VectorSpec, one_blas_thread
 
 np = lazy("numpy")
 
@@ -21,7 +21,8 @@ np = lazy("numpy")
 def haar_orthogonal(dim: int, seed: int) -> Any:
     """A dim x dim orthogonal matrix, uniformly distributed, from ``seed``."""
     rng = np.random.Generator(np.random.PCG64(seed))
-    q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+    with one_blas_thread():
+        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
     return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
 
 

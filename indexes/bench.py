@@ -324,7 +324,8 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     return {"system": "vecx", "name": given, "spec": chain.spec,
             "bytes_per_vector": int(chain.output.bytes_per_vector),
             "index_bytes_per_vector": int(manifest["bytes_per_vector"]),
-            "graph": {"metric": manifest["graph"]["metric"], "dtype": manifest["graph"]["dtype"]},
+            "graph": {"metric": manifest["graph"]["metric"], "dtype": manifest["graph"]["dtype"],
+                      **({"scan": searcher.scan_mode} if searcher.scan is not None else {})},
             "recall": recall, "qps": qps, "fit_s": round(fit_s, 3), "encode_s": round(encode_s, 3),
             "encode_mb_s": round(x.nbytes / 2**20 / max(apply_s, 1e-9), 1), "build_s": round(build_s, 3)}
 

@@ -117,7 +117,12 @@ class CodeScan:
             keys = np.arange(start, stop, dtype=np.int64) if subset is None else subset[start:stop]
             codes = self.codes[start:stop] if subset is None else self.codes[keys]
             scores = np.asarray(self.scorer.score(prepared, np.asarray(codes)), dtype=np.float32)
-            best_keys, best_scores = _merge(best_keys, best_scores, keys, scores, count, self.lower_is_better)
+            if scores.shape[1] > count:  # this block's best first (all its keys are valid), then merge
+                part = np.argpartition(scores if self.lower_is_better else -scores, count - 1, axis=1)[:, :count]
+                block_keys, scores = keys[part], np.take_along_axis(scores, part, axis=1)
+            else:
+                block_keys = np.broadcast_to(keys, scores.shape)
+            best_keys, best_scores = _merge(best_keys, best_scores, block_keys, scores, count, self.lower_is_better)
         return best_keys, best_scores
 
     def rank(self, q: Any, keys: Any, count: int) -> tuple[Any, Any]:
@@ -143,6 +148,6 @@ def _select(keys: Any, scores: Any, count: int, lower_is_better: bool) -> tuple[
 def _merge(keys: Any, scores: Any, new_keys: Any, new_scores: Any, count: int,
            lower_is_better: bool) -> tuple[Any, Any]:
     """The best ``count`` of a running top list and a new block of rows."""
-    both_keys = np.concatenate([keys, np.broadcast_to(new_keys, new_scores.shape)], axis=1)
+    both_keys = np.concatenate([keys, new_keys], axis=1)
     both_scores = np.concatenate([scores, new_scores], axis=1)
     return _select(both_keys, both_scores, count, lower_is_better)
