@@ -19,10 +19,11 @@ def register(app: typer.Typer) -> None:
         "vecx bench base.npy queries.npy --spec binarize --truth gt.npy --rescore 4 --rescore 10 --peers",
         "vecx bench docs.parquet q.parquet --spec pca:96 --peer PQ48x8 --peer usearch:i8 --plot pareto.png",
         "vecx bench base.npy queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
+        "vecx bench base.npy queries.npy --spec pq:48x8 --spec binarize:mode=rabitq --spec binarize:mode=rabitq@scan=graph --peers",
     ))
     def bench(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors: .npy, .parquet (raw or a vecx float table), ...", show_default=False)],
               queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors in the same space.", show_default=False)],
-              spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96.", show_default=False)],
+              spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96; SPEC@key=value sets an index option for it alone, e.g. binarize:mode=rabitq@scan=graph.", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table or a .npy of row numbers (queries x >= k). Default: computed exactly.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", help="The k of recall@k.")] = 10,
               rescore: Annotated[Optional[list[int]], typer.Option("--rescore", metavar="X", help="Rescoring factor to measure (repeatable; default 4 and 10): k*X candidates rescored with the float vectors.", show_default=False)] = None,

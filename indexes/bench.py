@@ -101,8 +101,11 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
                          hint="give the raw vectors or the imported float table")
     if api.prior_chain(source).input.dim != source.dim:
         raise UsageError(f"{base}: holds vectors of a dimension-changing chain; give the raw vectors")
-    planned = [_plan(spec, source.space, options) for spec in specs]  # spec errors before any work
+    # "SPEC@key=value@..." sets index options for that spec only (e.g. binarize:mode=rabitq@scan=graph).
+    split = [_split_spec(given) for given in specs]
+    planned = [_plan(spec, source.space, options) for spec, _ in split]  # spec errors before any work
     build_options = index_build_options(options.index_options)
+    spec_build_options = [index_build_options({**options.index_options, **extra}) for _, extra in split]
     _, _, q = api.read_queries(queries, None)
     if q.shape[1] != source.dim:
         raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {source.dim}",
@@ -123,12 +126,12 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         from vecx.chain import Chain
 
         chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
-        for given, chain in zip(specs, chains):
-            _check_indexable(given, chain, build_options, bool(space.normalized))
+        for given, chain, chain_options in zip(specs, chains, spec_build_options):
+            _check_indexable(given, chain, chain_options, bool(space.normalized))
         rows = []
-        for number, (given, chain) in enumerate(zip(specs, chains)):
+        for number, (given, chain, chain_options) in enumerate(zip(specs, chains, spec_build_options)):
             try:
-                rows.append(_run_chain(given, chain, imported, x, q, truth, options, build_options,
+                rows.append(_run_chain(given, chain, imported, x, q, truth, options, chain_options,
                                        os.path.join(work, str(number)), progress))
             except VecxError as exc:
                 exc.message = f"spec {given!r}: {exc.message}"
@@ -170,6 +173,19 @@ def _check_options(options: BenchOptions, specs: list[str]) -> None:
         raise UsageError(f"--sample must be at least 1, not {options.sample}")
     if options.repeat < 1:
         raise UsageError(f"--repeat must be at least 1, not {options.repeat}")
+
+
+def _split_spec(given: str) -> tuple[str, dict[str, str]]:
+    """A ``--spec`` value: the chain spec, and the index options after ``@`` (``key=value``, ``@``-separated)."""
+    spec, *extras = given.split("@")
+    out = {}
+    for item in extras:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--spec {given!r}: write index options as SPEC@key=value, e.g. "
+                             "binarize:mode=rabitq@scan=graph")
+        out[key.strip()] = value.strip()
+    return spec, out
 
 
 def _plan(spec: str, space: Any, options: BenchOptions) -> Any:

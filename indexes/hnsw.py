@@ -444,7 +444,8 @@ class Searcher:
             return self._scan_search(codes, count, expansion)
         saved = self.graph.expansion_search
         self.graph.expansion_search = max(expansion or saved, count)
-        matches = self.graph.search(np.ascontiguousarray(codes), count, threads=0)
+        # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
+        matches = self.graph.search(np.ascontiguousarray(codes), count, threads=0, exact=count >= self.rows)
         self.graph.expansion_search = saved
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(codes), -1)
         dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(codes), -1)

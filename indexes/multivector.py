@@ -104,7 +104,9 @@ class MultiRescore:
         graph = self.mean_graph
         saved = graph.expansion_search
         graph.expansion_search = max(expansion or saved, count)
-        matches = graph.search(np.ascontiguousarray(q.mean(), dtype=np.float32), count, threads=0)
+        # Asked for (nearly) every row: an exact scan, since HNSW does not promise to reach them all.
+        matches = graph.search(np.ascontiguousarray(q.mean(), dtype=np.float32), count, threads=0,
+                               exact=count >= len(graph))
         graph.expansion_search = saved
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
         counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)

@@ -72,7 +72,6 @@ def main() -> None:
     names = [n for n in args.sets.split(",") if n]
     if set(names) - set(SETS):
         ap.error(f"unknown data set(s) {', '.join(sorted(set(names) - set(SETS)))}; choose from {', '.join(SETS)}")
-    os.makedirs(os.path.join(ROOT, "docs", "bench"), exist_ok=True)
     parts = [HEADING, "",
              "`vecx bench` runs each spec end to end (fit, encode, index, query, rescore) through the library, "
              "beside the faiss-cpu and raw usearch peers it picks at the same bytes per vector, on the same data, "
