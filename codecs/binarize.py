@@ -45,6 +45,10 @@ from vecx.errors import RowError
 
 np = lazy("numpy")
 
+#: Up to this many queries, ``<bits, q'>`` comes from per-byte lookup tables instead of unpacked bits.
+LUT_QUERIES = 16
+#: Bits of every byte value, MSB first (256 x 8), for the lookup tables.
+_BYTE_BITS = None
 #: Width of the Haar blocks of the rabitq rotation.
 MAX_BLOCK = 1024
 F16_MAX = 65504.0
@@ -228,8 +232,7 @@ class Binarize(Codec):
 
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
         planes, factors = self._split(np.asarray(codes, dtype=np.uint8))
-        rotated = prepared["rotated"]
-        dots = [rotated @ np.unpackbits(p, axis=1, count=self.padded_).astype(np.float32).T for p in planes]
+        dots = [_bit_dots(prepared["rotated"], plane, self.padded_) for plane in planes]
         return self._combine(prepared, dots, factors[None, :, :])
 
     def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
@@ -262,3 +265,28 @@ class Binarize(Codec):
             self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32)
             self.norm_scale_ = arrays["norm_scale"].astype(np.float32)
         self.is_fitted = True
+
+
+def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:
+    """``<bits, q>`` for every query (rows of ``q``) and every packed bit row: queries x rows float32.
+
+    Many queries: unpack the bits once and multiply (BLAS). Few queries: a 256-entry table per byte
+    position and query (the partial sums of its 8 query values), then one gather per byte position —
+    the unpacking would cost more than the product for a single query.
+    """
+    global _BYTE_BITS
+    if len(q) > LUT_QUERIES:
+        return q @ np.unpackbits(packed, axis=1, count=nbits).astype(np.float32).T
+    if _BYTE_BITS is None:
+        _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
+    nbytes = packed.shape[1]
+    padded = np.zeros((len(q), nbytes * 8), dtype=np.float32)
+    padded[:, :nbits] = q
+    tables = padded.reshape(len(q), nbytes, 8) @ _BYTE_BITS.T  # queries x bytes x 256
+    columns = np.ascontiguousarray(packed.T)  # one contiguous row of bytes per position: cheap gathers
+    out = np.zeros((len(q), len(packed)), dtype=np.float32)
+    for i in range(len(q)):
+        row = out[i]
+        for j in range(nbytes):
+            row += tables[i, j].take(columns[j])
+    return out

@@ -266,3 +266,17 @@ def test_damaged_codes_file_is_refused(corpus: dict, tmp_path: Path) -> None:
     codes.write_bytes(codes.read_bytes()[:-52])
     r = run_vecx("query", tmp_path / "copy.vecx", "--vector", corpus["dir"] / "q.npy")
     assert r.code == 4 and "codes.bin" in r.stderr, r.stderr
+
+
+def test_lookup_tables_and_unpacked_bits_give_the_same_dots(monkeypatch) -> None:
+    import vecx.codecs.binarize as binarize
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((5, 100)).astype(np.float32)
+    packed = rng.integers(0, 256, (999, 13), dtype=np.uint8)  # 100 bits in 13 bytes: padding bits ignored
+    tables = binarize._bit_dots(q, packed, 100)
+    monkeypatch.setattr(binarize, "LUT_QUERIES", 0)
+    unpacked = binarize._bit_dots(q, packed, 100)
+    exact = q @ np.unpackbits(packed, axis=1, count=100).astype(np.float32).T
+    np.testing.assert_allclose(tables, exact, atol=1e-4)
+    np.testing.assert_allclose(unpacked, exact, atol=1e-4)
