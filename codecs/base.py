@@ -271,6 +271,15 @@ class Codec:
         if input.dtype not in ("float32", "float16"):
             raise self.fail(f"needs float vectors, got {input.dtype}{hint}")
 
+    def unit_if_cosine(self, x: Any) -> Any:
+        """Float32 rows, scaled to unit norm when the input is cosine but not yet normalized, so that
+        inner products on the output rank like cosine (zero rows stay zero)."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.input.metric == "cosine" and not self.input.normalized:
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+        return x
+
     # ---- the protocol ---------------------------------------------------------------
     def plan(self, input: VectorSpec) -> VectorSpec:
         """Validate against the input space and return the output space (no data needed)."""

@@ -97,11 +97,7 @@ class Binarize(Codec):
 
     # ---- shared -----------------------------------------------------------------------
     def _prepare(self, x: Any) -> Any:
-        x = np.asarray(x, dtype=np.float32)
-        if self.values["mode"] == "rabitq" and self.input.metric == "cosine" and not self.input.normalized:
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-        return x
+        return self.unit_if_cosine(x) if self.values["mode"] == "rabitq" else np.asarray(x, dtype=np.float32)
 
     def fit(self, sample: Any) -> None:
         x = self._prepare(sample)

@@ -55,11 +55,7 @@ class PCA(Codec):
         return VectorSpec(self.values["dim"], "float32", "l2" if input.metric == "l2" else "ip", False)
 
     def _prepare(self, x: Any) -> Any:
-        x = np.asarray(x, dtype=np.float32)
-        if self.input.metric == "cosine" and not self.input.normalized:
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-        return x
+        return self.unit_if_cosine(x)
 
     def fit(self, sample: Any) -> None:
         x = self._prepare(sample)

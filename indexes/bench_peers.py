@@ -106,7 +106,9 @@ def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
         if shape is None:
             return _pq_same_bytes(nbytes, dim)
         m, b = shape
-        return [f"faiss:{prefix}PQ{m}x{b}", f"faiss:{prefix}OPQ{m},PQ{m}x{b}"]
+        # "np": no polysemous training (index_factory's default for PQ), which costs minutes and changes
+        # nothing for an ADC scan; vecx's fit time is compared with the training an ADC search needs.
+        return [f"faiss:{prefix}PQ{m}x{b}np", f"faiss:{prefix}OPQ{m},PQ{m}x{b}np"]
     if space.dim == dim and space.dtype in _CODE_DTYPES and space.metric_on == "codes":
         return [f"usearch:{_CODE_DTYPES[space.dtype]}", f"faiss:HNSW{connectivity},Flat"]
     if space.dtype in _FAISS_CODES and space.dim < dim:
@@ -129,7 +131,7 @@ def _pq_shape(stage: Any) -> tuple[int, int] | None:
 def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
     """faiss PQ with 8-bit codes at (at most) ``nbytes`` bytes: the most sub-spaces dividing ``dim``."""
     m = next((m for m in range(min(nbytes, dim), 0, -1) if dim % m == 0), None)
-    return [f"faiss:PQ{m}x8"] if m else []
+    return [f"faiss:PQ{m}x8np"] if m else []
 
 
 # --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_vectors
 from vecx.chain import Chain
 from vecx.codecs import registry
-from vecx.codecs.base import JSON, VectorSpec
+from vecx.codecs.base import JSON, VectorSpec, is_packed
 from vecx.errors import MismatchError, RowError
 from vecx.formats import state
 
@@ -19,6 +19,7 @@ EXAMPLES = {
     "int8": "int8:sample=500:seed=4",
     "binarize": "binarize:sample=500",
     "pca": "pca:12:sample=500",
+    "pq": "pq:8x8:sample=600",
     "rotate": "rotate:seed=3",
     "rp": "rp:24:seed=2",
 }
@@ -47,7 +48,7 @@ def test_planned_output_matches_encoded(codec_spec: str) -> None:
     chain = fitted(codec_spec, x)
     codes = chain.encode(x)
     out = chain.output
-    packed = out.dtype == "bits"
+    packed = is_packed(out.dtype)
     assert codes.shape == (700, out.bytes_per_vector if packed else out.dim)
     assert codes.dtype == np.dtype("uint8" if packed else out.dtype)
     assert codes.nbytes // 700 == out.bytes_per_vector

@@ -24,17 +24,20 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = "../shared/data"  # relative to the repository root, where the commands run
 HEADING = "## vecx bench (issue 4)"
 
-# Per set: its metric, and the specs to measure. Specs are spec strings as on the command line;
-# add the product-quantization and RaBitQ-style specs here once those codecs exist.
+# Per set: its metric, and the specs to measure (spec strings as on the command line; "@scan=graph" is
+# a per-spec index option). Peers at the same bytes are picked by `vecx bench --peers` for each spec.
 SETS: dict[str, tuple[str, list[str]]] = {
-    "debian-minilm-30k": ("cosine", ["f16", "int8:mode=global", "binarize", "binarize:mode=sign", "pca:96",
-                                     "pca:48"]),
-    "glove50-100k": ("cosine", ["f16", "int8:mode=global", "binarize", "pca:24"]),
-    "sift128-images-30k": ("l2", ["f16", "int8:mode=global", "binarize", "pca:32"]),
+    "debian-minilm-30k": ("cosine", ["f16", "int8:mode=global", "binarize", "binarize:mode=rabitq",
+                                     "binarize:mode=rabitq@scan=graph", "binarize:mode=rabitq:levels=2",
+                                     "pca:96", "pca:48", "pq:48x8", "pq:24x8", "pq:24x8:opq=true",
+                                     "pca:96,pq:24x8"]),
+    "glove50-100k": ("cosine", ["int8:mode=global", "binarize", "binarize:mode=rabitq", "pca:24", "pq:25x8",
+                                "pq:10x8", "pq:10x8:opq=true"]),
+    "sift128-images-30k": ("l2", ["f16", "int8:mode=global", "binarize", "binarize:mode=rabitq", "pca:32",
+                                  "pq:16x8", "pq:16x8:opq=true", "pq:8x8"]),
 }
-# Extra peers per set (--peer): PQ at the bytes of the 1-bit codes, the figure binary codes must beat.
-EXTRA_PEERS: dict[str, list[str]] = {"debian-minilm-30k": ["PQ48x8"], "glove50-100k": [],
-                                     "sift128-images-30k": ["PQ16x8"]}
+# Extra peers per set (--peer), beyond those picked for each spec.
+EXTRA_PEERS: dict[str, list[str]] = {"debian-minilm-30k": [], "glove50-100k": [], "sift128-images-30k": []}
 
 
 def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
@@ -77,8 +80,12 @@ def main() -> None:
              "beside the faiss-cpu and raw usearch peers it picks at the same bytes per vector, on the same data, "
              "training sample, graph parameters, truth (`gt.npy`) and float rescoring. All figures of a table "
              "come from one run; the machine is shared, so compare times within a table, as ratios. "
-             "vecx rows search an HNSW graph over the codes (graph misses included in every vecx recall); "
-             "faiss Flat/PQ/BFlat peers scan all codes exhaustively. The commands wrote `--out` to a temporary "
+             "vecx rows of float, int8 and sign-bit codes search an HNSW graph over the codes (graph misses "
+             "included in their recall); vecx `pq` and `binarize:mode=rabitq` rows scan every code with their "
+             "codec's scorer (ADC tables, the RaBitQ estimator), unless marked `@scan=graph` (a Hamming graph's "
+             "candidates ranked by the estimator); faiss Flat/PQ/BFlat/RaBitQ peers scan all codes exhaustively. "
+             "faiss PQ peers are `...np` (no polysemous training, which index_factory adds by default: minutes "
+             "of training an ADC scan does not use). The commands wrote `--out` to a temporary "
              "file that the script copies here. Made by `make bench` (`python tests/benchmarks/bench_sets.py`).",
              "", machine(), ""]
     with tempfile.TemporaryDirectory(prefix="vecx-bench-sets-") as tmp:

@@ -1,0 +1,495 @@
+"""Product quantization (PQ) with asymmetric distance computation (ADC), optionally after an OPQ rotation.
+
+``pq:MxB`` splits each vector into ``M`` sub-vectors and replaces each by the index of its nearest
+centroid among ``K = 2^B`` learned for that sub-space (Jegou, Douze & Schmid, TPAMI 2011): ``M x B``
+bits per vector. The codebooks are learned by k-means on a seeded sample, one sub-space at a time:
+``K`` distinct sample rows as the initial centroids (picked by the seeded hash of
+:mod:`vecx.sampling`, so the choice depends on no RNG algorithm), then ``iters`` Lloyd iterations
+(stopping early at a fixed point); an empty cluster is re-seeded by splitting the largest one (its
+centroid, nudged both ways), as faiss does. Like faiss, k-means uses at most ``256 x K`` rows of the
+sample (a seeded subset). The same sample and seed give byte-identical codebooks; assignments use
+float32 BLAS products (``|c|^2 - 2 <x, c>``), in blocks of rows, on all cores.
+
+``opq=true`` first learns an orthogonal rotation ``R`` (Ge et al., CVPR 2013, non-parametric OPQ) that
+lowers the quantization error. It starts from the identity or a seeded random rotation, whichever
+quantizes the sample better after a first k-means (a random rotation balances the variance of the
+sub-spaces of embeddings; SIFT-like data, already balanced and structured, keeps its axes), then
+alternates the orthogonal Procrustes update ``R = U V^T`` of ``svd(X^T Xhat)`` with a few
+warm-started k-means iterations, ``opq_iters`` times; the codebooks are then trained on ``X R``
+(warm-started too). The rotation is stored (``D x D``, ``y = x R``).
+
+The metric contract: l2 input stays l2 (scores are squared L2 distances, lower is better); inner
+product input gives ``ip`` (similarities); cosine input is normalized first (data and queries alike,
+unless the input is already unit-norm) and gives ``ip``. The codes have no metric of their own
+(``metric_on="scorer"``): queries stay float (asymmetric, ``encode_query`` returns them normalized
+and rotated into the codebooks' space) and the codec scores them against the codes with per-query
+tables, ``T[m, k] = |q_m - c_mk|^2`` (l2) or ``<q_m, c_mk>`` (ip), summed over the ``M`` codes of a row
+(the exact L2 / inner product between the query and the decoded row, up to float rounding).
+
+Storage (dtype ``codes``, ``ceil(M x B / 8)`` bytes per row): for ``B = 8`` one byte per sub-space, in
+sub-space order; for any other ``B`` the ``M`` codes are bit-packed across the whole row, most
+significant bit first, the padding bits at the end of the row zero. ``decode`` returns the
+reconstruction in the stage's input space (rotated back); ``encode(decode(codes))`` gives the codes
+back, except for cosine input that is not unit-norm (re-normalizing a reconstruction can move it).
+
+``D % M != 0`` is allowed: the first ``D % M`` sub-spaces are one dimension wider than the others. The
+stored codebooks (``M x K x ceil(D/M)``) zero-pad the narrower sub-spaces, which changes no L2
+distance or inner product.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, ClassVar
+
+from vecx._lazy import lazy
+from vecx.codecs.base import CODES, Codec, Param, VectorSpec, sample_params
+from vecx.errors import DataError, MismatchError
+from vecx.sampling import _splitmix64, sample_rows
+
+np = lazy("numpy")
+
+#: k-means uses at most this many sample rows per centroid (faiss's ``max_points_per_centroid``).
+MAX_POINTS_PER_CENTROID = 256
+#: faiss warns below this many training rows per centroid.
+MIN_POINTS_PER_CENTROID = 39
+#: Relative nudge that splits a large cluster's centroid in two (faiss's ``EPS``).
+_SPLIT_EPS = 1.0 / 1024
+#: Scratch bytes of one assignment block (rows x K float32 distances): stays in a core's L2 cache.
+_BLOCK_BYTES = 1 << 20
+#: Rows encoded per task (tasks run on all cores).
+_ENCODE_ROWS = 4096
+#: Scratch budget of one scoring block (queries x rows float32, twice).
+_SCORE_BYTES = 16 << 20
+#: k-means iterations of OPQ's first codebooks, then between two rotation updates (warm-started).
+_OPQ_FIRST_ITERS = 10
+_OPQ_STEP_ITERS = 4
+_SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
+
+
+def _workers(tasks: int) -> int:
+    """Threads for ``tasks`` independent tasks: the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, tasks))
+
+
+def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[fn(i) for i in items]`` on a thread pool, BLAS held to one thread per task.
+
+    numpy releases the GIL in the products and reductions that dominate here, so tasks overlap;
+    results do not depend on the number of threads.
+    """
+    from threadpoolctl import threadpool_limits
+
+    workers = _workers(len(items))
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1:
+            return [fn(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecx-pq") as pool:
+            return list(pool.map(fn, items))
+
+
+def _mix(seed: int, index: int) -> int:
+    """A 63-bit seed for sub-task ``index`` of a stage seeded ``seed``."""
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.array([seed], dtype=np.uint64))[0] ^ np.uint64(index)
+        return int(_splitmix64(np.array([key], dtype=np.uint64))[0] >> np.uint64(1))
+
+
+def _augmented(centroids: Any) -> Any:
+    """``(w + 1) x K``: ``-2 C^T`` over ``|c|^2``, so that ``[x, 1] @ A = |c|^2 - 2 <x, c>``."""
+    k, w = centroids.shape
+    out = np.empty((w + 1, k), dtype=np.float32)
+    out[:w] = -2.0 * centroids.T
+    out[w] = np.einsum("kw,kw->k", centroids, centroids, dtype=np.float64)
+    return out
+
+
+def _nearest(x: Any, augmented: Any, out: Any, xa: Any = None) -> None:
+    """Nearest centroid (lowest index on ties) of every row of ``x`` (rows x w) into ``out``.
+
+    ``xa`` is ``x`` with a column of ones already appended (the k-means loop builds it once).
+    """
+    n = len(x) if xa is None else len(xa)
+    w1, k = augmented.shape
+    block = max(16, min(n, _BLOCK_BYTES // (4 * k)))
+    scratch = np.empty((block, k), dtype=np.float32)
+    if xa is None:
+        rows = np.empty((block, w1), dtype=np.float32)
+        rows[:, w1 - 1] = 1.0
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        if xa is None:
+            part = rows[: stop - start]
+            part[:, : w1 - 1] = x[start:stop]
+        else:
+            part = xa[start:stop]
+        dist = np.matmul(part, augmented, out=scratch[: stop - start])
+        out[start:stop] = dist.argmin(axis=1)
+
+
+def _uniform(seed: int, count: int) -> Any:
+    """``count`` floats in [-1, 1) from the seeded hash (no RNG algorithm involved)."""
+    with np.errstate(over="ignore"):
+        salt = _splitmix64(np.array([seed], dtype=np.uint64))[0]
+        keys = _splitmix64(np.arange(count, dtype=np.uint64) ^ salt)
+    return (keys >> np.uint64(11)).astype(np.float64) * 2.0 ** -52 - 1.0
+
+
+def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
+    """Lloyd's k-means of ``x`` (rows x w float32) into ``k`` centroids (float32), deterministic.
+
+    Starts from ``init`` or from ``k`` distinct rows chosen by the seeded hash; stops early when
+    an assignment repeats (a fixed point). An empty cluster takes half of the largest one: both
+    centroids move apart by a small seeded nudge (so that no two centroids are equal).
+    """
+    n, w = x.shape
+    xa = np.empty((n, w + 1), dtype=np.float32)
+    xa[:, :w] = x
+    xa[:, w] = 1.0
+    centroids = (x[sample_rows(n, k, seed)] if init is None else init).astype(np.float32)
+    # The nudge is EPS of the centroid's own size, at least EPS of the data's spread (a zero
+    # centroid must move too).
+    floor = float(np.sqrt(np.mean(np.var(x, axis=0, dtype=np.float64)))) or 1.0
+    labels = np.empty(n, dtype=np.intp)
+    previous = None
+    for step in range(iters):
+        _nearest(x, _augmented(centroids), labels, xa)
+        if previous is not None and np.array_equal(labels, previous):
+            break  # the update would give the same centroids again
+        previous = labels.copy()
+        counts = np.bincount(labels, minlength=k)
+        sums = np.empty((k, w), dtype=np.float64)
+        for j in range(w):
+            sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
+        filled = counts > 0
+        updated = centroids.astype(np.float64)
+        updated[filled] = sums[filled] / counts[filled, None]
+        for empty in np.flatnonzero(~filled):
+            big = int(np.argmax(counts))
+            nudge = _uniform(_mix(seed, step * k + int(empty)), w)
+            delta = _SPLIT_EPS * np.maximum(np.abs(updated[big]), floor) * np.where(nudge < 0, nudge - 0.5, nudge + 0.5)
+            updated[empty] = updated[big] + delta
+            updated[big] = updated[big] - delta
+            counts[empty] = counts[big] // 2
+            counts[big] -= counts[empty]
+        centroids = updated.astype(np.float32)
+    return centroids
+
+
+def _pack(codes: Any, bits: int, nbytes: int) -> Any:
+    """rows x M codes -> rows x nbytes, bit-packed MSB first across the row (B = 8: the bytes)."""
+    codes = np.asarray(codes)
+    n, m = codes.shape
+    if bits == 8:
+        return codes.astype(np.uint8)
+    if bits == 4:
+        padded = np.zeros((n, 2 * nbytes), dtype=np.uint8)
+        padded[:, :m] = codes
+        return (padded[:, 0::2] << 4) | padded[:, 1::2]
+    if bits < 8:
+        planes = np.unpackbits(codes.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - bits:]
+    else:
+        wide = codes.astype(">u2").view(np.uint8).reshape(n, m, 2)
+        planes = np.unpackbits(wide, axis=2)[:, :, 16 - bits:]
+    return np.packbits(planes.reshape(n, m * bits), axis=1)
+
+
+def _unpack(packed: Any, bits: int, m: int) -> Any:
+    """Inverse of :func:`_pack`: rows x M codes (uint8 for B <= 8, else uint16)."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    n = len(packed)
+    if bits == 8:
+        return packed
+    if bits == 4:
+        out = np.empty((n, 2 * packed.shape[1]), dtype=np.uint8)
+        out[:, 0::2] = packed >> 4
+        out[:, 1::2] = packed & 15
+        return out[:, :m]
+    planes = np.unpackbits(packed, axis=1, count=m * bits).reshape(n, m, bits)
+    width = 8 if bits < 8 else 16
+    full = np.zeros((n, m, width), dtype=np.uint8)
+    full[:, :, width - bits:] = planes
+    joined = np.packbits(full, axis=2)
+    return joined[:, :, 0] if width == 8 else joined.view(">u2")[:, :, 0].astype(np.uint16)
+
+
+class PQ(Codec):
+    """Product quantization: M sub-space codes of B bits, scored against float queries with ADC tables."""
+
+    name = "pq"
+    summary = "product quantization: M codes of B bits per vector, asymmetric (ADC) scoring; optional OPQ"
+    help = (
+        "Split each vector into M sub-vectors and store, for each, the index of its nearest of 2^B "
+        "centroids learned by k-means on a seeded sample (M x B bits per vector; pq:48x8 turns "
+        "384-d float32 into 48 bytes). opq=true first learns an orthogonal rotation that balances "
+        "the sub-spaces and lowers the error. Queries stay float: indexes score them against the "
+        "codes with per-query distance tables (asymmetric distance computation, like faiss "
+        "IndexPQ). L2 data is scored by squared L2; cosine data is normalized and, like inner "
+        "product data, scored by inner product. M need not divide the dimension. Example: "
+        "vecx pq docs.parquet -o docs.pq.parquet --shape 48x8"
+    )
+    params = (
+        Param("shape", str, required=True, help="MxB: M sub-spaces, B bits per code"),
+        Param("opq", bool, default=False, help="learn an OPQ rotation before quantizing"),
+        Param("iters", int, default=25, minimum=1, help="k-means (Lloyd) iterations per sub-space"),
+        Param("opq_iters", int, default=20, minimum=1,
+              help="OPQ rotation updates (each after a few warm-started k-means iterations)"),
+        *sample_params("trains the codebooks"),
+    )
+    #: The epilog of ``vecx pq --help``.
+    examples: ClassVar[tuple[str, ...]] = (
+        "vecx pq docs.parquet -o docs.pq.parquet --shape 48x8",
+        "vecx encode docs.parquet -o docs.opq.parquet --spec pq:24x8:opq=true",
+        "vecx index docs.pq.parquet -o docs.vecx",
+        "vecx pq more.parquet -o more.pq.parquet --state pq.state",
+    )
+    primary = "shape"
+    needs_fit = True
+    query_encoding = "asymmetric"
+    scores_codes = True
+
+    # ---- planning -----------------------------------------------------------------------
+    def _shape(self) -> tuple[int, int]:
+        text = self.values["shape"]
+        match = _SHAPE.match(text)
+        if not match:
+            raise self.fail(f"shape {text!r} must be MxB (M sub-spaces, B bits per code), e.g. 16x8")
+        m, b = int(match.group(1)), int(match.group(2))
+        if f"{m}x{b}" != text:
+            raise self.fail(f"shape {text!r}: write it {m}x{b}")
+        if m < 1:
+            raise self.fail(f"shape {text!r}: M must be at least 1")
+        if not 1 <= b <= 12:
+            raise self.fail(f"shape {text!r}: B must be 1..12 bits per code (2 to 4096 centroids)")
+        return m, b
+
+    def plan(self, input: VectorSpec) -> VectorSpec:
+        self.require_float(input)
+        m, b = self._shape()
+        if m > input.dim:
+            raise self.fail(f"M={m} sub-spaces is more than the input dimension {input.dim}")
+        k = 1 << b
+        if self.values["sample"] < k:
+            raise self.fail(f"sample={self.values['sample']} rows cannot train {k} centroids per sub-space; "
+                            f"use sample>={k} (at least {MIN_POINTS_PER_CENTROID * k} is better)")
+        self.m, self.bits, self.k = m, b, k
+        d = input.dim
+        narrow, wider = divmod(d, m)
+        self.widths = [narrow + 1] * wider + [narrow] * (m - wider)
+        self.offsets = [sum(self.widths[:i]) for i in range(m)]
+        self.width = self.widths[0]
+        self.nbytes = (m * b + 7) // 8
+        if not hasattr(self, "codebooks_"):  # re-planning (Chain.with_input) keeps the fitted state
+            self.codebooks_: Any = None
+            self.rotation_: Any = None
+        self._augmented_cache: Any = None
+        return VectorSpec(self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _prepare(self, x: Any) -> Any:
+        """Float32 rows in the stage's working space (unit-norm for cosine input)."""
+        return self.unit_if_cosine(x)
+
+    def _rotate(self, x: Any) -> Any:
+        return x if self.rotation_ is None else x @ self.rotation_
+
+    def _split(self, x: Any) -> Any:
+        """rows x D -> rows x M x width, the narrower sub-spaces zero-padded."""
+        n = len(x)
+        if self.m * self.width == self.input.dim:
+            return x.reshape(n, self.m, self.width)
+        out = np.zeros((n, self.m, self.width), dtype=np.float32)
+        for i, (off, w) in enumerate(zip(self.offsets, self.widths)):
+            out[:, i, :w] = x[:, off: off + w]
+        return out
+
+    def _join(self, parts: Any) -> Any:
+        """Inverse of :meth:`_split`: rows x M x width -> rows x D."""
+        n = len(parts)
+        if self.m * self.width == self.input.dim:
+            return parts.reshape(n, self.input.dim)
+        return np.concatenate([parts[:, i, :w] for i, w in enumerate(self.widths)], axis=1)
+
+    def _augmented(self) -> list[Any]:
+        if self._augmented_cache is None:
+            self._augmented_cache = [_augmented(self.codebooks_[i, :, :w]) for i, w in enumerate(self.widths)]
+        return self._augmented_cache
+
+    def _assign(self, y: Any) -> Any:
+        """rows x M nearest-centroid codes (intp) of rows in the codebooks' space."""
+        y = np.asarray(y, dtype=np.float32)
+        n = len(y)
+        codes = np.empty((n, self.m), dtype=np.uint8 if self.bits <= 8 else np.uint16)
+        augmented = self._augmented()
+
+        def task(start: int) -> None:
+            stop = min(n, start + _ENCODE_ROWS)
+            labels = np.empty(stop - start, dtype=np.intp)
+            chunk = y[start:stop]
+            for i, (off, w) in enumerate(zip(self.offsets, self.widths)):
+                _nearest(chunk[:, off: off + w], augmented[i], labels)
+                codes[start:stop, i] = labels
+
+        _parallel(task, list(range(0, n, _ENCODE_ROWS)))
+        return codes
+
+    def _train(self, y: Any, iters: int, init: Any = None) -> Any:
+        """Codebooks (M x K x width, zero-padded) by k-means per sub-space of ``y``."""
+        seed = self.values["seed"]
+
+        def task(i: int) -> Any:
+            off, w = self.offsets[i], self.widths[i]
+            start = None if init is None else init[i, :, :w]
+            return _kmeans(np.ascontiguousarray(y[:, off: off + w]), self.k, iters, _mix(seed, i), start)
+
+        books = np.zeros((self.m, self.k, self.width), dtype=np.float32)
+        for i, centroids in enumerate(_parallel(task, list(range(self.m)))):
+            books[i, :, : self.widths[i]] = centroids
+        return books
+
+    def _reconstruct(self, codes: Any) -> Any:
+        """rows x M codes -> rows x D in the codebooks' space."""
+        parts = self.codebooks_[np.arange(self.m)[None, :], np.asarray(codes, dtype=np.intp)]
+        return self._join(parts)
+
+    # ---- fitting ------------------------------------------------------------------------
+    def fit(self, sample: Any) -> None:
+        x = self._prepare(sample)
+        n, k = len(x), self.k
+        if n < k:
+            raise DataError(f"{self.spec}: k-means needs at least {k} training rows for 2^{self.bits} "
+                            f"centroids per sub-space, the sample holds {n}",
+                            hint=f"give more rows, or fewer bits (at least {MIN_POINTS_PER_CENTROID * k} "
+                                 "rows are better)")
+        limit = MAX_POINTS_PER_CENTROID * k
+        if n > limit:
+            x = x[sample_rows(n, limit, _mix(self.values["seed"], 1 << 20))]
+        self.rotation_ = None
+        self._augmented_cache = None
+        if self.values["opq"]:
+            self.rotation_, init = self._fit_opq(x)
+        else:
+            init = None
+        self.codebooks_ = self._train(self._rotate(x), self.values["iters"], init)
+        self._augmented_cache = None
+        self.is_fitted = True
+
+    def _fit_opq(self, x: Any) -> tuple[Any, Any]:
+        """Alternate warm-started k-means and orthogonal Procrustes; returns the rotation and codebooks.
+
+        The start is whichever of the identity and a seeded random rotation quantizes the sample
+        better after a first k-means (a random rotation balances the sub-spaces' variance; data whose
+        dimensions are already balanced and structured, like SIFT, is better left as it is).
+        """
+        from vecx.codecs.rotate import haar_orthogonal
+
+        best = None
+        for start in (np.eye(self.input.dim, dtype=np.float32),
+                      haar_orthogonal(self.input.dim, _mix(self.values["seed"], 1 << 21) % (1 << 32))):
+            y = x @ start
+            books = self._train(y, _OPQ_FIRST_ITERS)
+            error = float(((y - self._reconstruct_with(books, y)) ** 2).sum())
+            if best is None or error < best[0]:
+                best = (error, start, books)
+        _, rotation, books = best
+        for _ in range(self.values["opq_iters"]):
+            recon = self._reconstruct_with(books, x @ rotation)
+            # Procrustes: the orthogonal R minimizing |x R - recon| is U V^T from svd(x^T recon).
+            u, _, vt = np.linalg.svd((x.T @ recon).astype(np.float64))
+            rotation = (u @ vt).astype(np.float32)
+            books = self._train(x @ rotation, _OPQ_STEP_ITERS, books)
+        return rotation, books
+
+    def _reconstruct_with(self, books: Any, y: Any) -> Any:
+        """Quantize ``y`` with ``books`` and return the reconstruction (codebooks' space)."""
+        self.codebooks_, self._augmented_cache = books, None
+        return self._reconstruct(self._assign(y))
+
+    # ---- encoding -----------------------------------------------------------------------
+    def encode(self, x: Any) -> Any:
+        codes = self._assign(self._rotate(self._prepare(x)))
+        return _pack(codes, self.bits, self.nbytes)
+
+    def encode_query(self, q: Any) -> Any:
+        return np.ascontiguousarray(self._rotate(self._prepare(q)), dtype=np.float32)
+
+    def decode(self, codes: Any) -> Any:
+        y = self._reconstruct(_unpack(codes, self.bits, self.m))
+        if self.rotation_ is not None:
+            y = y @ self.rotation_.T
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    # ---- asymmetric scoring -------------------------------------------------------------
+    def prepare_queries(self, q: Any) -> dict[str, Any]:
+        parts = self._split(np.asarray(q, dtype=np.float32))  # n x M x width
+        dots = np.matmul(parts.transpose(1, 0, 2), self.codebooks_.transpose(0, 2, 1))  # M x n x K
+        if self.output.metric == "l2":
+            sq_books = np.einsum("mkw,mkw->mk", self.codebooks_, self.codebooks_)
+            sq_parts = np.einsum("nmw,nmw->mn", parts, parts)
+            dots *= -2.0
+            dots += sq_books[:, None, :]
+            dots += sq_parts[:, :, None]
+            np.maximum(dots, 0.0, out=dots)
+        return {"tables": np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32)}
+
+    def score(self, prepared: dict[str, Any], codes: Any) -> Any:
+        tables = prepared["tables"]
+        n = len(tables)
+        codes = np.asarray(codes, dtype=np.uint8)
+        rows = len(codes)
+        out = np.empty((n, rows), dtype=np.float32)
+        block = max(256, _SCORE_BYTES // max(1, 8 * n))
+        for start in range(0, rows, block):
+            stop = min(rows, start + block)
+            unpacked = _unpack(codes[start:stop], self.bits, self.m)
+            acc = out[:, start:stop]
+            for i in range(self.m):
+                part = np.take(tables[:, i, :], unpacked[:, i].astype(np.intp), axis=1)
+                if i == 0:
+                    acc[...] = part
+                else:
+                    acc += part
+        return out
+
+    def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
+        tables = prepared["tables"]
+        codes = np.asarray(codes, dtype=np.uint8)
+        n, cand = codes.shape[:2]
+        unpacked = _unpack(codes.reshape(n * cand, codes.shape[2]), self.bits, self.m).reshape(n, cand, self.m)
+        out = np.empty((n, cand), dtype=np.float32)
+        for i in range(self.m):
+            part = np.take_along_axis(tables[:, i, :], unpacked[:, :, i].astype(np.intp), axis=1)
+            if i == 0:
+                out[...] = part
+            else:
+                out += part
+        return out
+
+    # ---- state --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        out = {"codebooks": self.codebooks_}
+        if self.values["opq"]:
+            out["rotation"] = self.rotation_
+        return out
+
+    def load_state(self, arrays: dict[str, Any]) -> None:
+        shapes = {"codebooks": (self.m, self.k, self.width)}
+        if self.values["opq"]:
+            shapes["rotation"] = (self.input.dim, self.input.dim)
+        self._check_state(arrays, shapes)
+        books = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
+        for i, w in enumerate(self.widths):
+            if w < self.width and np.any(books[i, :, w:]):
+                raise MismatchError(f"{self.spec}: fitted state 'codebooks' has non-zero padding in "
+                                    f"sub-space {i} (state made for other data?)")
+        self.codebooks_ = books
+        self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if self.values["opq"] else None
+        self._augmented_cache = None
+        self.is_fitted = True
