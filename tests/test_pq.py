@@ -354,3 +354,21 @@ def test_replanning_keeps_the_fitted_state_and_empty_batches_work() -> None:
     prepared = stage.prepare_queries(chain.encode_query(x[:3]))
     assert stage.score(prepared, codes[:0]).shape == (3, 0)
     assert stage.score_candidates(prepared, codes[:0].reshape(3, 0, 4)).shape == (3, 0)
+
+
+def test_batch_scoring_by_decoding_equals_the_tables(monkeypatch) -> None:
+    import vecx.codecs.pq as pq_mod
+
+    for metric in ("cosine", "l2"):
+        x = make_vectors(800, 48, normalize=metric == "cosine")
+        chain = Chain.from_spec("pq:12x8:sample=800", VectorSpec(48, "float32", metric, metric == "cosine"))
+        chain.fit(lambda stage: x)
+        stage = chain.stages[0]
+        q = make_vectors(40, 48, seed=5, normalize=metric == "cosine")
+        prepared = stage.prepare_queries(chain.encode_query(q))
+        codes = chain.encode(x)
+        batch = stage.score(prepared, codes)  # 40 queries: the decode + product path
+        monkeypatch.setattr(pq_mod, "GEMM_QUERIES", 10**9)
+        tables = stage.score(prepared, codes)
+        monkeypatch.undo()
+        np.testing.assert_allclose(batch, tables, rtol=1e-4, atol=1e-3)
