@@ -442,16 +442,7 @@ class Searcher:
         """
         if self.scan is not None:
             return self._scan_search(codes, count, expansion)
-        saved = self.graph.expansion_search
-        self.graph.expansion_search = max(expansion or saved, count)
-        # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
-        matches = self.graph.search(np.ascontiguousarray(codes), count, threads=0, exact=count >= self.rows)
-        self.graph.expansion_search = saved
-        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(codes), -1)
-        dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(codes), -1)
-        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)  # one query: Matches
-        found = counts > np.arange(keys.shape[1])[None, :]
-        return np.where(found, keys, -1), dist
+        return _usearch(self.graph, codes, count, expansion, self.rows)
 
     @property
     def scan_mode(self) -> str | None:
@@ -467,14 +458,8 @@ class Searcher:
         if self.scan_mode == "exhaustive":
             return self.scan.exhaustive(q, count)
         pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", 4))))
-        nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]
-        saved = self.graph.expansion_search
-        self.graph.expansion_search = max(expansion or saved, pool)
-        matches = self.graph.search(np.ascontiguousarray(nav), pool, threads=0)
-        self.graph.expansion_search = saved
-        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
-        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
-        keys = np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
+        nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]  # the queries' own sign bits
+        keys, _ = _usearch(self.graph, nav, pool, expansion, self.rows)
         return self.scan.rank(q, keys, count)
 
     def exact_codes(self, codes: Any, k: int) -> Any:
@@ -577,6 +562,23 @@ class Searcher:
         if "columns" in self.manifest:
             return list(self.manifest["columns"])
         return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
+
+
+def _usearch(graph: Any, queries: Any, count: int, expansion: int | None, rows: int) -> tuple[Any, Any]:
+    """One usearch search: keys (row numbers, -1 where fewer found) and distances, queries x count.
+
+    ``expansion`` overrides the graph's search expansion for this call (never below ``count``).
+    """
+    saved = graph.expansion_search
+    graph.expansion_search = max(expansion or saved, count)
+    # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
+    matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=count >= rows)
+    graph.expansion_search = saved
+    keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
+    dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)
+    counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)  # one query: Matches
+    found = counts > np.arange(keys.shape[1])[None, :]
+    return np.where(found, keys, -1), dist
 
 
 def _top(keys: Any, scores: Any, k: int, lower_is_better: bool) -> tuple[Any, Any]:

@@ -101,16 +101,10 @@ class MultiRescore:
         """Rows nearest to each query's mean vector in the mean graph (-1 where fewer)."""
         if self.mean_graph is None:
             raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector --rescore table")
-        graph = self.mean_graph
-        saved = graph.expansion_search
-        graph.expansion_search = max(expansion or saved, count)
-        # Asked for (nearly) every row: an exact scan, since HNSW does not promise to reach them all.
-        matches = graph.search(np.ascontiguousarray(q.mean(), dtype=np.float32), count, threads=0,
-                               exact=count >= len(graph))
-        graph.expansion_search = saved
-        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
-        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
-        return np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
+        from vecx.indexes.hnsw import _usearch
+
+        means = np.ascontiguousarray(q.mean(), dtype=np.float32)
+        return _usearch(self.mean_graph, means, count, expansion, len(self.mean_graph))[0]
 
     def sets_of(self, rows: Any) -> Any:
         """The stored token sets of some rows (float32)."""
