@@ -150,6 +150,21 @@ def test_encoding_is_the_same_in_another_process() -> None:
     assert np.array_equal(a._edge_perm[a.edge("k", "z")], b._edge_perm[b.edge("k", "z")])
 
 
+def test_threads_and_caches_do_not_change_the_vectors() -> None:
+    c = codec(PEOPLE, dim=64, block=16)  # 512 records per block at this dim: 3 blocks here
+    records = [{**p, "serial": i, "note": f"copy {i % 13} of {p['name']}"} for i, p in enumerate(PEOPLE * 12)]
+
+    def fresh() -> J.Encoder:
+        return J.Encoder(c.config(), c.stats_, c.q_)
+
+    one = fresh().encode(records, workers=1)
+    assert np.array_equal(fresh().encode(records, workers=3), one)
+    warm = fresh()
+    warm.encode(records[::-1], workers=2)  # fills the caches (of several encoders)
+    assert np.array_equal(warm.encode(records, workers=1), one)
+    assert np.array_equal(warm.encode(records, workers=2), one)
+
+
 def test_state_round_trip_encodes_queries_like_data() -> None:
     c = codec(PEOPLE, dim=256, block=64)
     again = Vsa(dict(c.values), VectorSpec(0, JSON))
@@ -374,3 +389,11 @@ def test_fitted_state_is_reused_on_other_records(tmp_path: Path) -> None:
     mine = codec([orjson.loads(x) for x in lines[:60]], dim=128)
     stored = np.stack(pq.read_table(tmp_path / "b.parquet", columns=["vector"])["vector"].to_numpy(zero_copy_only=False))
     assert np.abs(stored - mine.encode([orjson.loads(x) for x in lines[60:]])).max() < 1e-6
+
+
+def test_a_constant_huge_number_field_encodes(tmp_path: Path) -> None:
+    # All values of a key path equal and >= 2^53: its fitted range must still have a width.
+    src = tmp_path / "big.jsonl"
+    src.write_text("".join(json.dumps({"mass": 1e300, "name": f"n{i}"}) + "\n" for i in range(5)))
+    r = run_vecx("vsa", src, "-o", tmp_path / "big.parquet", "--dim", "64")
+    assert r.code == 0, r.stderr

@@ -11,7 +11,8 @@ Baseline, in the same run: the record flattened to ``path=value`` tokens (``priz
 each hashed (blake2b) to one of D dimensions with a hashed sign, summed, cosine. Ranking is
 exact (brute-force cosine, or Hamming on the packed bits after ``binarize``), so the figures are
 those of the encodings, not of a graph. Throughput: records/s of the vsa encoder (library call,
-cache cold, fit excluded) next to the hashing baseline in the same process, as a ratio.
+cache cold, fit excluded; on one thread, the default, then on all cores) next to the hashing baseline in the
+same process, as a ratio.
 
     python tests/benchmarks/bench_vsa.py            # D = 1024, 2048, 4096 and binarize
     python tests/benchmarks/bench_vsa.py --quick    # D = 1024 only
@@ -141,15 +142,19 @@ def main() -> None:
             codec = vsa_codec(spec, data)
             got = evaluate(codec.encode(data), codec.encode_query(queries), co, cats)
             print(f"| `{spec}` | {got[0]:.3f} | {got[1]:.3f} |", flush=True)
-    print("\nEncode throughput at D = 2048 (records/s, best of 3, cold cache each time; fit excluded):")
-    print("| encoder | records/s | vs hashing |")
-    print("|---|---|---|")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print("\nEncode throughput at D = 2048 (records/s, best of 3, cold cache each time; fit excluded; "
+          f"threads: 1, the default, then all {cores} cores):")
+    print("| encoder | threads | records/s | vs hashing |")
+    print("|---|---|---|---|")
     best_hash = min(_timed(lambda: hashing(data, 2048)) for _ in range(3))
-    print(f"| hashing (Python, same process) | {len(data) / best_hash:,.0f} | 1.00x |")
+    print(f"| hashing (Python, same process) | 1 | {len(data) / best_hash:,.0f} | 1.00x |")
     for spec in ("vsa:2048", "vsa:2048:mode=perm", "vsa:2048:block=2048"):
         codec = vsa_codec(spec, data)
         best = min(_timed(lambda: Vsa.encode(_cold(codec), data)) for _ in range(3))
-        print(f"| `{spec}` | {len(data) / best:,.0f} | {best_hash / best:.2f}x |", flush=True)
+        print(f"| `{spec}` | 1 | {len(data) / best:,.0f} | {best_hash / best:.2f}x |", flush=True)
+        best = min(_timed(lambda: _cold(codec).encoder().encode(data, workers=0)) for _ in range(3))
+        print(f"| `{spec}` | {cores} | {len(data) / best:,.0f} | {best_hash / best:.2f}x |", flush=True)
 
 
 def _cold(codec: Vsa) -> Vsa:
