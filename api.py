@@ -675,9 +675,6 @@ def _choose_scan(searcher: Any, scan: str | None) -> None:
 
     if check_scan(scan) is None:
         return
-    if searcher.scan is None:
-        raise UsageError("--scan applies to indexes of codes scored by their codec (pq, binarize:mode=rabitq); "
-                         "this index searches its graph")
     searcher.scan_choice = scan
     _ = searcher.scan_mode  # a usage error now if this index cannot scan that way
 

@@ -100,14 +100,15 @@ class Chain:
         return Chain(self.input, self.stages + other.stages)
 
     # ---- running ------------------------------------------------------------------
-    def fit(self, sample_for: Callable[[Codec], Any]) -> None:
-        """Fit every unfitted stage, in order, on the sample ``sample_for(stage)`` returns.
+    def fit(self, sample_for: Callable[[Codec], Any], refit: bool = False) -> None:
+        """Fit every unfitted stage (every fitting stage with ``refit``), in order, on the sample
+        ``sample_for(stage)`` returns.
 
         The sample is given in the chain's input space and passed through the earlier
         (already fitted) stages, so a one-command chain fits exactly like stage-by-stage runs.
         """
         for index, stage in enumerate(self.stages):
-            if stage.is_fitted:
+            if stage.is_fitted and not (refit and stage.needs_fit):
                 continue
             sample = sample_for(stage)
             for earlier in self.stages[:index]:

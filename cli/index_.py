@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", help="Default candidate list size while searching (ef).")] = 64,
               oversample: Annotated[int, typer.Option("--oversample", metavar="X", help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
               deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
-              scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph", help="Codes scored by their codec (pq, binarize:mode=rabitq): score every code per query, or navigate a Hamming graph over the sign bits and rank its candidates with the estimator (auto: the graph above 200,000 rows).")] = "auto",
+              scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks). auto: graph, but for pq/rabitq codes only above 200,000 rows.")] = "auto",
               pool: Annotated[int, typer.Option("--pool", metavar="X", help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
-              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Index of scored codes (pq, rabitq): every code, or the navigation graph's candidates (default: the index's).", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="exhaustive: compare every code (exact for the codes); graph: walk the graph (default: the index's).", show_default=False)] = None,
               json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
@@ -159,7 +159,7 @@ def register_eval(app: typer.Typer) -> None:
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
-              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Index of scored codes (pq, rabitq): evaluate every-code scoring or the navigation graph (default: the index's).", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Evaluate an exhaustive search of the codes or the graph (default: the index's).", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -176,8 +176,10 @@ def register_eval(app: typer.Typer) -> None:
         g = result["graph"]
         graph = (f"{g['dtype']} {g['metric']} graph (connectivity {g['connectivity']}, expansion add "
                  f"{g['expansion_add']}, search {expansion or g['expansion_search']})")
-        what = graph if "scan" not in result else (
-            f"{result['scan']} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else ""))
+        if result.get("scored"):
+            what = f"{result['scan']} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else "")
+        else:
+            what = graph if result["scan"] == "graph" else f"exhaustive scan of the codes, {graph}"
         typer.echo(f"index   {index}: {result['rows']:,} rows, {what}, {result['bytes_per_vector']} bytes/vector")
         typer.echo(f"queries {result['queries']:,}; truth {result['truth']}")
         keys = [c for c in result["stages"][0] if c.startswith("recall@")]

@@ -65,6 +65,23 @@ class _NoProgress:
         pass
 
 
+#: A fit (vecx codec or faiss train) that took less than this is repeated, up to ``--repeat`` times,
+#: and its best time kept: short fits swing several-fold on a shared machine.
+REFIT_SECONDS = 20.0
+
+
+def best_fit_time(fit: Callable[[], Any], repeat: int) -> float:
+    """The best wall time of ``fit()``: one run, more (up to ``repeat``) while each stays short."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        fit()
+        best = min(best, time.perf_counter() - started)
+        if best >= REFIT_SECONDS:
+            break
+    return best
+
+
 def best_time(call: Callable[[], Any], repeat: int) -> tuple[Any, float]:
     """The result of ``call`` and its best wall time over ``repeat`` runs."""
     best, out = float("inf"), None
@@ -309,9 +326,7 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     fit_s, state_file = 0.0, None
     if chain.needs_fit:
         progress.start(None, f"{given}: fitting")
-        started = time.perf_counter()
-        chain.fit(_sample_for(x))
-        fit_s = time.perf_counter() - started
+        fit_s = best_fit_time(lambda: chain.fit(_sample_for(x), refit=True), options.repeat)
         progress.close()
         state_file = prefix + ".state"
         api.write_bytes_atomic(state_file, api.state_container(chain, None))

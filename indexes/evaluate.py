@@ -7,8 +7,8 @@ Three recalls against exact ground truth, each isolating one loss:
 - ``graph``: the HNSW search over the codes, no rescoring (quantization + graph loss);
 - ``graph + rescore``: k x oversample candidates re-ranked with the float vectors.
 
-Indexes of codes scored by their codec (PQ, RaBitQ) name their stages ``scan`` when they score every
-code (``codes, exact`` is then the same search). Each recall@n comes from a search for n results.
+An exhaustive search (``--scan exhaustive``, the default for PQ/RaBitQ codes) names its stages
+``scan`` (``codes, exact`` is then the same search). Each recall@n comes from a search for n results.
 
 Latency percentiles come from one query at a time; QPS from the whole batch in one call.
 ``target_recall`` searches for the smallest oversampling factor, then the smallest search
@@ -50,9 +50,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
                            "graph": searcher.manifest["graph"], "stages": []}
     codes = searcher.chain.encode_query(q)
     out["stages"].append({"stage": "codes, exact", **_recalls(searcher.exact_codes(codes, kmax), truth, ks)})
-    first = "graph" if searcher.scan_mode in (None, "graph") else "scan"  # scored codes: exhaustive scan
-    if searcher.scan is not None:
-        out["scan"] = searcher.scan_mode
+    out["scan"], out["scored"] = searcher.scan_mode, searcher.scan is not None
+    first = "graph" if searcher.scan_mode == "graph" else "scan"  # every code compared: no graph loss
     configs = [(first, 1, False)]
     if searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])

@@ -175,7 +175,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
                 "navigation": nav is not None},
             "search": {"oversample": options.oversample if rescore_info else 1,
                        **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
-                          if scorer is not None else {})},
+                          if scorer is not None else
+                          {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
         })
     except BaseException:
         store.abort(version)
@@ -442,17 +443,16 @@ class Searcher:
         """
         if self.scan is not None:
             return self._scan_search(codes, count, expansion)
-        return _usearch(self.graph, codes, count, expansion, self.rows)
+        return _usearch(self.graph, codes, count, expansion, self.rows, exact=self.scan_mode == "exhaustive")
 
     @property
-    def scan_mode(self) -> str | None:
-        """``exhaustive`` or ``graph`` for an index of scored codes, ``None`` for a graph over codes."""
-        if self.scan is None:
-            return None
+    def scan_mode(self) -> str:
+        """How candidates are found: ``graph`` (HNSW), or ``exhaustive`` (every code: usearch's exact
+        search over graph codes, the codec's scores over scored codes)."""
         from vecx.indexes.codescan import resolve_scan
 
-        return resolve_scan(self.scan_choice, self.manifest["search"].get("scan", "exhaustive"),
-                            self.graph is not None)
+        default = "exhaustive" if self.scan is not None else "graph"
+        return resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default), self.graph is not None)
 
     def _scan_search(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         if self.scan_mode == "exhaustive":
@@ -564,15 +564,17 @@ class Searcher:
         return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
 
 
-def _usearch(graph: Any, queries: Any, count: int, expansion: int | None, rows: int) -> tuple[Any, Any]:
+def _usearch(graph: Any, queries: Any, count: int, expansion: int | None, rows: int,
+             exact: bool = False) -> tuple[Any, Any]:
     """One usearch search: keys (row numbers, -1 where fewer found) and distances, queries x count.
 
-    ``expansion`` overrides the graph's search expansion for this call (never below ``count``).
+    ``expansion`` overrides the graph's search expansion for this call (never below ``count``);
+    ``exact`` compares every stored vector instead of walking the graph.
     """
     saved = graph.expansion_search
     graph.expansion_search = max(expansion or saved, count)
     # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
-    matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=count >= rows)
+    matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=exact or count >= rows)
     graph.expansion_search = saved
     keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
     dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)

@@ -248,10 +248,22 @@ def test_scan_choices_that_cannot_apply_are_usage_errors(corpus: dict, tmp_path:
     assert r.code == 2 and "no navigation graph" in r.stderr
     r = run_vecx("query", corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "sideways")
     assert r.code == 2 and "--scan must be one of" in r.stderr
-    assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q").code == 0
-    r = run_vecx("query", tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive")
-    assert r.code == 2 and "this index searches its graph" in r.stderr
+    r = run_vecx("index", corpus["dir"] / "rq.parquet", "-o", tmp_path / "g.vecx", "--scan", "sideways")
+    assert r.code == 2 and "--scan must be one of" in r.stderr
     assert not (tmp_path / "g.vecx").exists()
+
+
+def test_exhaustive_search_of_float_codes_is_exact(corpus: dict, tmp_path: Path) -> None:
+    x, q = corpus["x"], corpus["q"]
+    truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
+    assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q", "--rescore", corpus["dir"] / "base.parquet",
+                    "--expansion-search", "10", "--connectivity", "4").code == 0
+    exhaustive = query(tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive", "--rescore", "1")
+    assert [[int(r["id"]) for r in e["results"]] for e in exhaustive] == truth.tolist()
+    r = run_vecx("eval", tmp_path / "f.vecx", "--queries", corpus["dir"] / "q.npy", "--scan", "exhaustive", "--json")
+    data = json.loads(r.out)
+    assert data["scan"] == "exhaustive" and [s["stage"] for s in data["stages"]][1] == "scan"
+    assert data["stages"][1]["recall@10"] == 1.0
 
 
 def test_damaged_codes_file_is_refused(corpus: dict, tmp_path: Path) -> None:
