@@ -43,3 +43,22 @@ def test_peak_memory_is_independent_of_rows(tmp_path: Path) -> None:
         # 4x the rows (+115 MB of input) may cost the id check of raw input (16 bytes/row, 29 MB)
         # and timing noise, never the data itself.
         assert large - small < 50_000, f"{step}: peak RSS {small} kB -> {large} kB"
+
+
+@pytest.mark.slow
+def test_vsa_memory_is_independent_of_records(tmp_path: Path) -> None:
+    # Every record brings new strings (the worst case for the encoder's atom caches, which are bounded).
+    import orjson
+
+    rss = {}
+    for rows in (32_000, 128_000):  # past the point where the bounded atom caches are full
+        src = tmp_path / f"r{rows}.jsonl"
+        with open(src, "wb") as handle:
+            for i in range(rows):
+                handle.write(orjson.dumps({"name": f"person{i} family{i % 997}", "year": 1900 + i % 120,
+                                           "tags": [f"t{i % 13}", f"u{i}"], "ok": i % 2 == 0}) + b"\n")
+        # The fit holds its sample (at most --sample records, by design); the encoding must stream.
+        rss[rows] = peak_rss_kb("vsa", src, "-o", tmp_path / f"r{rows}.parquet", "--dim", "256", "--sample", "2000",
+                                "-q")
+    # 4x the records (and 4x the distinct strings) must not cost memory in proportion.
+    assert rss[128_000] - rss[32_000] < 60_000, f"peak RSS {rss[32_000]} kB -> {rss[128_000]} kB"
