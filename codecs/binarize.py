@@ -103,9 +103,10 @@ class Binarize(Codec):
         x = self._prepare(sample)
         mode = self.values["mode"]
         self.mean_ = x.mean(axis=0).astype(np.float32) if mode != "sign" else np.zeros(x.shape[1], dtype=np.float32)
-        spread = np.abs(x - self.mean_).mean(axis=0).astype(np.float32)
-        self.scale_ = np.where(spread > 0, spread, 1.0).astype(np.float32)
-        if mode == "rabitq":
+        if mode != "rabitq":  # the per-dimension decoding scale of plain sign bits
+            spread = np.abs(x - self.mean_).mean(axis=0).astype(np.float32)
+            self.scale_ = np.where(spread > 0, spread, 1.0).astype(np.float32)
+        else:
             self.rotation_ = self._haar_blocks()
             norms = np.linalg.norm(x - self.mean_, axis=1)
             self.norm_scale_ = np.array([norms.mean() if norms.mean() > 0 else 1.0], dtype=np.float32)
@@ -245,21 +246,21 @@ class Binarize(Codec):
 
     # ---- state ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        out = {"mean": self.mean_, "scale": self.scale_}
         if self.values["mode"] == "rabitq":
-            out.update(rotation=self.rotation_, norm_scale=self.norm_scale_)
-        return out
+            return {"mean": self.mean_, "rotation": self.rotation_, "norm_scale": self.norm_scale_}
+        return {"mean": self.mean_, "scale": self.scale_}
 
     def load_state(self, arrays: dict[str, Any]) -> None:
-        shapes = {"mean": (self.input.dim,), "scale": (self.input.dim,)}
-        if self.values["mode"] == "rabitq":
-            shapes.update(rotation=(self.blocks_, self.block_, self.block_), norm_scale=(1,))
-        self._check_state(arrays, shapes)
+        d = self.input.dim
+        rabitq = self.values["mode"] == "rabitq"
+        self._check_state(arrays, {"mean": (d,), "rotation": (self.blocks_, self.block_, self.block_),
+                                   "norm_scale": (1,)} if rabitq else {"mean": (d,), "scale": (d,)})
         self.mean_ = arrays["mean"].astype(np.float32)
-        self.scale_ = arrays["scale"].astype(np.float32)
-        if self.values["mode"] == "rabitq":
+        if rabitq:
             self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32)
             self.norm_scale_ = arrays["norm_scale"].astype(np.float32)
+        else:
+            self.scale_ = arrays["scale"].astype(np.float32)
         self.is_fitted = True
 
 

@@ -54,11 +54,9 @@ class PCA(Codec):
         self.query_encoding = "symmetric" if input.metric == "l2" else "asymmetric"
         return VectorSpec(self.values["dim"], "float32", "l2" if input.metric == "l2" else "ip", False)
 
-    def _prepare(self, x: Any) -> Any:
-        return self.unit_if_cosine(x)
 
     def fit(self, sample: Any) -> None:
-        x = self._prepare(sample)
+        x = self.unit_if_cosine(sample)
         mean = x.mean(axis=0, dtype=np.float64)
         # float32 centring and Gram product (numpy hands ``c.T @ c`` to BLAS syrk: half the work of a
         # general product, and float32 is twice as fast again); the mean and the eigensolver stay float64.
@@ -79,14 +77,14 @@ class PCA(Codec):
         return 1.0 / np.sqrt(np.maximum(self.variance_, 1e-12)) if self.values["whiten"] else None
 
     def encode(self, x: Any) -> Any:
-        y = (self._prepare(x) - self.mean_) @ self.components_.T
+        y = (self.unit_if_cosine(x) - self.mean_) @ self.components_.T
         scale = self._scale()
         return (y * scale if scale is not None else y).astype(np.float32)
 
     def encode_query(self, q: Any) -> Any:
         if self.query_encoding == "symmetric":
             return self.encode(q)
-        y = self._prepare(q) @ self.components_.T
+        y = self.unit_if_cosine(q) @ self.components_.T
         scale = self._scale()
         return (y * scale if scale is not None else y).astype(np.float32)
 

@@ -296,9 +296,6 @@ class PQ(Codec):
         return VectorSpec(self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
 
     # ---- helpers ------------------------------------------------------------------------
-    def _prepare(self, x: Any) -> Any:
-        """Float32 rows in the stage's working space (unit-norm for cosine input)."""
-        return self.unit_if_cosine(x)
 
     def _rotate(self, x: Any) -> Any:
         return x if self.rotation_ is None else x @ self.rotation_
@@ -364,7 +361,7 @@ class PQ(Codec):
 
     # ---- fitting ------------------------------------------------------------------------
     def fit(self, sample: Any) -> None:
-        x = self._prepare(sample)
+        x = self.unit_if_cosine(sample)
         n, k = len(x), self.k
         if n < k:
             raise DataError(f"{self.spec}: k-means needs at least {k} training rows for 2^{self.bits} "
@@ -417,11 +414,11 @@ class PQ(Codec):
 
     # ---- encoding -----------------------------------------------------------------------
     def encode(self, x: Any) -> Any:
-        codes = self._assign(self._rotate(self._prepare(x)))
+        codes = self._assign(self._rotate(self.unit_if_cosine(x)))
         return _pack(codes, self.bits, self.nbytes)
 
     def encode_query(self, q: Any) -> Any:
-        return np.ascontiguousarray(self._rotate(self._prepare(q)), dtype=np.float32)
+        return np.ascontiguousarray(self._rotate(self.unit_if_cosine(q)), dtype=np.float32)
 
     def decode(self, codes: Any) -> Any:
         y = self._reconstruct(_unpack(codes, self.bits, self.m))

@@ -112,6 +112,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = _check_rescore(rescore, source) if rescore else None
     version = store.new_version(output)
+    codes_writer = None
     try:
         graph = None
         if scorer is None or nav is not None:
@@ -179,6 +180,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
                           {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
         })
     except BaseException:
+        if codes_writer is not None:
+            codes_writer.handle.close()
         store.abort(version)
         raise
     _, manifest = store.open_version(output)
