@@ -63,14 +63,12 @@ class CodesWriter:
         self.path = os.path.join(version, CODES_FILE)
         self.nbytes = nbytes
         self.handle = open(self.path, "wb")
-        self.rows = 0
 
     def add(self, codes: Any) -> None:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[1] != self.nbytes:
             raise DataError(f"codes of {codes.shape[-1]} bytes, the table says {self.nbytes}")
         self.handle.write(codes.tobytes())
-        self.rows += len(codes)
 
     def close(self) -> dict[str, Any]:
         self.handle.close()

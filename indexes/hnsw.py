@@ -19,7 +19,7 @@ from vecx._lazy import lazy
 from vecx.chain import Chain
 from vecx.codecs.base import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError
-from vecx.indexes import rowids, store
+from vecx.indexes import codescan, rowids, store
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -61,7 +61,7 @@ class BuildOptions:
     #: Codes scored by their codec (PQ, RaBitQ): ``auto``, ``exhaustive`` or ``graph`` (indexes/codescan.py).
     scan: str = "auto"
     #: ``graph`` scan: candidates the graph returns per candidate kept, for the estimator to rank.
-    pool: int = 4
+    pool: int = codescan.DEFAULT_POOL
 
 
 def _open_table(path: str) -> Any:
@@ -87,7 +87,6 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
     from usearch.index import Index
     from vecx.formats import metadata as md
-    from vecx.indexes import codescan
 
     options = options or BuildOptions()
     source = _open_table(table)
@@ -264,9 +263,7 @@ class Searcher:
         self.scan_choice: str | None = None
         codes_info = self.manifest.get("codes")
         if codes_info:
-            from vecx.indexes.codescan import CodeScan
-
-            self.scan = CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
+            self.scan = codescan.CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
         self.graph = None
         if self.manifest["graph"].get("file", "graph.usearch"):
             graph_file = os.path.join(self.directory, "graph.usearch")
@@ -452,15 +449,14 @@ class Searcher:
     def scan_mode(self) -> str:
         """How candidates are found: ``graph`` (HNSW), or ``exhaustive`` (every code: usearch's exact
         search over graph codes, the codec's scores over scored codes)."""
-        from vecx.indexes.codescan import resolve_scan
-
         default = "exhaustive" if self.scan is not None else "graph"
-        return resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default), self.graph is not None)
+        return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
+                                     self.graph is not None)
 
     def _scan_search(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         if self.scan_mode == "exhaustive":
             return self.scan.exhaustive(q, count)
-        pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", 4))))
+        pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
         nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]  # the queries' own sign bits
         keys, _ = _usearch(self.graph, nav, pool, expansion, self.rows)
         return self.scan.rank(q, keys, count)
@@ -469,8 +465,7 @@ class Searcher:
         """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
         if self.scan is not None:
             return self.scan.exhaustive(codes, k)[0]
-        exact = self.graph.search(np.ascontiguousarray(codes), k, exact=True, threads=0)
-        return np.asarray(exact.keys).reshape(len(codes), -1)
+        return _usearch(self.graph, codes, k, None, self.rows, exact=True)[0]
 
     def _graph_scores(self, dist: Any) -> Any:
         """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""
