@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from typing import Optional
@@ -27,13 +26,9 @@ Exit codes:
   141  output pipe closed early
 """
 
-app = typer.Typer(
-    name="vecx", help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
-    pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="\b\nExamples:\n  vecx import glove.npy -o glove.parquet --ids words.txt\n"
+_EPILOG = ("\b\nExamples:\n  vecx import glove.npy -o glove.parquet --ids words.txt\n"
            "  vecx encode glove.parquet -o glove.t32.i8.parquet --spec truncate:32,int8\n"
-           "  vecx info glove.t32.i8.parquet\n  vecx truth glove.parquet queries.npy -o gt.parquet -k 100",
-)
+           "  vecx info glove.t32.i8.parquet\n  vecx truth glove.parquet queries.npy -o gt.parquet -k 100")
 
 
 def _version(value: bool) -> None:
@@ -42,43 +37,82 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def root(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                        help="Print the version and exit.")] = None) -> None:
+def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                         help="Print the version and exit.")] = None) -> None:
     """Build and query compressed embedding indexes."""
 
 
-def _register() -> None:
-    from vecx.cli import bench, codec_commands, encode, index_, inspect_, vsa_
-
+def _add_encode(app: typer.Typer) -> None:
+    from vecx.cli import encode
     encode.register(app)
+
+
+def _add_codecs(app: typer.Typer) -> None:
+    from vecx.cli import codec_commands, vsa_
     codec_commands.register(app, skip=vsa_.GROUPED)
+
+
+def _add_vsa(app: typer.Typer) -> None:
+    from vecx.cli import vsa_
     vsa_.register(app)
+
+
+def _add_index(app: typer.Typer) -> None:
+    from vecx.cli import index_
     index_.register(app)
     index_.register_eval(app)
+
+
+def _add_inspect(app: typer.Typer) -> None:
+    from vecx.cli import inspect_
     inspect_.register(app)
+
+
+def _add_bench(app: typer.Typer) -> None:
+    from vecx.cli import bench
     bench.register(app)
 
 
-_register()
+# In --help order. Each registrar imports only its own command modules, so that a single
+# ``vecx query`` does not pay for turning every other command into a click command.
+_REGISTRARS = (_add_encode, _add_codecs, _add_vsa, _add_index, _add_inspect, _add_bench)
+# The commands of the fixed registrars; any other first argument may be a codec's command.
+_REGISTRAR_OF = {"import": _add_encode, "encode": _add_encode, "fit": _add_encode, "vsa": _add_vsa,
+                 "index": _add_index, "query": _add_index, "eval": _add_index, "info": _add_inspect,
+                 "truth": _add_inspect, "spec": _add_inspect, "bench": _add_bench}
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The vecx app: every command, or only those of the registrar that adds ``command``.
+
+    A name no registrar claims (a codec's command, a typo) gets the whole app, so that typer's
+    "no such command" message and its suggestions see every command.
+    """
+    app = typer.Typer(
+        name="vecx", help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
+        pretty_exceptions_enable=False, epilog=_EPILOG,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    app.callback()(_root)
+    registrar = _REGISTRAR_OF.get(command or "")
+    for add in (registrar,) if registrar else _REGISTRARS:
+        add(app)
+    if registrar:  # typer turns every registered command into a click command before running one
+        app.registered_commands = [c for c in app.registered_commands if c.name == command]
+        app.registered_groups = [g for g in app.registered_groups if g.name == command]
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``vecx.cli.main.app``: the whole app, for man pages, docs tests and embedding.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def _app_for(args: list[str]) -> typer.Typer:
-    """The app with only the command being run, when the first argument names one.
-
-    typer turns every registered command into a click command before running any; for a
-    single ``vecx query`` that is most of the start-up time the command itself does not need.
-    Anything else (``--help``, a typo, no command) gets the whole app and its messages.
-    """
-    if not args or args[0].startswith("-"):
-        return app
-    commands = [c for c in app.registered_commands if (c.name or c.callback.__name__) == args[0]]
-    groups = [g for g in app.registered_groups if g.name == args[0]]
-    if not commands and not groups:
-        return app
-    only = copy.copy(app)
-    only.registered_commands, only.registered_groups = commands, groups
-    return only
+    """The app for a command line: only the named command's registrar when one claims it."""
+    return build_app(None if not args or args[0].startswith("-") else args[0])
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -110,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
     code: int = ExitCode.OK
     if "_VECX_COMPLETE" in os.environ:  # shell completion is handled inside click's main()
-        typer.main.get_command(app).main(args=args, prog_name="vecx")
+        typer.main.get_command(build_app()).main(args=args, prog_name="vecx")
     command = typer.main.get_command(_app_for(args))
     try:
         # Invoked directly rather than through main(), which would turn Ctrl-C and a closed pipe

@@ -25,18 +25,41 @@ def registry() -> dict[str, type[Codec]]:
         for module_info in pkgutil.iter_modules(__path__):
             if module_info.name.startswith("_") or module_info.name == "base":
                 continue
-            module = importlib.import_module(f"{__name__}.{module_info.name}")
-            for obj in vars(module).values():
-                if isinstance(obj, type) and issubclass(obj, Codec) and obj.name and obj.__module__ == module.__name__:
-                    if obj.name in found:
-                        raise RuntimeError(f"two codecs named {obj.name!r}")
-                    found[obj.name] = obj
+            for cls in _codecs_of(importlib.import_module(f"{__name__}.{module_info.name}")):
+                if cls.name in found:
+                    raise RuntimeError(f"two codecs named {cls.name!r}")
+                found[cls.name] = cls
         _registry = dict(sorted(found.items()))
     return _registry
 
 
+def _codecs_of(module: object) -> list[type[Codec]]:
+    return [obj for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Codec) and obj.name and obj.__module__ == module.__name__]
+
+
+def _by_module_name(name: str) -> type[Codec] | None:
+    """The codec ``name`` from the module of the same name, without importing the others.
+
+    A query opens one or two codecs; importing all of them is a noticeable part of its start-up.
+    """
+    if not name.isidentifier() or name.startswith("_") or name == "base":
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        return None
+    return next((cls for cls in _codecs_of(module) if cls.name == name), None)
+
+
 def get_codec(name: str, where: str = "spec") -> type[Codec]:
     """Look up a codec class, with a did-you-mean hint for typos."""
+    if _registry is None:
+        found = _by_module_name(name)
+        if found is not None:
+            return found
     codecs = registry()
     if name not in codecs:
         raise SpecError(f"{where}: unknown codec {name!r}{suggest(name, list(codecs))}; "

@@ -6,7 +6,7 @@ timings are the best of ``--repeat`` runs with vecx and peer runs alternating.
   1. ``vecx index`` (CLI) vs a script running usearch ``add`` + ``save`` on the same codes (<= 1.1x).
   2. Batch QPS in one process: ``Searcher.search(rescore=False)`` vs usearch on the same graph file (>= 0.9x).
   3. One ``vecx query`` (CLI) vs a script that restores the same graph and searches once (<= 1.3x).
-  4. Recall@10 of f32 / f16 / int8:mode=global indexes, rescored x1 / x4 / x10, beside faiss
+  4. Recall@10 of f32 / f16 / int8:mode=global / binarize (b1) indexes, rescored x1 / x4 / x10, beside faiss
      IndexHNSWFlat and IndexBinaryFlat on sign bits, and ``vecx eval``'s per-stage recall.
 
 Data: ../shared/data/{debian-minilm-30k, glove50-100k, sift128-images-30k} and a synthetic
@@ -34,7 +34,8 @@ from _harness import PY, VECX, drop_caches, interleaved, log, machine, remove, t
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = {"debian-minilm-30k": "cosine", "glove50-100k": "cosine", "sift128-images-30k": "l2"}
-ENCODINGS = {"f32": None, "f16": "f16", "i8": "int8:mode=global"}  # name -> vecx encode spec (= usearch dtype)
+# name -> vecx encode spec; the name is the usearch dtype. b1: sign bits after centring, Hamming graph.
+ENCODINGS = {"f32": None, "f16": "f16", "i8": "int8:mode=global", "b1": "binarize"}
 K, DIM, NQ = 10, 384, 1000
 
 # The peers: "build CODES.npy METRIC DTYPE OUT" (add + save) or "one GRAPH QUERY.npy" (restore a view, search once).
@@ -43,7 +44,8 @@ import sys, numpy as np
 from usearch.index import Index
 if sys.argv[1] == "build":
     x = np.load(sys.argv[2])
-    g = Index(ndim=x.shape[1], metric=sys.argv[3], dtype=sys.argv[4], connectivity=16, expansion_add=128,
+    ndim = x.shape[1] * (8 if sys.argv[4] == "b1" else 1)  # b1 codes are packed bytes
+    g = Index(ndim=ndim, metric=sys.argv[3], dtype=sys.argv[4], connectivity=16, expansion_add=128,
               expansion_search=64)
     g.add(np.arange(len(x), dtype=np.uint64), x)
     g.save(sys.argv[5])
@@ -160,18 +162,18 @@ def qps(index: str, queries: str, rounds: int) -> dict[str, float]:
             "same": float(np.mean(np.sort(mine, 1) == np.sort(theirs, 1)))}
 
 
-def bench_set(ds: dict, repeat: int, work: str) -> dict:
+def bench_set(ds: dict, repeat: int, work: str, build_repeat: int) -> dict:
     """Figures 1, 2 and 4 on one data set; leaves the vecx indexes in place."""
     d, res = ds["dir"], {"build": {}, "qps": {}, "recall": {}, "eval": {}}
-    metric = {"cosine": "cos", "l2": "l2sq"}[ds["metric"]]
     for enc in ENCODINGS:
+        metric = "hamming" if enc == "b1" else {"cosine": "cos", "l2": "l2sq"}[ds["metric"]]
         log(f"{ds['name']} {enc}: build (figure 1)")
         index, raw = os.path.join(d, f"{enc}.vecx"), os.path.join(d, f"{enc}.raw.usearch")
         res["build"][enc] = interleaved({
             "vecx": ([*VECX, "index", os.path.join(d, f"{enc}.parquet"), "-o", index, "--rescore",
                       os.path.join(d, "f32.parquet"), "-q"], index),
             "usearch": ([PY, "-c", PEER, "build", os.path.join(d, f"{enc}.codes.npy"), metric, enc, raw], raw)},
-            repeat, work)
+            build_repeat, work)
         with open(os.path.join(index, "manifest.json")) as f:
             graph = json.load(f)["graph"]
         assert (graph["metric"], graph["dtype"]) == (metric, enc), graph  # both built the same kind of graph
@@ -195,7 +197,7 @@ def single_query(ds: dict, repeat: int, work: str) -> dict:
     one = os.path.join(ds["dir"], "one.npy")
     np.save(one, q)
     out = {}
-    for enc in ("i8", "f16"):
+    for enc in ("i8", "f16", "b1"):
         index, codes = os.path.join(ds["dir"], f"{enc}.vecx"), os.path.join(ds["dir"], f"one.{enc}.npy")
         np.save(codes, Searcher(index).chain.encode_query(q.reshape(1, -1))[0])
         graph = os.path.join(os.path.realpath(index), "graph.usearch")
@@ -215,12 +217,13 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
     rep = args.repeat
     out = ["## Index, query and eval (issue 3)", "", f"Command: `{cmdline}`", "",
            ("Data sets: " + ", ".join(f"{d['name']} ({d['metric']})" for d in sets) + ". Encodings: f32 (the imported "
-            "table), `f16`, `int8:mode=global` (i8); graphs: connectivity 16, expansion add 128, search 64. "
+            "table), `f16`, `int8:mode=global` (i8), `binarize` (b1: sign bits after centring, Hamming); graphs: connectivity 16, expansion add 128, search 64. "
             "Subprocesses run with bytecode caching on (PYTHONPYCACHEPREFIX), as an installed package would."),
            "", machine(), "", "### 1. Build: `vecx index` vs raw usearch", "",
            ("vecx: `vecx index X.parquet -o X.vecx --rescore f32.parquet -q` (reads Parquet; writes graph, rows, "
             "rescore.npy). usearch: a script that np.loads the same codes (X.parquet's `vector` column), `add`s and "
-            f"`save`s. Both threads=0; best of {rep} alternating runs, outputs deleted and `sync`ed before each."), ""]
+            f"`save`s. Both threads=0; best of {rep} alternating runs ({args.synthetic_build_repeat} on the synthetic set), "
+            "outputs deleted and `sync`ed before each."), ""]
     rows = [[n, enc, f"{b['vecx']['s']:.2f}", f"{b['usearch']['s']:.2f}", f"{b['vecx']['s'] / b['usearch']['s']:.2f}x",
              "<= 1.1x", verdict(b["vecx"]["s"] <= 1.1 * b["usearch"]["s"]),
              f"{b['vecx']['rss']:.0f} / {b['usearch']['rss']:.0f}", "{:.0f} / {:.0f}".format(*b["MB"])]
@@ -255,7 +258,7 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
     out += ["### 4. Recall@10", "",
             ("vecx x1 / x4 / x10: `vecx query X.vecx --vector queries.npy -k 10 --rescore R` (CLI JSONL; ids are row "
              "numbers). eval: `vecx eval X.vecx --queries queries.npy --json` (own exact truth; rescored at the "
-             "default x4; its recall@10 is taken from a k=100 search, i.e. expansion 100 / 400 candidates). faiss: "
+             "index's default x4; each recall@10 from a search for 10, expansion max(64, candidates)). faiss: "
              "IndexHNSWFlat (M 16, efConstruction 128, efSearch max(64, candidates)) on the float vectors "
              "(normalized + inner product for cosine) and IndexBinaryFlat on `packbits(x > 0)`; x4 / x10 = 40 / 100 "
              "candidates rescored in float32, top 10 kept. Truth: gt.npy[:, :10] or `vecx truth -k 10` (synthetic). "
@@ -275,6 +278,8 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(SETS), help="comma-separated, from: " + ", ".join(SETS))
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000, help="synthetic 384-d rows; 0 disables")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--synthetic-build-repeat", type=int, default=1,
+                    help="build runs on the synthetic set (minutes each at 1M rows; default 1)")
     ap.add_argument("--quick", action="store_true", help="smoke test: debian-minilm-30k, 100,000 synthetic rows, repeat 1")
     ap.add_argument("--work", help="parent of the temporary work directory (default /tmp)")
     ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
@@ -295,7 +300,8 @@ def main() -> None:
             todo.append((f"synthetic-{args.synthetic_rows:,}", "cosine", args.synthetic_rows))
         for name, metric, rows in todo:
             sets.append(prepare(name, metric, work, rows))
-            results[name] = bench_set(sets[-1], args.repeat, work)
+            results[name] = bench_set(sets[-1], args.repeat, work,
+                                      build_repeat=args.synthetic_build_repeat if rows else args.repeat)
             if rows:
                 single = single_query(sets[-1], args.repeat, work)
             shutil.rmtree(sets[-1]["dir"])
