@@ -419,8 +419,11 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
         for batch in base_src.batches():
             base_ids.append(batch.ids)
             vectors = to_float(batch.vectors)
+            # The norms validation computed hold for these vectors only if they were not converted.
+            sq = batch.sq_norms if vectors is batch.vectors else None
             for start in range(0, len(batch), block_rows):
-                yield batch.offset + start, vectors[start: start + block_rows]
+                stop = start + block_rows
+                yield (batch.offset + start, vectors[start:stop]) + (() if sq is None else (sq[start:stop],))
 
     progress.start(base_src.rows, f"exact top-{k} for {len(q):,} queries")
     # Decoded int8 vectors are not unit-norm even when the stage input was.

@@ -16,6 +16,9 @@ from vecx._lazy import lazy
 np = lazy("numpy")
 
 SCORE_NAMES = {"cosine": "cosine similarity", "ip": "inner product", "l2": "squared L2 distance"}
+#: Rows whose squared norms are this close to 1 are unit-norm to float32 rounding: dividing them by
+#: their norms would change no score beyond rounding, and costs a pass over the block.
+_UNIT_SQ = 1e-6
 
 
 def _normalize(x: Any) -> Any:
@@ -39,15 +42,23 @@ class TopK:
         self.threshold = np.full(nq, -np.inf, dtype=np.float32)
         self.seen = 0
 
-    def add(self, block: Any, first_row: int) -> None:
-        """Score one block of base vectors (rows ``first_row`` ...)."""
+    def add(self, block: Any, first_row: int, sq_norms: Any = None) -> None:
+        """Score one block of base vectors (rows ``first_row`` ...).
+
+        ``sq_norms``: the rows' squared L2 norms when the reader has computed them already
+        (validating the input), which saves a pass over the block.
+        """
         x = np.ascontiguousarray(block, dtype=np.float32)
         if self.metric == "cosine" and not self.base_normalized:
-            x = _normalize(x)
+            if sq_norms is None:
+                x = _normalize(x)
+            elif len(sq_norms) and np.abs(sq_norms - 1.0).max() > _UNIT_SQ:  # unit rows stay as they are
+                norms = np.sqrt(sq_norms, dtype=np.float32)
+                x = x * np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
         s = self.q @ x.T  # higher is better in every metric below
         if self.metric == "l2":
             s *= 2.0
-            s -= np.einsum("ij,ij->i", x, x)[None, :]
+            s -= (np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms)[None, :]
         self.add_scores(s, first_row)
 
     def add_scores(self, s: Any, first_row: int) -> None:
@@ -110,15 +121,16 @@ class TopK:
         return self.rows, self.scores
 
 
-def exact_topk(queries: Any, blocks: Iterator[tuple[int, Any]], k: int, metric: str,
+def exact_topk(queries: Any, blocks: Iterator[tuple[Any, ...]], k: int, metric: str,
                on_block: Callable[[int], None] | None = None, base_normalized: bool = False) -> tuple[Any, Any]:
     """Exact top-k rows and scores of ``queries`` over base ``blocks`` of (first_row, vectors).
 
+    A block may carry a third item, the rows' squared norms (see :meth:`TopK.add`).
     ``base_normalized`` skips re-normalizing base vectors known to be unit-norm (cosine).
     """
     top = TopK(queries, k, metric, base_normalized)
-    for first_row, block in blocks:
-        top.add(block, first_row)
+    for first_row, block, *sq_norms in blocks:
+        top.add(block, first_row, *sq_norms)
         if on_block is not None:
             on_block(len(block))
     return top.result()

@@ -47,6 +47,8 @@ class Batch:
     ids: Any
     vectors: Any
     payload: dict[str, Any] = field(default_factory=dict)
+    #: Squared L2 norms of the rows (float32), when validation computed them; else ``None``.
+    sq_norms: Any = None
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -232,6 +234,7 @@ class Source:
                                         hint="clean or drop that row; vecx refuses non-finite values")
                 if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
                     normalized = False
+                batch.sq_norms = sq
                 if batch.ids.null_count:
                     nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
                     raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))

@@ -16,7 +16,8 @@ from vecx.truth import exact_topk
 def brute(q: np.ndarray, x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)  # a zero row scores 0
     if metric == "l2":
         d = ((q[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
         s = -d
@@ -36,6 +37,22 @@ def test_blocked_topk_matches_brute_force(metric: str, block: int) -> None:
     ref_rows, ref_scores = brute(q, x, 10, metric)
     assert np.array_equal(rows, ref_rows)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_blocks_carrying_their_norms_rank_as_brute_force(metric: str) -> None:
+    x = make_vectors(900, 16, seed=5)
+    x[:450] /= np.linalg.norm(x[:450], axis=1, keepdims=True)  # unit rows (skipped) and others (scaled)
+    x[450] *= 0.0  # a zero row has no direction: cosine 0, as without norms
+    q = make_vectors(25, 16, seed=6)
+    sq = np.einsum("ij,ij->i", x, x)
+    blocks = ((i, x[i: i + 128], sq[i: i + 128]) for i in range(0, len(x), 128))
+    rows, scores = exact_topk(q, blocks, 10, metric)
+    plain_rows, plain_scores = exact_topk(q, ((i, x[i: i + 128]) for i in range(0, len(x), 128)), 10, metric)
+    ref_rows, ref_scores = brute(q, x, 10, metric)
+    assert np.array_equal(rows, ref_rows) and np.array_equal(rows, plain_rows)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(scores, plain_scores, rtol=1e-5, atol=1e-5)
 
 
 def test_ties_go_to_the_lower_row() -> None:
