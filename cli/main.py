@@ -83,10 +83,11 @@ _REGISTRAR_OF = {"import": _add_encode, "encode": _add_encode, "fit": _add_encod
 
 
 def build_app(command: str | None = None) -> typer.Typer:
-    """The vecx app: every command, or only those of the registrar that adds ``command``.
+    """The vecx app: every command, or only ``command`` when one of that name exists.
 
-    A name no registrar claims (a codec's command, a typo) gets the whole app, so that typer's
-    "no such command" message and its suggestions see every command.
+    Only the registrar that claims ``command`` runs; a codec's command is found among all of
+    them; a name that is no command (a typo) gets the whole app, so that typer's "no such
+    command" message and its suggestions see every command.
     """
     app = typer.Typer(
         name="vecx", help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
@@ -97,9 +98,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     registrar = _REGISTRAR_OF.get(command or "")
     for add in (registrar,) if registrar else _REGISTRARS:
         add(app)
-    if registrar:  # typer turns every registered command into a click command before running one
-        app.registered_commands = [c for c in app.registered_commands if c.name == command]
-        app.registered_groups = [g for g in app.registered_groups if g.name == command]
+    commands = [c for c in app.registered_commands if c.name == command]
+    groups = [g for g in app.registered_groups if g.name == command]
+    if commands or groups:  # typer turns every registered command into a click command before running one
+        app.registered_commands, app.registered_groups = commands, groups
     return app
 
 

@@ -76,3 +76,13 @@ def test_version_and_no_args() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     r = run_vecx("binarise")
     assert r.code == 2 and "No such command" in r.stderr
+
+
+def test_a_command_line_builds_only_the_command_it_runs() -> None:
+    from vecx.cli.main import build_app
+
+    for name in ("query", "truncate", "spec", "vsa"):
+        built = build_app(name)
+        assert [c.name for c in built.registered_commands] + [g.name for g in built.registered_groups] == [name]
+    everything = build_app("no-such-command")  # typer's suggestions need every command
+    assert len(everything.registered_commands) == len(build_app().registered_commands) > 10
