@@ -333,14 +333,14 @@ def main() -> None:
             if rows:
                 single = single_query(sets[-1], args.repeat, work)
             shutil.rmtree(sets[-1]["dir"])
-        md = render(args, cmdline, sets, results, single)
+            md = render(args, cmdline, sets, results, single)
+            if args.out:  # after every set: a long run cut short keeps what it measured
+                with open(args.out, "w") as f:
+                    f.write(md + "\n")
+                log(f"wrote {args.out} ({len(sets)} of {len(todo)} sets)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(md + "\n")
-        log(f"wrote {args.out}")
-    else:
+    if not args.out:
         print(md)
 
 
