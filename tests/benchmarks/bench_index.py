@@ -205,8 +205,9 @@ def bench_set(ds: dict, repeat: int, work: str, build_repeat: int) -> dict:
         res["recall"][enc] = [vecx_recall(index, ds["queries"], f, ds["truth"]) for f in (1, 4, 10)]
         report = json.loads(vecx("eval", index, "--queries", ds["queries"], "--json", "-q"))
         res["eval"][enc] = [report["bytes_per_vector"], *(f"{s['recall@10']:.4f}" for s in report["stages"])]
-    log(f"{ds['name']}: faiss peers (figure 4)")
-    res["faiss"] = faiss_recalls(ds)
+    if ds.get("faiss", True):
+        log(f"{ds['name']}: faiss peers (figure 4)")
+    res["faiss"] = faiss_recalls(ds) if ds.get("faiss", True) else []
     return res
 
 
@@ -293,6 +294,8 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
         out += [f"**{ds['name']}** ({ds['metric']})", "",
                 table(["system", "bytes/vec", "recall@10 (x1)", "x4", "x10", "eval: codes exact", "eval: graph",
                        "eval: graph + rescore x4"], rows + [[*f, "", "", ""] for f in r["faiss"]]), ""]
+        if not ds.get("faiss", True):
+            out += ["(faiss peers not run on this set: --no-synthetic-faiss.)", ""]
     return "\n".join(out)
 
 
@@ -303,6 +306,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synthetic-encodings", default=",".join(ENCODINGS),
                     help="encodings on the synthetic set, from: " + ", ".join(ENCODINGS))
+    ap.add_argument("--no-synthetic-faiss", action="store_true",
+                    help="skip the faiss recall peers on the synthetic set (an HNSW build of minutes at 1M rows)")
     ap.add_argument("--synthetic-build-repeat", type=int, default=1,
                     help="build runs on the synthetic set (minutes each at 1M rows; default 1)")
     ap.add_argument("--quick", action="store_true", help="smoke test: debian-minilm-30k, 100,000 synthetic rows, repeat 1")
@@ -328,6 +333,7 @@ def main() -> None:
                          [e for e in args.synthetic_encodings.split(",") if e]))
         for name, metric, rows, encodings in todo:
             sets.append(prepare(name, metric, work, rows, encodings))
+            sets[-1]["faiss"] = not (rows and args.no_synthetic_faiss)
             results[name] = bench_set(sets[-1], args.repeat, work,
                                       build_repeat=args.synthetic_build_repeat if rows else args.repeat)
             if rows:
