@@ -21,8 +21,9 @@ SCORE_NAMES = {"cosine": "cosine similarity", "ip": "inner product", "l2": "squa
 _UNIT_SQ = 1e-6
 
 
-def _normalize(x: Any) -> Any:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+def _normalize(x: Any, norms: Any = None) -> Any:
+    """Rows divided by their L2 norms (``norms``, rows x 1, when known); a zero row stays zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True) if norms is None else norms
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
@@ -53,8 +54,7 @@ class TopK:
             if sq_norms is None:
                 x = _normalize(x)
             elif len(sq_norms) and np.abs(sq_norms - 1.0).max() > _UNIT_SQ:  # unit rows stay as they are
-                norms = np.sqrt(sq_norms, dtype=np.float32)
-                x = x * np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+                x = _normalize(x, np.sqrt(sq_norms, dtype=np.float32)[:, None])
         s = self.q @ x.T  # higher is better in every metric below
         if self.metric == "l2":
             s *= 2.0

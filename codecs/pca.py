@@ -54,7 +54,6 @@ class PCA(Codec):
         self.query_encoding = "symmetric" if input.metric == "l2" else "asymmetric"
         return VectorSpec(self.values["dim"], "float32", "l2" if input.metric == "l2" else "ip", False)
 
-
     def fit(self, sample: Any) -> None:
         x = self.unit_if_cosine(sample)
         mean = x.mean(axis=0, dtype=np.float64)

@@ -6,9 +6,9 @@ bits per vector. The codebooks are learned by k-means on a seeded sample, one su
 ``K`` distinct sample rows as the initial centroids (picked by the seeded hash of
 :mod:`vecx.sampling`, so the choice depends on no RNG algorithm), then ``iters`` over-relaxed Lloyd
 iterations (each centroid moves 1.8 times its Lloyd step, see :func:`_kmeans`; stopping early at a
-fixed point): 16 of them already reach a lower quantization error than faiss's 25 plain ones on every data
-set of BENCHMARKS.md, and the default is 18. An empty cluster is re-seeded by splitting the largest one (its centroid,
-nudged both ways), as faiss does. Like faiss, k-means uses at most ``256 x K`` rows of the
+fixed point): 16 of them already reach a lower quantization error than faiss's 25 plain ones on
+every data set of BENCHMARKS.md, and the default is 18. An empty cluster is re-seeded by splitting
+the largest one (its centroid, nudged both ways), as faiss does. Like faiss, k-means uses at most ``256 x K`` rows of the
 sample (a seeded subset). The same sample and seed give byte-identical codebooks; assignments use
 float32 BLAS products (``|c|^2 - 2 <x, c>``), in blocks of rows, on all cores.
 
@@ -205,7 +205,7 @@ def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
             centroids = means.astype(np.float32)
         else:
             relaxed = means.copy()
-            relaxed[filled] += (alpha - 1.0) * (means[filled] - centroids[filled])
+            relaxed[filled] += (alpha - 1.0) * (means[filled] - used[filled])
             centroids = relaxed.astype(np.float32)
     return (centroids if means is None else means).astype(np.float32)
 
@@ -321,7 +321,6 @@ class PQ(Codec):
         return VectorSpec(self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
 
     # ---- helpers ------------------------------------------------------------------------
-
     def _rotate(self, x: Any) -> Any:
         return x if self.rotation_ is None else x @ self.rotation_
 

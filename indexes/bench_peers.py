@@ -240,9 +240,6 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
         metric = faiss.METRIC_L2 if ctx.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         index = _factory(lambda: faiss.index_factory(d, key, metric), key)
         data, queries = x, q
-        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
-        if hasattr(inner, "hnsw"):
-            inner.hnsw.efConstruction = int(getattr(g, "expansion_add", 128))
         if not index.is_trained:
             from vecx.indexes.bench import best_fit_time
 
@@ -252,9 +249,10 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
                 index.train(np.ascontiguousarray(train))
 
             fit_s = best_fit_time(train_fresh, ctx.repeat)
-            inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
-            if hasattr(inner, "hnsw"):
-                inner.hnsw.efConstruction = int(getattr(g, "expansion_add", 128))
+        # Set on the index that will be filled (training makes a new one); it only matters to add().
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+        if hasattr(inner, "hnsw"):
+            inner.hnsw.efConstruction = int(getattr(g, "expansion_add", 128))
         try:
             nbytes = index.sa_code_size()
             started = time.perf_counter()
