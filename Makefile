@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test man bench bench-quick bench-foundation bench-index clean
+.PHONY: help demo test man bench bench-quick bench-foundation bench-index bench-pq-seeds clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-quick  smoke runs of the benchmark scripts"
 	@echo "make bench-foundation  I/O, memory, truth and start-up against pyarrow/faiss, to bench-foundation.md (minutes)"
 	@echo "make bench-index  index/query/eval against usearch and faiss, to bench-index.md (long)"
+	@echo "make bench-pq-seeds  PQ recall over 5 codebook seeds, vecx vs faiss, to bench-pq-seeds.md (minutes)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +87,9 @@ bench-quick: install-bench
 # Index, query and eval against raw usearch and faiss (three data sets + a synthetic 1M set: long).
 bench-index: install-bench
 	$(BIN)/python tests/benchmarks/bench_index.py --out bench-index.md
+
+bench-pq-seeds: install-bench
+	$(BIN)/python tests/benchmarks/bench_pq_seeds.py --out bench-pq-seeds.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache .hypothesis

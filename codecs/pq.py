@@ -17,8 +17,10 @@ lowers the quantization error. It starts from the identity or a seeded random ro
 quantizes the sample better after a first k-means (a random rotation balances the variance of the
 sub-spaces of embeddings; SIFT-like data, already balanced and structured, keeps its axes), then
 alternates the orthogonal Procrustes update ``R = U V^T`` of ``svd(X^T Xhat)`` with a few
-warm-started k-means iterations, ``opq_iters`` times; the codebooks are then trained on ``X R``
-(warm-started too). The rotation is stored (``D x D``, ``y = x R``).
+warm-started k-means iterations (``Xhat`` is the reconstruction of their last assignment), up to
+``opq_iters`` times: it stops earlier once five updates in a row lowered the quantization error by
+less than 0.1% in all. The codebooks are then trained on ``X R`` (warm-started too). The rotation is
+stored (``D x D``, ``y = x R``).
 
 The metric contract: l2 input stays l2 (scores are squared L2 distances, lower is better); inner
 product input gives ``ip`` (similarities); cosine input is normalized first (data and queries alike,
@@ -74,6 +76,12 @@ _SCORE_BYTES = 16 << 20
 #: k-means iterations of OPQ's first codebooks, then between two rotation updates (warm-started).
 _OPQ_FIRST_ITERS = 10
 _OPQ_STEP_ITERS = 4
+#: OPQ stops before ``opq_iters`` updates once the last :data:`_OPQ_WINDOW` of them lowered the
+#: quantization error by less than this fraction in all. Measured: on SIFT later updates gain about
+#: 0.01% each (it stops after about 30, +0.2% error against 50); on glove the error falls steeply
+#: again after 20 updates and on MiniLM it keeps falling, so both run all 50.
+_OPQ_WINDOW = 5
+_OPQ_TOLERANCE = 1e-3
 _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
 
 
@@ -150,7 +158,7 @@ def _uniform(seed: int, count: int) -> Any:
     return (keys >> np.uint64(11)).astype(np.float64) * 2.0 ** -52 - 1.0
 
 
-def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
+def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None, labels_out: Any = None) -> Any:
     """Over-relaxed Lloyd's k-means of ``x`` (rows x w float32) into ``k`` centroids (float32), deterministic.
 
     Starts from ``init`` or from ``k`` distinct rows chosen by the seeded hash. Each step assigns
@@ -161,15 +169,14 @@ def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
     Lloyd step never raises it). The result is the means of the last assignment (a Lloyd point).
     Stops early when an assignment repeats (a fixed point). An empty cluster takes half of the
     largest one: both centroids move apart by a small seeded nudge (so that no two are equal).
+    ``labels_out`` (``n`` integers), when given, receives that last assignment.
     """
     n, w = x.shape
     xa = np.empty((n, w + 1), dtype=np.float32)
     xa[:, :w] = x
     xa[:, w] = 1.0
     centroids = (x[sample_rows(n, k, seed)] if init is None else init).astype(np.float32)
-    # The nudge is EPS of the centroid's own size, at least EPS of the data's spread (a zero
-    # centroid must move too).
-    floor = float(np.sqrt(np.mean(np.var(x, axis=0, dtype=np.float64)))) or 1.0
+    floor = None
     labels = np.empty(n, dtype=np.intp)
     previous = means = None
     alpha, last_objective = _RELAX, np.inf
@@ -190,6 +197,10 @@ def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
         means = used.copy()
         means[filled] = sums[filled] / counts[filled, None]
         for empty in np.flatnonzero(~filled):
+            if floor is None:
+                # The nudge is EPS of the centroid's own size, at least EPS of the data's spread
+                # (a zero centroid must move too); warm starts rarely need it, so it is lazy.
+                floor = float(np.sqrt(np.mean(np.var(x, axis=0, dtype=np.float64)))) or 1.0
             big = int(np.argmax(counts))
             nudge = _uniform(_mix(seed, step * k + int(empty)), w)
             delta = _SPLIT_EPS * np.maximum(np.abs(means[big]), floor) * np.where(nudge < 0, nudge - 0.5, nudge + 0.5)
@@ -207,6 +218,8 @@ def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None) -> Any:
             relaxed = means.copy()
             relaxed[filled] += (alpha - 1.0) * (means[filled] - used[filled])
             centroids = relaxed.astype(np.float32)
+    if labels_out is not None and previous is not None:
+        labels_out[:] = previous
     return (centroids if means is None else means).astype(np.float32)
 
 
@@ -268,7 +281,8 @@ class PQ(Codec):
         Param("iters", int, default=18, minimum=1,
               help="k-means iterations per sub-space (over-relaxed Lloyd: 18 get below the error of faiss's 25)"),
         Param("opq_iters", int, default=50, minimum=1,
-              help="OPQ rotation updates (each after a few warm-started k-means iterations)"),
+              help="OPQ rotation updates at most (each after a few warm-started k-means iterations; "
+                   "stops earlier once 5 updates gained < 0.1%)"),
         *sample_params("trains the codebooks"),
     )
     #: The epilog of ``vecx pq --help``.
@@ -364,14 +378,21 @@ class PQ(Codec):
         _parallel(task, list(range(0, n, _ENCODE_ROWS)))
         return codes
 
-    def _train(self, y: Any, iters: int, init: Any = None) -> Any:
-        """Codebooks (M x K x width, zero-padded) by k-means per sub-space of ``y``."""
+    def _train(self, y: Any, iters: int, init: Any = None, codes: Any = None) -> Any:
+        """Codebooks (M x K x width, zero-padded) by k-means per sub-space of ``y``.
+
+        ``codes`` (rows x M integers), when given, receives the last assignment of every sub-space.
+        """
         seed = self.values["seed"]
 
         def task(i: int) -> Any:
             off, w = self.offsets[i], self.widths[i]
             start = None if init is None else init[i, :, :w]
-            return _kmeans(np.ascontiguousarray(y[:, off: off + w]), self.k, iters, _mix(seed, i), start)
+            labels = None if codes is None else np.empty(len(y), dtype=np.intp)
+            centroids = _kmeans(np.ascontiguousarray(y[:, off: off + w]), self.k, iters, _mix(seed, i), start, labels)
+            if codes is not None:
+                codes[:, i] = labels
+            return centroids
 
         books = np.zeros((self.m, self.k, self.width), dtype=np.float32)
         for i, centroids in enumerate(_parallel(task, list(range(self.m)))):
@@ -414,27 +435,38 @@ class PQ(Codec):
         """
         from vecx.codecs.rotate import haar_orthogonal
 
+        n = len(x)
+        codes = np.empty((n, self.m), dtype=np.intp)
         best = None
         for start in (np.eye(self.input.dim, dtype=np.float32),
                       haar_orthogonal(self.input.dim, _mix(self.values["seed"], 1 << 21) % (1 << 32))):
             y = x @ start
-            books = self._train(y, _OPQ_FIRST_ITERS)
-            error = float(((y - self._reconstruct_with(books, y)) ** 2).sum())
+            books = self._train(y, _OPQ_FIRST_ITERS, codes=codes)
+            recon = self._reconstruct_from(books, codes)
+            error = float(((y - recon) ** 2).sum())
             if best is None or error < best[0]:
-                best = (error, start, books)
-        _, rotation, books = best
+                best = (error, start, books, recon)
+        errors = [best[0]]
+        _, rotation, books, recon = best
         for _ in range(self.values["opq_iters"]):
-            recon = self._reconstruct_with(books, x @ rotation)
             # Procrustes: the orthogonal R minimizing |x R - recon| is U V^T from svd(x^T recon).
             u, _, vt = np.linalg.svd((x.T @ recon).astype(np.float64))
             rotation = (u @ vt).astype(np.float32)
-            books = self._train(x @ rotation, _OPQ_STEP_ITERS, books)
+            y = x @ rotation
+            # The reconstruction for the next update is the last k-means assignment's (the codes
+            # and means of one Lloyd step), not a fresh assignment: that one would cost a fifth of
+            # each update and lower the error by far less than the next update does.
+            books = self._train(y, _OPQ_STEP_ITERS, books, codes)
+            recon = self._reconstruct_from(books, codes)
+            errors.append(float(((y - recon) ** 2).sum()))
+            if len(errors) > _OPQ_WINDOW and errors[-1] > errors[-1 - _OPQ_WINDOW] * (1.0 - _OPQ_TOLERANCE):
+                break  # converged: the last updates lowered the error by less than the tolerance
         return rotation, books
 
-    def _reconstruct_with(self, books: Any, y: Any) -> Any:
-        """Quantize ``y`` with ``books`` and return the reconstruction (codebooks' space)."""
+    def _reconstruct_from(self, books: Any, codes: Any) -> Any:
+        """rows x D reconstruction of ``codes`` by ``books`` (codebooks' space)."""
         self.codebooks_, self._augmented_cache = books, None
-        return self._reconstruct(self._assign(y))
+        return self._reconstruct(codes)
 
     # ---- encoding -----------------------------------------------------------------------
     def encode(self, x: Any) -> Any:

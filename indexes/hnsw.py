@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vecx._lazy import lazy
+from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.codecs.base import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError
@@ -112,7 +113,13 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     rescore_src = _check_rescore(rescore, source) if rescore else None
     version = store.new_version(output)
     codes_writer = None
+    # The float rescoring copy is read and written on its own thread while the graph is built:
+    # usearch's add releases the GIL, and Parquet decoding and page writes then fill its idle time.
+    copier = (_RescoreCopier(rescore_src, version, source.rows)
+              if rescore_src is not None and not rescore_src.multi and source.rows else None)
     try:
+        if copier is not None:
+            copier.start()
         graph = None
         if scorer is None or nav is not None:
             graph_dtype, graph_dim = (USEARCH_DTYPES[nav[0]], nav[1]) if nav else (USEARCH_DTYPES[space.dtype], space.dim)
@@ -127,7 +134,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         if progress:
             progress.start(source.rows, "indexing")
         count = 0
-        for batch in source.batches():
+        # Decoding the next batch overlaps with adding this one (depth 1: one batch of memory).
+        for batch in prefetch(source.batches(), depth=1):
             keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
             if codes_writer is not None:
                 codes_writer.add(batch.vectors)
@@ -158,6 +166,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
             from vecx.indexes import multivector
 
             rescore_info = multivector.write_rescore(rescore_src, version, count, options)
+        elif copier is not None:
+            rescore_info = copier.finish(count)
         else:
             rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
         store.commit(output, version, {
@@ -177,8 +187,10 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
                        **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
                           if scorer is not None else
                           {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
-        })
+        }, known={"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None)
     except BaseException:
+        if copier is not None:
+            copier.cancel()
         if codes_writer is not None:
             codes_writer.handle.close()
         store.abort(version)
@@ -200,19 +212,62 @@ def _check_rescore(path: str, codes: Any) -> Any:
     return src
 
 
-def _write_rescore(src: Any, version: str, rows: int) -> dict[str, Any]:
+class _RescoreCopier:
+    """:func:`_write_rescore` on a thread of its own; :meth:`finish` joins it and re-raises its error."""
+
+    def __init__(self, src: Any, version: str, rows: int) -> None:
+        import threading
+
+        self.src, self.version, self.rows = src, version, rows
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.info: dict[str, Any] | None = None
+        self.checksum: dict[str, Any] | None = None
+        self.thread = threading.Thread(target=self._run, name="vecx-rescore", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.info = _write_rescore(self.src, self.version, self.rows, self.stop)
+            if self.info is not None:  # the manifest's checksum too, while the graph is still building
+                path = os.path.join(self.version, "rescore.npy")
+                self.checksum = {"bytes": os.path.getsize(path), "sha256": store.sha256_file(path)}
+        except BaseException as exc:  # handed to the building thread by finish()
+            self.error = exc
+
+    def finish(self, count: int) -> dict[str, Any] | None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if count != self.rows:  # the codes table held other rows than its metadata said
+            raise MismatchError(f"{self.src.path}: has {self.rows} rows, the codes {count}")
+        return self.info
+
+    def cancel(self) -> None:
+        """Stop after the current batch and wait, so that nothing writes into an aborted version."""
+        self.stop.set()
+        self.thread.join()
+
+
+def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[str, Any] | None:
     """Stream the rescoring vectors into ``rescore.npy`` (memory-mappable) and describe them."""
     dtype = np.float16 if src.space.dtype == "float16" else np.float32
     out = np.lib.format.open_memmap(os.path.join(version, "rescore.npy"), mode="w+", dtype=dtype,
                                     shape=(rows, src.dim))
     filled = 0
     for batch in src.batches():
-        out[batch.offset: batch.offset + len(batch)] = batch.vectors
+        if stop is not None and stop.is_set():
+            return None
         filled += len(batch)
+        if filled > rows:
+            break  # more rows than the codes
+        out[batch.offset: filled] = batch.vectors
     out.flush()
     del out
     if filled != rows:
-        raise MismatchError(f"{src.path}: has {filled} rows, the codes {rows}")
+        raise MismatchError(f"{src.path}: has {'more' if filled > rows else filled} rows, the codes {rows}")
     with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
         json.dump(src.meta, handle, sort_keys=True)
     if src.state_blob:

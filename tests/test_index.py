@@ -310,6 +310,55 @@ def test_empty_table_cannot_be_indexed(corpus: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "e.vecx").exists()
 
 
+@pytest.mark.parametrize("fail_in", ["graph", "rescore"])
+def test_a_build_failing_on_either_thread_leaves_nothing(corpus: dict, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, fail_in: str) -> None:
+    """The rescoring copy runs on its own thread: an error on either side ends the build cleanly."""
+    import threading
+
+    import usearch.index
+    from vecx.errors import DataError
+    from vecx.indexes import hnsw
+
+    out = tmp_path / "x.vecx"
+    hnsw.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
+    # The rescoring file's checksum, taken on the copying thread, is the file's.
+    from vecx.indexes import store
+
+    _, manifest = store.open_version(str(out), verify=True)
+    assert manifest["files"]["rescore.npy"]["sha256"] == store.sha256_file(
+        os.path.join(os.path.realpath(out), "rescore.npy"))
+    before = (Path(os.path.realpath(out)) / "graph.usearch").read_bytes()
+    copied = threading.Event()
+    real_write = hnsw._write_rescore
+
+    def write_then_maybe_fail(*args, **kwargs):
+        if fail_in == "rescore":
+            raise DataError("rescore copy failed")
+        info = real_write(*args, **kwargs)
+        copied.set()
+        return info
+
+    def add_then_maybe_fail(self, *args, **kwargs):
+        if fail_in == "graph":
+            # The copy runs alongside the graph build: it has written into the version by now, and
+            # the abort must still remove it.
+            assert copied.wait(30), "the rescoring copy did not run alongside the graph build"
+            raise DataError("graph add failed")
+        return real_add(self, *args, **kwargs)
+
+    real_add = usearch.index.Index.add
+    monkeypatch.setattr(hnsw, "_write_rescore", write_then_maybe_fail)
+    monkeypatch.setattr(usearch.index.Index, "add", add_then_maybe_fail)
+    with pytest.raises(DataError, match=f"{fail_in} .* failed"):
+        hnsw.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
+    assert not [t for t in threading.enumerate() if t.name == "vecx-rescore"]
+    versions = Path(os.path.realpath(out)).parent
+    assert sorted(p.name for p in versions.iterdir()) == [Path(os.path.realpath(out)).name]  # no leftover version
+    assert (Path(os.path.realpath(out)) / "graph.usearch").read_bytes() == before
+    assert run_vecx("query", out, "--vector", corpus["dir"] / "q.npy", "-k", "3").code == 0
+
+
 def test_deterministic_builds_are_identical(corpus: dict, tmp_path: Path) -> None:
     a, b = tmp_path / "a.vecx", tmp_path / "b.vecx"
     for out in (a, b):

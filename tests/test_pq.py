@@ -300,6 +300,42 @@ def anisotropic(n: int, d: int, seed: int) -> np.ndarray:
     return ((rng.standard_normal((n, d)) * scales) @ basis.T).astype(np.float32)
 
 
+def test_opq_stops_once_its_error_stalls_and_the_stop_depends_on_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vecx.codecs import pq
+
+    x = anisotropic(3000, 32, seed=5)
+    calls = {"n": 0}
+    train = pq.PQ._train
+
+    def counting(self, *args, **kwargs):
+        calls["n"] += 1
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.PQ, "_train", counting)
+    capped = fitted("pq:8x6:opq=true:opq_iters=400:sample=3000", x)
+    updates = calls["n"] - 3  # two starting k-means and the final one
+    assert 0 < updates < 400
+    # More allowed updates change nothing once it has stopped: the stop is the error's, not the cap's.
+    longer = fitted("pq:8x6:opq=true:opq_iters=800:sample=3000", x)
+    assert longer.stages[0].state()["rotation"].tobytes() == capped.stages[0].state()["rotation"].tobytes()
+    # With no tolerance it runs every update it is given.
+    monkeypatch.setattr(pq, "_OPQ_TOLERANCE", 0.0)
+    calls["n"] = 0
+    fitted("pq:8x6:opq=true:opq_iters=12:sample=3000", x)
+    assert calls["n"] - 3 == 12
+
+
+def test_kmeans_reports_the_assignment_its_means_come_from() -> None:
+    from vecx.codecs import pq
+
+    x = anisotropic(2000, 6, seed=8)
+    labels = np.full(len(x), -1, dtype=np.intp)
+    centroids = pq._kmeans(x, 32, 7, seed=2, labels_out=labels)
+    assert labels.min() >= 0 and labels.max() < 32
+    for j in np.unique(labels):
+        np.testing.assert_allclose(centroids[j], x[labels == j].mean(axis=0), rtol=0, atol=1e-5)
+
+
 def test_opq_lowers_reconstruction_error_and_stores_an_orthogonal_rotation() -> None:
     x = anisotropic(4000, 32, seed=3)
     plain = fitted("pq:8x6:sample=4000", x)

@@ -264,7 +264,7 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
     out += [table(["data set", "enc", "vecx QPS", "usearch QPS", "vecx / usearch", "target", "result", "same"], rows),
             "", "### 3. One query from the command line", ""]
     if single is None:
-        out += ["(--synthetic-rows 0: skipped; it runs on the synthetic index.)", ""]
+        out += ["(Skipped: it runs on the synthetic index, and this run built none.)", ""]
     else:
         rows = [[enc, "warm, best of 5" if mode == "warm" else f"cold, best of {rep}", f"{m['vecx']['s']:.3f}",
                  f"{m['usearch']['s']:.3f}", f"{m['vecx']['s'] / m['usearch']['s']:.2f}x", "<= 1.3x",
@@ -305,7 +305,8 @@ def main() -> None:
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000, help="synthetic 384-d rows; 0 disables")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synthetic-encodings", default=",".join(ENCODINGS),
-                    help="encodings on the synthetic set, from: " + ", ".join(ENCODINGS))
+                    help="encodings on the synthetic set, from: " + ", ".join(ENCODINGS) +
+                         " ('' = none: only the faiss recall peers run there)")
     ap.add_argument("--no-synthetic-faiss", action="store_true",
                     help="skip the faiss recall peers on the synthetic set (an HNSW build of minutes at 1M rows)")
     ap.add_argument("--synthetic-build-repeat", type=int, default=1,
@@ -319,7 +320,7 @@ def main() -> None:
     names = [n for n in args.datasets.split(",") if n]
     if set(names) - set(SETS):
         ap.error(f"unknown data set(s) {', '.join(sorted(set(names) - set(SETS)))}; choose from {', '.join(SETS)}")
-    if set(args.synthetic_encodings.split(",")) - set(ENCODINGS):
+    if {e for e in args.synthetic_encodings.split(",") if e} - set(ENCODINGS):
         ap.error(f"--synthetic-encodings: choose from {', '.join(ENCODINGS)}")
     cmdline = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
     work = tempfile.mkdtemp(prefix="vecx-bench-index-", dir=args.work or "/tmp")  # removed at the end
@@ -336,7 +337,7 @@ def main() -> None:
             sets[-1]["faiss"] = not (rows and args.no_synthetic_faiss)
             results[name] = bench_set(sets[-1], args.repeat, work,
                                       build_repeat=args.synthetic_build_repeat if rows else args.repeat)
-            if rows:
+            if rows and sets[-1]["encodings"]:
                 single = single_query(sets[-1], args.repeat, work)
             shutil.rmtree(sets[-1]["dir"])
             md = render(args, cmdline, sets, results, single)
