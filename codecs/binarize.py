@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import BITS, CODES, Codec, Param, VectorSpec, one_blas_thread, sample_params
+from vecx.codecs.base import BITS, CODES, Codec, Param, VectorSpec, in_row_blocks, one_blas_thread, sample_params
 from vecx.errors import RowError
 
 np = lazy("numpy")
@@ -49,6 +49,8 @@ np = lazy("numpy")
 LUT_QUERIES = 16
 #: Bits of every byte value, MSB first (256 x 8), for the lookup tables.
 _BYTE_BITS = None
+#: Rows per block of rabitq encoding (1.5 MiB of float32 at 384-d: the temporaries stay in cache).
+_ENCODE_ROWS = 1024
 #: Width of the Haar blocks of the rabitq rotation.
 MAX_BLOCK = 1024
 F16_MAX = 65504.0
@@ -114,7 +116,10 @@ class Binarize(Codec):
 
     def encode(self, x: Any) -> Any:
         if self.values["mode"] == "rabitq":
-            return self._encode_rabitq(self._prepare(x))
+            # Blocks that stay in cache through the rotation and the element-wise passes, on all cores;
+            # every block has the same row count, so a row's code does not depend on its neighbours
+            # (BLAS rounds the tail rows of other shapes differently, which can flip a sign bit near 0).
+            return in_row_blocks(self._encode_rabitq, self._prepare(x), _ENCODE_ROWS, fixed=True)
         return np.packbits(np.asarray(x, dtype=np.float32) > self.mean_, axis=1)
 
     def decode(self, codes: Any) -> Any:
@@ -139,8 +144,11 @@ class Binarize(Codec):
     def _rotate(self, centred: Any) -> Any:
         """``P^T (x - c)`` for rows: zero-padded to the blocks, each block multiplied by its matrix."""
         n, d = centred.shape
-        padded = np.zeros((n, self.padded_), dtype=np.float32)
-        padded[:, :d] = centred
+        if d == self.padded_:
+            padded = np.ascontiguousarray(centred, dtype=np.float32)
+        else:
+            padded = np.zeros((n, self.padded_), dtype=np.float32)
+            padded[:, :d] = centred
         b = self.block_
         return np.concatenate([padded[:, i * b:(i + 1) * b] @ self.rotation_[i] for i in range(self.blocks_)],
                               axis=1) if self.blocks_ > 1 else padded @ self.rotation_[0]

@@ -43,12 +43,11 @@ distance or inner product.
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from vecx._lazy import lazy
-from vecx.codecs.base import CODES, Codec, Param, VectorSpec, sample_params
+from vecx.codecs.base import CODES, Codec, Param, VectorSpec, map_threads, sample_params
 from vecx.errors import DataError, MismatchError
 from vecx.sampling import _splitmix64, sample_rows
 
@@ -83,33 +82,6 @@ _OPQ_STEP_ITERS = 4
 _OPQ_WINDOW = 5
 _OPQ_TOLERANCE = 1e-3
 _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
-
-
-def _workers(tasks: int) -> int:
-    """Threads for ``tasks`` independent tasks: the cores this process may use."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, tasks))
-
-
-def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """``[fn(i) for i in items]`` on a thread pool, BLAS held to one thread per task.
-
-    numpy releases the GIL in the products and reductions that dominate here, so tasks overlap;
-    results do not depend on the number of threads.
-    """
-    from threadpoolctl import threadpool_limits
-
-    workers = _workers(len(items))
-    with threadpool_limits(limits=1, user_api="blas"):
-        if workers == 1:
-            return [fn(item) for item in items]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecx-pq") as pool:
-            return list(pool.map(fn, items))
 
 
 def _mix(seed: int, index: int) -> int:
@@ -375,7 +347,7 @@ class PQ(Codec):
                 _nearest(chunk[:, off: off + w], augmented[i], labels)
                 codes[start:stop, i] = labels
 
-        _parallel(task, list(range(0, n, _ENCODE_ROWS)))
+        map_threads(task, list(range(0, n, _ENCODE_ROWS)))
         return codes
 
     def _train(self, y: Any, iters: int, init: Any = None, codes: Any = None) -> Any:
@@ -395,7 +367,7 @@ class PQ(Codec):
             return centroids
 
         books = np.zeros((self.m, self.k, self.width), dtype=np.float32)
-        for i, centroids in enumerate(_parallel(task, list(range(self.m)))):
+        for i, centroids in enumerate(map_threads(task, list(range(self.m)))):
             books[i, :, : self.widths[i]] = centroids
         return books
 

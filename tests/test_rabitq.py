@@ -150,6 +150,26 @@ def test_same_seed_same_bytes_and_wide_inputs_use_blocks() -> None:
         np.testing.assert_allclose(block @ block.T, np.eye(752), atol=1e-4)
 
 
+@pytest.mark.parametrize("levels", [1, 2])
+def test_codes_of_a_row_do_not_depend_on_the_rows_encoded_with_it(levels: int) -> None:
+    """Encoding runs in row blocks on all cores: any split of the input gives the same bytes, and a
+    bad row is named by its row in the input, not in its block."""
+    from vecx.errors import RowError
+
+    x = embeddings(2600, seed=4)
+    chain = fitted(f"binarize:mode=rabitq:levels={levels}", x)
+    whole = chain.encode(x)
+    one_by_one = np.concatenate([chain.encode(x[i: i + 1]) for i in range(0, len(x), 97)] +
+                                [chain.encode(x[i: i + 1]) for i in range(len(x)) if i % 97])
+    order = np.concatenate([np.arange(0, len(x), 97), [i for i in range(len(x)) if i % 97]])
+    assert one_by_one.tobytes() == whole[order].tobytes()
+    assert np.concatenate([chain.encode(x[:1500]), chain.encode(x[1500:])]).tobytes() == whole.tobytes()
+    far = x.copy()
+    far[2345] = 1e6  # farther from the mean than float16 factors can say
+    with pytest.raises(RowError, match="row 2345: vector is too far"):
+        fitted(f"binarize:mode=rabitq:levels={levels}", x).stages[0].encode(far)
+
+
 def test_levels_need_rabitq() -> None:
     from vecx.errors import SpecError
 
