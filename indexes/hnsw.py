@@ -241,8 +241,10 @@ class _RescoreCopier:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        if count != self.rows:  # the codes table held other rows than its metadata said
-            raise MismatchError(f"{self.src.path}: has {self.rows} rows, the codes {count}")
+        if count != self.rows:  # the codes table held other rows than its metadata said (damaged)
+            raise MismatchError(f"the codes table holds {count} rows but its metadata says {self.rows}; "
+                                f"rescoring vectors for {self.rows} were copied from {self.src.path}",
+                                hint="re-create the codes table")
         return self.info
 
     def cancel(self) -> None:
