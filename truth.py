@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from vecx._lazy import lazy
+from vecx.codecs.base import unit_rows
 
 np = lazy("numpy")
 
@@ -19,12 +20,6 @@ SCORE_NAMES = {"cosine": "cosine similarity", "ip": "inner product", "l2": "squa
 #: Rows whose squared norms are this close to 1 are unit-norm to float32 rounding: dividing them by
 #: their norms would change no score beyond rounding, and costs a pass over the block.
 _UNIT_SQ = 1e-6
-
-
-def _normalize(x: Any, norms: Any = None) -> Any:
-    """Rows divided by their L2 norms (``norms``, rows x 1, when known); a zero row stays zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True) if norms is None else norms
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 class TopK:
@@ -35,7 +30,7 @@ class TopK:
         self.base_normalized = base_normalized
         self.k = k
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        self.q = _normalize(q) if metric == "cosine" else q
+        self.q = unit_rows(q) if metric == "cosine" else q
         self.q_sq = np.einsum("ij,ij->i", q, q) if metric == "l2" else None
         nq = len(q)
         self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -52,9 +47,9 @@ class TopK:
         x = np.ascontiguousarray(block, dtype=np.float32)
         if self.metric == "cosine" and not self.base_normalized:
             if sq_norms is None:
-                x = _normalize(x)
+                x = unit_rows(x)
             elif len(sq_norms) and np.abs(sq_norms - 1.0).max() > _UNIT_SQ:  # unit rows stay as they are
-                x = _normalize(x, np.sqrt(sq_norms, dtype=np.float32)[:, None])
+                x = unit_rows(x, np.sqrt(sq_norms, dtype=np.float32)[:, None])
         s = self.q @ x.T  # higher is better in every metric below
         if self.metric == "l2":
             s *= 2.0

@@ -407,8 +407,7 @@ class PQ(Codec):
         """
         from vecx.codecs.rotate import haar_orthogonal
 
-        n = len(x)
-        codes = np.empty((n, self.m), dtype=np.intp)
+        codes = np.empty((len(x), self.m), dtype=np.intp)
         best = None
         for start in (np.eye(self.input.dim, dtype=np.float32),
                       haar_orthogonal(self.input.dim, _mix(self.values["seed"], 1 << 21) % (1 << 32))):

@@ -183,8 +183,9 @@ def rescore(x: Any, q: Any, cand: Any, metric: str, k: int) -> Any:
 
 
 def _unit(a: Any) -> Any:
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0).astype(np.float32)
+    from vecx.codecs.base import unit_rows
+
+    return unit_rows(a).astype(np.float32)
 
 
 def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:

@@ -19,25 +19,15 @@ import time
 
 import numpy as np
 from _harness import log, machine, table
+from bench_index import K, recall, rescore
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 METRICS = {"debian-minilm-30k": "cosine", "glove50-100k": "cosine", "sift128-images-30k": "l2"}
-K = 10
 FAISS_DEFAULT_SEED = 1234  # ClusteringParameters.seed; seed s here is 1234 + s
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f[:K], t[:K])) / K for f, t in zip(found, truth)]))
-
-
-def rescored(x: np.ndarray, q: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
-    v = x[cand]
-    score = -((v - q[:, None, :]) ** 2).sum(-1) if metric == "l2" else np.einsum("nmd,nd->nm", v, q)
-    return np.take_along_axis(cand, np.argsort(-score, axis=1, kind="stable")[:, :K], axis=1)
-
-
 def recalls(order: np.ndarray, x: np.ndarray, q: np.ndarray, truth: np.ndarray, metric: str) -> list[float]:
-    return [recall(order[:, :K], truth)] + [recall(rescored(x, q, order[:, :K * f], metric), truth) for f in (4, 10)]
+    return [recall(order[:, :K], truth)] + [recall(rescore(x, q, order[:, :K * f], metric), truth) for f in (4, 10)]
 
 
 def vecx_order(x: np.ndarray, q: np.ndarray, m: int, bits: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
