@@ -40,7 +40,8 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import BITS, CODES, Codec, Param, VectorSpec, in_row_blocks, one_blas_thread, sample_params
+from vecx.codecs.base import (BITS, CODES, Codec, Param, VectorSpec, in_row_blocks, one_blas_thread, sample_params,
+                              unit_rows)
 from vecx.errors import RowError
 
 np = lazy("numpy")
@@ -176,7 +177,7 @@ class Binarize(Codec):
         centred = x - self.mean_
         y = self._rotate(centred)
         r = np.linalg.norm(y, axis=1)
-        o = np.divide(y, r[:, None], out=np.zeros_like(y), where=r[:, None] > 0)
+        o = unit_rows(y, r[:, None])
         residual, total = o, np.zeros_like(o)
         planes, steps = [], []
         for _ in range(levels):
