@@ -54,10 +54,10 @@ class Batch:
         return len(self.vectors)
 
 
-def batch_rows_for(row_bytes: int) -> int:
-    """Rows per batch (and Parquet row group): about 32 MiB of vectors, a power of two."""
+def batch_rows_for(row_bytes: int, target_bytes: int = 32 << 20) -> int:
+    """Rows per batch (and Parquet row group): about 32 MiB of vectors, a power of two from 1,024 to 65,536."""
     rows = 1024
-    while rows < 65536 and rows * 2 * row_bytes <= 32 << 20:
+    while rows < 65536 and rows * 2 * row_bytes <= target_bytes:
         rows *= 2
     return rows
 

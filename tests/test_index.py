@@ -369,6 +369,36 @@ def test_deterministic_builds_are_identical(corpus: dict, tmp_path: Path) -> Non
     assert json.loads(run_vecx("info", a, "--json").stdout)["vecx"]["graph"]["deterministic"] is True
 
 
+def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph is fed in small batches (so it starts before the table is decoded) and rows.parquet is
+    regrouped: the same graph, ids and rows as one batch, in row groups of the table's own size."""
+    from vecx.formats import source as source_module
+    from vecx.indexes import hnsw
+
+    whole = tmp_path / "whole.vecx"
+    hnsw.build(str(corpus["dir"] / "f16.parquet"), str(whole), options=hnsw.BuildOptions(deterministic=True))
+    calls: list[int] = []
+    real_add = __import__("usearch.index", fromlist=["Index"]).Index.add
+
+    def counting_add(self, keys, vectors, **kwargs):
+        calls.append(len(keys))
+        return real_add(self, keys, vectors, **kwargs)
+
+    monkeypatch.setattr("usearch.index.Index.add", counting_add)
+    monkeypatch.setattr(hnsw, "add_batch_rows", lambda row_bytes: 7)
+    monkeypatch.setattr(source_module, "batch_rows_for", lambda row_bytes: 64)
+    small = tmp_path / "small.vecx"
+    hnsw.build(str(corpus["dir"] / "f16.parquet"), str(small), options=hnsw.BuildOptions(deterministic=True))
+    assert calls == [7] * (5000 // 7) + [5000 % 7]
+    a, b = Path(os.path.realpath(whole)), Path(os.path.realpath(small))
+    assert (a / "graph.usearch").read_bytes() == (b / "graph.usearch").read_bytes()
+    assert (a / "ids.utf8").read_bytes() == (b / "ids.utf8").read_bytes()
+    meta = pq.ParquetFile(b / "rows.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [64] * (5000 // 64) + [5000 % 64]
+    assert pq.read_table(b / "rows.parquet").equals(pq.read_table(a / "rows.parquet"))
+    assert run_vecx("query", small, "--like", "doc17", "-k", "3").code == 0
+
+
 def test_rebuild_is_atomic_for_concurrent_readers(corpus: dict, tmp_path: Path) -> None:
     index = tmp_path / "live.vecx"
     d = corpus["dir"]

@@ -25,7 +25,8 @@ _SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of thi
 VECX = [_SCRIPT] if os.path.exists(_SCRIPT) else [PY, "-m", "vecx"]
 NCPU = len(os.sched_getaffinity(0))
 
-# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB] to argv[1].
+# Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB,
+# CPU seconds (user + system, all threads)] to argv[1].
 WRAPPER = r"""
 import json, resource, subprocess, sys, time
 def anon(pid):
@@ -38,8 +39,8 @@ t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DE
 while p.poll() is None:
     peak = max(peak, anon(p.pid)); time.sleep(0.02)
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-json.dump([p.returncode, wall, rss, peak], open(sys.argv[1], "w"))
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump([p.returncode, wall, use.ru_maxrss, peak, use.ru_utime + use.ru_stime], open(sys.argv[1], "w"))
 """
 
 
@@ -53,10 +54,10 @@ def measure(argv: list[str], work: str) -> dict[str, float]:
     report = os.path.join(work, "wrapper.json")
     subprocess.run([PY, "-c", WRAPPER, report, *argv], check=True)
     with open(report) as f:
-        rc, wall, rss, anon = json.load(f)
+        rc, wall, rss, anon, cpu = json.load(f)
     if rc != 0:
         raise SystemExit(f"command failed ({rc}): {shlex.join(argv)}")
-    return {"s": wall, "rss": rss / 1024, "anon": anon / 1024}
+    return {"s": wall, "rss": rss / 1024, "anon": anon / 1024, "cpu": cpu}
 
 
 def remove(path: str) -> None:
@@ -83,20 +84,37 @@ def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work
                 cold: bool = False) -> dict[str, dict[str, float]]:
     """Best of ``repeat`` alternating runs of each (argv, output): min wall time, max peak memory.
 
+    ``runs`` keeps every wall time in run order, so round r of one command can be paired with
+    round r of another (they ran seconds apart, under the same machine load).
+
     Before each run the command's output is removed and dirty pages are synced (and the page
     cache dropped if ``cold``), so no run pays for overwriting a big file or for the previous
     run's disk writeback.
     """
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
     for r in range(repeat):
-        for name, (argv, output) in cmds.items():
+        # Odd rounds run the commands in reverse, so no command always runs first (or right after a given one).
+        for name, (argv, output) in (list(cmds.items()) if r % 2 == 0 else list(cmds.items())[::-1]):
             if output:
                 remove(output)
             drop_caches() if cold else os.sync()
             runs[name].append(measure(argv, work))
             log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s, {runs[name][-1]['rss']:.0f} MB")
     return {name: {"s": min(x["s"] for x in rs), "rss": max(x["rss"] for x in rs),
-                   "anon": max(x["anon"] for x in rs)} for name, rs in runs.items()}
+                   "anon": max(x["anon"] for x in rs), "runs": [x["s"] for x in rs],
+                   "cpu_runs": [x["cpu"] for x in rs]} for name, rs in runs.items()}
+
+
+def paired_ratios(a: dict[str, object], b: dict[str, object], key: str = "runs") -> list[float]:
+    """Round-by-round ratios a/b of two commands timed by the same :func:`interleaved` call
+    (``key="cpu_runs"``: of their CPU seconds)."""
+    return [x / y for x, y in zip(a[key], b[key])]  # type: ignore[arg-type]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def verdict(ok: bool) -> str:
