@@ -65,24 +65,21 @@ class BuildOptions:
     pool: int = codescan.DEFAULT_POOL
 
 
-def add_batch_rows(space: VectorSpec) -> int:
-    """Rows per graph ``add`` call: about 1 MiB of Parquet data, a power of two from 1,024 to 65,536.
+def add_batch_rows(row_bytes: int) -> int:
+    """Rows per graph ``add`` call: about 2 MiB of codes, a power of two from 1,024 to 65,536.
 
     Smaller than the tables' 32 MiB batches because the graph cannot start before the first
-    batch is decoded: Parquet decodes list columns at 50-150 MB/s on this machine (int8 is stored
-    as INT32 there, so a row of any list column counts 4 bytes a value), and a 32 MiB first batch
-    kept a core idle for 0.1-0.3 s, up to a tenth of a 30k-row build. Later batches are decoded on
-    the prefetch thread while usearch adds the previous one.
+    batch is decoded: Parquet decodes fixed-size lists at 50-150 MB/s on this machine, so SIFT's
+    15 MB first batch kept a core idle for 0.15-0.3 s, up to a tenth of its build. Later batches
+    are decoded on the prefetch thread while usearch adds the previous one.
     """
-    from vecx.codecs.base import is_packed
     from vecx.formats.source import batch_rows_for
 
-    row_bytes = space.bytes_per_vector if is_packed(space.dtype) else 4 * space.dim
-    return batch_rows_for(max(1, row_bytes), 1 << 20)
+    return batch_rows_for(row_bytes, 2 << 20)
 
 
 def _open_table(path: str, batch_rows: Any = None) -> Any:
-    """Open a vecx table; ``batch_rows(space)`` picks the rows per batch (default: the table's)."""
+    """Open a vecx table; ``batch_rows(row_bytes)`` picks the rows per batch (default: the table's)."""
     from dataclasses import replace
 
     from vecx.formats.readers import open_source
@@ -91,7 +88,7 @@ def _open_table(path: str, batch_rows: Any = None) -> Any:
     if not source.is_vecx:
         raise UsageError(f"{path}: not a vecx table; run 'vecx import' (or a codec) on it first")
     if batch_rows is not None and not source.space.multi:  # read when batches() starts, not before
-        source.options = replace(source.options, batch_rows=batch_rows(source.space))
+        source.options = replace(source.options, batch_rows=batch_rows(max(1, source.space.bytes_per_vector)))
     return source
 
 

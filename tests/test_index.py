@@ -385,7 +385,7 @@ def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, mo
         return real_add(self, keys, vectors, **kwargs)
 
     monkeypatch.setattr("usearch.index.Index.add", counting_add)
-    monkeypatch.setattr(hnsw, "add_batch_rows", lambda space: 7)
+    monkeypatch.setattr(hnsw, "add_batch_rows", lambda row_bytes: 7)
     monkeypatch.setattr(source_module, "batch_rows_for", lambda row_bytes: 64)
     small = tmp_path / "small.vecx"
     hnsw.build(str(corpus["dir"] / "f16.parquet"), str(small), options=hnsw.BuildOptions(deterministic=True))
