@@ -78,17 +78,12 @@ def add_batch_rows(row_bytes: int) -> int:
     return batch_rows_for(row_bytes, 2 << 20)
 
 
-def _open_table(path: str, batch_rows: Any = None) -> Any:
-    """Open a vecx table; ``batch_rows(row_bytes)`` picks the rows per batch (default: the table's)."""
-    from dataclasses import replace
-
+def _open_table(path: str) -> Any:
     from vecx.formats.readers import open_source
 
     source = open_source(path)
     if not source.is_vecx:
         raise UsageError(f"{path}: not a vecx table; run 'vecx import' (or a codec) on it first")
-    if batch_rows is not None and not source.space.multi:  # read when batches() starts, not before
-        source.options = replace(source.options, batch_rows=batch_rows(max(1, source.space.bytes_per_vector)))
     return source
 
 
@@ -112,7 +107,7 @@ class _RowsWriter:
         """Write the first ``rows`` pending rows; the rest stay pending."""
         pending = pa.concat_tables(self.pending)
         if rows:
-            self.writer.write_table(pending.slice(0, rows).combine_chunks(), row_group_size=self.group_rows)
+            self.writer.write_table(pending.slice(0, rows), row_group_size=self.group_rows)
         self.pending, self.rows = [pending.slice(rows)], self.rows - rows
 
     def close(self) -> None:
@@ -133,17 +128,20 @@ def _scorer(source: Any, where: str) -> Any:
 def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
           progress: Any = None) -> dict[str, Any]:
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
+    from dataclasses import replace
+
     from usearch.index import Index
     from vecx.formats import metadata as md
-
     from vecx.formats.source import batch_rows_for
 
     options = options or BuildOptions()
-    source = _open_table(table, add_batch_rows)
+    source = _open_table(table)
     space = source.space
     if space.multi:  # issue 6
         raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
                          hint="encode it first, e.g. 'vecx muvera' (then --rescore with this table)")
+    # Read in add-sized batches (the option is read when batches() starts).
+    source.options = replace(source.options, batch_rows=add_batch_rows(max(1, space.bytes_per_vector)))
     source_block = source.meta.get("source") or {}
     scorer = _scorer(source, table) if space.dtype == CODES else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None

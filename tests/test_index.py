@@ -372,13 +372,14 @@ def test_deterministic_builds_are_identical(corpus: dict, tmp_path: Path) -> Non
 def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The graph is fed in small batches (so it starts before the table is decoded) and rows.parquet is
     regrouped: the same graph, ids and rows as one batch, in row groups of the table's own size."""
+    import usearch.index
     from vecx.formats import source as source_module
     from vecx.indexes import hnsw
 
     whole = tmp_path / "whole.vecx"
     hnsw.build(str(corpus["dir"] / "f16.parquet"), str(whole), options=hnsw.BuildOptions(deterministic=True))
     calls: list[int] = []
-    real_add = __import__("usearch.index", fromlist=["Index"]).Index.add
+    real_add = usearch.index.Index.add
 
     def counting_add(self, keys, vectors, **kwargs):
         calls.append(len(keys))

@@ -111,11 +111,6 @@ def paired_ratios(a: dict[str, object], b: dict[str, object], key: str = "runs")
     return [x / y for x, y in zip(a[key], b[key])]  # type: ignore[arg-type]
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
 
 def verdict(ok: bool) -> str:
     """PASS, or a bold MISS."""

@@ -28,11 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _harness import PY, VECX, drop_caches, interleaved, log, machine, median, paired_ratios, remove, table, verdict
+from _harness import PY, VECX, drop_caches, interleaved, log, machine, paired_ratios, remove, table, verdict
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = {"debian-minilm-30k": "cosine", "glove50-100k": "cosine", "sift128-images-30k": "l2"}
@@ -262,11 +263,11 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
     for n, r in res.items():
         for enc, b in r["build"].items():
             within = paired_ratios(b["plain"], b["usearch"])
-            cpu = median(paired_ratios(b["plain"], b["usearch"], "cpu_runs"))
+            mid, cpu = median(within), median(paired_ratios(b["plain"], b["usearch"], "cpu_runs"))
             rows.append([n, enc, f"{b['vecx']['s']:.2f}", f"{b['plain']['s']:.2f}", f"{b['usearch']['s']:.2f}",
                          f"{b['vecx']['s'] / b['usearch']['s']:.2f}x", f"{b['plain']['s'] / b['usearch']['s']:.2f}x",
-                         f"{median(within):.2f}x ({min(within):.2f}-{max(within):.2f})", f"{cpu:.2f}x", "<= 1.1x",
-                         verdict(median(within) <= 1.1), f"{b['vecx']['rss']:.0f} / {b['usearch']['rss']:.0f}",
+                         f"{mid:.2f}x ({min(within):.2f}-{max(within):.2f})", f"{cpu:.2f}x", "<= 1.1x",
+                         verdict(mid <= 1.1), f"{b['vecx']['rss']:.0f} / {b['usearch']['rss']:.0f}",
                          "{:.0f} / {:.0f}".format(*b["MB"])])
     out += [table(["data set", "enc", "vecx --rescore (s)", "vecx (s)", "usearch (s)", "--rescore / usearch (best)",
                    "vecx / usearch (best)", "vecx / usearch (median within rounds)", "CPU s vecx / usearch (median)",
