@@ -4,6 +4,10 @@ Reading, validating and hashing a batch (numpy and hashlib release the GIL) proc
 main thread encodes and writes the previous one (Parquet encoding releases it too). At most
 ``depth`` items wait in the queue, so memory stays bounded; an exception in the producer is
 re-raised in the consumer at the same point of the stream.
+
+The producer starts when :func:`prefetch` is called, not at the first ``next()``: a caller
+can start reading and then do slow set-up of its own (``vecx index`` imports usearch, 0.2 s)
+while the first item is made. A caller that may never consume the iterator closes it.
 """
 
 from __future__ import annotations
@@ -21,35 +25,54 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Yield the items of ``items``, produced ahead on another thread."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            slots.put(_Failure(exc))
-
-    worker = threading.Thread(target=produce, name="vecx-prefetch", daemon=True)
-    worker.start()
+def _produce(items: Iterator[Any], slots: queue.Queue[Any], stop: threading.Event) -> None:
     try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
+        for item in items:
+            while not stop.is_set():
+                try:
+                    slots.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
                 return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
+        slots.put(_DONE)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+        slots.put(_Failure(exc))
+
+
+class Prefetch(Iterator[T]):
+    """The items of an iterator, produced ahead on a daemon thread; :meth:`close` stops it."""
+
+    def __init__(self, items: Iterator[T], depth: int) -> None:
+        self._slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        # The thread holds the queue and the event, not this object, so that dropping the
+        # iterator (a consumer that left its loop on an error) reaches __del__ and stops it.
+        threading.Thread(target=_produce, args=(items, self._slots, self._stop), name="vecx-prefetch",
+                         daemon=True).start()
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        item = self._slots.get()
+        if item is _DONE or isinstance(item, _Failure):
+            self.close()
+            if item is _DONE:
+                raise StopIteration
+            raise item.exc
+        return item
+
+    def close(self) -> None:
+        """Stop producing (the thread ends after the item it is making); further ``next()`` ends."""
+        self._finished = True
+        self._stop.set()
+
+    def __del__(self) -> None:
+        self._stop.set()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Prefetch[T]:
+    """The items of ``items``, produced ahead on another thread that starts now."""
+    return Prefetch(items, depth)

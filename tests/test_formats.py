@@ -71,6 +71,18 @@ def test_every_format_imports_the_same_vectors(tmp_path: Path, sources: dict, ki
     assert meta["source"]["fingerprint"] == read_vectors(reference)[2]["source"]["fingerprint"]
 
 
+@pytest.mark.parametrize("kind", ["parquet-fixed", "parquet-list", "arrow"])
+def test_batches_smaller_than_a_record_batch_hold_their_own_rows(sources: dict, kind: str) -> None:
+    """Batches cut out of one larger record batch (the Arrow file holds a single one) start at an
+    offset into its vector column; each must hold its own rows, not the column's first."""
+    from vecx.formats.readers import open_source
+    from vecx.formats.source import ReadOptions
+
+    batches = list(open_source(str(sources[kind]), ReadOptions(batch_rows=7)).batches())
+    assert [b.offset for b in batches] == list(range(0, 50, 7))
+    np.testing.assert_allclose(np.concatenate([b.vectors for b in batches]), X, rtol=1e-6)
+
+
 @pytest.mark.parametrize("kind, ext", [("npy", ".npy"), ("parquet-fixed", ".parquet"), ("jsonl", ".jsonl"),
                                        ("csv", ".csv"), ("arrow", ".arrow")])
 def test_stdin_is_sniffed(tmp_path: Path, sources: dict, kind: str, ext: str) -> None:

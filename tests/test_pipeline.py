@@ -127,3 +127,18 @@ def test_json_report_and_quiet(tmp_path: Path, base_table: Path) -> None:
     assert report["rows"] == 3000 and report["bytes_per_vector"] == 96 and report["dtype"] == "float16"
     r = run_vecx("f16", base_table, "-o", "-", "--json")
     assert r.code == 2 and "--json cannot be combined with -o -" in r.stderr
+
+
+def test_the_early_exit_still_cleans_up_and_flushes(tmp_path: Path, base_npy: Path) -> None:
+    """After a command vecx leaves with os._exit (the interpreter's teardown costs 0.1-0.15 s);
+    its atexit handlers must still run (a spooled stdin is removed) and stdout must be whole."""
+    import pyarrow as pa
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = run_vecx("import", "-", "-o", "-", stdin=base_npy.read_bytes(), env={"TMPDIR": str(tmp)})
+    assert r.code == 0, r.stderr
+    assert list(tmp.iterdir()) == []  # the stdin spool file is gone
+    table = pa.ipc.open_stream(r.stdout).read_all()
+    assert table.num_rows == 3000
+    np.testing.assert_array_equal(np.stack(table["vector"].to_numpy(zero_copy_only=False)), np.load(base_npy))

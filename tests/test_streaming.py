@@ -62,3 +62,69 @@ def test_vsa_memory_is_independent_of_records(tmp_path: Path) -> None:
                                 "-q")
     # 4x the records (and 4x the distinct strings) must not cost memory in proportion.
     assert rss[128_000] - rss[32_000] < 60_000, f"peak RSS {rss[32_000]} kB -> {rss[128_000]} kB"
+
+
+def _new_threads(before: set) -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+def test_prefetch_starts_reading_before_the_first_next() -> None:
+    """vecx index starts decoding and then imports usearch; the first batch must be on its way."""
+    import threading
+
+    from vecx._prefetch import prefetch
+
+    started = threading.Event()
+
+    def items():
+        started.set()
+        yield from (1, 2, 3)
+
+    batches = prefetch(items(), depth=1)
+    assert started.wait(10)
+    assert list(batches) == [1, 2, 3]
+
+
+def test_a_closed_or_dropped_prefetch_stops_its_thread() -> None:
+    import threading
+    import time
+
+    from vecx._prefetch import prefetch
+
+    def endless(made: list):
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    for how in ("close", "drop"):
+        before, made = set(threading.enumerate()), []
+        batches = prefetch(endless(made), depth=1)
+        assert next(batches) == 0
+        if how == "close":
+            batches.close()
+            assert list(batches) == []
+        else:
+            del batches
+        deadline = time.monotonic() + 10
+        while _new_threads(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _new_threads(before), how
+        count = len(made)
+        time.sleep(0.3)
+        assert len(made) == count, how  # nothing is made any more
+
+
+def test_prefetch_reraises_the_producers_error_where_it_happened() -> None:
+    from vecx._prefetch import prefetch
+
+    def items():
+        yield 1
+        raise ValueError("row 7 is bad")
+
+    batches = prefetch(items())
+    assert next(batches) == 1
+    with pytest.raises(ValueError, match="row 7"):
+        next(batches)
+    assert list(batches) == []

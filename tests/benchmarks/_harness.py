@@ -80,9 +80,12 @@ def drop_caches() -> bool:
         return False
 
 
-def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work: str,
+def interleaved(cmds: dict[str, tuple], repeat: int, work: str,
                 cold: bool = False) -> dict[str, dict[str, float]]:
-    """Best of ``repeat`` alternating runs of each (argv, output): min wall time, max peak memory.
+    """Best of ``repeat`` alternating runs of each (argv, output[, rounds]): min wall time, max peak memory.
+
+    A command given ``rounds`` runs only in the first that many rounds (a costly side figure
+    that needs no pairing with the others).
 
     ``runs`` keeps every wall time in run order, so round r of one command can be paired with
     round r of another (they ran seconds apart, under the same machine load).
@@ -94,7 +97,9 @@ def interleaved(cmds: dict[str, tuple[list[str], str | None]], repeat: int, work
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
     for r in range(repeat):
         # Odd rounds run the commands in reverse, so no command always runs first (or right after a given one).
-        for name, (argv, output) in (list(cmds.items()) if r % 2 == 0 else list(cmds.items())[::-1]):
+        for name, (argv, output, *rounds) in (list(cmds.items()) if r % 2 == 0 else list(cmds.items())[::-1]):
+            if rounds and r >= rounds[0]:
+                continue
             if output:
                 remove(output)
             drop_caches() if cold else os.sync()
