@@ -69,8 +69,7 @@ class Prefetch(Iterator[T]):
         self._finished = True
         self._stop.set()
 
-    def __del__(self) -> None:
-        self._stop.set()
+    __del__ = close
 
 
 def prefetch(items: Iterator[T], depth: int = 2) -> Prefetch[T]:

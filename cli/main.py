@@ -212,9 +212,7 @@ def _exit_without_teardown(code: int) -> None:
     if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # first, as at a normal exit: a handler may still write
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
