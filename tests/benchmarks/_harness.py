@@ -80,12 +80,17 @@ def drop_caches() -> bool:
         return False
 
 
-def interleaved(cmds: dict[str, tuple], repeat: int, work: str,
-                cold: bool = False) -> dict[str, dict[str, float]]:
+def interleaved(cmds: dict[str, tuple], repeat: int, work: str, cold: bool = False,
+                budget: float = 0.0, max_repeat: int = 0) -> dict[str, dict[str, float]]:
     """Best of ``repeat`` alternating runs of each (argv, output[, rounds]): min wall time, max peak memory.
 
     A command given ``rounds`` runs only in the first that many rounds (a costly side figure
     that needs no pairing with the others).
+
+    With a ``budget`` (seconds), rounds go on after the first ``repeat`` while all of them so
+    far took less than that, up to ``max_repeat``: short commands, whose ratios this machine's
+    noise swings the most, get more rounds for the same time. Only elapsed time decides, never
+    a result, so the extra rounds cannot favour either side.
 
     ``runs`` keeps every wall time in run order, so round r of one command can be paired with
     round r of another (they ran seconds apart, under the same machine load).
@@ -95,7 +100,8 @@ def interleaved(cmds: dict[str, tuple], repeat: int, work: str,
     run's disk writeback.
     """
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
-    for r in range(repeat):
+    start, r = time.perf_counter(), 0
+    while r < repeat or (r < max_repeat and time.perf_counter() - start < budget):
         # Odd rounds run the commands in reverse, so no command always runs first (or right after a given one).
         for name, (argv, output, *rounds) in (list(cmds.items()) if r % 2 == 0 else list(cmds.items())[::-1]):
             if rounds and r >= rounds[0]:
@@ -104,7 +110,9 @@ def interleaved(cmds: dict[str, tuple], repeat: int, work: str,
                 remove(output)
             drop_caches() if cold else os.sync()
             runs[name].append(measure(argv, work))
-            log(f"  {name} run {r + 1}/{repeat}: {runs[name][-1]['s']:.3f} s, {runs[name][-1]['rss']:.0f} MB")
+            log(f"  {name} run {r + 1}/{max(repeat, r + 1)}: {runs[name][-1]['s']:.3f} s, "
+                f"{runs[name][-1]['rss']:.0f} MB")
+        r += 1
     return {name: {"s": min(x["s"] for x in rs), "rss": max(x["rss"] for x in rs),
                    "anon": max(x["anon"] for x in rs), "runs": [x["s"] for x in rs],
                    "cpu_runs": [x["cpu"] for x in rs]} for name, rs in runs.items()}
