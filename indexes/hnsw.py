@@ -72,8 +72,8 @@ def add_batch_rows(row_bytes: int) -> int:
     batch is decoded: Parquet decodes fixed-size lists at 50-150 MB/s on this machine. SIFT's
     int8 codes (128 bytes a row, widened to INT32 in the file) took 0.1-0.15 s for a 2 MiB
     first batch, longer than usearch takes to import (about 0.07 s), and 0.02-0.03 s for
-    512 KiB, which is then ready first. Later batches are decoded on the prefetch thread while usearch
-    adds the previous one; a batch costs the loop about 1 ms besides its ``add``.
+    512 KiB, which is then ready first. Later batches are decoded on the prefetch thread while
+    usearch adds the previous one; a batch costs the loop about 1 ms besides its ``add``.
     """
     from vecx.formats.source import batch_rows_for
 
