@@ -180,14 +180,15 @@ def qps(index: str, queries: str, rounds: int) -> dict[str, float]:
     codes = np.ascontiguousarray(s.chain.encode_query(q))
     mine, theirs = s.search(q, K, rescore=False)[0], raw.search(codes, K).keys.astype(np.int64)  # warm-up
     calls = [("vecx", lambda: s.search(q, K, rescore=False)), ("usearch", lambda: raw.search(codes, K))]
-    times: dict[str, list[float]] = {"vecx": [], "usearch": []}
+    times: dict[str, dict[str, list[float]]] = {"vecx": {"runs": []}, "usearch": {"runs": []}}  # as interleaved()'s
     for r in range(rounds):
         for name, call in (calls if r % 2 == 0 else calls[::-1]):
             t = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - t)
-    return {"vecx": len(q) / min(times["vecx"]), "usearch": len(q) / min(times["usearch"]),
-            "paired": median(u / v for v, u in zip(times["vecx"], times["usearch"])),
+            times[name]["runs"].append(time.perf_counter() - t)
+    return {"vecx": len(q) / min(times["vecx"]["runs"]), "usearch": len(q) / min(times["usearch"]["runs"]),
+            # vecx QPS / usearch QPS within a round = usearch seconds / vecx seconds
+            "paired": median(paired_ratios(times["usearch"], times["vecx"])),
             "same": float(np.mean(np.sort(mine, 1) == np.sort(theirs, 1)))}
 
 
