@@ -80,6 +80,7 @@ def load_state_file(path: str, input: VectorSpec, spec: str | None = None, seed:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read state file ({exc.strerror})") from None
     meta, arrays = state.unpack(blob, path)
+    metadata.complete_state(meta, path)
     fitted_for = VectorSpec.from_json(meta["input"])
     if (fitted_for.dim, fitted_for.dtype, fitted_for.metric) != (input.dim, input.dtype, input.metric):
         raise MismatchError(
@@ -146,6 +147,11 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     started = time.perf_counter()
     progress = progress or _NoProgress()
     check_output(output)
+    if save_state is not None:
+        if save_state == "-":
+            raise UsageError("--save-state -: standard output carries the table (or nothing); give a file",
+                             hint="write the state alone to stdout with 'vecx fit ... -o -'")
+        check_output(save_state)
     source = open_source(input, _records_if_needed(read, spec, state_file))
     prior = prior_chain(source)
     if state_file:
@@ -174,12 +180,12 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
             prior = prior_chain(source) if source.is_vecx else prior
             new = new.with_input(source.space)
         final = _table_metadata(source, prior, new, writer.rows)
+        meta = metadata.loads(final[metadata.KEY], output)  # checked before the output exists
         writer.commit(final)
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    meta = metadata.loads(final[metadata.KEY], output)
     if save_state:
         write_bytes_atomic(save_state, state_container(new, meta["source"]["fingerprint"]))
     return EncodeReport(output=output, rows=writer.rows, spec=meta["spec"], dim=new.output.dim,
@@ -221,18 +227,10 @@ def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) 
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write a small file atomically (temp file in the same directory, then rename)."""
-    from vecx.formats.writer import check_output
+    """Write a small file atomically (temp file in the same directory, then rename); ``-`` is stdout."""
+    from vecx.formats.tempfiles import write_bytes_atomic as write
 
-    check_output(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write(path, data)
 
 
 def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
@@ -559,7 +557,10 @@ def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | N
 
 def _npy_queries(path: str) -> Any:
     """Float vectors of a small, plain .npy query file, read with numpy alone (else None: the general reader
-    handles it and reports any problem)."""
+    handles it and reports any problem). A file that is no plain .npy at all is a DataError naming it."""
+    from vecx.formats.arrays import read_npy_header
+
+    read_npy_header(path)
     try:
         q = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
@@ -574,6 +575,9 @@ def read_query_sets(path: str) -> tuple[Any, list[Any] | None]:
     from vecx.formats.multi import MultiVectors
 
     if path.endswith(".npy") and os.path.isfile(path):
+        from vecx.formats.arrays import read_npy_header
+
+        read_npy_header(path)
         try:
             tokens = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
@@ -609,8 +613,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     from vecx.indexes import where as where_mod
     from vecx.indexes.hnsw import Searcher
 
-    if k < 1:
-        raise UsageError(f"-k must be at least 1, not {k}")
+    _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     _choose_scan(searcher, scan)
     if first_stage is not None or multi_vector is not None:  # issue 6
@@ -672,6 +675,13 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
             "matching_rows": None if allowed is None else int(allowed.sum())}
 
 
+def _check_search_options(k: int, oversample: int | None, expansion: int | None) -> None:
+    """Refuse search options below 1 (a factor or size of 0 would silently mean something else)."""
+    for flag, value in (("-k", k), ("--rescore", oversample), ("--expansion", expansion)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, not {value}")
+
+
 def _choose_scan(searcher: Any, scan: str | None) -> None:
     """Apply a ``--scan`` choice to an opened index (a usage error where it cannot apply)."""
     from vecx.indexes.codescan import check_scan
@@ -680,6 +690,44 @@ def _choose_scan(searcher: Any, scan: str | None) -> None:
         return
     searcher.scan_choice = scan
     _ = searcher.scan_mode  # a usage error now if this index cannot scan that way
+
+
+def _truth_meta(path: str) -> dict[str, Any]:
+    """The metadata of a ground-truth file given to ``eval --truth``: a Parquet file from ``vecx truth``."""
+    import pyarrow.parquet as pq
+
+    how = "make one with 'vecx truth TABLE QUERIES -o gt.parquet'"
+    if not os.path.isfile(path):
+        raise UsageError(f"--truth {path}: no such file", hint=how)
+    try:
+        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
+    except (pa.ArrowInvalid, OSError):
+        raw = None
+    if raw is None:
+        raise UsageError(f"--truth {path}: not a ground-truth file from 'vecx truth' (a Parquet file whose "
+                         "metadata names the data it was computed on)", hint=how)
+    return metadata.loads(raw, path)
+
+
+def _truth_rows(path: str, n_rows: int) -> Any:
+    """The ``rows`` column of a ground-truth file (queries x k base rows), checked against the index size."""
+    import pyarrow.parquet as pq
+
+    try:
+        column = pq.read_table(path, columns=["rows"])["rows"]
+    except (pa.ArrowInvalid, KeyError, OSError) as exc:
+        raise DataError(f"{path}: cannot read the 'rows' column of the ground truth ({exc})",
+                        hint="re-create it with 'vecx truth'") from None
+    if not (pa.types.is_fixed_size_list(column.type) and pa.types.is_integer(column.type.value_type)) \
+            or column.null_count or not len(column):
+        raise DataError(f"{path}: the ground truth's 'rows' column is {column.type} with {len(column)} rows, "
+                        "not lists of row numbers", hint="re-create it with 'vecx truth'")
+    truth = np.stack(column.to_numpy(zero_copy_only=False)).astype(np.int64)
+    if truth.min() < 0 or truth.max() >= n_rows:
+        raise MismatchError(f"{path}: names base row {int(truth.max() if truth.max() >= n_rows else truth.min())}; "
+                            f"the index has {n_rows:,} rows",
+                            hint="compute the truth with 'vecx truth' on the table this index was built from")
+    return truth
 
 
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
@@ -693,9 +741,10 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     """
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.hnsw import Searcher, read_json
     from vecx.truth import exact_topk
 
+    _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     _choose_scan(searcher, scan)
     if first_stage is not None:  # issue 6
@@ -704,19 +753,16 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
         searcher.first_stage = check_first_stage(first_stage, searcher)
     _, q_ids, q = read_queries(queries, None)
     q = searcher.check_queries(q, queries)
-    source_fp = (json_load(searcher.directory, "table.json").get("source") or {}).get("fingerprint")
+    source_fp = (read_json(searcher.version, "table.json").get("source") or {}).get("fingerprint")
     if truth_path:
-        import pyarrow.parquet as pq
-
-        meta = metadata.loads((pq.ParquetFile(truth_path).metadata.metadata or {}).get(metadata.KEY, b"{}"), truth_path)
+        meta = _truth_meta(truth_path)
         truth_fp = meta.get("base", {}).get("source_fingerprint")
         if meta.get("kind") != "truth":
             raise UsageError(f"{truth_path}: not a vecx truth file (make one with 'vecx truth')")
         if truth_fp and source_fp and truth_fp != source_fp:
             raise MismatchError(f"{truth_path}: ground truth was computed on other data than {index}",
                                 hint="compute it with 'vecx truth' on the table this index was built from")
-        table = pq.read_table(truth_path, columns=["rows"])
-        truth = np.stack(table["rows"].to_numpy(zero_copy_only=False)).astype(np.int64)
+        truth = _truth_rows(truth_path, searcher.rows)
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
@@ -739,19 +785,84 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
         result["tuning"] = ev.tune(searcher, q, truth, k, target_recall)
         if save and result["tuning"]["reached"]:
             store.update_manifest(index, {"search": {"oversample": result["tuning"]["oversample"]},
-                                          "graph": {"expansion_search": result["tuning"]["expansion"]}})
+                                          "graph": {"expansion_search": result["tuning"]["expansion"]}},
+                                  expected=searcher.directory)
             result["tuning"]["saved"] = True
     elif save:
         raise UsageError("--save stores what --target-recall finds; give --target-recall too")
     return result
 
 
-def json_load(directory: str, name: str) -> dict[str, Any]:
-    """A JSON file of an index version (empty dict if absent)."""
-    import json
+# --------------------------------------------------------------------------------------
+# Verifying
+# --------------------------------------------------------------------------------------
+def verify(path: str) -> dict[str, Any]:
+    """Check every byte of an index, a vector table, a ground-truth file or a state file.
 
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    An index: the sha256 of every file against its manifest, then its structure (graph header,
+    ids, rescoring vectors, chain state, every row of ``rows.parquet``). A table: its metadata,
+    its chain's state hashes, and every page decoded (with the page checksums vecx writes),
+    the row count against the metadata. A state file: its arrays against their hashes.
+    Returns a report; damage raises :class:`DataError` (exit 3), naming the file and what.
+    """
+    if os.path.isdir(path):
+        from vecx.indexes import store
+        from vecx.indexes.hnsw import Searcher
+
+        report = store.verify(path)
+        searcher = Searcher(path, verify=True)
+        try:
+            if searcher.version.directory != os.path.realpath(path):
+                raise DataError(f"{path}: the index was rebuilt during verification", hint="rerun vecx verify")
+            rows = _verify_parquet_rows(searcher.version.file("rows.parquet"), f"{path}: rows.parquet")
+            if rows != searcher.rows:
+                raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
+                                hint="rebuild the index")
+        finally:
+            searcher.close()
+        return report
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file or index")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"ARROW1"):  # a state container (vecx fit, --save-state)
+        with open(path, "rb") as handle:
+            blob = handle.read()
+        meta, arrays = state.unpack(blob, path)
+        try:
+            first = VectorSpec.from_json(meta["input"])
+            chain = Chain.from_records(first, meta["stages"], arrays, path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: fitted state metadata is damaged ({type(exc).__name__}: {exc})") from None
+        return {"path": path, "kind": "state", "spec": chain.spec, "stages": len(chain.stages), "ok": True}
+    if not head.startswith(b"PAR1"):
+        raise DataError(f"{path}: not a vecx index, table or state file", hint="vecx verify checks what vecx wrote")
+    other = _other_kind(path)
+    if other is not None:  # ground truth, which has no vector column
+        rows = _verify_parquet_rows(path, path)
+        if isinstance(other.get("queries"), dict) and other["queries"].get("rows") not in (None, rows):
+            raise DataError(f"{path}: holds {rows:,} rows, its metadata says {other['queries']['rows']:,}")
+        return {"path": path, "kind": other.get("kind"), "rows": rows, "ok": True}
+    source = open_source(path)
+    if source.meta is None:
+        raise DataError(f"{path}: not written by vecx (no 'vecx' metadata); nothing to verify against",
+                        hint="vecx import validates and fingerprints it")
+    chain = prior_chain(source)
+    count = sum(len(batch) for batch in source.batches())
+    if source.meta.get("rows") is not None and count != source.meta["rows"]:
+        raise DataError(f"{path}: holds {count:,} rows, its metadata says {source.meta['rows']:,}",
+                        hint="the file was edited or truncated; re-create it")
+    return {"path": path, "kind": "vectors", "rows": count, "spec": chain.spec, "ok": True}
+
+
+def _verify_parquet_rows(path: str, where: str) -> int:
+    """Decode every page of a Parquet file (checking page checksums); its row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=65536))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{where}: cannot be read ({exc})", hint="the file is damaged; re-create it") from None
+

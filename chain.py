@@ -76,7 +76,14 @@ class Chain:
             raise MismatchError(f"{path}: fitted state holds {len(arrays)} stages, "
                                 f"the metadata lists {len(records)}")
         first = VectorSpec.from_json(records[0]["input"] if records else meta["vector"])
-        return cls.from_records(first, records, arrays, path)
+        chain = cls.from_records(first, records, arrays, path)
+        stored = VectorSpec.from_json(meta["vector"])
+        out = chain.output
+        if (out.dim, out.dtype, out.multi) != (stored.dim, stored.dtype, stored.multi):
+            raise MismatchError(f"{path}: the recorded chain {chain.spec or '(none)'!r} gives {out.dim} x {out.dtype} "
+                                f"vectors, the metadata says the table holds {stored.dim} x {stored.dtype}",
+                                hint="the file was edited or corrupted; re-create it with vecx")
+        return chain
 
     # ---- properties ---------------------------------------------------------------
     @property

@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad option, bad spec string, impossible parameters
     DATA = 3  # unreadable, corrupt or invalid input data
     MISMATCH = 4  # codec state / format version / fingerprint does not match
+    CANNOT_WRITE = 5  # the output cannot be written: disk full, read-only, permission denied
+    BUSY = 6  # another vecx process holds the index's writer lock (only with --no-wait)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -52,6 +54,21 @@ class MismatchError(VecxError):
     """Codec state, format version or fingerprint that does not match (exit 4)."""
 
     exit_code = ExitCode.MISMATCH
+
+
+class WriteError(VecxError):
+    """An output that cannot be written: disk full, read-only file system, no permission (exit 5).
+
+    Nothing is left behind: the partial output is removed and the old target is untouched.
+    """
+
+    exit_code = ExitCode.CANNOT_WRITE
+
+
+class BusyError(VecxError):
+    """Another vecx process is writing the same index and the caller chose not to wait (exit 6)."""
+
+    exit_code = ExitCode.BUSY
 
 
 class RowError(DataError):

@@ -52,8 +52,9 @@ class TopK:
                 x = unit_rows(x, np.sqrt(sq_norms, dtype=np.float32)[:, None])
         s = self.q @ x.T  # higher is better in every metric below
         if self.metric == "l2":
-            s *= 2.0
-            s -= (np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms)[None, :]
+            # Half of 2 q.x - |x|^2 (the same ranking): 2 q.x itself may overflow float32 for
+            # vectors near its range, which would rank far rows first at distance 0.
+            s -= 0.5 * (np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms)[None, :]
         self.add_scores(s, first_row)
 
     def add_scores(self, s: Any, first_row: int) -> None:
@@ -112,7 +113,7 @@ class TopK:
         self.scores = np.take_along_axis(self.scores, order, axis=1)
         self.rows = np.take_along_axis(self.rows, order, axis=1)
         if self.metric == "l2":
-            return self.rows, np.maximum(self.q_sq[:, None] - self.scores, 0.0).astype(np.float32)
+            return self.rows, np.maximum(self.q_sq[:, None] - 2.0 * self.scores, 0.0).astype(np.float32)
         return self.rows, self.scores
 
 

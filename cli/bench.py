@@ -51,7 +51,9 @@ def register(app: typer.Typer) -> None:
         from vecx.errors import UsageError
         from vecx.formats.writer import check_output
 
-        for path in (out, plot):
+        for name, path in (("--plot", plot), ("--out", out)):
+            if path == "-":
+                raise UsageError(f"{name} -: the report already goes to standard output; give a file")
             if path:
                 check_output(path)
         if plot:

@@ -12,6 +12,13 @@ from vecx.cli.common import Bar, Debug, Json, Quiet, echo_columns, emit_json, ex
 FORMATS = ("table", "jsonl", "json", "csv")
 
 
+def waiting(index: str, pid: int | None) -> None:
+    """Say on stderr (always: a silent wait looks like a hang) that another writer holds the index."""
+    sys.stderr.write(f"vecx: waiting for another vecx process{f' (pid {pid})' if pid else ''} "
+                     f"that is writing {index}\n")
+    sys.stderr.flush()
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to the app."""
 
@@ -25,24 +32,29 @@ def register(app: typer.Typer) -> None:
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
               rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
-              connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", help="Graph edges per node (HNSW M).")] = 16,
-              expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", help="Candidate list size while building (efConstruction).")] = 128,
-              expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", help="Default candidate list size while searching (ef).")] = 64,
-              oversample: Annotated[int, typer.Option("--oversample", metavar="X", help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
+              connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", min=2, help="Graph edges per node (HNSW M).")] = 16,
+              expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", min=1, help="Candidate list size while building (efConstruction).")] = 128,
+              expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", min=1, help="Default candidate list size while searching (ef).")] = 64,
+              oversample: Annotated[int, typer.Option("--oversample", metavar="X", min=1, help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
               deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
               scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks). auto: graph, but for pq/rabitq codes only above 200,000 rows.")] = "auto",
-              pool: Annotated[int, typer.Option("--pool", metavar="X", help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
+              pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
+              no_wait: Annotated[bool, typer.Option("--no-wait", help="If another vecx process is writing this index, exit 6 at once instead of waiting for it.")] = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
 
         The index is a directory (manifest with checksums, graph, rows, chain state); a rebuild
-        replaces it atomically, so running queries see the old or the new index, never a mix.
+        replaces it atomically, so running queries see the old or the new index, never a mix,
+        and a query that is running keeps its version until it ends. Builds of one index take
+        turns on a writer lock (.NAME.lock beside it): an overlapping cron job waits, or exits 6
+        with --no-wait. A failed or interrupted build leaves the previous index as it was.
         """
         from vecx.indexes.hnsw import BuildOptions, build
 
         manifest = build(table, output, rescore=rescore, progress=Bar(quiet), options=BuildOptions(
             connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,
-            oversample=oversample, deterministic=deterministic, scan=scan, pool=pool))
+            oversample=oversample, deterministic=deterministic, scan=scan, pool=pool),
+            wait=not no_wait, on_wait=lambda pid: waiting(output, pid))
         if json:
             emit_json(manifest)
         else:
@@ -67,9 +79,9 @@ def register(app: typer.Typer) -> None:
     def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
               like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
-              k: Annotated[int, typer.Option("-k", metavar="K", help="Results per query (at most the index size).")] = 10,
-              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
-              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search candidate list size (default: the index's).", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="Results per query (at most the index size).")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
               where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
@@ -153,9 +165,9 @@ def register_eval(app: typer.Typer) -> None:
     def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth from 'vecx truth' (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
-              k: Annotated[int, typer.Option("-k", metavar="K", help="The k of the tuned recall@k.")] = 10,
-              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
-              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,

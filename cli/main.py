@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Optional
@@ -22,7 +23,9 @@ Exit codes:
   2    usage: bad option, spec string or parameter
   3    bad input data: unreadable, corrupt, NaN/Inf, mixed dimensions, duplicate ids
   4    mismatch: fitted state, format version or fingerprint does not match
-  130  interrupted (Ctrl-C)
+  5    cannot write: disk full, read-only file system, permission denied
+  6    busy: another vecx process is writing the index (index --no-wait)
+  130  interrupted (Ctrl-C, SIGTERM)
   141  output pipe closed early
 """
 
@@ -79,7 +82,7 @@ _REGISTRARS = (_add_encode, _add_codecs, _add_vsa, _add_index, _add_inspect, _ad
 # The commands of the fixed registrars; any other first argument may be a codec's command.
 _REGISTRAR_OF = {"import": _add_encode, "encode": _add_encode, "fit": _add_encode, "vsa": _add_vsa,
                  "index": _add_index, "query": _add_index, "eval": _add_index, "info": _add_inspect,
-                 "truth": _add_inspect, "spec": _add_inspect, "bench": _add_bench}
+                 "verify": _add_inspect, "truth": _add_inspect, "spec": _add_inspect, "bench": _add_bench}
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -115,6 +118,19 @@ def __getattr__(name: str) -> typer.Typer:
 def _app_for(args: list[str]) -> typer.Typer:
     """The app for a command line: only the named command's registrar when one claims it."""
     return build_app(None if not args or args[0].startswith("-") else args[0])
+
+
+#: errno values that mean an output cannot be written (exit 5); any other OSError is unreadable input (3).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OS error: the file, what happened, and that nothing was changed."""
+    name = exc.filename if exc.filename is not None else ""
+    text = f"{name}: {exc.strerror or exc}" if name else (exc.strerror or str(exc))
+    if exc.errno in _WRITE_ERRNOS:
+        return f"{text} (cannot write; the previous output, if any, is unchanged)"
+    return text
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -181,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:
         sys.stderr.write("vecx: error: out of memory\n")
         code = ExitCode.ERROR
+    except OSError as exc:  # the disk or the file system said no, where no command caught it first
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"vecx: error: {_os_error(exc)}\n")
+        code = ExitCode.CANNOT_WRITE if exc.errno in _WRITE_ERRNOS else ExitCode.DATA
     except Exception as exc:  # noqa: BLE001 - the funnel: anything unexpected is an internal error
         if _caused_by_interrupt(exc):  # e.g. a C extension turning the interrupt into its own error
             sys.stderr.write("vecx: interrupted\n")

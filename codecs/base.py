@@ -53,11 +53,29 @@ def one_blas_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def row_norms(x: Any) -> Any:
+    """L2 norms of the rows of ``x`` (rows x 1, in ``x``'s float type).
+
+    A float32 sum of squares overflows for rows near float32's range and underflows for tiny
+    ones: such rows (an infinite or zero norm) are recomputed in float64, so that re-normalizing
+    them gives unit vectors, not zeros. Other rows keep their float32 norms (the same bytes).
+    """
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):  # such rows are redone below
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+    redo = np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0))
+    if len(redo):
+        norms = norms.copy()
+        norms[redo] = np.linalg.norm(np.asarray(x[redo], dtype=np.float64), axis=1, keepdims=True)
+    return norms
+
+
 def unit_rows(x: Any, norms: Any = None) -> Any:
     """Rows of ``x`` divided by their L2 norms (``norms``, rows x 1, when known); a zero row stays zero."""
     import numpy as np
 
-    norms = np.linalg.norm(x, axis=1, keepdims=True) if norms is None else norms
+    norms = row_norms(x) if norms is None else norms
     if (norms > 0).all():
         return x / norms  # the same quotients, without the masked division's 2.5x cost
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

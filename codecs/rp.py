@@ -6,6 +6,9 @@ and squared distances are preserved in expectation (Johnson-Lindenstrauss), so t
 handed on (cosine becomes an approximation: vectors are no longer unit-norm). Nothing is
 fitted; the sparse matrix, drawn from the seed, is stored with the data. Worse than PCA at
 equal dimension on anisotropic embeddings, but free to fit and safe on streams.
+
+``dim`` may not exceed the input dimension: a projection up adds no information and only
+makes the vectors larger, so it is refused when the chain is planned, like ``truncate``/``pca``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class RandomProjection(Codec):
         "Project onto DIM random directions with a very sparse +-1 matrix (Li et al. 2006; "
         "density 1/s, s = sqrt(input dim) unless given), scaled so that inner products and "
         "distances are preserved in expectation. Data-independent: nothing to fit; the matrix is "
-        "drawn from the seed and stored in the output."
+        "drawn from the seed and stored in the output. DIM may not exceed the input dimension."
     )
     params = (
         Param("dim", int, required=True, minimum=1, help="output dimension"),
@@ -39,6 +42,7 @@ class RandomProjection(Codec):
 
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
+        self.require_at_most(self.values["dim"], input)
         s = self.values["s"] or math.sqrt(input.dim)
         if s < 1:
             raise self.fail(f"s={s:g} must be at least 1")

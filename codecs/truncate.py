@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec
+from vecx.codecs.base import Codec, Param, VectorSpec, row_norms
 
 np = lazy("numpy")
 
@@ -51,6 +51,6 @@ class Truncate(Codec):
     def encode(self, x: Any) -> Any:
         out = np.array(x[:, : self.values["dim"]], dtype=np.float32, copy=True)
         if self.values["renorm"]:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            norms = row_norms(out)
             np.divide(out, norms, out=out, where=norms > 0)
         return out.astype(self.input.dtype, copy=False)

@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 from vecx._lazy import lazy
 from vecx.formats.source import Batch, ReadOptions, Source
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
+
+
+def read_npy_header(path: str) -> tuple[tuple[int, ...], bool, Any, int]:
+    """``(shape, fortran_order, dtype, data_offset)`` of a ``.npy`` file, from its header alone.
+
+    Never unpickles: a file without the NumPy magic string, with a malformed header, an object
+    dtype (pickled Python objects) or a format version vecx does not read is a
+    :class:`~vecx.errors.DataError` naming the file and saying what to save instead.
+    """
+    from numpy.lib import format as npy_format
+
+    from vecx.errors import DataError
+
+    save = "save a numeric array with numpy.save (e.g. float32)"
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(npy_format.MAGIC_PREFIX)) != npy_format.MAGIC_PREFIX:
+                raise DataError(f"{path}: not a .npy file (it does not start with the NumPy header)", hint=save)
+            handle.seek(0)
+            version = npy_format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                raise DataError(f"{path}: .npy format version {version[0]}.{version[1]} is not supported "
+                                "(vecx reads versions 1.0 and 2.0)", hint=save)
+            read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            try:
+                shape, fortran, dtype = read(handle)
+            except Exception as exc:  # noqa: BLE001 - numpy's header parser raises assorted types
+                # (ValueError, EOFError, tokenize and syntax errors) on malformed headers.
+                raise DataError(f"{path}: not a readable .npy file (damaged header: {exc})", hint=save) from None
+            offset = handle.tell()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects (dtype {dtype}), which vecx does not load", hint=save)
+    if any(n < 0 for n in shape):
+        raise DataError(f"{path}: not a readable .npy file (negative shape {shape} in its header)", hint=save)
+    return shape, fortran, dtype, offset
 
 
 class NpySource(Source):
@@ -24,23 +61,20 @@ class NpySource(Source):
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         super().__init__(path, options)
-        try:
-            header = np.load(path, mmap_mode="r", allow_pickle=False)  # parses the header only
-            shape, dtype, self.data_offset = header.shape, header.dtype, header.offset
-            fortran = header.flags.f_contiguous and not header.flags.c_contiguous
-            del header
-        except (ValueError, OSError, EOFError) as exc:
-            raise self.fail(f"not a readable .npy file ({exc})") from None
+        shape, fortran, dtype, self.data_offset = read_npy_header(path)
+        fortran = fortran and sum(n > 1 for n in shape) > 1  # else Fortran and C order are the same bytes
         if len(shape) == 1:
             shape = (1, shape[0])
         if len(shape) != 2 or dtype.kind not in "fiu" or fortran and shape[0] > 1:
             raise self.fail(f"expected a 2-D C-order numeric array, got shape {shape} dtype {dtype}"
-                            f"{' (Fortran order)' if fortran else ''}")
+                            f"{' (Fortran order)' if fortran else ''}",
+                            hint="save a rows x dimensions array of numbers (e.g. float32) with numpy.save")
         self.file_dtype = dtype
         self.rows, self.dim = (int(n) for n in shape)
         expected = self.data_offset + self.rows * self.dim * dtype.itemsize
         if os.path.getsize(path) < expected:
-            raise self.fail(f"file is truncated: the header promises {self.rows} x {self.dim} values")
+            raise self.fail(f"file is truncated: the header promises {self.rows} x {self.dim} values",
+                            hint="the file was cut short; write it again")
         self.id_type = pa.int64()
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:

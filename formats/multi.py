@@ -158,6 +158,9 @@ def from_arrow(col: Any, path: str, offset: int, dim: int, column: str) -> tuple
         widths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
     if dim == 0 and len(widths):
         dim = int(widths[0])
+        if dim == 0:
+            raise DataError(f"{where(path, offset)}: token vector is empty (0 dimensions) in column {column!r}",
+                            hint="every token vector needs at least one number")
     bad = np.flatnonzero(widths != dim)
     if len(bad):
         row = int(np.searchsorted(np.cumsum(counts), int(bad[0]), side="right"))
@@ -237,6 +240,20 @@ class Validator:
             row = int(np.searchsorted(mv.offsets, token, side="right") - 1)
             raise self.source.fail("a token vector holds NaN or Inf", batch.offset + row,
                                    hint="clean or drop that row; vecx refuses non-finite values")
+        if v.dtype == np.float32 and len(v):  # float16 values cannot overflow a float32 norm
+            sq = np.einsum("ij,ij->i", v, v)
+            if not np.isfinite(sq).all():
+                from vecx.formats.source import MAX_SQ_NORM
+
+                exact = np.einsum("ij,ij->i", v.astype(np.float64), v.astype(np.float64))
+                token = int(np.flatnonzero(exact > MAX_SQ_NORM)[0]) if (exact > MAX_SQ_NORM).any() else None
+                if token is not None:
+                    row = int(np.searchsorted(mv.offsets, token, side="right") - 1)
+                    raise self.source.fail(
+                        f"a token vector is too large for float32 arithmetic: its squared L2 norm is "
+                        f"{exact[token]:.3g} (largest value {np.abs(v[token]).max():.3g}), beyond {MAX_SQ_NORM:.3g}",
+                        batch.offset + row, hint="rescale the vectors (e.g. divide them all by a constant such "
+                        "as 1e20) before importing; cosine similarity does not change")
         if self.normalized and len(v):
             f = np.asarray(v, dtype=np.float32)
             norms = np.sqrt(np.einsum("ij,ij->i", f, f))

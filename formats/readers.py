@@ -17,7 +17,6 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +25,7 @@ from vecx.codecs.base import METRICS
 from vecx.errors import DataError, UsageError
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported
+from vecx.formats.source import check_payload_names
 from vecx.formats.tables import IpcSource, ParquetSource
 from vecx.formats.text import CsvSource, JsonlSource
 
@@ -62,8 +62,17 @@ class _Prefixed(io.RawIOBase):
 
 
 def open_source(path: str, options: ReadOptions | None = None) -> Source:
-    """Open any supported input. ``-`` reads standard input."""
-    options = options or ReadOptions()
+    """Open any supported input. ``-`` reads standard input.
+
+    Every input's payload columns are checked here, whatever the format (see
+    :func:`~vecx.formats.source.check_payload_names`).
+    """
+    source = _open(path, options or ReadOptions())
+    check_payload_names(source)
+    return source
+
+
+def _open(path: str, options: ReadOptions) -> Source:
     if options.metric is not None and options.metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
     if options.records:  # a chain that starts with a JSON codec (vsa) reads parsed records
@@ -135,15 +144,14 @@ def _open_stdin(options: ReadOptions) -> Source:
 
 def spool(handle: Any, cls: type[Source], options: ReadOptions) -> Source:
     """Copy a stream to a temporary file and open that (for formats that need seeking)."""
-    import atexit
+    from vecx.formats.tempfiles import spool_path
 
-    tmp = tempfile.NamedTemporaryFile(prefix="vecx-stdin-", suffix=".spool", delete=False)
-    atexit.register(lambda: os.path.exists(tmp.name) and os.unlink(tmp.name))
-    with tmp:
+    tmp_name = spool_path("stdin", ".spool")
+    with open(tmp_name, "wb") as tmp:
         shutil.copyfileobj(handle, tmp, 1 << 20)
-    source = cls(tmp.name, options)
+    source = cls(tmp_name, options)
     source.path = "-"
-    source.spool_path = tmp.name  # type: ignore[attr-defined]
+    source.spool_path = tmp_name  # type: ignore[attr-defined]
     return source
 
 

@@ -3,8 +3,8 @@
 Used when the first stage of a chain reads JSON (``vsa``). Each non-blank line must be one JSON
 object; ``Batch.vectors`` is the list of parsed dicts, ids come from ``--id-column`` (default the
 ``id`` field if the first record has one, else row numbers; the id field is not encoded), and the
-fields named by ``--keep`` become payload columns (type from the first batch's first non-null
-value; objects and arrays are kept as JSON text). Errors are all-or-nothing: a line that is not
+fields named by ``--keep`` become payload columns (one type per field over every record, see
+:mod:`vecx.formats.payload`; objects and arrays are kept as JSON text). Errors are all-or-nothing: a line that is not
 JSON (this includes NaN and Infinity, which JSON does not have, and numbers too large for a
 double), is not an object, or has a missing or duplicate id stops the run with the line number,
 and no output file is written.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Any, Iterator
 
 from vecx._lazy import lazy
@@ -74,7 +73,10 @@ class JsonRecordsSource(Source):
         return self.options.batch_rows or RECORD_BATCH_ROWS
 
     def prime(self) -> None:
-        """Read the first batch: it decides the id field and the payload column types."""
+        """Read the first batch: it decides the id field. With ``--keep``, a first pass over every
+        line decides the payload column types (:mod:`vecx.formats.payload`)."""
+        if self.options.keep:
+            self._scan_kept()
         rest = self.batches()
         first = next(rest, None)
         if first is None:
@@ -91,9 +93,7 @@ class JsonRecordsSource(Source):
             if self.handle is None:
                 handle.close()
 
-    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
-        pending: list[tuple[int, bytes, Any]] = []
-        offset = 0
+    def _records(self) -> Iterator[tuple[int, bytes, Any]]:
         for number, line in self._lines():
             try:
                 obj = orjson.loads(line)
@@ -103,6 +103,39 @@ class JsonRecordsSource(Source):
             if not isinstance(obj, dict):
                 raise DataError(f"{where(self.path)}: line {number}: expected a JSON object, got "
                                 f"{_json_type(obj)}", hint="each line must be one object; nothing was written")
+            yield number, line, obj
+
+    def _scan_kept(self) -> None:
+        """The types of the ``--keep`` fields, unified over every record (standard input is copied first)."""
+        from vecx.formats.payload import PayloadSchema, arrow_type
+
+        if self.handle is not None:
+            import shutil
+
+            from vecx.formats.tempfiles import spool_path
+
+            tmp = spool_path("records", ".jsonl")
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(self.handle, out, 1 << 20)
+            self.file, self.handle, self.seekable = tmp, None, True
+        schema = PayloadSchema(self.path)
+        id_field: str | None = None
+        for count, (number, _, obj) in enumerate(self._records()):
+            if not count:
+                id_field = self._id_field_of(obj, number)
+            for name in self.options.keep or ():
+                if name in obj and name != id_field:
+                    schema.observe(number, name, obj[name])
+        kept = [name for name in self.options.keep or () if name != id_field]
+        for name in kept:
+            if name not in schema.kinds:
+                raise DataError(f"{where(self.path)}: --keep {name}: no record has this field", hint="check the field name")
+        self._kept_fields = [pa.field(name, arrow_type(schema.kinds[name])) for name in kept]
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        pending: list[tuple[int, bytes, Any]] = []
+        offset = 0
+        for number, line, obj in self._records():
             pending.append((number, line.strip(), obj))
             if len(pending) >= batch_rows:
                 yield self._make_batch(pending, offset)
@@ -128,43 +161,31 @@ class JsonRecordsSource(Source):
             ids = pa.array([obj[self.id_field] for obj in records], type=self.id_type)
         else:
             ids = pa.array(range(offset, offset + len(records)), type=pa.int64())
-        payload = {}
-        for name, ptype in (self._payload_types or {}).items():
-            values = [_payload_value(obj.get(name)) for obj in records]
-            try:
-                payload[name] = pa.array(values, type=ptype)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                bad = next(n for n, v in zip((p[0] for p in pending), values) if not _fits(v, ptype))
-                raise DataError(f"{where(self.path)}: line {bad}: field {name!r} changes type "
-                                f"(earlier records had {ptype})", hint="keep it out of --keep, or make it one type") from None
+        from vecx.formats.payload import column
+
+        payload = {f.name: column([obj.get(f.name) for obj in records], f) for f in self.payload_fields}
         if self.id_field is not None:  # the id names the record; it is not part of its content
             records = [{k: v for k, v in obj.items() if k != self.id_field} for obj in records]
         batch = Batch(offset, ids, records, payload)
         batch.lines = [line for _, line, _ in pending]  # type: ignore[attr-defined]
         return batch
 
-    def _pick_fields(self, pending: list[tuple[int, bytes, Any]]) -> None:
-        number, _, first = pending[0]
+    def _id_field_of(self, first: dict[str, Any], number: int) -> str | None:
+        """The id field, decided by the first record: ``--id-column``, else ``id`` if it holds an integer or string."""
         if self.options.id_column is not None:
             if self.options.id_column not in first:
                 raise DataError(f"{where(self.path)}: line {number}: no id field {self.options.id_column!r}")
-            self.id_field = self.options.id_column
-        else:
-            self.id_field = "id" if isinstance(first.get("id"), (int, str)) and not isinstance(first.get("id"), bool) else None
+            return self.options.id_column
+        return "id" if isinstance(first.get("id"), (int, str)) and not isinstance(first.get("id"), bool) else None
+
+    def _pick_fields(self, pending: list[tuple[int, bytes, Any]]) -> None:
+        number, _, first = pending[0]
+        self.id_field = self._id_field_of(first, number)
         self.ids_from_data = self.id_field is not None
         if self.id_field is not None:
             self.id_type = pa.int64() if isinstance(first[self.id_field], int) else pa.string()
-        types: dict[str, Any] = {}
-        for name in self.options.keep or ():
-            if name == self.id_field:
-                continue  # already the id column
-            sample = next((_payload_value(obj[name]) for _, _, obj in pending if obj.get(name) is not None), None)
-            if sample is None:
-                raise DataError(f"{where(self.path)}: --keep {name}: no record in the first "
-                                f"{len(pending):,} has this field", hint="check the field name")
-            types[name] = pa.array([sample]).type
-        self._payload_types = types
-        self.payload_fields = [pa.field(k, t) for k, t in types.items()]
+        self.payload_fields = getattr(self, "_kept_fields", [])
+        self._payload_types = {f.name: f.type for f in self.payload_fields}
 
     def batches(self) -> Iterator[Batch]:
         pending = getattr(self, "_pending", None)
@@ -218,12 +239,12 @@ class JsonRecordsSource(Source):
         """A re-readable copy of a stdin source (raw bytes in a temporary file, removed at exit)."""
         if self.seekable:
             return self
-        import atexit
         import shutil
 
-        fd, tmp = tempfile.mkstemp(prefix="vecx-records-", suffix=".jsonl")
-        atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
-        with os.fdopen(fd, "wb") as out:
+        from vecx.formats.tempfiles import spool_path
+
+        tmp = spool_path("records", ".jsonl")
+        with open(tmp, "wb") as out:
             pending = getattr(self, "_pending", None)
             if pending is not None:  # the primed first batch was consumed from the stream already
                 for line in pending[0].lines:
@@ -239,21 +260,6 @@ class JsonRecordsSource(Source):
 def _json_type(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number")
-
-
-def _payload_value(value: Any) -> Any:
-    """Payload cells: scalars as they are, objects and arrays as compact JSON text."""
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return value
-
-
-def _fits(value: Any, ptype: Any) -> bool:
-    try:
-        pa.array([value], type=ptype)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return False
-    return True
 
 
 def open_records(path: str, options: ReadOptions) -> Source:

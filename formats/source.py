@@ -226,12 +226,12 @@ class Source:
             pending = None
             for batch in batches:
                 v = batch.vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+                if v.ndim != 2 or not v.shape[1]:
+                    raise self.fail("vector is empty (0 dimensions)", batch.offset,
+                                    hint="every row needs a vector of at least one number")
                 sq = np.einsum("ij,ij->i", v, v)
                 if not np.isfinite(sq).all():  # NaN/Inf, or squares overflowing float32: look closer
-                    bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
-                    if len(bad):
-                        raise self.fail("vector holds NaN or Inf", batch.offset + int(bad[0]),
-                                        hint="clean or drop that row; vecx refuses non-finite values")
+                    sq = _checked_sq_norms(self, v, sq, batch.offset)
                 if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
                     normalized = False
                 batch.sq_norms = sq
@@ -290,6 +290,65 @@ class Source:
                  .hexdigest(), **validator.block_fields()}
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
+
+
+#: The largest squared L2 norm a row may have: every float32 computation on it (norms, inner
+#: products, cosine) then stays finite.
+MAX_SQ_NORM = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
+
+
+def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:
+    """Refuse rows holding NaN/Inf, or whose squared norm (in float64) is beyond float32; else the norms.
+
+    Such rows would turn into zeros or infinities in later float32 steps (re-normalizing,
+    scores, PCA), silently; a float32 sum that only overflowed by rounding is recomputed.
+    """
+    bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
+    if len(bad):
+        raise source.fail("vector holds NaN or Inf", offset + int(bad[0]),
+                          hint="clean or drop that row; vecx refuses non-finite values")
+    rows = np.flatnonzero(~np.isfinite(sq))
+    wide = np.asarray(v[rows], dtype=np.float64)
+    exact = np.einsum("ij,ij->i", wide, wide)
+    too_large = np.flatnonzero(exact > MAX_SQ_NORM)
+    if len(too_large):
+        i = int(too_large[0])
+        raise source.fail(f"vector is too large for float32 arithmetic: its squared L2 norm is {exact[i]:.3g} "
+                          f"(largest value {np.abs(wide[i]).max():.3g}), beyond {MAX_SQ_NORM:.3g}",
+                          offset + int(rows[i]), hint="rescale the vectors (e.g. divide them all by a constant "
+                          "such as 1e20) before importing; cosine similarity does not change")
+    sq = sq.copy()
+    sq[rows] = np.minimum(exact, MAX_SQ_NORM).astype(np.float32)
+    return sq
+
+
+def check_payload_names(source: Source) -> None:
+    """Refuse payload columns that would collide with vecx's own columns or query result fields.
+
+    Every input's payload (Parquet/Arrow columns, JSONL fields, ``--keep`` fields of JSON
+    records) is carried into tables and indexes and returned next to ``rank``, ``id`` and
+    ``score`` by ``vecx query``: a payload ``score`` would overwrite the real score in every
+    output format. So such names are refused when the data comes in.
+    """
+    seen: set[str] = set()
+    for f in source.payload_fields:
+        if f.name in RESERVED_NAMES:
+            raise DataError(f"{where(source.path)}: payload column {f.name!r} clashes with vecx's own "
+                            f"{f.name!r} ({RESERVED_NAMES[f.name]})",
+                            hint=f"rename the column or field {f.name!r} in the input, e.g. to '{f.name}_'")
+        if f.name in seen:
+            raise DataError(f"{where(source.path)}: payload column {f.name!r} appears twice",
+                            hint="give every column a distinct name")
+        seen.add(f.name)
+
+
+#: Names a payload column may not take, and what vecx uses each for.
+RESERVED_NAMES = {
+    "id": "the id column", "vector": "the vector column",
+    "query": "the query number in query results", "query_id": "the query id in query results",
+    "rank": "the rank in query results", "score": "the score in query results",
+    "like": "the --like id in query results", "results": "the result list of each query",
+}
 
 
 def _hash_batch(hashers: tuple[Any, Any, Any], vectors: Any, ids: Any) -> None:

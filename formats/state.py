@@ -83,14 +83,45 @@ def unpack(blob: bytes, path: str) -> tuple[dict[str, Any], list[dict[str, Any]]
     if raw_meta is None:
         raise DataError(f"{path}: fitted state container has no 'vecx' metadata")
     meta = metadata.loads(raw_meta, path)
-    n_stages = len(meta.get("stages", []))
+    if meta.get("kind") != "state":
+        raise DataError(f"{path}: fitted state container's metadata is of kind {meta.get('kind', 'vectors')!r}, "
+                        "not 'state'")
+    missing = [name for name in ("stage", "name", "dtype", "shape", "data") if name not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: fitted state container has no column {missing[0]!r} (file damaged?)")
+    n_stages = len(meta["stages"])
     stages: list[dict[str, Any]] = [{} for _ in range(n_stages)]
-    for row in table.to_pylist():
-        if not 0 <= row["stage"] < n_stages:
+    for number, row in enumerate(table.to_pylist()):
+        if not isinstance(row["stage"], int) or not 0 <= row["stage"] < n_stages:
             raise MismatchError(f"{path}: fitted state names stage {row['stage']}, the chain has {n_stages}")
-        array = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
-        stages[row["stage"]][row["name"]] = array.reshape(row["shape"]).copy()
+        stages[row["stage"]][row["name"]] = _array(row, f"{path}: fitted state array {number} ({row['name']!r})")
     return meta, stages
+
+
+#: The kinds of numpy dtype a fitted array may have: booleans, integers, floats (never objects).
+_ARRAY_KINDS = "biuf"
+
+
+def _array(row: dict[str, Any], where: str) -> Any:
+    """One stored array, checked: a plain numeric dtype, a shape of non-negative integers, the right byte count."""
+    if not isinstance(row["name"], str) or not isinstance(row["dtype"], str) or not isinstance(row["data"], bytes):
+        raise DataError(f"{where}: name, dtype or data is missing (file damaged?)")
+    try:
+        dtype = np.dtype(row["dtype"])
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{where}: dtype {row['dtype']!r} is not a plain numeric type (file damaged or edited?)")
+    shape = row["shape"]
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise DataError(f"{where}: shape {shape!r} is not a list of non-negative sizes (file damaged or edited?)")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(row["data"]):
+        raise DataError(f"{where}: shape {shape} of {dtype.name} needs {count * dtype.itemsize:,} bytes, "
+                        f"the data has {len(row['data']):,} (file damaged or edited?)")
+    return np.frombuffer(row["data"], dtype=dtype.newbyteorder("<")).reshape(shape).copy()
 
 
 def encode_blob(blob: bytes) -> bytes:

@@ -34,8 +34,7 @@ class TableSource(Source):
             self.dim = int(self.meta["vector"]["dim"])
             self.dtype = self.meta["vector"]["dtype"]
             self.multi = bool(self.meta["vector"].get("multi"))
-            if self.vector_column not in schema.names:
-                raise self.fail(f"vector column {self.vector_column!r} named in the metadata is missing")
+            self._check_stored(schema)
         else:
             self.vector_column = self._find_vector_column(schema)
             self.id_column = self.options.id_column or ("id" if "id" in schema.names else None)
@@ -63,6 +62,35 @@ class TableSource(Source):
         self.ids_from_data = self.id_column is not None
         skip = {self.vector_column, self.id_column}
         self.payload_fields = [f for f in schema if f.name not in skip]
+
+    def _check_stored(self, schema: Any) -> None:
+        """A vecx table's columns must be what its (validated) metadata says they are."""
+        from vecx.codecs.base import is_packed, row_bytes
+
+        for role, name in (("vector", self.vector_column), ("id", self.id_column)):
+            if schema.names.count(name) != 1:
+                raise self.fail(f"{role} column {name!r} named in the metadata is "
+                                f"{'missing' if name not in schema.names else 'there more than once'}",
+                                hint="the file was edited or corrupted; re-create it with vecx")
+        vtype = schema.field(self.vector_column).type
+        if self.multi:
+            token = vtype.value_type if pa.types.is_list(vtype) or pa.types.is_large_list(vtype) else None
+            ok = (token is not None and pa.types.is_fixed_size_list(token) and token.list_size == self.dim
+                  and str(token.value_type) == {"float32": "float", "float16": "halffloat"}.get(self.dtype))
+        elif is_packed(self.dtype):
+            ok = pa.types.is_fixed_size_binary(vtype) and vtype.byte_width == row_bytes(self.dim, self.dtype)
+        else:
+            ok = (pa.types.is_fixed_size_list(vtype) and vtype.list_size == self.dim
+                  and str(vtype.value_type) == {"float32": "float", "float16": "halffloat", "int8": "int8"}[self.dtype])
+        if not ok:
+            what = f"sets of {self.dim} x {self.dtype}" if self.multi else f"{self.dim} x {self.dtype}"
+            raise self.fail(f"vector column {self.vector_column!r} is {vtype}, but the metadata says {what}",
+                            hint="the file was edited or corrupted; re-create it with vecx")
+        id_type = schema.field(self.id_column).type
+        wanted = pa.types.is_integer if self.meta["id"]["type"] == "int64" else pa.types.is_string
+        if not wanted(id_type):
+            raise self.fail(f"id column {self.id_column!r} is {id_type}, but the metadata says "
+                            f"{self.meta['id']['type']}", hint="the file was edited or corrupted; re-create it with vecx")
 
     def _find_vector_column(self, schema: Any) -> str:
         from vecx.formats.multi import is_multi_type
@@ -152,7 +180,9 @@ class ParquetSource(TableSource):
         super().__init__(path, options)
         try:
             # Neither memory-mapped nor pre-buffered: both keep pages resident, so memory would grow with the file.
-            self.file = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20)
+            # Page checksums (vecx writes them) are verified as pages are read: bit rot is an error.
+            self.file = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20,
+                                       page_checksum_verification=True)
             schema = self.file.schema_arrow
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise self.fail(f"not a readable Parquet file ({short_error(exc)})",
@@ -161,7 +191,11 @@ class ParquetSource(TableSource):
         self._setup(schema, kv.get(metadata.KEY), kv.get(metadata.STATE_KEY))
         self.rows = self.file.metadata.num_rows
         if self.dim == 0 and self.rows:
-            first = self.file.read_row_group(0, columns=[self.vector_column]).column(0)
+            try:
+                first = self.file.read_row_group(0, columns=[self.vector_column]).column(0)
+            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+                raise self.fail(f"cannot read Parquet data ({short_error(exc)})",
+                                hint="the file may be truncated or corrupt; re-create it") from None
             self.dim = len(first[0]) if len(first) and first[0].is_valid else 0
             if self.multi:  # the first token's length (a bad first row is reported by the batch reader)
                 self.dim = len(first[0][0]) if self.dim and first[0][0].is_valid else 0

@@ -17,7 +17,12 @@ orjson = lazy("orjson")
 
 
 class JsonlSource(Source):
-    """One JSON object per line: a list field holds the vector, scalar fields become payload."""
+    """One JSON object per line: a list field holds the vector, the other fields become payload.
+
+    The payload columns' types are decided over every line before the first row is written
+    (:mod:`vecx.formats.payload`), so the input is read twice; standard input is first copied
+    to a temporary file.
+    """
 
     kind = "jsonl"
 
@@ -38,9 +43,7 @@ class JsonlSource(Source):
             if self.handle is None:
                 handle.close()
 
-    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
-        records: list[tuple[int, dict[str, Any]]] = []
-        offset = 0
+    def _records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         for number, line in self._lines():
             try:
                 obj = orjson.loads(line)
@@ -50,6 +53,39 @@ class JsonlSource(Source):
             if not isinstance(obj, dict):
                 raise DataError(f"{where(self.path)}: line {number}: expected a JSON object, "
                                 f"got {type(obj).__name__}")
+            yield number, obj
+
+    def prime(self) -> None:
+        """Pick the vector and id fields from the first line and learn the payload schema from all of them."""
+        from vecx.formats.payload import PayloadSchema
+
+        if self.handle is not None:  # standard input: keep a copy to read twice
+            import shutil
+
+            from vecx.formats.tempfiles import spool_path
+
+            tmp = spool_path("stdin", ".jsonl")
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(self.handle, out, 1 << 20)
+            self.file, self.handle, self.seekable = tmp, None, True
+        schema = PayloadSchema(self.path)
+        count = 0
+        for number, obj in self._records():
+            if not count:
+                self._pick_fields(obj, number)
+            count += 1
+            for key, value in obj.items():
+                if key != self.vector_field and key != self.id_field:
+                    schema.observe(number, key, value)
+        self.payload_fields = schema.fields()
+        self._payload_types = {f.name: f.type for f in self.payload_fields}
+        self.rows = count or None
+        super().prime()
+
+    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+        records: list[tuple[int, dict[str, Any]]] = []
+        offset = 0
+        for number, obj in self._records():
             records.append((number, obj))
             if len(records) >= batch_rows:
                 yield self._make_batch(records, offset)
@@ -89,14 +125,9 @@ class JsonlSource(Source):
             ids = _id_array(raw_ids, self, records)
         else:
             ids = pa.array(np.arange(offset, offset + len(records), dtype=np.int64))
-        payload = {}
-        for name, ptype in (self._payload_types or {}).items():
-            values = [obj.get(name) for _, obj in records]
-            try:
-                payload[name] = pa.array(values, type=ptype)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                raise DataError(f"{where(self.path)}: field {name!r} changes type after line "
-                                f"{records[0][0]} (first lines had {ptype})") from None
+        from vecx.formats.payload import column
+
+        payload = {f.name: column([obj.get(f.name) for _, obj in records], f) for f in self.payload_fields}
         return Batch(offset, ids, vectors, payload)
 
     def _pick_fields(self, first: dict[str, Any], number: int) -> None:
@@ -129,13 +160,6 @@ class JsonlSource(Source):
             raise DataError(f"{where(self.path)}: line {number}: no id field {self.id_field!r}")
         if self.id_field is not None:
             self.id_type = pa.int64() if isinstance(first[self.id_field], int) else pa.string()
-        types = {}
-        for key, value in first.items():
-            if key in (self.vector_field, self.id_field) or isinstance(value, (list, dict)) or value is None:
-                continue
-            types[key] = pa.array([value]).type
-        self._payload_types = types
-        self.payload_fields = [pa.field(k, t) for k, t in types.items()]
 
 
 def _id_array(raw_ids: list[Any], source: Source, records: list[tuple[int, Any]]) -> Any:
@@ -161,11 +185,18 @@ class CsvSource(Source):
     def _rows(self) -> Iterator[tuple[int, list[str]]]:
         text = (io.TextIOWrapper(self.handle, encoding="utf-8", newline="") if self.handle is not None
                 else open(self.file, encoding="utf-8", newline=""))
+        reader = csv.reader(text, "excel-tab" if self.path.endswith(".tsv") else "excel")
         try:
-            dialect = "excel-tab" if self.path.endswith(".tsv") else "excel"
-            for number, row in enumerate(csv.reader(text, dialect), start=1):
+            for number, row in enumerate(reader, start=1):
                 if row:
                     yield number, row
+        except UnicodeDecodeError:
+            at = f"after line {reader.line_num}" if reader.line_num else "at the start"
+            raise DataError(f"{where(self.path)}: not UTF-8 text (invalid bytes {at}); is this a CSV file?",
+                            hint="vecx reads .npy, .fvecs/.ivecs/.bvecs, Parquet, Arrow, JSONL and UTF-8 CSV") from None
+        except csv.Error as exc:
+            raise DataError(f"{where(self.path)}: line {reader.line_num}: not readable as CSV ({exc})",
+                            hint="vecx reads .npy, .fvecs/.ivecs/.bvecs, Parquet, Arrow, JSONL and UTF-8 CSV") from None
         finally:
             if self.handle is None:
                 text.close()

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import uuid
 from typing import Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import is_packed, row_bytes
-from vecx.errors import UsageError
+from vecx.errors import UsageError, WriteError
 from vecx.formats.readers import Batch, Source, batch_rows_for
+from vecx.formats.tempfiles import atomic_path, check_regular_target, sibling_tmp, spool_path, write_failure
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -61,8 +60,10 @@ def check_output(path: str) -> None:
         raise UsageError(f"{path}: directory {directory} does not exist")
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a directory; give a file name")
+    check_regular_target(path)
     if not os.access(directory, os.W_OK):
-        raise UsageError(f"{path}: directory {directory} is not writable")
+        raise WriteError(f"{path}: directory {directory} is not writable",
+                         hint="choose another output directory, or fix its permissions")
 
 
 class TableWriter:
@@ -90,12 +91,11 @@ class TableWriter:
             self._writer = pa.ipc.new_stream(self._sink, self.schema.with_metadata(initial_metadata))
         else:
             check_output(path)
-            directory, name = os.path.split(os.path.abspath(path))
-            self.tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self.tmp_path = sibling_tmp(path)
             no_dict = {"vector"}
             try:
                 self._writer = pq.ParquetWriter(
-                    self.tmp_path, self.schema, compression="snappy",
+                    self.tmp_path, self.schema, compression="snappy", write_page_checksum=True,
                     use_dictionary=[f.name for f in self.schema if f.name not in no_dict],
                     write_statistics=[f.name for f in self.schema if f.name not in no_dict],
                 )
@@ -106,6 +106,15 @@ class TableWriter:
 
     def write(self, batch: Batch, codes: Any) -> None:
         """Append one batch of encoded rows (ids and payload from ``batch``)."""
+        try:
+            self._write(batch, codes)
+        except OSError as exc:
+            if self.tmp_path is None:
+                raise  # standard output: a closed pipe is the CLI's to report
+            self.abort()
+            raise write_failure(self.path, exc) from None
+
+    def _write(self, batch: Batch, codes: Any) -> None:
         if self.multi:
             from vecx.formats.multi import to_arrow
 
@@ -147,8 +156,10 @@ class TableWriter:
             self._writer.add_key_value_metadata(final_metadata)
             self._writer.close()
             os.replace(self.tmp_path, self.path)
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError):
+                raise write_failure(self.path, exc) from None
             raise
 
     def abort(self) -> None:
@@ -166,8 +177,7 @@ def spool_to_parquet(source: Source) -> str:
     """Copy a stream source to a temporary Parquet file (keeping its vecx metadata); return the path."""
     from vecx.formats import metadata, state
 
-    fd, tmp_path = tempfile.mkstemp(prefix="vecx-spool-", suffix=".parquet")
-    os.close(fd)
+    tmp_path = spool_path("spool", ".parquet")
     writer = None
     try:
         for batch in source.batches():
@@ -190,23 +200,23 @@ def spool_to_parquet(source: Source) -> str:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
         raise
-    import atexit
-
-    atexit.register(lambda: os.path.exists(tmp_path) and os.unlink(tmp_path))
     return tmp_path
 
 
 def write_table_atomic(path: str, table: Any, file_metadata: dict[bytes, bytes]) -> None:
-    """Write a small in-memory table to Parquet atomically, with footer key-value metadata."""
+    """Write a small in-memory table to Parquet atomically, with footer key-value metadata.
+
+    ``-`` writes it to standard output as an Arrow IPC stream, the metadata on its schema.
+    """
     check_output(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        writer = pq.ParquetWriter(tmp_path, table.schema, compression="snappy")
+    if path == "-":
+        schema = table.schema.with_metadata({**(table.schema.metadata or {}), **file_metadata})
+        with pa.ipc.new_stream(sys.stdout.buffer, schema) as stream:
+            stream.write_table(table.replace_schema_metadata(schema.metadata))
+        sys.stdout.buffer.flush()
+        return
+    with atomic_path(path) as tmp_path:
+        writer = pq.ParquetWriter(tmp_path, table.schema, compression="snappy", write_page_checksum=True)
         writer.write_table(table)
         writer.add_key_value_metadata(file_metadata)
         writer.close()
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)

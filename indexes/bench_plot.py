@@ -81,12 +81,11 @@ def draw(report: dict[str, Any], path: str) -> None:
     handles.append(plt.Line2D([], [], color="#777777", marker="o", markerfacecolor="white", linestyle="",
                               label="before rescoring"))
     ax.legend(handles=handles, loc="lower right", fontsize=9)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
+    from vecx.formats.tempfiles import atomic_path
+
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 

@@ -19,7 +19,7 @@ from vecx._lazy import lazy
 from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.codecs.base import CODES, VectorSpec
-from vecx.errors import DataError, MismatchError, UsageError
+from vecx.errors import DataError, MismatchError, UsageError, WriteError
 from vecx.indexes import codescan, rowids, store
 
 np = lazy("numpy")
@@ -94,7 +94,7 @@ class _RowsWriter:
     however small the batches it is handed."""
 
     def __init__(self, path: str, schema: Any, group_rows: int) -> None:
-        self.writer = pq.ParquetWriter(path, schema, compression="snappy")
+        self.writer = pq.ParquetWriter(path, schema, compression="snappy", write_page_checksum=True)
         self.schema, self.group_rows = schema, group_rows
         self.pending: list[Any] = []
         self.rows = 0
@@ -118,9 +118,21 @@ class _RowsWriter:
         self.writer.close()
 
 
-def _scorer(source: Any, where: str) -> Any:
-    """The fitted last stage of a table whose codes only their codec can score (PQ, RaBitQ)."""
+def _checked_chain(source: Any, where: str) -> Chain:
+    """The table's fitted chain, checked as ``encode`` checks it (known stages, state hashes),
+    and its output space against the table's vector column: a table that would build an
+    index no query can use is refused before anything is written."""
     chain = Chain.from_table(source.meta, source.state_blob, where)
+    out, space = chain.output, source.space
+    if (out.dim, out.dtype) != (space.dim, space.dtype):
+        raise MismatchError(f"{where}: its chain ends in {out.dim}-d {out.dtype} vectors, but the table holds "
+                            f"{space.dim}-d {space.dtype} (metadata and contents disagree)",
+                            hint="re-create the table with vecx")
+    return chain
+
+
+def _scorer(chain: Chain, source: Any, where: str) -> Any:
+    """The fitted last stage of a table whose codes only their codec can score (PQ, RaBitQ)."""
     stage = chain.stages[-1] if chain.stages else None
     if stage is None or not stage.scores_codes:
         raise MismatchError(f"{where}: holds {source.space.dtype} codes but no stage that can score them")
@@ -128,8 +140,13 @@ def _scorer(source: Any, where: str) -> Any:
 
 
 def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
-          progress: Any = None) -> dict[str, Any]:
-    """Build the index directory ``output`` from an encoded vector table (and optional rescoring table)."""
+          progress: Any = None, wait: bool = True, on_wait: Any = None) -> dict[str, Any]:
+    """Build the index directory ``output`` from an encoded vector table (and optional rescoring table).
+
+    The table's chain and fitted state are checked (as ``encode`` checks them) before anything
+    is written. Concurrent builds of one index take turns on its writer lock (``wait=False``:
+    a :class:`~vecx.errors.BusyError` instead); ``on_wait(pid)`` is called once if this one waits.
+    """
     from dataclasses import replace
 
     from vecx.formats import metadata as md
@@ -144,7 +161,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     # Read in add-sized batches (the option is read when batches() starts).
     source.options = replace(source.options, batch_rows=add_batch_rows(max(1, space.bytes_per_vector)))
     source_block = source.meta.get("source") or {}
-    scorer = _scorer(source, table) if space.dtype == CODES else None
+    chain = _checked_chain(source, table)
+    scorer = _scorer(chain, source, table) if space.dtype == CODES else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
     if scorer is not None:
         codescan.check_scan(options.scan)
@@ -159,105 +177,125 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = _check_rescore(rescore, source) if rescore else None
-    version = store.new_version(output)
-    codes_writer = None
-    # The float rescoring copy is read and written on its own thread while the graph is built:
-    # usearch's add releases the GIL, and Parquet decoding and page writes then fill its idle time.
-    copier = (_RescoreCopier(rescore_src, version, source.rows)
-              if rescore_src is not None and not rescore_src.multi and source.rows else None)
-    batches = None
-    try:
-        if copier is not None:
-            copier.start()
-        # Decoding starts now and the next batch is decoded while this one is added (depth 1:
-        # one batch of memory); the first is ready by the time usearch has imported (0.2 s).
-        batches = prefetch(source.batches(), depth=1)
-        from usearch.index import Index
+    with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
+        version = writer.path
+        codes_writer = None
+        # The float rescoring copy is read and written on its own thread while the graph is built:
+        # usearch's add releases the GIL, and Parquet decoding and page writes then fill its idle time.
+        copier = (_RescoreCopier(rescore_src, version, source.rows)
+                  if rescore_src is not None and not rescore_src.multi and source.rows else None)
+        batches = None
+        try:
+            if copier is not None:
+                copier.start()
+            # Decoding starts now and the next batch is decoded while this one is added (depth 1:
+            # one batch of memory); the first is ready by the time usearch has imported (0.2 s).
+            batches = prefetch(source.batches(), depth=1)
+            from usearch.index import Index
 
-        graph = None
-        if scorer is None or nav is not None:
-            graph_dtype, graph_dim = (USEARCH_DTYPES[nav[0]], nav[1]) if nav else (USEARCH_DTYPES[space.dtype], space.dim)
-            graph = Index(ndim=graph_dim, metric=metric, dtype=graph_dtype,
-                          connectivity=options.connectivity, expansion_add=options.expansion_add,
-                          expansion_search=options.expansion_search)
-        codes_writer = codescan.CodesWriter(version, space.bytes_per_vector) if scorer else None
-        rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
-        rows_writer = _RowsWriter(os.path.join(version, "rows.parquet"), rows_schema,
-                                  batch_rows_for(max(1, space.bytes_per_vector)))
-        id_writer = rowids.IdWriter(version, source.id_type)
-        threads = 1 if options.deterministic else 0
-        if progress:
-            progress.start(source.rows, "indexing")
-        count = 0
-        for batch in batches:
-            keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
-            if codes_writer is not None:
-                codes_writer.add(batch.vectors)
-            if nav is not None:
-                graph.add(keys, scorer.navigation(batch.vectors)[2], threads=threads)
-            elif graph is not None:
-                graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
-            columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
-            rows_writer.add(columns)
-            id_writer.add(batch.ids)
-            count += len(batch)
+            graph = None
+            if scorer is None or nav is not None:
+                graph_dtype, graph_dim = (USEARCH_DTYPES[nav[0]], nav[1]) if nav else (USEARCH_DTYPES[space.dtype], space.dim)
+                graph = Index(ndim=graph_dim, metric=metric, dtype=graph_dtype,
+                              connectivity=options.connectivity, expansion_add=options.expansion_add,
+                              expansion_search=options.expansion_search)
+            codes_writer = codescan.CodesWriter(version, space.bytes_per_vector) if scorer else None
+            rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
+            rows_writer = _RowsWriter(os.path.join(version, "rows.parquet"), rows_schema,
+                                      batch_rows_for(max(1, space.bytes_per_vector)))
+            id_writer = rowids.IdWriter(version, source.id_type)
+            threads = 1 if options.deterministic else 0
             if progress:
-                progress.advance(len(batch))
-        rows_writer.close()
-        id_writer.close()
-        if progress:
-            progress.close()
-        if count == 0:
-            raise DataError(f"{table}: no vectors to index (empty table)")
-        if graph is not None:
-            graph.save(os.path.join(version, "graph.usearch"))
-        codes_info = codes_writer.close() if codes_writer is not None else None
-        with open(os.path.join(version, "table.json"), "wb") as handle:
-            handle.write(md.dumps(source.meta))
-        if source.state_blob:
-            _write_state(source.state_blob, os.path.join(version, "state.npz"), table)
-        if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim (issue 6)
-            from vecx.indexes import multivector
+                progress.start(source.rows, "indexing")
+            count = 0
+            for batch in batches:
+                keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+                if codes_writer is not None:
+                    codes_writer.add(batch.vectors)
+                if nav is not None:
+                    graph.add(keys, scorer.navigation(batch.vectors)[2], threads=threads)
+                elif graph is not None:
+                    graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
+                columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
+                rows_writer.add(columns)
+                id_writer.add(batch.ids)
+                count += len(batch)
+                if progress:
+                    progress.advance(len(batch))
+            rows_writer.close()
+            id_writer.close()
+            if progress:
+                progress.close()
+            if count == 0:
+                raise DataError(f"{table}: no vectors to index (empty table)")
+            if graph is not None:
+                try:
+                    graph.save(os.path.join(version, "graph.usearch"))
+                except RuntimeError as exc:  # usearch reports a failed write without an errno
+                    raise WriteError(f"{output}: cannot write graph.usearch ({_save_failure(version, graph, exc)})",
+                                     hint="nothing was changed; free space or fix permissions, then rerun") from None
+            codes_info = codes_writer.close() if codes_writer is not None else None
+            with open(os.path.join(version, "table.json"), "wb") as handle:
+                handle.write(md.dumps(source.meta))
+            if source.state_blob:
+                _write_state(source.state_blob, os.path.join(version, "state.npz"), table)
+            if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim (issue 6)
+                from vecx.indexes import multivector
 
-            rescore_info = multivector.write_rescore(rescore_src, version, count, options)
-        elif copier is not None:
-            rescore_info = copier.finish(count)
-        else:
-            rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
-        store.commit(output, version, {
-            "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
-            "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
-            "graph": {"file": "graph.usearch" if graph is not None else None, "metric": metric,
-                      "dtype": graph_dtype if graph is not None else CODES,
-                      "ndim": graph_dim if graph is not None else space.dim, "connectivity": options.connectivity,
-                      "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
-                      "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"},
-            "bytes_per_vector": space.bytes_per_vector,
-            "rescore": rescore_info,
-            "codes": None if codes_info is None else {
-                **codes_info, "codec": scorer.name, "spec": scorer.spec, "metric": scorer.output.metric,
-                "navigation": nav is not None},
-            "search": {"oversample": options.oversample if rescore_info else 1,
-                       **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
-                          if scorer is not None else
-                          {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
-        }, known={"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None)
-    except BaseException:
-        if batches is not None:
-            batches.close()
-        if copier is not None:
-            copier.cancel()
-        if codes_writer is not None:
-            codes_writer.handle.close()
-        store.abort(version)
-        raise
+                rescore_info = multivector.write_rescore(rescore_src, version, count, options)
+            elif copier is not None:
+                rescore_info = copier.finish(count)
+            else:
+                rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
+            writer.commit({
+                "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
+                "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
+                "graph": {"file": "graph.usearch" if graph is not None else None, "metric": metric,
+                          "dtype": graph_dtype if graph is not None else CODES,
+                          "ndim": graph_dim if graph is not None else space.dim, "connectivity": options.connectivity,
+                          "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
+                          "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"},
+                "bytes_per_vector": space.bytes_per_vector,
+                "rescore": rescore_info,
+                "codes": None if codes_info is None else {
+                    **codes_info, "codec": scorer.name, "spec": scorer.spec, "metric": scorer.output.metric,
+                    "navigation": nav is not None},
+                "search": {"oversample": options.oversample if rescore_info else 1,
+                           **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
+                              if scorer is not None else
+                              {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
+            }, known={"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None)
+        except BaseException as exc:
+            if batches is not None:
+                batches.close()
+            if copier is not None:
+                copier.cancel()
+            if codes_writer is not None:
+                codes_writer.handle.close()
+            if isinstance(exc, OSError):
+                raise store.write_failure(output, exc) from None
+            if isinstance(exc, RuntimeError) and "terminated" in str(exc):
+                raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
+            raise
     _, manifest = store.open_version(output)
     return manifest
+
+
+def _save_failure(directory: str, graph: Any, exc: Exception) -> str:
+    """Why usearch could not save a graph: a full disk if the free space says so, else its own words."""
+    try:
+        free = os.statvfs(directory)
+        if free.f_bavail * free.f_frsize < max(graph.serialized_length, 1 << 16):
+            return "no space left on device"
+    except (OSError, AttributeError):
+        pass
+    return str(exc)
 
 
 def _check_rescore(path: str, codes: Any) -> Any:
     """Open the rescoring table and check it holds the same rows (same source) in float."""
     src = _open_table(path)
+    _checked_chain(src, path)
     mine, theirs = (codes.meta.get("source") or {}), (src.meta.get("source") or {})
     if mine.get("fingerprint") != theirs.get("fingerprint"):
         raise MismatchError(f"{path}: rescoring vectors come from other data (source fingerprint "
@@ -311,19 +349,21 @@ class _RescoreCopier:
 
 def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[str, Any] | None:
     """Stream the rescoring vectors into ``rescore.npy`` (memory-mappable) and describe them."""
+    from vecx.formats.npyfile import NpyWriter
+
     dtype = np.float16 if src.space.dtype == "float16" else np.float32
-    out = np.lib.format.open_memmap(os.path.join(version, "rescore.npy"), mode="w+", dtype=dtype,
-                                    shape=(rows, src.dim))
+    out = NpyWriter(os.path.join(version, "rescore.npy"), dtype, (rows, src.dim))
     filled = 0
-    for batch in src.batches():
-        if stop is not None and stop.is_set():
-            return None
-        filled += len(batch)
-        if filled > rows:
-            break  # more rows than the codes
-        out[batch.offset: filled] = batch.vectors
-    out.flush()
-    del out
+    try:
+        for batch in src.batches():
+            if stop is not None and stop.is_set():
+                return None
+            filled += len(batch)
+            if filled > rows:
+                break  # more rows than the codes
+            out.write(batch.vectors)
+    finally:
+        out.close()
     if filled != rows:
         raise MismatchError(f"{src.path}: has {'more' if filled > rows else filled} rows, the codes {rows}")
     with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
@@ -341,53 +381,95 @@ def _write_state(blob: bytes, path: str, where: str) -> None:
     state.write_npz(path, state.unpack(blob, where)[1])
 
 
-def _load_chain(directory: str, meta_name: str, state_name: str, where: str) -> Chain:
+def _load_chain(version: Any, meta_name: str, state_name: str, where: str) -> Chain:
     """The fitted chain of an index file pair (metadata JSON + state .npz, or the older state .arrow)."""
     from vecx.formats import state
 
-    meta = json.loads(_read(directory, meta_name) or b"{}")
-    npz = os.path.join(directory, state_name + ".npz")
-    if os.path.exists(npz):
-        return Chain.from_table(meta, None, where, arrays=state.read_npz(npz, where))
-    return Chain.from_table(meta, _read(directory, state_name + ".arrow"), where)
+    meta = read_json(version, meta_name)
+    if version.has(state_name + ".npz"):
+        return Chain.from_table(meta, None, where, arrays=state.read_npz(version.file(state_name + ".npz"), where))
+    return Chain.from_table(meta, _read(version, state_name + ".arrow"), where)
 
 
-def _read(directory: str, name: str) -> bytes | None:
-    full = os.path.join(directory, name)
-    if not os.path.exists(full):
+def _read(version: Any, name: str) -> bytes | None:
+    """A file of an index version, if its manifest lists it (only listed files are ever opened)."""
+    if not version.has(name):
         return None
-    with open(full, "rb") as handle:
+    with open(version.file(name), "rb") as handle:
         return handle.read()
+
+
+def read_json(version: Any, name: str) -> dict[str, Any]:
+    """A JSON object file of an index version (empty if not listed); anything else is damage."""
+    data = _read(version, name)
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise DataError(f"{version.path}: {name} is not a JSON object (damaged)", hint="rebuild the index")
+    return value
+
+
+#: usearch's names of the graph scalar kinds, as the manifest records them.
+_GRAPH_KINDS = {"f32": "F32", "f16": "F16", "i8": "I8", "b1": "B1"}
+
+
+def open_graph(graph_file: str, where: str, rows: int, ndim: int, dtype: str) -> Any:
+    """Open a graph as a memory-mapped view after checking its header against the manifest.
+
+    usearch trusts its file: a damaged header or tail can make it allocate without bound or
+    read past the map, so the header's counts, dimensions and scalar kind are checked first.
+    """
+    from usearch.index import Index
+
+    try:
+        head = Index.metadata(graph_file)
+    except Exception as exc:  # noqa: BLE001 - usearch raises plain RuntimeError/ValueError
+        raise DataError(f"{where}: graph.usearch has a damaged header ({exc})", hint="rebuild the index") from None
+    kind = getattr(head.get("kind_scalar") if head else None, "name", None)
+    if not head or head.get("count_present") != rows or head.get("dimensions") != ndim \
+            or head.get("count_deleted") or kind != _GRAPH_KINDS.get(dtype, kind):
+        raise DataError(f"{where}: graph.usearch does not match the manifest ({rows} rows of {ndim}-d {dtype}): "
+                        "damaged or replaced", hint="rebuild the index")
+    try:
+        graph = Index.restore(graph_file, view=True)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{where}: graph.usearch cannot be opened ({exc})", hint="rebuild the index") from None
+    if graph is None or len(graph) != rows:
+        raise DataError(f"{where}: graph.usearch is damaged or holds a different number of rows",
+                        hint="rebuild the index")
+    return graph
 
 
 class Searcher:
     """An opened index: encodes queries through its chain, searches the graph, rescores, looks up rows."""
 
     def __init__(self, path: str, *, verify: bool = False) -> None:
-        from usearch.index import Index
-
         self.path = path
-        self.directory, self.manifest = store.open_version(path, verify=verify)
-        self.chain = _load_chain(self.directory, "table.json", "state", path)
-        self.ids = rowids.open_ids(self.directory)
+        # Held while this searcher lives: no rebuild removes the version under it.
+        self.version = store.open_reader(path, verify=verify)
+        self.directory, self.manifest = self.version.directory, self.version.manifest
+        self.chain = _load_chain(self.version, "table.json", "state", path)
+        self.ids = rowids.open_ids(self.version)
         self.rows = int(self.manifest["rows"])
         self.scan = None  # codes scored by their codec (PQ, RaBitQ: indexes/codescan.py)
         #: ``exhaustive`` or ``graph`` for scored codes (``None``: the index's default).
         self.scan_choice: str | None = None
         codes_info = self.manifest.get("codes")
         if codes_info:
+            if not self.chain.stages or not self.chain.stages[-1].scores_codes:
+                raise DataError(f"{path}: the index holds scored codes but its chain has no stage to score them",
+                                hint="rebuild the index")
             self.scan = codescan.CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
         self.graph = None
-        if self.manifest["graph"].get("file", "graph.usearch"):
-            graph_file = os.path.join(self.directory, "graph.usearch")
-            try:
-                self.graph = Index.restore(graph_file, view=True)
-            except Exception as exc:  # noqa: BLE001 - usearch raises plain RuntimeError/ValueError
-                raise DataError(f"{path}: graph.usearch cannot be opened ({exc})", hint="rebuild the index") from None
-            if self.graph is None or len(self.graph) != self.rows:
-                raise DataError(f"{path}: graph.usearch is damaged or holds a different number of rows",
-                                hint="rebuild the index")
-            self.graph.expansion_search = int(self.manifest["graph"]["expansion_search"])
+        graph_name = self.manifest["graph"].get("file", "graph.usearch")
+        if graph_name:
+            g = self.manifest["graph"]
+            self.graph = open_graph(self.version.file(graph_name), path, self.rows, g["ndim"], g["dtype"])
+            self.graph.expansion_search = int(g["expansion_search"])
         self.expansion_search = int(self.manifest["graph"]["expansion_search"])
         self.rescore_vectors = None
         self.rescore_chain: Chain | None = None
@@ -397,14 +479,20 @@ class Searcher:
         if info and info.get("multi"):
             from vecx.indexes.multivector import MultiRescore
 
-            self.multi_rescore = MultiRescore(self.directory, info, self.expansion_search)
-            rescore_meta = json.loads(_read(self.directory, "rescore.json") or b"{}")
-            self.rescore_chain = Chain.from_table(rescore_meta, None, path)
+            self.multi_rescore = MultiRescore(self.version, info, self.expansion_search)
+            self.rescore_chain = Chain.from_table(read_json(self.version, "rescore.json"), None, path)
             self.rescore_metric = "maxsim"
         elif info:
-            self.rescore_vectors = np.load(os.path.join(self.directory, "rescore.npy"), mmap_mode="r")
-            self.rescore_chain = _load_chain(self.directory, "rescore.json", "rescore.state", path)
+            self.rescore_vectors = np.load(self.version.file(info["file"]), mmap_mode="r")
+            if self.rescore_vectors.shape != (self.rows, info["dim"]):
+                raise DataError(f"{path}: {info['file']} holds {self.rescore_vectors.shape} values, the manifest "
+                                f"says {self.rows} x {info['dim']} (damaged)", hint="rebuild the index")
+            self.rescore_chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
             self.rescore_metric = info["metric"]
+
+    def close(self) -> None:
+        """Let the index version go (a later rebuild may then remove it)."""
+        self.version.close()
 
     @property
     def input_dim(self) -> int:
@@ -412,7 +500,8 @@ class Searcher:
         return self.chain.input.dim
 
     def check_queries(self, q: Any, where: str) -> Any:
-        """Validate query vectors: 2-D float, the input dimension, finite (sets of vectors for multi-vector indexes)."""
+        """Validate query vectors: 2-D float, the input dimension, finite, and not all zeros when the
+        index's input metric is cosine (sets of vectors for multi-vector indexes)."""
         from vecx.formats.multi import MultiVectors, check_query_sets
 
         if self.chain.input.multi:
@@ -430,6 +519,11 @@ class Searcher:
         bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
         if len(bad):
             raise DataError(f"{where}: query {int(bad[0])} holds NaN or Inf")
+        if self.chain.input.metric == "cosine":  # a zero vector has no direction: every row would tie
+            zero = np.flatnonzero(~q.any(axis=1))
+            if len(zero):
+                raise DataError(f"{where}: query {int(zero[0])} is all zeros; cosine similarity is undefined",
+                                hint="remove that query or give a non-zero vector")
         return q
 
     def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
@@ -685,8 +779,13 @@ def _usearch(graph: Any, queries: Any, count: int, expansion: int | None, rows: 
     saved = graph.expansion_search
     graph.expansion_search = max(expansion or saved, count)
     # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
-    matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=exact or count >= rows)
-    graph.expansion_search = saved
+    try:
+        matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=exact or count >= rows)
+    except RuntimeError as exc:  # usearch trusts its file: damage in a node shows up only here
+        raise DataError(f"the index graph is damaged (usearch: {exc})",
+                        hint="check it with 'vecx verify INDEX', then rebuild it") from None
+    finally:
+        graph.expansion_search = saved
     keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
     dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)
     counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)  # one query: Matches

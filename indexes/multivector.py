@@ -42,9 +42,10 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
     tokens = (src.meta.get("source") or {}).get("tokens") if not src.meta.get("stages") else None
     if tokens is None:  # not recorded: count in one pass
         tokens = sum(len(b.vectors.values) for b in src.batches())
+    from vecx.formats.npyfile import NpyWriter
+
     dtype = np.float16 if src.space.dtype == "float16" else np.float32
-    store = np.lib.format.open_memmap(os.path.join(version, TOKENS_FILE), mode="w+", dtype=dtype,
-                                      shape=(int(tokens), src.dim))
+    store = NpyWriter(os.path.join(version, TOKENS_FILE), dtype, (int(tokens), src.dim))
     offsets = np.empty(rows + 1, dtype=np.int64)
     offsets[0] = 0
     mean_graph = Index(ndim=src.dim, metric="cos", dtype="f32", connectivity=options.connectivity,
@@ -58,14 +59,14 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
         n_tok = len(sets.values)
         if position + n_tok > tokens:
             raise MismatchError(f"{src.path}: holds more token vectors than its metadata says")
-        store[position: position + n_tok] = sets.values
+        store.write(sets.values)
         offsets[batch.offset + 1: batch.offset + len(batch) + 1] = position + sets.offsets[1:]
         position += n_tok
         keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
         mean_graph.add(keys, np.ascontiguousarray(sets.mean(), dtype=np.float32), threads=threads)
         filled += len(batch)
-    store.flush()
-    del store
+    if store.close() != tokens:
+        raise MismatchError(f"{src.path}: holds fewer token vectors than its metadata says ({tokens})")
     if filled != rows:
         raise MismatchError(f"{src.path}: has {filled} rows, the codes {rows}")
     np.save(os.path.join(version, OFFSETS_FILE), offsets)
@@ -80,15 +81,22 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
 class MultiRescore:
     """The stored token vectors of an index (memory-mapped) and its mean-vector graph."""
 
-    def __init__(self, directory: str, info: dict[str, Any], expansion_search: int) -> None:
-        from usearch.index import Index
+    def __init__(self, version: Any, info: dict[str, Any], expansion_search: int) -> None:
+        from vecx.errors import DataError
+        from vecx.indexes.hnsw import open_graph
 
-        self.tokens = np.load(os.path.join(directory, info["file"]), mmap_mode="r")
-        self.offsets = np.load(os.path.join(directory, info["offsets"]))
+        rows = int(version.manifest["rows"])
+        self.tokens = np.load(version.file(info["file"]), mmap_mode="r")
+        self.offsets = np.load(version.file(info["offsets"]))
         self.dim = int(info["dim"])
+        if self.tokens.shape != (info["tokens"], self.dim) or self.offsets.shape != (rows + 1,) \
+                or (rows and (self.offsets[0] != 0 or self.offsets[-1] != len(self.tokens)
+                              or (np.diff(self.offsets) < 0).any())):
+            raise DataError(f"{version.path}: the stored token vectors do not match the manifest (damaged)",
+                            hint="rebuild the index")
         self.mean_graph = None
         if info.get("mean_graph"):
-            self.mean_graph = Index.restore(os.path.join(directory, info["mean_graph"]), view=True)
+            self.mean_graph = open_graph(version.file(info["mean_graph"]), version.path, rows, self.dim, "f32")
             self.mean_graph.expansion_search = expansion_search
 
     def scores(self, q: Any, keys: Any) -> Any:

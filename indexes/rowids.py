@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from vecx._lazy import lazy
+from vecx.errors import DataError
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -73,16 +74,17 @@ class IdWriter:
             offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self._offsets])
             np.save(os.path.join(self.directory, OFFSETS), offsets)
             return
+        from vecx.formats.npyfile import NpyWriter
+
         raw_path = os.path.join(self.directory, NUMERIC + ".raw")
-        out = np.lib.format.open_memmap(os.path.join(self.directory, NUMERIC), mode="w+",
-                                        dtype=self.kind, shape=(self.rows,))
+        out = NpyWriter(os.path.join(self.directory, NUMERIC), self.kind, (self.rows,))
         chunk = 1 << 20
-        with open(raw_path, "rb") as handle:
-            for start in range(0, self.rows, chunk):
-                values = np.frombuffer(handle.read(chunk * 8), dtype=self.kind)
-                out[start: start + len(values)] = values
-        out.flush()
-        del out
+        try:
+            with open(raw_path, "rb") as handle:
+                for _ in range(0, self.rows, chunk):
+                    out.write(np.frombuffer(handle.read(chunk * 8), dtype=self.kind))
+        finally:
+            out.close()
         os.remove(raw_path)
 
 
@@ -133,8 +135,16 @@ class IdReader:
         return -1
 
 
-def open_ids(directory: str) -> IdReader | None:
-    """The id files of an index version, if it has them (indexes built before they existed do not)."""
-    if os.path.exists(os.path.join(directory, NUMERIC)) or os.path.exists(os.path.join(directory, OFFSETS)):
-        return IdReader(directory)
+def open_ids(version: Any) -> IdReader | None:
+    """The id files of an opened index version (:class:`vecx.indexes.store.Version`), if its
+    manifest lists them (indexes built before they existed do not)."""
+    if version.has(NUMERIC) or (version.has(OFFSETS) and version.has(UTF8)):
+        reader = IdReader(version.directory)
+        count = len(reader.numbers) if reader.numbers is not None else len(reader.offsets) - 1
+        offsets_ok = reader.offsets is None or (
+            len(reader.offsets) > 0 and int(reader.offsets[0]) == 0 and int(reader.offsets[-1]) == len(reader.utf8))
+        if count != int(version.manifest["rows"]) or not offsets_ok:
+            raise DataError(f"{version.path}: the id files do not match the index's {version.manifest['rows']} rows "
+                            "(damaged)", hint="rebuild the index")
+        return reader
     return None

@@ -10,29 +10,51 @@
     ids.npy          integer ids by row (or ids.offsets.npy + ids.utf8 for string ids), memory-mapped by queries
     rescore.npy      optional higher-precision vectors for rescoring (memory-mapped), + rescore.json
 
-A build writes a new version directory, then replaces the link with ``os.replace`` (atomic):
-a reader resolves the link once and reads one version, old or new, never a mix. The
-previous version is kept so that readers that resolved the link just before the swap can
-finish; older ones are removed by the next build. A killed build leaves the link untouched.
+Writers. A build takes the writer lock ``.docs.vecx.lock`` beside the index (``flock``; a
+second writer waits, or fails fast with :class:`~vecx.errors.BusyError`), writes a new version
+directory, then replaces the link with ``os.replace`` (atomic). A killed build leaves the link
+untouched; its version directory is removed by the next writer. Old versions are removed by
+the next build unless a reader still holds them.
+
+Readers. A reader resolves the link once, then holds a shared ``flock`` on that version's
+``manifest.json`` for as long as it is open: writers never remove a version that is held, so
+a long batch of queries survives any number of rebuilds. A reader sees the old index or the
+new one, never a mix.
+
+Trust. An index directory is untrusted input (indexes are copied between machines and
+people): the manifest is validated field by field, it may name only plain files inside its
+version directory, every file vecx opens must be listed in it with its size and sha256, no
+entry of a version may be a symbolic link, and cleanup never follows a link.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from vecx import __version__
-from vecx.errors import DataError, MismatchError, UsageError
+from vecx.errors import BusyError, DataError, MismatchError, UsageError
+from vecx.formats.tempfiles import write_failure
 
 INDEX_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-#: Files up to this size are checksummed on every open; larger ones by size (``verify=True``: all).
+#: Files up to this size are checksummed on every open; larger ones by size and header (``verify=True``: all).
 #: Small, so that a query pays for hashing metadata and state only, not ids or rows.
 QUICK_VERIFY_BYTES = 1 << 20
+#: A manifest larger than this is not one vecx wrote.
+MAX_MANIFEST_BYTES = 16 << 20
+#: File names a manifest may list: one plain name, no directory part, not hidden.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION_NAME = re.compile(r"^v-[0-9a-f]{12}$")
+_TMP_NAME = re.compile(r"^tmp-(\d+)-[0-9a-f]{8}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256_file(path: str) -> str:
@@ -50,123 +72,581 @@ def versions_dir(target: str) -> str:
     return os.path.join(parent, f".{name}.d")
 
 
-def new_version(target: str) -> str:
-    """Create an empty directory for the next version of ``target`` and return its path."""
-    if os.path.exists(target) and not os.path.islink(target):
-        raise UsageError(f"{target}: exists and is not a vecx index (a plain file or directory)",
+def lock_path(target: str) -> str:
+    """The writer lock file of index ``target``: a hidden sibling file, never removed."""
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.join(parent, f".{name}.lock")
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+class Writer:
+    """One change to an index: lock, new version directory, commit or abort.
+
+    Use as a context manager; inside, :attr:`path` is the new version's directory and
+    :meth:`commit` publishes it. Leaving the block without a commit (an error, Ctrl-C)
+    removes the version; the link and the versions it points to are untouched.
+    ``on_wait(pid)`` is called once if another writer holds the lock and ``wait`` is true.
+    """
+
+    def __init__(self, target: str, *, wait: bool = True, on_wait: Callable[[int | None], None] | None = None) -> None:
+        if target == "-":
+            raise UsageError("an index is a directory and cannot be written to standard output",
+                             hint="give -o NAME.vecx")
+        self.target = target
+        self.wait = wait
+        self.on_wait = on_wait
+        self.path: str | None = None
+        self._lock_fd: int | None = None
+        self._created_root = False
+
+    def __enter__(self) -> Writer:
+        check_target(self.target)
+        self._lock_fd = _acquire(self.target, self.wait, self.on_wait)
+        try:
+            root = versions_dir(self.target)
+            _check_versions_dir(root, self.target)
+            if not os.path.isdir(root):
+                os.mkdir(root)
+                self._created_root = True
+            _sweep(root, self.target, keep=_linked_versions(self.target))
+            self.path = os.path.join(root, f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.mkdir(self.path)
+        except OSError as exc:
+            self._release()
+            raise write_failure(self.target, exc) from None
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self.path is not None:  # not committed
+                shutil.rmtree(self.path, ignore_errors=True)
+                self.path = None
+                root = versions_dir(self.target)
+                if not os.path.lexists(self.target):
+                    try:
+                        os.rmdir(root)  # only if empty: a first build that failed leaves nothing
+                    except OSError:
+                        pass
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def commit(self, manifest: dict[str, Any], known: dict[str, dict[str, Any]] | None = None) -> None:
+        """Checksum the files, write the manifest, and atomically point the target at this version.
+
+        ``known``: checksums of files already computed (hard-linked from a verified version, or
+        hashed while they were written), not hashed again.
+        """
+        assert self.path is not None, "commit outside the with block, or twice"
+        version_path = self.path
+        try:
+            files = {}
+            for name in sorted(os.listdir(version_path)):
+                full = os.path.join(version_path, name)
+                if known and name in known and known[name]["bytes"] == os.path.getsize(full):
+                    files[name] = known[name]
+                else:
+                    files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
+            manifest = {"format_version": INDEX_FORMAT_VERSION, "kind": "index",
+                        "writer": {"library": "vecx", "version": __version__}, **manifest, "files": files}
+            check_manifest(manifest, self.target, set(files))
+            with open(os.path.join(version_path, MANIFEST), "w", encoding="utf-8") as handle:
+                json.dump(manifest, handle, indent=1, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            root = versions_dir(self.target)
+            final = os.path.join(root, "v-" + uuid.uuid4().hex[:12])
+            os.rename(version_path, final)
+            self.path = None
+        except OSError as exc:
+            raise write_failure(self.target, exc) from None
+        parent = os.path.dirname(os.path.abspath(self.target))
+        link_tmp = os.path.join(parent, f".{os.path.basename(self.target)}.link-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        previous = _linked_versions(self.target)
+        try:
+            os.symlink(os.path.relpath(final, parent), link_tmp)
+            os.replace(link_tmp, self.target)
+        except BaseException as exc:
+            if os.path.lexists(link_tmp):
+                os.unlink(link_tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise write_failure(self.target, exc) from None
+            raise
+        _fsync_dir(parent)
+        _sweep(root, self.target, keep={os.path.basename(final)} | previous)
+
+
+def check_target(target: str) -> None:
+    """Refuse an output path that is something other than a vecx index (or nothing yet)."""
+    if os.path.islink(target):
+        if not _points_into_versions(target):
+            raise UsageError(f"{target}: is a symbolic link to {os.readlink(target)}, not to a version of "
+                             "this index; vecx will not replace it", hint="give the index's real path")
+        return
+    if os.path.lexists(target):
+        raise UsageError(f"{target}: exists and is not a vecx index (a plain file, directory or device)",
                          hint="choose another name, or remove it")
     parent = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(parent):
         raise UsageError(f"{target}: directory {parent} does not exist")
-    root = versions_dir(target)
-    os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
 
 
-def commit(target: str, version_path: str, manifest: dict[str, Any],
-           known: dict[str, dict[str, Any]] | None = None) -> None:
-    """Checksum the files, write the manifest, and atomically point ``target`` at this version.
+def _points_into_versions(target: str) -> bool:
+    link = os.readlink(target)
+    head, name = os.path.split(link)
+    return head == os.path.basename(versions_dir(target)) and bool(_VERSION_NAME.match(name))
 
-    ``known``: checksums of files hard-linked from a verified version (not hashed again).
+
+def _linked_versions(target: str) -> set[str]:
+    """The version the target's link names (a set of zero or one names)."""
+    if os.path.islink(target) and _points_into_versions(target):
+        return {os.path.basename(os.readlink(target))}
+    return set()
+
+
+def _check_versions_dir(root: str, target: str) -> None:
+    if os.path.islink(root) or (os.path.lexists(root) and not os.path.isdir(root)):
+        raise UsageError(f"{target}: {root} is not a directory vecx made (a symbolic link or a file); "
+                         "vecx will not write or delete through it", hint="remove it, then rerun")
+
+
+def _acquire(target: str, wait: bool, on_wait: Callable[[int | None], None] | None) -> int:
+    import fcntl
+
+    path = lock_path(target)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{path}: the lock file is a symbolic link; remove it, then rerun") from None
+        raise write_failure(target, exc) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path}: the lock file is not a regular file; remove it, then rerun")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            if not wait:
+                raise BusyError(f"{target}: another vecx process{f' (pid {holder})' if holder else ''} "
+                                "is writing this index", hint="rerun later, or without --no-wait to wait for it") from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def _sweep(root: str, target: str, keep: set[str]) -> None:
+    """Remove old versions no reader holds, dead builds' directories and stale link files.
+
+    Runs under the writer lock, so no other vecx writer is active. Only names vecx makes are
+    touched; a symbolic link is unlinked, never followed.
     """
-    files = {}
-    for name in sorted(os.listdir(version_path)):
-        full = os.path.join(version_path, name)
-        if known and name in known and known[name]["bytes"] == os.path.getsize(full):
-            files[name] = known[name]
-        else:
-            files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
-    manifest = {"format_version": INDEX_FORMAT_VERSION, "kind": "index",
-                "writer": {"library": "vecx", "version": __version__}, **manifest, "files": files}
-    with open(os.path.join(version_path, MANIFEST), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-    root = versions_dir(target)
-    final = os.path.join(root, "v-" + uuid.uuid4().hex[:12])
-    os.rename(version_path, final)
-    link_tmp = os.path.join(os.path.dirname(os.path.abspath(target)), f".{os.path.basename(target)}.link-{os.getpid()}")
-    os.symlink(os.path.relpath(final, os.path.dirname(os.path.abspath(target))), link_tmp)
-    previous = os.path.realpath(target) if os.path.islink(target) else None
-    os.replace(link_tmp, target)
-    _prune(root, keep={final, previous})
+    from vecx.formats.tempfiles import pid_alive
 
-
-def _prune(root: str, keep: set[str | None]) -> None:
-    """Remove versions other than the current and the previous one (and stale temporary builds)."""
     for name in os.listdir(root):
         path = os.path.join(root, name)
-        if path in keep:
+        if name in keep:
             continue
-        if name.startswith("tmp-"):
-            pid = name.split("-")[1]
-            if pid.isdigit() and _alive(int(pid)):
-                continue  # another build is running
+        tmp = _TMP_NAME.match(name)
+        if tmp is None and not _VERSION_NAME.match(name):
+            continue  # not ours
+        if os.path.islink(path) or not os.path.isdir(path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            continue
+        if tmp is not None:
+            if int(tmp.group(1)) != os.getpid() and pid_alive(int(tmp.group(1))):
+                continue  # a build by a vecx without the writer lock is running
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        _remove_unless_held(path)
+    parent, base = os.path.split(os.path.abspath(target))
+    for name in os.listdir(parent):
+        if name.startswith(f".{base}.link-"):
+            try:
+                os.unlink(os.path.join(parent, name))
+            except OSError:
+                pass
+
+
+def _remove_unless_held(path: str) -> None:
+    """Remove a version directory unless a reader holds its manifest (shared flock)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(path, MANIFEST), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)  # no manifest: not a version any reader opened
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a reader holds it; a later build removes it
         shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def _fsync_dir(path: str) -> None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def update_manifest(target: str, changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Publish a new version whose manifest has ``changes`` merged in (files are hard-linked, not copied)."""
-    directory, manifest = open_version(target)
-    version = new_version(target)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
     try:
-        for name in manifest["files"]:
-            os.link(os.path.join(directory, name), os.path.join(version, name))
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def update_manifest(target: str, changes: dict[str, dict[str, Any]], *, expected: str | None = None,
+                    wait: bool = True, on_wait: Callable[[int | None], None] | None = None) -> dict[str, Any]:
+    """Publish a new version whose manifest has ``changes`` merged in (files are hard-linked, not copied).
+
+    ``expected``: the version directory the changes were computed on; if the index has been
+    rebuilt since, nothing is written and a :class:`MismatchError` says so.
+    """
+    with Writer(target, wait=wait, on_wait=on_wait) as writer:
+        with open_reader(target, verify=True) as current:
+            if expected is not None and os.path.realpath(current.directory) != os.path.realpath(expected):
+                raise MismatchError(f"{target}: the index was rebuilt while this ran; nothing was saved",
+                                    hint="rerun the command on the new index")
+            manifest = current.manifest
+            try:
+                for name in manifest["files"]:
+                    os.link(current.file(name), os.path.join(writer.path, name))
+            except OSError as exc:
+                raise write_failure(target, exc) from None
         body = {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "writer", "files")}
         for section, values in changes.items():
             body[section] = {**body.get(section, {}), **values}
-        commit(target, version, body, known=manifest["files"])
-    except BaseException:
-        abort(version)
-        raise
+        writer.commit(body, known=manifest["files"])
     return open_version(target)[1]
 
 
-def abort(version_path: str) -> None:
-    """Drop an unfinished version."""
-    shutil.rmtree(version_path, ignore_errors=True)
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+class Version:
+    """One opened version of an index: its directory, validated manifest, and a reader's hold on it.
+
+    While open, no writer removes the directory. :meth:`close` (or leaving a ``with`` block)
+    lets it go; so does the end of the process.
+    """
+
+    def __init__(self, path: str, directory: str, manifest: dict[str, Any], fd: int | None) -> None:
+        self.path = path
+        self.directory = directory
+        self.manifest = manifest
+        self._fd = fd
+
+    def file(self, name: str) -> str:
+        """Full path of a file the manifest lists (a :class:`DataError` for any other name)."""
+        if name not in self.manifest["files"]:
+            raise DataError(f"{self.path}: {name} is not listed in the index manifest", hint="rebuild the index")
+        return os.path.join(self.directory, name)
+
+    def has(self, name: str) -> bool:
+        """Whether the manifest lists ``name``."""
+        return name in self.manifest["files"]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Version:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def open_version(path: str, verify: bool = False) -> tuple[str, dict[str, Any]]:
-    """Resolve an index path to one version directory and its checked manifest."""
+    """Resolve an index path to one version directory and its checked manifest (not held open)."""
+    with open_reader(path, verify=verify) as version:
+        return version.directory, version.manifest
+
+
+def open_reader(path: str, verify: bool = False) -> Version:
+    """Open the index's current version for reading and hold it (see :class:`Version`).
+
+    Checks the manifest, that every listed file is a plain file of the listed size inside the
+    version, and the sha256 of small files (of every file with ``verify``).
+    """
+    import fcntl
+
     if not os.path.exists(path):
+        if os.path.islink(path):
+            raise DataError(f"{path}: the index link points to a version that does not exist",
+                            hint="rebuild the index")
         raise DataError(f"{path}: no such index", hint="build one with 'vecx index TABLE -o PATH'")
-    directory = os.path.realpath(path)
-    manifest_path = os.path.join(directory, MANIFEST)
-    if not os.path.isdir(directory) or not os.path.exists(manifest_path):
-        raise DataError(f"{path}: not a vecx index (no {MANIFEST})")
+    for _ in range(100):
+        directory = os.path.realpath(path)
+        manifest_path = os.path.join(directory, MANIFEST)
+        if not os.path.isdir(directory):
+            raise DataError(f"{path}: not a vecx index (not a directory)")
+        try:
+            fd = os.open(manifest_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if os.path.realpath(path) != directory:
+                continue  # swapped and removed between resolving and opening: resolve again
+            raise DataError(f"{path}: not a vecx index (no {MANIFEST})") from None
+        except OSError as exc:
+            raise DataError(f"{path}: {MANIFEST} cannot be opened ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # a writer is removing this version right now
+            os.close(fd)
+            continue
+        except OSError:
+            pass  # a file system without flock: read unheld
+        try:
+            if os.fstat(fd).st_nlink == 0 or not os.path.exists(manifest_path):
+                os.close(fd)
+                continue  # removed while we opened it
+            manifest = _read_manifest(fd, path)
+            _check_files(directory, manifest, path, verify)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Version(path, directory, manifest, fd)
+    raise DataError(f"{path}: the index keeps changing under this reader", hint="rerun the command")
+
+
+def _read_manifest(fd: int, path: str) -> dict[str, Any]:
+    size = os.fstat(fd).st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise DataError(f"{path}: {MANIFEST} is {size:,} bytes, not a manifest vecx wrote")
+    data = os.pread(fd, size, 0)
     try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: {MANIFEST} is unreadable ({exc})") from None
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or manifest.get("kind") != "index":
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: {MANIFEST} is unreadable ({type(exc).__name__})", hint="rebuild the index") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "index" or \
+            not _is_int(manifest.get("format_version")):
         raise DataError(f"{path}: {MANIFEST} is not a vecx index manifest")
+    version = manifest["format_version"]
     if version > INDEX_FORMAT_VERSION:
+        writer = manifest.get("writer")
+        by = writer.get("version", "?") if isinstance(writer, dict) else "?"
         raise MismatchError(
-            f"{path}: index format version {version} was written by vecx "
-            f"{manifest.get('writer', {}).get('version', '?')}; this is vecx {__version__}, which reads "
-            f"up to version {INDEX_FORMAT_VERSION}", hint="upgrade vecx (pip install -U vecx)")
-    for name, info in manifest.get("files", {}).items():
+            f"{path}: index format version {version} was written by vecx {by}; this is vecx {__version__}, "
+            f"which reads up to version {INDEX_FORMAT_VERSION}", hint="upgrade vecx (pip install -U vecx)")
+    check_manifest(manifest, path)
+    return manifest
+
+
+def _check_files(directory: str, manifest: dict[str, Any], path: str, verify: bool) -> None:
+    listed = manifest["files"]
+    try:
+        entries = os.listdir(directory)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot list the index ({exc.strerror})") from None
+    for entry in entries:
+        if os.path.islink(os.path.join(directory, entry)):
+            raise DataError(f"{path}: {entry} is a symbolic link; an index holds only plain files",
+                            hint="rebuild the index")
+    for name, info in listed.items():
         full = os.path.join(directory, name)
-        if not os.path.exists(full):
-            raise DataError(f"{path}: file {name} is missing", hint="rebuild the index")
-        if os.path.getsize(full) != info["bytes"]:
-            raise MismatchError(f"{path}: {name} has {os.path.getsize(full)} bytes, the manifest says "
-                                f"{info['bytes']} (damaged or replaced)", hint="rebuild the index")
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            raise DataError(f"{path}: file {name} is missing", hint="rebuild the index") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"{path}: {name} is not a plain file", hint="rebuild the index")
+        if st.st_size != info["bytes"]:
+            raise DataError(f"{path}: {name} has {st.st_size:,} bytes, the manifest says {info['bytes']:,} "
+                            "(damaged or replaced)", hint="rebuild the index")
         if (verify or info["bytes"] <= QUICK_VERIFY_BYTES) and sha256_file(full) != info["sha256"]:
-            raise MismatchError(f"{path}: checksum of {name} does not match the manifest (damaged)",
-                                hint="rebuild the index")
-    return directory, manifest
+            raise DataError(f"{path}: checksum of {name} does not match the manifest (damaged)",
+                            hint="rebuild the index")
+        if name.endswith(".npy"):
+            check_npy(full, path, name)
+
+
+def check_npy(full: str, path: str, name: str) -> tuple[Any, tuple[int, ...]]:
+    """Check an ``.npy`` file's header against its size (no pickles): its dtype and shape."""
+    import numpy as np
+
+    try:
+        with open(full, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            if major == 1:
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif major in (2, 3):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"npy version {major}")
+            offset = handle.tell()
+    except (ValueError, SyntaxError, TypeError, OSError, MemoryError) as exc:
+        raise DataError(f"{path}: {name} has a damaged header ({type(exc).__name__})",
+                        hint="rebuild the index") from None
+    if dtype.hasobject or fortran or any(not isinstance(n, int) or n < 0 for n in shape):
+        raise DataError(f"{path}: {name} is not a plain numeric array", hint="rebuild the index")
+    expected = offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if expected != os.path.getsize(full):
+        raise DataError(f"{path}: {name} holds {os.path.getsize(full):,} bytes, its header says {expected:,} "
+                        "(damaged)", hint="rebuild the index")
+    return dtype, shape
+
+
+# --------------------------------------------------------------------------------------
+# The manifest's shape
+# --------------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Shape:
+    """Field checks with one error message form: ``PATH: manifest field 'a.b' ...``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, field: str, what: str) -> DataError:
+        return DataError(f"{self.path}: {MANIFEST} field {field!r} {what}", hint="rebuild the index")
+
+    def section(self, parent: dict[str, Any], key: str, field: str, optional: bool = False) -> dict[str, Any] | None:
+        value = parent.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(field, "must be an object")
+        return value
+
+    def int(self, parent: dict[str, Any], key: str, field: str, low: int = 0, optional: bool = False) -> None:
+        value = parent.get(key)
+        if value is None and optional:
+            return
+        if not _is_int(value) or value < low:
+            raise self.fail(field, f"must be an integer >= {low}")
+
+    def str(self, parent: dict[str, Any], key: str, field: str, optional: bool = False,
+            choices: tuple[str, ...] | None = None) -> None:
+        value = parent.get(key)
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            raise self.fail(field, "must be " + (f"one of {', '.join(choices)}" if choices else "a string"))
+
+    def file(self, parent: dict[str, Any], key: str, field: str, listed: set[str], optional: bool = False) -> None:
+        self.str(parent, key, field, optional)
+        value = parent.get(key)
+        if value is not None and value not in listed:
+            raise self.fail(field, f"names {value!r}, which is not among the index's files")
+
+
+def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None = None) -> None:
+    """Validate every manifest field vecx reads: types, ranges, and file names.
+
+    File names must be plain names inside the version directory (no ``/``, ``..``, hidden or
+    absolute names), and every file another field names must be listed under ``files``.
+    """
+    shape = _Shape(path)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise shape.fail("files", "must list the index's files")
+    for name, info in files.items():
+        if not isinstance(name, str) or not _FILE_NAME.match(name) or name == MANIFEST:
+            raise shape.fail("files", f"names {name!r}: an index file must be a plain name inside its directory")
+        if not isinstance(info, dict) or not _is_int(info.get("bytes")) or info["bytes"] < 0 \
+                or not isinstance(info.get("sha256"), str) or not _SHA256.match(info["sha256"]):
+            raise shape.fail(f"files.{name}", "must hold bytes (an integer) and sha256 (64 hex digits)")
+    listed = set(files) if listed is None else listed
+    for required in ("rows.parquet", "table.json"):
+        if required not in listed:
+            raise shape.fail("files", f"does not list {required}")
+    shape.int(manifest, "rows", "rows")
+    shape.int(manifest, "bytes_per_vector", "bytes_per_vector", low=1)
+    writer = shape.section(manifest, "writer", "writer")
+    shape.str(writer, "version", "writer.version")
+    table = shape.section(manifest, "table", "table")
+    shape.str(table, "fingerprint", "table.fingerprint", optional=True)
+    shape.str(table, "spec", "table.spec", optional=True)
+    columns = manifest.get("columns")
+    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+        raise shape.fail("columns", "must be a list of column names")
+    shape.str(manifest, "ids", "ids", optional=True)
+    graph = shape.section(manifest, "graph", "graph")
+    shape.file(graph, "file", "graph.file", listed, optional=True)
+    shape.str(graph, "metric", "graph.metric", choices=("cos", "ip", "l2sq", "hamming", "l2", "cosine"))
+    shape.str(graph, "dtype", "graph.dtype")
+    shape.int(graph, "ndim", "graph.ndim", low=1)
+    for key in ("connectivity", "expansion_add", "expansion_search"):
+        shape.int(graph, key, f"graph.{key}", low=1)
+    if not isinstance(graph.get("deterministic"), bool):
+        raise shape.fail("graph.deterministic", "must be true or false")
+    search = shape.section(manifest, "search", "search")
+    shape.int(search, "oversample", "search.oversample", low=1)
+    shape.str(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive"))
+    shape.int(search, "pool", "search.pool", low=1, optional=True)
+    rescore = shape.section(manifest, "rescore", "rescore", optional=True)
+    if rescore is not None:
+        shape.file(rescore, "file", "rescore.file", listed)
+        if "rescore.json" not in listed:
+            raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
+        shape.str(rescore, "dtype", "rescore.dtype", choices=("float32", "float16"))
+        shape.int(rescore, "dim", "rescore.dim", low=1)
+        shape.str(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
+        shape.str(rescore, "spec", "rescore.spec", optional=True)
+        if rescore.get("multi"):
+            shape.file(rescore, "offsets", "rescore.offsets", listed)
+            shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, optional=True)
+            shape.int(rescore, "tokens", "rescore.tokens")
+    codes = shape.section(manifest, "codes", "codes", optional=True)
+    if codes is not None:
+        shape.file(codes, "file", "codes.file", listed)
+        shape.int(codes, "bytes", "codes.bytes", low=1)
+        shape.str(codes, "codec", "codes.codec")
+        shape.str(codes, "spec", "codes.spec")
+        shape.str(codes, "metric", "codes.metric", choices=("cosine", "ip", "l2"))
+    if graph.get("file") is None and codes is None:
+        raise shape.fail("graph.file", "is empty, and there are no scored codes to search")
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------
+def verify(path: str) -> dict[str, Any]:
+    """Check every byte of an index against its manifest, and its files' structure.
+
+    Returns a report; raises :class:`DataError` (exit 3) at the first damaged file.
+    """
+    with open_reader(path, verify=True) as version:
+        manifest = version.manifest
+        return {"path": path, "kind": "index", "version": os.path.basename(version.directory),
+                "rows": manifest["rows"], "files": len(manifest["files"]),
+                "bytes": sum(f["bytes"] for f in manifest["files"].values()), "ok": True}

@@ -11,6 +11,13 @@ Grammar (SQL-like; keywords are case-insensitive)::
 
 Examples: ``lang = 'en'``, ``year >= 2000 and (lang in ('en', 'de') or score > 0.5)``.
 A comparison with a null value is false. The result is a boolean mask over the rows.
+
+A literal must fit the column's type, else the filter is a usage error naming the column and
+its type (never a silent cast that matches nothing or everything): quoted text for string
+columns (and for date/time columns, parsed), numbers for numeric columns (an integer column
+compared with a fraction is compared as floats), ``true``/``false`` for boolean columns. Columns
+of other types (lists, structs) cannot be filtered on. Parentheses and ``not`` may nest at most
+:data:`MAX_DEPTH` levels deep.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ pc = lazy("pyarrow.compute")
 
 _TOKEN = re.compile(r"""\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")|"""
                     r"""(?P<op><=|>=|!=|<>|==|=|<|>|\(|\)|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))""")
+#: Deepest nesting of parentheses and ``not`` a filter may have (the parser is recursive).
+MAX_DEPTH = 64
 _OPS = {"=": "equal", "==": "equal", "!=": "not_equal", "<>": "not_equal", "<": "less",
         "<=": "less_equal", ">": "greater", ">=": "greater_equal"}
 
@@ -51,6 +60,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.pos = 0
         self.table = table
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -93,6 +103,16 @@ class _Parser:
         return mask
 
     def factor(self) -> Any:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise UsageError(f"--where: parentheses and NOT nest more than {MAX_DEPTH} levels deep",
+                             hint="write the filter with less nesting")
+        try:
+            return self._factor()
+        finally:
+            self.depth -= 1
+
+    def _factor(self) -> Any:
         if self.keyword("not"):
             return pc.invert(self.factor())
         token = self.peek()
@@ -118,16 +138,61 @@ class _Parser:
                 self.take()
                 values.append(self.literal())
             self.expect(")")
-            return pc.is_in(column, value_set=pa.array(values).cast(column.type))
+            column = self.comparable(name, column, values)
+            if column is None:
+                return pa.nulls(len(self.table), pa.bool_())
+            try:
+                return pc.is_in(column, value_set=pa.array(values).cast(column.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
+                                 f"with {', '.join(_spell(v) for v in values)}") from None
         kind, op = self.take()
         if op not in _OPS:
             raise UsageError(f"--where {self.text!r}: expected a comparison after {name!r}, found {op!r}")
         value = self.literal()
+        column = self.comparable(name, column, [value])
+        if column is None:
+            return pa.nulls(len(self.table), pa.bool_())
         try:
             return getattr(pc, _OPS[op])(column, pa.scalar(value).cast(column.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
                              f"with {value!r}") from None
+
+    def comparable(self, name: str, column: Any, values: list[Any]) -> Any:
+        """``column`` ready to compare with the literals ``values``, or None when it holds only nulls
+        (nothing matches).
+
+        A literal of the wrong kind for the column's type is a usage error: a cast would turn a
+        number into text that matches nothing, or text into a number that matches rows it should
+        not. Dictionary columns are decoded; an integer column compared with a fraction is cast
+        to float64.
+        """
+        dtype = column.type
+        if pa.types.is_dictionary(dtype):
+            column, dtype = pc.cast(column, dtype.value_type), dtype.value_type
+        if pa.types.is_null(dtype):
+            return None
+        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+            holds, want, fits = "text", "quoted text, e.g. 'abc'", str
+        elif pa.types.is_boolean(dtype):
+            holds, want, fits = "true/false", "true or false", bool
+        elif pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+            holds, want, fits = "numbers", "an unquoted number", (int, float)
+        elif pa.types.is_temporal(dtype):
+            holds, want, fits = "dates/times", "a quoted date or time, e.g. '2024-01-31'", str
+        elif pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype):
+            holds, want, fits = "bytes", "quoted text", str
+        else:
+            raise UsageError(f"--where {self.text!r}: column {name!r} has type {dtype}, which a filter cannot "
+                             "compare", hint="filter on columns of text, numbers, true/false or dates")
+        for value in values:
+            if not isinstance(value, fits) or (isinstance(value, bool) and fits is not bool):
+                raise UsageError(f"--where {self.text!r}: cannot compare column {name!r}, which holds {holds} "
+                                 f"({dtype}), with {_spell(value)}; compare it with {want}")
+        if pa.types.is_integer(dtype) and any(isinstance(v, float) for v in values):
+            column = pc.cast(column, pa.float64())
+        return column
 
     def column(self, name: str) -> Any:
         if name not in self.table.column_names:
@@ -143,7 +208,17 @@ class _Parser:
             return value[1:-1].replace(value[0] * 2, value[0])
         if kind == "word" and value.lower() in ("true", "false"):
             return value.lower() == "true"
+        if kind == "word" and value.lower() == "null":
+            raise UsageError(f"--where {self.text!r}: a comparison with NULL is never true",
+                             hint="write 'COLUMN is null' or 'COLUMN is not null'")
         raise UsageError(f"--where {self.text!r}: expected a value, found {value!r}")
+
+
+def _spell(value: Any) -> str:
+    """A literal as it is written in a filter."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def columns_of(text: str) -> list[str]:

@@ -61,10 +61,12 @@ def test_nan_and_inf(tmp_path: Path, value: float) -> None:
 
 
 def test_huge_values_are_not_mistaken_for_inf(tmp_path: Path) -> None:
+    # Finite, but their squared norms overflow float32: refused as too large, not as NaN/Inf.
     x = make_vectors(10, 4) * 1e30
     src = tmp_path / "x.npy"
     np.save(src, x)
-    assert run_vecx("import", src, "-o", tmp_path / "ok.parquet").code == 0
+    r = run_vecx("import", src, "-o", tmp_path / "ok.parquet")
+    assert r.code == 3 and "too large" in r.stderr and "NaN" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("name, content", [

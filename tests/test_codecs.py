@@ -245,7 +245,7 @@ def test_rotation_is_orthogonal_and_keeps_inner_products() -> None:
 
 def test_sparse_projection_density_and_expected_inner_products() -> None:
     x = make_vectors(300, 256, normalize=True)
-    chain = fitted("rp:512:seed=1", x)
+    chain = fitted("rp:256:seed=1", x)  # rp may not project up: dim at most the input's
     m = chain.stages[0].state()["matrix"]
     assert abs((m != 0).mean() - 1 / 16) < 0.01  # s = sqrt(256) = 16
     y = chain.encode(x)

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_DATA, run_vecx
+from conftest import SHARED_DATA, run_vecx, shared
 from vecx.codecs import _jsonvsa as J
 from vecx.codecs.base import JSON, VectorSpec
 from vecx.codecs.vsa import Vsa
@@ -195,7 +195,7 @@ def test_mixed_types_under_one_key_encode() -> None:
 @pytest.fixture(scope="module")
 def nobel(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("nobel")
-    src = NOBEL / "records.jsonl"
+    src = shared("nobel-laureates-json") / "records.jsonl"
     table = tmp / "l.parquet"
     r = run_vecx("vsa", src, "-o", table, "--dim", "1024", "--seed", "7", "--keep", "surname,gender")
     assert r.code == 0, r.stderr
