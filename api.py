@@ -18,6 +18,7 @@ from vecx.codecs.base import VectorSpec
 from vecx.errors import DataError, MismatchError, RowError, UsageError, where
 from vecx.formats import metadata, state
 from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
+from vecx.formats.source import check_payload_names
 from vecx.sampling import sample_rows
 
 np = lazy("numpy")
@@ -153,6 +154,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
                              hint="write the state alone to stdout with 'vecx fit ... -o -'")
         check_output(save_state)
     source = open_source(input, _records_if_needed(read, spec, state_file))
+    check_payload_names(source)  # every table is written here: the one gate for payload columns
     prior = prior_chain(source)
     if state_file:
         new = load_state_file(state_file, source.space, spec, seed)

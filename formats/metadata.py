@@ -42,7 +42,7 @@ def dumps(meta: dict[str, Any]) -> bytes:
 
 
 def loads(raw: bytes, path: str) -> dict[str, Any]:
-    """Parse and version-check a ``vecx`` metadata value read from ``path``."""
+    """Parse, version-check and validate (:func:`validate`) a ``vecx`` metadata value read from ``path``."""
     try:
         meta = orjson.loads(raw)
     except orjson.JSONDecodeError:

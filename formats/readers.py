@@ -25,7 +25,6 @@ from vecx.codecs.base import METRICS
 from vecx.errors import DataError, UsageError
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported
-from vecx.formats.source import check_payload_names
 from vecx.formats.tables import IpcSource, ParquetSource
 from vecx.formats.text import CsvSource, JsonlSource
 
@@ -62,17 +61,8 @@ class _Prefixed(io.RawIOBase):
 
 
 def open_source(path: str, options: ReadOptions | None = None) -> Source:
-    """Open any supported input. ``-`` reads standard input.
-
-    Every input's payload columns are checked here, whatever the format (see
-    :func:`~vecx.formats.source.check_payload_names`).
-    """
-    source = _open(path, options or ReadOptions())
-    check_payload_names(source)
-    return source
-
-
-def _open(path: str, options: ReadOptions) -> Source:
+    """Open any supported input. ``-`` reads standard input."""
+    options = options or ReadOptions()
     if options.metric is not None and options.metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
     if options.records:  # a chain that starts with a JSON codec (vsa) reads parsed records

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 from typing import Any
 
 from vecx._lazy import lazy
@@ -164,13 +165,25 @@ def _npy_bytes(array: Any) -> bytes:
     return sink.getvalue()
 
 
+#: More stages than any chain has: a count beyond it is damage, not a chain.
+MAX_STAGES = 1024
+
+
 def read_npz(path: str, where: str) -> list[dict[str, Any]]:
     """Inverse of :func:`write_npz`; a damaged file is a :class:`DataError`."""
     import zipfile
 
     try:
+        # vecx stores members uncompressed: a compressed member (a possible zip bomb) is refused
+        # before numpy inflates it, and so is an entry whose size would not fit the file.
+        with zipfile.ZipFile(path) as archive:
+            size = os.path.getsize(path)
+            if any(m.compress_type != zipfile.ZIP_STORED or m.file_size > size for m in archive.infolist()):
+                raise DataError(f"{where}: fitted state .npz has compressed or oversized members (not written by vecx)")
         with np.load(path, allow_pickle=False) as archive:
             count = int(archive["stages"])
+            if not 0 <= count <= MAX_STAGES:
+                raise DataError(f"{where}: fitted state names {count} stages (damaged)")
             stages: list[dict[str, Any]] = [{} for _ in range(count)]
             for key in archive.files:
                 if key == "stages":

@@ -150,7 +150,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     from dataclasses import replace
 
     from vecx.formats import metadata as md
-    from vecx.formats.source import batch_rows_for
+    from vecx.formats.source import batch_rows_for, check_payload_names
 
     options = options or BuildOptions()
     source = _open_table(table)
@@ -161,6 +161,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     # Read in add-sized batches (the option is read when batches() starts).
     source.options = replace(source.options, batch_rows=add_batch_rows(max(1, space.bytes_per_vector)))
     source_block = source.meta.get("source") or {}
+    check_payload_names(source)  # a table from before the names were reserved: its payload would overwrite results
     chain = _checked_chain(source, table)
     scorer = _scorer(chain, source, table) if space.dtype == CODES else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
@@ -500,9 +501,10 @@ class Searcher:
         return self.chain.input.dim
 
     def check_queries(self, q: Any, where: str) -> Any:
-        """Validate query vectors: 2-D float, the input dimension, finite, and not all zeros when the
-        index's input metric is cosine (sets of vectors for multi-vector indexes)."""
+        """Validate query vectors: 2-D float, the input dimension, finite, not too large, and not all
+        zeros when the index's input metric is cosine (sets of vectors for multi-vector indexes)."""
         from vecx.formats.multi import MultiVectors, check_query_sets
+        from vecx.formats.source import MAX_SQ_NORM
 
         if self.chain.input.multi:
             return check_query_sets(q, self.input_dim, where)
@@ -519,6 +521,11 @@ class Searcher:
         bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
         if len(bad):
             raise DataError(f"{where}: query {int(bad[0])} holds NaN or Inf")
+        # As at import: a row whose squares overflow float32 would score as 0 or inf.
+        huge = np.flatnonzero(np.einsum("ij,ij->i", q.astype(np.float64), q.astype(np.float64)) > MAX_SQ_NORM)
+        if len(huge):
+            raise DataError(f"{where}: query {int(huge[0])} is too large (its squared norm overflows float32)",
+                            hint="rescale the queries as the data was scaled")
         if self.chain.input.metric == "cosine":  # a zero vector has no direction: every row would tie
             zero = np.flatnonzero(~q.any(axis=1))
             if len(zero):

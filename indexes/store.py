@@ -596,8 +596,8 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     table = shape.section(manifest, "table", "table")
     shape.str(table, "fingerprint", "table.fingerprint", optional=True)
     shape.str(table, "spec", "table.spec", optional=True)
-    columns = manifest.get("columns")
-    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+    columns = manifest.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise shape.fail("columns", "must be a list of column names")
     shape.str(manifest, "ids", "ids", optional=True)
     graph = shape.section(manifest, "graph", "graph")

@@ -135,6 +135,19 @@ def test_a_symlink_inside_the_version_is_refused(data: dict, tmp_path: Path) -> 
     assert "symbolic link" in r.stderr
 
 
+def test_a_compressed_state_member_is_refused_before_it_is_inflated(data: dict, tmp_path: Path) -> None:
+    index = tmp_path / "idx.vecx"
+    build(data, index, "i8")
+    state = version_of(index) / "state.npz"
+    # 400 MB of zeros deflate to well under a megabyte: a zip bomb with a consistent manifest.
+    np.savez_compressed(state, stages=np.asarray(1), **{"0/bomb": np.zeros(100_000_000, dtype=np.float32)})
+    edit_manifest(index, lambda m: m["files"].__setitem__("state.npz", {"bytes": state.stat().st_size,
+                                                                         "sha256": sha(state)}))
+    r = run_vecx("query", index, "--like", "d1")
+    clean(r, 3)
+    assert "compressed" in r.stderr
+
+
 def test_cleanup_never_follows_a_symlinked_versions_directory(data: dict, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     for name in ("v-0123456789ab", "tmp-1-deadbeef", "keep"):
@@ -305,6 +318,39 @@ def test_index_refuses_a_tampered_table_and_keeps_the_last_good_index(data: dict
         clean(r, r.code)
     assert version_of(index) == good
     assert query_ok(index)
+
+
+def test_index_refuses_a_payload_column_that_would_overwrite_results(data: dict, tmp_path: Path) -> None:
+    """A table written before the names were reserved (or by hand) still cannot make an index
+    whose payload replaces the score in every output format."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(data["dir"] / "f16.parquet")
+    table = f.read()
+    table = table.append_column("score", pa_array([0.0] * table.num_rows))
+    with pq.ParquetWriter(tmp_path / "scored.parquet", table.schema) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({k: v for k, v in f.metadata.metadata.items() if k.startswith(b"vecx")})
+    r = run_vecx("index", tmp_path / "scored.parquet", "-o", tmp_path / "s.vecx")
+    clean(r, 3)
+    assert "payload column 'score'" in r.stderr and not os.path.lexists(tmp_path / "s.vecx")
+
+
+def pa_array(values: list) -> object:
+    import pyarrow as pa
+
+    return pa.array(values)
+
+
+def test_queries_whose_squares_overflow_are_refused(data: dict, tmp_path: Path) -> None:
+    index = tmp_path / "q.vecx"
+    build(data, index)
+    q = np.load(data["dir"] / "q.npy")
+    q[3] *= 1e30
+    np.save(tmp_path / "huge.npy", q)
+    r = run_vecx("query", index, "--vector", tmp_path / "huge.npy")
+    clean(r, 3)
+    assert "query 3 is too large" in r.stderr
 
 
 def test_full_disk_is_a_clean_exit_5_and_leaves_nothing(data: dict, tmp_path: Path) -> None:
@@ -496,7 +542,7 @@ def pristine(data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "p.vecx"
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("VECX_FAULT_EXAMPLES", 15)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(choice=st.integers(0, 10 ** 6), action=st.sampled_from(["delete", "replace"]), value=_VALUES)
 def test_tampered_manifests_never_crash_or_escape(data: dict, pristine: Path, tmp_path: Path, choice: int,
                                                   action: str, value: object) -> None:
