@@ -8,7 +8,7 @@ from typing import Any, Callable
 from vecx import spec as spec_mod
 from vecx.codecs import get_codec, resolve_stage
 from vecx.codecs.base import Codec, VectorSpec
-from vecx.errors import MismatchError, SpecError
+from vecx.errors import DataError, MismatchError, SpecError
 from vecx.formats import metadata, state
 
 
@@ -56,7 +56,7 @@ class Chain:
             codec = codec_cls(values, current)
             stage_arrays = arrays[index] if index < len(arrays) else {}
             if state.arrays_sha256(stage_arrays) != record.get("state_sha256"):
-                raise MismatchError(f"{path}: fitted state of stage {index + 1} ({record['codec']}) "
+                raise DataError(f"{path}: fitted state of stage {index + 1} ({record['codec']}) "
                                     "does not match its recorded hash (file damaged or edited)")
             codec.load_state(stage_arrays)
             codec.fit_rows_ = record.get("fit_rows")

@@ -8,7 +8,7 @@ from conftest import make_vectors
 from vecx.chain import Chain
 from vecx.codecs import registry
 from vecx.codecs.base import JSON, VectorSpec, is_packed
-from vecx.errors import MismatchError, RowError
+from vecx.errors import DataError, MismatchError, RowError
 from vecx.formats import state
 
 DIM = 48
@@ -158,7 +158,7 @@ def test_state_hash_mismatch_is_detected() -> None:
     records = chain.records("0" * 64)
     arrays = [{k: v.copy() for k, v in s.state().items()} for s in chain.stages]
     arrays[0]["lo"][0] += 1.0
-    with pytest.raises(MismatchError, match="does not match its recorded hash"):
+    with pytest.raises(DataError, match="does not match its recorded hash"):
         Chain.from_records(chain.input, records, arrays, "f.parquet")
 
 
