@@ -17,8 +17,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
-import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -45,7 +43,7 @@ def sibling_tmp(path: str) -> str:
     """A fresh temporary name beside ``path``, after removing dead writers' leftovers for it."""
     directory, name = os.path.split(os.path.abspath(path))
     sweep_siblings(directory, name)
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return os.path.join(directory, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def sweep_siblings(directory: str, name: str) -> list[str]:
@@ -77,6 +75,8 @@ def spool_path(kind: str, suffix: str) -> str:
 
     Dead processes' spool files are removed first: they hold a whole copy of some input.
     """
+    import tempfile
+
     directory = tempfile.gettempdir()
     try:
         for entry in os.listdir(directory):

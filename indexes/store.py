@@ -34,14 +34,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import uuid
 from typing import Any, Callable
 
 from vecx import __version__
-from vecx.errors import BusyError, DataError, MismatchError, UsageError
-from vecx.formats.tempfiles import write_failure
+from vecx.errors import BusyError, DataError, MismatchError, UsageError, WriteError
 
 INDEX_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -55,6 +52,27 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION_NAME = re.compile(r"^v-[0-9a-f]{12}$")
 _TMP_NAME = re.compile(r"^tmp-(\d+)-[0-9a-f]{8}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _random_hex(digits: int) -> str:
+    return os.urandom((digits + 1) // 2).hex()[:digits]
+
+
+def _rmtree(path: str, ignore_errors: bool = True) -> None:
+    """``shutil.rmtree`` (imported here: queries never remove anything, and never pay for it).
+
+    On Linux it works through directory descriptors and never follows a symbolic link.
+    """
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
+def write_failure(where: str, exc: OSError) -> WriteError:
+    """:func:`vecx.formats.tempfiles.write_failure` (imported only when a write has failed)."""
+    from vecx.formats.tempfiles import write_failure as failure
+
+    return failure(where, exc)
 
 
 def sha256_file(path: str) -> str:
@@ -111,7 +129,7 @@ class Writer:
                 os.mkdir(root)
                 self._created_root = True
             _sweep(root, self.target, keep=_linked_versions(self.target))
-            self.path = os.path.join(root, f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self.path = os.path.join(root, f"tmp-{os.getpid()}-{_random_hex(8)}")
             os.mkdir(self.path)
         except OSError as exc:
             self._release()
@@ -124,7 +142,7 @@ class Writer:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if self.path is not None:  # not committed
-                shutil.rmtree(self.path, ignore_errors=True)
+                _rmtree(self.path, ignore_errors=True)
                 self.path = None
                 root = versions_dir(self.target)
                 if not os.path.lexists(self.target):
@@ -165,13 +183,13 @@ class Writer:
                 handle.flush()
                 os.fsync(handle.fileno())
             root = versions_dir(self.target)
-            final = os.path.join(root, "v-" + uuid.uuid4().hex[:12])
+            final = os.path.join(root, "v-" + _random_hex(12))
             os.rename(version_path, final)
             self.path = None
         except OSError as exc:
             raise write_failure(self.target, exc) from None
         parent = os.path.dirname(os.path.abspath(self.target))
-        link_tmp = os.path.join(parent, f".{os.path.basename(self.target)}.link-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        link_tmp = os.path.join(parent, f".{os.path.basename(self.target)}.link-{os.getpid()}-{_random_hex(8)}")
         previous = _linked_versions(self.target)
         try:
             os.symlink(os.path.relpath(final, parent), link_tmp)
@@ -179,7 +197,7 @@ class Writer:
         except BaseException as exc:
             if os.path.lexists(link_tmp):
                 os.unlink(link_tmp)
-            shutil.rmtree(final, ignore_errors=True)
+            _rmtree(final, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise write_failure(self.target, exc) from None
             raise
@@ -284,7 +302,7 @@ def _sweep(root: str, target: str, keep: set[str]) -> None:
         if tmp is not None:
             if int(tmp.group(1)) != os.getpid() and pid_alive(int(tmp.group(1))):
                 continue  # a build by a vecx without the writer lock is running
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path, ignore_errors=True)
             continue
         _remove_unless_held(path)
     parent, base = os.path.split(os.path.abspath(target))
@@ -303,14 +321,14 @@ def _remove_unless_held(path: str) -> None:
     try:
         fd = os.open(os.path.join(path, MANIFEST), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        shutil.rmtree(path, ignore_errors=True)  # no manifest: not a version any reader opened
+        _rmtree(path, ignore_errors=True)  # no manifest: not a version any reader opened
         return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # a reader holds it; a later build removes it
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path, ignore_errors=True)
     finally:
         os.close(fd)
 
