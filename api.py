@@ -808,21 +808,21 @@ def verify(path: str) -> dict[str, Any]:
     Returns a report; damage raises :class:`DataError` (exit 3), naming the file and what.
     """
     if os.path.isdir(path):
-        from vecx.indexes import store
         from vecx.indexes.hnsw import Searcher
 
-        report = store.verify(path)
-        searcher = Searcher(path, verify=True)
+        searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
         try:
-            if searcher.version.directory != os.path.realpath(path):
-                raise DataError(f"{path}: the index was rebuilt during verification", hint="rerun vecx verify")
-            rows = _verify_parquet_rows(searcher.version.file("rows.parquet"), f"{path}: rows.parquet")
+            version = searcher.version
+            rows = _verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
             if rows != searcher.rows:
                 raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
                                 hint="rebuild the index")
+            files = searcher.manifest["files"]
+            return {"path": path, "kind": "index", "version": os.path.basename(version.directory),
+                    "rows": searcher.rows, "files": len(files), "bytes": sum(f["bytes"] for f in files.values()),
+                    "ok": True}
         finally:
             searcher.close()
-        return report
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file or index")
     with open(path, "rb") as handle:
