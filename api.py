@@ -625,7 +625,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     names = searcher.payload_names()
     if fields == ["all"]:
         fields = names
-    for name in fields or []:
+    fields = [name for name in fields or [] if name != "id"]  # every result carries its id already
+    for name in fields:
         if name not in names:
             raise UsageError(f"--fields: no column {name!r} in {index}; columns: {', '.join(names) or 'none'}")
     allowed = None

@@ -119,16 +119,10 @@ class _RowsWriter:
 
 
 def _checked_chain(source: Any, where: str) -> Chain:
-    """The table's fitted chain, checked as ``encode`` checks it (known stages, state hashes),
-    and its output space against the table's vector column: a table that would build an
-    index no query can use is refused before anything is written."""
-    chain = Chain.from_table(source.meta, source.state_blob, where)
-    out, space = chain.output, source.space
-    if (out.dim, out.dtype) != (space.dim, space.dtype):
-        raise MismatchError(f"{where}: its chain ends in {out.dim}-d {out.dtype} vectors, but the table holds "
-                            f"{space.dim}-d {space.dtype} (metadata and contents disagree)",
-                            hint="re-create the table with vecx")
-    return chain
+    """The table's fitted chain, checked as ``encode`` checks it (known stages, state hashes, an
+    output that matches the stored vectors): a table that would build an index no query can
+    use is refused before anything is written."""
+    return Chain.from_table(source.meta, source.state_blob, where)
 
 
 def _scorer(chain: Chain, source: Any, where: str) -> Any:

@@ -293,7 +293,7 @@ def test_a_reader_outlives_two_rebuilds(data: dict, tmp_path: Path) -> None:
     index = tmp_path / "r.vecx"
     build(data, index)
     first = version_of(index)
-    reader = subprocess.Popen([sys.executable, "-m", "vecx", "query", str(index), "-k", "3"],
+    reader = subprocess.Popen([sys.executable, "-m", "vecx", "query", str(index), "-k", "3", "--fields", "id"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not _held_by_reader(first):  # the reader has opened the index and waits for its queries
