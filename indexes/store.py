@@ -581,11 +581,15 @@ class _Shape:
         if not isinstance(value, str) or (choices is not None and value not in choices):
             raise self.fail(field, "must be " + (f"one of {', '.join(choices)}" if choices else "a string"))
 
-    def file(self, parent: dict[str, Any], key: str, field: str, listed: set[str], optional: bool = False) -> None:
+    def file(self, parent: dict[str, Any], key: str, field: str, listed: set[str], suffix: str,
+             optional: bool = False) -> None:
+        """A field naming one of the index's files, of the kind its suffix says (``.npy``, ...)."""
         self.str(parent, key, field, optional)
         value = parent.get(key)
         if value is not None and value not in listed:
             raise self.fail(field, f"names {value!r}, which is not among the index's files")
+        if value is not None and not value.endswith(suffix):
+            raise self.fail(field, f"names {value!r}, not a {suffix} file")
 
 
 def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None = None) -> None:
@@ -620,7 +624,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
         raise shape.fail("columns", "must be a list of column names")
     shape.str(manifest, "ids", "ids", optional=True)
     graph = shape.section(manifest, "graph", "graph")
-    shape.file(graph, "file", "graph.file", listed, optional=True)
+    shape.file(graph, "file", "graph.file", listed, ".usearch", optional=True)
     shape.str(graph, "metric", "graph.metric", choices=("cos", "ip", "l2sq", "hamming", "l2", "cosine"))
     shape.str(graph, "dtype", "graph.dtype")
     shape.int(graph, "ndim", "graph.ndim", low=1)
@@ -634,7 +638,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     shape.int(search, "pool", "search.pool", low=1, optional=True)
     rescore = shape.section(manifest, "rescore", "rescore", optional=True)
     if rescore is not None:
-        shape.file(rescore, "file", "rescore.file", listed)
+        shape.file(rescore, "file", "rescore.file", listed, ".npy")
         if "rescore.json" not in listed:
             raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
         shape.str(rescore, "dtype", "rescore.dtype", choices=("float32", "float16"))
@@ -642,12 +646,12 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
         shape.str(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
         shape.str(rescore, "spec", "rescore.spec", optional=True)
         if rescore.get("multi"):
-            shape.file(rescore, "offsets", "rescore.offsets", listed)
-            shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, optional=True)
+            shape.file(rescore, "offsets", "rescore.offsets", listed, ".npy")
+            shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, ".usearch", optional=True)
             shape.int(rescore, "tokens", "rescore.tokens")
     codes = shape.section(manifest, "codes", "codes", optional=True)
     if codes is not None:
-        shape.file(codes, "file", "codes.file", listed)
+        shape.file(codes, "file", "codes.file", listed, ".bin")
         shape.int(codes, "bytes", "codes.bytes", low=1)
         shape.str(codes, "codec", "codes.codec")
         shape.str(codes, "spec", "codes.spec")
