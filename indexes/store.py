@@ -262,6 +262,9 @@ def _acquire(target: str, wait: bool, on_wait: Callable[[int | None], None] | No
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. a network file system without lock support
+            raise WriteError(f"{target}: cannot lock {path} ({exc.strerror or exc}); vecx builds an index only "
+                             "under its writer lock", hint="build the index on a file system with flock support") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     except BaseException:
