@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from typing import Optional
@@ -120,17 +119,17 @@ def _app_for(args: list[str]) -> typer.Typer:
     return build_app(None if not args or args[0].startswith("-") else args[0])
 
 
-#: errno values that mean an output cannot be written (exit 5); any other OSError is unreadable input (3).
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+def _os_error(exc: OSError) -> tuple[str, int]:
+    """One line and the exit code for an OS error: an output that cannot be written (5), else
+    unreadable input (3)."""
+    from vecx.errors import ExitCode
+    from vecx.formats.tempfiles import WRITE_ERRNOS
 
-
-def _os_error(exc: OSError) -> str:
-    """One line for an OS error: the file, what happened, and that nothing was changed."""
     name = exc.filename if exc.filename is not None else ""
     text = f"{name}: {exc.strerror or exc}" if name else (exc.strerror or str(exc))
-    if exc.errno in _WRITE_ERRNOS:
-        return f"{text} (cannot write; the previous output, if any, is unchanged)"
-    return text
+    if exc.errno in WRITE_ERRNOS:
+        return f"{text} (cannot write; the previous output, if any, is unchanged)", ExitCode.CANNOT_WRITE
+    return text, ExitCode.DATA
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -202,8 +201,8 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"vecx: error: {_os_error(exc)}\n")
-        code = ExitCode.CANNOT_WRITE if exc.errno in _WRITE_ERRNOS else ExitCode.DATA
+        line, code = _os_error(exc)
+        sys.stderr.write(f"vecx: error: {line}\n")
     except Exception as exc:  # noqa: BLE001 - the funnel: anything unexpected is an internal error
         if _caused_by_interrupt(exc):  # e.g. a C extension turning the interrupt into its own error
             sys.stderr.write("vecx: interrupted\n")

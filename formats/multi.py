@@ -243,11 +243,11 @@ class Validator:
         if v.dtype == np.float32 and len(v):  # float16 values cannot overflow a float32 norm
             sq = np.einsum("ij,ij->i", v, v)
             if not np.isfinite(sq).all():
-                from vecx.formats.source import MAX_SQ_NORM
+                from vecx.formats.source import MAX_SQ_NORM, too_large_rows
 
-                exact = np.einsum("ij,ij->i", v.astype(np.float64), v.astype(np.float64))
-                token = int(np.flatnonzero(exact > MAX_SQ_NORM)[0]) if (exact > MAX_SQ_NORM).any() else None
-                if token is not None:
+                too_large, exact = too_large_rows(v)
+                if len(too_large):
+                    token = int(too_large[0])
                     row = int(np.searchsorted(mv.offsets, token, side="right") - 1)
                     raise self.source.fail(
                         f"a token vector is too large for float32 arithmetic: its squared L2 norm is "

@@ -297,6 +297,14 @@ class Source:
 MAX_SQ_NORM = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 
 
+def too_large_rows(v: Any) -> tuple[Any, Any]:
+    """Rows of ``v`` whose squared L2 norm, summed in float64, exceeds :data:`MAX_SQ_NORM`, and the
+    float64 squared norms of all rows (the same check for imported rows, tokens and queries)."""
+    wide = np.asarray(v, dtype=np.float64)
+    exact = np.einsum("ij,ij->i", wide, wide)
+    return np.flatnonzero(exact > MAX_SQ_NORM), exact
+
+
 def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:
     """Refuse rows holding NaN/Inf, or whose squared norm (in float64) is beyond float32; else the norms.
 
@@ -308,13 +316,11 @@ def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:
         raise source.fail("vector holds NaN or Inf", offset + int(bad[0]),
                           hint="clean or drop that row; vecx refuses non-finite values")
     rows = np.flatnonzero(~np.isfinite(sq))
-    wide = np.asarray(v[rows], dtype=np.float64)
-    exact = np.einsum("ij,ij->i", wide, wide)
-    too_large = np.flatnonzero(exact > MAX_SQ_NORM)
+    too_large, exact = too_large_rows(v[rows])
     if len(too_large):
         i = int(too_large[0])
         raise source.fail(f"vector is too large for float32 arithmetic: its squared L2 norm is {exact[i]:.3g} "
-                          f"(largest value {np.abs(wide[i]).max():.3g}), beyond {MAX_SQ_NORM:.3g}",
+                          f"(largest value {np.abs(v[rows[i]]).max():.3g}), beyond {MAX_SQ_NORM:.3g}",
                           offset + int(rows[i]), hint="rescale the vectors (e.g. divide them all by a constant "
                           "such as 1e20) before importing; cosine similarity does not change")
     sq = sq.copy()

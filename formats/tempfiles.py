@@ -147,11 +147,14 @@ def atomic_path(path: str) -> Iterator[str]:
             os.unlink(tmp)
 
 
+#: OS errors that mean an output cannot be written (exit 5), and how vecx says each.
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted", errno.EFBIG: "file too large"}
+
+
 def write_failure(where: str, exc: OSError) -> WriteError:
     """A :class:`WriteError` for an OS error met while writing ``where`` (disk full, read-only, ...)."""
-    reason = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-              errno.EPERM: "operation not permitted", errno.EFBIG: "file too large"}.get(
-        exc.errno or 0, exc.strerror or str(exc))
+    reason = WRITE_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
     return WriteError(f"{where}: cannot write ({reason})",
                       hint="nothing was changed; free space or fix permissions, then rerun")

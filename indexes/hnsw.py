@@ -20,6 +20,7 @@ from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.codecs.base import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError, UsageError, WriteError
+from vecx.formats.tempfiles import write_failure
 from vecx.indexes import codescan, rowids, store
 
 np = lazy("numpy")
@@ -118,13 +119,6 @@ class _RowsWriter:
         self.writer.close()
 
 
-def _checked_chain(source: Any, where: str) -> Chain:
-    """The table's fitted chain, checked as ``encode`` checks it (known stages, state hashes, an
-    output that matches the stored vectors): a table that would build an index no query can
-    use is refused before anything is written."""
-    return Chain.from_table(source.meta, source.state_blob, where)
-
-
 def _scorer(chain: Chain, source: Any, where: str) -> Any:
     """The fitted last stage of a table whose codes only their codec can score (PQ, RaBitQ)."""
     stage = chain.stages[-1] if chain.stages else None
@@ -156,7 +150,9 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     source.options = replace(source.options, batch_rows=add_batch_rows(max(1, space.bytes_per_vector)))
     source_block = source.meta.get("source") or {}
     check_payload_names(source)  # a table from before the names were reserved: its payload would overwrite results
-    chain = _checked_chain(source, table)
+    # Checked as encode checks it (known stages, state hashes, an output that matches the stored
+    # vectors): a table that would make an index no query can use is refused before any write.
+    chain = Chain.from_table(source.meta, source.state_blob, table)
     scorer = _scorer(chain, source, table) if space.dtype == CODES else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
     if scorer is not None:
@@ -268,7 +264,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
             if codes_writer is not None:
                 codes_writer.handle.close()
             if isinstance(exc, OSError):
-                raise store.write_failure(output, exc) from None
+                raise write_failure(output, exc) from None
             if isinstance(exc, RuntimeError) and "terminated" in str(exc):
                 raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
             raise
@@ -290,7 +286,7 @@ def _save_failure(directory: str, graph: Any, exc: Exception) -> str:
 def _check_rescore(path: str, codes: Any) -> Any:
     """Open the rescoring table and check it holds the same rows (same source) in float."""
     src = _open_table(path)
-    _checked_chain(src, path)
+    Chain.from_table(src.meta, src.state_blob, path)
     mine, theirs = (codes.meta.get("source") or {}), (src.meta.get("source") or {})
     if mine.get("fingerprint") != theirs.get("fingerprint"):
         raise MismatchError(f"{path}: rescoring vectors come from other data (source fingerprint "
@@ -498,7 +494,7 @@ class Searcher:
         """Validate query vectors: 2-D float, the input dimension, finite, not too large, and not all
         zeros when the index's input metric is cosine (sets of vectors for multi-vector indexes)."""
         from vecx.formats.multi import MultiVectors, check_query_sets
-        from vecx.formats.source import MAX_SQ_NORM
+        from vecx.formats.source import too_large_rows
 
         if self.chain.input.multi:
             return check_query_sets(q, self.input_dim, where)
@@ -515,8 +511,9 @@ class Searcher:
         bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
         if len(bad):
             raise DataError(f"{where}: query {int(bad[0])} holds NaN or Inf")
-        # As at import: a row whose squares overflow float32 would score as 0 or inf.
-        huge = np.flatnonzero(np.einsum("ij,ij->i", q.astype(np.float64), q.astype(np.float64)) > MAX_SQ_NORM)
+        # As at import: a row whose squares overflow float32 would score as 0 or inf (float64 only
+        # when the float32 sums say there may be one).
+        huge = [] if np.isfinite(np.einsum("ij,ij->i", q, q)).all() else too_large_rows(q)[0]
         if len(huge):
             raise DataError(f"{where}: query {int(huge[0])} is too large (its squared norm overflows float32)",
                             hint="rescale the queries as the data was scaled")

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 from vecx import __version__
 from vecx.errors import BusyError, DataError, MismatchError, UsageError, WriteError
+from vecx.formats.tempfiles import write_failure
 
 INDEX_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -66,13 +67,6 @@ def _rmtree(path: str, ignore_errors: bool = True) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=ignore_errors)
-
-
-def write_failure(where: str, exc: OSError) -> WriteError:
-    """:func:`vecx.formats.tempfiles.write_failure` (imported only when a write has failed)."""
-    from vecx.formats.tempfiles import write_failure as failure
-
-    return failure(where, exc)
 
 
 def sha256_file(path: str) -> str:
