@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from vecx._lazy import lazy
 from vecx._prefetch import prefetch
 from vecx.chain import Chain
-from vecx.codecs.base import VectorSpec
+from vecx.space import VectorSpec
 from vecx.errors import DataError, MismatchError, RowError, UsageError, where
 from vecx.formats import metadata, state
 from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
@@ -143,7 +143,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         read: how to find vectors and ids in raw inputs.
         progress: progress reporter.
     """
-    from vecx.formats.writer import TableWriter, check_output
+    from vecx.formats.tempfiles import check_output
+    from vecx.formats.writer import TableWriter
 
     started = time.perf_counter()
     progress = progress or _NoProgress()
@@ -200,10 +201,10 @@ def _records_if_needed(read: ReadOptions | None, spec: str | None, state_file: s
     """Read options that ask for parsed JSON records when the chain starts with a JSON codec (vsa)."""
     from dataclasses import replace
 
-    from vecx.formats.records import chain_reads_records
+    from vecx.chain import reads_records
 
     read = read or ReadOptions()
-    return replace(read, records=True) if chain_reads_records(spec, state_file) else read
+    return replace(read, records=True) if reads_records(spec, state_file) else read
 
 
 def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) -> dict[bytes, bytes]:
@@ -342,7 +343,7 @@ def float_view(source: Source, chain: Chain) -> Any:
     """A function turning a batch's stored vectors into float32 in the table's metric space."""
     if source.space.dtype in ("float32", "float16"):
         return lambda v: np.asarray(v, dtype=np.float32)
-    from vecx.codecs.base import is_packed
+    from vecx.space import is_packed
 
     packed = is_packed(source.space.dtype)
     probe = chain.decode(np.zeros((1, source.space.bytes_per_vector if packed else source.dim),
@@ -380,8 +381,9 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     float queries are not quantized. Queries given in the chain's original input space are first
     mapped through the stages decoding cannot undo (e.g. truncation).
     """
-    from vecx.formats.writer import check_output, write_table_atomic
-    from vecx.truth import SCORE_NAMES, exact_topk
+    from vecx.formats.tempfiles import check_output
+    from vecx.formats.writer import write_table_atomic
+    from vecx.indexes.truth import SCORE_NAMES, exact_topk
 
     progress = progress or _NoProgress()
     if k < 1:
@@ -464,7 +466,7 @@ def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: Read
     Same output table as :func:`truth`; the metadata says ``metric: "maxsim"``. Memory holds the
     query sets, one block of documents and the running top-k.
     """
-    from vecx import maxsim
+    from vecx.indexes import maxsim
     from vecx.formats.writer import write_table_atomic
 
     if not base_src.multi:
@@ -613,7 +615,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     codes scored by their codec (see :mod:`vecx.indexes.codescan`).
     """
     from vecx.indexes import where as where_mod
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
@@ -744,8 +746,8 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     """
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
-    from vecx.indexes.hnsw import Searcher, read_json
-    from vecx.truth import exact_topk
+    from vecx.indexes.search import read_json, Searcher
+    from vecx.indexes.truth import exact_topk
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
@@ -770,7 +772,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
     elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
-        from vecx import maxsim
+        from vecx.indexes import maxsim
 
         truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), min(100, searcher.rows))
         truth_source = "computed (exact MaxSim, from the stored token vectors)"
@@ -796,6 +798,58 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     return result
 
 
+def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = None,
+                records_file: str | None = None) -> list[dict[str, Any]]:
+    """Per key path contributions to the cosine between a JSON record and items of a ``vsa`` index.
+
+    With ``record``: the record against every ``like`` item. Without: the first ``like`` item's
+    record (looked up by id in ``records_file``, since the index keeps vectors, not records)
+    against each further ``like`` item. See :mod:`vecx.codecs.vsa.explain`.
+    """
+    from vecx.codecs.vsa import Vsa
+    from vecx.codecs.vsa.explain import contributions
+    from vecx.formats.records import find_record
+    from vecx.indexes.search import Searcher
+
+    searcher = Searcher(index)
+    try:
+        if not searcher.chain.stages or not isinstance(searcher.chain.stages[0], Vsa):
+            raise UsageError(f"{index}: not an index of JSON records (its chain does not start with vsa)",
+                             hint="build it from a 'vecx vsa' table")
+        vsa = searcher.chain.stages[0]
+        if not like:
+            raise UsageError("give --like ID (the indexed item to compare with)")
+        if record is None:
+            if len(like) < 2 or not records_file:
+                raise UsageError("give --json RECORD and --like ID, or --like A --like B --records FILE.jsonl "
+                                 "(the index keeps vectors, not records: A's record is read from FILE)")
+            record = find_record(records_file, like[0])
+            targets, query_label = like[1:], f"{like[0]} (from {records_file})"
+        else:
+            targets, query_label = like, "--json"
+        vectors, approximate = _vsa_vectors(searcher, vsa, searcher.row_of(list(targets)))
+        return [{"query": query_label, "like": target, "cosine": found["cosine"], "approximate": approximate,
+                 "fields": found["fields"]}
+                for target, found in zip(targets, contributions(vsa, record, vectors))]
+    finally:
+        searcher.close()
+
+
+def _vsa_vectors(searcher: Any, vsa: Any, rows: Any) -> tuple[Any, bool]:
+    """The vsa vectors of indexed rows: stored floats, rescoring floats, or decoded codes (approximate)."""
+    chain = searcher.chain
+    if len(chain.stages) == 1:
+        return np.asarray(searcher.codes_of(rows), dtype=np.float32), False
+    rescore = searcher.rescore_chain
+    if searcher.rescore_vectors is not None and rescore is not None and len(rescore.stages) == 1 \
+            and rescore.stages[0].spec == vsa.spec:
+        return np.asarray(searcher.rescore_vectors[rows], dtype=np.float32), False
+    if chain.decoded_space.dim == vsa.output.dim and chain._first_decoded() == 1:
+        return np.asarray(chain.decode(searcher.codes_of(rows)), dtype=np.float32), True
+    raise UsageError(f"{searcher.path}: the vsa vectors cannot be recovered from this index's codes",
+                     hint="build the index with --rescore on the float 'vecx vsa' table")
+
+
 # --------------------------------------------------------------------------------------
 # Verifying
 # --------------------------------------------------------------------------------------
@@ -809,7 +863,7 @@ def verify(path: str) -> dict[str, Any]:
     Returns a report; damage raises :class:`DataError` (exit 3), naming the file and what.
     """
     if os.path.isdir(path):
-        from vecx.indexes.hnsw import Searcher
+        from vecx.indexes.search import Searcher
 
         searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
         try:

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from vecx import spec as spec_mod
 from vecx.codecs import get_codec, resolve_stage
-from vecx.codecs.base import Codec, VectorSpec
+from vecx.codecs.base import Codec
+from vecx.space import JSON, VectorSpec
 from vecx.errors import DataError, MismatchError, SpecError
 from vecx.formats import metadata, state
 
@@ -203,3 +204,18 @@ class Chain:
             current = stage.output
         self.input = input
         return self
+
+
+def reads_records(spec: str | None, state_file: str | None) -> bool:
+    """Whether a chain (spec string, or the chain of a state file) starts with a stage that reads JSON."""
+    if state_file:
+        try:
+            with open(state_file, "rb") as handle:
+                meta, _ = state.unpack(handle.read(), state_file)
+        except OSError:
+            return False  # reported by the caller when it reads the file
+        return (meta.get("input") or {}).get("dtype") == JSON
+    if not spec:
+        return False
+    stages = spec_mod.parse(spec)
+    return get_codec(stages[0].name, "spec").input_kind == JSON

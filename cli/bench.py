@@ -46,38 +46,21 @@ def register(app: typer.Typer) -> None:
         run on the same data, training sample, graph parameters and rescoring. Rows are sorted
         by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
         """
-        from vecx.indexes.bench import BenchOptions, run
-        from vecx.indexes import bench_report as report_mod
+        from vecx.bench import BenchOptions, run
         from vecx.errors import UsageError
-        from vecx.formats.writer import check_output
 
-        for name, path in (("--plot", plot), ("--out", out)):
-            if path == "-":
-                raise UsageError(f"{name} -: the report already goes to standard output; give a file")
-            if path:
-                check_output(path)
-        if plot:
-            from vecx.indexes.bench_plot import require_matplotlib
-
-            require_matplotlib()
         options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,
                                peer_names=tuple(peer or ()), index_options=_key_values(index_option or [], UsageError),
-                               sample=sample, seed=seed, metric=metric, repeat=repeat)
+                               sample=sample, seed=seed, metric=metric, repeat=repeat, plot=plot, markdown=out,
+                               command="vecx " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None)
         report = run(base, queries, list(spec), options, progress=Bar(quiet))
-        command = "vecx " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None
-        if plot:
-            from vecx.indexes.bench_plot import draw
-
-            draw(report, plot)
-        if out:
-            from vecx.api import write_bytes_atomic
-
-            write_bytes_atomic(out, report_mod.markdown(report, command).encode())
         if json:
             emit_json(report)
         elif sys.stdout.isatty():
             _rich(report)
         else:
+            from vecx.bench import report as report_mod
+
             sys.stdout.write(report_mod.description(report) + "\n\n")
             echo_columns([report_mod.header(report), *report_mod.cells(report)])
 
@@ -96,7 +79,7 @@ def _rich(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from vecx.indexes import bench_report as report_mod
+    from vecx.bench import report as report_mod
 
     console = Console()
     table = Table(title=f"vecx bench: {report['base']['path']}", caption=report_mod.description(report),

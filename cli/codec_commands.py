@@ -13,7 +13,8 @@ import typer
 from typing import Annotated
 from vecx.cli import common
 from vecx.codecs import registry
-from vecx.codecs.base import JSON, Codec, Param
+from vecx.codecs.base import Codec, Param
+from vecx.space import JSON
 
 
 def _option(p: Param) -> tuple[Any, Any]:

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         turns on a writer lock (.NAME.lock beside it): an overlapping cron job waits, or exits 6
         with --no-wait. A failed or interrupted build leaves the previous index as it was.
         """
-        from vecx.indexes.hnsw import BuildOptions, build
+        from vecx.indexes.build import build, BuildOptions
 
         manifest = build(table, output, rescore=rescore, progress=Bar(quiet), options=BuildOptions(
             connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,

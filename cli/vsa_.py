@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         import orjson
 
         from vecx.errors import DataError, UsageError
-        from vecx.vsa_explain import explain as run
+        from vecx.api import vsa_explain as run
 
         if fmt not in ("table", "json"):
             raise UsageError(f"--format must be table or json, not {fmt!r}")

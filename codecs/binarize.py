@@ -40,8 +40,9 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import (BITS, CODES, Codec, Param, VectorSpec, in_row_blocks, one_blas_thread, sample_params,
-                              unit_rows)
+from vecx.codecs.base import Codec, Param, sample_params
+from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
+from vecx.space import BITS, CODES, VectorSpec
 from vecx.errors import RowError
 
 np = lazy("numpy")
@@ -110,7 +111,8 @@ class Binarize(Codec):
             spread = np.abs(x - self.mean_).mean(axis=0).astype(np.float32)
             self.scale_ = np.where(spread > 0, spread, 1.0).astype(np.float32)
         else:
-            self.rotation_ = self._haar_blocks()
+            rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
+            self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
             norms = np.linalg.norm(x - self.mean_, axis=1)
             self.norm_scale_ = np.array([norms.mean() if norms.mean() > 0 else 1.0], dtype=np.float32)
         self.is_fitted = True
@@ -133,15 +135,6 @@ class Binarize(Codec):
         return self.mean_ + (bits.astype(np.float32) * 2.0 - 1.0) * self.scale_
 
     # ---- rabitq -----------------------------------------------------------------------
-    def _haar_blocks(self) -> Any:
-        rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
-        out = np.empty((self.blocks_, self.block_, self.block_), dtype=np.float32)
-        for i in range(self.blocks_):
-            with one_blas_thread():
-                q, r = np.linalg.qr(rng.standard_normal((self.block_, self.block_)))
-            out[i] = q * np.sign(np.diag(r))[None, :]  # the sign fix makes the distribution uniform
-        return out
-
     def _rotate(self, centred: Any) -> Any:
         """``P^T (x - c)`` for rows: zero-padded to the blocks, each block multiplied by its matrix."""
         n, d = centred.shape
@@ -150,14 +143,10 @@ class Binarize(Codec):
         else:
             padded = np.zeros((n, self.padded_), dtype=np.float32)
             padded[:, :d] = centred
-        b = self.block_
-        return np.concatenate([padded[:, i * b:(i + 1) * b] @ self.rotation_[i] for i in range(self.blocks_)],
-                              axis=1) if self.blocks_ > 1 else padded @ self.rotation_[0]
+        return apply_blocks(padded, self.rotation_)
 
     def _unrotate(self, y: Any) -> Any:
-        b = self.block_
-        full = np.concatenate([y[:, i * b:(i + 1) * b] @ self.rotation_[i].T for i in range(self.blocks_)], axis=1)
-        return full[:, : self.input.dim]
+        return apply_blocks(y, self.rotation_, transpose=True)[:, : self.input.dim]
 
     def _signs(self, plane: Any) -> Any:
         return np.unpackbits(plane, axis=-1, count=self.padded_).astype(np.float32) * 2.0 - 1.0

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, VectorSpec
+from vecx.codecs.base import Codec
+from vecx.space import VectorSpec
 from vecx.errors import RowError
 
 np = lazy("numpy")

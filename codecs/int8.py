@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec, sample_params
+from vecx.codecs.base import Codec, Param, sample_params
+from vecx.space import VectorSpec
 
 np = lazy("numpy")
 

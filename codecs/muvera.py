@@ -31,7 +31,8 @@ import hashlib
 from typing import Any, ClassVar
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec
+from vecx.codecs.base import Codec, Param
+from vecx.space import VectorSpec
 from vecx.errors import MismatchError, RowError, SpecError
 from vecx.spec import StageSpec
 

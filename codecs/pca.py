@@ -35,7 +35,9 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec, one_blas_thread, sample_params
+from vecx.codecs.base import Codec, Param, sample_params
+from vecx.kernels import one_blas_thread
+from vecx.space import VectorSpec
 from vecx.errors import DataError, UsageError
 
 np = lazy("numpy")

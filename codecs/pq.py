@@ -47,7 +47,9 @@ import re
 from typing import Any, ClassVar
 
 from vecx._lazy import lazy
-from vecx.codecs.base import CODES, Codec, Param, VectorSpec, map_threads, sample_params
+from vecx.codecs.base import Codec, Param, sample_params
+from vecx.kernels import haar_orthogonal, map_threads
+from vecx.space import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError
 from vecx.sampling import _splitmix64, sample_rows
 
@@ -405,7 +407,6 @@ class PQ(Codec):
         better after a first k-means (a random rotation balances the sub-spaces' variance; data whose
         dimensions are already balanced and structured, like SIFT, is better left as it is).
         """
-        from vecx.codecs.rotate import haar_orthogonal
 
         codes = np.empty((len(x), self.m), dtype=np.intp)
         best = None

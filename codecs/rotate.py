@@ -13,17 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec, one_blas_thread
+from vecx.codecs.base import Codec, Param
+from vecx.kernels import haar_orthogonal
+from vecx.space import VectorSpec
 
 np = lazy("numpy")
-
-
-def haar_orthogonal(dim: int, seed: int) -> Any:
-    """A dim x dim orthogonal matrix, uniformly distributed, from ``seed``."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    with one_blas_thread():
-        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
-    return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
 
 
 class Rotate(Codec):

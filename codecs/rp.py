@@ -17,7 +17,8 @@ import math
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec
+from vecx.codecs.base import Codec, Param
+from vecx.space import VectorSpec
 
 np = lazy("numpy")
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, VectorSpec, row_norms
+from vecx.codecs.base import Codec, Param
+from vecx.kernels import row_norms
+from vecx.space import VectorSpec
 
 np = lazy("numpy")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
 
 MAGIC = b"PAR1"
 #: Footers larger than this are left to pyarrow (vecx footers are a few KB to a few MB).

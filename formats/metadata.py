@@ -126,8 +126,8 @@ def validate(meta: dict[str, Any], path: str) -> None:
 
 
 def _space(block: dict[str, Any], name: str, path: str, *, json_ok: bool = False, column: bool = False) -> None:
-    """A vector space block (:meth:`vecx.codecs.base.VectorSpec.to_json`, plus the column name)."""
-    from vecx.codecs.base import JSON, row_bytes
+    """A vector space block (:meth:`vecx.space.VectorSpec.to_json`, plus the column name)."""
+    from vecx.space import JSON, row_bytes
 
     if column:
         _get(block, "column", name, path, "str")

@@ -243,7 +243,7 @@ class Validator:
         if v.dtype == np.float32 and len(v):  # float16 values cannot overflow a float32 norm
             sq = np.einsum("ij,ij->i", v, v)
             if not np.isfinite(sq).all():
-                from vecx.formats.source import MAX_SQ_NORM, too_large_rows
+                from vecx.kernels import MAX_SQ_NORM, too_large_rows
 
                 too_large, exact = too_large_rows(v)
                 if len(too_large):

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import METRICS
+from vecx.space import METRICS
 from vecx.errors import DataError, UsageError
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported

@@ -19,7 +19,7 @@ import os
 from typing import Any, Iterator
 
 from vecx._lazy import lazy
-from vecx.codecs.base import JSON, VectorSpec
+from vecx.space import JSON, VectorSpec
 from vecx.errors import DataError, UsageError, where
 from vecx.formats import metadata
 from vecx.formats.source import Batch, ReadOptions, Source, _check_unique
@@ -29,26 +29,6 @@ orjson = lazy("orjson")
 
 RECORD_BATCH_ROWS = 4096
 RECORD_EXTENSIONS = (".jsonl", ".ndjson", ".json")
-
-
-def chain_reads_records(spec: str | None, state_file: str | None) -> bool:
-    """Whether a chain (spec string, or the chain of a state file) starts with a stage that reads JSON."""
-    from vecx import spec as spec_mod
-    from vecx.codecs import get_codec
-
-    if state_file:
-        from vecx.formats import state
-
-        try:
-            with open(state_file, "rb") as handle:
-                meta, _ = state.unpack(handle.read(), state_file)
-        except OSError:
-            return False  # reported by the caller when it reads the file
-        return (meta.get("input") or {}).get("dtype") == JSON
-    if not spec:
-        return False
-    stages = spec_mod.parse(spec)
-    return get_codec(stages[0].name, "spec").input_kind == JSON
 
 
 class JsonRecordsSource(Source):
@@ -326,3 +306,24 @@ def read_query_records(text: str) -> tuple[list[Any], list[Any] | None]:
     ids = [r.get("id") for r in records]
     records = [{k: v for k, v in r.items() if k != "id"} for r in records]
     return records, ids if any(i is not None for i in ids) else None
+
+
+def find_record(path: str, item_id: Any) -> dict[str, Any]:
+    """The first JSON object of a JSONL file whose ``id`` is ``item_id`` (compared as text)."""
+    import orjson
+
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"--records {path}: cannot read ({exc.strerror})") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise DataError(f"{path}: line {number}: not valid JSON") from None
+            if isinstance(obj, dict) and str(obj.get("id")) == str(item_id):
+                return obj
+    raise DataError(f"{path}: no record with id {item_id!r}")

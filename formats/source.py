@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from vecx._lazy import lazy
-from vecx.codecs.base import VectorSpec
+from vecx.space import VectorSpec
 from vecx.errors import DataError, where
 from vecx.formats import metadata
+from vecx.kernels import MAX_SQ_NORM, too_large_rows
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -290,19 +291,6 @@ class Source:
                  .hexdigest(), **validator.block_fields()}
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
-
-
-#: The largest squared L2 norm a row may have: every float32 computation on it (norms, inner
-#: products, cosine) then stays finite.
-MAX_SQ_NORM = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
-
-
-def too_large_rows(v: Any) -> tuple[Any, Any]:
-    """Rows of ``v`` whose squared L2 norm, summed in float64, exceeds :data:`MAX_SQ_NORM`, and the
-    float64 squared norms of all rows (the same check for imported rows, tokens and queries)."""
-    wide = np.asarray(v, dtype=np.float64)
-    exact = np.einsum("ij,ij->i", wide, wide)
-    return np.flatnonzero(exact > MAX_SQ_NORM), exact
 
 
 def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:

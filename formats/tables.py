@@ -65,7 +65,7 @@ class TableSource(Source):
 
     def _check_stored(self, schema: Any) -> None:
         """A vecx table's columns must be what its (validated) metadata says they are."""
-        from vecx.codecs.base import is_packed, row_bytes
+        from vecx.space import is_packed, row_bytes
 
         for role, name in (("vector", self.vector_column), ("id", self.id_column)):
             if schema.names.count(name) != 1:

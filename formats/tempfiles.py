@@ -120,8 +120,6 @@ def check_regular_target(path: str) -> None:
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write a small file atomically (temporary file beside it, then rename); ``-`` is standard output."""
-    from vecx.formats.writer import check_output
-
     check_output(path)
     if path == "-":
         sys.stdout.buffer.write(data)
@@ -158,3 +156,21 @@ def write_failure(where: str, exc: OSError) -> WriteError:
     reason = WRITE_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
     return WriteError(f"{where}: cannot write ({reason})",
                       hint="nothing was changed; free space or fix permissions, then rerun")
+
+
+def check_output(path: str) -> None:
+    """Fail early (before any work) if ``path`` cannot be written."""
+    if path == "-":
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write Arrow data to a terminal",
+                             hint="give -o FILE.parquet, or pipe into another command")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{path}: directory {directory} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory; give a file name")
+    check_regular_target(path)
+    if not os.access(directory, os.W_OK):
+        raise WriteError(f"{path}: directory {directory} is not writable",
+                         hint="choose another output directory, or fix its permissions")

@@ -19,10 +19,9 @@ import sys
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import is_packed, row_bytes
-from vecx.errors import UsageError, WriteError
-from vecx.formats.readers import Batch, Source, batch_rows_for
-from vecx.formats.tempfiles import atomic_path, check_regular_target, sibling_tmp, spool_path, write_failure
+from vecx.space import is_packed, row_bytes
+from vecx.formats.source import Batch, Source, batch_rows_for
+from vecx.formats.tempfiles import atomic_path, check_output, sibling_tmp, spool_path, write_failure
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
@@ -46,24 +45,6 @@ def vector_array(codes: Any, dtype: str) -> Any:
                                                     [None, pa.py_buffer(packed)])
     flat = np.ascontiguousarray(codes).reshape(-1)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=getattr(pa, ARROW_TYPES[dtype])()), codes.shape[1])
-
-
-def check_output(path: str) -> None:
-    """Fail early (before any work) if ``path`` cannot be written."""
-    if path == "-":
-        if sys.stdout.isatty():
-            raise UsageError("refusing to write Arrow data to a terminal",
-                             hint="give -o FILE.parquet, or pipe into another command")
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f"{path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"{path}: is a directory; give a file name")
-    check_regular_target(path)
-    if not os.access(directory, os.W_OK):
-        raise WriteError(f"{path}: directory {directory} is not writable",
-                         hint="choose another output directory, or fix its permissions")
 
 
 class TableWriter:

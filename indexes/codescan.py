@@ -26,6 +26,7 @@ from typing import Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError
+from vecx.kernels import top_k
 
 np = lazy("numpy")
 
@@ -138,9 +139,8 @@ def _select(keys: Any, scores: Any, count: int, lower_is_better: bool) -> tuple[
     order_key = np.where(keys >= 0, scores if lower_is_better else -scores, np.inf)
     if keys.shape[1] > count:  # partition first: a full sort of every row's candidates is not needed
         part = np.argpartition(order_key, count - 1, axis=1)[:, :count]
-        keys, scores, order_key = (np.take_along_axis(a, part, axis=1) for a in (keys, scores, order_key))
-    order = np.lexsort((keys, order_key), axis=1)
-    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        keys, scores = (np.take_along_axis(a, part, axis=1) for a in (keys, scores))
+    return top_k(keys, scores, count, lower_is_better)
 
 
 def _merge(keys: Any, scores: Any, new_keys: Any, new_scores: Any, count: int,

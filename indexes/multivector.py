@@ -24,6 +24,8 @@ from typing import Any
 
 from vecx._lazy import lazy
 from vecx.errors import MismatchError, UsageError
+from vecx.indexes.graph import new_graph, open_graph, save_graph, search_graph
+from vecx.kernels import top_k
 
 np = lazy("numpy")
 
@@ -37,8 +39,6 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
     """Stream a multi-vector table into the flat token matrix, offsets and the mean-vector graph."""
     import json
 
-    from usearch.index import Index
-
     tokens = (src.meta.get("source") or {}).get("tokens") if not src.meta.get("stages") else None
     if tokens is None:  # not recorded: count in one pass
         tokens = sum(len(b.vectors.values) for b in src.batches())
@@ -48,8 +48,7 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
     store = NpyWriter(os.path.join(version, TOKENS_FILE), dtype, (int(tokens), src.dim))
     offsets = np.empty(rows + 1, dtype=np.int64)
     offsets[0] = 0
-    mean_graph = Index(ndim=src.dim, metric="cos", dtype="f32", connectivity=options.connectivity,
-                       expansion_add=options.expansion_add, expansion_search=options.expansion_search)
+    mean_graph = new_graph(src.dim, "cos", "f32", options)
     threads = 1 if options.deterministic else 0
     filled, position = 0, 0
     for batch in src.batches():
@@ -70,7 +69,7 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
     if filled != rows:
         raise MismatchError(f"{src.path}: has {filled} rows, the codes {rows}")
     np.save(os.path.join(version, OFFSETS_FILE), offsets)
-    mean_graph.save(os.path.join(version, MEAN_GRAPH))
+    save_graph(mean_graph, version, src.path, MEAN_GRAPH)
     with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
         json.dump(src.meta, handle, sort_keys=True)
     return {"file": TOKENS_FILE, "offsets": OFFSETS_FILE, "multi": True, "tokens": int(tokens),
@@ -83,7 +82,6 @@ class MultiRescore:
 
     def __init__(self, version: Any, info: dict[str, Any], expansion_search: int) -> None:
         from vecx.errors import DataError
-        from vecx.indexes.hnsw import open_graph
 
         rows = int(version.manifest["rows"])
         self.tokens = np.load(version.file(info["file"]), mmap_mode="r")
@@ -101,7 +99,7 @@ class MultiRescore:
 
     def scores(self, q: Any, keys: Any) -> Any:
         """Exact MaxSim of each query set against its candidate rows (-inf where key < 0)."""
-        from vecx import maxsim
+        from vecx.indexes import maxsim
 
         return maxsim.candidate_scores(q, self.tokens, self.offsets, keys)
 
@@ -109,10 +107,8 @@ class MultiRescore:
         """Rows nearest to each query's mean vector in the mean graph (-1 where fewer)."""
         if self.mean_graph is None:
             raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector --rescore table")
-        from vecx.indexes.hnsw import _usearch
-
         means = np.ascontiguousarray(q.mean(), dtype=np.float32)
-        return _usearch(self.mean_graph, means, count, expansion, len(self.mean_graph))[0]
+        return search_graph(self.mean_graph, means, count, expansion, len(self.mean_graph))[0]
 
     def sets_of(self, rows: Any) -> Any:
         """The stored token sets of some rows (float32)."""
@@ -152,8 +148,6 @@ def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int
                        expansion: int | None, allowed: Any) -> tuple[Any, Any]:
     """Search with candidates from the mean-vector graph (``mean``) or the union with the FDE graph
     (``both``), reranked by exact MaxSim; ``k x oversample`` candidates from each graph."""
-    from vecx.indexes.hnsw import _top
-
     rescorer = searcher.multi_rescore
     k = min(k, searcher.rows)
     factor = max(1, oversample if oversample is not None else int(searcher.manifest["search"]["oversample"]))
@@ -166,9 +160,9 @@ def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int
         keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
     if rescore_q is None:  # no rescoring asked: keep the first stage's order
         order = np.where(keys >= 0, np.arange(keys.shape[1])[None, :], keys.shape[1]).astype(np.float32)
-        rows, _ = _top(keys, order, k, lower_is_better=True)
+        rows, _ = top_k(keys, order, k, lower_is_better=True)
         return rows, np.zeros(rows.shape, dtype=np.float32)
-    return _top(keys, rescorer.scores(rescore_q, keys), k, lower_is_better=False)
+    return top_k(keys, rescorer.scores(rescore_q, keys), k, lower_is_better=False)
 
 
 def check_first_stage(name: str | None, searcher: Any) -> str:

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_vectors
 from vecx.chain import Chain
 from vecx.codecs import registry
-from vecx.codecs.base import JSON, VectorSpec, is_packed
+from vecx.space import JSON, is_packed, VectorSpec
 from vecx.errors import DataError, MismatchError, RowError
 from vecx.formats import state
 

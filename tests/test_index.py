@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_vectors, run_vecx, stored
-from vecx.truth import exact_topk
+from vecx.indexes.truth import exact_topk
 
 
 @pytest.fixture(scope="module")
@@ -318,10 +318,10 @@ def test_a_build_failing_on_either_thread_leaves_nothing(corpus: dict, tmp_path:
 
     import usearch.index
     from vecx.errors import DataError
-    from vecx.indexes import hnsw
+    from vecx.indexes import build as index_build
 
     out = tmp_path / "x.vecx"
-    hnsw.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
+    index_build.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
     # The rescoring file's checksum, taken on the copying thread, is the file's.
     from vecx.indexes import store
 
@@ -330,7 +330,7 @@ def test_a_build_failing_on_either_thread_leaves_nothing(corpus: dict, tmp_path:
         os.path.join(os.path.realpath(out), "rescore.npy"))
     before = (Path(os.path.realpath(out)) / "graph.usearch").read_bytes()
     copied = threading.Event()
-    real_write = hnsw._write_rescore
+    real_write = index_build._write_rescore
 
     def write_then_maybe_fail(*args, **kwargs):
         if fail_in == "rescore":
@@ -348,10 +348,10 @@ def test_a_build_failing_on_either_thread_leaves_nothing(corpus: dict, tmp_path:
         return real_add(self, *args, **kwargs)
 
     real_add = usearch.index.Index.add
-    monkeypatch.setattr(hnsw, "_write_rescore", write_then_maybe_fail)
+    monkeypatch.setattr(index_build, "_write_rescore", write_then_maybe_fail)
     monkeypatch.setattr(usearch.index.Index, "add", add_then_maybe_fail)
     with pytest.raises(DataError, match=f"{fail_in} .* failed"):
-        hnsw.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
+        index_build.build(str(corpus["dir"] / "i8g.parquet"), str(out), rescore=str(corpus["base"]))
     assert not [t for t in threading.enumerate() if t.name == "vecx-rescore"]
     versions = Path(os.path.realpath(out)).parent
     assert sorted(p.name for p in versions.iterdir()) == [Path(os.path.realpath(out)).name]  # no leftover version
@@ -374,10 +374,10 @@ def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, mo
     regrouped: the same graph, ids and rows as one batch, in row groups of the table's own size."""
     import usearch.index
     from vecx.formats import source as source_module
-    from vecx.indexes import hnsw
+    from vecx.indexes import build as index_build
 
     whole = tmp_path / "whole.vecx"
-    hnsw.build(str(corpus["dir"] / "f16.parquet"), str(whole), options=hnsw.BuildOptions(deterministic=True))
+    index_build.build(str(corpus["dir"] / "f16.parquet"), str(whole), options=index_build.BuildOptions(deterministic=True))
     calls: list[int] = []
     real_add = usearch.index.Index.add
 
@@ -386,10 +386,10 @@ def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, mo
         return real_add(self, keys, vectors, **kwargs)
 
     monkeypatch.setattr("usearch.index.Index.add", counting_add)
-    monkeypatch.setattr(hnsw, "add_batch_rows", lambda row_bytes: 7)
+    monkeypatch.setattr(index_build, "add_batch_rows", lambda row_bytes: 7)
     monkeypatch.setattr(source_module, "batch_rows_for", lambda row_bytes: 64)
     small = tmp_path / "small.vecx"
-    hnsw.build(str(corpus["dir"] / "f16.parquet"), str(small), options=hnsw.BuildOptions(deterministic=True))
+    index_build.build(str(corpus["dir"] / "f16.parquet"), str(small), options=index_build.BuildOptions(deterministic=True))
     assert calls == [7] * (5000 // 7) + [5000 % 7]
     a, b = Path(os.path.realpath(whole)), Path(os.path.realpath(small))
     assert (a / "graph.usearch").read_bytes() == (b / "graph.usearch").read_bytes()
@@ -419,7 +419,7 @@ def test_rebuild_is_atomic_for_concurrent_readers(corpus: dict, tmp_path: Path) 
 
 READER_LOOP = """
 import signal, sys
-from vecx.indexes.hnsw import Searcher
+from vecx.indexes.search import Searcher
 import numpy as np
 stop = False
 def handler(*a):

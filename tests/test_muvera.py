@@ -62,7 +62,7 @@ def fde_of(codec, sets: list[np.ndarray], query: bool) -> np.ndarray:
 
 def make_codec(spec: str, d: int):
     from vecx.chain import Chain
-    from vecx.codecs.base import VectorSpec
+    from vecx.space import VectorSpec
 
     return Chain.from_spec(spec, VectorSpec(d, "float32", "cosine", True, multi=True)).stages[0]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_vectors, run_vecx
 from vecx.chain import Chain
-from vecx.codecs.base import CODES, VectorSpec
+from vecx.space import CODES, VectorSpec
 from vecx.codecs.pq import _pack, _unpack
 from vecx.errors import DataError, MismatchError, SpecError
 from vecx.formats import state

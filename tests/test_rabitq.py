@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import make_vectors, run_vecx
 from vecx.chain import Chain
-from vecx.codecs.base import CODES, VectorSpec
-from vecx.truth import exact_topk
+from vecx.space import CODES, VectorSpec
+from vecx.indexes.truth import exact_topk
 
 D = 64
 
@@ -206,7 +206,7 @@ def query(index: Path, *args: str) -> list[dict]:
 
 def test_exhaustive_scan_returns_the_estimators_exact_top_k(corpus: dict, monkeypatch) -> None:
     from vecx.indexes import codescan
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
 
     monkeypatch.setattr(codescan, "_BLOCK_BYTES", 4096)  # many blocks: the running top-k merge is exercised
     searcher = Searcher(str(corpus["dir"] / "rq.vecx"))
@@ -241,7 +241,7 @@ def test_like_and_filter_on_scored_codes(corpus: dict) -> None:
     res = query(corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "-k", "5", "--rescore", "1",
                 "--where", "lang = 'rare'", "--fields", "lang")
     rare = np.flatnonzero(corpus["lang"] == "rare")
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
 
     searcher = Searcher(str(corpus["dir"] / "rq.vecx"))
     full = scores(searcher.chain, corpus["q"], np.asarray(searcher.scan.codes)[rare])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from vecx import spec
 from vecx.chain import Chain
 from vecx.codecs import registry
-from vecx.codecs.base import VectorSpec
+from vecx.space import VectorSpec
 from vecx.errors import SpecError
 
 INPUT = VectorSpec(dim=512, dtype="float32", metric="cosine")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_vectors, run_vecx, shared, stored
 from vecx.formats import metadata
-from vecx.truth import exact_topk
+from vecx.indexes.truth import exact_topk
 
 
 def brute(q: np.ndarray, x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

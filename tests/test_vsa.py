@@ -14,8 +14,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA, run_vecx, shared
-from vecx.codecs import _jsonvsa as J
-from vecx.codecs.base import JSON, VectorSpec
+from vecx.codecs.vsa import atoms, encoder, stats
+from vecx.kernels import apply_blocks
+from vecx.space import JSON, VectorSpec
 from vecx.codecs.vsa import Vsa
 from vecx.spec import StageSpec
 
@@ -42,11 +43,11 @@ PEOPLE = [{"name": f"person {i}", "age": i, "city": random.Random(i).choice(["Pa
 
 # ---- the maths ------------------------------------------------------------------------------------
 def test_binding_matrices_are_orthogonal() -> None:
-    blocks = J.haar_blocks(512, 128, seed=3)
+    blocks = atoms.haar_blocks(512, 128, seed=3)
     for q in blocks:
         assert np.abs(q @ q.T - np.eye(128)).max() < 1e-5
     # The whole binding of a value under a key, Q S_k, as a dense matrix: orthogonal too.
-    enc = J.Encoder(J.Config(dim=512, seed=3, block=128), J.PathStats({}, None, 0), blocks)
+    enc = encoder.Encoder(atoms.Config(dim=512, seed=3, block=128), stats.PathStats({}, None, 0), blocks)
     e = enc.edge("k", "year")
     s = np.zeros((512, 512), dtype=np.float64)
     s[np.arange(512), enc._edge_perm[e]] = enc._edge_sign[e]
@@ -57,7 +58,7 @@ def test_binding_matrices_are_orthogonal() -> None:
     assert np.abs(m @ m.T - np.eye(512)).max() < 1e-5
     # and apply_blocks is x @ Q^T
     x = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
-    assert np.abs(J.apply_blocks(x, blocks) - x @ q.T).max() < 1e-4
+    assert np.abs(apply_blocks(x, blocks, transpose=True) - x @ q.T).max() < 1e-4
 
 
 def test_key_order_does_not_matter() -> None:
@@ -131,21 +132,21 @@ def test_depth_neither_shrinks_nor_grows_norms() -> None:
 def test_encoding_is_the_same_in_another_process() -> None:
     script = (
         "import hashlib, sys, numpy as np\n"
-        "from vecx.codecs import _jsonvsa as J\n"
-        "cfg = J.Config(dim=512, seed=11, block=128)\n"
+        "from vecx.codecs.vsa import atoms, encoder, stats\n"
+        "cfg = atoms.Config(dim=512, seed=11, block=128)\n"
         "recs = [{'a': i, 'b': 'x y', 'c': [1, {'d': i * 2}]} for i in range(50)]\n"
-        "st = J.fit_stats(recs, cfg)\n"
-        "q = J.haar_blocks(512, 128, 11)\n"
-        "v = J.Encoder(cfg, st, q).encode(recs)\n"
-        "p = J.Encoder(J.Config(dim=512, seed=11, mode='perm'), st, None).encode(recs)\n"
+        "st = stats.fit_stats(recs, cfg)\n"
+        "q = atoms.haar_blocks(512, 128, 11)\n"
+        "v = encoder.Encoder(cfg, st, q).encode(recs)\n"
+        "p = encoder.Encoder(atoms.Config(dim=512, seed=11, mode='perm'), st, None).encode(recs)\n"
         "print(hashlib.sha256(v.tobytes() + q.tobytes() + p.tobytes()).hexdigest())\n"
     )
     outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
             for _ in range(2)}
     assert len(outs) == 1
     # and the atoms, permutations and thresholds (regenerated, never stored) equal a second encoder's
-    cfg = J.Config(dim=512, seed=11, mode="perm")
-    a, b = J.Encoder(cfg, J.PathStats({}, None, 0), None), J.Encoder(cfg, J.PathStats({}, None, 0), None)
+    cfg = atoms.Config(dim=512, seed=11, mode="perm")
+    a, b = encoder.Encoder(cfg, stats.PathStats({}, None, 0), None), encoder.Encoder(cfg, stats.PathStats({}, None, 0), None)
     assert np.array_equal(a.atom("tok", "w"), b.atom("tok", "w"))
     assert np.array_equal(a._edge_perm[a.edge("k", "z")], b._edge_perm[b.edge("k", "z")])
 
@@ -154,8 +155,8 @@ def test_threads_and_caches_do_not_change_the_vectors() -> None:
     c = codec(PEOPLE, dim=64, block=16)  # 512 records per block at this dim: 3 blocks here
     records = [{**p, "serial": i, "note": f"copy {i % 13} of {p['name']}"} for i, p in enumerate(PEOPLE * 12)]
 
-    def fresh() -> J.Encoder:
-        return J.Encoder(c.config(), c.stats_, c.q_)
+    def fresh() -> encoder.Encoder:
+        return encoder.Encoder(c.config(), c.stats_, c.q_)
 
     one = fresh().encode(records, workers=1)
     assert np.array_equal(fresh().encode(records, workers=3), one)
@@ -235,7 +236,7 @@ def test_query_by_record_finds_the_record_and_encodes_like_the_data(nobel: dict)
     top = json.loads(r.out)[0]["results"][0]
     assert top["id"] == record["id"] and top["score"] == pytest.approx(1.0, abs=1e-5)
     stored = np.stack(pq.read_table(nobel["table"], columns=["vector"])["vector"].to_numpy(zero_copy_only=False))
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
 
     searcher = Searcher(str(nobel["index"]))
     q = searcher.chain.encode_query([{k: v for k, v in record.items() if k != "id"}])

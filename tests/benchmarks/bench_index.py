@@ -172,7 +172,7 @@ def qps(index: str, queries: str, rounds: int) -> dict[str, float]:
     vecx QPS / usearch QPS within a round (the verdict, like figure 1's), QPS the best round.
     """
     from usearch.index import Index
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
     s = Searcher(index)
     raw = Index.restore(os.path.join(os.path.realpath(index), "graph.usearch"), view=True)
     raw.expansion_search = 64
@@ -227,7 +227,7 @@ def bench_set(ds: dict, repeat: int, work: str, build_repeat: int, budget: float
 
 def single_query(ds: dict, repeat: int, work: str) -> dict:
     """Figure 3: one query through the CLI vs a bare usearch script, warm and (if permitted) cold."""
-    from vecx.indexes.hnsw import Searcher
+    from vecx.indexes.search import Searcher
     q = np.load(ds["queries"])[0]
     one = os.path.join(ds["dir"], "one.npy")
     np.save(one, q)

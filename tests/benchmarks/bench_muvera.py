@@ -69,11 +69,13 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=SETTINGS)
     args = parser.parse_args()
 
-    from vecx import api, maxsim
+    from vecx import api
+    from vecx.indexes import maxsim
     from vecx.chain import Chain
     from vecx.formats.multi import MultiVectors, read_all
     from vecx.formats.readers import open_source
-    from vecx.indexes.hnsw import BuildOptions, Searcher, build
+    from vecx.indexes.build import build, BuildOptions
+    from vecx.indexes.search import Searcher
 
     truth = np.load(os.path.join(DATA, "mv_gt.npy"))
     tmp = tempfile.mkdtemp(prefix="bench-muvera-")
@@ -100,7 +102,7 @@ def main() -> None:
     lines.append(f"Run: `{' '.join(['python', 'tests/benchmarks/bench_muvera.py', *sys.argv[1:]])}` on "
                  f"{os.cpu_count()} shared cores. Data: debian-minilm-30k `mv_*` (1,000 documents, "
                  f"{len(doc_sets.values):,} token vectors, 300 queries), truth `mv_gt.npy` (recomputed here by "
-                 "`vecx.maxsim`: same top-10). Candidates come from HNSW graphs built by `vecx index` "
+                 "`vecx.indexes.maxsim`: same top-10). Candidates come from HNSW graphs built by `vecx index` "
                  "(connectivity 16, expansion add 128, search max(64, N)); `both` takes N from each graph "
                  "(up to 2N candidates; the mean number is given). Rerank = exact MaxSim over the stored token vectors "
                  "(`Searcher.search`, i.e. `vecx query --multi-vector ... --rescore N/10`).")

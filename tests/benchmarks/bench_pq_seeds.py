@@ -33,7 +33,7 @@ def recalls(order: np.ndarray, x: np.ndarray, q: np.ndarray, truth: np.ndarray, 
 def vecx_order(x: np.ndarray, q: np.ndarray, m: int, bits: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
     """Top-100 rows per query by the fitted codec's own ADC scores (exhaustive), and the fit time."""
     from vecx.chain import Chain
-    from vecx.codecs.base import VectorSpec
+    from vecx.space import VectorSpec
 
     chain = Chain.from_spec(f"pq:{m}x{bits}:seed={seed}", VectorSpec(x.shape[1], "float32", metric, False))
     start = time.perf_counter()

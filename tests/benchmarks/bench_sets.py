@@ -1,9 +1,10 @@
-"""`vecx bench --peers` on the shared data sets, written into BENCHMARKS.md (issue 4).
+"""`vecx bench --peers` on the shared data sets, written into BENCHMARKS.md.
 
 For each set, runs the ``vecx bench`` command line itself (so the Markdown shows the exact
 command that produced each table) with a list of specs chosen for the set, draws its plot
-into ``tests/benchmarks/plots/SET.png``, and replaces the section ``## vecx bench (issue 4)`` of the
-output file (appended if absent; every other section is kept as it is).
+into ``tests/benchmarks/plots/SET.png``, and replaces the section ``HEADING`` (``## Codecs vs faiss
+at equal bytes (`vecx bench`)``) of the output file: its Method, one Latest results subsection per
+set and its Command (appended if absent; every other section is kept as it is).
 
     python tests/benchmarks/bench_sets.py --out BENCHMARKS.md
     python tests/benchmarks/bench_sets.py --sets debian-minilm-30k --out BENCHMARKS.md
@@ -22,7 +23,7 @@ from _harness import VECX, log, machine
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = "../shared/data"  # relative to the repository root, where the commands run
-HEADING = "## vecx bench (issue 4)"
+HEADING = "## Codecs vs faiss at equal bytes (`vecx bench`)"
 
 # Per set: its metric, and the specs to measure (spec strings as on the command line; "@scan=graph" is
 # a per-spec index option). Peers at the same bytes are picked by `vecx bench --peers` for each spec.
@@ -75,7 +76,7 @@ def main() -> None:
     names = [n for n in args.sets.split(",") if n]
     if set(names) - set(SETS):
         ap.error(f"unknown data set(s) {', '.join(sorted(set(names) - set(SETS)))}; choose from {', '.join(SETS)}")
-    parts = [HEADING, "",
+    parts = [HEADING, "", "### Method", "",
              "`vecx bench` runs each spec end to end (fit, encode, index, query, rescore) through the library, "
              "beside the faiss-cpu and raw usearch peers it picks at the same bytes per vector, on the same data, "
              "training sample, graph parameters, truth (`gt.npy`) and float rescoring. All figures of a table "
@@ -87,9 +88,13 @@ def main() -> None:
              "exact search), like the faiss Flat peers; fits that take under 20 s are repeated (best of 2), "
              "for vecx and faiss alike; faiss Flat/PQ/BFlat/RaBitQ peers scan all codes exhaustively. "
              "faiss PQ peers are `...np` (no polysemous training, which index_factory adds by default: minutes "
-             "of training an ADC scan does not use). The commands wrote `--out` to a temporary "
-             "file that the script copies here. Made by `make bench` (`python tests/benchmarks/bench_sets.py`).",
-             "", machine(), ""]
+             "of training an ADC scan does not use). Machine: this project's shared machine; the table gives "
+             "its cores, memory, library versions and load average when the run started.",
+             "", machine(), "", "### Latest results", "",
+             "One subsection per data set, each from one `vecx bench` run. Each opens with the command that "
+             "made its table (its `--out` went to a temporary file that the script copies here, so it is shown "
+             "as the set's name) and ends with the plot of recall against bytes per vector.",
+             ""]
     with tempfile.TemporaryDirectory(prefix="vecx-bench-sets-") as tmp:
         for name in names:
             metric, specs = SETS[name]
@@ -102,6 +107,10 @@ def main() -> None:
             body = body.replace(f"Command: `vecx {shlex.join(argv)}`", f"Command: `vecx {shown}`")
             parts += [f"### {name}", "", body.rstrip("\n"), "", f"![recall vs bytes, {name}](tests/benchmarks/plots/{name}.png)",
                       ""]
+    parts += ["### Command", "", "```sh", "python tests/benchmarks/bench_sets.py --out BENCHMARKS.md", "```", "",
+              "`make bench` runs the same after installing the bench extras. The script rewrites this section, "
+              "from its heading to the next `## ` heading, and the plots; every other section stays as it is. "
+              "The command of each table is at the head of its subsection above.", ""]
     splice(os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out, "\n".join(parts))
     log(f"wrote the '{HEADING[3:]}' section of {args.out}")
 

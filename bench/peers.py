@@ -139,7 +139,7 @@ def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
 # --------------------------------------------------------------------------------------
 def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
     """Build, train and search one peer; the row of the report (same fields as a vecx row)."""
-    from vecx.indexes.bench import best_time
+    from vecx.bench.timing import best_time
     from vecx.indexes.evaluate import recall_at
 
     system, name = key.split(":", 1)
@@ -183,7 +183,7 @@ def rescore(x: Any, q: Any, cand: Any, metric: str, k: int) -> Any:
 
 
 def _unit(a: Any) -> Any:
-    from vecx.codecs.base import unit_rows
+    from vecx.kernels import unit_rows
 
     return unit_rows(a).astype(np.float32)
 
@@ -242,7 +242,7 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
         index = _factory(lambda: faiss.index_factory(d, key, metric), key)
         data, queries = x, q
         if not index.is_trained:
-            from vecx.indexes.bench import best_fit_time
+            from vecx.bench.timing import best_fit_time
 
             def train_fresh() -> None:  # a new index each time: train() on a trained one may do nothing
                 nonlocal index

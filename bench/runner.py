@@ -1,16 +1,16 @@
 """``vecx bench``: run codec chains end to end through the public library path and measure every step.
 
-Beside it: :mod:`vecx.indexes.bench_peers` (faiss-cpu and raw usearch equivalents on the same
-data), :mod:`vecx.indexes.bench_report` (ordering, the Pareto flag, Markdown) and
-:mod:`vecx.indexes.bench_plot` (recall against bytes per vector; matplotlib, optional).
+Beside it: :mod:`vecx.bench.peers` (faiss-cpu and raw usearch equivalents on the same data),
+:mod:`vecx.bench.report` (ordering, the Pareto flag, Markdown), :mod:`vecx.bench.plot` (recall
+against bytes per vector; matplotlib, optional) and :mod:`vecx.bench.timing`.
 
 For each spec: fit (in memory, on the same seeded sample rows ``vecx encode`` would take,
 so the time compares with a peer's ``train``), apply (the fitted chain's ``encode`` over the
 whole base in memory: the encode throughput), ``encode_file`` (file to file, with the
-fitted state), ``indexes.hnsw.build`` with the imported base as rescoring vectors, then
+fitted state), ``indexes.build.build`` with the imported base as rescoring vectors, then
 ``Searcher.search`` on all queries at once, without rescoring and at each rescoring factor.
 Nothing in here knows a codec by name: any spec the registry understands runs, and the
-index options are handed to :class:`vecx.indexes.hnsw.BuildOptions` by field name.
+index options are handed to :class:`vecx.indexes.build.BuildOptions` by field name.
 
 Everything is written in one temporary directory that is removed at the end, whatever
 happens. The base (as float32) and the queries are held in memory: bench is for data sets
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vecx._lazy import lazy
+from vecx.bench.timing import best_fit_time, best_time
 from vecx.errors import DataError, MismatchError, UsageError, VecxError
 
 np = lazy("numpy")
@@ -52,6 +53,11 @@ class BenchOptions:
     seed: int = 0
     metric: str | None = None
     repeat: int = 2
+    #: Draw recall against bytes per vector to this PNG.
+    plot: str | None = None
+    #: Write the table as Markdown to this file, headed by ``command`` (the command line that ran).
+    markdown: str | None = None
+    command: str | None = None
 
 
 class _NoProgress:
@@ -65,33 +71,6 @@ class _NoProgress:
         pass
 
 
-#: A fit (vecx codec or faiss train) that took less than this is repeated, up to ``--repeat`` times,
-#: and its best time kept: short fits swing several-fold on a shared machine.
-REFIT_SECONDS = 20.0
-
-
-def best_fit_time(fit: Callable[[], Any], repeat: int) -> float:
-    """The best wall time of ``fit()``: one run, more (up to ``repeat``) while each stays short."""
-    best = float("inf")
-    for _ in range(max(1, repeat)):
-        started = time.perf_counter()
-        fit()
-        best = min(best, time.perf_counter() - started)
-        if best >= REFIT_SECONDS:
-            break
-    return best
-
-
-def best_time(call: Callable[[], Any], repeat: int) -> tuple[Any, float]:
-    """The result of ``call`` and its best wall time over ``repeat`` runs."""
-    best, out = float("inf"), None
-    for _ in range(max(1, repeat)):
-        started = time.perf_counter()
-        out = call()
-        best = min(best, time.perf_counter() - started)
-    return out, best
-
-
 def run(base: str, queries: str, specs: list[str], options: BenchOptions | None = None,
         progress: Any = None) -> dict[str, Any]:
     """Benchmark every spec (and, if asked, the peers) on ``base`` and ``queries``; returns the report.
@@ -100,13 +79,14 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     dimensions; an error while running a chain names the spec.
     """
     from vecx import api
-    from vecx.indexes import bench_peers as peers_mod
-    from vecx.indexes import bench_report as report_mod
+    from vecx.bench import peers as peers_mod
+    from vecx.bench import report as report_mod
     from vecx.formats.readers import ReadOptions, open_source
 
     options = options or BenchOptions()
     progress = progress or _NoProgress()
     _check_options(options, specs)
+    _check_outputs(options)
     want_peers = options.peers or bool(options.peer_names)
     if want_peers:
         peers_mod.require_faiss()
@@ -167,7 +147,7 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
                 progress.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return report_mod.finish({
+    report = report_mod.finish({
         "base": {"path": base, "rows": int(len(x)), "dim": int(x.shape[1]), "metric": space.metric},
         "queries": {"path": queries, "rows": int(len(q))},
         "k": options.k, "rescore": list(options.rescore), "truth": truth_source,
@@ -175,6 +155,36 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         "index": dataclasses.asdict(build_options),
         "versions": _versions(want_peers), "rows": rows,
     })
+    _save(report, options)
+    return report
+
+
+def _check_outputs(options: BenchOptions) -> None:
+    """Refuse unwritable report files (and a plot without matplotlib) before any work."""
+    from vecx.formats.tempfiles import check_output
+
+    for name, path in (("--plot", options.plot), ("--out", options.markdown)):
+        if path == "-":
+            raise UsageError(f"{name} -: the report already goes to standard output; give a file")
+        if path:
+            check_output(path)
+    if options.plot:
+        from vecx.bench.plot import require_matplotlib
+
+        require_matplotlib()
+
+
+def _save(report: dict[str, Any], options: BenchOptions) -> None:
+    """Draw the plot and write the Markdown table that the options ask for (each written atomically)."""
+    if options.plot:
+        from vecx.bench.plot import draw
+
+        draw(report, options.plot)
+    if options.markdown:
+        from vecx.bench.report import markdown
+        from vecx.formats.tempfiles import write_bytes_atomic
+
+        write_bytes_atomic(options.markdown, markdown(report, options.command).encode())
 
 
 def _check_options(options: BenchOptions, specs: list[str]) -> None:
@@ -227,7 +237,7 @@ def _train_rows(n: int, options: BenchOptions) -> Any:
 
 def index_build_options(raw: dict[str, str]) -> Any:
     """:class:`BuildOptions` from ``key=value`` strings, converted by each field's default type."""
-    from vecx.indexes.hnsw import BuildOptions
+    from vecx.indexes.build import BuildOptions
 
     defaults = BuildOptions()
     known = {f.name for f in dataclasses.fields(BuildOptions)}
@@ -250,7 +260,7 @@ def index_build_options(raw: dict[str, str]) -> Any:
 
 def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[Any, str]:
     """Truth rows (queries x >= k): a ``vecx truth`` table, a .npy of row numbers, or computed exactly."""
-    from vecx.truth import exact_topk
+    from vecx.indexes.truth import exact_topk
 
     if path is None:
         blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
@@ -293,7 +303,7 @@ def _check_indexable(given: str, chain: Any, build_options: Any, normalized: boo
 
     Only for codes a usearch graph takes and the default index kind: other kinds decide in ``build``.
     """
-    from vecx.indexes.hnsw import USEARCH_DTYPES, graph_metric
+    from vecx.indexes.graph import USEARCH_DTYPES, graph_metric
 
     if getattr(build_options, "kind", "hnsw") != "hnsw" or chain.output.dtype not in USEARCH_DTYPES:
         return
@@ -321,7 +331,8 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     """Fit, apply, encode, index and search one chain; the row of the report."""
     from vecx import api
     from vecx.indexes.evaluate import recall_at
-    from vecx.indexes.hnsw import Searcher, build
+    from vecx.indexes.build import build
+    from vecx.indexes.search import Searcher
 
     fit_s, state_file = 0.0, None
     if chain.needs_fit:

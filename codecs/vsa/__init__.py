@@ -3,7 +3,7 @@
 The first codec whose input is not a vector table: its input space is ``VectorSpec(0, "json")``
 (:data:`~vecx.codecs.base.JSON`), ``fit`` and ``encode`` receive lists of parsed records (dicts),
 and it must be the first stage of a chain; later stages (``vsa:2048,binarize``) get its float32
-unit vectors as usual. The encoding is described in :mod:`vecx.codecs._jsonvsa`. The fitted state
+unit vectors as usual. The encoding is described in :mod:`vecx.codecs.vsa.encoder`. The fitted state
 (per-path number ranges and, in ``dense`` mode, the Haar-orthogonal matrix) and the parameters
 (in the spec) are everything a query needs to be encoded exactly like the data.
 """
@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import JSON, Codec, Param, VectorSpec, sample_params
+from vecx.codecs.base import Codec, Param, sample_params
+from vecx.space import JSON, VectorSpec
 from vecx.errors import MismatchError, RowError
 
 np = lazy("numpy")
@@ -80,7 +81,7 @@ class Vsa(Codec):
     # ---- configuration -------------------------------------------------------------------------
     def config(self, **overrides: Any) -> Any:
         """The encoder configuration from the parameters (``overrides`` for probes, e.g. pairs=0)."""
-        from vecx.codecs._jsonvsa import Config
+        from vecx.codecs.vsa.atoms import Config
 
         v = self.values
         fields = dict(dim=v["dim"], seed=v["seed"], mode=v["mode"], block=self.block, max_tokens=v["max_tokens"],
@@ -92,7 +93,7 @@ class Vsa(Codec):
 
     def encoder(self, **overrides: Any) -> Any:
         """The (cached) encoder; with ``overrides`` a fresh one sharing the fitted state."""
-        from vecx.codecs._jsonvsa import Encoder
+        from vecx.codecs.vsa.encoder import Encoder
 
         if overrides:
             return Encoder(self.config(**overrides), self.stats_, self.q_)
@@ -102,18 +103,18 @@ class Vsa(Codec):
 
     # ---- protocol --------------------------------------------------------------------------------
     def fit(self, sample: Any) -> None:
-        from vecx.codecs import _jsonvsa as J
+        from vecx.codecs.vsa import atoms, stats
 
-        self.stats_ = J.fit_stats(list(sample), self.config())
+        self.stats_ = stats.fit_stats(list(sample), self.config())
         if not self.values["idf"]:
             self.stats_.counts = None
         v = self.values
-        self.q_ = J.haar_blocks(v["dim"], self.block, v["seed"]) if v["mode"] == "dense" else None
+        self.q_ = atoms.haar_blocks(v["dim"], self.block, v["seed"]) if v["mode"] == "dense" else None
         self.encoder_ = None
         self.is_fitted = True
 
     def encode(self, x: Any) -> Any:
-        from vecx.codecs._jsonvsa import RecordError
+        from vecx.codecs.vsa.atoms import RecordError
 
         try:
             return self.encoder().encode(list(x))
@@ -138,7 +139,7 @@ class Vsa(Codec):
         return out
 
     def load_state(self, arrays: dict[str, Any]) -> None:
-        from vecx.codecs import _jsonvsa as J
+        from vecx.codecs.vsa import atoms, stats
 
         try:
             paths = json.loads(bytes(np.asarray(arrays["paths"], dtype=np.uint8)).decode())
@@ -149,7 +150,7 @@ class Vsa(Codec):
         shapes = {"paths": tuple(arrays["paths"].shape), "lo": (n,), "hi": (n,), "numeric_strings": (n,),
                   "sample_rows": (1,)}
         if self.values["idf"]:
-            shapes["counts"] = (J.COUNT_BUCKETS,)
+            shapes["counts"] = (atoms.COUNT_BUCKETS,)
         if self.values["mode"] == "dense":
             b = self.block
             shapes["q"] = (d // b, b, b)
@@ -157,7 +158,7 @@ class Vsa(Codec):
         ranges = {p: (float(lo), float(hi), bool(s)) for p, lo, hi, s in
                   zip(paths, arrays["lo"], arrays["hi"], arrays["numeric_strings"])}
         counts = np.asarray(arrays["counts"], dtype=np.int64) if "counts" in arrays else None
-        self.stats_ = J.PathStats(ranges, counts, int(arrays["sample_rows"][0]))
+        self.stats_ = stats.PathStats(ranges, counts, int(arrays["sample_rows"][0]))
         self.q_ = np.ascontiguousarray(arrays["q"], dtype=np.float32) if "q" in arrays else None
         self.encoder_ = None
         self.is_fitted = True

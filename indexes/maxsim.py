@@ -66,7 +66,7 @@ def exact_topk(queries: Any, doc_batches: Iterator[tuple[int, Any]], k: int,
                on_block: Callable[[int], None] | None = None) -> tuple[Any, Any]:
     """Exact MaxSim top-k rows and scores of query sets over batches of (first_row, document sets)."""
     from vecx.formats.multi import iter_blocks
-    from vecx.truth import TopK
+    from vecx.indexes.truth import TopK
 
     top = TopK(np.zeros((len(queries), 1), dtype=np.float32), k, "ip")
     budget = max(1, BLOCK_ELEMENTS // max(1, len(queries.values)))

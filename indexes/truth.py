@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from vecx._lazy import lazy
-from vecx.codecs.base import unit_rows
+from vecx.kernels import unit_rows
 
 np = lazy("numpy")
 

@@ -38,240 +38,27 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
   scaled by ``floor + (1 - floor) * log((n + 1) / (count + 1)) / log(n + 1)``, with ``count`` the
   number of sampled records holding that exact value at that path (a hashed table, bounded size).
 
-Randomness: key permutations, level thresholds and a codebook of random +-1 rows come from
-``bit_generator.random_raw`` of a ``PCG64`` seeded by ``blake2b(seed, purpose, token)`` (the raw
-bit stream is stable across numpy versions) and integer operations only; a token's atom is the
-product of three codebook rows picked by its blake2b hash. So they are regenerated bit-exactly.
-The Haar blocks of ``Q`` (QR of a Gaussian matrix, sign-fixed) are stored in the codec state,
-because Gaussian sampling and QR are not bit-stable across numpy/LAPACK builds.
+Randomness: every atom is regenerated bit-exactly from the seed (:mod:`vecx.codecs.vsa.atoms`);
+the fitted part is in :mod:`vecx.codecs.vsa.stats`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import re
-from dataclasses import dataclass
-from datetime import date
 from typing import Any, Callable
 
 import numpy as np
 
-TOKEN_RE = re.compile(r"\w+", re.UNICODE)
-NUMBER_RE = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*\Z")
-DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
-#: Fraction of a path's sampled string values that must parse as numbers/dates for the path to
-#: treat numeric-looking strings as numbers.
-NUMERIC_SHARE = 0.9
-COUNT_BUCKETS = 1 << 16
-CODEBOOK_ROWS = 1 << 12
-CODEBOOK_MASK = CODEBOOK_ROWS - 1
+from vecx.codecs.vsa.atoms import (CODEBOOK_MASK, COUNT_BUCKETS, TOKEN_RE, Config, RecordError, atom_magnitude,
+                                   codebook_bits, digests64, hash64, hashes64, parse_number, path_of, raw_bits,
+                                   signed_permutation, value_token)
+from vecx.codecs.vsa.stats import PathStats
+from vecx.kernels import apply_blocks, cores
+
 _CACHE_BYTES = 64 << 20
 _MAX_WORD_HASHES = 1 << 18
 _MAX_SHAPES = 1 << 14  # cached children lists (object key sets and array paths)
 _SLAB_BYTES = 512 << 10  # partial sums added up together (a core's share of the L2 cache)
-
-
-class RecordError(ValueError):
-    """A record the encoder refuses (too deep, non-finite number, not an object); ``row`` is batch-local."""
-
-    def __init__(self, row: int, message: str) -> None:
-        super().__init__(message)
-        self.row = row
-        self.message = message
-
-
-def _hash64(*parts: Any) -> int:
-    h = hashlib.blake2b(digest_size=8)
-    h.update("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass"))
-    return int.from_bytes(h.digest(), "little")
-
-
-def _digests64(purpose: str, tokens: list[Any]) -> list[bytes]:
-    """The 8-byte blake2b digests behind ``_hash64(purpose, token)`` of many tokens."""
-    prefix = f"{purpose}\x1f"
-    blake2b = hashlib.blake2b
-    return [blake2b((prefix + str(token)).encode("utf-8", "surrogatepass"), digest_size=8).digest()
-            for token in tokens]
-
-
-def _hashes64(purpose: str, tokens: list[Any]) -> np.ndarray:
-    """``_hash64(purpose, token)`` of many tokens at once (uint64)."""
-    return np.frombuffer(b"".join(_digests64(purpose, tokens)), dtype="<u8").astype(np.uint64)
-
-
-def raw_bits(seed: int, purpose: str, token: Any, n64: int) -> np.ndarray:
-    """``n64`` raw 64-bit words from the PCG64 stream of ``blake2b(seed, purpose, token)`` (bit-stable)."""
-    return np.random.PCG64(_hash64(seed, purpose, token)).random_raw(n64).astype(np.uint64)
-
-
-def bipolar(seed: int, purpose: str, token: Any, dim: int) -> np.ndarray:
-    """A random +-1/sqrt(dim) vector (unit norm) from raw bits."""
-    words = raw_bits(seed, purpose, token, (dim + 63) // 64)
-    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[:dim]
-    return (bits.astype(np.float32) * np.float32(2.0) - np.float32(1.0)) * np.float32(1.0 / math.sqrt(dim))
-
-
-def signed_permutation(seed: int, purpose: str, token: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random signed permutation (``perm``, ``sign``): ``(S x)_j = sign_j * x[perm_j]``; from raw bits."""
-    keys = raw_bits(seed, purpose + ":perm", token, dim)
-    perm = np.argsort(keys, kind="stable").astype(np.int64)
-    return perm, bipolar(seed, purpose + ":sign", token, dim) * np.float32(math.sqrt(dim))
-
-
-def _codebook_bits(seed: int, dim: int) -> np.ndarray:
-    """CODEBOOK_ROWS random +-1 rows as packed bits (CODEBOOK_ROWS x ceil(dim / 64) words; bit 1 = +1)."""
-    return raw_bits(seed, "codebook", "", CODEBOOK_ROWS * ((dim + 63) // 64)).reshape(CODEBOOK_ROWS, -1)
-
-
-def _atom_magnitude(dim: int) -> np.float32:
-    """The absolute value of every entry of an atom: three codebook entries of ``dim^-1/6`` multiplied in
-    float32 (``(s * s) * s``; rounding is symmetric, so the sign is the product of the three signs)."""
-    scale = np.float32(dim ** (-1.0 / 6.0))  # (D^-1/6)^3 = D^-1/2: atoms have unit norm
-    return scale * scale * scale
-
-
-def haar_blocks(dim: int, block: int, seed: int) -> np.ndarray:
-    """The binding matrix as ``dim / block`` Haar-orthogonal blocks (``nb x block x block``, float32).
-
-    Each block is the QR of a seeded Gaussian matrix with the sign fix (the generator of the
-    ``rotate`` codec); ``block = dim`` is one dense Haar matrix. Block-diagonal keeps the cost
-    of generating (QR is cubic) and applying the matrix small; the key permutations that come
-    before it spread every value over all blocks.
-    """
-    from vecx.codecs.rotate import haar_orthogonal
-
-    return np.stack([haar_orthogonal(block, _hash64(seed, "vsa:Q", i) & ((1 << 63) - 1))
-                     for i in range(dim // block)])
-
-
-def apply_blocks(x: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """``x @ Q^T`` for the block-diagonal ``Q`` given by ``blocks`` (rows x dim); one GEMM per block."""
-    nb, b, _ = blocks.shape
-    out = np.empty((len(x), nb * b), dtype=np.float32)
-    for i in range(nb):
-        out[:, i * b:(i + 1) * b] = np.ascontiguousarray(x[:, i * b:(i + 1) * b]) @ blocks[i].T
-    return out
-
-
-def parse_number(text: str) -> float | None:
-    """A numeric string (``"1903"``, ``"-2.5e3"``) or ``YYYY-MM-DD`` date (as fractional year), else None."""
-    if NUMBER_RE.match(text):
-        value = float(text)
-        return value if math.isfinite(value) else None
-    m = DATE_RE.match(text)
-    if m:
-        try:
-            day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        except ValueError:
-            return None  # e.g. "0000-00-00": a placeholder, kept as a string
-        return day.year + (day.timetuple().tm_yday - 1) / 366.0
-    return None
-
-
-@dataclass(frozen=True)
-class Config:
-    """Every parameter that changes the vectors (saved with the codec's spec)."""
-
-    dim: int
-    seed: int
-    mode: str = "dense"  # "dense": Haar Q for nested objects; "perm": signed permutations only
-    block: int = 256  # size of the Haar blocks of Q
-    max_tokens: int = 64
-    max_items: int = 256
-    max_depth: int = 32
-    exact: float = 1.0  # weight of exact-match atoms (strings, numbers)
-    soft: float = 0.5  # weight of token bags / number levels
-    gamma: float = 0.0  # unbound copy of scalar values (cross-key similarity)
-    alpha: float = 1.0  # unordered part of arrays
-    beta: float = 1.0  # positional part of arrays
-    levels: int = 4  # spans of the number level code (kernel width = range / levels)
-    pairs: float = 2.0  # conjunctions of scalar fields inside an object
-    idf: bool = False
-    idf_floor: float = 0.1
-
-
-class PathStats:
-    """What the fit learned per key path: numeric ranges and hashed value counts (the state)."""
-
-    def __init__(self, ranges: dict[str, tuple[float, float, bool]], counts: np.ndarray, n: int) -> None:
-        self.ranges = ranges  # path -> (lo, hi, numeric strings count as numbers)
-        self.counts = counts  # int64[COUNT_BUCKETS]
-        self.n = n
-
-    @classmethod
-    def empty(cls) -> PathStats:
-        return cls({}, np.zeros(COUNT_BUCKETS, dtype=np.int64), 0)
-
-
-def path_of(parent: str, key: str) -> str:
-    """Key path notation: ``prizes[].affiliations[].city``."""
-    return f"{parent}.{key}" if parent else key
-
-
-def _value_token(value: Any) -> str:
-    """Canonical text of a scalar for exact-match atoms and counting."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (int, float)):
-        return repr(float(value))
-    return "s:" + value
-
-
-def fit_stats(records: list[Any], config: Config) -> PathStats:
-    """Per-path numeric ranges and value counts from a sample of records."""
-    numbers: dict[str, list[float]] = {}
-    strings: dict[str, list[int]] = {}  # path -> [strings seen, numeric strings]
-    counts = np.zeros(COUNT_BUCKETS, dtype=np.int64)
-    n = 0
-    for row, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise RecordError(row, f"expected a JSON object, got {type(record).__name__}")
-        n += 1
-        seen: set[int] = set()
-        stack: list[tuple[Any, str, int]] = [(record, "", 0)]
-        while stack:
-            value, path, depth = stack.pop()
-            if depth >= config.max_depth:
-                continue  # refused (with its row) when encoded
-            if isinstance(value, dict):
-                stack.extend((v, path_of(path, k), depth + 1) for k, v in value.items())
-            elif isinstance(value, list):
-                stack.extend((v, path + "[]", depth + 1) for v in value[: config.max_items])
-            else:
-                seen.add(_hash64(path, _value_token(value)) % COUNT_BUCKETS)
-                if isinstance(value, bool) or value is None:
-                    continue
-                if isinstance(value, (int, float)):
-                    if math.isfinite(value):
-                        numbers.setdefault(path, []).append(float(value))
-                    continue
-                tally = strings.setdefault(path, [0, 0])
-                tally[0] += 1
-                parsed = parse_number(value)
-                if parsed is not None:
-                    tally[1] += 1
-                    numbers.setdefault(path, []).append(parsed)
-        for bucket in seen:  # document frequency: once per record
-            counts[bucket] += 1
-    ranges: dict[str, tuple[float, float, bool]] = {}
-    for path, values in numbers.items():
-        tally = strings.get(path, [0, 0])
-        numeric_strings = tally[0] > 0 and tally[1] >= NUMERIC_SHARE * tally[0]
-        if not numeric_strings and len(values) == tally[1]:
-            continue  # only strings, too few of them numeric: a text field
-        lo, hi = float(min(values)), float(max(values))
-        if hi <= lo:
-            hi = lo + 1.0
-            if hi <= lo:  # |lo| >= 2^53: adding 1 rounds back to lo (and t would divide by zero)
-                hi = lo + abs(lo) * 1e-6
-        ranges[path] = (lo, hi, numeric_strings)
-    return PathStats(ranges, counts, n)
 
 
 class _RowCache:
@@ -347,8 +134,8 @@ class Encoder:
         d = config.dim
         words = raw_bits(config.seed, "level", "tau", d)
         self._tau = (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-        self._codebook_bits = _codebook_bits(config.seed, d)
-        magnitude = _atom_magnitude(d)
+        self.codebook_bits = codebook_bits(config.seed, d)
+        magnitude = atom_magnitude(d)
         # The 8 atom entries (-m for bit 0, +m for bit 1) of each byte value: unpacks bits by bytes.
         byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
         self._atom_entries = byte_bits.astype(np.float32) * (magnitude + magnitude) - magnitude
@@ -379,11 +166,11 @@ class Encoder:
         costs a hash and a gather instead of a random generator per token. The product of the
         three rows is the XOR of their packed bits (bit 1 = +1), unpacked once to floats.
         """
-        return self._atoms_of(_hashes64(purpose, tokens))
+        return self._atoms_of(hashes64(purpose, tokens))
 
     def _atoms_of(self, hashes: np.ndarray) -> np.ndarray:
         """The atoms of some token hashes (uint64), see :meth:`atoms`."""
-        cb = self._codebook_bits
+        cb = self.codebook_bits
         mask = np.uint64(CODEBOOK_MASK)
         words = cb[hashes & mask] ^ cb[(hashes >> np.uint64(16)) & mask] ^ cb[(hashes >> np.uint64(32)) & mask]
         entries = np.take(self._atom_entries, words.view(np.uint8), axis=0).reshape(len(hashes), -1)
@@ -457,13 +244,13 @@ class Encoder:
         return out
 
     def _word_hashes(self, words: list[str]) -> np.ndarray:
-        """``_hash64("tok", word)`` of some words, from a bounded cache of their digests."""
+        """``hash64("tok", word)`` of some words, from a bounded cache of their digests."""
         cache = self._token_hashes
         if len(cache) > _MAX_WORD_HASHES:
             cache.clear()
         missing = [word for word in words if word not in cache]
         if missing:
-            cache.update(zip(missing, _digests64("tok", missing)))
+            cache.update(zip(missing, digests64("tok", missing)))
         return np.frombuffer(b"".join([cache[word] for word in words]), dtype="<u8").astype(np.uint64)
 
     def _value_key(self, path: str, value: Any) -> tuple:
@@ -486,7 +273,7 @@ class Encoder:
         for i, key in enumerate(keys):
             kinds[key[0]].append(i)
         if kinds["l"]:
-            out[kinds["l"]] = np.stack([self._fixed_atom("lit", _value_token(keys[i][1])) for i in kinds["l"]])
+            out[kinds["l"]] = np.stack([self._fixed_atom("lit", value_token(keys[i][1])) for i in kinds["l"]])
         if kinds["n"]:
             out[kinds["n"]] = self._number_vectors([keys[i][1:] for i in kinds["n"]])
         if kinds["s"]:
@@ -496,7 +283,7 @@ class Encoder:
     def weight(self, path: str, value: Any) -> float:
         if not self.c.idf or not self.stats.n:
             return 1.0
-        count = int(self.stats.counts[_hash64(path, _value_token(value)) % COUNT_BUCKETS])
+        count = int(self.stats.counts[hash64(path, value_token(value)) % COUNT_BUCKETS])
         idf = math.log((self.stats.n + 1) / (count + 1)) / self._log_n
         return self.c.idf_floor + (1.0 - self.c.idf_floor) * idf
 
@@ -573,7 +360,7 @@ class Encoder:
         # The block size is part of the result: a GEMM's rounding can depend on its number of rows.
         step = max(16, min(512, (32 << 20) // (self.c.dim * 4 * 24)))
         starts = range(0, len(records), step)
-        workers = max(1, min(len(starts), workers or _cores()))
+        workers = max(1, min(len(starts), workers or cores()))
         # The products here are small (a few hundred rows by one 256-wide block): BLAS threads cost
         # more than they give (measured 12x slower on a busy 2-core machine), so one thread.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -718,7 +505,7 @@ class Encoder:
                     if type(sub) is str:
                         token = "s:" + sub
                     else:
-                        token = _value_token(sub)
+                        token = value_token(sub)
                         if isinstance(sub, float) and not math.isfinite(sub):
                             raise RecordError(row, f"non-finite number at {sub_path!r}")
                     key = (sub_path, edge, token)
@@ -774,7 +561,7 @@ class Encoder:
             ids = np.flatnonzero(depth_a == depth)
             objs = ids[obj_a[ids]]
             if len(objs) and self.q is not None:
-                vec[objs] = apply_blocks(vec[objs], self.q)
+                vec[objs] = apply_blocks(vec[objs], self.q, transpose=True)
             _add_rows(vec, parent_a[ids], self._bind(vec[ids], edge_a[ids]))
         result = vec[np.asarray(roots)]
         if normalize:
@@ -785,29 +572,6 @@ class Encoder:
                 norms[empty] = 1.0
             result = result / norms
         return result.astype(np.float32, copy=False)
-
-
-def leaf_paths(record: Any) -> dict[str, list[Any]]:
-    """Key path -> the scalars (and empty containers) found there, in document order."""
-    out: dict[str, list[Any]] = {}
-    stack: list[tuple[Any, str]] = [(record, "")]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, (dict, list)) and value:
-            children = ([(value[k], path_of(path, k)) for k in sorted(value)] if isinstance(value, dict)
-                        else [(v, path + "[]") for v in value])
-            stack.extend(reversed(children))
-        elif path:
-            out.setdefault(path, []).append(value)
-    return out
-
-
-def _cores() -> int:
-    """The cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _to_unit(x: np.ndarray) -> np.ndarray:

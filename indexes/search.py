@@ -1,0 +1,391 @@
+"""Search an index: encode queries through its chain, find candidates in the graph or by scanning
+the codes, rescore them exactly with the stored float vectors, and look up the rows' ids and payload.
+
+Queries arrive in the *input* space and are encoded through the index's own chain; rescoring
+compares the raw query with higher-precision vectors of the same source, read from a
+memory-mapped file only for the candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from vecx._lazy import lazy
+from vecx.chain import Chain
+from vecx.errors import DataError, MismatchError
+from vecx.indexes import codescan, rowids, store
+from vecx.indexes.graph import open_graph, search_graph
+from vecx.kernels import top_k
+
+np = lazy("numpy")
+pa = lazy("pyarrow")
+pq = lazy("pyarrow.parquet")
+
+#: A filter keeping at most this many rows is answered by an exact scan over them.
+EXACT_SCAN_ROWS = 20_000
+
+
+def _load_chain(version: Any, meta_name: str, state_name: str, where: str) -> Chain:
+    """The fitted chain of an index file pair (metadata JSON + state .npz, or the older state .arrow)."""
+    from vecx.formats import state
+
+    meta = read_json(version, meta_name)
+    if version.has(state_name + ".npz"):
+        return Chain.from_table(meta, None, where, arrays=state.read_npz(version.file(state_name + ".npz"), where))
+    return Chain.from_table(meta, _read(version, state_name + ".arrow"), where)
+
+
+def _read(version: Any, name: str) -> bytes | None:
+    """A file of an index version, if its manifest lists it (only listed files are ever opened)."""
+    if not version.has(name):
+        return None
+    with open(version.file(name), "rb") as handle:
+        return handle.read()
+
+
+def read_json(version: Any, name: str) -> dict[str, Any]:
+    """A JSON object file of an index version (empty if not listed); anything else is damage."""
+    data = _read(version, name)
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise DataError(f"{version.path}: {name} is not a JSON object (damaged)", hint="rebuild the index")
+    return value
+
+
+class Searcher:
+    """An opened index: encodes queries through its chain, searches the graph, rescores, looks up rows."""
+
+    def __init__(self, path: str, *, verify: bool = False) -> None:
+        self.path = path
+        # Held while this searcher lives: no rebuild removes the version under it.
+        self.version = store.open_reader(path, verify=verify)
+        self.directory, self.manifest = self.version.directory, self.version.manifest
+        self.chain = _load_chain(self.version, "table.json", "state", path)
+        self.ids = rowids.open_ids(self.version)
+        self.rows = int(self.manifest["rows"])
+        self.scan = None  # codes scored by their codec (PQ, RaBitQ: indexes/codescan.py)
+        #: ``exhaustive`` or ``graph`` for scored codes (``None``: the index's default).
+        self.scan_choice: str | None = None
+        codes_info = self.manifest.get("codes")
+        if codes_info:
+            if not self.chain.stages or not self.chain.stages[-1].scores_codes:
+                raise DataError(f"{path}: the index holds scored codes but its chain has no stage to score them",
+                                hint="rebuild the index")
+            self.scan = codescan.CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
+        self.graph = None
+        graph_name = self.manifest["graph"].get("file", "graph.usearch")
+        if graph_name:
+            g = self.manifest["graph"]
+            self.graph = open_graph(self.version.file(graph_name), path, self.rows, g["ndim"], g["dtype"])
+            self.graph.expansion_search = int(g["expansion_search"])
+        self.expansion_search = int(self.manifest["graph"]["expansion_search"])
+        self.rescore_vectors = None
+        self.rescore_chain: Chain | None = None
+        self.multi_rescore = None  # token vectors for exact MaxSim (issue 6, indexes/multivector.py)
+        self.first_stage = "fde"
+        info = self.manifest.get("rescore")
+        if info and info.get("multi"):
+            from vecx.indexes.multivector import MultiRescore
+
+            self.multi_rescore = MultiRescore(self.version, info, self.expansion_search)
+            self.rescore_chain = Chain.from_table(read_json(self.version, "rescore.json"), None, path)
+            self.rescore_metric = "maxsim"
+        elif info:
+            self.rescore_vectors = np.load(self.version.file(info["file"]), mmap_mode="r")
+            if self.rescore_vectors.shape != (self.rows, info["dim"]):
+                raise DataError(f"{path}: {info['file']} holds {self.rescore_vectors.shape} values, the manifest "
+                                f"says {self.rows} x {info['dim']} (damaged)", hint="rebuild the index")
+            self.rescore_chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
+            self.rescore_metric = info["metric"]
+
+    def close(self) -> None:
+        """Let the index version go (a later rebuild may then remove it)."""
+        self.version.close()
+
+    @property
+    def input_dim(self) -> int:
+        """Dimension of the vectors queries must have (the chain's input)."""
+        return self.chain.input.dim
+
+    def check_queries(self, q: Any, where: str) -> Any:
+        """Validate query vectors: 2-D float, the input dimension, finite, not too large, and not all
+        zeros when the index's input metric is cosine (sets of vectors for multi-vector indexes)."""
+        from vecx.formats.multi import MultiVectors, check_query_sets
+        from vecx.kernels import too_large_rows
+
+        if self.chain.input.multi:
+            return check_query_sets(q, self.input_dim, where)
+        if isinstance(q, MultiVectors):
+            raise MismatchError(f"{where}: this index holds one vector per row; a query is one vector, "
+                                "not a set of vectors", hint="give --vector FILE")
+        q = np.asarray(q, dtype=np.float32)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2 or q.shape[1] != self.input_dim:
+            got = q.shape[-1] if q.ndim else 0
+            raise MismatchError(f"{where}: query has {got} dimensions, this index takes {self.input_dim}",
+                                hint=f"queries are raw vectors in the input space ({self.input_dim}-d)")
+        bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+        if len(bad):
+            raise DataError(f"{where}: query {int(bad[0])} holds NaN or Inf")
+        # As at import: a row whose squares overflow float32 would score as 0 or inf (float64 only
+        # when the float32 sums say there may be one).
+        huge = [] if np.isfinite(np.einsum("ij,ij->i", q, q)).all() else too_large_rows(q)[0]
+        if len(huge):
+            raise DataError(f"{where}: query {int(huge[0])} is too large (its squared norm overflows float32)",
+                            hint="rescale the queries as the data was scaled")
+        if self.chain.input.metric == "cosine":  # a zero vector has no direction: every row would tie
+            zero = np.flatnonzero(~q.any(axis=1))
+            if len(zero):
+                raise DataError(f"{where}: query {int(zero[0])} is all zeros; cosine similarity is undefined",
+                                hint="remove that query or give a non-zero vector")
+        return q
+
+    def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+               allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
+        """Top-k rows and scores for raw queries (n x input dim). Missing results are row -1.
+
+        ``allowed``: a boolean mask over the rows (a filter); results come only from those rows.
+        ``rescore=False`` ranks by the graph's own distances even when rescoring vectors exist.
+        """
+        codes = self.chain.encode_query(q)
+        use_rescore = rescore and self.rescore_chain is not None
+        rescore_q = self.rescore_chain.encode_query(q) if use_rescore else None
+        if self.first_stage != "fde":  # candidates from the mean-vector graph too (issue 6)
+            from vecx.indexes.multivector import search_first_stage
+
+            return search_first_stage(self, q, codes, rescore_q, k, oversample, expansion, allowed)
+        return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
+
+    def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+             allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
+        """Neighbours of rows already in the index (each row itself excluded)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        # Scored codes take float queries: the rows' decoded codes stand for them.
+        codes = self.scan.query_of_rows(rows) if self.scan is not None else self.codes_of(rows)
+        if self.multi_rescore is not None:  # the rows' own token sets (issue 6)
+            rescore_q = self.multi_rescore.sets_of(rows) if rescore else None
+            return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
+        use_rescore = rescore and self.rescore_vectors is not None
+        rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if use_rescore else None
+        return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
+
+    def codes_of(self, rows: Any) -> Any:
+        """The stored codes of some rows."""
+        if self.scan is not None:
+            return np.asarray(self.scan.codes[np.asarray(rows, dtype=np.int64)])
+        if not len(rows):
+            return np.empty((0, self.graph.ndim))
+        got = self.graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
+        return np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
+
+    def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
+                exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
+        k = min(k, self.rows - (1 if exclude is not None else 0))
+        factor = max(1, oversample if oversample is not None else int(self.manifest["search"]["oversample"]))
+        if rescore_q is None:
+            factor = 1
+        extra = 1 if exclude is not None else 0
+        if allowed is not None:
+            return self._filtered(codes, rescore_q, k, factor, expansion, exclude, allowed)
+        count = min(self.rows, k * factor + extra)
+        keys, dist = self._graph_search(codes, count, expansion)
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
+        return top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+
+    def _filtered(self, codes: Any, rescore_q: Any, k: int, factor: int, expansion: int | None,
+                  exclude: Any, allowed: Any) -> tuple[Any, Any]:
+        """Search restricted to ``allowed`` rows: the graph with extra oversampling when the filter
+        keeps many rows, an exact scan over the matching rows when it keeps few, or when the graph
+        returned fewer than k matching rows for a query (so a selective filter never returns too few)."""
+        matching = np.flatnonzero(allowed)
+        k = min(k, len(matching) - (1 if exclude is not None else 0))
+        n = len(codes)
+        if k <= 0:
+            return np.full((n, 0), -1, dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
+        selectivity = len(matching) / self.rows
+        if len(matching) <= EXACT_SCAN_ROWS or selectivity < 0.05:
+            return self._exact(codes, rescore_q, matching, k, exclude)
+        count = min(self.rows, int(np.ceil(k * factor / selectivity * 2)) + 1)
+        keys, dist = self._graph_search(codes, count, expansion)
+        keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
+        rows, top_scores = top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+        short = np.flatnonzero((rows < 0).any(axis=1))
+        if len(short):  # the graph found too few matching rows for these queries: scan them exactly
+            sub_ex = None if exclude is None else np.asarray(exclude)[short]
+            sub_rq = None if rescore_q is None else (rescore_q[short] if self.multi_rescore is not None
+                                                     else np.asarray(rescore_q)[short])
+            rows[short], top_scores[short] = self._exact(np.asarray(codes)[short], sub_rq, matching, k, sub_ex)
+        return rows, top_scores
+
+    def _exact(self, codes: Any, rescore_q: Any, matching: Any, k: int, exclude: Any) -> tuple[Any, Any]:
+        """Exact top-k over the given rows: with the rescoring vectors if there are any, else the codes."""
+        keys = np.broadcast_to(matching, (len(codes), len(matching))).copy()
+        if exclude is not None:
+            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        if rescore_q is not None:
+            scores = self._rescore(rescore_q, keys)
+        elif self.scan is not None:  # the codec's own scores over the matching rows
+            rows, top_scores = self.scan.exhaustive(codes, k + (1 if exclude is not None else 0), matching)
+            if exclude is not None:
+                rows = np.where(rows == np.asarray(exclude)[:, None], -1, rows)
+            return top_k(rows, top_scores, k, lower_is_better=self.scan.lower_is_better)
+        else:
+            stored = np.asarray(self.codes_of(matching), dtype=np.float32)
+            q = np.asarray(codes, dtype=np.float32)
+            metric = self.manifest["graph"]["metric"]
+            if metric == "hamming":
+                stored_bits = np.unpackbits(np.asarray(self.codes_of(matching), dtype=np.uint8), axis=1)
+                q_bits = np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=1).astype(np.float32)
+                s_bits = stored_bits.astype(np.float32)
+                scores = q_bits.sum(1)[:, None] + s_bits.sum(1)[None, :] - 2 * q_bits @ s_bits.T
+                scores = np.where(keys >= 0, scores, np.inf)
+                return top_k(keys, scores, k, lower_is_better=True)
+            if metric == "l2sq":
+                scores = (q * q).sum(1)[:, None] - 2 * q @ stored.T + (stored * stored).sum(1)[None, :]
+            else:
+                if metric == "cos":
+                    stored = stored / np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-30)
+                    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+                scores = q @ stored.T
+            scores = np.where(keys >= 0, scores, np.inf if metric == "l2sq" else -np.inf)
+        return top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
+
+    def _graph_search(self, codes: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        """Raw graph search: keys (row numbers, -1 where fewer found) and usearch distances.
+
+        ``expansion`` overrides the index's search expansion for this call (never below ``count``).
+        Indexes of scored codes return the codec's scores instead of distances: an exhaustive scan,
+        or a pool of ``pool x count`` graph candidates ranked by the codec.
+        """
+        if self.scan is not None:
+            return self._scan_search(codes, count, expansion)
+        return search_graph(self.graph, codes, count, expansion, self.rows, exact=self.scan_mode == "exhaustive")
+
+    @property
+    def scan_mode(self) -> str:
+        """How candidates are found: ``graph`` (HNSW), or ``exhaustive`` (every code: usearch's exact
+        search over graph codes, the codec's scores over scored codes)."""
+        default = "exhaustive" if self.scan is not None else "graph"
+        return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
+                                     self.graph is not None)
+
+    def _scan_search(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        if self.scan_mode == "exhaustive":
+            return self.scan.exhaustive(q, count)
+        pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
+        nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]  # the queries' own sign bits
+        keys, _ = search_graph(self.graph, nav, pool, expansion, self.rows)
+        return self.scan.rank(q, keys, count)
+
+    def exact_codes(self, codes: Any, k: int) -> Any:
+        """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
+        if self.scan is not None:
+            return self.scan.exhaustive(codes, k)[0]
+        return search_graph(self.graph, codes, k, None, self.rows, exact=True)[0]
+
+    def _graph_scores(self, dist: Any) -> Any:
+        """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""
+        if self.scan is not None:  # already the codec's scores
+            return dist
+        return dist if self.manifest["graph"]["metric"] in ("l2sq", "hamming") else 1.0 - dist
+
+    def _lower_is_better(self, rescored: bool) -> bool:
+        if not rescored and self.scan is not None:
+            return self.scan.lower_is_better
+        metric = self.rescore_metric if rescored else self.manifest["graph"]["metric"]
+        return metric in ("l2", "l2sq", "hamming")
+
+    def _rescore(self, q: Any, keys: Any) -> Any:
+        """Exact scores of candidates against the rescoring vectors (only those rows are read).
+
+        Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
+        """
+        if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+            return self.multi_rescore.scores(q, keys)
+        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * self.rescore_vectors.shape[1] * 4))
+        if len(keys) > chunk:
+            return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
+                                   for i in range(0, len(keys), chunk)])
+        valid = keys >= 0
+        flat = np.unique(keys[valid])
+        vectors = np.asarray(self.rescore_vectors[flat], dtype=np.float32)
+        position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
+        cand = vectors[position]  # n x m x d
+        q = np.asarray(q, dtype=np.float32)
+        if self.rescore_metric == "l2":
+            scores = ((cand - q[:, None, :]) ** 2).sum(-1)
+            return np.where(valid, scores, np.inf)
+        if self.rescore_metric == "cosine":
+            cand = cand / np.maximum(np.linalg.norm(cand, axis=-1, keepdims=True), 1e-30)
+            q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
+        scores = np.einsum("nmd,nd->nm", cand, q)
+        return np.where(valid, scores, -np.inf)
+
+    def row_of(self, ids: list[Any]) -> Any:
+        """Row numbers of ids (a :class:`DataError` for an id not in the index)."""
+        if self.ids is not None:
+            found = [self.ids.row_of(value) for value in ids]
+            for value, index in zip(ids, found):
+                if index < 0:
+                    raise DataError(f"{self.path}: no item with id {value!r}")
+            return np.asarray(found, dtype=np.int64)
+        table = self.rows_table(["id"])
+        column = table["id"].combine_chunks()
+        out = []
+        for value in ids:
+            try:
+                scalar = pa.scalar(value, column.type) if not isinstance(value, str) or pa.types.is_string(column.type) \
+                    else pa.scalar(int(value), column.type)
+            except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
+                raise DataError(f"{self.path}: no item with id {value!r}") from None
+            index = pa.compute.index(column, scalar).as_py()
+            if index < 0:
+                raise DataError(f"{self.path}: no item with id {value!r}")
+            out.append(index)
+        return np.asarray(out, dtype=np.int64)
+
+    def rows_table(self, columns: list[str] | None = None) -> Any:
+        """The id and payload columns (only those asked for)."""
+        import pyarrow.compute  # noqa: F401 - registers pa.compute
+
+        return pq.read_table(os.path.join(self.directory, "rows.parquet"), columns=columns)
+
+    def lookup(self, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
+        """The given columns of some rows, reading only the row groups that hold them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return []
+        if columns == ["id"] and self.ids is not None:
+            return [{"id": value} for value in self.ids.ids(rows)]
+        parquet = pq.ParquetFile(os.path.join(self.directory, "rows.parquet"))
+        sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+        table = parquet.read_row_groups(groups, columns=columns)
+        # Row numbers inside the concatenation of the groups read.
+        offset_of = {}
+        position = 0
+        for g in groups:
+            offset_of[g] = position - starts[g]
+            position += sizes[g]
+        local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
+        return table.take(pa.array(local)).to_pylist()
+
+    def payload_names(self) -> list[str]:
+        """Names of the payload columns."""
+        if "columns" in self.manifest:
+            return list(self.manifest["columns"])
+        return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
