@@ -1,52 +1,52 @@
-"""The vecx library API. The CLI is a thin layer over these functions; none of them prints.
+"""The vecx library API: the one front door. The CLI makes one call here per command; none of
+these functions prints.
 
-Long-running functions take an optional ``progress`` object with ``start(total, desc)``,
-``advance(n)`` and ``close()`` (the CLI passes a tqdm bar on stderr).
+Long-running functions take an optional ``progress`` (:class:`vecx.progress.Progress`; the CLI
+passes a bar on stderr). Every function returns a report: a dataclass whose ``to_json()`` is what
+``--json`` prints.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx._prefetch import prefetch
 from vecx.chain import Chain
-from vecx.space import VectorSpec
 from vecx.errors import DataError, MismatchError, RowError, UsageError, where
 from vecx.formats import metadata, state
 from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
 from vecx.formats.source import check_payload_names
+from vecx.formats.tempfiles import write_bytes_atomic
+from vecx.progress import SILENT, Progress
 from vecx.sampling import sample_rows
+from vecx.space import VectorSpec
 
 np = lazy("numpy")
 pa = lazy("pyarrow")
 
 
-class Progress(Protocol):
-    """What long-running functions report to (all optional for callers: pass ``None``)."""
+# --------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------
+class Report:
+    """Base of every report: ``to_json()`` is a plain dict of the fields (optional ones only when set)."""
 
-    def start(self, total: int | None, desc: str) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def close(self) -> None: ...
+    #: Fields left out of :meth:`to_json` while they are None.
+    optional: ClassVar[tuple[str, ...]] = ()
 
-
-class _NoProgress:
-    def start(self, total: int | None, desc: str) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict (what ``--json`` prints)."""
+        out = asdict(self)  # type: ignore[call-overload]
+        return {k: v for k, v in out.items() if not (v is None and k in self.optional)}
 
 
 @dataclass
-class EncodeReport:
-    """What :func:`encode_file` did."""
+class EncodeReport(Report):
+    """What :func:`encode_file` wrote."""
 
     output: str
     rows: int
@@ -58,53 +58,143 @@ class EncodeReport:
     seconds: float
     state_file: str | None = None
 
+
+@dataclass
+class FitReport(Report):
+    """What :func:`fit_file` wrote: a state container for ``spec``, fitted on ``input``-shaped data."""
+
+    output: str
+    spec: str
+    input: dict[str, Any]
+    stages: list[dict[str, Any]]
+    bytes: int
+
+
+@dataclass
+class ExplainReport(Report):
+    """What a chain would make of its input, stage by stage (:func:`explain`)."""
+
+    spec: str
+    stages: list[dict[str, Any]]
+    compression: float
+
+
+@dataclass
+class CodecInfo(Report):
+    """One codec a spec can use, with its parameters (:func:`list_codecs`)."""
+
+    codec: str
+    summary: str
+    primary: str | None
+    fit: bool
+    query_encoding: str
+    params: list[dict[str, Any]]
+    #: Each parameter's default as a spec string spells it ("required" for required ones); not in JSON.
+    spelled_defaults: dict[str, str] = field(default_factory=dict)
+
     def to_json(self) -> dict[str, Any]:
-        """Plain dict (for ``--json``)."""
-        return dict(self.__dict__)
+        out = super().to_json()
+        del out["spelled_defaults"]
+        return out
+
+
+@dataclass
+class InfoReport(Report):
+    """What a file or index holds (:func:`info`): its ``vecx`` metadata, or the layout of a raw input."""
+
+    optional: ClassVar[tuple[str, ...]] = ("version", "file_bytes", "raw")
+    path: str
+    format: str
+    vecx: dict[str, Any] | None
+    version: str | None = None
+    file_bytes: int | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass
+class TruthReport(Report):
+    """What :func:`truth` wrote."""
+
+    output: str
+    queries: int
+    base_rows: int
+    k: int
+    metric: str
+    score: str
+
+
+@dataclass
+class IndexReport(Report):
+    """The index :func:`build_index` committed: its path and manifest (``to_json`` is the manifest)."""
+
+    path: str
+    manifest: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.manifest
+
+
+@dataclass
+class QueryResult(Report):
+    """Per query its results (rank, id, score and the payload fields asked for), from :func:`query`.
+
+    ``k`` is the number of results per query actually returned: fewer than asked when the index is
+    smaller (``clamped``); with a filter, ``matching_rows`` rows match.
+    """
+
+    queries: list[dict[str, Any]]
+    k: int
+    clamped: bool
+    matching_rows: int | None
+
+
+@dataclass
+class EvalReport(Report):
+    """Recall by stage, QPS and latency of an index (:func:`evaluate`), and the tuning if asked for."""
+
+    optional: ClassVar[tuple[str, ...]] = ("tuning",)
+    queries: int
+    k: int
+    rows: int
+    bytes_per_vector: int
+    graph: dict[str, Any]
+    stages: list[dict[str, Any]]
+    scan: str
+    scored: bool
+    truth: str
+    tuning: dict[str, Any] | None = None
+
+
+@dataclass
+class VerifyReport(Report):
+    """An intact file or index (:func:`verify`; damage raises instead)."""
+
+    optional: ClassVar[tuple[str, ...]] = ("version", "rows", "files", "bytes", "spec", "stages")
+    path: str
+    kind: str
+    version: str | None = None
+    rows: int | None = None
+    files: int | None = None
+    bytes: int | None = None
+    spec: str | None = None
+    stages: int | None = None
+    ok: bool = True
+
+
+@dataclass
+class Explanation(Report):
+    """One item against a JSON record (:func:`vsa_explain`): the cosine and each key path's share of it."""
+
+    query: str
+    like: Any
+    cosine: float
+    approximate: bool
+    fields: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
-# Chains from files
+# Fitting
 # --------------------------------------------------------------------------------------
-def prior_chain(source: Source) -> Chain:
-    """The fitted chain recorded in a vecx table (empty for raw inputs)."""
-    if source.meta is None:
-        return Chain(source.space)
-    return Chain.from_table(source.meta, source.state_blob, source.path)
-
-
-def load_state_file(path: str, input: VectorSpec, spec: str | None = None, seed: int | None = None) -> Chain:
-    """A fitted chain from a state file, checked against the data it will be applied to."""
-    try:
-        with open(path, "rb") as handle:
-            blob = handle.read()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read state file ({exc.strerror})") from None
-    meta, arrays = state.unpack(blob, path)
-    metadata.complete_state(meta, path)
-    fitted_for = VectorSpec.from_json(meta["input"])
-    if (fitted_for.dim, fitted_for.dtype, fitted_for.metric) != (input.dim, input.dtype, input.metric):
-        raise MismatchError(
-            f"{path}: state was fitted on {fitted_for.dim}-d {fitted_for.dtype} {fitted_for.metric} vectors; "
-            f"this input is {input.dim}-d {input.dtype} {input.metric}",
-            hint="fit a state on data like this input (vecx fit), or drop --state")
-    chain = Chain.from_records(input, meta["stages"], arrays, path)
-    if spec:
-        wanted = Chain.from_spec(spec, input, seed).spec
-        if wanted != chain.spec:
-            raise MismatchError(f"{path}: state is for spec {chain.spec!r}, not {wanted!r}",
-                                hint="drop --spec to use the state's own spec")
-    return chain
-
-
-def state_container(chain: Chain, fitted_on: str | None) -> bytes:
-    """The state container for a chain's stages (what ``vecx fit`` writes and tables embed)."""
-    records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": getattr(s, "fit_rows_", None),
-                "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages]
-    meta = {"spec": chain.spec, "input": chain.input.to_json(), "stages": records, "fitted_on": fitted_on}
-    return state.pack(meta, chain.state_arrays())
-
-
 def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
     """Fit every unfitted stage on its own seeded sample of the source (returns a re-readable source)."""
     if not chain.needs_fit:
@@ -147,7 +237,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     from vecx.formats.writer import TableWriter
 
     started = time.perf_counter()
-    progress = progress or _NoProgress()
+    progress = progress or SILENT
     check_output(output)
     if save_state is not None:
         if save_state == "-":
@@ -156,9 +246,9 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         check_output(save_state)
     source = open_source(input, _records_if_needed(read, spec, state_file))
     check_payload_names(source)  # every table is written here: the one gate for payload columns
-    prior = prior_chain(source)
+    prior = Chain.from_source(source)
     if state_file:
-        new = load_state_file(state_file, source.space, spec, seed)
+        new = Chain.from_state_file(state_file, source.space, spec, seed)
     else:
         new = Chain.from_spec(spec, source.space, seed) if spec else Chain(source.space)
     source = fit_chain(source, new, progress)
@@ -180,7 +270,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         progress.close()
         if not source.is_vecx or getattr(source, "is_stream", False):
             # Norms are known now (a vecx stream states them only in its trailer, read by now).
-            prior = prior_chain(source) if source.is_vecx else prior
+            prior = Chain.from_source(source) if source.is_vecx else prior
             new = new.with_input(source.space)
         final = _table_metadata(source, prior, new, writer.rows)
         meta = metadata.loads(final[metadata.KEY], output)  # checked before the output exists
@@ -190,7 +280,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
             writer.abort()
         raise
     if save_state:
-        write_bytes_atomic(save_state, state_container(new, meta["source"]["fingerprint"]))
+        write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
     return EncodeReport(output=output, rows=writer.rows, spec=meta["spec"], dim=new.output.dim,
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
                         fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
@@ -222,50 +312,57 @@ def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) 
         "fingerprint": records[-1]["fingerprint"] if records else source_fp, "state": None,
     }
     if any(s.state() for s in full.stages):
-        blob = state_container(full, source_fp)
+        blob = full.state_container(source_fp)
         meta["state"] = {"key": metadata.STATE_KEY.decode(), "bytes": len(blob)}
         out[metadata.STATE_KEY] = state.encode_blob(blob)
     out[metadata.KEY] = metadata.dumps(meta)
     return out
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write a small file atomically (temp file in the same directory, then rename); ``-`` is stdout."""
-    from vecx.formats.tempfiles import write_bytes_atomic as write
-
-    write(path, data)
-
-
 def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
-             read: ReadOptions | None = None, progress: Progress | None = None) -> dict[str, Any]:
+             read: ReadOptions | None = None, progress: Progress | None = None) -> FitReport:
     """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
-    progress = progress or _NoProgress()
+    progress = progress or SILENT
     source = open_source(input, _records_if_needed(read, spec, None))
     chain = Chain.from_spec(spec, source.space, seed)
     if not chain.needs_fit:
         raise UsageError(f"spec {chain.spec!r} has nothing to fit", hint="encode directly with vecx encode")
     source = fit_chain(source, chain, progress)
     block = source.source_block()
-    blob = state_container(chain, block.get("fingerprint") if block else None)
+    blob = chain.state_container(block.get("fingerprint") if block else None)
     write_bytes_atomic(output, blob)
-    return {"output": output, "spec": chain.spec, "input": chain.input.to_json(),
-            "stages": [{"spec": s.spec, "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages],
-            "bytes": len(blob)}
+    return FitReport(output=output, spec=chain.spec, input=chain.input.to_json(),
+                     stages=[{"spec": s.spec, "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages],
+                     bytes=len(blob))
 
 
 # --------------------------------------------------------------------------------------
 # Inspecting
 # --------------------------------------------------------------------------------------
 def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosine",
-            normalized: bool = False, seed: int | None = None, multi: bool = False) -> dict[str, Any]:
+            normalized: bool = False, seed: int | None = None, multi: bool = False) -> ExplainReport:
     """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage, without running it."""
     chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized, multi=multi), seed)
     rows = chain.explain()
-    return {"spec": chain.spec, "stages": rows,
-            "compression": round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3)}
+    return ExplainReport(spec=chain.spec, stages=rows,
+                         compression=round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3))
 
 
-def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
+def list_codecs() -> list[CodecInfo]:
+    """The codecs a spec can use, in name order, with their parameters and defaults."""
+    from vecx.codecs import registry
+
+    return [CodecInfo(codec=name, summary=cls.summary, primary=cls.primary, fit=cls.needs_fit,
+                      query_encoding=cls.query_encoding,
+                      params=[{"name": p.name, "type": p.type.__name__, "required": p.required,
+                               "default": None if p.required else p.default, "help": p.help,
+                               **({"choices": list(p.choices)} if p.choices else {})} for p in cls.params],
+                      spelled_defaults={p.name: "required" if p.required else f"default {p.format(p.default)}"
+                                        for p in cls.params})
+            for name, cls in registry().items()]
+
+
+def info(path: str, read: ReadOptions | None = None) -> InfoReport:
     """Describe a vector table: provenance for vecx files, detected layout for raw inputs.
 
     Other vecx Parquet files (ground truth from :func:`truth`) are described by their metadata.
@@ -274,85 +371,34 @@ def info(path: str, read: ReadOptions | None = None) -> dict[str, Any]:
         from vecx.indexes import store
 
         directory, manifest = store.open_version(path)
-        return {"path": path, "format": "index", "version": os.path.basename(directory),
-                "file_bytes": sum(f["bytes"] for f in manifest["files"].values()), "vecx": manifest}
-    fast = _parquet_meta(path) if read is None or read == ReadOptions() else None
+        return InfoReport(path=path, format="index", version=os.path.basename(directory),
+                          file_bytes=sum(f["bytes"] for f in manifest["files"].values()), vecx=manifest)
+    from vecx.formats.footer import table_metadata
+    from vecx.formats.truthfile import other_kind_metadata
+
+    fast = table_metadata(path) if read is None or read == ReadOptions() else None
     if fast is not None:  # a vecx Parquet file: everything info reports is in its footer
-        return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": fast}
-    other = _other_kind(path)
+        return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=fast)
+    other = other_kind_metadata(path)
     if other is not None:
-        return {"path": path, "format": "parquet", "file_bytes": os.path.getsize(path), "vecx": other}
+        return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=other)
     source = open_source(path, read)
     if getattr(source, "is_stream", False) or not source.seekable:
         for _ in source.batches():  # a stream's final metadata comes at its end
             pass
-    out: dict[str, Any] = {"path": path, "format": source.kind}
-    if path != "-" and os.path.exists(path):
-        out["file_bytes"] = os.path.getsize(path)
-    if source.meta is not None:
-        out["vecx"] = source.meta
-        return out
-    out["vecx"] = None
-    out["raw"] = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
-                  "vector_column": getattr(source, "vector_column", getattr(source, "vector_field", None)),
-                  "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
-    return out
+    report = InfoReport(path=path, format=source.kind, vecx=source.meta,
+                        file_bytes=os.path.getsize(path) if path != "-" and os.path.exists(path) else None)
+    if source.meta is None:
+        report.raw = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
+                      "vector_column": getattr(source, "vector_column", getattr(source, "vector_field", None)),
+                      "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
+    return report
 
-
-
-def _parquet_meta(path: str) -> dict[str, Any] | None:
-    """The vecx metadata of a vecx Parquet file, read from its footer without pyarrow (else None).
-
-    Only trusted when the footer's row count agrees with the metadata; anything unusual goes
-    the slow way, through pyarrow, which reports damage precisely.
-    """
-    if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
-        return None
-    from vecx.formats.footer import vecx_metadata
-
-    found = vecx_metadata(path)
-    if found is None:
-        return None
-    rows, raw = found
-    meta = metadata.loads(raw, path)
-    if meta.get("kind", "vectors") == "vectors" and meta.get("rows") != rows:
-        return None
-    return meta
-
-
-def _other_kind(path: str) -> dict[str, Any] | None:
-    """The metadata of a vecx Parquet file that is not a vector table (e.g. ground truth), else None."""
-    if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
-        return None
-    import pyarrow.parquet as pq
-
-    try:
-        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
-    except (pa.ArrowInvalid, OSError):
-        return None  # open_source reports the problem
-    if raw is None:
-        return None
-    meta = metadata.loads(raw, path)
-    return meta if meta.get("kind", "vectors") != "vectors" else None
 
 
 # --------------------------------------------------------------------------------------
 # Ground truth
 # --------------------------------------------------------------------------------------
-def float_view(source: Source, chain: Chain) -> Any:
-    """A function turning a batch's stored vectors into float32 in the table's metric space."""
-    if source.space.dtype in ("float32", "float16"):
-        return lambda v: np.asarray(v, dtype=np.float32)
-    from vecx.space import is_packed
-
-    packed = is_packed(source.space.dtype)
-    probe = chain.decode(np.zeros((1, source.space.bytes_per_vector if packed else source.dim),
-                                  dtype=np.uint8 if packed else source.space.dtype))
-    if probe.dtype.kind != "f":
-        raise UsageError(f"{source.path}: {source.space.dtype} codes cannot be decoded to floats")
-    return lambda v: np.asarray(chain.decode(v), dtype=np.float32)
-
-
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
     """All query vectors (float32) and ids of a (small) query file."""
     source = open_source(path, read)
@@ -361,8 +407,7 @@ def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]
 
         ids, sets = read_all(source)
         return source, ids, sets
-    chain = prior_chain(source)
-    to_float = float_view(source, chain)
+    to_float = Chain.from_source(source).float_view(source.space, source.path)
     ids, vectors = [], []
     for batch in source.batches():
         ids.append(batch.ids)
@@ -372,7 +417,7 @@ def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]
 
 def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: ReadOptions | None = None,
           read_queries_options: ReadOptions | None = None, progress: Progress | None = None,
-          maxsim: bool = False) -> dict[str, Any]:
+          maxsim: bool = False) -> TruthReport:
     """Exact top-``k`` of every query over the base by the base's metric; writes a Parquet table.
 
     Output columns: ``query_id``, ``ids`` and ``rows`` (fixed-size lists of the k nearest base ids
@@ -382,17 +427,16 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     mapped through the stages decoding cannot undo (e.g. truncation).
     """
     from vecx.formats.tempfiles import check_output
-    from vecx.formats.writer import write_table_atomic
     from vecx.indexes.truth import SCORE_NAMES, exact_topk
 
-    progress = progress or _NoProgress()
+    progress = progress or SILENT
     if k < 1:
         raise UsageError(f"-k must be at least 1, not {k}")
     check_output(output)
     base_src = open_source(base, read_base)
     if maxsim or base_src.multi:
-        return truth_maxsim(base_src, queries, output, k, read_queries_options, progress, maxsim)
-    base_chain = prior_chain(base_src)
+        return _truth_maxsim(base_src, queries, output, k, read_queries_options, progress, maxsim)
+    base_chain = Chain.from_source(base_src)
     q_src, q_ids, q = read_queries(queries, read_queries_options)
     # Float codes are compared as they are; other codes after decoding (int8 to floats, bits to
     # +-deviations), in the space and by the metric decoding lands in.
@@ -430,44 +474,22 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     progress.start(base_src.rows, f"exact top-{k} for {len(q):,} queries")
     # Decoded int8 vectors are not unit-norm even when the stage input was.
     unit = base_src.space.normalized and base_src.space.dtype in ("float32", "float16")
-    to_float = float_view(base_src, base_chain)
+    to_float = base_chain.float_view(base_src.space, base_src.path)
     rows, scores = exact_topk(q, blocks(), k, metric, progress.advance, base_normalized=unit)
     progress.close()
-    n_base = sum(len(c) for c in base_ids)
-    if k > n_base:
-        raise UsageError(f"-k {k} is larger than the base ({n_base} rows)")
-    all_ids = pa.chunked_array(base_ids).combine_chunks()
-    nq = len(q)
-    table = pa.table({
-        "query_id": q_ids,
-        "ids": pa.FixedSizeListArray.from_arrays(all_ids.take(pa.array(rows.ravel())), k),
-        "rows": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), k),
-        "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), k),
-    })
-    base_block, q_block = base_src.source_block(), q_src.source_block()
-    meta = {
-        **metadata.header(), "kind": "truth", "k": k, "metric": metric, "score": SCORE_NAMES[metric],
-        "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
-                 (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", ""),
-                 "source_fingerprint": (base_block or {}).get("fingerprint")},
-        "queries": {"rows": nq, "fingerprint": (q_src.meta or {}).get("fingerprint") or
-                    (q_block or {}).get("fingerprint")},
-    }
-    write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
-    return {"output": output, "queries": nq, "base_rows": n_base, "k": k, "metric": metric,
-            "score": SCORE_NAMES[metric]}
+    return _write_truth(output, base_src, q_src, q_ids, base_ids, rows, scores, k, metric, SCORE_NAMES[metric])
 
 
-# ---- multi-vector ground truth (issue 6) --------------------------------------------------
-def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: ReadOptions | None,
-                 progress: Progress, asked: bool) -> dict[str, Any]:
+# ---- multi-vector ground truth --------------------------------------------------
+def _truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: ReadOptions | None,
+                  progress: Progress, asked: bool) -> TruthReport:
     """Exact MaxSim (Chamfer) top-``k`` of query sets over a multi-vector base (``truth --maxsim``).
 
     Same output table as :func:`truth`; the metadata says ``metric: "maxsim"``. Memory holds the
     query sets, one block of documents and the running top-k.
     """
+    from vecx.formats.multi import check_query_sets
     from vecx.indexes import maxsim
-    from vecx.formats.writer import write_table_atomic
 
     if not base_src.multi:
         raise UsageError(f"{base_src.path}: --maxsim needs multi-vector data (a set of vectors per row)",
@@ -478,8 +500,6 @@ def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: Read
     if base_src.space.dtype not in ("float32", "float16"):
         raise UsageError(f"{base_src.path}: MaxSim needs float vectors, not {base_src.space.dtype}")
     q_src, q_ids, q = read_queries(queries, read)
-    from vecx.formats.multi import check_query_sets
-
     q = check_query_sets(q, base_src.dim, queries)
     if base_src.rows is not None and k > base_src.rows:
         raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
@@ -493,103 +513,71 @@ def truth_maxsim(base_src: Source, queries: str, output: str, k: int, read: Read
     progress.start(base_src.rows, f"exact MaxSim top-{k} for {len(q):,} queries")
     rows, scores = maxsim.exact_topk(q, batches(), k, progress.advance)
     progress.close()
+    return _write_truth(output, base_src, q_src, q_ids, base_ids, rows, scores, k, "maxsim", "MaxSim (Chamfer)")
+
+
+def _write_truth(output: str, base_src: Source, q_src: Source, q_ids: Any, base_ids: list[Any], rows: Any,
+                 scores: Any, k: int, metric: str, score: str) -> TruthReport:
+    """Write a ground-truth table with the provenance of its base and queries (the one truth writer)."""
+    from vecx.formats.truthfile import write_truth
+
     n_base = sum(len(c) for c in base_ids)
     if k > n_base:
         raise UsageError(f"-k {k} is larger than the base ({n_base} rows)")
-    all_ids = pa.chunked_array(base_ids).combine_chunks()
-    table = pa.table({
-        "query_id": q_ids,
-        "ids": pa.FixedSizeListArray.from_arrays(all_ids.take(pa.array(rows.ravel())), k),
-        "rows": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), k),
-        "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), k),
-    })
     base_block, q_block = base_src.source_block(), q_src.source_block()
-    meta = {
-        **metadata.header(), "kind": "truth", "k": k, "metric": "maxsim", "score": "MaxSim (Chamfer)",
+    write_truth(output, q_ids, pa.chunked_array(base_ids).combine_chunks(), rows, scores, k, {
+        "k": k, "metric": metric, "score": score,
         "base": {"rows": n_base, "fingerprint": (base_src.meta or {}).get("fingerprint") or
                  (base_block or {}).get("fingerprint"), "spec": (base_src.meta or {}).get("spec", ""),
                  "source_fingerprint": (base_block or {}).get("fingerprint")},
-        "queries": {"rows": len(q), "fingerprint": (q_src.meta or {}).get("fingerprint") or
+        "queries": {"rows": len(rows), "fingerprint": (q_src.meta or {}).get("fingerprint") or
                     (q_block or {}).get("fingerprint")},
-    }
-    write_table_atomic(output, table, {metadata.KEY: metadata.dumps(meta)})
-    return {"output": output, "queries": len(q), "base_rows": n_base, "k": k, "metric": "maxsim",
-            "score": "MaxSim (Chamfer)"}
+    })
+    return TruthReport(output=output, queries=len(rows), base_rows=n_base, k=k, metric=metric, score=score)
 
 
 # --------------------------------------------------------------------------------------
-# Querying an index
+# Building and querying an index
 # --------------------------------------------------------------------------------------
-def read_query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | None]:
-    """Query vectors from a file or stdin (``-``: JSONL lines, a list or {"vector": [...]} each).
+def build_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
+                progress: Progress | None = None, wait: bool = True, on_wait: Any = None) -> IndexReport:
+    """Build the index directory ``output`` from an encoded vector table, and optionally a float table
+    of the same rows for exact rescoring (see :func:`vecx.indexes.build.build`).
 
-    A malformed line fails the whole batch with an error naming the line: nothing is searched.
+    ``options`` is a :class:`vecx.indexes.build.BuildOptions` (graph parameters, default search
+    settings). Concurrent builds of one index take turns (``wait=False``: a BusyError instead);
+    ``on_wait(pid)`` is called once if this one waits.
     """
-    import sys
+    from vecx.indexes.build import build
+
+    manifest = build(table, output, rescore=rescore, options=options, progress=progress, wait=wait, on_wait=on_wait)
+    return IndexReport(path=output, manifest=manifest)
+
+
+def _query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | None]:
+    """Query vectors from a file or stdin (``-``: JSONL lines, a list or {"vector": [...]} each)."""
+    from vecx.formats.queries import is_npy, read_jsonl_vectors, read_plain_npy
 
     if path == "-":
-        import orjson
+        import sys
 
-        vectors, ids = [], []
-        for number, line in enumerate(sys.stdin.buffer, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise DataError(f"<stdin>: line {number}: not valid JSON ({exc}); no query was run",
-                                hint="fix that line; a batch is searched only when every line is valid") from None
-            vec = obj.get("vector") if isinstance(obj, dict) else obj
-            if not isinstance(vec, list) or not all(isinstance(v, (int, float)) for v in vec):
-                raise DataError(f"<stdin>: line {number}: expected a list of numbers or "
-                                "{\"vector\": [...]}; no query was run")
-            if len(vec) != expected_dim:
-                raise MismatchError(f"<stdin>: line {number}: query has {len(vec)} dimensions, the index "
-                                    f"takes {expected_dim}; no query was run")
-            vectors.append(vec)
-            ids.append(obj.get("id") if isinstance(obj, dict) else None)
-        if not vectors:
-            raise DataError("<stdin>: no query vectors")
-        return np.asarray(vectors, dtype=np.float32), ids if any(i is not None for i in ids) else None
-    if path.endswith(".npy") and os.path.isfile(path):
-        q = _npy_queries(path)
+        return read_jsonl_vectors(sys.stdin.buffer, expected_dim)
+    if is_npy(path):
+        q = read_plain_npy(path)
         if q is not None:
             return q, None
     source, q_ids, q = read_queries(path, None)
     return q, q_ids.to_pylist() if source.ids_given else None
 
 
-def _npy_queries(path: str) -> Any:
-    """Float vectors of a small, plain .npy query file, read with numpy alone (else None: the general reader
-    handles it and reports any problem). A file that is no plain .npy at all is a DataError naming it."""
-    from vecx.formats.arrays import read_npy_header
-
-    read_npy_header(path)
-    try:
-        q = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if q.dtype.kind != "f" or q.ndim not in (1, 2) or q.size == 0:
-        return None
-    return np.asarray(q, dtype=np.float32)
-
-
-def read_query_sets(path: str) -> tuple[Any, list[Any] | None]:
+def _query_sets(path: str) -> tuple[Any, list[Any] | None]:
     """Query token sets: a 2-D ``.npy`` is one query's vectors; a multi-vector table or JSONL a batch."""
     from vecx.formats.multi import MultiVectors
+    from vecx.formats.queries import is_npy, read_npy_token_set
 
-    if path.endswith(".npy") and os.path.isfile(path):
-        from vecx.formats.arrays import read_npy_header
-
-        read_npy_header(path)
-        try:
-            tokens = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-        if tokens.ndim != 2 or tokens.dtype.kind not in "fiu" or not len(tokens):
-            raise DataError(f"{path}: one query's vectors must be a non-empty 2-D array, got shape "
-                            f"{tokens.shape} dtype {tokens.dtype}")
-        return MultiVectors(np.asarray(tokens, dtype=np.float32), [0, len(tokens)]), None
+    if is_npy(path):
+        tokens = read_npy_token_set(path)
+        return MultiVectors(tokens, [0, len(tokens)]), None
     source, ids, sets = read_queries(path, None)
     if not source.multi:
         raise DataError(f"{path}: --multi-vector needs a set of vectors per query (a 2-D .npy for one query, "
@@ -601,7 +589,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           oversample: int | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
-          json: str | None = None, scan: str | None = None) -> dict[str, Any]:
+          json: str | None = None, scan: str | None = None) -> QueryResult:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
@@ -620,7 +608,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     _choose_scan(searcher, scan)
-    if first_stage is not None or multi_vector is not None:  # issue 6
+    if first_stage is not None or multi_vector is not None:
         from vecx.indexes.multivector import check_first_stage
 
         searcher.first_stage = check_first_stage(first_stage, searcher)
@@ -645,7 +633,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
                                      rescore=oversample != 1)
         query_ids = list(like)
     elif multi_vector is not None:
-        q, query_ids = read_query_sets(multi_vector)
+        q, query_ids = _query_sets(multi_vector)
         q = searcher.check_queries(q, multi_vector)
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
@@ -656,7 +644,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         rows, scores = searcher.search(records, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
     else:
-        q, query_ids = read_query_vectors(vector or "-", searcher.input_dim)
+        q, query_ids = _query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
@@ -676,8 +664,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         elif query_ids is not None:
             entry["query_id"] = query_ids[i]
         out.append(entry)
-    return {"queries": out, "k": int(rows.shape[1]), "clamped": rows.shape[1] < k and allowed is None,
-            "matching_rows": None if allowed is None else int(allowed.sum())}
+    return QueryResult(queries=out, k=int(rows.shape[1]), clamped=rows.shape[1] < k and allowed is None,
+                       matching_rows=None if allowed is None else int(allowed.sum()))
 
 
 def _check_search_options(k: int, oversample: int | None, expansion: int | None) -> None:
@@ -697,62 +685,25 @@ def _choose_scan(searcher: Any, scan: str | None) -> None:
     _ = searcher.scan_mode  # a usage error now if this index cannot scan that way
 
 
-def _truth_meta(path: str) -> dict[str, Any]:
-    """The metadata of a ground-truth file given to ``eval --truth``: a Parquet file from ``vecx truth``."""
-    import pyarrow.parquet as pq
-
-    how = "make one with 'vecx truth TABLE QUERIES -o gt.parquet'"
-    if not os.path.isfile(path):
-        raise UsageError(f"--truth {path}: no such file", hint=how)
-    try:
-        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
-    except (pa.ArrowInvalid, OSError):
-        raw = None
-    if raw is None:
-        raise UsageError(f"--truth {path}: not a ground-truth file from 'vecx truth' (a Parquet file whose "
-                         "metadata names the data it was computed on)", hint=how)
-    return metadata.loads(raw, path)
-
-
-def _truth_rows(path: str, n_rows: int) -> Any:
-    """The ``rows`` column of a ground-truth file (queries x k base rows), checked against the index size."""
-    import pyarrow.parquet as pq
-
-    try:
-        column = pq.read_table(path, columns=["rows"])["rows"]
-    except (pa.ArrowInvalid, KeyError, OSError) as exc:
-        raise DataError(f"{path}: cannot read the 'rows' column of the ground truth ({exc})",
-                        hint="re-create it with 'vecx truth'") from None
-    if not (pa.types.is_fixed_size_list(column.type) and pa.types.is_integer(column.type.value_type)) \
-            or column.null_count or not len(column):
-        raise DataError(f"{path}: the ground truth's 'rows' column is {column.type} with {len(column)} rows, "
-                        "not lists of row numbers", hint="re-create it with 'vecx truth'")
-    truth = np.stack(column.to_numpy(zero_copy_only=False)).astype(np.int64)
-    if truth.min() < 0 or truth.max() >= n_rows:
-        raise MismatchError(f"{path}: names base row {int(truth.max() if truth.max() >= n_rows else truth.min())}; "
-                            f"the index has {n_rows:,} rows",
-                            hint="compute the truth with 'vecx truth' on the table this index was built from")
-    return truth
-
-
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
-             first_stage: str | None = None, scan: str | None = None) -> dict[str, Any]:
+             first_stage: str | None = None, scan: str | None = None) -> EvalReport:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
     index keeps float rescoring vectors of the original space, is computed exactly on the fly.
     """
+    from vecx.formats.truthfile import read_truth_meta, read_truth_rows
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
-    from vecx.indexes.search import read_json, Searcher
+    from vecx.indexes.search import Searcher, read_json
     from vecx.indexes.truth import exact_topk
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     _choose_scan(searcher, scan)
-    if first_stage is not None:  # issue 6
+    if first_stage is not None:
         from vecx.indexes.multivector import check_first_stage
 
         searcher.first_stage = check_first_stage(first_stage, searcher)
@@ -760,18 +711,16 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     q = searcher.check_queries(q, queries)
     source_fp = (read_json(searcher.version, "table.json").get("source") or {}).get("fingerprint")
     if truth_path:
-        meta = _truth_meta(truth_path)
+        meta = read_truth_meta(truth_path)
         truth_fp = meta.get("base", {}).get("source_fingerprint")
-        if meta.get("kind") != "truth":
-            raise UsageError(f"{truth_path}: not a vecx truth file (make one with 'vecx truth')")
         if truth_fp and source_fp and truth_fp != source_fp:
             raise MismatchError(f"{truth_path}: ground truth was computed on other data than {index}",
                                 hint="compute it with 'vecx truth' on the table this index was built from")
-        truth = _truth_rows(truth_path, searcher.rows)
+        truth = read_truth_rows(truth_path, searcher.rows)
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
-    elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+    elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors
         from vecx.indexes import maxsim
 
         truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), min(100, searcher.rows))
@@ -784,22 +733,22 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
                   for s in range(0, searcher.rows, 65536))
         truth, _ = exact_topk(q, blocks, min(100, searcher.rows), searcher.rescore_metric)
         truth_source = "computed (exact, from the rescoring vectors)"
-    result = ev.run(searcher, q, truth, k, oversample=oversample, expansion=expansion)
-    result["truth"] = truth_source
+    result = EvalReport(**ev.run(searcher, q, truth, k, oversample=oversample, expansion=expansion),
+                        truth=truth_source)
     if target_recall is not None:
-        result["tuning"] = ev.tune(searcher, q, truth, k, target_recall)
-        if save and result["tuning"]["reached"]:
-            store.update_manifest(index, {"search": {"oversample": result["tuning"]["oversample"]},
-                                          "graph": {"expansion_search": result["tuning"]["expansion"]}},
+        result.tuning = ev.tune(searcher, q, truth, k, target_recall)
+        if save and result.tuning["reached"]:
+            store.update_manifest(index, {"search": {"oversample": result.tuning["oversample"]},
+                                          "graph": {"expansion_search": result.tuning["expansion"]}},
                                   expected=searcher.directory)
-            result["tuning"]["saved"] = True
+            result.tuning["saved"] = True
     elif save:
         raise UsageError("--save stores what --target-recall finds; give --target-recall too")
     return result
 
 
 def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = None,
-                records_file: str | None = None) -> list[dict[str, Any]]:
+                records_file: str | None = None) -> list[Explanation]:
     """Per key path contributions to the cosine between a JSON record and items of a ``vsa`` index.
 
     With ``record``: the record against every ``like`` item. Without: the first ``like`` item's
@@ -828,8 +777,8 @@ def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = 
         else:
             targets, query_label = like, "--json"
         vectors, approximate = _vsa_vectors(searcher, vsa, searcher.row_of(list(targets)))
-        return [{"query": query_label, "like": target, "cosine": found["cosine"], "approximate": approximate,
-                 "fields": found["fields"]}
+        return [Explanation(query=query_label, like=target, cosine=found["cosine"], approximate=approximate,
+                            fields=found["fields"])
                 for target, found in zip(targets, contributions(vsa, record, vectors))]
     finally:
         searcher.close()
@@ -853,7 +802,7 @@ def _vsa_vectors(searcher: Any, vsa: Any, rows: Any) -> tuple[Any, bool]:
 # --------------------------------------------------------------------------------------
 # Verifying
 # --------------------------------------------------------------------------------------
-def verify(path: str) -> dict[str, Any]:
+def verify(path: str) -> VerifyReport:
     """Check every byte of an index, a vector table, a ground-truth file or a state file.
 
     An index: the sha256 of every file against its manifest, then its structure (graph header,
@@ -862,20 +811,21 @@ def verify(path: str) -> dict[str, Any]:
     the row count against the metadata. A state file: its arrays against their hashes.
     Returns a report; damage raises :class:`DataError` (exit 3), naming the file and what.
     """
+    from vecx.formats.tables import verify_parquet_rows
+
     if os.path.isdir(path):
         from vecx.indexes.search import Searcher
 
         searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
         try:
             version = searcher.version
-            rows = _verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
+            rows = verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
             if rows != searcher.rows:
                 raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
                                 hint="rebuild the index")
             files = searcher.manifest["files"]
-            return {"path": path, "kind": "index", "version": os.path.basename(version.directory),
-                    "rows": searcher.rows, "files": len(files), "bytes": sum(f["bytes"] for f in files.values()),
-                    "ok": True}
+            return VerifyReport(path=path, kind="index", version=os.path.basename(version.directory),
+                                rows=searcher.rows, files=len(files), bytes=sum(f["bytes"] for f in files.values()))
         finally:
             searcher.close()
     if not os.path.isfile(path):
@@ -891,35 +841,24 @@ def verify(path: str) -> dict[str, Any]:
             chain = Chain.from_records(first, meta["stages"], arrays, path)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: fitted state metadata is damaged ({type(exc).__name__}: {exc})") from None
-        return {"path": path, "kind": "state", "spec": chain.spec, "stages": len(chain.stages), "ok": True}
+        return VerifyReport(path=path, kind="state", spec=chain.spec, stages=len(chain.stages))
     if not head.startswith(b"PAR1"):
         raise DataError(f"{path}: not a vecx index, table or state file", hint="vecx verify checks what vecx wrote")
-    other = _other_kind(path)
+    from vecx.formats.truthfile import other_kind_metadata
+
+    other = other_kind_metadata(path)
     if other is not None:  # ground truth, which has no vector column
-        rows = _verify_parquet_rows(path, path)
+        rows = verify_parquet_rows(path, path)
         if isinstance(other.get("queries"), dict) and other["queries"].get("rows") not in (None, rows):
             raise DataError(f"{path}: holds {rows:,} rows, its metadata says {other['queries']['rows']:,}")
-        return {"path": path, "kind": other.get("kind"), "rows": rows, "ok": True}
+        return VerifyReport(path=path, kind=str(other.get("kind")), rows=rows)
     source = open_source(path)
     if source.meta is None:
         raise DataError(f"{path}: not written by vecx (no 'vecx' metadata); nothing to verify against",
                         hint="vecx import validates and fingerprints it")
-    chain = prior_chain(source)
+    chain = Chain.from_source(source)
     count = sum(len(batch) for batch in source.batches())
     if source.meta.get("rows") is not None and count != source.meta["rows"]:
         raise DataError(f"{path}: holds {count:,} rows, its metadata says {source.meta['rows']:,}",
                         hint="the file was edited or truncated; re-create it")
-    return {"path": path, "kind": "vectors", "rows": count, "spec": chain.spec, "ok": True}
-
-
-def _verify_parquet_rows(path: str, where: str) -> int:
-    """Decode every page of a Parquet file (checking page checksums); its row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path, page_checksum_verification=True)
-        return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=65536))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{where}: cannot be read ({exc})", hint="the file is damaged; re-create it") from None
-
+    return VerifyReport(path=path, kind="vectors", rows=count, spec=chain.spec)

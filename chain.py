@@ -8,8 +8,8 @@ from typing import Any, Callable
 from vecx import spec as spec_mod
 from vecx.codecs import get_codec, resolve_stage
 from vecx.codecs.base import Codec
-from vecx.space import JSON, VectorSpec
-from vecx.errors import DataError, MismatchError, SpecError
+from vecx.errors import DataError, MismatchError, SpecError, UsageError
+from vecx.space import JSON, VectorSpec, is_packed
 from vecx.formats import metadata, state
 
 
@@ -86,6 +86,39 @@ class Chain:
                                 hint="the file was edited or corrupted; re-create it with vecx")
         return chain
 
+    @classmethod
+    def from_source(cls, source: Any) -> Chain:
+        """The fitted chain recorded in a vecx table (an empty chain on its space for raw inputs)."""
+        if source.meta is None:
+            return cls(source.space)
+        return cls.from_table(source.meta, source.state_blob, source.path)
+
+    @classmethod
+    def from_state_file(cls, path: str, input: VectorSpec, spec: str | None = None,
+                        seed: int | None = None) -> Chain:
+        """A fitted chain from a state file (``vecx fit``, ``--save-state``), checked against the space of
+        the data it will be applied to and, if given, against ``spec``."""
+        try:
+            with open(path, "rb") as handle:
+                blob = handle.read()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read state file ({exc.strerror})") from None
+        meta, arrays = state.unpack(blob, path)
+        metadata.complete_state(meta, path)
+        fitted_for = VectorSpec.from_json(meta["input"])
+        if (fitted_for.dim, fitted_for.dtype, fitted_for.metric) != (input.dim, input.dtype, input.metric):
+            raise MismatchError(
+                f"{path}: state was fitted on {fitted_for.dim}-d {fitted_for.dtype} {fitted_for.metric} vectors; "
+                f"this input is {input.dim}-d {input.dtype} {input.metric}",
+                hint="fit a state on data like this input (vecx fit), or drop --state")
+        chain = cls.from_records(input, meta["stages"], arrays, path)
+        if spec:
+            wanted = cls.from_spec(spec, input, seed).spec
+            if wanted != chain.spec:
+                raise MismatchError(f"{path}: state is for spec {chain.spec!r}, not {wanted!r}",
+                                    hint="drop --spec to use the state's own spec")
+        return chain
+
     # ---- properties ---------------------------------------------------------------
     @property
     def output(self) -> VectorSpec:
@@ -106,6 +139,27 @@ class Chain:
         if other.input != self.output:
             raise MismatchError(f"cannot append a chain made for {other.input} to one that ends in {self.output}")
         return Chain(self.input, self.stages + other.stages)
+
+    def state_container(self, fitted_on: str | None) -> bytes:
+        """The state container of this chain's stages: what ``vecx fit`` writes and tables embed."""
+        records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": getattr(s, "fit_rows_", None),
+                    "state_sha256": state.arrays_sha256(s.state())} for s in self.stages]
+        meta = {"spec": self.spec, "input": self.input.to_json(), "stages": records, "fitted_on": fitted_on}
+        return state.pack(meta, self.state_arrays())
+
+    def float_view(self, stored: VectorSpec, where: str) -> Callable[[Any], Any]:
+        """A function turning stored vectors of space ``stored`` (this chain's output) into float32 rows
+        in the space decoding lands in: floats as they are, other codes decoded."""
+        import numpy as np
+
+        if stored.dtype in ("float32", "float16"):
+            return lambda v: np.asarray(v, dtype=np.float32)
+        packed = is_packed(stored.dtype)
+        probe = self.decode(np.zeros((1, stored.bytes_per_vector if packed else stored.dim),
+                                     dtype=np.uint8 if packed else stored.dtype))
+        if probe.dtype.kind != "f":
+            raise UsageError(f"{where}: {stored.dtype} codes cannot be decoded to floats")
+        return lambda v: np.asarray(self.decode(v), dtype=np.float32)
 
     # ---- running ------------------------------------------------------------------
     def fit(self, sample_for: Callable[[Codec], Any], refit: bool = False) -> None:

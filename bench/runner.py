@@ -29,6 +29,9 @@ from typing import Any, Callable
 
 from vecx._lazy import lazy
 from vecx.bench.timing import best_fit_time, best_time
+from vecx.chain import Chain
+from vecx.formats.tempfiles import write_bytes_atomic
+from vecx.progress import SILENT
 from vecx.errors import DataError, MismatchError, UsageError, VecxError
 
 np = lazy("numpy")
@@ -60,17 +63,6 @@ class BenchOptions:
     command: str | None = None
 
 
-class _NoProgress:
-    def start(self, total: int | None, desc: str) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def run(base: str, queries: str, specs: list[str], options: BenchOptions | None = None,
         progress: Any = None) -> dict[str, Any]:
     """Benchmark every spec (and, if asked, the peers) on ``base`` and ``queries``; returns the report.
@@ -84,7 +76,7 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     from vecx.formats.readers import ReadOptions, open_source
 
     options = options or BenchOptions()
-    progress = progress or _NoProgress()
+    progress = progress or SILENT
     _check_options(options, specs)
     _check_outputs(options)
     want_peers = options.peers or bool(options.peer_names)
@@ -96,7 +88,7 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     if source.space.dtype not in ("float32", "float16") or source.space.metric_on != "codes":
         raise UsageError(f"{base}: bench needs float vectors, not {source.space.dtype} codes",
                          hint="give the raw vectors or the imported float table")
-    if api.prior_chain(source).input.dim != source.dim:
+    if Chain.from_source(source).input.dim != source.dim:
         raise UsageError(f"{base}: holds vectors of a dimension-changing chain; give the raw vectors")
     # "SPEC@key=value@..." sets index options for that spec only (e.g. binarize:mode=rabitq@scan=graph).
     split = [_split_spec(given) for given in specs]
@@ -120,8 +112,6 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         truth, truth_source = load_truth(options.truth, x, q, space.metric, options.k)
         if options.k > len(x):
             raise UsageError(f"-k {options.k} is larger than the base ({len(x)} rows)")
-        from vecx.chain import Chain
-
         chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
         for given, chain, chain_options in zip(specs, chains, spec_build_options):
             _check_indexable(given, chain, chain_options, bool(space.normalized))
@@ -182,8 +172,6 @@ def _save(report: dict[str, Any], options: BenchOptions) -> None:
         draw(report, options.plot)
     if options.markdown:
         from vecx.bench.report import markdown
-        from vecx.formats.tempfiles import write_bytes_atomic
-
         write_bytes_atomic(options.markdown, markdown(report, options.command).encode())
 
 
@@ -266,28 +254,15 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
         blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
         rows, _ = exact_topk(q, blocks, min(k, len(x)), metric)
         return rows, "computed exactly"
+    from vecx.formats.truthfile import read_truth_npy, read_truth_meta, read_truth_rows
+
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
     if path.endswith(".npy"):
-        try:
-            truth = np.load(path, mmap_mode="r")
-        except ValueError as exc:
-            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-        if truth.ndim != 2 or truth.dtype.kind not in "iu":
-            raise DataError(f"{path}: expected a 2-D array of row numbers, got {truth.ndim}-D {truth.dtype}")
+        truth = read_truth_npy(path)
     else:
-        import pyarrow.parquet as pq
-
-        from vecx.formats import metadata
-
-        try:
-            raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY, b"{}")
-        except Exception:  # noqa: BLE001 - pyarrow raises several kinds for a non-Parquet file
-            raise DataError(f"{path}: not a Parquet file or .npy") from None
-        if metadata.loads(raw, path).get("kind") != "truth":
-            raise UsageError(f"{path}: not a vecx truth file (make one with 'vecx truth')")
-        column = pq.read_table(path, columns=["rows"])["rows"]
-        truth = np.stack(column.to_numpy(zero_copy_only=False))
+        read_truth_meta(path, "--truth")
+        truth = read_truth_rows(path, len(x))
     if len(truth) != len(q):
         raise MismatchError(f"{path}: has truth for {len(truth)} queries, the query file has {len(q)}")
     if truth.shape[1] < k:
@@ -340,7 +315,7 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
         fit_s = best_fit_time(lambda: chain.fit(_sample_for(x), refit=True), options.repeat)
         progress.close()
         state_file = prefix + ".state"
-        api.write_bytes_atomic(state_file, api.state_container(chain, None))
+        write_bytes_atomic(state_file, chain.state_container(None))
     progress.start(None, f"{given}: applying in memory")
     _, apply_s = best_time(lambda: [chain.encode(x[s: s + BLOCK]) for s in range(0, len(x), BLOCK)], 1)
     progress.close()

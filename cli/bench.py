@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 from typing import Annotated
-from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, echo_columns, emit_json, examples
+from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, emit_json, examples
 
 
 def register(app: typer.Typer) -> None:
@@ -56,13 +56,14 @@ def register(app: typer.Typer) -> None:
         report = run(base, queries, list(spec), options, progress=Bar(quiet))
         if json:
             emit_json(report)
-        elif sys.stdout.isatty():
-            _rich(report)
         else:
             from vecx.bench import report as report_mod
+            from vecx.cli import render
 
-            sys.stdout.write(report_mod.description(report) + "\n\n")
-            echo_columns([report_mod.header(report), *report_mod.cells(report)])
+            styles = {"vecx": "bold cyan", "faiss": "yellow", "usearch": "green"}
+            render.table([report_mod.header(report), *report_mod.cells(report)],
+                         title=f"vecx bench: {report['base']['path']}", note=report_mod.description(report),
+                         styles=[styles.get(row["system"]) for row in report["rows"]])
 
 
 def _key_values(items: list[str], error: Any) -> dict[str, str]:
@@ -73,20 +74,3 @@ def _key_values(items: list[str], error: Any) -> dict[str, str]:
             raise error(f"--index-option {item!r}: write KEY=VALUE, e.g. connectivity=32")
         out[key.strip()] = value.strip()
     return out
-
-
-def _rich(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from vecx.bench import report as report_mod
-
-    console = Console()
-    table = Table(title=f"vecx bench: {report['base']['path']}", caption=report_mod.description(report),
-                  caption_justify="left")
-    for i, title in enumerate(report_mod.header(report)):
-        table.add_column(title, justify="left" if i < 2 else "right")
-    styles = {"vecx": "bold cyan", "faiss": "yellow", "usearch": "green"}
-    for row, cells in zip(report["rows"], report_mod.cells(report)):
-        table.add_row(*cells, style=styles.get(row["system"]))
-    console.print(table)

@@ -48,9 +48,13 @@ def message(text: str, quiet: bool) -> None:
 
 
 def emit_json(data: Any) -> None:
-    """Write one JSON document to stdout."""
+    """Write one JSON document to stdout: plain data, a report (its ``to_json()``) or a list of reports."""
     import orjson
 
+    if hasattr(data, "to_json"):
+        data = data.to_json()
+    elif isinstance(data, list):
+        data = [item.to_json() if hasattr(item, "to_json") else item for item in data]
     sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     sys.stdout.flush()
 
@@ -88,13 +92,6 @@ class Bar:
             self._bar = None
 
 
-def echo_columns(rows: list[list[str]]) -> None:
-    """Print rows of cells as left-aligned columns on stdout (the first row is the header)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        sys.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
-
-
 def examples(*lines: str) -> str:
     """An 'Examples:' epilog block that click will not re-wrap."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
@@ -103,7 +100,7 @@ def examples(*lines: str) -> str:
 def report_encode(report: Any, json_out: bool, quiet: bool) -> None:
     """Print what an encode/import did: JSON on stdout, or a one-line summary on stderr."""
     if json_out:
-        emit_json(report.to_json())
+        emit_json(report)
         return
     where = "stdout" if report.output == "-" else report.output
     message(f"wrote {report.rows:,} vectors to {where}: {report.dim} x {report.dtype} = "

@@ -112,4 +112,4 @@ def register(app: typer.Typer) -> None:
         if json:
             emit_json(result)
         else:
-            message(f"wrote fitted state for {result['spec']} to {output} ({result['bytes']:,} bytes)", quiet)
+            message(f"wrote fitted state for {result.spec} to {output} ({result.bytes:,} bytes)", quiet)

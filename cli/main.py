@@ -44,50 +44,25 @@ def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=
     """Build and query compressed embedding indexes."""
 
 
-def _add_encode(app: typer.Typer) -> None:
-    from vecx.cli import encode
-    encode.register(app)
+# The command modules in --help order, with the commands each adds ("codecs": one per codec, found by
+# listing the registry). Only the module that claims a command line's first word is imported, so
+# that a single ``vecx query`` does not pay for turning every other command into a click command.
+_MODULES = (("encode", ("import", "encode", "fit")), ("codecs", ()), ("vsa", ("vsa",)), ("index", ("index",)),
+            ("query", ("query",)), ("eval", ("eval",)), ("info", ("info", "verify")), ("truth", ("truth",)),
+            ("spec", ("spec",)), ("bench", ("bench",)))
+_MODULE_OF = {command: module for module, commands in _MODULES for command in commands}
 
 
-def _add_codecs(app: typer.Typer) -> None:
-    from vecx.cli import codec_commands, vsa_
-    codec_commands.register(app, skip=vsa_.GROUPED)
+def _register(app: typer.Typer, module: str) -> None:
+    import importlib
 
-
-def _add_vsa(app: typer.Typer) -> None:
-    from vecx.cli import vsa_
-    vsa_.register(app)
-
-
-def _add_index(app: typer.Typer) -> None:
-    from vecx.cli import index_
-    index_.register(app)
-    index_.register_eval(app)
-
-
-def _add_inspect(app: typer.Typer) -> None:
-    from vecx.cli import inspect_
-    inspect_.register(app)
-
-
-def _add_bench(app: typer.Typer) -> None:
-    from vecx.cli import bench
-    bench.register(app)
-
-
-# In --help order. Each registrar imports only its own command modules, so that a single
-# ``vecx query`` does not pay for turning every other command into a click command.
-_REGISTRARS = (_add_encode, _add_codecs, _add_vsa, _add_index, _add_inspect, _add_bench)
-# The commands of the fixed registrars; any other first argument may be a codec's command.
-_REGISTRAR_OF = {"import": _add_encode, "encode": _add_encode, "fit": _add_encode, "vsa": _add_vsa,
-                 "index": _add_index, "query": _add_index, "eval": _add_index, "info": _add_inspect,
-                 "verify": _add_inspect, "truth": _add_inspect, "spec": _add_inspect, "bench": _add_bench}
+    importlib.import_module(f"vecx.cli.{module}").register(app)
 
 
 def build_app(command: str | None = None) -> typer.Typer:
     """The vecx app: every command, or only ``command`` when one of that name exists.
 
-    Only the registrar that claims ``command`` runs; a codec's command is found among all of
+    Only the module that claims ``command`` is imported; a codec's command is found among all of
     them; a name that is no command (a typo) gets the whole app, so that typer's "no such
     command" message and its suggestions see every command.
     """
@@ -97,9 +72,9 @@ def build_app(command: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
     app.callback()(_root)
-    registrar = _REGISTRAR_OF.get(command or "")
-    for add in (registrar,) if registrar else _REGISTRARS:
-        add(app)
+    claimed = _MODULE_OF.get(command or "")
+    for module in (claimed,) if claimed else [name for name, _ in _MODULES]:
+        _register(app, module)
     commands = [c for c in app.registered_commands if c.name == command]
     groups = [g for g in app.registered_groups if g.name == command]
     if commands or groups:  # typer turns every registered command into a click command before running one
@@ -115,7 +90,7 @@ def __getattr__(name: str) -> typer.Typer:
 
 
 def _app_for(args: list[str]) -> typer.Typer:
-    """The app for a command line: only the named command's registrar when one claims it."""
+    """The app for a command line: only the module of the named command when one claims it."""
     return build_app(None if not args or args[0].startswith("-") else args[0])
 
 

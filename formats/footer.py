@@ -195,3 +195,23 @@ def vecx_metadata(path: str) -> tuple[int, bytes] | None:
     if footer is None or KEY not in footer[1]:
         return None
     return footer[0], footer[1][KEY]
+
+
+def table_metadata(path: str) -> dict | None:
+    """The parsed ``vecx`` metadata of a vecx Parquet file, read from its footer without pyarrow, else None.
+
+    Only trusted when the footer's row count agrees with the metadata; anything unusual goes the
+    slow way, through pyarrow, which reports damage precisely.
+    """
+    from vecx.formats import metadata
+
+    if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
+        return None
+    found = vecx_metadata(path)
+    if found is None:
+        return None
+    rows, raw = found
+    meta = metadata.loads(raw, path)
+    if meta.get("kind", "vectors") == "vectors" and meta.get("rows") != rows:
+        return None
+    return meta

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from vecx._lazy import lazy
-from vecx.errors import UsageError
+from vecx.errors import DataError, UsageError
 from vecx.formats import metadata, state
 from vecx.formats.source import Batch, ReadOptions, Source, short_error
 
@@ -267,3 +267,12 @@ class IpcSource(TableSource):
         if self.trailer is not None:
             self.meta = self.trailer  # late fields (rows, source hash, fingerprints) are final now
             self.rows = self.trailer.get("rows")
+
+
+def verify_parquet_rows(path: str, where: str) -> int:
+    """Decode every page of a Parquet file, checking the page checksums vecx writes; its row count."""
+    try:
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=65536))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{where}: cannot be read ({exc})", hint="the file is damaged; re-create it") from None

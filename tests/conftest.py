@@ -104,8 +104,8 @@ def with_edited_metadata(src: Path, dst: Path, edit) -> Path:
 
 def stored(path: Path):
     """The fitted chain and all stored codes of a vecx table (read with vecx's own reader)."""
-    from vecx.api import prior_chain
+    from vecx.chain import Chain
     from vecx.formats.readers import open_source
 
     source = open_source(str(path))
-    return prior_chain(source), np.concatenate([b.vectors for b in source.batches()])
+    return Chain.from_source(source), np.concatenate([b.vectors for b in source.batches()])

@@ -76,6 +76,7 @@ def main() -> None:
     from vecx.formats.readers import open_source
     from vecx.indexes.build import build, BuildOptions
     from vecx.indexes.search import Searcher
+    from vecx.progress import SILENT
 
     truth = np.load(os.path.join(DATA, "mv_gt.npy"))
     tmp = tempfile.mkdtemp(prefix="bench-muvera-")
@@ -116,7 +117,7 @@ def main() -> None:
         fde_path = os.path.join(tmp, "fde.parquet")
         chain = Chain.from_spec(spec, source.space, None)
         if chain.needs_fit:
-            api.fit_chain(source, chain, api._NoProgress())
+            api.fit_chain(source, chain, SILENT)
         best_chain = min(_timed(lambda: chain.encode(doc_sets)) for _ in range(args.repeat))
         best_file = min(_timed(lambda: api.encode_file(docs, fde_path, spec)) for _ in range(args.repeat))
         index = os.path.join(tmp, "docs.vecx")

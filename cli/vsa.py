@@ -9,7 +9,6 @@ literally named ``explain`` has to be written ``./explain``.)
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
 import typer
@@ -17,8 +16,6 @@ from typer.core import TyperGroup
 from typing import Annotated
 from vecx.cli.common import Debug, emit_json, examples
 
-#: Codecs whose command lives in a group here instead of a flat generated command.
-GROUPED = ("vsa",)
 DEFAULT = "encode"
 
 
@@ -33,7 +30,7 @@ class DefaultGroup(TyperGroup):
 
 def register(app: typer.Typer) -> None:
     """Add the ``vsa`` group: ``encode`` (default) and ``explain``."""
-    from vecx.cli import codec_commands
+    from vecx.cli import codecs as codec_commands
     from vecx.codecs import get_codec
 
     cls = get_codec("vsa")
@@ -86,13 +83,12 @@ def register(app: typer.Typer) -> None:
         if fmt == "json":
             emit_json(result)
             return
+        from vecx.cli import render
+
         for item in result:
-            sys.stdout.write(f"{item['query']} vs {item['like']}: cosine {item['cosine']:.4f}"
-                             + (" (approximate: decoded codes)" if item["approximate"] else "") + "\n")
-            rows = [["path", "value", "contribution"]] + [
-                [r["path"], r["value"], f"{r['contribution']:+.4f}"] for r in item["fields"]]
-            widths = [max(len(row[i]) for row in rows) for i in range(3)]
-            for row in rows:
-                sys.stdout.write(f"  {row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2].rjust(widths[2])}\n")
+            render.table([["path", "value", "contribution"]] + [
+                [r["path"], r["value"], f"{r['contribution']:+.4f}"] for r in item.fields],
+                right=(2,), indent=2, title=f"{item.query} vs {item.like}: cosine {item.cosine:.4f}"
+                + (" (approximate: decoded codes)" if item.approximate else ""))
 
     app.add_typer(group, name="vsa")

@@ -108,8 +108,12 @@ def _example(cls: type[Codec], command: str | None = None) -> str:
     return common.examples(*lines)
 
 
-def register(app: typer.Typer, skip: tuple[str, ...] = ()) -> None:
-    """Add a command for every registered codec (except ``skip``: codecs with a command group of their own)."""
+#: Codecs whose command lives in a group of their own (cli/vsa.py) instead of a flat generated command.
+GROUPED = ("vsa",)
+
+
+def register(app: typer.Typer) -> None:
+    """Add a command for every registered codec, except those with a command group of their own (vsa)."""
     for name, cls in registry().items():
-        if name not in skip:
+        if name not in GROUPED:
             app.command(name, epilog=_example(cls))(_make_command(cls))

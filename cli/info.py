@@ -1,28 +1,17 @@
-"""``vecx info``, ``vecx truth`` and ``vecx spec``."""
+"""``vecx info`` (what a table, index or ground-truth file holds) and ``vecx verify`` (is every byte intact)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from typing import Annotated
-from vecx.cli.common import (
-    Bar,
-    Column,
-    Debug,
-    IdColumn,
-    Json,
-    Metric,
-    Quiet,
-    echo_columns,
-    emit_json,
-    examples,
-    message,
-    read_options,
-)
+from vecx.cli import render
+from vecx.cli.common import Column, Debug, IdColumn, Json, Quiet, emit_json, examples, read_options
 
 
-def _render_info(data: dict[str, Any]) -> str:
+def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (field, value) lines ``vecx info`` shows for a report's JSON form."""
     meta = data.get("vecx")
     size = f"{data['file_bytes']:,} bytes, " if "file_bytes" in data else ""
     lines = [("file", f"{data['path']} ({size}{data['format']})")]
@@ -33,7 +22,7 @@ def _render_info(data: dict[str, Any]) -> str:
                                              "not written by vecx; 'vecx import' validates and fingerprints it)"),
                   ("ids", repr(raw["id_column"]) if raw["id_column"] else "row numbers"),
                   ("payload", ", ".join(raw["payload"]) or "(none)")]
-        return _table(lines)
+        return lines
     if meta.get("kind") == "index":
         g, r = meta["graph"], meta.get("rescore")
         lines += [
@@ -56,7 +45,7 @@ def _render_info(data: dict[str, Any]) -> str:
             ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
             ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
         ]
-        return _table(lines)
+        return lines
     if meta.get("kind") == "truth":
         base, queries = meta["base"], meta["queries"]
         lines += [("kind", f"exact ground truth: top-{meta['k']} by {meta['score']}"),
@@ -64,7 +53,7 @@ def _render_info(data: dict[str, Any]) -> str:
                   ("base", f"{base['rows']:,} rows, spec {base.get('spec') or '(none)'}, "
                            f"fingerprint {(base.get('fingerprint') or 'unknown')[:16]}"),
                   ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
-        return _table(lines)
+        return lines
     v, src = meta["vector"], meta.get("source") or {}
     on = {"codes": "", "scorer": ", by the codec's scorer against float queries"}.get(v.get("metric_on", "codes"), ", on decoded values")
     lines += [
@@ -97,16 +86,11 @@ def _render_info(data: dict[str, Any]) -> str:
         lines.append(("compression", f"{ratio:.1f}x vs float32 source"))
     lines += [("fingerprint", meta.get("fingerprint") or "unknown (stream not finished)"),
               ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
-    return _table(lines)
-
-
-def _table(lines: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in lines)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+    return lines
 
 
 def register(app: typer.Typer) -> None:
-    """Add the commands of this module to the app."""
+    """Add ``vecx info`` and ``vecx verify``."""
 
     @app.command("info", epilog=examples(
         "vecx info docs.i8.parquet",
@@ -120,11 +104,11 @@ def register(app: typer.Typer) -> None:
         """Show what a vector table holds: chain, dimensions, dtype, metric, bytes/vector, fingerprint."""
         from vecx import api
 
-        data = api.info(input, read_options(column, id_column, None))
+        report = api.info(input, read_options(column, id_column, None))
         if json:
-            emit_json(data)
+            emit_json(report)
         else:
-            typer.echo(_render_info(data))
+            render.table([list(line) for line in _info_lines(report.to_json())], header=False)
 
     @app.command("verify", epilog=examples(
         "vecx verify docs.vecx",
@@ -148,89 +132,5 @@ def register(app: typer.Typer) -> None:
             emit_json(reports if len(reports) > 1 else reports[0])
         else:
             for report in reports:
-                what = f"{report['kind']}" + (f", {report['rows']:,} rows" if "rows" in report else "")
-                typer.echo(f"{report['path']}: ok ({what})")
-
-    @app.command("truth", epilog=examples(
-        "vecx truth glove.parquet queries.parquet -o gt.parquet -k 100",
-        "vecx truth base.fvecs queries.fvecs -o gt.parquet -k 10 --metric l2",
-        "vecx truth docs.mv.parquet q.mv.parquet -o gt.parquet --maxsim -k 10",
-    ))
-    def truth(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors (a vector table or raw input).", show_default=False)],
-              queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors, in the base's space or its chain's input space.", show_default=False)],
-              output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Parquet file to write.", show_default=False)],
-              k: Annotated[int, typer.Option("-k", metavar="K", help="Neighbours per query.")] = 100,
-              metric: Metric = None,
-              maxsim: Annotated[bool, typer.Option("--maxsim", help="Multi-vector base and queries (sets of vectors): rank by exact MaxSim/Chamfer, the sum over query vectors of the best inner product with any document vector.")] = False,
-              quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
-        """Exact top-k neighbours of every query by the base's metric (cosine, ip or l2), in blocks.
-
-        Writes a Parquet table: query_id, ids and rows (the k nearest base ids and row numbers) and
-        scores (cosine similarity / inner product, descending; squared L2 distance, ascending).
-        Memory holds the queries, one block of base vectors and the running top-k, never the base.
-        """
-        from vecx import api
-
-        result = api.truth(base, queries, output, k, read_base=read_options(None, None, metric),
-                           read_queries_options=read_options(None, None, metric), progress=Bar(quiet),
-                           maxsim=maxsim)
-        if json:
-            emit_json(result)
-        else:
-            message(f"wrote exact top-{k} ({result['score']}) for {result['queries']:,} queries over "
-                    f"{result['base_rows']:,} rows to {output}", quiet)
-
-    spec_app = typer.Typer(help="Inspect spec strings and the codecs they name.", no_args_is_help=True)
-    app.add_typer(spec_app, name="spec")
-
-    @spec_app.command("explain", epilog=examples(
-        "vecx spec explain truncate:32,int8 --dim 50",
-        "vecx spec explain 'truncate:256|f16' --dim 768 --json",
-        "vecx spec explain muvera:20x5x16,binarize --dim 128 --multi",
-    ))
-    def explain(spec: Annotated[str, typer.Argument(metavar="SPEC", help="Spec string (or @file).", show_default=False)],
-                dim: Annotated[int, typer.Option("--dim", metavar="D", help="Input dimension.", show_default=False)],
-                metric: Annotated[str, typer.Option("--metric", metavar="METRIC", help="Input metric: cosine, ip or l2.")] = "cosine",
-                normalized: Annotated[bool, typer.Option("--normalized", help="Input vectors are unit-norm.")] = False,
-                seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set one.", show_default=False)] = None,
-                multi: Annotated[bool, typer.Option("--multi", help="Input rows are sets of D-dimensional vectors (e.g. for muvera).")] = False,
-                json: Json = False, debug: Debug = False) -> None:
-        """Print each stage's dimension, dtype, bytes/vector and metric, without reading any data."""
-        from vecx import api
-
-        result = api.explain(spec, dim, metric=metric, normalized=normalized, seed=seed, multi=multi)
-        if json:
-            emit_json(result)
-            return
-        rows = [["stage", "codec", "dim", "dtype", "bytes/vec", "metric", "fit", "query"]]
-        for r in result["stages"]:
-            metric_text = r["metric"] + (" (decoded)" if r["metric_on"] == "decoded" else "")
-            rows.append([str(r["stage"]), r["codec"], str(r["dim"]), r["dtype"], str(r["bytes_per_vector"]),
-                         metric_text, "yes" if r["fit"] else "-", r["query_encoding"]])
-        echo_columns(rows)
-        typer.echo(f"canonical: {result['spec']}")
-        typer.echo(f"compression: {result['compression']:g}x")
-
-    @spec_app.command("list", epilog=examples("vecx spec list", "vecx spec list --json"))
-    def list_codecs(json: Json = False, debug: Debug = False) -> None:
-        """List the codecs a spec can use, with their parameters and defaults."""
-        from vecx.codecs import registry
-
-        data = []
-        for name, cls in registry().items():
-            params = [{"name": p.name, "type": p.type.__name__, "required": p.required,
-                       "default": None if p.required else p.default, "help": p.help,
-                       "default_text": "required" if p.required else f"default {p.format(p.default)}",
-                       **({"choices": list(p.choices)} if p.choices else {})} for p in cls.params]
-            data.append({"codec": name, "summary": cls.summary, "primary": cls.primary, "fit": cls.needs_fit,
-                         "query_encoding": cls.query_encoding, "params": params})
-        if json:
-            for c in data:
-                for p in c["params"]:
-                    p.pop("default_text")
-            emit_json(data)
-            return
-        for c in data:
-            typer.echo(f"{c['codec']:<10} {c['summary']}")
-            for p in c["params"]:
-                typer.echo(f"{'':<12}{p['name']}: {p['help']} ({p.pop('default_text')})")
+                what = report.kind + (f", {report.rows:,} rows" if report.rows is not None else "")
+                typer.echo(f"{report.path}: ok ({what})")

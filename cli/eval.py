@@ -1,0 +1,68 @@
+"""``vecx eval``: recall by stage, QPS and latency of an index; tunes and saves its search defaults."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing import Annotated
+from vecx.cli import render
+from vecx.cli.common import Debug, Json, Quiet, emit_json, examples
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vecx eval``."""
+
+    @app.command("eval", epilog=examples(
+        "vecx eval docs.vecx --queries q.parquet --truth gt.parquet -k 10",
+        "vecx eval docs.vecx --queries q.npy --target-recall 0.95 --save",
+        "vecx eval docs.fde.vecx --queries q.mv.parquet --truth gt.parquet --first-stage both",
+    ))
+    def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
+              queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
+              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth from 'vecx truth' (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
+              target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
+              save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
+              first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Evaluate an exhaustive search of the codes or the graph (default: the index's).", show_default=False)] = None,
+              json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
+        """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
+        (graph loss) and after rescoring, with QPS and p50/p99 latency.
+
+        Batch QPS is one multi-threaded call over all queries; latencies come from single queries.
+        """
+        from vecx import api
+
+        result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
+                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan)
+        if json:
+            emit_json(result)
+            return
+        g = result.graph
+        graph = (f"{g['dtype']} {g['metric']} graph (connectivity {g['connectivity']}, expansion add "
+                 f"{g['expansion_add']}, search {expansion or g['expansion_search']})")
+        if result.scored:
+            what = f"{result.scan} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else "")
+        else:
+            what = graph if result.scan == "graph" else f"exhaustive scan of the codes, {graph}"
+        typer.echo(f"index   {index}: {result.rows:,} rows, {what}, {result.bytes_per_vector} bytes/vector")
+        typer.echo(f"queries {result.queries:,}; truth {result.truth}")
+        keys = [c for c in result.stages[0] if c.startswith("recall@")]
+        header = ["stage", *keys, "QPS", "p50 ms", "p99 ms"]
+        rows = [header] + [[s["stage"], *[f"{s[c]:.4f}" for c in keys], *(
+            [f"{s['qps']:,.0f}", f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}"] if "qps" in s else ["", "", ""])]
+            for s in result.stages]
+        render.table(rows)
+        tuning = result.tuning
+        if tuning:
+            if tuning["reached"]:
+                typer.echo(f"target recall@{k} >= {tuning['target']}: oversample {tuning['oversample']}, expansion "
+                           f"{tuning['expansion']} (recall@{k} {tuning[f'recall@{k}']:.4f})"
+                           + ("; saved as the index's defaults" if tuning.get("saved") else ""))
+            else:
+                best = max(tuning["tried"], key=lambda t: t[f"recall@{k}"])
+                typer.echo(f"target recall@{k} >= {tuning['target']} not reached; best {best[f'recall@{k}']:.4f} "
+                           f"at oversample {best['oversample']}, expansion {best['expansion']}")

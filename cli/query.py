@@ -1,0 +1,98 @@
+"""``vecx query``: search an index by vectors, ids or JSON records; results as a table, JSONL, JSON or CSV."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+from typing import Annotated
+from vecx.cli.common import Debug, Quiet, emit_json, examples, message
+
+FORMATS = ("table", "jsonl", "json", "csv")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vecx query``."""
+
+    @app.command("query", epilog=examples(
+        "vecx query docs.vecx --vector q.npy -k 10",
+        "vecx query docs.vecx --like 1234 -k 10 --fields word,title",
+        "cat queries.jsonl | vecx query docs.vecx -k 10 > results.jsonl",
+        "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
+        "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
+        "vecx query docs.fde.vecx --multi-vector q_tokens.npy -k 10 --first-stage both",
+        "vecx query laureates.vecx --json '{\"prizes\": [{\"category\": \"physics\"}]}' -k 5",
+    ))
+    def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
+              vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
+              like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
+              k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="Results per query (at most the index size).")] = 10,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
+              expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
+              fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
+              where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
+              fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
+              multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
+              first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="exhaustive: compare every code (exact for the codes); graph: walk the graph (default: the index's).", show_default=False)] = None,
+              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
+              quiet: Quiet = False, debug: Debug = False) -> None:
+        """Search an index with raw query vectors (encoded through the index's chain) or by item id.
+
+        Without --vector or --like, queries are read from stdin as JSONL: one vector per line, as
+        a list or an object with a "vector" field. A batch is searched in one multi-threaded call;
+        if any line is malformed, nothing is searched and the error names the line (exit 3).
+        """
+        from vecx import api
+        from vecx.errors import UsageError
+
+        fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+        if fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        if sum(x is not None and x != [] for x in (vector, like, multi_vector, json_query)) > 1:
+            raise UsageError("give one of --vector, --multi-vector, --like and --json")
+        if vector is None and not like and multi_vector is None and json_query is None and sys.stdin.isatty():
+            raise UsageError("no query: give --vector FILE, --like ID, --json RECORD, or JSONL vectors on stdin")
+        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or json_query
+                                                                              else "-"),
+                           like=like, json=json_query, k=k, oversample=rescore, expansion=expansion, where=where,
+                           fields=None if fields is None else [f for f in fields.split(",") if f],
+                           multi_vector=multi_vector, first_stage=first_stage, scan=scan)
+        if result.clamped:
+            message(f"-k {k} is larger than the index; returning {result.k} per query", quiet)
+        if result.matching_rows is not None and result.matching_rows < k:
+            message(f"--where keeps {result.matching_rows} rows; returning at most that many", quiet)
+        _render(result.queries, fmt)
+
+
+def _render(queries: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        emit_json(queries)
+    elif fmt == "jsonl":
+        import orjson
+
+        out = sys.stdout.buffer
+        for q in queries:
+            out.write(orjson.dumps(q) + b"\n")
+        out.flush()
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        extra = [k for k in (queries[0]["results"][0] if queries and queries[0]["results"] else {})
+                 if k not in ("rank", "id", "score")]
+        writer.writerow(["query", "rank", "id", "score", *extra])
+        for q in queries:
+            for r in q["results"]:
+                writer.writerow([q["query"], r["rank"], r["id"], r["score"], *[r.get(e) for e in extra]])
+    else:
+        from vecx.cli import render
+
+        for q in queries:
+            results = q["results"]
+            columns = ["rank", "id", "score"] + [c for c in (results[0] if results else {})
+                                                 if c not in ("rank", "id", "score")]
+            render.table([columns] + [[f"{r[c]:.4f}" if c == "score" else str(r.get(c)) for c in columns]
+                                      for r in results],
+                         right=(0, 2), title=f"query {q['query']}" + (f" (like {q['like']})" if "like" in q else ""))
