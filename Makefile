@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test man bench bench-quick bench-foundation bench-index bench-pq-seeds clean
+.PHONY: help demo test test-fast lint man bench bench-quick bench-foundation bench-index bench-pq-seeds clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,6 +13,7 @@ DEMO   := demo-out
 help:
 	@echo "make demo    create .venv, install vecx, run a short tour on the bundled sample"
 	@echo "make test    create .venv, install vecx with test extras, run the tests"
+	@echo "make lint    ruff, mypy and the import-layer contracts (what CI runs)"
 	@echo "make man     regenerate man/ from the CLI"
 	@echo "make bench   vecx bench --peers on the shared data sets, into BENCHMARKS.md (long)"
 	@echo "make bench-quick  smoke runs of the benchmark scripts"
@@ -30,11 +31,22 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check '.[test]'
 
+install-lint: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check '.[lint]'
+
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check '.[test,bench,plot]'
 
 test: install-test
 	$(BIN)/python -m pytest tests
+
+# Style, types and the stack: ruff, mypy (on the repository, through a .lint/vecx link to it, since the
+# repository root is the package) and import-linter's contracts from pyproject.toml.
+lint: install-lint
+	$(BIN)/python -m ruff check .
+	@mkdir -p .lint && ln -sfn .. .lint/vecx
+	MYPYPATH=.lint $(BIN)/python -m mypy -p vecx
+	$(BIN)/lint-imports
 
 demo: install
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)

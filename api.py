@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx._prefetch import prefetch
@@ -25,8 +25,12 @@ from vecx.progress import SILENT, Progress
 from vecx.sampling import sample_rows
 from vecx.space import VectorSpec
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
 
 
 # --------------------------------------------------------------------------------------

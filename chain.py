@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vecx import spec as spec_mod
 from vecx.codecs import get_codec, resolve_stage
 from vecx.codecs.base import Codec
 from vecx.errors import DataError, MismatchError, SpecError, UsageError
-from vecx.space import JSON, VectorSpec, is_packed
 from vecx.formats import metadata, state
+from vecx.space import JSON, VectorSpec, is_packed
 
 
 @dataclass

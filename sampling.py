@@ -8,11 +8,14 @@ same sample as the same stages run one file at a time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 _CHUNK = 1 << 18  # keys are computed 262,144 rows at a time: bounded scratch memory
 

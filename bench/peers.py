@@ -16,12 +16,15 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import UsageError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 USEARCH_DTYPES = ("f32", "f16", "i8", "b1")
 _CODE_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8"}
@@ -129,7 +132,7 @@ def _pq_shape(stage: Any) -> tuple[int, int] | None:
 
 
 def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
-    """faiss PQ with 8-bit codes at (at most) ``nbytes`` bytes: the most sub-spaces dividing ``dim``."""
+    """Faiss PQ with 8-bit codes at (at most) ``nbytes`` bytes: the most sub-spaces dividing ``dim``."""
     m = next((m for m in range(min(nbytes, dim), 0, -1) if dim % m == 0), None)
     return [f"faiss:PQ{m}x8np"] if m else []
 

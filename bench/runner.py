@@ -24,17 +24,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.bench.timing import best_fit_time, best_time
 from vecx.chain import Chain
+from vecx.errors import DataError, MismatchError, UsageError, VecxError
 from vecx.formats.tempfiles import write_bytes_atomic
 from vecx.progress import SILENT
-from vecx.errors import DataError, MismatchError, UsageError, VecxError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Rows per block when applying a chain or scanning the base in memory.
 BLOCK = 65536
@@ -254,7 +258,7 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
         blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
         rows, _ = exact_topk(q, blocks, min(k, len(x)), metric)
         return rows, "computed exactly"
-    from vecx.formats.truthfile import read_truth_npy, read_truth_meta, read_truth_rows
+    from vecx.formats.truthfile import read_truth_meta, read_truth_npy, read_truth_rows
 
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
@@ -305,8 +309,8 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
                build_options: Any, prefix: str, progress: Any) -> dict[str, Any]:
     """Fit, apply, encode, index and search one chain; the row of the report."""
     from vecx import api
-    from vecx.indexes.evaluate import recall_at
     from vecx.indexes.build import build
+    from vecx.indexes.evaluate import recall_at
     from vecx.indexes.search import Searcher
 
     fit_s, state_file = 0.0, None

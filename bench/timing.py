@@ -4,8 +4,8 @@ does not decide the comparison (vecx and its peers are timed by the same functio
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 
 #: A fit (vecx codec or faiss train) that took less than this is repeated, up to ``--repeat`` times,
 #: and its best time kept: short fits swing several-fold on a shared machine.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, emit_json, examples
 
 

@@ -7,10 +7,10 @@ so adding a codec adds its command without touching the CLI.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli import common
 from vecx.codecs import registry
 from vecx.codecs.base import Codec, Param

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.errors import UsageError
 
 Input = Annotated[str, typer.Argument(metavar="INPUT", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv) or - for stdin.", show_default=False)]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli.common import (
     Bar,
     Column,
     Debug,
     IdColumn,
     Input,
-    Keep,
     Json,
+    Keep,
     Metric,
     Output,
     Quiet,

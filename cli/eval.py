@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli import render
 from vecx.cli.common import Debug, Json, Quiet, emit_json, examples
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli.common import Bar, Debug, Json, Quiet, emit_json, examples, message
 
 

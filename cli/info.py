@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from typing import Annotated
+
 from vecx.cli import render
 from vecx.cli.common import Column, Debug, IdColumn, Json, Quiet, emit_json, examples, read_options
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
+
 from vecx import __version__
 
 HELP = """Build and query compressed embedding indexes, one reproducible file-to-file step at a time.

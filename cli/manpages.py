@@ -65,6 +65,7 @@ def _page(name: str, command: Any, ctx: Any) -> str:
 def pages() -> dict[str, str]:
     """File name -> roff text for ``vecx`` and every (sub)command."""
     import typer
+
     from vecx.cli.main import app
 
     root = typer.main.get_command(app)

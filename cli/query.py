@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli.common import Debug, Quiet, emit_json, examples, message
 
 FORMATS = ("table", "jsonl", "json", "csv")

@@ -5,7 +5,8 @@ otherwise (what pipes and scripts get, stable enough to cut and grep).
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Optional
 
 
 def table(rows: Sequence[Sequence[str]], *, header: bool = True, right: Iterable[int] = (),

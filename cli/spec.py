@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
+
 from vecx.cli import render
 from vecx.cli.common import Debug, Json, emit_json, examples
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``vecx spec`` group."""
-
     spec_app = typer.Typer(help="Inspect spec strings and the codecs they name.", no_args_is_help=True)
     app.add_typer(spec_app, name="spec")
 

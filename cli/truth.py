@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 
 import typer
-from typing import Annotated
+
 from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, emit_json, examples, message, read_options
 
 

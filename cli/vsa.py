@@ -9,11 +9,11 @@ literally named ``explain`` has to be written ``./explain``.)
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
-from typing import Annotated
+
 from vecx.cli.common import Debug, emit_json, examples
 
 DEFAULT = "encode"
@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
         """
         import orjson
 
-        from vecx.errors import DataError, UsageError
         from vecx.api import vsa_explain as run
+        from vecx.errors import DataError, UsageError
 
         if fmt not in ("table", "json"):
             raise UsageError(f"--format must be table or json, not {fmt!r}")

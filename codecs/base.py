@@ -10,7 +10,7 @@ Codec modules import numpy lazily so that listing commands stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.errors import MismatchError, SpecError
@@ -18,7 +18,10 @@ from vecx.kernels import unit_rows
 from vecx.space import VectorSpec
 from vecx.spec import StageSpec, suggest
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,18 @@ original space.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
+from vecx.errors import RowError
 from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
 from vecx.space import BITS, CODES, VectorSpec
-from vecx.errors import RowError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Up to this many queries, ``<bits, q'>`` comes from per-byte lookup tables instead of unpacked bits.
 LUT_QUERIES = 16

@@ -7,14 +7,17 @@ into infinities.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec
-from vecx.space import VectorSpec
 from vecx.errors import RowError
+from vecx.space import VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 F16_MAX = 65504.0
 

@@ -13,13 +13,16 @@ re-calibrated on itself (the bug in sentence-transformers#2837).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
 from vecx.space import VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 class Int8(Codec):

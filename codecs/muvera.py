@@ -28,15 +28,18 @@ vectors of a batch: no Python loop per vector or per row.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param
-from vecx.space import VectorSpec
 from vecx.errors import MismatchError, RowError, SpecError
+from vecx.space import VectorSpec
 from vecx.spec import StageSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Widest FDE allowed (floats); 10,240 is the paper's setting.
 MAX_DIM = 1 << 22

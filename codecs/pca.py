@@ -32,15 +32,18 @@ off by default, because it inflates low-variance, noisy directions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
+from vecx.errors import DataError, UsageError
 from vecx.kernels import one_blas_thread
 from vecx.space import VectorSpec
-from vecx.errors import DataError, UsageError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Largest eigen-decomposed matrix a fit may build (the D x D covariance, or the n x n Gram matrix
 #: when the sample has fewer rows than dimensions), in float64 bytes.

@@ -44,16 +44,19 @@ distance or inner product.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
-from vecx.kernels import haar_orthogonal, map_threads
-from vecx.space import CODES, VectorSpec
 from vecx.errors import DataError, MismatchError
+from vecx.kernels import haar_orthogonal, map_threads
 from vecx.sampling import _splitmix64, sample_rows
+from vecx.space import CODES, VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: k-means uses at most this many sample rows per centroid (faiss's ``max_points_per_centroid``).
 MAX_POINTS_PER_CENTROID = 256
@@ -198,7 +201,7 @@ def _kmeans(x: Any, k: int, iters: int, seed: int, init: Any = None, labels_out:
 
 
 def _pack(codes: Any, bits: int, nbytes: int) -> Any:
-    """rows x M codes -> rows x nbytes, bit-packed MSB first across the row (B = 8: the bytes)."""
+    """Rows x M codes -> rows x nbytes, bit-packed MSB first across the row (B = 8: the bytes)."""
     codes = np.asarray(codes)
     n, m = codes.shape
     if bits == 8:
@@ -313,7 +316,7 @@ class PQ(Codec):
         return x if self.rotation_ is None else x @ self.rotation_
 
     def _split(self, x: Any) -> Any:
-        """rows x D -> rows x M x width, the narrower sub-spaces zero-padded."""
+        """Rows x D -> rows x M x width, the narrower sub-spaces zero-padded."""
         n = len(x)
         if self.m * self.width == self.input.dim:
             return x.reshape(n, self.m, self.width)
@@ -335,7 +338,7 @@ class PQ(Codec):
         return self._augmented_cache
 
     def _assign(self, y: Any) -> Any:
-        """rows x M nearest-centroid codes (intp) of rows in the codebooks' space."""
+        """Rows x M nearest-centroid codes (intp) of rows in the codebooks' space."""
         y = np.asarray(y, dtype=np.float32)
         n = len(y)
         codes = np.empty((n, self.m), dtype=np.uint8 if self.bits <= 8 else np.uint16)
@@ -374,7 +377,7 @@ class PQ(Codec):
         return books
 
     def _reconstruct(self, codes: Any) -> Any:
-        """rows x M codes -> rows x D in the codebooks' space."""
+        """Rows x M codes -> rows x D in the codebooks' space."""
         parts = self.codebooks_[np.arange(self.m)[None, :], np.asarray(codes, dtype=np.intp)]
         return self._join(parts)
 
@@ -407,7 +410,6 @@ class PQ(Codec):
         better after a first k-means (a random rotation balances the sub-spaces' variance; data whose
         dimensions are already balanced and structured, like SIFT, is better left as it is).
         """
-
         codes = np.empty((len(x), self.m), dtype=np.intp)
         best = None
         for start in (np.eye(self.input.dim, dtype=np.float32),
@@ -436,7 +438,7 @@ class PQ(Codec):
         return rotation, books
 
     def _reconstruct_from(self, books: Any, codes: Any) -> Any:
-        """rows x D reconstruction of ``codes`` by ``books`` (codebooks' space)."""
+        """Rows x D reconstruction of ``codes`` by ``books`` (codebooks' space)."""
         self.codebooks_, self._augmented_cache = books, None
         return self._reconstruct(codes)
 

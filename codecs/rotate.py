@@ -10,14 +10,17 @@ same bits across numpy versions).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param
 from vecx.kernels import haar_orthogonal
 from vecx.space import VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 class Rotate(Codec):

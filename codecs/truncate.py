@@ -9,14 +9,17 @@ dropped dimensions: measure before you rely on it (``vecx truth``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param
 from vecx.kernels import row_norms
 from vecx.space import VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 class Truncate(Codec):

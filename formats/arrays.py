@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.formats.source import Batch, ReadOptions, Source
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
 
 
 def read_npy_header(path: str) -> tuple[tuple[int, ...], bool, Any, int]:

@@ -29,6 +29,7 @@ import hashlib
 from typing import Any
 
 import orjson
+
 from vecx import FORMAT_VERSION, __version__
 from vecx.errors import DataError, MismatchError
 

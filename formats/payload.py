@@ -16,13 +16,17 @@ No value is dropped or changed, except that integers in a float column become fl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, where
 
-pa = lazy("pyarrow")
-orjson = lazy("orjson")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import orjson
+    import pyarrow as pa
+else:
+    pa = lazy("pyarrow")
+    orjson = lazy("orjson")
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _DESCRIBE = {"bool": "a boolean", "int": "a number", "float": "a number", "string": "a string",

@@ -7,12 +7,15 @@ through the general readers; these are the fast or special paths in front of the
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, MismatchError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 def read_jsonl_vectors(stream: BinaryIO, expected_dim: int,

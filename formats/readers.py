@@ -18,17 +18,20 @@ import os
 import shutil
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.space import METRICS
 from vecx.errors import DataError, UsageError
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported
 from vecx.formats.tables import IpcSource, ParquetSource
 from vecx.formats.text import CsvSource, JsonlSource
+from vecx.space import METRICS
 
-pa = lazy("pyarrow")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import pyarrow as pa
+else:
+    pa = lazy("pyarrow")
 
 EXTENSIONS = {
     ".npy": NpySource, ".fvecs": VecsSource, ".ivecs": VecsSource, ".bvecs": VecsSource,

@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.space import JSON, VectorSpec
 from vecx.errors import DataError, UsageError, where
 from vecx.formats import metadata
 from vecx.formats.source import Batch, ReadOptions, Source, _check_unique
+from vecx.space import JSON, VectorSpec
 
-pa = lazy("pyarrow")
-orjson = lazy("orjson")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import orjson
+    import pyarrow as pa
+else:
+    pa = lazy("pyarrow")
+    orjson = lazy("orjson")
 
 RECORD_BATCH_ROWS = 4096
 RECORD_EXTENSIONS = (".jsonl", ".ndjson", ".json")

@@ -9,18 +9,24 @@ hashed into the source fingerprint, and whether every vector has unit norm is re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.space import VectorSpec
 from vecx.errors import DataError, where
 from vecx.formats import metadata
 from vecx.kernels import MAX_SQ_NORM, too_large_rows
+from vecx.space import VectorSpec
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pc = lazy("pyarrow.compute")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 
 NORM_TOLERANCE = 1e-3

@@ -21,14 +21,18 @@ import base64
 import hashlib
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, MismatchError
 from vecx.formats import metadata
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
 
 
 def _canonical(array: Any) -> Any:

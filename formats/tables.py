@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError
 from vecx.formats import metadata, state
 from vecx.formats.source import Batch, ReadOptions, Source, short_error
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pq = lazy("pyarrow.parquet")
-pc = lazy("pyarrow.compute")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
+    pc = lazy("pyarrow.compute")
 
 VECTOR_NAMES = ("vector", "embedding", "embeddings", "emb", "vec")
 

@@ -17,8 +17,8 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from vecx.errors import UsageError, WriteError
 

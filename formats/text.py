@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, where
 from vecx.formats.source import Batch, ReadOptions, Source
 from vecx.formats.tables import VECTOR_NAMES
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-orjson = lazy("orjson")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import orjson
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    orjson = lazy("orjson")
 
 
 class JsonlSource(Source):

@@ -9,15 +9,20 @@ can refuse a truth file of other data.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats import metadata
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pq = lazy("pyarrow.parquet")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 HOW = "make one with 'vecx truth TABLE QUERIES -o gt.parquet'"
 

@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.space import is_packed, row_bytes
 from vecx.formats.source import Batch, Source, batch_rows_for
 from vecx.formats.tempfiles import atomic_path, check_output, sibling_tmp, spool_path, write_failure
+from vecx.space import is_packed, row_bytes
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pq = lazy("pyarrow.parquet")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 ARROW_TYPES = {"float32": "float32", "float16": "float16", "int8": "int8"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx._prefetch import prefetch
@@ -21,9 +21,14 @@ from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
 from vecx.space import CODES
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pq = lazy("pyarrow.parquet")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 DEFAULT_OVERSAMPLE = 4
 

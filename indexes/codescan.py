@@ -22,13 +22,16 @@ final shortlist.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError
 from vecx.kernels import top_k
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 CODES_FILE = "codes.bin"
 SCANS = ("auto", "exhaustive", "graph")

@@ -18,12 +18,15 @@ expansion, that reach the target on these queries.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import UsageError
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 FACTORS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
 EXPANSIONS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)

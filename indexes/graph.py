@@ -11,13 +11,16 @@ single query) are handled once.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError, WriteError
 from vecx.space import VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 USEARCH_DTYPES = {"float32": "f32", "float16": "f16", "int8": "i8", "bits": "b1"}
 GRAPH_FILE = "graph.usearch"

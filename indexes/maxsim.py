@@ -9,11 +9,15 @@ per vector or per document).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Elements of the token-by-token score matrix computed at once (~64 MiB of float32).
 BLOCK_ELEMENTS = 1 << 24

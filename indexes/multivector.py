@@ -20,14 +20,17 @@ candidates are then reranked by exact MaxSim against the stored token vectors.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import MismatchError, UsageError
 from vecx.indexes.graph import new_graph, open_graph, save_graph, search_graph
 from vecx.kernels import top_k
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 FIRST_STAGES = ("fde", "mean", "both")
 TOKENS_FILE = "rescore_tokens.npy"

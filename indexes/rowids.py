@@ -16,13 +16,17 @@ to Parquet.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
 
 NUMERIC = "ids.npy"
 OFFSETS = "ids.offsets.npy"

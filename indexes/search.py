@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.chain import Chain
@@ -19,9 +19,14 @@ from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import open_graph, search_graph
 from vecx.kernels import top_k
 
-np = lazy("numpy")
-pa = lazy("pyarrow")
-pq = lazy("pyarrow.parquet")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    np = lazy("numpy")
+    pa = lazy("pyarrow")
+    pq = lazy("pyarrow.parquet")
 
 #: A filter keeping at most this many rows is answered by an exact scan over them.
 EXACT_SCAN_ROWS = 20_000

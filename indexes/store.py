@@ -35,7 +35,8 @@ import json
 import os
 import re
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vecx import __version__
 from vecx.errors import BusyError, DataError, MismatchError, UsageError, WriteError

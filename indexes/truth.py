@@ -9,12 +9,16 @@ faiss). Scores are cosine similarity, inner product, or squared L2 distance
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.kernels import unit_rows
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 SCORE_NAMES = {"cosine": "cosine similarity", "ip": "inner product", "l2": "squared L2 distance"}
 #: Rows whose squared norms are this close to 1 are unit-norm to float32 rounding: dividing them by

@@ -89,6 +89,7 @@ def with_edited_metadata(src: Path, dst: Path, edit) -> Path:
     import json
 
     import pyarrow.parquet as pq
+
     from vecx.formats import metadata
 
     f = pq.ParquetFile(src)

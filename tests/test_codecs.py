@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import make_vectors
+
 from vecx.chain import Chain
 from vecx.codecs import registry
-from vecx.space import JSON, is_packed, VectorSpec
 from vecx.errors import DataError, MismatchError, RowError
 from vecx.formats import state
+from vecx.space import JSON, VectorSpec, is_packed
 
 DIM = 48
 #: A runnable spec per codec (a codec without an entry fails the test below: add one).

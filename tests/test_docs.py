@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 from conftest import run_vecx
+
 from vecx.cli import manpages
 from vecx.cli.main import app
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from vecx.formats.footer import read_footer, vecx_metadata
 
 

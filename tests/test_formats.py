@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_vectors, run_vecx, with_edited_metadata
+
 from vecx.formats import metadata
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_vectors, run_vecx, stored
+
 from vecx.indexes.truth import exact_topk
 
 
@@ -317,6 +318,7 @@ def test_a_build_failing_on_either_thread_leaves_nothing(corpus: dict, tmp_path:
     import threading
 
     import usearch.index
+
     from vecx.errors import DataError
     from vecx.indexes import build as index_build
 
@@ -373,6 +375,7 @@ def test_small_add_batches_build_the_same_index(corpus: dict, tmp_path: Path, mo
     """The graph is fed in small batches (so it starts before the table is decoded) and rows.parquet is
     regrouped: the same graph, ids and rows as one batch, in row groups of the table's own size."""
     import usearch.index
+
     from vecx.formats import source as source_module
     from vecx.indexes import build as index_build
 

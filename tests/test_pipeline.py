@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from conftest import make_vectors, run_vecx
+
 from vecx.formats import metadata
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_vectors, run_vecx
+
 from vecx.chain import Chain
-from vecx.space import CODES, VectorSpec
 from vecx.codecs.pq import _pack, _unpack
 from vecx.errors import DataError, MismatchError, SpecError
 from vecx.formats import state
+from vecx.space import CODES, VectorSpec
 
 DIM = 48
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_vectors, run_vecx
+
 from vecx.chain import Chain
-from vecx.space import CODES, VectorSpec
 from vecx.indexes.truth import exact_topk
+from vecx.space import CODES, VectorSpec
 
 D = 64
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from vecx import spec
 from vecx.chain import Chain
 from vecx.codecs import registry
-from vecx.space import VectorSpec
 from vecx.errors import SpecError
+from vecx.space import VectorSpec
 
 INPUT = VectorSpec(dim=512, dtype="float32", metric="cosine")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_vectors, run_vecx, shared, stored
+
 from vecx.formats import metadata
 from vecx.indexes.truth import exact_topk
 

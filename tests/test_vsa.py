@@ -14,10 +14,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA, run_vecx, shared
-from vecx.codecs.vsa import atoms, encoder, stats
+
+from vecx.codecs.vsa import Vsa, atoms, encoder, stats
 from vecx.kernels import apply_blocks
 from vecx.space import JSON, VectorSpec
-from vecx.codecs.vsa import Vsa
 from vecx.spec import StageSpec
 
 NOBEL = SHARED_DATA / "nobel-laureates-json"

@@ -11,14 +11,17 @@ unit vectors as usual. The encoding is described in :mod:`vecx.codecs.vsa.encode
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
-from vecx.space import JSON, VectorSpec
 from vecx.errors import MismatchError, RowError
+from vecx.space import JSON, VectorSpec
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 class Vsa(Codec):

@@ -45,13 +45,28 @@ the fitted part is in :mod:`vecx.codecs.vsa.stats`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from vecx.codecs.vsa.atoms import (CODEBOOK_MASK, COUNT_BUCKETS, TOKEN_RE, Config, RecordError, atom_magnitude,
-                                   codebook_bits, digests64, hash64, hashes64, parse_number, path_of, raw_bits,
-                                   signed_permutation, value_token)
+from vecx.codecs.vsa.atoms import (
+    CODEBOOK_MASK,
+    COUNT_BUCKETS,
+    TOKEN_RE,
+    Config,
+    RecordError,
+    atom_magnitude,
+    codebook_bits,
+    digests64,
+    hash64,
+    hashes64,
+    parse_number,
+    path_of,
+    raw_bits,
+    signed_permutation,
+    value_token,
+)
 from vecx.codecs.vsa.stats import PathStats
 from vecx.kernels import apply_blocks, cores
 

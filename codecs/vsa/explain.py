@@ -12,11 +12,14 @@ unshared one about zero (crosstalk, about ``1/sqrt(dim)``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 
-np = lazy("numpy")
+if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 def contributions(vsa: Any, record: dict[str, Any], vectors: Any) -> list[dict[str, Any]]:

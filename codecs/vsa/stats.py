@@ -8,8 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from vecx.codecs.vsa.atoms import (COUNT_BUCKETS, NUMERIC_SHARE, Config, RecordError, hash64, value_token,
-                                   parse_number, path_of)
+from vecx.codecs.vsa.atoms import (
+    COUNT_BUCKETS,
+    NUMERIC_SHARE,
+    Config,
+    RecordError,
+    hash64,
+    parse_number,
+    path_of,
+    value_token,
+)
 
 
 class PathStats:

@@ -172,6 +172,7 @@ def qps(index: str, queries: str, rounds: int) -> dict[str, float]:
     vecx QPS / usearch QPS within a round (the verdict, like figure 1's), QPS the best round.
     """
     from usearch.index import Index
+
     from vecx.indexes.search import Searcher
     s = Searcher(index)
     raw = Index.restore(os.path.join(os.path.realpath(index), "graph.usearch"), view=True)

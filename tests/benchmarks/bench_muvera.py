@@ -70,11 +70,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from vecx import api
-    from vecx.indexes import maxsim
     from vecx.chain import Chain
     from vecx.formats.multi import MultiVectors, read_all
     from vecx.formats.readers import open_source
-    from vecx.indexes.build import build, BuildOptions
+    from vecx.indexes import maxsim
+    from vecx.indexes.build import BuildOptions, build
     from vecx.indexes.search import Searcher
     from vecx.progress import SILENT
 

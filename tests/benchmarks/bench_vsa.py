@@ -32,9 +32,9 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
-from vecx.space import JSON, VectorSpec  # noqa: E402
 from vecx.codecs.binarize import Binarize  # noqa: E402
 from vecx.codecs.vsa import Vsa  # noqa: E402
+from vecx.space import JSON, VectorSpec  # noqa: E402
 from vecx.spec import parse  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data",
