@@ -12,7 +12,8 @@ DEMO   := demo-out
 
 help:
 	@echo "make demo    create .venv, install vecx, run a short tour on the bundled sample"
-	@echo "make test    create .venv, install vecx with test extras, run the tests"
+	@echo "make test    create .venv, install vecx with test extras, run all the tests (as CI does)"
+	@echo "make test-fast  the same without the tests marked slow (the edit loop: under 3 minutes)"
 	@echo "make lint    ruff, mypy and the import-layer contracts (what CI runs)"
 	@echo "make man     regenerate man/ from the CLI"
 	@echo "make bench   vecx bench --peers on the shared data sets, into BENCHMARKS.md (long)"
@@ -37,15 +38,26 @@ install-lint: $(BIN)/python
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check '.[test,bench,plot]'
 
-test: install-test
-	$(BIN)/python -m pytest tests
+# Both run on TEST_WORKERS processes (pytest-xdist; the slowest tests are taken over by an idle worker);
+# TEST_WORKERS=0 runs them in one. Tests needing a process of their own start one (tests/conftest.py).
+# test-fast leaves out the tests marked slow: memory measured per process, signals, concurrent
+# processes, cross-process determinism, the shared data sets, deep property runs and big builds.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-# Style, types and the stack: ruff, mypy (on the repository, through a .lint/vecx link to it, since the
-# repository root is the package) and import-linter's contracts from pyproject.toml.
+test: install-test
+	$(PYTEST) tests
+
+test-fast: install-test
+	$(PYTEST) -m "not slow" tests
+
+# Style, types and the stack: ruff, mypy and import-linter's contracts, all configured in pyproject.toml.
+# The repository root is the package, so mypy checks it as vecx through a .lint/vecx link, run from
+# .lint: from the root, the codecs/ directory would shadow the standard library's codecs module.
 lint: install-lint
 	$(BIN)/python -m ruff check .
 	@mkdir -p .lint && ln -sfn .. .lint/vecx
-	MYPYPATH=.lint $(BIN)/python -m mypy -p vecx
+	cd .lint && ../$(BIN)/python -m mypy --config-file ../pyproject.toml -p vecx
 	$(BIN)/lint-imports
 
 demo: install
@@ -83,7 +95,7 @@ demo: install
 man: install
 	$(BIN)/python -m vecx.cli.manpages man
 
-# vecx bench (issue 4) on ../shared/data/{debian-minilm-30k,glove50-100k,sift128-images-30k}: replaces the
+# vecx bench --peers on ../shared/data/{debian-minilm-30k,glove50-100k,sift128-images-30k}: replaces the
 # "vecx bench" section of BENCHMARKS.md (other sections stay) and draws tests/benchmarks/plots/SET.png.
 bench: install-bench
 	$(BIN)/python tests/benchmarks/bench_sets.py --out BENCHMARKS.md

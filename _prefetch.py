@@ -6,8 +6,8 @@ main thread encodes and writes the previous one (Parquet encoding releases it to
 re-raised in the consumer at the same point of the stream.
 
 The producer starts when :func:`prefetch` is called, not at the first ``next()``: a caller
-can start reading and then do slow set-up of its own (``vecx index`` imports usearch, 0.2 s)
-while the first item is made. A caller that may never consume the iterator closes it.
+can start reading and then do slow set-up of its own (``vecx index`` imports usearch, which takes
+a while) while the first item is made. A caller that may never consume the iterator closes it.
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ class Prefetch(Iterator[T]):
         if self._finished:
             raise StopIteration
         item = self._slots.get()
-        if item is _DONE or isinstance(item, _Failure):
+        if item is _DONE:
             self.close()
-            if item is _DONE:
-                raise StopIteration
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self.close()
             raise item.exc
         return item
 

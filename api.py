@@ -28,6 +28,8 @@ from vecx.space import VectorSpec
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
     import pyarrow as pa
+
+    from vecx.indexes.search import Searcher
 else:
     np = lazy("numpy")
     pa = lazy("pyarrow")
@@ -41,10 +43,12 @@ class Report:
 
     #: Fields left out of :meth:`to_json` while they are None.
     optional: ClassVar[tuple[str, ...]] = ()
+    if TYPE_CHECKING:  # every report is a dataclass: what asdict() takes
+        __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict (what ``--json`` prints)."""
-        out = asdict(self)  # type: ignore[call-overload]
+        out = asdict(self)
         return {k: v for k, v in out.items() if not (v is None and k in self.optional)}
 
 
@@ -97,6 +101,7 @@ class CodecInfo(Report):
     spelled_defaults: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """Plain dict of the fields, without ``spelled_defaults`` (a display aid of the command line)."""
         out = super().to_json()
         del out["spelled_defaults"]
         return out
@@ -135,6 +140,7 @@ class IndexReport(Report):
     manifest: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest itself: what ``vecx index --json`` prints."""
         return self.manifest
 
 
@@ -345,7 +351,8 @@ def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
 # --------------------------------------------------------------------------------------
 def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosine",
             normalized: bool = False, seed: int | None = None, multi: bool = False) -> ExplainReport:
-    """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage, without running it."""
+    """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage,
+    without running it."""
     chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized, multi=multi), seed)
     rows = chain.explain()
     return ExplainReport(spec=chain.spec, stages=rows,
@@ -357,7 +364,7 @@ def list_codecs() -> list[CodecInfo]:
     from vecx.codecs import registry
 
     return [CodecInfo(codec=name, summary=cls.summary, primary=cls.primary, fit=cls.needs_fit,
-                      query_encoding=cls.query_encoding,
+                      query_encoding=cls.listed_query_encoding(),
                       params=[{"name": p.name, "type": p.type.__name__, "required": p.required,
                                "default": None if p.required else p.default, "help": p.help,
                                **({"choices": list(p.choices)} if p.choices else {})} for p in cls.params],
@@ -446,25 +453,14 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     # +-deviations), in the space and by the metric decoding lands in.
     decoding = base_src.space.dtype not in ("float32", "float16") or base_src.space.metric_on != "codes"
     space = base_chain.decoded_space if decoding else base_src.space
-    if q_src.multi:  # sets of vectors: only through a chain that starts from sets, e.g. muvera (issue 6)
-        if not (base_chain.stages and base_chain.input.multi):
-            raise MismatchError(f"{queries}: holds a set of vectors per query; {base} one vector per row",
-                                hint="give one vector per query (or a multi-vector base with --maxsim)")
-        q = np.asarray(base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q), dtype=np.float32)
-    if q.shape[1] != space.dim:
-        if base_chain.stages and q.shape[1] == base_chain.input.dim:
-            mapped = base_chain.query_to_decoded(q) if decoding else base_chain.encode_query(q)
-            q = np.asarray(mapped, dtype=np.float32)
-        else:
-            raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {space.dim}",
-                                hint="give queries in the base's space (or its chain's input space)")
+    q = _queries_in_space(q, q_src.multi, base_chain, space, decoding, queries, base)
     if base_src.rows is not None and k > base_src.rows:
         raise UsageError(f"-k {k} is larger than the base ({base_src.rows} rows)")
     metric = space.metric
     base_ids: list[Any] = []
 
     def blocks() -> Any:
-        # ~4M scores per block keeps the score matrix in cache-friendly size (measured fastest here).
+        # About 4M scores (1 << 22) per block keeps the score matrix at a cache-friendly size.
         block_rows = max(1024, min(65536, (1 << 22) // max(1, len(q))))
         for batch in base_src.batches():
             base_ids.append(batch.ids)
@@ -482,6 +478,35 @@ def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: Read
     rows, scores = exact_topk(q, blocks(), k, metric, progress.advance, base_normalized=unit)
     progress.close()
     return _write_truth(output, base_src, q_src, q_ids, base_ids, rows, scores, k, metric, SCORE_NAMES[metric])
+
+
+def _queries_in_space(q: Any, multi: bool, chain: Chain, space: VectorSpec, decoding: bool, queries: str,
+                      base: str) -> Any:
+    """The queries of :func:`truth` as rows of ``space``, the space the base's vectors are compared in.
+
+    Queries already in that space stay as they are. Queries in the chain's input space, and sets of
+    vectors (only through a chain that starts from sets, e.g. muvera), are mapped through the chain:
+    into the decoded space when the base is compared after decoding, else by its query encoding.
+    Anything else is a :class:`MismatchError` naming both files.
+    """
+    if multi:
+        if not (chain.stages and chain.input.multi):
+            raise MismatchError(f"{queries}: holds a set of vectors per query; {base} one vector per row",
+                                hint="give one vector per query (or a multi-vector base with --maxsim)")
+        q = _mapped_queries(chain, q, decoding)
+    if q.shape[1] != space.dim:
+        if chain.stages and q.shape[1] == chain.input.dim:
+            q = _mapped_queries(chain, q, decoding)
+        else:
+            raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {space.dim}",
+                                hint="give queries in the base's space (or its chain's input space)")
+    return q
+
+
+def _mapped_queries(chain: Chain, q: Any, decoding: bool) -> Any:
+    """Input-space queries mapped through ``chain`` as float32: into its decoded space when the base
+    is compared after decoding, else through every stage's query encoding."""
+    return np.asarray(chain.query_to_decoded(q) if decoding else chain.encode_query(q), dtype=np.float32)
 
 
 # ---- multi-vector ground truth --------------------------------------------------
@@ -606,61 +631,104 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     (see :mod:`vecx.indexes.multivector`). ``scan``: ``exhaustive`` or ``graph`` for indexes of
     codes scored by their codec (see :mod:`vecx.indexes.codescan`).
     """
-    from vecx.indexes import where as where_mod
     from vecx.indexes.search import Searcher
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
-    _choose_scan(searcher, scan)
-    if first_stage is not None or multi_vector is not None:
-        from vecx.indexes.multivector import check_first_stage
+    try:  # the searcher holds its index version until closed
+        _choose_scan(searcher, scan)
+        if first_stage is not None or multi_vector is not None:
+            from vecx.indexes.multivector import check_first_stage
 
-        searcher.first_stage = check_first_stage(first_stage, searcher)
-    names = searcher.payload_names()
+            searcher.first_stage = check_first_stage(first_stage, searcher)
+        names = searcher.payload_names()
+        fields = _result_fields(fields, names, index)
+        allowed = _filter_rows(searcher, where, names, index)
+        rows, scores, query_ids = _search_queries(searcher, k, oversample, expansion, allowed, like=like,
+                                                  multi_vector=multi_vector, json=json, vector=vector)
+        taken = searcher.lookup(rows[rows >= 0], ["id", *fields])
+    finally:
+        searcher.close()
+    out = _query_entries(rows, scores, taken, fields, like, query_ids)
+    return QueryResult(queries=out, k=int(rows.shape[1]), clamped=rows.shape[1] < k and allowed is None,
+                       matching_rows=None if allowed is None else int(allowed.sum()))
+
+
+def _result_fields(fields: list[str] | None, names: list[str], index: str) -> list[str]:
+    """The payload columns each result of :func:`query` carries: ``fields`` (``["all"]``: every
+    one of ``names``) without ``id``, which every result carries already; a name the index does not
+    have is a usage error."""
     if fields == ["all"]:
         fields = names
-    fields = [name for name in fields or [] if name != "id"]  # every result carries its id already
+    fields = [name for name in fields or [] if name != "id"]
     for name in fields:
         if name not in names:
             raise UsageError(f"--fields: no column {name!r} in {index}; columns: {', '.join(names) or 'none'}")
-    allowed = None
-    if where:
-        mentioned = where_mod.columns_of(where)
-        for name in mentioned:
-            if name not in names and name != "id":
-                raise UsageError(f"--where: no column {name!r} in {index}; columns: {', '.join(['id', *names])}")
-        allowed = where_mod.evaluate(where, searcher.rows_table(mentioned or ["id"]))
-    query_ids: list[Any] | None = None
+    return fields
+
+
+def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index: str) -> Any:
+    """The boolean mask over the index's rows that a ``--where`` filter lets through (None without
+    one), read from only the columns it mentions; a column the index does not have is a usage error."""
+    from vecx.indexes import where as where_mod
+
+    if not where:
+        return None
+    mentioned = where_mod.columns_of(where)
+    for name in mentioned:
+        if name not in names and name != "id":
+            raise UsageError(f"--where: no column {name!r} in {index}; columns: {', '.join(['id', *names])}")
+    return where_mod.evaluate(where, searcher.rows_table(mentioned or ["id"]))
+
+
+def _search_queries(searcher: Searcher, k: int, oversample: int | None, expansion: int | None, allowed: Any, *,
+                    like: list[Any] | None, multi_vector: str | None, json: str | None,
+                    vector: str | None) -> tuple[Any, Any, list[Any] | None]:
+    """Rows and scores of the results of every query (row -1: no result), and the queries' ids.
+
+    The queries are, in this order of precedence: the indexed items ``like`` (ids), token sets from
+    ``multi_vector``, JSON records (``json``, or ``vector``/stdin for an index of records), or
+    vectors from ``vector`` (stdin when None). Ids are None where the queries have none.
+    Rescoring is off only when ``oversample`` is 1.
+    """
+    rescore = oversample != 1
+    query_ids: list[Any] | None
     if like:
         rows_of = searcher.row_of(list(like))
         rows, scores = searcher.like(rows_of, k, oversample=oversample, expansion=expansion, allowed=allowed,
-                                     rescore=oversample != 1)
-        query_ids = list(like)
-    elif multi_vector is not None:
+                                     rescore=rescore)
+        return rows, scores, list(like)
+    if multi_vector is not None:
         q, query_ids = _query_sets(multi_vector)
         q = searcher.check_queries(q, multi_vector)
-        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
-                                       rescore=oversample != 1)
     elif json is not None or searcher.chain.input.dtype == "json":
         from vecx.formats.records import query_records_for
 
-        records, query_ids = query_records_for(searcher, json, vector)
-        rows, scores = searcher.search(records, k, oversample=oversample, expansion=expansion, allowed=allowed,
-                                       rescore=oversample != 1)
+        q, query_ids = query_records_for(searcher, json, vector)
     else:
         q, query_ids = _query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
-        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
-                                       rescore=oversample != 1)
-    taken = searcher.lookup(rows[rows >= 0], ["id", *(fields or [])])
+    rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                   rescore=rescore)
+    return rows, scores, query_ids
+
+
+def _query_entries(rows: Any, scores: Any, taken: list[dict[str, Any]], fields: list[str],
+                   like: list[Any] | None, query_ids: list[Any] | None) -> list[dict[str, Any]]:
+    """Per query: its number, its results and the item (``like``) or id it was, as :func:`query`
+    reports them.
+
+    A result's rank is its slot among the ``k``; slots without a result (row -1) are left out.
+    ``taken`` holds the id and ``fields`` of every found row, in the order of ``rows``.
+    """
     out, position = [], 0
     for i in range(len(rows)):
         results = []
-        for rank, (row, score) in enumerate(zip(rows[i], scores[i]), start=1):
+        for rank, (row, score) in enumerate(zip(rows[i], scores[i], strict=True), start=1):
             if row < 0:
                 continue
             results.append({"rank": rank, "id": taken[position]["id"], "score": round(float(score), 6),
-                            **{f: taken[position][f] for f in fields or []}})
+                            **{f: taken[position][f] for f in fields}})
             position += 1
         entry: dict[str, Any] = {"query": i, "results": results}
         if like:
@@ -668,8 +736,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         elif query_ids is not None:
             entry["query_id"] = query_ids[i]
         out.append(entry)
-    return QueryResult(queries=out, k=int(rows.shape[1]), clamped=rows.shape[1] < k and allowed is None,
-                       matching_rows=None if allowed is None else int(allowed.sum()))
+    return out
 
 
 def _check_search_options(k: int, oversample: int | None, expansion: int | None) -> None:
@@ -783,7 +850,7 @@ def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = 
         vectors, approximate = _vsa_vectors(searcher, vsa, searcher.row_of(list(targets)))
         return [Explanation(query=query_label, like=target, cosine=found["cosine"], approximate=approximate,
                             fields=found["fields"])
-                for target, found in zip(targets, contributions(vsa, record, vectors))]
+                for target, found in zip(targets, contributions(vsa, record, vectors), strict=True)]
     finally:
         searcher.close()
 
@@ -815,39 +882,57 @@ def verify(path: str) -> VerifyReport:
     the row count against the metadata. A state file: its arrays against their hashes.
     Returns a report; damage raises :class:`DataError` (exit 3), naming the file and what.
     """
-    from vecx.formats.tables import verify_parquet_rows
-
     if os.path.isdir(path):
-        from vecx.indexes.search import Searcher
-
-        searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
-        try:
-            version = searcher.version
-            rows = verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
-            if rows != searcher.rows:
-                raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
-                                hint="rebuild the index")
-            files = searcher.manifest["files"]
-            return VerifyReport(path=path, kind="index", version=os.path.basename(version.directory),
-                                rows=searcher.rows, files=len(files), bytes=sum(f["bytes"] for f in files.values()))
-        finally:
-            searcher.close()
+        return _verify_index(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file or index")
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head.startswith(b"ARROW1"):  # a state container (vecx fit, --save-state)
-        with open(path, "rb") as handle:
-            blob = handle.read()
-        meta, arrays = state.unpack(blob, path)
-        try:
-            first = VectorSpec.from_json(meta["input"])
-            chain = Chain.from_records(first, meta["stages"], arrays, path)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: fitted state metadata is damaged ({type(exc).__name__}: {exc})") from None
-        return VerifyReport(path=path, kind="state", spec=chain.spec, stages=len(chain.stages))
+        return _verify_state(path)
     if not head.startswith(b"PAR1"):
         raise DataError(f"{path}: not a vecx index, table or state file", hint="vecx verify checks what vecx wrote")
+    return _verify_parquet(path)
+
+
+def _verify_index(path: str) -> VerifyReport:
+    """An index checked by :func:`verify`: every file hashed against the manifest while it is opened
+    as a query would open it, then every row of ``rows.parquet`` read and counted."""
+    from vecx.formats.tables import verify_parquet_rows
+    from vecx.indexes.search import Searcher
+
+    searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
+    try:
+        version = searcher.version
+        rows = verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
+        if rows != searcher.rows:
+            raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
+                            hint="rebuild the index")
+        files = searcher.manifest["files"]
+        return VerifyReport(path=path, kind="index", version=os.path.basename(version.directory),
+                            rows=searcher.rows, files=len(files), bytes=sum(f["bytes"] for f in files.values()))
+    finally:
+        searcher.close()
+
+
+def _verify_state(path: str) -> VerifyReport:
+    """A state container checked by :func:`verify`: its arrays against their hashes, by rebuilding
+    the fitted chain it records (damaged metadata is a :class:`DataError` too)."""
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    meta, arrays = state.unpack(blob, path)
+    try:
+        first = VectorSpec.from_json(meta["input"])
+        chain = Chain.from_records(first, meta["stages"], arrays, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: fitted state metadata is damaged ({type(exc).__name__}: {exc})") from None
+    return VerifyReport(path=path, kind="state", spec=chain.spec, stages=len(chain.stages))
+
+
+def _verify_parquet(path: str) -> VerifyReport:
+    """A vecx Parquet file checked by :func:`verify`: every page decoded and the rows counted against
+    the metadata; for a vector table, its chain's state hashes too."""
+    from vecx.formats.tables import verify_parquet_rows
     from vecx.formats.truthfile import other_kind_metadata
 
     other = other_kind_metadata(path)

@@ -143,7 +143,7 @@ class Chain:
 
     def state_container(self, fitted_on: str | None) -> bytes:
         """The state container of this chain's stages: what ``vecx fit`` writes and tables embed."""
-        records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": getattr(s, "fit_rows_", None),
+        records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": s.fit_rows_,
                     "state_sha256": state.arrays_sha256(s.state())} for s in self.stages]
         meta = {"spec": self.spec, "input": self.input.to_json(), "stages": records, "fitted_on": fitted_on}
         return state.pack(meta, self.state_arrays())
@@ -229,7 +229,7 @@ class Chain:
                 "params": dict(stage.values), "seed": stage.seed,
                 "query_encoding": stage.query_encoding,
                 "input": stage.input.to_json(), "output": stage.output.to_json(),
-                "state_sha256": state_sha, "fit_rows": getattr(stage, "fit_rows_", None),
+                "state_sha256": state_sha, "fit_rows": stage.fit_rows_,
                 "fingerprint": fp,
             })
         return out

@@ -18,8 +18,8 @@ else:
 
 def one_blas_thread() -> Any:
     """A context holding BLAS/LAPACK to one thread: for the small factorizations of fits (QR of a
-    rotation, eigh of a covariance). Threaded OpenBLAS made a 384 x 384 QR 50x slower (2 s) on the
-    shared 2-core machine; one thread takes 30 ms whatever the load."""
+    rotation, eigh of a covariance). Threaded OpenBLAS makes such small factorizations many times
+    slower on a busy machine; on one thread they take the same short time whatever the load."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
@@ -49,7 +49,7 @@ def unit_rows(x: Any, norms: Any = None) -> Any:
 
     norms = row_norms(x) if norms is None else norms
     if (norms > 0).all():
-        return x / norms  # the same quotients, without the masked division's 2.5x cost
+        return x / norms  # the same quotients, without the cost of the masked division
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 

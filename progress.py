@@ -27,13 +27,13 @@ class Silent:
     """A :class:`Progress` that reports nothing."""
 
     def start(self, total: int | None, desc: str) -> None:
-        pass
+        """Nothing: a silent step begins unannounced."""
 
     def advance(self, n: int) -> None:
-        pass
+        """Nothing: done rows are not counted."""
 
     def close(self) -> None:
-        pass
+        """Nothing: there is no display to take down."""
 
 
 SILENT = Silent()

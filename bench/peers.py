@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -152,19 +154,22 @@ def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
     peer = _usearch(name, x, q, ctx) if system == "usearch" else _faiss(name, x, q, ctx)
     recall, qps = {}, {}
     for factor in ctx.factors:
-        count = min(len(x), ctx.k * factor)
-
-        def answer() -> Any:
-            cand = peer["search"](count)
-            return cand if factor == 1 else rescore(x, q, cand, ctx.metric, ctx.k)
-
+        answer = partial(_answer, peer["search"], min(len(x), ctx.k * factor), factor, x, q, ctx)
         found, seconds = best_time(answer, ctx.repeat)
         recall[f"x{factor}"] = round(recall_at(found, ctx.truth, ctx.k), 4)
         qps[f"x{factor}"] = round(len(q) / seconds, 1)
+    apply_s = peer["apply_s"]
     return {"system": system, "name": name, "spec": key, "bytes_per_vector": int(peer["bytes"]),
             "recall": recall, "qps": qps, "fit_s": round(peer["fit_s"], 3), "encode_s": None,
-            "encode_mb_s": None if peer["apply_s"] is None else round(ctx.x.nbytes / 2**20 / max(peer["apply_s"], 1e-9), 1),
+            "encode_mb_s": None if apply_s is None else round(ctx.x.nbytes / 2**20 / max(apply_s, 1e-9), 1),
             "build_s": round(peer["build_s"], 3)}
+
+
+def _answer(search: Callable[[int], Any], count: int, factor: int, x: Any, q: Any, ctx: PeerContext) -> Any:
+    """A peer's answer to all queries at one rescoring factor: its ``count`` candidates per query, rescored
+    with the float vectors to the best ``k`` unless ``factor`` is 1 (the timed call of :func:`run_peer`)."""
+    cand = search(count)
+    return cand if factor == 1 else rescore(x, q, cand, ctx.metric, ctx.k)
 
 
 def rescore(x: Any, q: Any, cand: Any, metric: str, k: int) -> Any:
@@ -212,10 +217,12 @@ def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     build_s = time.perf_counter() - started
 
     def search(count: int) -> Any:
-        index.expansion_search = max(ef_search, count)  # as vecx: never below the count
+        # usearch defines this property's setter apart from its getter, which mypy takes for read-only.
+        index.expansion_search = max(ef_search, count)  # type: ignore[misc]  # as vecx: never below the count
         matches = index.search(np.ascontiguousarray(queries), count, threads=0)
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
-        counts = np.asarray(matches.counts).reshape(-1, 1)
+        # For a single query usearch returns a Matches, which has no counts: all its keys were found.
+        counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
         return np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
 
     return {"search": search, "bytes": nbytes, "fit_s": 0.0, "apply_s": None, "build_s": build_s}
@@ -228,7 +235,8 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     train = x[ctx.train_rows]
     g = ctx.graph
     ef_search = int(getattr(g, "expansion_search", 64))
-    fit_s = apply_s = 0.0
+    fit_s = 0.0
+    apply_s: float | None = 0.0  # None: the index has no standalone codes to time
     if key.startswith("B"):
         started = time.perf_counter()
         data = np.packbits(x > 0, axis=1)

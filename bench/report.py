@@ -62,8 +62,9 @@ def description(report: dict[str, Any]) -> str:
             f"candidate count). Fits and faiss training use the same {report['train_sample']['rows']:,} seeded "
             f"sample rows (seed {report['train_sample']['seed']}). bytes/vec: codes only. fit s: codec fit or "
             "faiss train; encode MB/s: float input per second through the fitted chain's encode (faiss: "
-            "sa_encode) in memory; build s: vecx encode (file to file) + index build, peers add. QPS: all queries in one "
-            "call, best of the runs. pareto *: no other row has fewer or equal bytes and higher or equal best recall.")
+            "sa_encode) in memory; build s: vecx encode (file to file) + index build, peers add. "
+            "QPS: all queries in one call, best of the runs. "
+            "pareto *: no other row has fewer or equal bytes and higher or equal best recall.")
 
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:

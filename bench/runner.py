@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -37,6 +38,8 @@ from vecx.progress import SILENT
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
+
+    from vecx.bench.peers import PeerContext
 else:
     np = lazy("numpy")
 
@@ -89,23 +92,13 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     peer_keys = [peers_mod.normalize_name(n) for n in options.peer_names]
     read = ReadOptions(metric=options.metric)
     source = open_source(base, read)
-    if source.space.dtype not in ("float32", "float16") or source.space.metric_on != "codes":
-        raise UsageError(f"{base}: bench needs float vectors, not {source.space.dtype} codes",
-                         hint="give the raw vectors or the imported float table")
-    if Chain.from_source(source).input.dim != source.dim:
-        raise UsageError(f"{base}: holds vectors of a dimension-changing chain; give the raw vectors")
+    _check_base(source, base)
     # "SPEC@key=value@..." sets index options for that spec only (e.g. binarize:mode=rabitq@scan=graph).
     split = [_split_spec(given) for given in specs]
     planned = [_plan(spec, source.space, options) for spec, _ in split]  # spec errors before any work
     build_options = index_build_options(options.index_options)
     spec_build_options = [index_build_options({**options.index_options, **extra}) for _, extra in split]
-    _, _, q = api.read_queries(queries, None)
-    if q.shape[1] != source.dim:
-        raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {source.dim}",
-                            hint="queries must be raw vectors of the base's space")
-    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
-    if len(bad):
-        raise DataError(f"{queries}: query {int(bad[0])} holds NaN or Inf")
+    q = _read_bench_queries(queries, base, source.dim)
 
     work = tempfile.mkdtemp(prefix="vecx-bench-")
     try:
@@ -117,17 +110,9 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         if options.k > len(x):
             raise UsageError(f"-k {options.k} is larger than the base ({len(x)} rows)")
         chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
-        for given, chain, chain_options in zip(specs, chains, spec_build_options):
+        for given, chain, chain_options in zip(specs, chains, spec_build_options, strict=True):
             _check_indexable(given, chain, chain_options, bool(space.normalized))
-        rows = []
-        for number, (given, chain, chain_options) in enumerate(zip(specs, chains, spec_build_options)):
-            try:
-                rows.append(_run_chain(given, chain, imported, x, q, truth, options, chain_options,
-                                       os.path.join(work, str(number)), progress))
-            except VecxError as exc:
-                exc.message = f"spec {given!r}: {exc.message}"
-                exc.args = (exc.message,)
-                raise
+        rows = _run_chains(specs, chains, spec_build_options, imported, x, q, truth, options, work, progress)
         train_rows = _train_rows(len(x), options)
         if want_peers:
             keys = peers_mod.auto_peers(planned, source.dim, build_options) if options.peers else []
@@ -135,10 +120,7 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
             ctx = peers_mod.PeerContext(x=x, q=q, metric=space.metric, train_rows=train_rows, truth=truth,
                                         k=options.k, factors=(1, *options.rescore), graph=build_options,
                                         repeat=options.repeat)
-            for key in keys:
-                progress.start(None, f"peer {key}")
-                rows.append(peers_mod.run_peer(key, ctx))
-                progress.close()
+            rows += _run_peers(keys, ctx, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = report_mod.finish({
@@ -151,6 +133,59 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     })
     _save(report, options)
     return report
+
+
+def _check_base(source: Any, base: str) -> None:
+    """Refuse a base that is not float vectors of their original space: the chains start from raw
+    vectors, and recall is measured against exact search on them."""
+    if source.space.dtype not in ("float32", "float16") or source.space.metric_on != "codes":
+        raise UsageError(f"{base}: bench needs float vectors, not {source.space.dtype} codes",
+                         hint="give the raw vectors or the imported float table")
+    if Chain.from_source(source).input.dim != source.dim:
+        raise UsageError(f"{base}: holds vectors of a dimension-changing chain; give the raw vectors")
+
+
+def _read_bench_queries(queries: str, base: str, dim: int) -> Any:
+    """The query vectors (float32), refused before any work unless they are finite rows of the base's
+    ``dim`` dimensions."""
+    from vecx import api
+
+    _, _, q = api.read_queries(queries, None)
+    if q.shape[1] != dim:
+        raise MismatchError(f"{queries}: queries have {q.shape[1]} dimensions, {base} has {dim}",
+                            hint="queries must be raw vectors of the base's space")
+    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+    if len(bad):
+        raise DataError(f"{queries}: query {int(bad[0])} holds NaN or Inf")
+    return q
+
+
+def _run_chains(specs: list[str], chains: list[Any], build_options: list[Any], imported: str, x: Any, q: Any,
+                truth: Any, options: BenchOptions, work: str, progress: Any) -> list[dict[str, Any]]:
+    """The report's row of every chain, run one after the other with files under ``work``; a vecx error
+    while one runs is re-raised with its message prefixed by the spec as given."""
+    rows = []
+    for number, (given, chain, chain_options) in enumerate(zip(specs, chains, build_options, strict=True)):
+        try:
+            rows.append(_run_chain(given, chain, imported, x, q, truth, options, chain_options,
+                                   os.path.join(work, str(number)), progress))
+        except VecxError as exc:
+            exc.message = f"spec {given!r}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+    return rows
+
+
+def _run_peers(keys: list[str], ctx: PeerContext, progress: Any) -> list[dict[str, Any]]:
+    """The report's row of every peer, in order, each run as one progress step."""
+    from vecx.bench import peers as peers_mod
+
+    rows = []
+    for key in keys:
+        progress.start(None, f"peer {key}")
+        rows.append(peers_mod.run_peer(key, ctx))
+        progress.close()
+    return rows
 
 
 def _check_outputs(options: BenchOptions) -> None:
@@ -214,7 +249,7 @@ def _plan(spec: str, space: Any, options: BenchOptions) -> Any:
 
     chain = Chain.from_spec(spec, space, options.seed)
     if options.sample is not None:
-        for stage, parsed in zip(chain.stages, spec_mod.parse(spec)):
+        for stage, parsed in zip(chain.stages, spec_mod.parse(spec), strict=True):
             if "sample" in stage.values and "sample" not in dict(parsed.options):
                 stage.values["sample"] = options.sample
     return chain
@@ -338,7 +373,7 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     for factor in (1, *options.rescore):
         progress.start(None, f"{given}: searching x{factor}")
         (found, _), seconds = best_time(
-            lambda: searcher.search(qq, options.k, oversample=factor, rescore=factor > 1), options.repeat)
+            partial(searcher.search, qq, options.k, oversample=factor, rescore=factor > 1), options.repeat)
         progress.close()
         recall[f"x{factor}"] = round(recall_at(found, truth, options.k), 4)
         qps[f"x{factor}"] = round(len(qq) / seconds, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from typing import Annotated, Any, Optional
 
 import typer
@@ -21,7 +20,8 @@ def register(app: typer.Typer) -> None:
         "vecx bench base.npy queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
         "vecx bench base.npy queries.npy --spec pq:48x8 --spec binarize:mode=rabitq --spec binarize:mode=rabitq@scan=graph --peers",
     ))
-    def bench(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors: .npy, .parquet (raw or a vecx float table), ...", show_default=False)],
+    def bench(ctx: typer.Context,
+              base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors: .npy, .parquet (raw or a vecx float table), ...", show_default=False)],
               queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors in the same space.", show_default=False)],
               spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96; SPEC@key=value sets an index option for it alone, e.g. binarize:mode=rabitq@scan=graph.", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table or a .npy of row numbers (queries x >= k). Default: computed exactly.", show_default=False)] = None,
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,
                                peer_names=tuple(peer or ()), index_options=_key_values(index_option or [], UsageError),
                                sample=sample, seed=seed, metric=metric, repeat=repeat, plot=plot, markdown=out,
-                               command="vecx " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None)
+                               command=_command_line(ctx))
         report = run(base, queries, list(spec), options, progress=Bar(quiet))
         if json:
             emit_json(report)
@@ -74,3 +74,9 @@ def _key_values(items: list[str], error: Any) -> dict[str, str]:
             raise error(f"--index-option {item!r}: write KEY=VALUE, e.g. connectivity=32")
         out[key.strip()] = value.strip()
     return out
+
+
+def _command_line(ctx: typer.Context) -> str | None:
+    """The command line that ran (for the Markdown report), as the entry point received it."""
+    argv = (ctx.find_root().obj or {}).get("argv")
+    return "vecx " + shlex.join(argv) if argv and argv[0] == "bench" else None

@@ -57,7 +57,7 @@ def _make_command(cls: type[Codec]) -> Any:
         )
         common.report_encode(report, kwargs["json"], kwargs["quiet"])
 
-    signature = [
+    signature: list[tuple[str, Any, Any]] = [
         ("input", common.Input, inspect.Parameter.empty),
         ("output", common.Output, inspect.Parameter.empty),
     ]
@@ -97,12 +97,12 @@ def _example(cls: type[Codec], command: str | None = None) -> str:
             f"vecx encode records.jsonl -o records.bin.parquet --spec {cls.name}:2048,binarize",
             f"vecx {name} more.jsonl -o more.{cls.name}.parquet --state {cls.name}.state",
         )
-    if getattr(cls, "examples", None):  # a codec may spell out its own
+    if cls.examples:  # a codec may spell out its own
         return common.examples(*cls.examples)
     required = [p for p in cls.params if p.required]
     flags = " ".join(f"--{p.name} 32" if p.type is int else f"--{p.name} X" for p in required)
     first = f"vecx {cls.name} docs.parquet -o docs.{cls.name}.parquet {flags}".rstrip()
-    lines = [first, f"vecx encode docs.parquet -o out.parquet --spec {cls.name}{':32' if cls.primary else ''}"]
+    lines = [first, f"vecx encode docs.parquet -o out.parquet --spec {cls.example}"]
     if cls.needs_fit:
         lines.append(f"vecx {cls.name} more.parquet -o more.{cls.name}.parquet --state {cls.name}.state")
     return common.examples(*lines)

@@ -74,8 +74,11 @@ class Bar:
         self._bar: Any = None
 
     def start(self, total: int | None, desc: str) -> None:
+        """A new bar for the step ``desc`` (``total`` rows, None when unknown), replacing the previous one."""
         if not self.enabled:
             return
+        # tqdm ships no type information, and the mypy configuration does not list it among the
+        # untyped libraries (tqdm.* with ignore_missing_imports, or types-tqdm, would make this unneeded).
         from tqdm import tqdm
 
         self.close()
@@ -83,10 +86,12 @@ class Bar:
                          file=sys.stderr, leave=False, dynamic_ncols=True)
 
     def advance(self, n: int) -> None:
+        """The bar moves on by ``n`` rows (nothing while no bar is shown)."""
         if self._bar is not None:
             self._bar.update(n)
 
     def close(self) -> None:
+        """The bar is taken off the terminal (``leave=False``), if one is shown."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

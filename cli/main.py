@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from vecx import __version__
+
+if TYPE_CHECKING:
+    from vecx.errors import VecxError
 
 HELP = """Build and query compressed embedding indexes, one reproducible file-to-file step at a time.
 
@@ -108,6 +112,8 @@ def _os_error(exc: OSError) -> tuple[str, int]:
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a Ctrl-C unwound: a KeyboardInterrupt among its first twenty
+    contexts or causes."""
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 20:
@@ -118,22 +124,108 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+#: What the funnel reports for one exception: the lines for stderr and the exit code.
+_Failure = tuple[list[str], int]
+
+#: The exit code after the reader of stdout went away: 128 + SIGPIPE, as a shell reports it.
+_BROKEN_PIPE = 141
+
+
+def _click_exception() -> type[Exception]:
+    """The base of click's command-line errors: typer >= 0.20 vendors click, so it is found through
+    typer's own ``BadParameter`` rather than by importing a private module."""
+    return next(c for c in typer.BadParameter.__mro__ if issubclass(c, Exception) and c.__name__ == "ClickException")
+
+
+def _exited(exc: typer.Exit, debug: bool) -> _Failure:
+    """``typer.Exit`` (``--version``, a command that ends early): its own code, nothing printed."""
+    return [], exc.exit_code
+
+
+def _interrupted(exc: BaseException, debug: bool) -> _Failure:
+    """Ctrl-C, SIGTERM (raised as Ctrl-C) or click's Abort: one line and exit 130."""
+    from vecx.errors import ExitCode
+
+    return ["vecx: interrupted"], ExitCode.INTERRUPTED
+
+
+def _click_error(exc: Any, debug: bool) -> _Failure:
+    """A command line click refused (unknown option, missing argument): click prints it with the usage
+    line, in its own words, and gives the exit code."""
+    exc.show()
+    return [], exc.exit_code
+
+
+def _user_error(exc: VecxError, debug: bool) -> _Failure:
+    """A problem the user can fix: the message, the hint if any, and the error's documented exit code
+    (with ``--debug``, the traceback first)."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    return [f"vecx: error: {exc.message}", *([f"vecx: hint: {exc.hint}"] if exc.hint else [])], exc.exit_code
+
+
+def _broken_pipe(exc: BrokenPipeError, debug: bool) -> _Failure:
+    """The reader went away (e.g. ``| head``): stop quietly, with stdout pointed at the null device so
+    that flushing it at exit raises no second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return [], _BROKEN_PIPE
+
+
+def _out_of_memory(exc: MemoryError, debug: bool) -> _Failure:
+    """Memory ran out: one line, exit 1 (no traceback, even with ``--debug``)."""
+    from vecx.errors import ExitCode
+
+    return ["vecx: error: out of memory"], ExitCode.ERROR
+
+
+def _os_failure(exc: OSError, debug: bool) -> _Failure:
+    """The disk or the file system said no where no command caught it first: one line, exit 5 for an
+    output that cannot be written, else 3 (with ``--debug``, the traceback first)."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    line, code = _os_error(exc)
+    return [f"vecx: error: {line}"], code
+
+
+def _internal_error(exc: Exception) -> _Failure:
+    """Anything unexpected: an internal error, reported with a hint to rerun with ``--debug``, exit 1."""
+    from vecx.errors import ExitCode
+
+    return [f"vecx: internal error: {type(exc).__name__}: {exc}",
+            "vecx: hint: rerun with --debug for a traceback, and report it"], ExitCode.ERROR
+
+
+def _handlers() -> tuple[tuple[type[BaseException], Callable[[Any, bool], _Failure]], ...]:
+    """The exceptions the funnel reports, each with its handler, in the order they are tried: the first
+    that matches handles it, so a subclass comes before its base (BrokenPipeError before OSError)."""
+    from vecx.errors import VecxError
+
+    return ((typer.Exit, _exited), (typer.Abort, _interrupted), (_click_exception(), _click_error),
+            (VecxError, _user_error), (KeyboardInterrupt, _interrupted), (BrokenPipeError, _broken_pipe),
+            (MemoryError, _out_of_memory), (OSError, _os_failure))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that partial outputs are removed; the target stays as it was."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; translate errors into one stderr line and a documented exit code."""
-    from vecx.errors import ExitCode, VecxError
-
-    # typer >= 0.20 vendors click; find its exception base without importing a private module.
-    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
     import signal
 
-    def terminate(signum: int, frame: object) -> None:
-        # Unwind like Ctrl-C so that partial outputs are removed; the target stays as it was.
-        raise KeyboardInterrupt
+    from vecx.errors import ExitCode
 
-    signal.signal(signal.SIGTERM, terminate)
+    handlers = _handlers()
+    signal.signal(signal.SIGTERM, _terminate)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
+    lines: list[str] = []
     code: int = ExitCode.OK
     if "_VECX_COMPLETE" in os.environ:  # shell completion is handled inside click's main()
         typer.main.get_command(build_app()).main(args=args, prog_name="vecx")
@@ -141,52 +233,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Invoked directly rather than through main(), which would turn Ctrl-C and a closed pipe
         # into exit codes of its own before this funnel could report them.
-        with command.make_context("vecx", args) as ctx:
+        with command.make_context("vecx", args, obj={"argv": args}) as ctx:
             command.invoke(ctx)
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except typer.Abort:
-        sys.stderr.write("vecx: interrupted\n")
-        code = ExitCode.INTERRUPTED
-    except click_exception as exc:
-        exc.show()
-        code = exc.exit_code
-    except VecxError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"vecx: error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"vecx: hint: {exc.hint}\n")
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("vecx: interrupted\n")
-        code = ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, without a second error on flush.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 141
-    except MemoryError:
-        sys.stderr.write("vecx: error: out of memory\n")
-        code = ExitCode.ERROR
-    except OSError as exc:  # the disk or the file system said no, where no command caught it first
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        line, code = _os_error(exc)
-        sys.stderr.write(f"vecx: error: {line}\n")
+    except tuple(kind for kind, _ in handlers) as exc:
+        handle = next(handle for kind, handle in handlers if isinstance(exc, kind))
+        lines, code = handle(exc, debug)
     except Exception as exc:  # noqa: BLE001 - the funnel: anything unexpected is an internal error
         if _caused_by_interrupt(exc):  # e.g. a C extension turning the interrupt into its own error
             sys.stderr.write("vecx: interrupted\n")
             sys.exit(int(ExitCode.INTERRUPTED))
         if debug:
             raise
-        sys.stderr.write(f"vecx: internal error: {type(exc).__name__}: {exc}\n"
-                         "vecx: hint: rerun with --debug for a traceback, and report it\n")
-        code = ExitCode.ERROR
+        lines, code = _internal_error(exc)
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
     if argv is None:  # the process's own command line (not a caller's, e.g. a test's, in-process)
         _exit_without_teardown(int(code))
     sys.exit(int(code))
@@ -195,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
 def _exit_without_teardown(code: int) -> None:
     """End the process now, skipping the interpreter's teardown, else like ``sys.exit``.
 
-    Once pyarrow, numpy and usearch are loaded, freeing every module and object at exit takes
-    0.1-0.15 s: a tenth of a short build, a quarter of a single query. Nothing is lost by
+    Once pyarrow, numpy and usearch are loaded, freeing every module and object at exit takes a
+    noticeable part of a short command (a single query, a small build). Nothing is lost by
     skipping it: every command has closed (and committed) its outputs when it returns; stdout
     and stderr are flushed and the atexit handlers run here, as at a normal exit. Where the
     interpreter still has work to do (a non-daemon thread, a stream that cannot be flushed)

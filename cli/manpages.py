@@ -20,7 +20,7 @@ def _esc(text: str) -> str:
 
 
 def _paragraphs(text: str) -> tuple[list[str], list[str]]:
-    """Split click help text into prose paragraphs and verbatim (``\\b``) blocks, in order."""
+    r"""Split click help text into prose paragraphs and verbatim (``\b``) blocks, in order."""
     prose, verbatim = [], []
     for block in (text or "").strip().split("\n\n"):
         if block.startswith("\b"):

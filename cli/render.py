@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 
 def table(rows: Sequence[Sequence[str]], *, header: bool = True, right: Iterable[int] = (),
@@ -29,7 +29,8 @@ def table(rows: Sequence[Sequence[str]], *, header: bool = True, right: Iterable
     if rows:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
-            cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+            cells = [cell.rjust(w) if i in right else cell.ljust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
             sys.stdout.write(" " * indent + "  ".join(cells).rstrip() + "\n")
 
 
@@ -39,8 +40,8 @@ def _rich(rows: Sequence[Sequence[str]], header: bool, right: set[int], title: O
     from rich.table import Table
 
     width = len(rows[0]) if rows else 0
-    grid = Table(title=title, caption=caption, caption_justify="left", show_header=header,
-                 **({} if header else {"box": None, "pad_edge": False}))
+    plain: dict[str, Any] = {} if header else {"box": None, "pad_edge": False}  # no frame for a headless grid
+    grid = Table(title=title, caption=caption, caption_justify="left", show_header=header, **plain)
     for i in range(width):
         grid.add_column(rows[0][i] if header else "", justify="right" if i in right else "left")
     body = rows[1:] if header else rows

@@ -23,6 +23,8 @@ class DefaultGroup(TyperGroup):
     """A group that runs its default subcommand when the first argument names no subcommand."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """The arguments parsed as click does, with ``encode`` put first when they name no subcommand
+        (and are not a request for help)."""
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = [DEFAULT, *args]
         return super().parse_args(ctx, args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
 
 from vecx.codecs.base import Codec
 from vecx.errors import SpecError
@@ -33,7 +34,7 @@ def registry() -> dict[str, type[Codec]]:
     return _registry
 
 
-def _codecs_of(module: object) -> list[type[Codec]]:
+def _codecs_of(module: ModuleType) -> list[type[Codec]]:
     return [obj for obj in vars(module).values()
             if isinstance(obj, type) and issubclass(obj, Codec) and obj.name and obj.__module__ == module.__name__]
 

@@ -41,28 +41,10 @@ class Param:
     required: bool = False
 
     def convert(self, raw: str | Any, where: str) -> Any:
-        """Convert a spec-string value (or a Python value) to this parameter's type."""
-        value: Any
+        """Convert a spec-string value (or a Python value) to this parameter's type, within its choices
+        and range."""
         try:
-            if self.type is bool:
-                if isinstance(raw, bool):
-                    value = raw
-                elif str(raw).lower() in ("true", "1", "yes", "on"):
-                    value = True
-                elif str(raw).lower() in ("false", "0", "no", "off"):
-                    value = False
-                else:
-                    raise ValueError(raw)
-            elif self.type is int:
-                if isinstance(raw, float) and not raw.is_integer():
-                    raise ValueError(raw)
-                value = int(raw)
-            elif self.type is float:
-                value = float(raw)
-                if value != value or value in (float("inf"), float("-inf")):
-                    raise ValueError(raw)
-            else:
-                value = str(raw)
+            value = self._parse(raw)
         except (TypeError, ValueError):
             raise SpecError(f"{where}: {self.name}={raw!r} is not a valid {self.type.__name__}") from None
         if self.choices is not None and value not in self.choices:
@@ -72,6 +54,27 @@ class Param:
         if self.maximum is not None and value > self.maximum:
             raise SpecError(f"{where}: {self.name}={value} must be at most {self.maximum:g}")
         return value
+
+    def _parse(self, raw: str | Any) -> Any:
+        """``raw`` as this parameter's type (a ValueError or TypeError if it is not one)."""
+        if self.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(raw).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if self.type is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if self.type is float:
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return value
+        return str(raw)
 
     def format(self, value: Any) -> str:
         """Canonical spelling of a value in a spec string."""
@@ -102,20 +105,27 @@ class Codec:
     version: ClassVar[int] = 1
     #: One-line description for listings.
     summary: ClassVar[str] = ""
-    #: Longer help shown by ``vecx <name> --help``; should end with an example.
+    #: Longer help shown by ``vecx <name> --help``.
     help: ClassVar[str] = ""
+    #: A spec of this codec that runs on small data of its kind of input (48-d float vectors, sets of
+    #: 16-d vectors for ``takes_multi``, JSON records for ``input_kind`` JSON, a few hundred rows):
+    #: the contract tests run it, the spec fuzzer starts from it, ``--help`` shows it.
+    example: ClassVar[str] = ""
+    #: The examples of ``vecx <name> --help``, when the codec spells out its own (else made from ``example``).
+    examples: ClassVar[tuple[str, ...]] = ()
     #: Declared parameters.
     params: ClassVar[tuple[Param, ...]] = ()
     #: Parameter that may be written bare after the name (``truncate:32``).
     primary: ClassVar[str | None] = None
     #: Whether the codec learns state from a sample before encoding.
     needs_fit: ClassVar[bool] = False
-    #: ``"symmetric"`` (queries encoded like data) or ``"asymmetric"``.
-    query_encoding: ClassVar[str] = "symmetric"
     #: Whether the codec takes multi-vector input (a set of vectors per row); others refuse it.
     takes_multi: ClassVar[bool] = False
     #: What the codec reads: ``"vectors"``, or :data:`JSON` (parsed records; first stage only).
     input_kind: ClassVar[str] = "vectors"
+
+    #: Rows of the sample the stage was fitted on (set by the chain's fit; recorded in the metadata).
+    fit_rows_: int | None = None
 
     def __init__(self, params: dict[str, Any], input: VectorSpec) -> None:
         self.values = dict(params)
@@ -229,36 +239,29 @@ class Codec:
         """Whether this codec overrides :meth:`decode`."""
         return type(self).decode is not Codec.decode
 
-    # ---- asymmetric scoring (codecs whose output has metric_on="scorer") ------------------
-    #: Whether :meth:`prepare_queries` / :meth:`score` / :meth:`score_candidates` are implemented.
-    scores_codes: ClassVar[bool] = False
+    @property
+    def symmetric_queries(self) -> bool:
+        """Whether queries are encoded exactly like data: true unless the codec overrides
+        :meth:`encode_query` (a codec whose override sometimes encodes alike says so here)."""
+        return type(self).encode_query is Codec.encode_query
 
-    def prepare_queries(self, q: Any) -> dict[str, Any]:
-        """Per-query arrays that :meth:`score` needs (e.g. PQ distance tables), from queries as
-        :meth:`encode_query` returns them. Every array's first axis is the query, so a subset of
-        queries is ``{k: v[rows] for k, v in prepared.items()}``."""
-        raise NotImplementedError(f"{self.name} does not score codes")
+    @property
+    def query_encoding(self) -> str:
+        """``"symmetric"`` (queries encoded like data) or ``"asymmetric"``, as listings show it."""
+        return "symmetric" if self.symmetric_queries else "asymmetric"
 
-    def score(self, prepared: dict[str, Any], codes: Any) -> Any:
-        """Estimated metric of every prepared query against every code row: ``(queries, rows)``
-        float32; a similarity (higher is better) for ip/cosine output, a squared L2 distance
-        (lower is better) for l2 output. ``codes`` is ``rows x bytes`` uint8."""
-        raise NotImplementedError(f"{self.name} does not score codes")
+    @classmethod
+    def listed_query_encoding(cls) -> str:
+        """How the codec encodes queries, before its parameters are known (``vecx spec list``)."""
+        if cls.encode_query is Codec.encode_query:
+            return "symmetric"
+        return "depends on the input" if "symmetric_queries" in vars(cls) else "asymmetric"
 
-    def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
-        """Like :meth:`score`, but each query against its own candidates: ``codes`` is
-        ``queries x candidates x bytes`` and the result ``queries x candidates``."""
-        n, m = codes.shape[:2]
-        out = np.empty((n, m), dtype=np.float32)
-        for i in range(n):
-            out[i] = self.score({k: v[i: i + 1] for k, v in prepared.items()}, codes[i])[0]
-        return out
-
-    def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
-        """A part of the codes that a usearch graph can navigate, as ``(dtype, dim, array)`` (e.g. the
-        packed sign bits of RaBitQ codes, ``("bits", D, rows x D/8)``), or ``None``: searched by an
-        exhaustive scan of :meth:`score` only."""
-        return None
+    @property
+    def scores_codes(self) -> bool:
+        """Whether only this codec can score its codes (output ``metric_on="scorer"``: PQ, RaBitQ);
+        such a codec implements :class:`ScoresCodes`."""
+        return self.output.metric_on == "scorer"
 
     def state(self) -> dict[str, Any]:
         """Fitted arrays by name (empty for stateless codecs)."""
@@ -284,3 +287,37 @@ class Codec:
                 )
             if not np.isfinite(arrays[key]).all():
                 raise MismatchError(f"{self.spec}: fitted state {key!r} holds NaN or Inf")
+
+
+class ScoresCodes:
+    """The asymmetric scoring of codes only their codec can score (output ``metric_on="scorer"``):
+    PQ's distance tables, the RaBitQ estimator. Mixed into such codecs; an index of their codes is
+    scanned (or navigated, then ranked) through these methods.
+    """
+
+    def prepare_queries(self, q: Any) -> dict[str, Any]:
+        """Per-query arrays that :meth:`score` needs (e.g. PQ distance tables), from queries as
+        :meth:`encode_query` returns them. Every array's first axis is the query, so a subset of
+        queries is ``{k: v[rows] for k, v in prepared.items()}``."""
+        raise NotImplementedError
+
+    def score(self, prepared: dict[str, Any], codes: Any) -> Any:
+        """Estimated metric of every prepared query against every code row: ``(queries, rows)``
+        float32; a similarity (higher is better) for ip/cosine output, a squared L2 distance
+        (lower is better) for l2 output. ``codes`` is ``rows x bytes`` uint8."""
+        raise NotImplementedError
+
+    def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
+        """Like :meth:`score`, but each query against its own candidates: ``codes`` is
+        ``queries x candidates x bytes`` and the result ``queries x candidates``."""
+        n, m = codes.shape[:2]
+        out = np.empty((n, m), dtype=np.float32)
+        for i in range(n):
+            out[i] = self.score({k: v[i: i + 1] for k, v in prepared.items()}, codes[i])[0]
+        return out
+
+    def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
+        """A part of the codes that a usearch graph can navigate, as ``(dtype, dim, array)`` (e.g. the
+        packed sign bits of RaBitQ codes, ``("bits", D, rows x D/8)``), or ``None``: searched by an
+        exhaustive scan of :meth:`score` only."""
+        return None

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, sample_params
+from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.errors import RowError
 from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
 from vecx.space import BITS, CODES, VectorSpec
@@ -61,11 +61,12 @@ MAX_BLOCK = 1024
 F16_MAX = 65504.0
 
 
-class Binarize(Codec):
+class Binarize(Codec, ScoresCodes):
     """Sign bits (after centring on a fitted mean, by default), packed; Hamming or the RaBitQ estimator."""
 
     name = "binarize"
     summary = "1 bit per dimension (sign after centring, or RaBitQ codes with an unbiased estimator), packed"
+    example = "binarize"
     help = (
         "Keep one bit per dimension: whether the value is above the dimension's mean (mode=center, "
         "means fitted on a seeded sample) or above zero (mode=sign), packed 8 per byte in a "
@@ -85,19 +86,21 @@ class Binarize(Codec):
     )
     needs_fit = True
 
+    @property
+    def symmetric_queries(self) -> bool:
+        """Sign codes: queries are binarized like data; RaBitQ: the estimator takes float queries."""
+        return self.values["mode"] != "rabitq"
+
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
         mode, levels = self.values["mode"], self.values["levels"]
         if mode != "rabitq":
             if levels != 1:
                 raise self.fail("levels > 1 needs mode=rabitq (residual planes are scored by its estimator)")
-            self.query_encoding = "symmetric"
-            self.scores_codes = False
             return VectorSpec(input.dim, BITS, "hamming", False, "codes")
-        self.query_encoding = "asymmetric"
-        self.scores_codes = True
         self.blocks_ = -(-input.dim // MAX_BLOCK)
-        self.block_ = -(-(-(-input.dim // self.blocks_)) // 8) * 8  # ceil(D / blocks), rounded up to 8
+        per_block = -(-input.dim // self.blocks_)  # ceil(D / blocks)
+        self.block_ = -(-per_block // 8) * 8  # rounded up to 8
         self.padded_ = self.blocks_ * self.block_
         metric = "l2" if input.metric == "l2" else "ip"
         return VectorSpec(levels * self.padded_ // 8 + 2 * (levels + 1), CODES, metric, False, "scorer")

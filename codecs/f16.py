@@ -27,6 +27,7 @@ class F16(Codec):
 
     name = "f16"
     summary = "half precision: float32 -> float16, 2 bytes per dimension"
+    example = "f16"
     help = (
         "Store vectors as float16 (half the bytes of float32). Queries are cast the same way. "
         "A value outside float16's range (|x| > 65504) is an error naming the row."

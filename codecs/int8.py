@@ -30,6 +30,7 @@ class Int8(Codec):
 
     name = "int8"
     summary = "calibrated int8 scalar quantization, 1 byte per dimension"
+    example = "int8"
     help = (
         "Quantize each dimension to 8 bits using ranges calibrated on a seeded sample "
         "(quantile..1-quantile, or min..max with quantile=1.0). The ranges are stored in the "

@@ -74,6 +74,7 @@ class Muvera(Codec):
 
     name = "muvera"
     summary = "set of vectors (multi-vector) -> one fixed-dimensional encoding (MUVERA FDE), metric ip"
+    example = "muvera:3x2x4"
     help = (
         "Turn each row's set of vectors (e.g. per-token embeddings, imported with 'vecx import --multi') "
         "into one vector whose inner product with a query's encoding approximates the Chamfer/MaxSim "
@@ -91,7 +92,6 @@ class Muvera(Codec):
         Param("fill", bool, default=True, help="fill empty document buckets from the nearest vector"),
         Param("seed", int, default=0, minimum=0, help="seed of every random matrix"),
     )
-    query_encoding = "asymmetric"
     takes_multi = True
     #: The epilog of ``vecx muvera --help``.
     examples: ClassVar[tuple[str, ...]] = (
@@ -110,7 +110,7 @@ class Muvera(Codec):
             if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
                 raise SpecError(f"{where}: muvera:{stage.positional} is not REPSxKSIMxPROJ, e.g. muvera:20x5x16")
             options = dict(stage.options)
-            for key, value in zip(("reps", "ksim", "proj"), parts):
+            for key, value in zip(("reps", "ksim", "proj"), parts, strict=False):  # PROJ and KSIM may be left out
                 if key in options:
                     raise SpecError(f"{where}: {key} given both in {stage.positional!r} and as {key}=")
                 options[key] = value
@@ -120,7 +120,8 @@ class Muvera(Codec):
     @classmethod
     def token(cls, values: dict[str, Any]) -> str:
         """Canonical token, e.g. ``muvera:20x5x16:fill=true:final=0:seed=0``."""
-        return (f"muvera:{values['reps']}x{values['ksim']}x{values['proj']}:fill={cls.param('fill').format(values['fill'])}"
+        fill = cls.param("fill").format(values["fill"])
+        return (f"muvera:{values['reps']}x{values['ksim']}x{values['proj']}:fill={fill}"
                 f":final={values['final']}:seed={values['seed']}")
 
     # ---- spaces ---------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Muvera(Codec):
             if key in arrays and len(arrays[key]) and (arrays[key].min() < 0 or arrays[key].max() >= limit):
                 raise MismatchError(f"{self.spec}: fitted state {key!r} points outside 0..{limit - 1}")
         self.arrays_ = {k: np.asarray(v) for k, v in arrays.items()}
-        self.combined_ = None
+        self.combined_: Any = None
         self.is_fitted = True
 
     def _combined(self) -> Any:
@@ -248,7 +249,7 @@ class Muvera(Codec):
                                weights=projected.ravel(), minlength=n * width).reshape(n, buckets, p)
             if document:
                 filled = np.bincount(cell, minlength=n * buckets).reshape(n, buckets)
-                block = sums / np.maximum(filled, 1)[:, :, None]
+                block: Any = sums / np.maximum(filled, 1)[:, :, None]
                 if self.values["fill"] and (filled == 0).any():
                     self._fill(block, filled == 0, bits, projected, sets.offsets, tokens)
             else:

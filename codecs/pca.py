@@ -55,6 +55,7 @@ class PCA(Codec):
 
     name = "pca"
     summary = "project onto the top DIM principal components (fitted on a seeded sample)"
+    example = "pca:32"
     help = (
         "Centre the vectors and project them onto the DIM directions of largest variance, fitted "
         "on a seeded sample (mean, components and variances are saved and reused for queries; "
@@ -73,10 +74,15 @@ class PCA(Codec):
     primary = "dim"
     needs_fit = True
 
+    @property
+    def symmetric_queries(self) -> bool:
+        """L2: queries are centred like data. Inner product and cosine: queries are projected without
+        centring, which keeps ``<q, x>`` ranking of the centred data (a constant per query drops out)."""
+        return self.input.metric == "l2"
+
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
         self.require_at_most(self.values["dim"], input)
-        self.query_encoding = "symmetric" if input.metric == "l2" else "asymmetric"
         return VectorSpec(self.values["dim"], "float32", "l2" if input.metric == "l2" else "ip", False)
 
     def fit(self, sample: Any) -> None:
@@ -149,7 +155,7 @@ class PCA(Codec):
         return (y * scale if scale is not None else y).astype(np.float32)
 
     def encode_query(self, q: Any) -> Any:
-        if self.query_encoding == "symmetric":
+        if self.symmetric_queries:
             return self.encode(q)
         y = self.unit_if_cosine(q) @ self.components_.T
         scale = self._scale()

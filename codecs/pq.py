@@ -6,11 +6,11 @@ bits per vector. The codebooks are learned by k-means on a seeded sample, one su
 ``K`` distinct sample rows as the initial centroids (picked by the seeded hash of
 :mod:`vecx.sampling`, so the choice depends on no RNG algorithm), then ``iters`` over-relaxed Lloyd
 iterations (each centroid moves 1.8 times its Lloyd step, see :func:`_kmeans`; stopping early at a
-fixed point): 16 of them already reach a lower quantization error than faiss's 25 plain ones on
-every data set of BENCHMARKS.md, and the default is 18. An empty cluster is re-seeded by splitting
-the largest one (its centroid, nudged both ways), as faiss does. Like faiss, k-means uses at most ``256 x K`` rows of the
-sample (a seeded subset). The same sample and seed give byte-identical codebooks; assignments use
-float32 BLAS products (``|c|^2 - 2 <x, c>``), in blocks of rows, on all cores.
+fixed point), which reach a lower quantization error in fewer iterations than plain Lloyd
+(the comparison with faiss is in BENCHMARKS.md). An empty cluster is re-seeded by splitting
+the largest one (its centroid, nudged both ways), as faiss does. Like faiss, k-means uses at most
+``256 x K`` rows of the sample (a seeded subset). The same sample and seed give byte-identical
+codebooks; assignments use float32 BLAS products (``|c|^2 - 2 <x, c>``), in blocks of rows, on all cores.
 
 ``opq=true`` first learns an orthogonal rotation ``R`` (Ge et al., CVPR 2013, non-parametric OPQ) that
 lowers the quantization error. It starts from the identity or a seeded random rotation, whichever
@@ -47,7 +47,7 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, sample_params
+from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.errors import DataError, MismatchError
 from vecx.kernels import haar_orthogonal, map_threads
 from vecx.sampling import _splitmix64, sample_rows
@@ -68,7 +68,7 @@ _SPLIT_EPS = 1.0 / 1024
 #: from step :data:`_RELAX_FROM` on (the first steps move centroids far; extrapolating them overshoots).
 _RELAX = 1.8
 _RELAX_FROM = 3
-#: Scratch bytes of one assignment block (rows x K float32 distances); 2 MiB measured fastest here.
+#: Scratch bytes of one assignment block (rows x K float32 distances): small enough to stay in cache.
 _BLOCK_BYTES = 2 << 20
 #: Rows encoded per task (tasks run on all cores).
 _ENCODE_ROWS = 4096
@@ -81,9 +81,8 @@ _SCORE_BYTES = 16 << 20
 _OPQ_FIRST_ITERS = 10
 _OPQ_STEP_ITERS = 4
 #: OPQ stops before ``opq_iters`` updates once the last :data:`_OPQ_WINDOW` of them lowered the
-#: quantization error by less than this fraction in all. Measured: on SIFT later updates gain about
-#: 0.01% each (it stops after about 30, +0.2% error against 50); on glove the error falls steeply
-#: again after 20 updates and on MiniLM it keeps falling, so both run all 50.
+#: quantization error by less than this fraction in all: some data sets stop gaining early, others
+#: keep improving (or improve again after a plateau) up to the last update, so the window is long.
 _OPQ_WINDOW = 5
 _OPQ_TOLERANCE = 1e-3
 _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
@@ -237,11 +236,12 @@ def _unpack(packed: Any, bits: int, m: int) -> Any:
     return joined[:, :, 0] if width == 8 else joined.view(">u2")[:, :, 0].astype(np.uint16)
 
 
-class PQ(Codec):
+class PQ(Codec, ScoresCodes):
     """Product quantization: M sub-space codes of B bits, scored against float queries with ADC tables."""
 
     name = "pq"
     summary = "product quantization: M codes of B bits per vector, asymmetric (ADC) scoring; optional OPQ"
+    example = "pq:8x8"
     help = (
         "Split each vector into M sub-vectors and store, for each, the index of its nearest of 2^B "
         "centroids learned by k-means on a seeded sample (M x B bits per vector; pq:48x8 turns "
@@ -271,8 +271,6 @@ class PQ(Codec):
     )
     primary = "shape"
     needs_fit = True
-    query_encoding = "asymmetric"
-    scores_codes = True
 
     # ---- planning -----------------------------------------------------------------------
     def _shape(self) -> tuple[int, int]:
@@ -321,7 +319,7 @@ class PQ(Codec):
         if self.m * self.width == self.input.dim:
             return x.reshape(n, self.m, self.width)
         out = np.zeros((n, self.m, self.width), dtype=np.float32)
-        for i, (off, w) in enumerate(zip(self.offsets, self.widths)):
+        for i, (off, w) in enumerate(zip(self.offsets, self.widths, strict=True)):
             out[:, i, :w] = x[:, off: off + w]
         return out
 
@@ -348,7 +346,7 @@ class PQ(Codec):
             stop = min(n, start + _ENCODE_ROWS)
             labels = np.empty(stop - start, dtype=np.intp)
             chunk = y[start:stop]
-            for i, (off, w) in enumerate(zip(self.offsets, self.widths)):
+            for i, (off, w) in enumerate(zip(self.offsets, self.widths, strict=True)):
                 _nearest(chunk[:, off: off + w], augmented[i], labels)
                 codes[start:stop, i] = labels
 
@@ -411,7 +409,7 @@ class PQ(Codec):
         dimensions are already balanced and structured, like SIFT, is better left as it is).
         """
         codes = np.empty((len(x), self.m), dtype=np.intp)
-        best = None
+        best: tuple[float, Any, Any, Any] | None = None
         for start in (np.eye(self.input.dim, dtype=np.float32),
                       haar_orthogonal(self.input.dim, _mix(self.values["seed"], 1 << 21) % (1 << 32))):
             y = x @ start
@@ -420,6 +418,7 @@ class PQ(Codec):
             error = float(((y - recon) ** 2).sum())
             if best is None or error < best[0]:
                 best = (error, start, books, recon)
+        assert best is not None  # two starts were tried
         errors = [best[0]]
         _, rotation, books, recon = best
         for _ in range(self.values["opq_iters"]):
@@ -527,7 +526,7 @@ class PQ(Codec):
         return out
 
     def load_state(self, arrays: dict[str, Any]) -> None:
-        shapes = {"codebooks": (self.m, self.k, self.width)}
+        shapes: dict[str, tuple[int, ...]] = {"codebooks": (self.m, self.k, self.width)}
         if self.values["opq"]:
             shapes["rotation"] = (self.input.dim, self.input.dim)
         self._check_state(arrays, shapes)

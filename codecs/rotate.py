@@ -28,6 +28,7 @@ class Rotate(Codec):
 
     name = "rotate"
     summary = "seeded random orthogonal rotation (keeps distances; spreads energy over dimensions)"
+    example = "rotate"
     help = (
         "Rotate every vector by a random orthogonal matrix drawn from the seed (QR of a Gaussian "
         "matrix, sign-fixed). Distances and inner products are unchanged, so the metric passes "

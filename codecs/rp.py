@@ -31,6 +31,7 @@ class RandomProjection(Codec):
 
     name = "rp"
     summary = "very sparse random projection to DIM dimensions (seeded, nothing to fit)"
+    example = "rp:32"
     help = (
         "Project onto DIM random directions with a very sparse +-1 matrix (Li et al. 2006; "
         "density 1/s, s = sqrt(input dim) unless given), scaled so that inner products and "
@@ -39,7 +40,8 @@ class RandomProjection(Codec):
     )
     params = (
         Param("dim", int, required=True, minimum=1, help="output dimension"),
-        Param("s", float, default=0.0, minimum=0.0, help="sparsity: 1/s of the entries are non-zero (0 = sqrt of the input dimension)"),
+        Param("s", float, default=0.0, minimum=0.0,
+              help="sparsity: 1/s of the entries are non-zero (0 = sqrt of the input dimension)"),
         Param("seed", int, default=0, minimum=0, help="seed of the projection"),
     )
     primary = "dim"

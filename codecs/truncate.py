@@ -27,6 +27,7 @@ class Truncate(Codec):
 
     name = "truncate"
     summary = "Matryoshka truncation: keep the first DIM dimensions, re-normalized"
+    example = "truncate:32"
     help = (
         "Keep the first DIM dimensions of every vector and re-normalize it to unit length "
         "(Matryoshka truncation). Queries are truncated the same way. Rows whose prefix is "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 MAGIC = b"PAR1"
 #: Footers larger than this are left to pyarrow (vecx footers are a few KB to a few MB).
@@ -33,6 +34,7 @@ class _Reader:
         self.pos = 0
 
     def byte(self) -> int:
+        """The next byte; running past the end is :class:`_Malformed`."""
         if self.pos >= len(self.data):
             raise _Malformed("truncated")
         value = self.data[self.pos]
@@ -40,6 +42,7 @@ class _Reader:
         return value
 
     def varint(self) -> int:
+        """An unsigned LEB128 varint (Thrift compact lengths, sizes and zigzag-encoded integers)."""
         shift = result = 0
         while True:
             b = self.byte()
@@ -51,10 +54,12 @@ class _Reader:
                 raise _Malformed("varint too long")
 
     def zigzag(self) -> int:
+        """A signed integer (i16, i32, i64 and field id deltas are zigzag-encoded varints)."""
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
 
     def binary(self) -> bytes:
+        """A length-prefixed byte string; a length past the end is :class:`_Malformed`."""
         size = self.varint()
         if self.pos + size > len(self.data):
             raise _Malformed("binary past the end")
@@ -72,6 +77,7 @@ class _Reader:
         return kind, (last_id + delta if delta else self.zigzag())
 
     def list_header(self) -> tuple[int, int]:
+        """(element type, size) of a list or set; sizes from 15 up follow the header as a varint."""
         head = self.byte()
         size = head >> 4
         if size == 15:
@@ -79,46 +85,94 @@ class _Reader:
         return head & 0x0F, size
 
     def skip(self, kind: int, depth: int = 0) -> None:
+        """Steps over one value of Thrift type ``kind`` (nesting is bounded, unknown types are refused).
+
+        Each type has its own skipper in :data:`_SKIPPERS`; the cursor is checked against the
+        end afterwards, since fixed-size values advance it without reading.
+        """
         if depth > 64:
             raise _Malformed("nesting too deep")
-        if kind in (_TRUE, _FALSE):
-            return  # a bool field's value lives in its header
-        if kind == _BYTE:
-            self.pos += 1
-        elif kind in (_I16, _I32, _I64):
-            self.varint()
-        elif kind == _DOUBLE:
-            self.pos += 8
-        elif kind == _BINARY:
-            self.binary()
-        elif kind in (_LIST, _SET):
-            element, size = self.list_header()
-            for _ in range(size):
-                if element in (_TRUE, _FALSE):
-                    self.pos += 1  # bools inside collections take one byte each
-                else:
-                    self.skip(element, depth + 1)
-        elif kind == _MAP:
-            size = self.varint()
-            if size:
-                types = self.byte()
-                for _ in range(size):
-                    self.skip(types >> 4, depth + 1)
-                    self.skip(types & 0x0F, depth + 1)
-        elif kind == _STRUCT:
-            last = 0
-            while True:
-                field_kind, last = self.field_header(last)
-                if field_kind == _STOP:
-                    return
-                self.skip(field_kind, depth + 1)
-        else:
+        skipper = _SKIPPERS.get(kind)
+        if skipper is None:
             raise _Malformed(f"unknown thrift type {kind}")
+        skipper(self, depth)
         if self.pos > len(self.data):
             raise _Malformed("truncated")
 
+    def _skip_nothing(self, depth: int) -> None:
+        """A bool field: its value lives in its header, nothing follows."""
+
+    def _skip_byte(self, depth: int) -> None:
+        """A single byte."""
+        self.pos += 1
+
+    def _skip_varint(self, depth: int) -> None:
+        """An i16, i32 or i64: one varint."""
+        self.varint()
+
+    def _skip_double(self, depth: int) -> None:
+        """A double: eight bytes."""
+        self.pos += 8
+
+    def _skip_binary(self, depth: int) -> None:
+        """A string or binary: a length and that many bytes."""
+        self.binary()
+
+    def _skip_list(self, depth: int) -> None:
+        """A list or set: its header, then each element."""
+        element, size = self.list_header()
+        self._check_count(size, 1)
+        for _ in range(size):
+            self._skip_element(element, depth + 1)
+
+    def _skip_map(self, depth: int) -> None:
+        """A map: a size, then (if not empty) one byte of key and value types and the pairs."""
+        size = self.varint()
+        if size:
+            types = self.byte()
+            self._check_count(size, 2)
+            for _ in range(size):
+                self._skip_element(types >> 4, depth + 1)
+                self._skip_element(types & 0x0F, depth + 1)
+
+    def _skip_element(self, kind: int, depth: int) -> None:
+        """One element of a collection: a bool takes a byte there (in a field it lives in the header)."""
+        if kind in (_TRUE, _FALSE):
+            self.pos += 1
+        else:
+            self.skip(kind, depth)
+
+    def _check_count(self, count: int, min_bytes: int) -> None:
+        """Refuse a collection whose elements (each at least ``min_bytes``) cannot fit in what is left:
+        a damaged size would otherwise make the skipper loop for as long as the size says."""
+        if count * min_bytes > len(self.data) - self.pos:
+            raise _Malformed("collection larger than the footer")
+
+    def _skip_struct(self, depth: int) -> None:
+        """A struct: every field up to the stop field."""
+        last = 0
+        while True:
+            field_kind, last = self.field_header(last)
+            if field_kind == _STOP:
+                return
+            self.skip(field_kind, depth + 1)
+
+
+#: How :meth:`_Reader.skip` steps over a value of each Thrift compact type.
+_SKIPPERS: dict[int, Callable[[_Reader, int], None]] = {
+    _TRUE: _Reader._skip_nothing, _FALSE: _Reader._skip_nothing,
+    _BYTE: _Reader._skip_byte,
+    _I16: _Reader._skip_varint, _I32: _Reader._skip_varint, _I64: _Reader._skip_varint,
+    _DOUBLE: _Reader._skip_double,
+    _BINARY: _Reader._skip_binary,
+    _LIST: _Reader._skip_list, _SET: _Reader._skip_list,
+    _MAP: _Reader._skip_map,
+    _STRUCT: _Reader._skip_struct,
+}
+
 
 def _key_value(reader: _Reader) -> tuple[bytes, bytes | None]:
+    """One ``KeyValue`` struct of the footer's metadata list: its key and (optional) value."""
     key: bytes | None = None
     value: bytes | None = None
     last = 0
@@ -137,8 +191,12 @@ def _key_value(reader: _Reader) -> tuple[bytes, bytes | None]:
     return key, value
 
 
-def read_footer(path: str) -> tuple[int, dict[bytes, bytes]] | None:
-    """``(num_rows, key-value metadata)`` of a Parquet file, or ``None`` if it cannot be read this way."""
+def _footer_bytes(path: str) -> bytes | None:
+    """The serialized ``FileMetaData`` of a Parquet file, or ``None`` if the file's frame is not Parquet's.
+
+    Checks the leading and trailing magic and that the footer length fits the file (and
+    :data:`MAX_FOOTER_BYTES`); an unreadable file is ``None`` too.
+    """
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -159,27 +217,48 @@ def read_footer(path: str) -> tuple[int, dict[bytes, bytes]] | None:
                 return None
     except OSError:
         return None
-    reader = _Reader(data)
+    return data
+
+
+def _key_value_list(reader: _Reader, pairs: dict[bytes, bytes]) -> None:
+    """Reads the ``key_value_metadata`` list into ``pairs`` (keys without a value are left out)."""
+    element, count = reader.list_header()
+    if element != _STRUCT:
+        raise _Malformed("key_value_metadata is not a list of structs")
+    for _ in range(count):
+        key, value = _key_value(reader)
+        if value is not None:
+            pairs[key] = value
+
+
+def _file_metadata(reader: _Reader) -> tuple[int | None, dict[bytes, bytes]]:
+    """``num_rows`` (``None`` if absent) and the key-value metadata of a ``FileMetaData`` struct.
+
+    Every other field is skipped; a damaged struct raises :class:`_Malformed`.
+    """
     rows: int | None = None
     pairs: dict[bytes, bytes] = {}
+    last = 0
+    while True:
+        kind, last = reader.field_header(last)
+        if kind == _STOP:
+            return rows, pairs
+        if last == 3 and kind == _I64:
+            rows = reader.zigzag()
+        elif last == 5 and kind == _LIST:
+            _key_value_list(reader, pairs)
+        else:
+            reader.skip(kind)
+
+
+def read_footer(path: str) -> tuple[int, dict[bytes, bytes]] | None:
+    """``(num_rows, key-value metadata)`` of a Parquet file, or ``None`` if it cannot be read this way."""
+    data = _footer_bytes(path)
+    if data is None:
+        return None
+    reader = _Reader(data)
     try:
-        last = 0
-        while True:
-            kind, last = reader.field_header(last)
-            if kind == _STOP:
-                break
-            if last == 3 and kind == _I64:
-                rows = reader.zigzag()
-            elif last == 5 and kind == _LIST:
-                element, count = reader.list_header()
-                if element != _STRUCT:
-                    raise _Malformed("key_value_metadata is not a list of structs")
-                for _ in range(count):
-                    key, value = _key_value(reader)
-                    if value is not None:
-                        pairs[key] = value
-            else:
-                reader.skip(kind)
+        rows, pairs = _file_metadata(reader)
     except _Malformed:
         return None
     if rows is None or reader.pos != len(data):

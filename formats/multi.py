@@ -23,6 +23,7 @@ from vecx.errors import DataError, MismatchError, where
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
+    import numpy.typing as npt
     import pyarrow as pa
     import pyarrow.compute as pc
 else:
@@ -145,6 +146,26 @@ def from_arrow(col: Any, path: str, offset: int, dim: int, column: str) -> tuple
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
+    counts = _row_counts(col, path, offset, column)
+    tokens = col.flatten()
+    if tokens.null_count:
+        bad_token = int(np.flatnonzero(tokens.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.searchsorted(np.cumsum(counts), bad_token, side="right"))
+        raise DataError(f"{where(path, offset + row)}: a token vector is missing (null)")
+    dim = _token_dim(tokens, counts, path, offset, dim, column)
+    values = tokens.flatten()
+    if values.null_count:
+        bad_value = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.searchsorted(np.cumsum(counts), bad_value // max(1, dim), side="right"))
+        raise DataError(f"{where(path, offset + row)}: a token vector holds a null value")
+    array = values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    if array.dtype not in (np.float32, np.float16):
+        array = array.astype(np.float32)
+    return MultiVectors(array, np.concatenate([[0], np.cumsum(counts)])), dim
+
+
+def _row_counts(col: Any, path: str, offset: int, column: str) -> npt.NDArray[np.int64]:
+    """Vectors per row of a multi-vector Arrow array; a missing (null) or empty row is a :class:`DataError`."""
     if col.null_count:
         bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{where(path, offset + bad)}: vectors missing (null) in column {column!r}")
@@ -153,11 +174,15 @@ def from_arrow(col: Any, path: str, offset: int, dim: int, column: str) -> tuple
     if len(empty):
         raise DataError(f"{where(path, offset + int(empty[0]))}: row holds no vectors in column {column!r}",
                         hint="every row of a multi-vector table needs at least one vector; drop empty rows")
-    tokens = col.flatten()
-    if tokens.null_count:
-        bad_token = int(np.flatnonzero(tokens.is_null().to_numpy(zero_copy_only=False))[0])
-        row = int(np.searchsorted(np.cumsum(counts), bad_token, side="right"))
-        raise DataError(f"{where(path, offset + row)}: a token vector is missing (null)")
+    return counts
+
+
+def _token_dim(tokens: Any, counts: npt.NDArray[np.int64], path: str, offset: int, dim: int, column: str) -> int:
+    """The dimension every token vector of the chunk has: ``dim``, or the first token's when ``dim`` is 0.
+
+    A token of another dimension is a :class:`DataError` naming its row (found from the rows'
+    vector ``counts``); so is an empty first token vector.
+    """
     if pa.types.is_fixed_size_list(tokens.type):
         widths = np.full(len(tokens), tokens.type.list_size, dtype=np.int64)
     else:
@@ -173,15 +198,7 @@ def from_arrow(col: Any, path: str, offset: int, dim: int, column: str) -> tuple
         raise DataError(f"{where(path, offset + row)}: token vector of {int(widths[bad[0]])} dimensions, "
                         f"earlier ones have {dim} (mixed token dimensions)",
                         hint="every token vector must have the same dimension")
-    values = tokens.flatten()
-    if values.null_count:
-        bad_value = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
-        row = int(np.searchsorted(np.cumsum(counts), bad_value // max(1, dim), side="right"))
-        raise DataError(f"{where(path, offset + row)}: a token vector holds a null value")
-    array = values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-    if array.dtype not in (np.float32, np.float16):
-        array = array.astype(np.float32)
-    return MultiVectors(array, np.concatenate([[0], np.cumsum(counts)])), dim
+    return dim
 
 
 def from_json_rows(rows: list[tuple[int, Any]], path: str, field: str, dim: int) -> MultiVectors:
@@ -190,8 +207,8 @@ def from_json_rows(rows: list[tuple[int, Any]], path: str, field: str, dim: int)
     flat: list[Any] = []
     for i, (number, value) in enumerate(rows):
         if not isinstance(value, list) or not value:
-            raise DataError(f"{where(path)}: line {number}: field {field!r} is missing, not a list, or holds no vectors",
-                            hint="every row of multi-vector data needs at least one vector")
+            raise DataError(f"{where(path)}: line {number}: field {field!r} is missing, not a list, "
+                            "or holds no vectors", hint="every row of multi-vector data needs at least one vector")
         for token in value:
             if not isinstance(token, list) or len(token) != dim:
                 got = f"{len(token)} dimensions" if isinstance(token, list) else type(token).__name__

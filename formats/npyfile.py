@@ -42,7 +42,7 @@ class NpyWriter:
         block = np.ascontiguousarray(rows, dtype=self.dtype)
         if self.written + len(block) > self.shape[0]:
             raise ValueError(f"{self.path}: more than {self.shape[0]} rows written")
-        self.handle.write(memoryview(block).cast("B"))
+        self.handle.write(block.data.cast("B"))
         self.written += len(block)
 
     def close(self) -> int:

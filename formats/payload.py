@@ -93,7 +93,8 @@ def arrow_type(kind: str | None) -> Any:
 
 
 def column(values: list[Any], field: Any) -> Any:
-    """The Arrow array of one payload field's values (``None`` for missing), as :meth:`PayloadSchema.fields` typed it."""
+    """The Arrow array of one payload field's values (``None`` for missing), as
+    :meth:`PayloadSchema.fields` typed it."""
     t = field.type
     if pa.types.is_null(t):
         return pa.nulls(len(values))

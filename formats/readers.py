@@ -144,7 +144,7 @@ def spool(handle: Any, cls: type[Source], options: ReadOptions) -> Source:
         shutil.copyfileobj(handle, tmp, 1 << 20)
     source = cls(tmp_name, options)
     source.path = "-"
-    source.spool_path = tmp_name  # type: ignore[attr-defined]
+    source.spool_path = tmp_name
     return source
 
 

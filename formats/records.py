@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -36,6 +37,14 @@ RECORD_BATCH_ROWS = 4096
 RECORD_EXTENSIONS = (".jsonl", ".ndjson", ".json")
 
 
+@dataclass
+class _RecordBatch(Batch):
+    """A :class:`Batch` of parsed records that keeps each record's line too (stripped raw bytes):
+    the source fingerprint hashes them, and spooling standard input copies them."""
+
+    lines: list[bytes] = field(default_factory=list)
+
+
 class JsonRecordsSource(Source):
     """One JSON object per line, handed to the chain as parsed records."""
 
@@ -52,9 +61,11 @@ class JsonRecordsSource(Source):
 
     @property
     def space(self) -> VectorSpec:
+        """The input space of JSON records: dtype ``json``, no dimension (the JSON codec makes the vectors)."""
         return VectorSpec(0, JSON, "cosine", False)
 
     def batch_rows(self) -> int:
+        """Records per batch: ``--batch-rows``, else :data:`RECORD_BATCH_ROWS`."""
         return self.options.batch_rows or RECORD_BATCH_ROWS
 
     def prime(self) -> None:
@@ -84,7 +95,8 @@ class JsonRecordsSource(Source):
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise DataError(f"{where(self.path)}: line {number}: not valid JSON ({exc})",
-                                hint="fix or remove that line (NaN/Infinity are not JSON); nothing was written") from None
+                                hint="fix or remove that line (NaN/Infinity are not JSON); "
+                                     "nothing was written") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{where(self.path)}: line {number}: expected a JSON object, got "
                                 f"{_json_type(obj)}", hint="each line must be one object; nothing was written")
@@ -114,10 +126,11 @@ class JsonRecordsSource(Source):
         kept = [name for name in self.options.keep or () if name != id_field]
         for name in kept:
             if name not in schema.kinds:
-                raise DataError(f"{where(self.path)}: --keep {name}: no record has this field", hint="check the field name")
+                raise DataError(f"{where(self.path)}: --keep {name}: no record has this field",
+                                hint="check the field name")
         self._kept_fields = [pa.field(name, arrow_type(schema.kinds[name])) for name in kept]
 
-    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+    def _raw_batches(self, batch_rows: int) -> Iterator[_RecordBatch]:
         pending: list[tuple[int, bytes, Any]] = []
         offset = 0
         for number, line, obj in self._records():
@@ -129,7 +142,7 @@ class JsonRecordsSource(Source):
         if pending:
             yield self._make_batch(pending, offset)
 
-    def _make_batch(self, pending: list[tuple[int, bytes, Any]], offset: int) -> Batch:
+    def _make_batch(self, pending: list[tuple[int, bytes, Any]], offset: int) -> _RecordBatch:
         if self._payload_types is None:
             self._pick_fields(pending)
         records = [obj for _, _, obj in pending]
@@ -151,9 +164,7 @@ class JsonRecordsSource(Source):
         payload = {f.name: column([obj.get(f.name) for obj in records], f) for f in self.payload_fields}
         if self.id_field is not None:  # the id names the record; it is not part of its content
             records = [{k: v for k, v in obj.items() if k != self.id_field} for obj in records]
-        batch = Batch(offset, ids, records, payload)
-        batch.lines = [line for _, line, _ in pending]  # type: ignore[attr-defined]
-        return batch
+        return _RecordBatch(offset, ids, records, payload, lines=[line for _, line, _ in pending])
 
     def _id_field_of(self, first: dict[str, Any], number: int) -> str | None:
         """The id field, decided by the first record: ``--id-column``, else ``id`` if it holds an integer or string."""
@@ -173,6 +184,8 @@ class JsonRecordsSource(Source):
         self._payload_types = {f.name: f.type for f in self.payload_fields}
 
     def batches(self) -> Iterator[Batch]:
+        """Every record once, in batches; ids and record bytes are hashed on the way (see
+        :meth:`_validated_records`)."""
         pending = getattr(self, "_pending", None)
         if pending is not None:
             self._pending = None
@@ -181,7 +194,7 @@ class JsonRecordsSource(Source):
             return
         yield from self._validated_records(self._raw_batches(self.batch_rows()))
 
-    def _validated_records(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+    def _validated_records(self, batches: Iterator[_RecordBatch]) -> Iterator[Batch]:
         """Hash ids and record bytes, check ids are unique; the source block is ready at the end."""
         from vecx.formats.source import _hash_ids
 
@@ -189,7 +202,7 @@ class JsonRecordsSource(Source):
         all_ids: list[Any] = []
         total = 0
         for batch in batches:
-            for line in batch.lines:  # type: ignore[attr-defined]
+            for line in batch.lines:
                 hashers[0].update(len(line).to_bytes(8, "little"))
                 hashers[0].update(line)
             _hash_ids(batch.ids, hashers[1], hashers[2])

@@ -78,6 +78,11 @@ class Source:
     kind = "?"
     #: Whether ids come from the data (else they are row numbers, unique by construction).
     ids_from_data = True
+    #: The batch :meth:`prime` read ahead and the rest of its stream, until :meth:`batches` hands them on.
+    _pending: tuple[Batch, Iterator[Batch]] | None
+    #: The temporary file a stream was copied to, when it was opened through
+    #: :func:`~vecx.formats.readers.spool` (it is removed at exit).
+    spool_path: str
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         self.path = path  # as the user named it (messages); "-" for stdin
@@ -232,32 +237,20 @@ class Source:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecx-hash") as pool:
             pending = None
             for batch in batches:
-                v = batch.vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
-                if v.ndim != 2 or not v.shape[1]:
-                    raise self.fail("vector is empty (0 dimensions)", batch.offset,
-                                    hint="every row needs a vector of at least one number")
-                sq = np.einsum("ij,ij->i", v, v)
-                if not np.isfinite(sq).all():  # NaN/Inf, or squares overflowing float32: look closer
-                    sq = _checked_sq_norms(self, v, sq, batch.offset)
+                sq = self._checked_vectors(batch)
                 if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
                     normalized = False
                 batch.sq_norms = sq
-                if batch.ids.null_count:
-                    nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
-                    raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+                self._check_ids_present(batch)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(_hash_batch, hashers, v, batch.ids)
+                pending = pool.submit(_hash_batch, hashers, batch.vectors, batch.ids)
                 all_ids.append(batch.ids)
                 total += len(batch)
                 yield batch
             if pending is not None:
                 pending.result()
-        if total == 0:
-            raise self.fail("no vectors found (empty input)", hint="check the file and --column")
-        if self.ids_given:
-            _check_unique(self, all_ids)
-        self.rows = total
+        self._check_complete(total, all_ids)
         block = {
             "rows": total, "dim": self.dim, "dtype": "float32",
             "metric": self.options.metric or "cosine", "normalized": normalized,
@@ -268,6 +261,34 @@ class Source:
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
 
+    def _checked_vectors(self, batch: Batch) -> Any:
+        """The squared norms (float32) of a batch's vectors, once they are contiguous float32 and checked.
+
+        An empty vector, NaN/Inf, or a row whose squares overflow float32 is a :class:`DataError`
+        naming the row (see :func:`_checked_sq_norms`).
+        """
+        v = batch.vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+        if v.ndim != 2 or not v.shape[1]:
+            raise self.fail("vector is empty (0 dimensions)", batch.offset,
+                            hint="every row needs a vector of at least one number")
+        sq = np.einsum("ij,ij->i", v, v)
+        if not np.isfinite(sq).all():  # NaN/Inf, or squares overflowing float32: look closer
+            sq = _checked_sq_norms(self, v, sq, batch.offset)
+        return sq
+
+    def _check_ids_present(self, batch: Batch) -> None:
+        """Refuses a batch with a missing (null) id, naming its row."""
+        if batch.ids.null_count:
+            nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
+            raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+
+    def _check_complete(self, total: int, all_ids: list[Any]) -> None:
+        """After the last batch: refuses an empty input and duplicate ids, then records the row count."""
+        if total == 0:
+            raise self.fail("no vectors found (empty input)", hint="check the file and --column")
+        if self.ids_given:
+            _check_unique(self, all_ids)
+        self.rows = total
 
     def _validated_multi(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         """:meth:`_validated` for multi-vector data (sets of vectors; see :mod:`vecx.formats.multi`)."""
@@ -279,18 +300,12 @@ class Source:
         total = 0
         for batch in batches:
             validator.check(batch)
-            if batch.ids.null_count:
-                nulls = batch.ids.is_null().to_numpy(zero_copy_only=False)
-                raise self.fail("id is missing (null)", batch.offset + int(np.flatnonzero(nulls)[0]))
+            self._check_ids_present(batch)
             _hash_ids(batch.ids, *ids_hash)
             all_ids.append(batch.ids)
             total += len(batch)
             yield batch
-        if total == 0:
-            raise self.fail("no vectors found (empty input)", hint="check the file and --column")
-        if self.ids_given:
-            _check_unique(self, all_ids)
-        self.rows = total
+        self._check_complete(total, all_ids)
         block = {"rows": total, "dim": self.dim, "dtype": self.dtype, "metric": self.options.metric or "cosine",
                  "normalized": validator.normalized,
                  "ids_sha256": hashlib.sha256((ids_hash[0].hexdigest() + ids_hash[1].hexdigest()).encode())
@@ -392,8 +407,6 @@ def _check_unique(source: Source, chunks: list[Any]) -> None:
                           hint="ids must be unique; drop duplicates or import without --id-column")
 
 
-
 def short_error(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # the real modules for the type checker; imported on first us
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from vecx.formats.multi import MultiVectors
 else:
     np = lazy("numpy")
     pa = lazy("pyarrow")
@@ -41,7 +43,7 @@ class TableSource(Source):
             self.dim = int(self.meta["vector"]["dim"])
             self.dtype = self.meta["vector"]["dtype"]
             self.multi = bool(self.meta["vector"].get("multi"))
-            self._check_stored(schema)
+            self._check_stored(schema, self.meta)
         else:
             self.vector_column = self._find_vector_column(schema)
             self.id_column = self.options.id_column or ("id" if "id" in schema.names else None)
@@ -70,8 +72,8 @@ class TableSource(Source):
         skip = {self.vector_column, self.id_column}
         self.payload_fields = [f for f in schema if f.name not in skip]
 
-    def _check_stored(self, schema: Any) -> None:
-        """A vecx table's columns must be what its (validated) metadata says they are."""
+    def _check_stored(self, schema: Any, meta: dict[str, Any]) -> None:
+        """A vecx table's columns must be what its (validated) metadata ``meta`` says they are."""
         from vecx.space import is_packed, row_bytes
 
         for role, name in (("vector", self.vector_column), ("id", self.id_column)):
@@ -87,23 +89,25 @@ class TableSource(Source):
         elif is_packed(self.dtype):
             ok = pa.types.is_fixed_size_binary(vtype) and vtype.byte_width == row_bytes(self.dim, self.dtype)
         else:
+            value_types = {"float32": "float", "float16": "halffloat", "int8": "int8"}
             ok = (pa.types.is_fixed_size_list(vtype) and vtype.list_size == self.dim
-                  and str(vtype.value_type) == {"float32": "float", "float16": "halffloat", "int8": "int8"}[self.dtype])
+                  and str(vtype.value_type) == value_types[self.dtype])
         if not ok:
             what = f"sets of {self.dim} x {self.dtype}" if self.multi else f"{self.dim} x {self.dtype}"
             raise self.fail(f"vector column {self.vector_column!r} is {vtype}, but the metadata says {what}",
                             hint="the file was edited or corrupted; re-create it with vecx")
         id_type = schema.field(self.id_column).type
-        wanted = pa.types.is_integer if self.meta["id"]["type"] == "int64" else pa.types.is_string
+        wanted = pa.types.is_integer if meta["id"]["type"] == "int64" else pa.types.is_string
         if not wanted(id_type):
             raise self.fail(f"id column {self.id_column!r} is {id_type}, but the metadata says "
-                            f"{self.meta['id']['type']}", hint="the file was edited or corrupted; re-create it with vecx")
+                            f"{meta['id']['type']}", hint="the file was edited or corrupted; re-create it with vecx")
 
     def _find_vector_column(self, schema: Any) -> str:
         from vecx.formats.multi import is_multi_type
 
         def is_vector(t: Any) -> bool:
-            return is_multi_type(t) or (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
+            is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+            return is_multi_type(t) or is_list and (
                 pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
 
         if self.options.column is not None:
@@ -125,42 +129,9 @@ class TableSource(Source):
         raise self.fail(f"several list columns ({', '.join(candidates)}); pick one with --column")
 
     def _convert(self, rb: Any, offset: int) -> Batch:
+        """One Arrow record batch as a :class:`Batch`: vectors as numpy (or :class:`MultiVectors`), ids, payload."""
         col = rb.column(self.vector_column)
-        if self.multi:
-            from vecx.formats import multi
-
-            vectors, self.dim = multi.from_arrow(col, self.path, offset, self.dim, self.vector_column)
-        elif col.null_count:
-            bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-            raise self.fail(f"vector is missing (null) in column {self.vector_column!r}", offset + bad)
-        if self.multi:
-            pass  # parsed above
-        elif pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
-            width = col.type.byte_width
-            data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
-            vectors = data[col.offset * width: (col.offset + len(col)) * width].reshape(len(col), width)
-        elif pa.types.is_fixed_size_list(col.type):
-            width = col.type.list_size
-        else:
-            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-            width = int(lengths[0]) if len(lengths) else self.dim
-            if self.dim == 0:
-                self.dim = width
-            bad = np.flatnonzero(lengths != self.dim)
-            if len(bad):
-                raise self.fail(f"vector has {int(lengths[bad[0]])} dimensions, earlier rows "
-                                f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
-        if not self.multi and not pa.types.is_fixed_size_binary(col.type):
-            # A fixed-size list's values are its child array, sliced: flatten() would import
-            # pyarrow.compute (0.06-0.09 s), on the way to the first batch of every build.
-            values = (col.values.slice(col.offset * width, len(col) * width)
-                      if pa.types.is_fixed_size_list(col.type) else col.flatten())
-            if values.null_count:
-                bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
-                raise self.fail("vector holds a null value", offset + bad_row)
-            vectors = values.to_numpy(zero_copy_only=False).reshape(len(rb), width)
-        if self.meta is None and not self.multi and vectors.dtype != np.float32:
-            vectors = vectors.astype(np.float32)
+        vectors = self._multi_vectors(col, offset) if self.multi else self._plain_vectors(col, offset)
         if self.id_column is not None:
             ids = rb.column(self.id_column)
             ids = ids.cast(self.id_type) if ids.type != self.id_type else ids
@@ -168,6 +139,63 @@ class TableSource(Source):
             ids = pa.array(np.arange(offset, offset + len(rb), dtype=np.int64))
         payload = {f.name: rb.column(f.name) for f in self.payload_fields}
         return Batch(offset, ids, vectors, payload)
+
+    def _multi_vectors(self, col: Any, offset: int) -> MultiVectors:
+        """The vector sets of a multi-vector column (the token dimension is learnt from the first)."""
+        from vecx.formats import multi
+
+        vectors, self.dim = multi.from_arrow(col, self.path, offset, self.dim, self.vector_column)
+        return vectors
+
+    def _plain_vectors(self, col: Any, offset: int) -> Any:
+        """One vector per row as a rows x width array: packed codes as uint8 bytes, lists as their values.
+
+        A missing vector is an error naming its row; raw inputs become float32.
+        """
+        if col.null_count:
+            bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise self.fail(f"vector is missing (null) in column {self.vector_column!r}", offset + bad)
+        if pa.types.is_fixed_size_binary(col.type):  # packed codes (vecx tables only)
+            width = col.type.byte_width
+            data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
+            vectors = data[col.offset * width: (col.offset + len(col)) * width].reshape(len(col), width)
+        else:
+            vectors = self._list_values(col, offset)
+        if self.meta is None and vectors.dtype != np.float32:
+            vectors = vectors.astype(np.float32)
+        return vectors
+
+    def _list_values(self, col: Any, offset: int) -> Any:
+        """The numbers of a list column as a rows x width array; a null inside a vector names its row.
+
+        A fixed-size list's values are its child array, sliced: ``flatten()`` would import
+        pyarrow.compute, a noticeable cost on the way to the first batch of every build.
+        """
+        if pa.types.is_fixed_size_list(col.type):
+            width = col.type.list_size
+            values = col.values.slice(col.offset * width, len(col) * width)
+        else:
+            width = self._list_width(col, offset)
+            values = col.flatten()
+        if values.null_count:
+            bad_row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(1, width)
+            raise self.fail("vector holds a null value", offset + bad_row)
+        return values.to_numpy(zero_copy_only=False).reshape(len(col), width)
+
+    def _list_width(self, col: Any, offset: int) -> int:
+        """The length of every vector of a variable-size list column, which must equal the dimension.
+
+        The first vector of the input sets the dimension; one of another length is an error naming its row.
+        """
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        width = int(lengths[0]) if len(lengths) else self.dim
+        if self.dim == 0:
+            self.dim = width
+        bad = np.flatnonzero(lengths != self.dim)
+        if len(bad):
+            raise self.fail(f"vector has {int(lengths[bad[0]])} dimensions, earlier rows "
+                            f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
+        return width
 
     def _convert_all(self, record_batches: Iterator[Any], batch_rows: int) -> Iterator[Batch]:
         offset = 0
@@ -188,18 +216,18 @@ class ParquetSource(TableSource):
         try:
             # Neither memory-mapped nor pre-buffered: both keep pages resident, so memory would grow with the file.
             # Page checksums (vecx writes them) are verified as pages are read: bit rot is an error.
-            self.file = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20,
-                                       page_checksum_verification=True)
-            schema = self.file.schema_arrow
+            self.parquet = pq.ParquetFile(path, memory_map=False, pre_buffer=False, buffer_size=1 << 20,
+                                          page_checksum_verification=True)
+            schema = self.parquet.schema_arrow
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise self.fail(f"not a readable Parquet file ({short_error(exc)})",
                             hint="the file may be truncated or corrupt; re-create it") from None
-        kv = self.file.metadata.metadata or {}
+        kv = self.parquet.metadata.metadata or {}
         self._setup(schema, kv.get(metadata.KEY), kv.get(metadata.STATE_KEY))
-        self.rows = self.file.metadata.num_rows
+        self.rows = self.parquet.metadata.num_rows
         if self.dim == 0 and self.rows:
             try:
-                first = self.file.read_row_group(0, columns=[self.vector_column]).column(0)
+                first = self.parquet.read_row_group(0, columns=[self.vector_column]).column(0)
             except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
                 raise self.fail(f"cannot read Parquet data ({short_error(exc)})",
                                 hint="the file may be truncated or corrupt; re-create it") from None
@@ -209,7 +237,7 @@ class ParquetSource(TableSource):
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
         try:
-            yield from self._convert_all(self.file.iter_batches(batch_size=batch_rows), batch_rows)
+            yield from self._convert_all(self.parquet.iter_batches(batch_size=batch_rows), batch_rows)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise self.fail(f"cannot read Parquet data ({short_error(exc)})",
                             hint="the file may be truncated or corrupt; re-create it") from None

@@ -27,7 +27,7 @@ _SPOOL = re.compile(r"^vecx-[a-z]+-(\d+)-[A-Za-z0-9_]+\.[a-z]+$")
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (a pid we may not signal counts)."""
+    """Whether a local process with this pid exists (a pid we may not signal counts)."""
     if pid <= 0:
         return False
     try:
@@ -49,7 +49,7 @@ def sibling_tmp(path: str) -> str:
 def sweep_siblings(directory: str, name: str) -> list[str]:
     """Remove ``.NAME.tmp-PID-*`` files in ``directory`` whose process is gone; return their names."""
     prefix = f".{name}.tmp-"
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(directory)
     except OSError:

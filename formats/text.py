@@ -107,9 +107,9 @@ class JsonlSource(Source):
         if self.multi:
             from vecx.formats import multi
 
-            vectors = multi.from_json_rows([(n, obj.get(self.vector_field)) for n, obj in records],
-                                           self.path, self.vector_field, self.dim)
-            return self._finish_batch(records, offset, vectors)
+            sets = multi.from_json_rows([(n, obj.get(self.vector_field)) for n, obj in records],
+                                        self.path, self.vector_field, self.dim)
+            return self._finish_batch(records, offset, sets)
         vectors = np.empty((len(records), self.dim), dtype=np.float32)
         for i, (number, obj) in enumerate(records):
             value = obj.get(self.vector_field)
@@ -153,13 +153,15 @@ class JsonlSource(Source):
                                 f"vector (list fields: {', '.join(lists) or 'none'}); use --column")
         vector = first[self.vector_field]
         if not isinstance(vector, list) or not vector:
-            raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} is not a non-empty list")
+            raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} "
+                            "is not a non-empty list")
         self.dim = len(vector)
         if isinstance(vector[0], list):  # a list of vectors: multi-vector data
             self.multi = True
             self.dim = len(vector[0])
             if not self.dim:
-                raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} holds an empty vector")
+                raise DataError(f"{where(self.path)}: line {number}: field {self.vector_field!r} "
+                                "holds an empty vector")
         self.id_field = self.options.id_column or ("id" if "id" in first else None)
         self.ids_from_data = self.id_field is not None
         if self.id_field is not None and self.id_field not in first:
@@ -170,11 +172,15 @@ class JsonlSource(Source):
 
 def _id_array(raw_ids: list[Any], source: Source, records: list[tuple[int, Any]]) -> Any:
     wanted = int if pa.types.is_integer(source.id_type) else str
-    for value, (number, _) in zip(raw_ids, records):
+    for value, (number, _) in zip(raw_ids, records, strict=True):
         if not isinstance(value, wanted) or isinstance(value, bool):
             raise DataError(f"{where(source.path)}: line {number}: id {value!r} is not "
                             f"{'an integer' if wanted is int else 'a string'} like the first line's")
     return pa.array(raw_ids, type=source.id_type)
+
+
+#: What a CSV input that cannot be read is told to be instead.
+_CSV_HINT = "vecx reads .npy, .fvecs/.ivecs/.bvecs, Parquet, Arrow, JSONL and UTF-8 CSV"
 
 
 class CsvSource(Source):
@@ -199,10 +205,10 @@ class CsvSource(Source):
         except UnicodeDecodeError:
             at = f"after line {reader.line_num}" if reader.line_num else "at the start"
             raise DataError(f"{where(self.path)}: not UTF-8 text (invalid bytes {at}); is this a CSV file?",
-                            hint="vecx reads .npy, .fvecs/.ivecs/.bvecs, Parquet, Arrow, JSONL and UTF-8 CSV") from None
+                            hint=_CSV_HINT) from None
         except csv.Error as exc:
             raise DataError(f"{where(self.path)}: line {reader.line_num}: not readable as CSV ({exc})",
-                            hint="vecx reads .npy, .fvecs/.ivecs/.bvecs, Parquet, Arrow, JSONL and UTF-8 CSV") from None
+                            hint=_CSV_HINT) from None
         finally:
             if self.handle is None:
                 text.close()
@@ -213,62 +219,93 @@ class CsvSource(Source):
             number, first = next(rows)
         except StopIteration:
             raise self.fail("no vectors found (empty input)") from None
-        header = not _all_numeric(first[1:]) or self.options.id_column is not None
-        id_index: int | None = None
-        if header:
-            id_name = self.options.id_column or ("id" if "id" in first else None)
-            if id_name is not None:
-                if id_name not in first:
-                    raise self.fail(f"no id column {id_name!r} in the header")
-                id_index = first.index(id_name)
-            pending: list[tuple[int, list[str]]] = []
-        else:
-            pending = [(number, first)]
+        id_index, pending = self._read_header(number, first)
         self.ids_from_data = id_index is not None
-        width = None
-        offset = 0
-
-        def flush(block: list[tuple[int, list[str]]]) -> Batch:
-            nonlocal width
-            ids_raw = [r[id_index] for _, r in block] if id_index is not None else None
-            cells = [[c for j, c in enumerate(r) if j != id_index] for _, r in block]
-            if width is None:
-                width = len(cells[0])
-                self.dim = width
-            for (line, _), row in zip(block, cells):
-                if len(row) != width:
-                    raise DataError(f"{where(self.path)}: line {line}: {len(row)} values, "
-                                    f"earlier lines {width} (mixed dimensions)")
-            try:
-                vectors = np.array(cells, dtype=np.float32)
-            except ValueError:
-                for (line, _), row in zip(block, cells):
-                    for col, cell in enumerate(row):
-                        try:
-                            float(cell)
-                        except ValueError:
-                            raise DataError(f"{where(self.path)}: line {line}: column {col + 1}: "
-                                            f"{cell!r} is not a number") from None
-                raise
-            if ids_raw is not None:
-                if all(_is_int(x) for x in ids_raw) and pa.types.is_integer(self.id_type):
-                    ids = pa.array([int(x) for x in ids_raw], type=pa.int64())
-                else:
-                    self.id_type = pa.string()
-                    ids = pa.array(ids_raw, type=pa.string())
-            else:
-                ids = pa.array(np.arange(offset, offset + len(block), dtype=np.int64))
-            return Batch(offset, ids, vectors)
-
+        blocks = _CsvBlocks(self, id_index)
         for item in rows:
             pending.append(item)
             if len(pending) >= batch_rows:
-                batch = flush(pending)
-                offset += len(batch)
+                batch = blocks.batch(pending)
                 pending = []
                 yield batch
         if pending:
-            yield flush(pending)
+            yield blocks.batch(pending)
+
+    def _read_header(self, number: int, first: list[str]) -> tuple[int | None, list[tuple[int, list[str]]]]:
+        """The id column's position (``None``: ids are row numbers) and the rows still to convert.
+
+        The first row is a header when its cells after the first are not all numbers, or when
+        ``--id-column`` names a column; otherwise it is the first row of data.
+        """
+        header = not _all_numeric(first[1:]) or self.options.id_column is not None
+        if not header:
+            return None, [(number, first)]
+        id_name = self.options.id_column or ("id" if "id" in first else None)
+        if id_name is None:
+            return None, []
+        if id_name not in first:
+            raise self.fail(f"no id column {id_name!r} in the header")
+        return first.index(id_name), []
+
+
+class _CsvBlocks:
+    """Turns blocks of CSV rows into batches, for one pass over a :class:`CsvSource`.
+
+    The pass's first row fixes the number of values per row (and the source's dimension);
+    ids are integers while every id so far is one, else strings.
+    """
+
+    def __init__(self, source: CsvSource, id_index: int | None) -> None:
+        self.source = source
+        self.id_index = id_index
+        self.width: int | None = None
+        self.offset = 0
+
+    def batch(self, block: list[tuple[int, list[str]]]) -> Batch:
+        """The batch of these rows (line number, cells), which follow the rows of earlier batches."""
+        id_index = self.id_index
+        ids_raw = [r[id_index] for _, r in block] if id_index is not None else None
+        cells = [[c for j, c in enumerate(r) if j != id_index] for _, r in block]
+        if self.width is None:
+            self.width = len(cells[0])
+            self.source.dim = self.width
+        self._check_widths(block, cells, self.width)
+        vectors = self._floats(block, cells)
+        batch = Batch(self.offset, self._ids(ids_raw, len(block)), vectors)
+        self.offset += len(block)
+        return batch
+
+    def _check_widths(self, block: list[tuple[int, list[str]]], cells: list[list[str]], width: int) -> None:
+        """Refuses a row with another number of values than the first row's, naming its line."""
+        for (line, _), row in zip(block, cells, strict=True):
+            if len(row) != width:
+                raise DataError(f"{where(self.source.path)}: line {line}: {len(row)} values, "
+                                f"earlier lines {width} (mixed dimensions)")
+
+    def _floats(self, block: list[tuple[int, list[str]]], cells: list[list[str]]) -> Any:
+        """The rows' values as float32; a cell that is not a number is an error naming its line and column."""
+        try:
+            return np.array(cells, dtype=np.float32)
+        except ValueError:
+            for (line, _), row in zip(block, cells, strict=True):
+                for col, cell in enumerate(row):
+                    try:
+                        float(cell)
+                    except ValueError:
+                        raise DataError(f"{where(self.source.path)}: line {line}: column {col + 1}: "
+                                        f"{cell!r} is not a number") from None
+            raise
+
+    def _ids(self, ids_raw: list[str] | None, rows: int) -> Any:
+        """The ids of a block: its id cells (integers, or strings from the first non-integer on), else
+        row numbers."""
+        source = self.source
+        if ids_raw is None:
+            return pa.array(np.arange(self.offset, self.offset + rows, dtype=np.int64))
+        if all(_is_int(x) for x in ids_raw) and pa.types.is_integer(source.id_type):
+            return pa.array([int(x) for x in ids_raw], type=pa.int64())
+        source.id_type = pa.string()
+        return pa.array(ids_raw, type=pa.string())
 
 
 def _all_numeric(cells: list[str]) -> bool:

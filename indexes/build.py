@@ -19,7 +19,7 @@ from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats.tempfiles import write_failure
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
-from vecx.space import CODES
+from vecx.space import CODES, VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -102,15 +102,67 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     is written. Concurrent builds of one index take turns on its writer lock (``wait=False``:
     a :class:`~vecx.errors.BusyError` instead); ``on_wait(pid)`` is called once if this one waits.
     """
+    options = options or BuildOptions()
+    plan = _plan(table, rescore, options)
+    with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
+        version = writer.path
+        assert version is not None, "the writer's version directory exists inside its with block"
+        run = _Build(plan, version, output, options)
+        try:
+            manifest, known = run.write(progress)
+            writer.commit(manifest, known=known)
+        except BaseException as exc:
+            run.stop()
+            if isinstance(exc, OSError):
+                raise write_failure(output, exc) from None
+            if isinstance(exc, RuntimeError) and "terminated" in str(exc):
+                raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
+            raise
+    _, manifest = store.open_version(output)
+    return manifest
+
+
+@dataclass
+class _Plan:
+    """What a build makes of a table, decided (and checked) before anything is written."""
+
+    #: The table's path, as the user gave it (for messages).
+    table: str
+    #: The opened table (a vecx table, read in batches of :func:`add_batch_rows` rows).
+    source: Any
+    space: VectorSpec
+    #: The fitted last stage that scores the codes (PQ, RaBitQ), or ``None``: a graph searches the codes.
+    scorer: Any
+    #: Scored codes' navigable part, as ``Codec.navigation`` describes it for a sample row ``(dtype, dim,
+    #: array)``, when a graph is built over it; else ``None``.
+    nav: tuple[str, int, Any] | None
+    #: The graph's metric (for scored codes without a graph: the codec's own metric).
+    metric: str
+    #: The opened rescoring table, if any.
+    rescore_src: Any
+
+    @property
+    def graph_shape(self) -> tuple[str, int] | None:
+        """The usearch scalar kind and dimension of the graph to build; ``None`` when the codes are only scanned."""
+        if self.scorer is not None and self.nav is None:
+            return None
+        if self.nav:
+            return USEARCH_DTYPES[self.nav[0]], self.nav[1]
+        return USEARCH_DTYPES[self.space.dtype], self.space.dim
+
+
+def _plan(table: str, rescore: str | None, options: BuildOptions) -> _Plan:
+    """Opens and checks the table (and rescoring table), and chooses the scorer, navigation graph and metric.
+
+    Everything that can refuse a build happens here, before the index's writer lock is taken.
+    """
     from dataclasses import replace
 
-    from vecx.formats import metadata as md
-    from vecx.formats.source import batch_rows_for, check_payload_names
+    from vecx.formats.source import check_payload_names
 
-    options = options or BuildOptions()
     source = _open_table(table)
     space = source.space
-    if space.multi:  # issue 6
+    if space.multi:
         raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
                          hint="encode it first, e.g. 'vecx muvera' (then --rescore with this table)")
     # Read in add-sized batches (the option is read when batches() starts).
@@ -123,112 +175,171 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     scorer = _scorer(chain, source, table) if space.dtype == CODES else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
     if scorer is not None:
-        codescan.check_scan(options.scan)
-        if options.scan == "graph" and nav is None:
-            raise UsageError(f"{table}: --scan graph: {scorer.name} codes offer nothing a graph can navigate",
-                             hint="use --scan exhaustive (the default for these codes)")
-        # auto: a navigation graph only where scoring every code per query would cost too much.
-        if options.scan == "exhaustive" or (options.scan == "auto" and source.rows is not None
-                                            and source.rows <= codescan.AUTO_GRAPH_ROWS):
-            nav = None
+        nav = _navigation(scorer, nav, source.rows, options, table)
         metric = "hamming" if nav is not None else scorer.output.metric
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = _check_rescore(rescore, source) if rescore else None
-    with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
-        version = writer.path
-        codes_writer = None
+    return _Plan(table, source, space, scorer, nav, metric, rescore_src)
+
+
+def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None, options: BuildOptions,
+                table: str) -> tuple[str, int, Any] | None:
+    """The navigable part of scored codes to build a graph over, as ``--scan`` asks; ``None``: scan only.
+
+    ``auto`` builds a navigation graph only where scoring every code per query would cost too
+    much (more than :data:`~vecx.indexes.codescan.AUTO_GRAPH_ROWS` rows).
+    """
+    codescan.check_scan(options.scan)
+    if options.scan == "graph" and nav is None:
+        raise UsageError(f"{table}: --scan graph: {scorer.name} codes offer nothing a graph can navigate",
+                         hint="use --scan exhaustive (the default for these codes)")
+    if options.scan == "exhaustive" or (options.scan == "auto" and rows is not None
+                                        and rows <= codescan.AUTO_GRAPH_ROWS):
+        return None
+    return nav
+
+
+class _Build:
+    """Writing one planned index into a new version directory: the add loop, the side files, the manifest.
+
+    Keeps the threads and open files it starts, so that :meth:`stop` can end them all when the
+    build fails and the version is thrown away.
+    """
+
+    def __init__(self, plan: _Plan, version: str, output: str, options: BuildOptions) -> None:
+        self.plan, self.version, self.output, self.options = plan, version, output, options
+        rescore_src, rows = plan.rescore_src, plan.source.rows
         # The float rescoring copy is read and written on its own thread while the graph is built:
         # usearch's add releases the GIL, and Parquet decoding and page writes then fill its idle time.
-        copier = (_RescoreCopier(rescore_src, version, source.rows)
-                  if rescore_src is not None and not rescore_src.multi and source.rows else None)
-        batches = None
-        try:
-            if copier is not None:
-                copier.start()
-            # Decoding starts now and the next batch is decoded while this one is added (depth 1:
-            # one batch of memory); the first is ready by the time usearch has imported (0.2 s).
-            batches = prefetch(source.batches(), depth=1)
-            graph = None
-            if scorer is None or nav is not None:
-                graph_dtype, graph_dim = (USEARCH_DTYPES[nav[0]], nav[1]) if nav else (USEARCH_DTYPES[space.dtype], space.dim)
-                graph = new_graph(graph_dim, metric, graph_dtype, options)
-            codes_writer = codescan.CodesWriter(version, space.bytes_per_vector) if scorer else None
-            rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
-            rows_writer = _RowsWriter(os.path.join(version, "rows.parquet"), rows_schema,
-                                      batch_rows_for(max(1, space.bytes_per_vector)))
-            id_writer = rowids.IdWriter(version, source.id_type)
-            threads = 1 if options.deterministic else 0
-            if progress:
-                progress.start(source.rows, "indexing")
-            count = 0
-            for batch in batches:
-                keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
-                if codes_writer is not None:
-                    codes_writer.add(batch.vectors)
-                if nav is not None:
-                    graph.add(keys, scorer.navigation(batch.vectors)[2], threads=threads)
-                elif graph is not None:
-                    graph.add(keys, np.ascontiguousarray(batch.vectors), threads=threads)
-                columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
-                rows_writer.add(columns)
-                id_writer.add(batch.ids)
-                count += len(batch)
-                if progress:
-                    progress.advance(len(batch))
-            rows_writer.close()
-            id_writer.close()
-            if progress:
-                progress.close()
-            if count == 0:
-                raise DataError(f"{table}: no vectors to index (empty table)")
-            if graph is not None:
-                save_graph(graph, version, output)
-            codes_info = codes_writer.close() if codes_writer is not None else None
-            with open(os.path.join(version, "table.json"), "wb") as handle:
-                handle.write(md.dumps(source.meta))
-            if source.state_blob:
-                _write_state(source.state_blob, os.path.join(version, "state.npz"), table)
-            if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim (issue 6)
-                from vecx.indexes import multivector
+        self.copier = (_RescoreCopier(rescore_src, version, rows)
+                       if rescore_src is not None and not rescore_src.multi and rows else None)
+        self.batches: Any = None
+        self.codes_writer: codescan.CodesWriter | None = None
 
-                rescore_info = multivector.write_rescore(rescore_src, version, count, options)
-            elif copier is not None:
-                rescore_info = copier.finish(count)
-            else:
-                rescore_info = _write_rescore(rescore_src, version, count) if rescore_src else None
-            writer.commit({
-                "rows": count, "columns": [f.name for f in source.payload_fields], "ids": id_writer.kind,
-                "table": {"fingerprint": source.meta.get("fingerprint"), "spec": source.meta.get("spec")},
-                "graph": {"file": "graph.usearch" if graph is not None else None, "metric": metric,
-                          "dtype": graph_dtype if graph is not None else CODES,
-                          "ndim": graph_dim if graph is not None else space.dim, "connectivity": options.connectivity,
-                          "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
-                          "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"},
-                "bytes_per_vector": space.bytes_per_vector,
-                "rescore": rescore_info,
-                "codes": None if codes_info is None else {
-                    **codes_info, "codec": scorer.name, "spec": scorer.spec, "metric": scorer.output.metric,
-                    "navigation": nav is not None},
-                "search": {"oversample": options.oversample if rescore_info else 1,
-                           **({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
-                              if scorer is not None else
-                              {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})},
-            }, known={"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None)
-        except BaseException as exc:
-            if batches is not None:
-                batches.close()
-            if copier is not None:
-                copier.cancel()
-            if codes_writer is not None:
-                codes_writer.handle.close()
-            if isinstance(exc, OSError):
-                raise write_failure(output, exc) from None
-            if isinstance(exc, RuntimeError) and "terminated" in str(exc):
-                raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
-            raise
-    _, manifest = store.open_version(output)
-    return manifest
+    def write(self, progress: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]] | None]:
+        """Writes every file of the version; returns the manifest to commit and the checksums already known."""
+        plan = self.plan
+        if self.copier is not None:
+            self.copier.start()
+        # Decoding starts now and the next batch is decoded while this one is added (depth 1:
+        # one batch of memory); the first is ready by the time usearch has imported.
+        self.batches = prefetch(plan.source.batches(), depth=1)
+        shape = plan.graph_shape
+        graph = None if shape is None else new_graph(shape[1], plan.metric, shape[0], self.options)
+        self.codes_writer = codescan.CodesWriter(self.version, plan.space.bytes_per_vector) if plan.scorer else None
+        count, id_kind = self._add_rows(graph, progress)
+        if count == 0:
+            raise DataError(f"{plan.table}: no vectors to index (empty table)")
+        if graph is not None:
+            save_graph(graph, self.version, self.output)
+        codes_info = self.codes_writer.close() if self.codes_writer is not None else None
+        rescore_info = self._write_side_files(count)
+        manifest = {
+            "rows": count, "columns": [f.name for f in plan.source.payload_fields], "ids": id_kind,
+            "table": {"fingerprint": plan.source.meta.get("fingerprint"), "spec": plan.source.meta.get("spec")},
+            "graph": self._graph_section(),
+            "bytes_per_vector": plan.space.bytes_per_vector,
+            "rescore": rescore_info,
+            "codes": self._codes_section(codes_info),
+            "search": self._search_section(rescore_info),
+        }
+        copier = self.copier
+        return manifest, {"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None
+
+    def _add_rows(self, graph: Any, progress: Any) -> tuple[int, str | None]:
+        """Feeds every batch to the graph (or the codes file), rows.parquet and the id files.
+
+        Returns the number of rows and the kind of id files written (see :class:`~vecx.indexes.rowids.IdWriter`).
+        """
+        from vecx.formats.source import batch_rows_for
+
+        source, space = self.plan.source, self.plan.space
+        rows_schema = pa.schema([pa.field("id", source.id_type, nullable=False), *source.payload_fields])
+        rows_writer = _RowsWriter(os.path.join(self.version, "rows.parquet"), rows_schema,
+                                  batch_rows_for(max(1, space.bytes_per_vector)))
+        id_writer = rowids.IdWriter(self.version, source.id_type)
+        threads = 1 if self.options.deterministic else 0
+        if progress:
+            progress.start(source.rows, "indexing")
+        count = 0
+        for batch in self.batches:
+            self._add_vectors(batch, graph, threads)
+            columns = [batch.ids] + [batch.payload[f.name] for f in source.payload_fields]
+            rows_writer.add(columns)
+            id_writer.add(batch.ids)
+            count += len(batch)
+            if progress:
+                progress.advance(len(batch))
+        rows_writer.close()
+        id_writer.close()
+        if progress:
+            progress.close()
+        return count, id_writer.kind
+
+    def _add_vectors(self, batch: Any, graph: Any, threads: int) -> None:
+        """One batch's codes into the codes file (scored codes) and its vectors into the graph, if any.
+
+        The graph over scored codes holds their navigable part (RaBitQ: the sign bits).
+        """
+        keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+        if self.codes_writer is not None:
+            self.codes_writer.add(batch.vectors)
+        if graph is not None:
+            vectors = (self.plan.scorer.navigation(batch.vectors)[2] if self.plan.nav is not None
+                       else np.ascontiguousarray(batch.vectors))
+            graph.add(keys, vectors, threads=threads)
+
+    def _write_side_files(self, count: int) -> dict[str, Any] | None:
+        """table.json, the fitted state and the rescoring vectors; the manifest's ``rescore`` section."""
+        from vecx.formats import metadata as md
+
+        source, rescore_src = self.plan.source, self.plan.rescore_src
+        with open(os.path.join(self.version, "table.json"), "wb") as handle:
+            handle.write(md.dumps(source.meta))
+        if source.state_blob:
+            _write_state(source.state_blob, os.path.join(self.version, "state.npz"), self.plan.table)
+        if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim
+            from vecx.indexes import multivector
+
+            return multivector.write_rescore(rescore_src, self.version, count, self.options)
+        if self.copier is not None:
+            return self.copier.finish(count)
+        return _write_rescore(rescore_src, self.version, count) if rescore_src else None
+
+    def _graph_section(self) -> dict[str, Any]:
+        """The manifest's ``graph`` section: the graph file and the parameters it was built with."""
+        shape, options = self.plan.graph_shape, self.options
+        return {"file": "graph.usearch" if shape is not None else None, "metric": self.plan.metric,
+                "dtype": shape[0] if shape is not None else CODES,
+                "ndim": shape[1] if shape is not None else self.plan.space.dim,
+                "connectivity": options.connectivity,
+                "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
+                "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"}
+
+    def _codes_section(self, codes_info: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The manifest's ``codes`` section (scored codes only): the codes file and the codec that scores it."""
+        scorer = self.plan.scorer
+        return None if codes_info is None else {
+            **codes_info, "codec": scorer.name, "spec": scorer.spec, "metric": scorer.output.metric,
+            "navigation": self.plan.nav is not None}
+
+    def _search_section(self, rescore_info: dict[str, Any] | None) -> dict[str, Any]:
+        """The manifest's ``search`` section: default oversampling and how candidates are found."""
+        options, nav = self.options, self.plan.nav
+        scan = ({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
+                if self.plan.scorer is not None else
+                {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})
+        return {"oversample": options.oversample if rescore_info else 1, **scan}
+
+    def stop(self) -> None:
+        """After a failure: stops decoding, stops the rescoring copy and closes the codes file."""
+        if self.batches is not None:
+            self.batches.close()
+        if self.copier is not None:
+            self.copier.cancel()
+        if self.codes_writer is not None:
+            self.codes_writer.handle.close()
 
 
 def _check_rescore(path: str, codes: Any) -> Any:

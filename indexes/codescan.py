@@ -15,8 +15,8 @@ inner-product estimator). Two ways to find candidates:
 
 ``vecx index --scan auto`` (the default) builds the graph only when the codec offers one and the
 table holds more than :data:`AUTO_GRAPH_ROWS` rows; the manifest records the default scan, and
-``vecx query --scan`` picks another for one search. Either way the float vectors, if the index keeps them, rescore the
-final shortlist.
+``vecx query --scan`` picks another for one search. Either way the float vectors, if the index
+keeps them, rescore the final shortlist.
 """
 
 from __future__ import annotations
@@ -69,12 +69,14 @@ class CodesWriter:
         self.handle = open(self.path, "wb")
 
     def add(self, codes: Any) -> None:
+        """Appends a batch of code rows (rows x bytes); rows of another width are a :class:`DataError`."""
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[1] != self.nbytes:
             raise DataError(f"codes of {codes.shape[-1]} bytes, the table says {self.nbytes}")
         self.handle.write(codes.tobytes())
 
     def close(self) -> dict[str, Any]:
+        """Closes ``codes.bin``; returns the manifest's description of it (file, bytes per row, layout)."""
         self.handle.close()
         return {"file": CODES_FILE, "bytes": self.nbytes, "layout": "uint8, rows x bytes, row-major"}
 

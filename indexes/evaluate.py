@@ -35,7 +35,7 @@ EXPANSIONS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 def recall_at(found: Any, truth: Any, k: int) -> float:
     """Mean fraction of the true top-k found in the first k results."""
     k = min(k, truth.shape[1], found.shape[1])
-    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth)]
+    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits)) / k
 
 
@@ -62,7 +62,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     for name, factor, rescore in configs:
         # Each recall@n comes from a search for n results (k x factor candidates for k = n), as a user
         # running 'vecx query -k n' gets them; QPS from the search for the given k.
-        recalls, batch_seconds = {}, None
+        recalls: dict[str, float] = {}
+        batch_seconds: float | None = None
         for n in ks:
             if n > truth.shape[1]:
                 continue
@@ -72,6 +73,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
             recalls[f"recall@{n}"] = round(recall_at(rows, truth, n), 4)
             if n == k or batch_seconds is None:
                 batch_seconds = seconds
+        assert batch_seconds is not None, "ks holds 1, and truth has at least one column"
         latencies = []
         for i in range(min(latency_queries, len(q))):
             t0 = time.perf_counter()

@@ -48,16 +48,14 @@ def add_batch_rows(row_bytes: int) -> int:
     """Rows per graph ``add`` call: about 512 KiB of codes, a power of two from 1,024 to 65,536.
 
     Smaller than the tables' 32 MiB batches because the graph cannot start before the first
-    batch is decoded: Parquet decodes fixed-size lists at 50-150 MB/s on this machine. SIFT's
-    int8 codes (128 bytes a row, widened to INT32 in the file) took 0.1-0.15 s for a 2 MiB
-    first batch, longer than usearch takes to import (about 0.07 s), and 0.02-0.03 s for
-    512 KiB, which is then ready first. Later batches are decoded on the prefetch thread while
-    usearch adds the previous one; a batch costs the loop about 1 ms besides its ``add``.
+    batch is decoded, and Parquet decodes fixed-size lists slowly (int8 codes are even widened
+    to INT32 in the file): a table-sized first batch would keep the graph waiting after usearch
+    has imported, a small one is ready first. Later batches are decoded on the prefetch thread
+    while usearch adds the previous one, so the loop adds little to each ``add``.
     """
     from vecx.formats.source import batch_rows_for
 
     return batch_rows_for(row_bytes, 512 << 10)
-
 
 
 def new_graph(ndim: int, metric: str, dtype: str, options: Any) -> Any:
@@ -120,7 +118,7 @@ def open_graph(graph_file: str, where: str, rows: int, ndim: int, dtype: str) ->
 
 
 def search_graph(graph: Any, queries: Any, count: int, expansion: int | None, rows: int,
-             exact: bool = False) -> tuple[Any, Any]:
+                 exact: bool = False) -> tuple[Any, Any]:
     """One usearch search: keys (row numbers, -1 where fewer found) and distances, queries x count.
 
     ``expansion`` overrides the graph's search expansion for this call (never below ``count``);

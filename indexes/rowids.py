@@ -16,7 +16,7 @@ to Parquet.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vecx._lazy import lazy
 from vecx.errors import DataError
@@ -38,6 +38,8 @@ class IdWriter:
 
     def __init__(self, directory: str, id_type: Any) -> None:
         self.directory = directory
+        #: ``int64``/``uint64`` (ids.npy), ``utf8`` (ids.offsets.npy + ids.utf8), or ``None``: no id files.
+        self.kind: str | None
         if pa.types.is_integer(id_type):
             self.kind = "uint64" if id_type == pa.uint64() else "int64"
         elif pa.types.is_string(id_type) or pa.types.is_large_string(id_type):
@@ -46,7 +48,7 @@ class IdWriter:
             self.kind = None
         self.rows = 0
         self.bytes = 0
-        self._raw = None
+        self._raw: BinaryIO | None = None
         self._offsets: list[Any] = []
         if self.kind is not None:
             self._raw = open(os.path.join(directory, UTF8 if self.kind == "utf8" else NUMERIC + ".raw"), "wb")
@@ -112,8 +114,10 @@ class IdReader:
         rows = np.asarray(rows, dtype=np.int64)
         if self.numbers is not None:
             return np.asarray(self.numbers[rows]).tolist()
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        return [bytes(self.utf8[s:e]).decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist())]
+        offsets, utf8 = self.offsets, self.utf8
+        assert offsets is not None and utf8 is not None, "string ids: both files are open"
+        starts, ends = offsets[rows], offsets[rows + 1]
+        return [bytes(utf8[s:e]).decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
     def row_of(self, value: Any) -> int:
         """Row number of an id, or -1 (string ids are found by a scan of the bytes, not decoded)."""
@@ -144,9 +148,13 @@ def open_ids(version: Any) -> IdReader | None:
     manifest lists them (indexes built before they existed do not)."""
     if version.has(NUMERIC) or (version.has(OFFSETS) and version.has(UTF8)):
         reader = IdReader(version.directory)
-        count = len(reader.numbers) if reader.numbers is not None else len(reader.offsets) - 1
-        offsets_ok = reader.offsets is None or (
-            len(reader.offsets) > 0 and int(reader.offsets[0]) == 0 and int(reader.offsets[-1]) == len(reader.utf8))
+        offsets, utf8 = reader.offsets, reader.utf8
+        if reader.numbers is not None:
+            count, offsets_ok = len(reader.numbers), True
+        else:
+            assert offsets is not None and utf8 is not None, "string ids: both files are open"
+            count = len(offsets) - 1
+            offsets_ok = len(offsets) > 0 and int(offsets[0]) == 0 and int(offsets[-1]) == len(utf8)
         if count != int(version.manifest["rows"]) or not offsets_ok:
             raise DataError(f"{version.path}: the id files do not match the index's {version.manifest['rows']} rows "
                             "(damaged)", hint="rebuild the index")

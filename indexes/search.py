@@ -93,7 +93,7 @@ class Searcher:
         self.expansion_search = int(self.manifest["graph"]["expansion_search"])
         self.rescore_vectors = None
         self.rescore_chain: Chain | None = None
-        self.multi_rescore = None  # token vectors for exact MaxSim (issue 6, indexes/multivector.py)
+        self.multi_rescore = None  # token vectors for exact MaxSim (indexes/multivector.py)
         self.first_stage = "fde"
         info = self.manifest.get("rescore")
         if info and info.get("multi"):
@@ -161,9 +161,8 @@ class Searcher:
         ``rescore=False`` ranks by the graph's own distances even when rescoring vectors exist.
         """
         codes = self.chain.encode_query(q)
-        use_rescore = rescore and self.rescore_chain is not None
-        rescore_q = self.rescore_chain.encode_query(q) if use_rescore else None
-        if self.first_stage != "fde":  # candidates from the mean-vector graph too (issue 6)
+        rescore_q = self.rescore_chain.encode_query(q) if rescore and self.rescore_chain is not None else None
+        if self.first_stage != "fde":  # candidates from the mean-vector graph too
             from vecx.indexes.multivector import search_first_stage
 
             return search_first_stage(self, q, codes, rescore_q, k, oversample, expansion, allowed)
@@ -175,20 +174,22 @@ class Searcher:
         rows = np.asarray(rows, dtype=np.int64)
         # Scored codes take float queries: the rows' decoded codes stand for them.
         codes = self.scan.query_of_rows(rows) if self.scan is not None else self.codes_of(rows)
-        if self.multi_rescore is not None:  # the rows' own token sets (issue 6)
+        if self.multi_rescore is not None:  # the rows' own token sets
             rescore_q = self.multi_rescore.sets_of(rows) if rescore else None
             return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
-        use_rescore = rescore and self.rescore_vectors is not None
-        rescore_q = np.asarray(self.rescore_vectors[rows], dtype=np.float32) if use_rescore else None
+        vectors = self.rescore_vectors
+        rescore_q = np.asarray(vectors[rows], dtype=np.float32) if rescore and vectors is not None else None
         return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
         if self.scan is not None:
             return np.asarray(self.scan.codes[np.asarray(rows, dtype=np.int64)])
+        graph = self.graph
+        assert graph is not None, "an index without scored codes has a graph (check_manifest)"
         if not len(rows):
-            return np.empty((0, self.graph.ndim))
-        got = self.graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
+            return np.empty((0, graph.ndim))
+        got = graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
         return np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
 
     def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
@@ -276,7 +277,7 @@ class Searcher:
         or a pool of ``pool x count`` graph candidates ranked by the codec.
         """
         if self.scan is not None:
-            return self._scan_search(codes, count, expansion)
+            return self._scan_search(self.scan, codes, count, expansion)
         return search_graph(self.graph, codes, count, expansion, self.rows, exact=self.scan_mode == "exhaustive")
 
     @property
@@ -287,13 +288,14 @@ class Searcher:
         return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
                                      self.graph is not None)
 
-    def _scan_search(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+    def _scan_search(self, scan: codescan.CodeScan, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        """Candidates among scored codes: every code scored, or a graph pool ranked by the codec."""
         if self.scan_mode == "exhaustive":
-            return self.scan.exhaustive(q, count)
+            return scan.exhaustive(q, count)
         pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
-        nav = self.scan.scorer.navigation(self.scan.scorer.encode(q))[2]  # the queries' own sign bits
+        nav = scan.scorer.navigation(scan.scorer.encode(q))[2]  # the queries' own sign bits
         keys, _ = search_graph(self.graph, nav, pool, expansion, self.rows)
-        return self.scan.rank(q, keys, count)
+        return scan.rank(q, keys, count)
 
     def exact_codes(self, codes: Any, k: int) -> Any:
         """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
@@ -308,6 +310,7 @@ class Searcher:
         return dist if self.manifest["graph"]["metric"] in ("l2sq", "hamming") else 1.0 - dist
 
     def _lower_is_better(self, rescored: bool) -> bool:
+        """Whether lower scores rank first: distances (L2, Hamming, an L2 codec's estimate), not similarities."""
         if not rescored and self.scan is not None:
             return self.scan.lower_is_better
         metric = self.rescore_metric if rescored else self.manifest["graph"]["metric"]
@@ -318,15 +321,17 @@ class Searcher:
 
         Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
         """
-        if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors (issue 6)
+        if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors
             return self.multi_rescore.scores(q, keys)
-        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * self.rescore_vectors.shape[1] * 4))
+        rescore_vectors = self.rescore_vectors
+        assert rescore_vectors is not None, "rescoring queries exist only for an index with rescoring vectors"
+        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * rescore_vectors.shape[1] * 4))
         if len(keys) > chunk:
             return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
                                    for i in range(0, len(keys), chunk)])
         valid = keys >= 0
         flat = np.unique(keys[valid])
-        vectors = np.asarray(self.rescore_vectors[flat], dtype=np.float32)
+        vectors = np.asarray(rescore_vectors[flat], dtype=np.float32)
         position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
         cand = vectors[position]  # n x m x d
         q = np.asarray(q, dtype=np.float32)
@@ -343,7 +348,7 @@ class Searcher:
         """Row numbers of ids (a :class:`DataError` for an id not in the index)."""
         if self.ids is not None:
             found = [self.ids.row_of(value) for value in ids]
-            for value, index in zip(ids, found):
+            for value, index in zip(ids, found, strict=True):
                 if index < 0:
                     raise DataError(f"{self.path}: no item with id {value!r}")
             return np.asarray(found, dtype=np.int64)
@@ -352,8 +357,8 @@ class Searcher:
         out = []
         for value in ids:
             try:
-                scalar = pa.scalar(value, column.type) if not isinstance(value, str) or pa.types.is_string(column.type) \
-                    else pa.scalar(int(value), column.type)
+                as_is = not isinstance(value, str) or pa.types.is_string(column.type)
+                scalar = pa.scalar(value, column.type) if as_is else pa.scalar(int(value), column.type)
             except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
                 raise DataError(f"{self.path}: no item with id {value!r}") from None
             index = pa.compute.index(column, scalar).as_py()

@@ -36,7 +36,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from vecx import __version__
 from vecx.errors import BusyError, DataError, MismatchError, UsageError, WriteError
@@ -253,13 +253,15 @@ def _acquire(target: str, wait: bool, on_wait: Callable[[int | None], None] | No
             holder = _holder(fd)
             if not wait:
                 raise BusyError(f"{target}: another vecx process{f' (pid {holder})' if holder else ''} "
-                                "is writing this index", hint="rerun later, or without --no-wait to wait for it") from None
+                                "is writing this index",
+                                hint="rerun later, or without --no-wait to wait for it") from None
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:  # e.g. a network file system without lock support
             raise WriteError(f"{target}: cannot lock {path} ({exc.strerror or exc}); vecx builds an index only "
-                             "under its writer lock", hint="build the index on a file system with flock support") from None
+                             "under its writer lock",
+                             hint="build the index on a file system with flock support") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     except BaseException:
@@ -282,27 +284,9 @@ def _sweep(root: str, target: str, keep: set[str]) -> None:
     Runs under the writer lock, so no other vecx writer is active. Only names vecx makes are
     touched; a symbolic link is unlinked, never followed.
     """
-    from vecx.formats.tempfiles import pid_alive
-
     for name in os.listdir(root):
-        path = os.path.join(root, name)
-        if name in keep:
-            continue
-        tmp = _TMP_NAME.match(name)
-        if tmp is None and not _VERSION_NAME.match(name):
-            continue  # not ours
-        if os.path.islink(path) or not os.path.isdir(path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            continue
-        if tmp is not None:
-            if int(tmp.group(1)) != os.getpid() and pid_alive(int(tmp.group(1))):
-                continue  # a build by a vecx without the writer lock is running
-            _rmtree(path, ignore_errors=True)
-            continue
-        _remove_unless_held(path)
+        if name not in keep:
+            _sweep_entry(root, name)
     parent, base = os.path.split(os.path.abspath(target))
     for name in os.listdir(parent):
         if name.startswith(f".{base}.link-"):
@@ -310,6 +294,32 @@ def _sweep(root: str, target: str, keep: set[str]) -> None:
                 os.unlink(os.path.join(parent, name))
             except OSError:
                 pass
+
+
+def _sweep_entry(root: str, name: str) -> None:
+    """Removes one entry of the versions directory if vecx made it and nothing needs it any more.
+
+    A version goes unless a reader holds it; a build directory (``tmp-PID-*``) goes unless its
+    process still runs; anything else vecx's names match that is not a directory is unlinked.
+    """
+    from vecx.formats.tempfiles import pid_alive
+
+    path = os.path.join(root, name)
+    tmp = _TMP_NAME.match(name)
+    if tmp is None and not _VERSION_NAME.match(name):
+        return  # not ours
+    if os.path.islink(path) or not os.path.isdir(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    if tmp is not None:
+        if int(tmp.group(1)) != os.getpid() and pid_alive(int(tmp.group(1))):
+            return  # a build by a vecx without the writer lock is running
+        _rmtree(path, ignore_errors=True)
+        return
+    _remove_unless_held(path)
 
 
 def _remove_unless_held(path: str) -> None:
@@ -352,6 +362,7 @@ def update_manifest(target: str, changes: dict[str, dict[str, Any]], *, expected
     rebuilt since, nothing is written and a :class:`MismatchError` says so.
     """
     with Writer(target, wait=wait, on_wait=on_wait) as writer:
+        assert writer.path is not None, "the writer's version directory exists inside its with block"
         # Not re-hashed: the links share the files' bytes, and the new manifest keeps their checksums.
         with open_reader(target) as current:
             if expected is not None and os.path.realpath(current.directory) != os.path.realpath(expected):
@@ -397,6 +408,7 @@ class Version:
         return name in self.manifest["files"]
 
     def close(self) -> None:
+        """Release the hold on this version (idempotent)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -423,44 +435,69 @@ def open_reader(path: str, verify: bool = False) -> Version:
     Checks the manifest, that every listed file is a plain file of the listed size inside the
     version, and the sha256 of small files (of every file with ``verify``).
     """
-    import fcntl
-
     if not os.path.exists(path):
         if os.path.islink(path):
             raise DataError(f"{path}: the index link points to a version that does not exist",
                             hint="rebuild the index")
         raise DataError(f"{path}: no such index", hint="build one with 'vecx index TABLE -o PATH'")
     for _ in range(100):
-        directory = os.path.realpath(path)
-        manifest_path = os.path.join(directory, MANIFEST)
-        if not os.path.isdir(directory):
-            raise DataError(f"{path}: not a vecx index (not a directory)")
-        try:
-            fd = os.open(manifest_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if os.path.realpath(path) != directory:
-                continue  # swapped and removed between resolving and opening: resolve again
-            raise DataError(f"{path}: not a vecx index (no {MANIFEST})") from None
-        except OSError as exc:
-            raise DataError(f"{path}: {MANIFEST} cannot be opened ({exc.strerror or exc})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:  # a writer is removing this version right now
-            os.close(fd)
-            continue
-        except OSError:
-            pass  # a file system without flock: read unheld
-        try:
-            if os.fstat(fd).st_nlink == 0 or not os.path.exists(manifest_path):
-                os.close(fd)
-                continue  # removed while we opened it
-            manifest = _read_manifest(fd, path)
-            _check_files(directory, manifest, path, verify)
-        except BaseException:
-            os.close(fd)
-            raise
-        return Version(path, directory, manifest, fd)
+        version = _open_current(path, verify)
+        if version is not None:
+            return version
     raise DataError(f"{path}: the index keeps changing under this reader", hint="rerun the command")
+
+
+def _open_current(path: str, verify: bool) -> Version | None:
+    """One attempt at opening and holding the version the index link names now.
+
+    ``None`` when a writer swapped or removed that version meanwhile: the caller resolves the
+    link again. Damage is a :class:`DataError`.
+    """
+    directory = os.path.realpath(path)
+    manifest_path = os.path.join(directory, MANIFEST)
+    if not os.path.isdir(directory):
+        raise DataError(f"{path}: not a vecx index (not a directory)")
+    fd = _open_manifest(path, directory, manifest_path)
+    if fd is None or not _hold_shared(fd):
+        return None
+    try:
+        if os.fstat(fd).st_nlink == 0 or not os.path.exists(manifest_path):
+            os.close(fd)
+            return None  # removed while we opened it
+        manifest = _read_manifest(fd, path)
+        _check_files(directory, manifest, path, verify)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Version(path, directory, manifest, fd)
+
+
+def _open_manifest(path: str, directory: str, manifest_path: str) -> int | None:
+    """A descriptor of a version's manifest (never through a symbolic link); ``None`` if the version
+    was swapped and removed between resolving the link and opening it."""
+    try:
+        return os.open(manifest_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if os.path.realpath(path) != directory:
+            return None  # swapped and removed between resolving and opening: resolve again
+        raise DataError(f"{path}: not a vecx index (no {MANIFEST})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: {MANIFEST} cannot be opened ({exc.strerror or exc})") from None
+
+
+def _hold_shared(fd: int) -> bool:
+    """Takes a reader's shared hold on a manifest; ``False`` (the descriptor closed) if a writer is
+    removing that version right now. A file system without ``flock`` is read unheld."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:  # a writer is removing this version right now
+        os.close(fd)
+        return False
+    except OSError:
+        pass  # a file system without flock: read unheld
+    return True
 
 
 def _read_manifest(fd: int, path: str) -> dict[str, Any]:
@@ -543,7 +580,8 @@ def check_npy(full: str, path: str, name: str) -> tuple[Any, tuple[int, ...]]:
 # --------------------------------------------------------------------------------------
 # The manifest's shape
 # --------------------------------------------------------------------------------------
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
+    """Whether a JSON value is an integer (``true``/``false`` are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -554,25 +592,31 @@ class _Shape:
         self.path = path
 
     def fail(self, field: str, what: str) -> DataError:
+        """The error for manifest field ``field``, which ``what`` (e.g. "must be an object")."""
         return DataError(f"{self.path}: {MANIFEST} field {field!r} {what}", hint="rebuild the index")
 
-    def section(self, parent: dict[str, Any], key: str, field: str, optional: bool = False) -> dict[str, Any] | None:
+    def section(self, parent: dict[str, Any], key: str, field: str) -> dict[str, Any]:
+        """The object under ``key``, which must be there."""
         value = parent.get(key)
-        if value is None and optional:
-            return None
         if not isinstance(value, dict):
             raise self.fail(field, "must be an object")
         return value
 
-    def int(self, parent: dict[str, Any], key: str, field: str, low: int = 0, optional: bool = False) -> None:
+    def optional_section(self, parent: dict[str, Any], key: str, field: str) -> dict[str, Any] | None:
+        """The object under ``key``, or ``None`` if it is absent (or null)."""
+        return None if parent.get(key) is None else self.section(parent, key, field)
+
+    def integer(self, parent: dict[str, Any], key: str, field: str, low: int = 0, optional: bool = False) -> None:
+        """An integer of at least ``low`` under ``key`` (``optional``: or nothing)."""
         value = parent.get(key)
         if value is None and optional:
             return
         if not _is_int(value) or value < low:
             raise self.fail(field, f"must be an integer >= {low}")
 
-    def str(self, parent: dict[str, Any], key: str, field: str, optional: bool = False,
-            choices: tuple[str, ...] | None = None) -> None:
+    def string(self, parent: dict[str, Any], key: str, field: str, optional: bool = False,
+               choices: tuple[str, ...] | None = None) -> None:
+        """A string under ``key``, one of ``choices`` if given (``optional``: or nothing)."""
         value = parent.get(key)
         if value is None and optional:
             return
@@ -582,7 +626,7 @@ class _Shape:
     def file(self, parent: dict[str, Any], key: str, field: str, listed: set[str], suffix: str,
              optional: bool = False) -> None:
         """A field naming one of the index's files, of the kind its suffix says (``.npy``, ...)."""
-        self.str(parent, key, field, optional)
+        self.string(parent, key, field, optional)
         value = parent.get(key)
         if value is not None and value not in listed:
             raise self.fail(field, f"names {value!r}, which is not among the index's files")
@@ -597,6 +641,40 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     absolute names), and every file another field names must be listed under ``files``.
     """
     shape = _Shape(path)
+    listed = _check_files_field(shape, manifest, listed)
+    shape.integer(manifest, "rows", "rows")
+    shape.integer(manifest, "bytes_per_vector", "bytes_per_vector", low=1)
+    writer = shape.section(manifest, "writer", "writer")
+    shape.string(writer, "version", "writer.version")
+    table = shape.section(manifest, "table", "table")
+    shape.string(table, "fingerprint", "table.fingerprint", optional=True)
+    shape.string(table, "spec", "table.spec", optional=True)
+    columns = manifest.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise shape.fail("columns", "must be a list of column names")
+    shape.string(manifest, "ids", "ids", optional=True)
+    graph = _check_graph_section(shape, manifest, listed)
+    search = shape.section(manifest, "search", "search")
+    shape.integer(search, "oversample", "search.oversample", low=1)
+    shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive"))
+    shape.integer(search, "pool", "search.pool", low=1, optional=True)
+    _check_rescore_section(shape, manifest, listed)
+    codes = shape.optional_section(manifest, "codes", "codes")
+    if codes is not None:
+        shape.file(codes, "file", "codes.file", listed, ".bin")
+        shape.integer(codes, "bytes", "codes.bytes", low=1)
+        shape.string(codes, "codec", "codes.codec")
+        shape.string(codes, "spec", "codes.spec")
+        shape.string(codes, "metric", "codes.metric", choices=("cosine", "ip", "l2"))
+    if graph.get("file") is None and codes is None:
+        raise shape.fail("graph.file", "is empty, and there are no scored codes to search")
+
+
+def _check_files_field(shape: _Shape, manifest: dict[str, Any], listed: set[str] | None) -> set[str]:
+    """Checks the ``files`` field (plain names, sizes, sha256s); returns the names other fields may name.
+
+    ``listed`` (the files of a version being committed) takes the place of the field's own names.
+    """
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise shape.fail("files", "must list the index's files")
@@ -610,49 +688,36 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     for required in ("rows.parquet", "table.json"):
         if required not in listed:
             raise shape.fail("files", f"does not list {required}")
-    shape.int(manifest, "rows", "rows")
-    shape.int(manifest, "bytes_per_vector", "bytes_per_vector", low=1)
-    writer = shape.section(manifest, "writer", "writer")
-    shape.str(writer, "version", "writer.version")
-    table = shape.section(manifest, "table", "table")
-    shape.str(table, "fingerprint", "table.fingerprint", optional=True)
-    shape.str(table, "spec", "table.spec", optional=True)
-    columns = manifest.get("columns", [])
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise shape.fail("columns", "must be a list of column names")
-    shape.str(manifest, "ids", "ids", optional=True)
+    return listed
+
+
+def _check_graph_section(shape: _Shape, manifest: dict[str, Any], listed: set[str]) -> dict[str, Any]:
+    """Checks the ``graph`` section (its file, metric, scalar kind and build parameters) and returns it."""
     graph = shape.section(manifest, "graph", "graph")
     shape.file(graph, "file", "graph.file", listed, ".usearch", optional=True)
-    shape.str(graph, "metric", "graph.metric", choices=("cos", "ip", "l2sq", "hamming", "l2", "cosine"))
-    shape.str(graph, "dtype", "graph.dtype")
-    shape.int(graph, "ndim", "graph.ndim", low=1)
+    shape.string(graph, "metric", "graph.metric", choices=("cos", "ip", "l2sq", "hamming", "l2", "cosine"))
+    shape.string(graph, "dtype", "graph.dtype")
+    shape.integer(graph, "ndim", "graph.ndim", low=1)
     for key in ("connectivity", "expansion_add", "expansion_search"):
-        shape.int(graph, key, f"graph.{key}", low=1)
+        shape.integer(graph, key, f"graph.{key}", low=1)
     if not isinstance(graph.get("deterministic"), bool):
         raise shape.fail("graph.deterministic", "must be true or false")
-    search = shape.section(manifest, "search", "search")
-    shape.int(search, "oversample", "search.oversample", low=1)
-    shape.str(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive"))
-    shape.int(search, "pool", "search.pool", low=1, optional=True)
-    rescore = shape.section(manifest, "rescore", "rescore", optional=True)
-    if rescore is not None:
-        shape.file(rescore, "file", "rescore.file", listed, ".npy")
-        if "rescore.json" not in listed:
-            raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
-        shape.str(rescore, "dtype", "rescore.dtype", choices=("float32", "float16"))
-        shape.int(rescore, "dim", "rescore.dim", low=1)
-        shape.str(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
-        shape.str(rescore, "spec", "rescore.spec", optional=True)
-        if rescore.get("multi"):
-            shape.file(rescore, "offsets", "rescore.offsets", listed, ".npy")
-            shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, ".usearch", optional=True)
-            shape.int(rescore, "tokens", "rescore.tokens")
-    codes = shape.section(manifest, "codes", "codes", optional=True)
-    if codes is not None:
-        shape.file(codes, "file", "codes.file", listed, ".bin")
-        shape.int(codes, "bytes", "codes.bytes", low=1)
-        shape.str(codes, "codec", "codes.codec")
-        shape.str(codes, "spec", "codes.spec")
-        shape.str(codes, "metric", "codes.metric", choices=("cosine", "ip", "l2"))
-    if graph.get("file") is None and codes is None:
-        raise shape.fail("graph.file", "is empty, and there are no scored codes to search")
+    return graph
+
+
+def _check_rescore_section(shape: _Shape, manifest: dict[str, Any], listed: set[str]) -> None:
+    """Checks the optional ``rescore`` section: the rescoring vectors' files, dtype, dimension and metric."""
+    rescore = shape.optional_section(manifest, "rescore", "rescore")
+    if rescore is None:
+        return
+    shape.file(rescore, "file", "rescore.file", listed, ".npy")
+    if "rescore.json" not in listed:
+        raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
+    shape.string(rescore, "dtype", "rescore.dtype", choices=("float32", "float16"))
+    shape.integer(rescore, "dim", "rescore.dim", low=1)
+    shape.string(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
+    shape.string(rescore, "spec", "rescore.spec", optional=True)
+    if rescore.get("multi"):
+        shape.file(rescore, "offsets", "rescore.offsets", listed, ".npy")
+        shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, ".usearch", optional=True)
+        shape.integer(rescore, "tokens", "rescore.tokens")

@@ -116,7 +116,7 @@ class TopK:
         order = np.lexsort((self.rows, -self.scores), axis=1)
         self.scores = np.take_along_axis(self.scores, order, axis=1)
         self.rows = np.take_along_axis(self.rows, order, axis=1)
-        if self.metric == "l2":
+        if self.metric == "l2" and self.q_sq is not None:  # the queries' squared norms exist for l2
             return self.rows, np.maximum(self.q_sq[:, None] - 2.0 * self.scores, 0.0).astype(np.float32)
         return self.rows, self.scores
 

@@ -91,8 +91,9 @@ class _Parser:
 
     def parse(self) -> Any:
         mask = self.expr()
-        if self.peek() is not None:
-            raise UsageError(f"--where {self.text!r}: unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        token = self.peek()
+        if token is not None:
+            raise UsageError(f"--where {self.text!r}: unexpected {token[1]!r}")
         return mask
 
     def expr(self) -> Any:
@@ -131,26 +132,38 @@ class _Parser:
             raise UsageError(f"--where {self.text!r}: expected a column name, found {name!r}")
         column = self.column(name)
         if self.keyword("is"):
-            negate = self.keyword("not")
-            if not self.keyword("null"):
-                raise UsageError(f"--where {self.text!r}: expected NULL after IS")
-            mask = pc.is_null(column)
-            return pc.invert(mask) if negate else mask
+            return self._is_null(column)
         if self.keyword("in"):
-            self.expect("(")
-            values = [self.literal()]
-            while self.peek() == ("op", ","):
-                self.take()
-                values.append(self.literal())
-            self.expect(")")
-            column = self.comparable(name, column, values)
-            if column is None:
-                return pa.nulls(len(self.table), pa.bool_())
-            try:
-                return pc.is_in(column, value_set=pa.array(values).cast(column.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
-                                 f"with {', '.join(_spell(v) for v in values)}") from None
+            return self._in_list(name, column)
+        return self._comparison(name, column)
+
+    def _is_null(self, column: Any) -> Any:
+        """``column is [not] null``, after the ``is``."""
+        negate = self.keyword("not")
+        if not self.keyword("null"):
+            raise UsageError(f"--where {self.text!r}: expected NULL after IS")
+        mask = pc.is_null(column)
+        return pc.invert(mask) if negate else mask
+
+    def _in_list(self, name: str, column: Any) -> Any:
+        """``column in (literal, ...)``, after the ``in``: a literal of the wrong kind is refused."""
+        self.expect("(")
+        values = [self.literal()]
+        while self.peek() == ("op", ","):
+            self.take()
+            values.append(self.literal())
+        self.expect(")")
+        column = self.comparable(name, column, values)
+        if column is None:
+            return pa.nulls(len(self.table), pa.bool_())
+        try:
+            return pc.is_in(column, value_set=pa.array(values).cast(column.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
+                             f"with {', '.join(_spell(v) for v in values)}") from None
+
+    def _comparison(self, name: str, column: Any) -> Any:
+        """``column op literal``, after the column name: a literal of the wrong kind is refused."""
         kind, op = self.take()
         if op not in _OPS:
             raise UsageError(f"--where {self.text!r}: expected a comparison after {name!r}, found {op!r}")
@@ -178,21 +191,13 @@ class _Parser:
             column, dtype = pc.cast(column, dtype.value_type), dtype.value_type
         if pa.types.is_null(dtype):
             return None
-        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-            holds, want, fits = "text", "quoted text, e.g. 'abc'", str
-        elif pa.types.is_boolean(dtype):
-            holds, want, fits = "true/false", "true or false", bool
-        elif pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-            holds, want, fits = "numbers", "an unquoted number", (int, float)
-        elif pa.types.is_temporal(dtype):
-            holds, want, fits = "dates/times", "a quoted date or time, e.g. '2024-01-31'", str
-        elif pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype):
-            holds, want, fits = "bytes", "quoted text", str
-        else:
+        kind = _literal_kind(dtype)
+        if kind is None:
             raise UsageError(f"--where {self.text!r}: column {name!r} has type {dtype}, which a filter cannot "
                              "compare", hint="filter on columns of text, numbers, true/false or dates")
+        holds, want, fits = kind
         for value in values:
-            if not isinstance(value, fits) or (isinstance(value, bool) and fits is not bool):
+            if not isinstance(value, fits) or (isinstance(value, bool) and bool not in fits):
                 raise UsageError(f"--where {self.text!r}: cannot compare column {name!r}, which holds {holds} "
                                  f"({dtype}), with {_spell(value)}; compare it with {want}")
         if pa.types.is_integer(dtype) and any(isinstance(v, float) for v in values):
@@ -217,6 +222,23 @@ class _Parser:
             raise UsageError(f"--where {self.text!r}: a comparison with NULL is never true",
                              hint="write 'COLUMN is null' or 'COLUMN is not null'")
         raise UsageError(f"--where {self.text!r}: expected a value, found {value!r}")
+
+
+def _literal_kind(dtype: Any) -> tuple[str, str, tuple[type, ...]] | None:
+    """What a column of Arrow type ``dtype`` holds, the literal to compare it with, and the Python
+    types such a literal may have; ``None`` for types a filter cannot compare (lists, structs)."""
+    types = pa.types
+    if types.is_string(dtype) or types.is_large_string(dtype) or types.is_string_view(dtype):
+        return "text", "quoted text, e.g. 'abc'", (str,)
+    if types.is_boolean(dtype):
+        return "true/false", "true or false", (bool,)
+    if types.is_integer(dtype) or types.is_floating(dtype) or types.is_decimal(dtype):
+        return "numbers", "an unquoted number", (int, float)
+    if types.is_temporal(dtype):
+        return "dates/times", "a quoted date or time, e.g. '2024-01-31'", (str,)
+    if types.is_binary(dtype) or types.is_large_binary(dtype) or types.is_fixed_size_binary(dtype):
+        return "bytes", "quoted text", (str,)
+    return None
 
 
 def _spell(value: Any) -> str:

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# A 256 MB input, and real processes interrupted by signals: the whole module is in the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def big_npy(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import make_vectors, run_vecx
+from conftest import make_vectors, run_vecx, run_vecx_process
 
 N, D, NQ, K = 1500, 32, 40, 10
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,7 +22,7 @@ def exact_rows(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:K]) & set(t[:K])) / K for f, t in zip(found, truth)]))
+    return float(np.mean([len(set(f[:K]) & set(t[:K])) / K for f, t in zip(found, truth, strict=True)]))
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +36,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"dir": d, "x": x, "q": q, "env": {"TMPDIR": str(d / "tmp")}}
 
 
-def bench(data: dict, *args: str, env: dict | None = None):
-    return run_vecx("bench", data["dir"] / "base.npy", data["dir"] / "queries.npy", *args,
-                    cwd=data["dir"], env={**data["env"], **(env or {})})
+def bench(data: dict, *args: str, env: dict | None = None, runner=run_vecx):
+    return runner("bench", data["dir"] / "base.npy", data["dir"] / "queries.npy", *args,
+                  cwd=data["dir"], env={**data["env"], **(env or {})})
 
 
 def assert_clean(data: dict) -> None:
@@ -53,8 +52,8 @@ def assert_clean(data: dict) -> None:
 def report(data: dict) -> dict:
     """One run with two specs, peers, a plot and a Markdown file (a deterministic graph)."""
     r = bench(data, "--spec", "f16", "--spec", "binarize:mode=sign", "--rescore", "4", "--rescore", "150",
-              "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}", "--peers", "--plot", "pareto.png", "--out", "report.md",
-              "--repeat", "1", "--json")
+              "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}", "--peers",
+              "--plot", "pareto.png", "--out", "report.md", "--repeat", "1", "--json")
     assert r.code == 0, r.stderr
     return json.loads(r.out)
 
@@ -179,7 +178,8 @@ def test_peers_without_faiss_is_a_one_line_usage_error(data: dict) -> None:
     fakes.mkdir(exist_ok=True)
     (fakes / "faiss.py").write_text("raise ImportError('faiss hidden by the test')\n")
     pythonpath = os.pathsep.join([str(fakes), os.environ.get("PYTHONPATH", "")])
-    r = bench(data, "--spec", "f16", "--peers", env={"PYTHONPATH": pythonpath})
+    # A process of its own: PYTHONPATH is read at start-up, and this one has imported faiss already.
+    r = bench(data, "--spec", "f16", "--peers", env={"PYTHONPATH": pythonpath}, runner=run_vecx_process)
     assert r.code == 2
     assert r.stderr.strip().count("\n") == 0 and "pip install 'vecx[bench]'" in r.stderr
     assert_clean(data)

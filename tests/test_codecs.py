@@ -13,17 +13,9 @@ from vecx.formats import state
 from vecx.space import JSON, VectorSpec, is_packed
 
 DIM = 48
-#: A runnable spec per codec (a codec without an entry fails the test below: add one).
-EXAMPLES = {
-    "truncate": "truncate:24",
-    "f16": "f16",
-    "int8": "int8:sample=500:seed=4",
-    "binarize": "binarize:sample=500",
-    "pca": "pca:12:sample=500",
-    "pq": "pq:8x8:sample=600",
-    "rotate": "rotate:seed=3",
-    "rp": "rp:24:seed=2",
-}
+#: Every codec of 48-d float vectors, by its own example spec (codecs that take sets of vectors,
+#: muvera, have their contract tests in test_muvera.py; codecs that read JSON records, vsa, in test_vsa.py).
+EXAMPLES = {name: cls.example for name, cls in registry().items() if not cls.takes_multi and cls.input_kind != JSON}
 
 
 def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
@@ -33,10 +25,9 @@ def fitted(spec: str, x: np.ndarray, metric: str = "cosine") -> Chain:
     return chain
 
 
-def test_every_codec_has_an_example() -> None:
-    # Codecs that take sets of vectors (muvera) have their contract tests in test_muvera.py; codecs that
-    # read JSON records instead of vectors (vsa) theirs in test_vsa.py.
-    assert sorted(EXAMPLES) == sorted(n for n, c in registry().items() if not c.takes_multi and c.input_kind != JSON)
+def test_every_codec_has_an_example_that_names_it() -> None:
+    for name, cls in registry().items():
+        assert cls.example.split(":")[0].split(",")[0] == name, f"{name}: set its example (a runnable spec)"
 
 
 @pytest.fixture(params=sorted(EXAMPLES), ids=sorted(EXAMPLES))
@@ -208,7 +199,7 @@ def test_pca_matches_an_independent_svd() -> None:
     centred = x.astype(np.float64) - x.mean(axis=0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
     np.testing.assert_allclose(stage.variance_, sv[:8] ** 2 / (len(x) - 1), rtol=1e-4)
-    for comp, ref in zip(stage.components_, vt[:8]):
+    for comp, ref in zip(stage.components_, vt[:8], strict=True):
         assert abs(abs(float(comp @ ref)) - 1) < 1e-4  # the same direction
         assert comp[np.abs(comp).argmax()] > 0  # the sign rule
     # L2 input: symmetric, and projections preserve differences.
@@ -261,3 +252,29 @@ def test_metric_contract_is_handed_on() -> None:
     assert c.output.metric_on == "decoded"
     c = Chain.from_spec("f16", VectorSpec(DIM, "float32", "l2", False))
     assert (c.output.metric, c.output.dtype) == ("l2", "float16")
+
+
+def _example_input(cls: type) -> tuple[VectorSpec, object]:
+    """Small data of the kind a codec reads: 48-d vectors, sets of 16-d vectors, or JSON records."""
+    if cls.input_kind == JSON:
+        records = [{"name": f"n{i % 7}", "year": 1900 + i, "tags": ["a", "b"][: i % 3]} for i in range(300)]
+        return VectorSpec(0, JSON), records
+    if cls.takes_multi:
+        from vecx.formats.multi import MultiVectors
+
+        tokens = make_vectors(900, 16, normalize=True)
+        return VectorSpec(16, "float32", "cosine", True, multi=True), MultiVectors(tokens, np.arange(0, 901, 3))
+    return VectorSpec(DIM, "float32", "cosine", False), make_vectors(300, DIM)
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_example_fits_and_encodes_its_kind_of_input(name: str) -> None:
+    """Each codec's example spec (what --help shows and the spec fuzzer starts from) runs as given."""
+    cls = registry()[name]
+    space, data = _example_input(cls)
+    chain = Chain.from_spec(cls.example, space)
+    chain.fit(lambda stage: data)
+    codes = chain.encode(data)
+    assert len(codes) == 300
+    out = chain.output
+    assert codes.shape[1] == (out.bytes_per_vector if is_packed(out.dtype) else out.dim)

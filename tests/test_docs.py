@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
-from conftest import run_vecx
+from conftest import run_vecx, run_vecx_process
 
 from vecx.cli import manpages
 from vecx.cli.main import app
@@ -58,12 +60,32 @@ def test_help_does_not_import_numpy_or_pyarrow() -> None:
 
 
 def test_shell_completion() -> None:
-    env = {**os.environ, "_VECX_COMPLETE": "complete_bash", "COMP_WORDS": "vecx tru", "COMP_CWORD": "1"}
-    proc = subprocess.run([sys.executable, "-m", "vecx"], capture_output=True, text=True, env=env)
-    assert proc.stdout.split() == ["truncate", "truth"]
+    env = {"_VECX_COMPLETE": "complete_bash", "COMP_WORDS": "vecx tru", "COMP_CWORD": "1"}
+    assert run_vecx(env=env).out.split() == ["truncate", "truth"]
     env.update(COMP_WORDS="vecx int8 --sa", COMP_CWORD="2")
-    proc = subprocess.run([sys.executable, "-m", "vecx"], capture_output=True, text=True, env=env)
-    assert "--sample" in proc.stdout.split() and "--save-state" in proc.stdout.split()
+    words = run_vecx(env=env).out.split()
+    assert "--sample" in words and "--save-state" in words
+
+
+def test_the_real_command_and_the_installed_entry_point(tmp_path: Path) -> None:
+    """End to end: ``python -m vecx`` and the ``vecx`` script pip installed run in processes of their
+    own and give what the in-process runner of the other tests gives: the same bytes, messages and
+    exit codes."""
+    script = shutil.which("vecx", path=os.path.dirname(sys.executable))
+    assert script, f"no vecx entry point beside {sys.executable}: install the package (make test does)"
+    from vecx import __version__
+
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"vecx {__version__}"), proc.stderr
+    np.save(tmp_path / "x.npy", np.arange(60, dtype=np.float32).reshape(20, 3) + 1)
+    proc = subprocess.run([script, "import", str(tmp_path / "x.npy"), "-o", str(tmp_path / "script.parquet")],
+                          capture_output=True, timeout=120, env={**os.environ, "VECX_NO_PROGRESS": "1"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert run_vecx("import", tmp_path / "x.npy", "-o", tmp_path / "here.parquet").code == 0
+    assert (tmp_path / "script.parquet").read_bytes() == (tmp_path / "here.parquet").read_bytes()
+    for args in (["info", tmp_path / "here.parquet", "--json"], ["import", tmp_path / "x.npy", "-o", "-"],
+                 ["truncate", tmp_path / "here.parquet", "-o", "-", "--dim", "9"], ["no-such-command"]):
+        assert run_vecx_process(*args) == run_vecx(*args), args
 
 
 def test_version_and_no_args() -> None:

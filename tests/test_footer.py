@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pyarrow as pa
@@ -69,3 +70,30 @@ def test_info_reports_the_same_from_the_footer_as_through_pyarrow(tmp_path, vecx
     fast = json.loads(vecx("info", out, "--json").out)
     slow = json.loads(vecx("info", out, "--json", "--column", "vector").out)
     assert fast == slow
+
+
+@pytest.mark.parametrize("element", [1, 2, 6])  # bools (true, false) and i64 elements
+def test_footer_declines_a_collection_larger_than_the_footer(tmp_path, element):
+    """A damaged collection size (here 2**60 elements in a 30-byte footer) is refused at once, not looped over."""
+    huge = 2 ** 60
+    varint = bytearray()
+    while True:
+        varint.append((huge & 0x7F) | (0x80 if huge > 0x7F else 0))
+        huge >>= 7
+        if not huge:
+            break
+    # FileMetaData: field 1 (i32 version) = 1, then field 2 as a list with header 0xF? and a varint size.
+    footer = bytes([0x15, 0x02, 0x19, 0xF0 | element]) + bytes(varint) + b"\x00" * 8
+    path = tmp_path / "huge.parquet"
+    path.write_bytes(b"PAR1" + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+    def too_slow(signum, frame):
+        raise AssertionError("the footer reader loops over the declared size")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        assert read_footer(str(path)) is None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

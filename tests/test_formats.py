@@ -125,7 +125,8 @@ def test_payload_and_ids_pass_through_every_step(tmp_path: Path) -> None:
 
 def test_jsonl_payload_ids_and_field_choice(tmp_path: Path) -> None:
     src = tmp_path / "recs.jsonl"
-    src.write_text('{"key": 7, "v": [1, 2], "w": [0, 0], "title": "a"}\n\n{"key": 9, "v": [3, 4], "w": [1, 1], "title": "b"}\n')
+    src.write_text('{"key": 7, "v": [1, 2], "w": [0, 0], "title": "a"}\n\n'
+                   '{"key": 9, "v": [3, 4], "w": [1, 1], "title": "b"}\n')
     out = tmp_path / "recs.parquet"
     r = run_vecx("import", src, "-o", out, "--column", "v", "--id-column", "key")
     assert r.code == 0, r.stderr

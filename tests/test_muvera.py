@@ -1,4 +1,4 @@
-"""Multi-vector data (issue 6): import --multi, the muvera FDE codec, MaxSim truth, rescoring, bad input."""
+"""Multi-vector data: import --multi, the muvera FDE codec, MaxSim truth, rescoring, bad input."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_fde_inner_product_tracks_chamfer() -> None:
     corr = np.corrcoef(approx.ravel(), exact.ravel())[0, 1]
     assert corr > 0.85, corr
     # Per query too: the FDE ranks documents in Chamfer order more often than not.
-    per_query = [np.corrcoef(a, e)[0, 1] for a, e in zip(approx, exact)]
+    per_query = [np.corrcoef(a, e)[0, 1] for a, e in zip(approx, exact, strict=True)]
     assert np.median(per_query) > 0.8, per_query
 
 
@@ -185,7 +185,8 @@ def test_import_multi_keeps_sets_ids_and_payload(small: dict) -> None:
 
 
 def test_jsonl_of_lists_imports_like_parquet(tmp_path: Path, small: dict) -> None:
-    lines = [json.dumps({"id": f"d{i}", "tokens": s.tolist(), "title": f"t{i}"}) for i, s in enumerate(small["docs"][:30])]
+    lines = [json.dumps({"id": f"d{i}", "tokens": s.tolist(), "title": f"t{i}"})
+             for i, s in enumerate(small["docs"][:30])]
     (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
     ok(run_vecx("import", tmp_path / "t.jsonl", "-o", tmp_path / "j.parquet", "--multi"))
     got = pq.read_table(tmp_path / "j.parquet")["vector"].to_pylist()
@@ -219,7 +220,8 @@ def test_chaining_into_binarize_equals_stage_by_stage(small: dict) -> None:
 
 def test_truth_maxsim_matches_brute_force(small: dict) -> None:
     tmp = small["dir"]
-    ok(run_vecx("truth", tmp / "docs.mv.parquet", tmp / "q.mv.parquet", "-o", tmp / "gt.parquet", "--maxsim", "-k", "10"))
+    ok(run_vecx("truth", tmp / "docs.mv.parquet", tmp / "q.mv.parquet", "-o", tmp / "gt.parquet", "--maxsim",
+                "-k", "10"))
     t = pq.read_table(tmp / "gt.parquet")
     rows = np.stack(t["rows"].to_numpy(zero_copy_only=False))
     scores = np.stack(t["scores"].to_numpy(zero_copy_only=False))
@@ -231,13 +233,14 @@ def test_truth_maxsim_matches_brute_force(small: dict) -> None:
     assert t["ids"].to_pylist()[0][0] == f"d{rows[0][0]}"
 
 
+@pytest.mark.slow
 def test_truth_maxsim_matches_the_shared_ground_truth(tmp_path: Path) -> None:
     data = shared("debian-minilm-30k")
     ok(run_vecx("truth", data / "mv_docs.parquet", data / "mv_queries.parquet", "-o", tmp_path / "gt.parquet",
                 "--maxsim", "-k", "100"))
     rows = np.stack(pq.read_table(tmp_path / "gt.parquet")["rows"].to_numpy(zero_copy_only=False))
     truth = np.load(data / "mv_gt.npy")
-    top10 = np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(rows, truth)])
+    top10 = np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(rows, truth, strict=True)])
     assert top10 == 1.0 and (rows == truth).mean() > 0.999
 
 
@@ -387,6 +390,8 @@ def _peak_rss_of_muvera(tmp_path: Path, groups: int) -> tuple[int, int]:
     return peak, tokens * d * 4
 
 
+@pytest.mark.slow
+@pytest.mark.alone  # the peak memory of a process: measured while no other test runs
 def test_encoding_memory_stays_bounded(tmp_path: Path) -> None:
     """Tripling ~120 MB of token vectors to ~370 MB barely moves the peak memory (streamed batches)."""
     small_peak, small_bytes = _peak_rss_of_muvera(tmp_path, 4)
@@ -410,7 +415,8 @@ def test_multi_vector_tables_stream_through_pipes(tmp_path: Path, small: dict) -
     lines = [json.dumps({"id": f"d{i}", "tokens": s.tolist()}) for i, s in enumerate(small["docs"][:40])]
     (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
     stream = ok(run_vecx("import", "-", "-o", "-", "--multi", stdin=(tmp_path / "t.jsonl").read_bytes())).stdout
-    ok(run_vecx("muvera", "-", "-o", tmp_path / "pipe.parquet", "--reps", "3", "--ksim", "2", "--proj", "4", stdin=stream))
+    ok(run_vecx("muvera", "-", "-o", tmp_path / "pipe.parquet", "--reps", "3", "--ksim", "2", "--proj", "4",
+                stdin=stream))
     ok(run_vecx("import", tmp_path / "t.jsonl", "-o", tmp_path / "t.mv.parquet", "--multi"))
     ok(run_vecx("muvera", tmp_path / "t.mv.parquet", "-o", tmp_path / "file.parquet", "--reps", "3", "--ksim", "2",
                 "--proj", "4"))

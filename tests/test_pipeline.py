@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, run_vecx, run_vecx_process
 
 from vecx.formats import metadata
 
@@ -48,7 +49,7 @@ def test_pipes_give_the_same_bytes_as_files(tmp_path: Path, base_npy: Path, base
     cmd = (f"{sys.executable} -m vecx import {base_npy} -o - --ids {ids} | "
            f"{sys.executable} -m vecx truncate - -o - --dim 32 | "
            f"{sys.executable} -m vecx int8 - -o {piped}")
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env={**__import__("os").environ, **env})
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr.decode()
     assert piped.read_bytes() == files.read_bytes()
 
@@ -75,7 +76,8 @@ def test_fitted_state_is_reusable_and_checked(tmp_path: Path, base_table: Path) 
     assert with_state.read_bytes() == fitted.read_bytes()
     # --save-state writes the same state as vecx fit.
     saved = tmp_path / "saved.state"
-    assert run_vecx("int8", base_table, "-o", tmp_path / "c.parquet", "--sample", "700", "--save-state", saved).code == 0
+    assert run_vecx("int8", base_table, "-o", tmp_path / "c.parquet", "--sample", "700",
+                    "--save-state", saved).code == 0
     assert saved.read_bytes() == state_file.read_bytes()
     # The state opens with any Arrow reader.
     import pyarrow as pa
@@ -132,12 +134,13 @@ def test_json_report_and_quiet(tmp_path: Path, base_table: Path) -> None:
 
 def test_the_early_exit_still_cleans_up_and_flushes(tmp_path: Path, base_npy: Path) -> None:
     """After a command vecx leaves with os._exit (the interpreter's teardown costs 0.1-0.15 s);
-    its atexit handlers must still run (a spooled stdin is removed) and stdout must be whole."""
+    its atexit handlers must still run (a spooled stdin is removed) and stdout must be whole.
+    Only a process of its own exits that way: this runs one."""
     import pyarrow as pa
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    r = run_vecx("import", "-", "-o", "-", stdin=base_npy.read_bytes(), env={"TMPDIR": str(tmp)})
+    r = run_vecx_process("import", "-", "-o", "-", stdin=base_npy.read_bytes(), env={"TMPDIR": str(tmp)})
     assert r.code == 0, r.stderr
     assert list(tmp.iterdir()) == []  # the stdin spool file is gone
     table = pa.ipc.open_stream(r.stdout).read_all()

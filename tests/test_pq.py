@@ -33,7 +33,7 @@ def unpacked(chain: Chain, codes: np.ndarray) -> np.ndarray:
 def brute_force_codes(stage, y: np.ndarray) -> np.ndarray:
     """Nearest centroid per sub-space in float64, lowest index on ties (independent of the codec's BLAS path)."""
     out = np.empty((len(y), stage.m), dtype=np.int64)
-    for i, (off, w) in enumerate(zip(stage.offsets, stage.widths)):
+    for i, (off, w) in enumerate(zip(stage.offsets, stage.widths, strict=True)):
         books = stage.codebooks_[i, :, :w].astype(np.float64)
         sub = y[:, off: off + w].astype(np.float64)
         dist = ((sub[:, None, :] - books[None, :, :]) ** 2).sum(axis=2)
@@ -94,7 +94,7 @@ def test_encode_is_the_nearest_centroid_per_sub_space(shape: str) -> None:
     # float32 BLAS and float64 may disagree on a true near-tie; then both choices are (nearly) as close.
     mismatch = codes != expected
     assert mismatch.mean() < 1e-3
-    for r, i in zip(*np.nonzero(mismatch)):
+    for r, i in zip(*np.nonzero(mismatch), strict=True):
         off, w = stage.offsets[i], stage.widths[i]
         sub = x[r, off: off + w].astype(np.float64)
         d = ((stage.codebooks_[i, [codes[r, i], expected[r, i]], :w] - sub) ** 2).sum(axis=1)
@@ -204,7 +204,7 @@ def test_adc_ranking_beats_chance_and_tracks_exact_search() -> None:
     scores = stage.score(stage.prepare_queries(chain.encode_query(q)), chain.encode(x))
     top = np.argsort(-scores, axis=1)[:, :10]
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, truth)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, truth, strict=True)])
     assert recall > 0.5
 
 
@@ -301,6 +301,7 @@ def anisotropic(n: int, d: int, seed: int) -> np.ndarray:
     return ((rng.standard_normal((n, d)) * scales) @ basis.T).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_opq_stops_once_its_error_stalls_and_the_stop_depends_on_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from vecx.codecs import pq
 
@@ -355,6 +356,7 @@ def test_opq_lowers_reconstruction_error_and_stores_an_orthogonal_rotation() -> 
     np.testing.assert_allclose(scores, exact, rtol=1e-4, atol=1e-5 * exact.max())
 
 
+@pytest.mark.slow
 def test_reconstruction_error_is_no_worse_than_faiss() -> None:
     faiss = pytest.importorskip("faiss")
     faiss.omp_set_num_threads(1)
@@ -434,7 +436,7 @@ def test_batch_scoring_by_decoding_equals_the_tables(monkeypatch) -> None:
     for metric in ("cosine", "l2"):
         x = make_vectors(800, 48, normalize=metric == "cosine")
         chain = Chain.from_spec("pq:12x8:sample=800", VectorSpec(48, "float32", metric, metric == "cosine"))
-        chain.fit(lambda stage: x)
+        chain.fit(lambda stage, x=x: x)
         stage = chain.stages[0]
         q = make_vectors(40, 48, seed=5, normalize=metric == "cosine")
         prepared = stage.prepare_queries(chain.encode_query(q))

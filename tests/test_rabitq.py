@@ -39,7 +39,7 @@ def scores(chain: Chain, q: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    return float(np.mean([len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth)])) / k
+    return float(np.mean([len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth, strict=True)])) / k
 
 
 def test_layout_bits_and_factors_follow_the_definition() -> None:
@@ -151,6 +151,7 @@ def test_same_seed_same_bytes_and_wide_inputs_use_blocks() -> None:
         np.testing.assert_allclose(block @ block.T, np.eye(752), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("levels", [1, 2])
 def test_codes_of_a_row_do_not_depend_on_the_rows_encoded_with_it(levels: int) -> None:
     """Encoding runs in row blocks on all cores: any split of the input gives the same bytes, and a
@@ -187,8 +188,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     q = embeddings(30, seed=22)
     np.save(tmp / "q.npy", q)
     lang = np.array(["rare" if i % 97 == 0 else "en" for i in range(4000)])
-    (tmp / "langs.jsonl").write_text("".join(json.dumps({"vector": v.tolist(), "lang": str(l)}) + "\n"
-                                             for v, l in zip(x, lang)))
+    (tmp / "langs.jsonl").write_text("".join(json.dumps({"vector": v.tolist(), "lang": str(tag)}) + "\n"
+                                             for v, tag in zip(x, lang, strict=True)))
     for args in (("import", tmp / "langs.jsonl", "-o", tmp / "base.parquet"),
                  ("binarize", tmp / "base.parquet", "-o", tmp / "rq.parquet", "--mode", "rabitq"),
                  ("index", tmp / "rq.parquet", "-o", tmp / "rq.vecx", "--rescore", tmp / "base.parquet"),
@@ -277,9 +278,11 @@ def test_scan_choices_that_cannot_apply_are_usage_errors(corpus: dict, tmp_path:
 def test_exhaustive_search_of_float_codes_is_exact(corpus: dict, tmp_path: Path) -> None:
     x, q = corpus["x"], corpus["q"]
     truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
-    assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q", "--rescore", corpus["dir"] / "base.parquet",
-                    "--expansion-search", "10", "--connectivity", "4").code == 0
-    exhaustive = query(tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive", "--rescore", "1")
+    assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q",
+                    "--rescore", corpus["dir"] / "base.parquet", "--expansion-search", "10",
+                    "--connectivity", "4").code == 0
+    exhaustive = query(tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive",
+                       "--rescore", "1")
     assert [[int(r["id"]) for r in e["results"]] for e in exhaustive] == truth.tolist()
     r = run_vecx("eval", tmp_path / "f.vecx", "--queries", corpus["dir"] / "q.npy", "--scan", "exhaustive", "--json")
     data = json.loads(r.out)

@@ -23,6 +23,7 @@ def peak_rss_kb(*args: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # the peak memory of a process: measured while no other test runs
 def test_peak_memory_is_independent_of_rows(tmp_path: Path) -> None:
     d = 16  # batches of 65,536 rows: both sizes stream through enough batches to reach a steady state
     rss = {}
@@ -46,6 +47,7 @@ def test_peak_memory_is_independent_of_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # the peak memory of a process: measured while no other test runs
 def test_vsa_memory_is_independent_of_records(tmp_path: Path) -> None:
     # Every record brings new strings (the worst case for the encoder's atom caches, which are bounded).
     import orjson

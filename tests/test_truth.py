@@ -62,6 +62,7 @@ def test_ties_go_to_the_lower_row() -> None:
     assert rows[0].tolist() == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_truth_cli_matches_shared_ground_truth(tmp_path: Path) -> None:
     data = shared("sift128-images-30k")
     out = tmp_path / "gt.parquet"

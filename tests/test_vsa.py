@@ -129,6 +129,7 @@ def test_depth_neither_shrinks_nor_grows_norms() -> None:
     assert np.linalg.norm(c.encode([deep]), axis=1) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_encoding_is_the_same_in_another_process() -> None:
     script = (
         "import hashlib, sys, numpy as np\n"
@@ -146,7 +147,8 @@ def test_encoding_is_the_same_in_another_process() -> None:
     assert len(outs) == 1
     # and the atoms, permutations and thresholds (regenerated, never stored) equal a second encoder's
     cfg = atoms.Config(dim=512, seed=11, mode="perm")
-    a, b = encoder.Encoder(cfg, stats.PathStats({}, None, 0), None), encoder.Encoder(cfg, stats.PathStats({}, None, 0), None)
+    a = encoder.Encoder(cfg, stats.PathStats({}, None, 0), None)
+    b = encoder.Encoder(cfg, stats.PathStats({}, None, 0), None)
     assert np.array_equal(a.atom("tok", "w"), b.atom("tok", "w"))
     assert np.array_equal(a._edge_perm[a.edge("k", "z")], b._edge_perm[b.edge("k", "z")])
 
@@ -205,6 +207,7 @@ def nobel(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tmp": tmp, "src": src, "table": table, "index": tmp / "l.vecx"}
 
 
+@pytest.mark.slow
 def test_vsa_command_equals_encode_spec(nobel: dict) -> None:
     other = nobel["tmp"] / "e.parquet"
     r = run_vecx("encode", nobel["src"], "-o", other, "--spec", "vsa:1024", "--seed", "7", "--keep", "surname,gender")
@@ -216,6 +219,7 @@ def test_vsa_command_equals_encode_spec(nobel: dict) -> None:
     assert alias.read_bytes() == nobel["table"].read_bytes()
 
 
+@pytest.mark.slow
 def test_vsa_then_binarize_in_one_chain(nobel: dict) -> None:
     out = nobel["tmp"] / "bin.parquet"
     r = run_vecx("encode", nobel["src"], "-o", out, "--spec", "vsa:1024,binarize", "--seed", "7", "--json")
@@ -228,6 +232,7 @@ def test_vsa_then_binarize_in_one_chain(nobel: dict) -> None:
     assert r.code == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_query_by_record_finds_the_record_and_encodes_like_the_data(nobel: dict) -> None:
     records = [orjson.loads(line) for line in (nobel["src"]).read_bytes().splitlines()]
     record = records[5]
@@ -243,6 +248,7 @@ def test_query_by_record_finds_the_record_and_encodes_like_the_data(nobel: dict)
     assert np.abs(q[0] - stored[5]).max() < 1e-6
 
 
+@pytest.mark.slow
 def test_prize_record_query_finds_laureates_of_its_category(nobel: dict) -> None:
     labels = {line.split("\t")[1]: line.split("\t")[4] for line in
               (NOBEL / "labels.tsv").read_text().splitlines()[1:]}
@@ -275,6 +281,7 @@ def test_prize_record_query_finds_laureates_of_its_category(nobel: dict) -> None
     assert len(r.out.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_explain_rows_add_up_to_the_cosine(nobel: dict) -> None:
     record = {"bornCountry": "Poland", "gender": "female", "prizes": [{"year": "1911", "category": "chemistry"}]}
     r = run_vecx("vsa", "explain", nobel["index"], "--like", "6", "--like", "5", "--json", json.dumps(record),
@@ -335,6 +342,7 @@ def test_too_deep_records_are_refused_with_their_row(tmp_path: Path) -> None:
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.slow
 def test_vector_inputs_and_bad_queries_are_refused(tmp_path: Path, nobel: dict) -> None:
     np.save(tmp_path / "x.npy", np.ones((4, 8), dtype=np.float32))
     r = run_vecx("vsa", tmp_path / "x.npy", "-o", tmp_path / "o.parquet")
@@ -388,7 +396,8 @@ def test_fitted_state_is_reused_on_other_records(tmp_path: Path) -> None:
     assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "b2.parquet").read_bytes()
     # the ranges come from a's sample (ages 0..59), not from b: b's records encode as with a's codec
     mine = codec([orjson.loads(x) for x in lines[:60]], dim=128)
-    stored = np.stack(pq.read_table(tmp_path / "b.parquet", columns=["vector"])["vector"].to_numpy(zero_copy_only=False))
+    column = pq.read_table(tmp_path / "b.parquet", columns=["vector"])["vector"]
+    stored = np.stack(column.to_numpy(zero_copy_only=False))
     assert np.abs(stored - mine.encode([orjson.loads(x) for x in lines[60:]])).max() < 1e-6
 
 

@@ -30,6 +30,7 @@ class Vsa(Codec):
     name = "vsa"
     input_kind = JSON
     summary = "JSON records to vectors (orthogonal-matrix binding, soft numbers and strings)"
+    example = "vsa:256"
     help = (
         "Encode each JSON record (one object per line of a .jsonl file) as one unit vector: values "
         "are bound to their keys by random orthogonal matrices (a key-specific signed permutation, "
@@ -51,7 +52,8 @@ class Vsa(Codec):
         Param("soft", float, default=0.5, minimum=0.0, help="weight of word bags and number levels vs exact matches"),
         Param("levels", int, default=4, minimum=1, maximum=1024,
               help="number level spans: similarity falls to 0 over range/levels"),
-        Param("gamma", float, default=0.0, minimum=0.0, help="weight of unbound copies of values (same value, other key)"),
+        Param("gamma", float, default=0.0, minimum=0.0,
+              help="weight of unbound copies of values (same value, other key)"),
         Param("alpha", float, default=1.0, minimum=0.0, help="weight of the unordered part of arrays"),
         Param("beta", float, default=1.0, minimum=0.0, help="weight of the positional part of arrays"),
         Param("idf", bool, default=False, help="weight each value by its rarity at its path in the sample"),
@@ -159,7 +161,7 @@ class Vsa(Codec):
             shapes["q"] = (d // b, b, b)
         self._check_state(arrays, shapes)
         ranges = {p: (float(lo), float(hi), bool(s)) for p, lo, hi, s in
-                  zip(paths, arrays["lo"], arrays["hi"], arrays["numeric_strings"])}
+                  zip(paths, arrays["lo"], arrays["hi"], arrays["numeric_strings"], strict=True)}
         counts = np.asarray(arrays["counts"], dtype=np.int64) if "counts" in arrays else None
         self.stats_ = stats.PathStats(ranges, counts, int(arrays["sample_rows"][0]))
         self.q_ = np.ascontiguousarray(arrays["q"], dtype=np.float32) if "q" in arrays else None

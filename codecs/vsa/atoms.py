@@ -42,6 +42,7 @@ class RecordError(ValueError):
 
 
 def hash64(*parts: Any) -> int:
+    """A 64-bit blake2b hash of the parts' text: the seed of every atom, stable across platforms."""
     h = hashlib.blake2b(digest_size=8)
     h.update("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass"))
     return int.from_bytes(h.digest(), "little")

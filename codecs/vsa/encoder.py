@@ -1,4 +1,4 @@
-"""The maths of the ``vsa`` codec: JSON records to fixed-length vectors by orthogonal-matrix binding.
+r"""The maths of the ``vsa`` codec: JSON records to fixed-length vectors by orthogonal-matrix binding.
 
 This is vecx's own "soft MBAT" design (after Gallant 2022: bind by multiplying with random
 *orthogonal* matrices; JSON needs non-commutative binding). It is not Gallant's exact recipe.
@@ -6,7 +6,7 @@ This is vecx's own "soft MBAT" design (after Gallant 2022: bind by multiplying w
 Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
 
 - **string**: ``unit(e * A_str(s) + t * unit(sum of A_tok(token)))``: an exact-match atom for the whole
-  string plus a bag of lower-cased word tokens (``\\w+``, at most ``max_tokens``), so shared words give
+  string plus a bag of lower-cased word tokens (``\w+``, at most ``max_tokens``), so shared words give
   partial similarity and identical strings full similarity.
 - **number** (a JSON number, or a numeric string / ``YYYY-MM-DD`` date at a path where the fitted
   sample says such strings are numbers): ``unit(e * A_num(p, x) + s * L(t))`` where ``A_num`` is an
@@ -26,7 +26,7 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
   drawn from the array's key path: the ``alpha`` part ignores order (the same items in another
   order stay partly similar), the ``beta`` part is positional (prefix-aligned: index 0 means the
   same everywhere). ``alpha^2 + beta^2 = 1`` keeps an item's norm; the default ``alpha = beta = 1``
-  weights array items double (measured better on the Nobel data).
+  weights array items double (it ranks better on the Nobel data, see BENCHMARKS.md).
 - **pairs** (conjunctions): inside every object, for each pair of scalar fields, the elementwise
   product of the two bound field vectors (scaled by ``sqrt(D) / sqrt(m - 1)`` for ``m`` scalar
   fields) is added with weight ``pairs``. It matches only when *both* fields match (same prize
@@ -34,7 +34,7 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
 - The record's vector is normalized once, at the end (normalizing every level lets small
   sub-objects outweigh the record). Nothing else is normalized: orthogonal binding keeps norms, so
   depth neither shrinks nor grows a field's share.
-- **weights** (``idf``, off by default: it measured worse on the Nobel data): each scalar's term is
+- **weights** (``idf``, off by default: it ranks worse on the Nobel data): each scalar's term is
   scaled by ``floor + (1 - floor) * log((n + 1) / (count + 1)) / log(n + 1)``, with ``count`` the
   number of sampled records holding that exact value at that path (a hashed table, bounded size).
 
@@ -265,7 +265,7 @@ class Encoder:
             cache.clear()
         missing = [word for word in words if word not in cache]
         if missing:
-            cache.update(zip(missing, digests64("tok", missing)))
+            cache.update(zip(missing, digests64("tok", missing), strict=True))
         return np.frombuffer(b"".join([cache[word] for word in words]), dtype="<u8").astype(np.uint64)
 
     def _value_key(self, path: str, value: Any) -> tuple:
@@ -296,9 +296,11 @@ class Encoder:
         return out
 
     def weight(self, path: str, value: Any) -> float:
-        if not self.c.idf or not self.stats.n:
+        """The idf weight of a scalar at a key path (1 without idf or without counted values)."""
+        counts = self.stats.counts
+        if not self.c.idf or not self.stats.n or counts is None:
             return 1.0
-        count = int(self.stats.counts[hash64(path, value_token(value)) % COUNT_BUCKETS])
+        count = int(counts[hash64(path, value_token(value)) % COUNT_BUCKETS])
         idf = math.log((self.stats.n + 1) / (count + 1)) / self._log_n
         return self.c.idf_floor + (1.0 - self.c.idf_floor) * idf
 
@@ -366,8 +368,8 @@ class Encoder:
         position (with pairs off, the sum over all paths is the unnormalized record vector:
         what ``vecx vsa explain`` decomposes). Blocks of records are encoded on ``workers``
         threads (0: the cores this process may use); the vectors do not depend on it. One is the
-        default because the walk over the records holds the GIL: on a 2-core machine two threads
-        measured 1.2x faster when the second core was idle, 0.85x when other jobs kept it busy.
+        default because the walk over the records holds the GIL: a second thread helps only while
+        another core is idle, and slows the encoding down when other jobs keep the cores busy.
         """
         from threadpoolctl import threadpool_limits
 
@@ -377,7 +379,7 @@ class Encoder:
         starts = range(0, len(records), step)
         workers = max(1, min(len(starts), workers or cores()))
         # The products here are small (a few hundred rows by one 256-wide block): BLAS threads cost
-        # more than they give (measured 12x slower on a busy 2-core machine), so one thread.
+        # more than they give, most of all on a busy machine, so one thread.
         with threadpool_limits(limits=1, user_api="blas"):
             if workers == 1:
                 for start in starts:
@@ -432,7 +434,7 @@ class Encoder:
         return children
 
     def _array_children(self, path: str, length: int) -> list[tuple[int, str]]:
-        """(edge, path) of the first ``length`` items of an array at ``path`` (cached per path)."""
+        """(edge, path) of at least the first ``length`` items of an array at ``path`` (cached per path)."""
         children = self._children.get(path)
         if children is None or len(children) < length:
             if len(self._children) >= _MAX_SHAPES:
@@ -446,7 +448,8 @@ class Encoder:
         out = np.empty_like(x)
         for e in np.unique(edges):
             rows = np.flatnonzero(edges == e)
-            perm, sign, alpha, beta = self._edge_perm[e], self._edge_sign[e], *self._edge_mix[e]
+            perm, sign = self._edge_perm[e], self._edge_sign[e]
+            alpha, beta = self._edge_mix[e]
             y = np.take(x[rows], perm, axis=1)  # x[rows][:, perm], much faster
             y *= sign
             if beta != 1.0:
@@ -457,136 +460,185 @@ class Encoder:
         return out
 
     def _encode_block(self, records: list[Any], offset: int, normalize: bool, only_path: str | None) -> np.ndarray:
-        c = self.c
-        d = c.dim
-        if len(self._edges) >= 4096:  # bounded memory with many distinct keys; only between blocks
+        """Encode one block of records (rows ``offset``...): walk them into one tree of containers and
+        scalars, build the scalars' vectors together, then bind every container into its parent."""
+        self._forget_edges_if_many()
+        tree = _BlockTree(bool(self.c.pairs) and only_path is None, only_path)
+        for local, record in enumerate(records):
+            self._walk_record(tree, record, offset + local)
+        vec = np.zeros((len(tree.parent), self.c.dim), dtype=np.float32)
+        self._add_leaves(tree, vec)
+        self._bind_up(tree, vec)
+        result = vec[np.asarray(tree.roots)]
+        return self._normalized(result) if normalize else result.astype(np.float32, copy=False)
+
+    def _forget_edges_if_many(self) -> None:
+        """Bounded memory with many distinct keys: the edge tables are dropped (only between blocks)."""
+        if len(self._edges) >= 4096:
             self._edges.clear()
             self._edge_perm.clear()
             self._edge_sign.clear()
             self._edge_mix.clear()
             self._children.clear()  # these refer to edge numbers too
             self._leaf_cache.clear()
-        # 1. The walk. Containers (objects, arrays) are nodes, numbered as they are found; each
-        # node's scalars are leaves, listed in its (sorted-key or array) order, so that a node's
-        # leaves are consecutive. A leaf is a slot: a distinct (path, edge, value) of the block.
-        parent: list[int] = []
-        depth_of: list[int] = []
-        edge_of: list[int] = []
-        is_obj: list[bool] = []
-        roots: list[int] = []
-        empty_nodes: dict[bool, list[int]] = {True: [], False: []}  # empty {} / [] nodes
-        slot_of: dict[tuple, int] = {}
-        slots: list[tuple[str, int, Any]] = []
-        leaf_slot: list[int] = []
-        leaf_nodes: list[int] = []  # the nodes with leaves ...
-        leaf_counts: list[int] = []  # ... and how many
-        pair_nodes: list[bool] = []  # ... and whether their leaves are also paired (objects)
-        record_leaves: list[int] = []  # leaves per record (for the unbound gamma copies)
-        pairs = bool(c.pairs) and only_path is None
-        for local, record in enumerate(records):
-            row = offset + local
-            if not isinstance(record, dict):
-                raise RecordError(row, f"expected a JSON object, got {type(record).__name__}")
-            first_leaf = len(leaf_slot)
-            roots.append(len(parent))
-            parent.append(-1); depth_of.append(0); edge_of.append(-1); is_obj.append(True)
-            stack: list[tuple[Any, int, str, int]] = [(record, roots[-1], "", 0)]
-            while stack:
-                value, node, path, depth = stack.pop()
-                if depth >= c.max_depth:
-                    raise RecordError(row, f"nesting deeper than {c.max_depth} levels at {path!r} "
-                                           "(max_depth)")
-                if not value:
-                    if only_path is None or only_path == path:
-                        empty_nodes[isinstance(value, dict)].append(node)
-                    continue
-                if isinstance(value, dict):
-                    keys = sorted(value)
-                    subs = [value[key] for key in keys]
-                    children = self._object_children(path, keys)
-                else:
-                    subs = value[: c.max_items]
-                    children = self._array_children(path, len(subs))
-                first = len(leaf_slot)
-                for (edge, sub_path), sub in zip(children, subs):
-                    if isinstance(sub, (dict, list)):
-                        child = len(parent)
-                        parent.append(node); depth_of.append(depth + 1); edge_of.append(edge)
-                        is_obj.append(isinstance(sub, dict) and bool(sub))
-                        stack.append((sub, child, sub_path, depth + 1))
-                        continue
-                    if only_path is not None and sub_path != only_path:
-                        continue
-                    if type(sub) is str:
-                        token = "s:" + sub
-                    else:
-                        token = value_token(sub)
-                        if isinstance(sub, float) and not math.isfinite(sub):
-                            raise RecordError(row, f"non-finite number at {sub_path!r}")
-                    key = (sub_path, edge, token)
-                    slot = slot_of.get(key)
-                    if slot is None:
-                        slot = slot_of[key] = len(slots)
-                        slots.append((sub_path, edge, sub))
-                    leaf_slot.append(slot)
-                scalars = len(leaf_slot) - first
-                if scalars:
-                    leaf_nodes.append(node)
-                    leaf_counts.append(scalars)
-                    pair_nodes.append(pairs and scalars > 1 and isinstance(value, dict))
-            record_leaves.append(len(leaf_slot) - first_leaf)
-        # 2. The leaves' vectors: cached, or built together.
-        vec = np.zeros((len(parent), d), dtype=np.float32)
-        if slots:
+
+    def _walk_record(self, tree: _BlockTree, record: Any, row: int) -> None:
+        """Add a record's containers (nodes, numbered as found) and scalars (leaves) to the tree. A
+        node's leaves are listed in its sorted-key or array order, so that they are consecutive."""
+        if not isinstance(record, dict):
+            raise RecordError(row, f"expected a JSON object, got {type(record).__name__}")
+        first_leaf = len(tree.leaf_slot)
+        root = tree.add_node(-1, 0, -1, True)
+        tree.roots.append(root)
+        stack: list[tuple[Any, int, str, int]] = [(record, root, "", 0)]
+        while stack:
+            value, node, path, depth = stack.pop()
+            if depth >= self.c.max_depth:
+                raise RecordError(row, f"nesting deeper than {self.c.max_depth} levels at {path!r} (max_depth)")
+            if not value:
+                tree.add_empty(node, value, path)
+                continue
+            children, subs = self._children_and_values(value, path)
+            first = len(tree.leaf_slot)
+            # An array's cached children may be more than its items: the cache serves longer arrays too.
+            for (edge, sub_path), sub in zip(children, subs, strict=False):
+                if isinstance(sub, (dict, list)):
+                    child = tree.add_node(node, depth + 1, edge, isinstance(sub, dict) and bool(sub))
+                    stack.append((sub, child, sub_path, depth + 1))
+                elif tree.only_path is None or sub_path == tree.only_path:
+                    tree.leaf_slot.append(tree.slot(sub_path, edge, sub, row))
+            tree.end_container(node, len(tree.leaf_slot) - first, isinstance(value, dict))
+        tree.record_leaves.append(len(tree.leaf_slot) - first_leaf)
+
+    def _children_and_values(self, value: Any, path: str) -> tuple[list[tuple[int, str]], list[Any]]:
+        """A non-empty container's (edge, path) children and their values: an object's in key order,
+        an array's first ``max_items``."""
+        if isinstance(value, dict):
+            keys = sorted(value)
+            return self._object_children(path, keys), [value[key] for key in keys]
+        subs = value[: self.c.max_items]
+        return self._array_children(path, len(subs)), subs
+
+    def _add_leaves(self, tree: _BlockTree, vec: np.ndarray) -> None:
+        """Each node's scalars into its row of ``vec``: their sum (plus the field-pair conjunctions for
+        objects), the fixed atoms of empty containers, and the unbound copies on the roots."""
+        c, d = self.c, self.c.dim
+        if tree.slots:
             slot_rows = self._leaf_cache.rows(
-                list(slot_of), lambda missing: self._make_leaves([slots[slot_of[key]] for key in missing]))
-            bound = slot_rows[:, :d]
-            flat = np.asarray(leaf_slot, dtype=np.intp)
-            counts = np.asarray(leaf_counts, dtype=np.intp)
-            nodes = np.asarray(leaf_nodes, dtype=np.intp)
-            paired = np.asarray(pair_nodes, dtype=bool)
-            if not paired.all():
-                vec[nodes[~paired]] = _ordered_sums(bound, flat[np.repeat(~paired, counts)], counts[~paired])
-            if paired.any():
-                # sum_{i<j} f_i * f_j = ((sum f)^2 - sum f^2) / 2, elementwise; sqrt(D) makes a product of
-                # unit random vectors unit-sized, 1/sqrt(m-1) keeps m(m-1)/2 pairs about as heavy as the m fields.
-                totals, squares = _ordered_sums(bound, flat[np.repeat(paired, counts)], counts[paired], squares=True)
-                pair_scale = np.float32(c.pairs * math.sqrt(d) * 0.5)
-                factors = pair_scale / np.sqrt(counts[paired] - 1.0).astype(np.float32)
-                conjunctions = totals * totals
-                conjunctions -= squares
-                conjunctions *= factors[:, None]
-                conjunctions += totals  # total + conjunctions (float addition commutes)
-                vec[nodes[paired]] = conjunctions
-        for is_dict, containers in empty_nodes.items():
+                list(tree.slot_of),
+                lambda missing: self._make_leaves([tree.slots[tree.slot_of[key]] for key in missing]))
+            flat = np.asarray(tree.leaf_slot, dtype=np.intp)
+            self._sum_leaves(tree, vec, slot_rows[:, :d], flat)
+            if c.gamma:  # the root is never bound, so it takes the unbound copies directly
+                lengths = np.asarray(tree.record_leaves, dtype=np.intp)
+                with_leaves = np.flatnonzero(lengths)
+                unbound = _ordered_sums(slot_rows[:, d:], flat, lengths[with_leaves])
+                root_rows = np.asarray(tree.roots)[with_leaves]
+                vec[root_rows] = vec[root_rows] + np.float32(c.gamma) * unbound
+        for is_dict, containers in tree.empty_nodes.items():
             if containers:
                 vec[containers] = self._fixed_atom("lit", "{}" if is_dict else "[]")
-        if c.gamma and slots:  # the root is never bound, so it takes the unbound copies directly
-            lengths = np.asarray(record_leaves, dtype=np.intp)
-            with_leaves = np.flatnonzero(lengths)
-            unbound = _ordered_sums(slot_rows[:, d:], flat, lengths[with_leaves])
-            root_rows = np.asarray(roots)[with_leaves]
-            vec[root_rows] = vec[root_rows] + np.float32(c.gamma) * unbound
-        # 3. Bottom-up: each nested container (times Q if an object) is bound into its parent.
-        parent_a = np.asarray(parent)
-        depth_a = np.asarray(depth_of)
-        edge_a = np.asarray(edge_of)
-        obj_a = np.asarray(is_obj)
+
+    def _sum_leaves(self, tree: _BlockTree, vec: np.ndarray, bound: np.ndarray, flat: np.ndarray) -> None:
+        """Sum each node's bound scalar vectors; objects with paired fields add their conjunctions."""
+        counts = np.asarray(tree.leaf_counts, dtype=np.intp)
+        nodes = np.asarray(tree.leaf_nodes, dtype=np.intp)
+        paired = np.asarray(tree.pair_nodes, dtype=bool)
+        if not paired.all():
+            vec[nodes[~paired]] = _ordered_sums(bound, flat[np.repeat(~paired, counts)], counts[~paired])
+        if paired.any():
+            # sum_{i<j} f_i * f_j = ((sum f)^2 - sum f^2) / 2, elementwise; sqrt(D) makes a product of
+            # unit random vectors unit-sized, 1/sqrt(m-1) keeps m(m-1)/2 pairs about as heavy as the m fields.
+            totals, squares = _ordered_sums(bound, flat[np.repeat(paired, counts)], counts[paired], squares=True)
+            pair_scale = np.float32(self.c.pairs * math.sqrt(self.c.dim) * 0.5)
+            factors = pair_scale / np.sqrt(counts[paired] - 1.0).astype(np.float32)
+            conjunctions = totals * totals
+            conjunctions -= squares
+            conjunctions *= factors[:, None]
+            conjunctions += totals  # total + conjunctions (float addition commutes)
+            vec[nodes[paired]] = conjunctions
+
+    def _bind_up(self, tree: _BlockTree, vec: np.ndarray) -> None:
+        """Bottom-up, deepest first: each nested container (times Q if an object) is bound into its parent."""
+        parent_a = np.asarray(tree.parent)
+        depth_a = np.asarray(tree.depth_of)
+        edge_a = np.asarray(tree.edge_of)
+        obj_a = np.asarray(tree.is_obj)
         for depth in range(int(depth_a.max()), 0, -1):
             ids = np.flatnonzero(depth_a == depth)
             objs = ids[obj_a[ids]]
             if len(objs) and self.q is not None:
                 vec[objs] = apply_blocks(vec[objs], self.q, transpose=True)
             _add_rows(vec, parent_a[ids], self._bind(vec[ids], edge_a[ids]))
-        result = vec[np.asarray(roots)]
-        if normalize:
-            norms = np.linalg.norm(result, axis=1, keepdims=True)
-            empty = norms[:, 0] == 0
-            if empty.any():
-                result[empty] = self._fixed_atom("lit", "{}")
-                norms[empty] = 1.0
-            result = result / norms
-        return result.astype(np.float32, copy=False)
+
+    def _normalized(self, result: np.ndarray) -> np.ndarray:
+        """Records at unit norm; a record without any value gets the empty object's atom."""
+        norms = np.linalg.norm(result, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0
+        if empty.any():
+            result[empty] = self._fixed_atom("lit", "{}")
+            norms[empty] = 1.0
+        return (result / norms).astype(np.float32, copy=False)
+
+
+class _BlockTree:
+    """The containers (nodes) and scalars (leaves) of a block of records, as :class:`Encoder` walks them.
+
+    A leaf is a slot: a distinct ``(path, edge, value)`` of the block, so that a value repeated in
+    many records gets one vector. Per node with leaves: how many, and whether they are also paired
+    (objects with several scalar fields).
+    """
+
+    def __init__(self, pairs: bool, only_path: str | None) -> None:
+        self.pairs, self.only_path = pairs, only_path
+        self.parent: list[int] = []
+        self.depth_of: list[int] = []
+        self.edge_of: list[int] = []
+        self.is_obj: list[bool] = []
+        self.roots: list[int] = []
+        self.empty_nodes: dict[bool, list[int]] = {True: [], False: []}  # empty {} / [] nodes
+        self.slot_of: dict[tuple[str, int, str], int] = {}
+        self.slots: list[tuple[str, int, Any]] = []
+        self.leaf_slot: list[int] = []
+        self.leaf_nodes: list[int] = []  # the nodes with leaves ...
+        self.leaf_counts: list[int] = []  # ... and how many
+        self.pair_nodes: list[bool] = []  # ... and whether their leaves are also paired (objects)
+        self.record_leaves: list[int] = []  # leaves per record (for the unbound gamma copies)
+
+    def add_node(self, parent: int, depth: int, edge: int, is_obj: bool) -> int:
+        """A new container node; its number."""
+        self.parent.append(parent)
+        self.depth_of.append(depth)
+        self.edge_of.append(edge)
+        self.is_obj.append(is_obj)
+        return len(self.parent) - 1
+
+    def add_empty(self, node: int, value: Any, path: str) -> None:
+        """An empty ``{}`` or ``[]``: a fixed atom (when its path is encoded at all)."""
+        if self.only_path is None or self.only_path == path:
+            self.empty_nodes[isinstance(value, dict)].append(node)
+
+    def slot(self, path: str, edge: int, value: Any, row: int) -> int:
+        """The slot of a scalar at ``path`` under ``edge``; a non-finite number is refused."""
+        if type(value) is str:
+            token = "s:" + value
+        else:
+            token = value_token(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RecordError(row, f"non-finite number at {path!r}")
+        key = (path, edge, token)
+        slot = self.slot_of.get(key)
+        if slot is None:
+            slot = self.slot_of[key] = len(self.slots)
+            self.slots.append((path, edge, value))
+        return slot
+
+    def end_container(self, node: int, scalars: int, is_dict: bool) -> None:
+        """Record the ``scalars`` leaves just added for ``node``."""
+        if scalars:
+            self.leaf_nodes.append(node)
+            self.leaf_counts.append(scalars)
+            self.pair_nodes.append(self.pairs and scalars > 1 and is_dict)
 
 
 def _to_unit(x: np.ndarray) -> np.ndarray:
@@ -625,11 +677,11 @@ def _ordered_sums(values: np.ndarray, flat: np.ndarray, lengths: np.ndarray, squ
             having = int(np.count_nonzero(slab_lengths > k))
             rows = values[flat[slab_starts[:having] + k]]
             sums[:having] += rows
-            if squares:
+            if sums_of_squares is not None:
                 rows *= rows
                 sums_of_squares[:having] += rows
         out[order[lo: lo + slab]] = sums
-        if squares:
+        if out_squares is not None and sums_of_squares is not None:
             out_squares[order[lo: lo + slab]] = sums_of_squares
     return (out, out_squares) if squares else out
 

@@ -38,8 +38,8 @@ def contributions(vsa: Any, record: dict[str, Any], vectors: Any) -> list[dict[s
     for x in vectors:
         x = np.asarray(x, dtype=np.float64)
         xn = float(np.linalg.norm(x)) or 1.0
-        rows = [{"path": p, "value": _show(paths[p]), "contribution": float(parts[p] @ x) / norm / xn}
-                for p in paths]
+        rows: list[dict[str, Any]] = [
+            {"path": p, "value": _show(paths[p]), "contribution": float(parts[p] @ x) / norm / xn} for p in paths]
         if vsa.values["pairs"]:
             rows.append({"path": "(field pairs)", "value": "conjunctions of fields in one object",
                          "contribution": float(pairs @ x) / norm / xn})

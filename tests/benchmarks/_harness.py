@@ -120,8 +120,9 @@ def interleaved(cmds: dict[str, tuple], repeat: int, work: str, cold: bool = Fal
 
 def paired_ratios(a: dict[str, object], b: dict[str, object], key: str = "runs") -> list[float]:
     """Round-by-round ratios a/b of two commands timed by the same :func:`interleaved` call
-    (``key="cpu_runs"``: of their CPU seconds)."""
-    return [x / y for x, y in zip(a[key], b[key])]  # type: ignore[arg-type]
+    (``key="cpu_runs"``: of their CPU seconds). A command limited to fewer rounds ran in the first
+    rounds only, so the pairs stop where its runs do."""
+    return [x / y for x, y in zip(a[key], b[key], strict=False)]  # type: ignore[arg-type]
 
 
 

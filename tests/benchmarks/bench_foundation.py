@@ -1,4 +1,4 @@
-"""Foundation benchmark (issue 2): vecx I/O, memory, ground truth and startup against peers.
+"""Foundation benchmark: vecx I/O, memory, ground truth and startup against peers.
 
 Every figure is a ratio against a peer measured in the same run (the machine is shared
 and noisy), and every timing is the best of ``--repeat`` runs. All commands, vecx and
@@ -170,11 +170,11 @@ def run(args: argparse.Namespace, work: str, cmdline: str) -> str:
         faiss_search = min(float(line) for line in f)
     got = np.asarray(pq.read_table(gt, columns=["rows"]).column("rows").combine_chunks().flatten()).reshape(-1, K)
     want = np.load(fi)
-    recall = np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(got, want)])
+    recall = np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(got, want, strict=True)])
 
     st = startup(os.path.join(work, f"x{n}.parquet"), work)
 
-    out = ["## Foundation (issue 2)", "", f"Command: `{cmdline}`", "",
+    out = ["## Reading, writing, ground truth and start-up", "", f"Command: `{cmdline}`", "",
            f"Data: {n:,} x {DIM} float32 unit-norm rows (default_rng(0) standard normal); "
            f"best of {rep} runs, each a subprocess (interpreter start included).", "", machine(), ""]
 

@@ -1,4 +1,4 @@
-"""Index benchmark (issue 3): vecx index / query / eval against raw usearch and faiss.
+"""Index benchmark: vecx index / query / eval against raw usearch and faiss.
 
 The machine is shared and noisy: every figure is a ratio to a peer measured in the same run,
 timings are the best of ``--repeat`` runs with vecx and peer runs alternating.
@@ -123,7 +123,7 @@ def prepare(name: str, metric: str, work: str, rows: int, encodings: list[str]) 
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f[:K], t[:K])) / K for f, t in zip(found, truth)]))
+    return float(np.mean([len(np.intersect1d(f[:K], t[:K])) / K for f, t in zip(found, truth, strict=True)]))
 
 
 def rescore(x: np.ndarray, q: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
@@ -251,9 +251,10 @@ def single_query(ds: dict, repeat: int, work: str) -> dict:
 
 def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, single: dict | None) -> str:
     rep = args.repeat
-    out = ["## Index, query and eval (issue 3)", "", f"Command: `{cmdline}`", "",
+    out = ["## Index build and query vs usearch and faiss", "", f"Command: `{cmdline}`", "",
            ("Data sets: " + ", ".join(f"{d['name']} ({d['metric']})" for d in sets) + ". Encodings: f32 (the imported "
-            "table), `f16`, `int8:mode=global` (i8), `binarize` (b1: sign bits after centring, Hamming); graphs: connectivity 16, expansion add 128, search 64. "
+            "table), `f16`, `int8:mode=global` (i8), `binarize` (b1: sign bits after centring, Hamming); "
+            "graphs: connectivity 16, expansion add 128, search 64. "
             "Subprocesses run with bytecode caching on (PYTHONPYCACHEPREFIX), as an installed package would. "
             "The synthetic set is a seeded mixture of 1,024 clusters in 384-d with spread decaying as i^-0.75 "
             "(isotropic Gaussian rows would be the worst case of any graph and unlike any embedding); "
@@ -266,7 +267,8 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
             f"`save`s. Both threads=0; at least {args.build_repeat} rounds ({args.synthetic_build_repeat} on the "
             f"synthetic set, with none added), then more while the cell's rounds took under {args.build_budget:.0f} s "
             "in all, up to "
-            f"{args.build_max_repeat} (column 'rounds': short builds are the noisiest, and elapsed time alone decides), "
+            f"{args.build_max_repeat} (column 'rounds': short builds are the noisiest, and elapsed time alone "
+            "decides), "
             "each running the commands one after another (vecx --rescore only in the first "
             f"{RESCORE_BUILD_ROUNDS}), outputs deleted and `sync`ed before each run. "
             "Seconds are the best of the rounds. The verdict uses the median over rounds of vecx / usearch "
@@ -278,14 +280,15 @@ def render(args: argparse.Namespace, cmdline: str, sets: list[dict], res: dict, 
         for enc, b in r["build"].items():
             within = paired_ratios(b["plain"], b["usearch"])
             mid, cpu = median(within), median(paired_ratios(b["plain"], b["usearch"], "cpu_runs"))
-            rows.append([n, enc, len(within), f"{b['vecx']['s']:.2f}", f"{b['plain']['s']:.2f}", f"{b['usearch']['s']:.2f}",
+            rows.append([n, enc, len(within), f"{b['vecx']['s']:.2f}", f"{b['plain']['s']:.2f}",
+                         f"{b['usearch']['s']:.2f}",
                          f"{b['vecx']['s'] / b['usearch']['s']:.2f}x", f"{b['plain']['s'] / b['usearch']['s']:.2f}x",
                          f"{mid:.2f}x ({min(within):.2f}-{max(within):.2f})", f"{cpu:.2f}x", "<= 1.1x",
                          verdict(mid <= 1.1), f"{b['vecx']['rss']:.0f} / {b['usearch']['rss']:.0f}",
                          "{:.0f} / {:.0f}".format(*b["MB"])])
-    out += [table(["data set", "enc", "rounds", "vecx --rescore (s)", "vecx (s)", "usearch (s)", "--rescore / usearch (best)",
-                   "vecx / usearch (best)", "vecx / usearch (median within rounds)", "CPU s vecx / usearch (median)",
-                   "target", "result",
+    out += [table(["data set", "enc", "rounds", "vecx --rescore (s)", "vecx (s)", "usearch (s)",
+                   "--rescore / usearch (best)", "vecx / usearch (best)", "vecx / usearch (median within rounds)",
+                   "CPU s vecx / usearch (median)", "target", "result",
                    "peak RSS MB vecx --rescore / usearch", "output MB vecx --rescore / usearch"], rows), "",
             "### 2. Batch query throughput (library, one process)", "",
             (f"{NQ} queries, k={K}, one call each, {5 * rep} rounds, each timing both calls in alternating order: "
@@ -352,7 +355,8 @@ def main() -> None:
     ap.add_argument("--build-max-repeat", type=int, default=21, help="at most this many build rounds (real sets)")
     ap.add_argument("--synthetic-build-repeat", type=int, default=1,
                     help="build runs on the synthetic set (minutes each at 1M rows; default 1)")
-    ap.add_argument("--quick", action="store_true", help="smoke test: debian-minilm-30k, 100,000 synthetic rows, repeat 1")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: debian-minilm-30k, 100,000 synthetic rows, repeat 1")
     ap.add_argument("--work", help="parent of the temporary work directory (default /tmp)")
     ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""PQ recall over codebook seeds (issue 4): vecx ``pq:MxB:seed=s`` against faiss ``IndexPQ`` with ``cp.seed``.
+"""PQ recall over codebook seeds: vecx ``pq:MxB:seed=s`` against faiss ``IndexPQ`` with ``cp.seed``.
 
 One ``vecx bench`` run compares one codebook of each; the recall of a PQ codebook moves by a few
 thousandths from one k-means seed to the next (one standard error over 1,000 queries is about
@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from functools import partial
 
 import numpy as np
 from _harness import log, machine, table
@@ -87,25 +88,29 @@ def main() -> None:
         found: dict[str, list[list[float]]] = {"vecx": [], "faiss": []}
         fits: dict[str, list[float]] = {"vecx": [], "faiss": []}
         for seed in range(args.seeds):
-            for system, run in (("vecx", lambda: vecx_order(x, q, m, bits, seed, metric)),
-                                ("faiss", lambda: faiss_order(xs, qs, m, bits, seed, metric))):
+            for system, run in (("vecx", partial(vecx_order, x, q, m, bits, seed, metric)),
+                                ("faiss", partial(faiss_order, xs, qs, m, bits, seed, metric))):
                 order, fit = run()
                 found[system].append(recalls(order, xs, qs, truth, metric))
                 fits[system].append(fit)
-                log(f"{name} pq {m}x{bits} seed {seed} {system}: " + " / ".join(f"{r:.4f}" for r in found[system][-1]))
+                log(f"{name} pq {m}x{bits} seed {seed} {system}: "
+                    + " / ".join(f"{r:.4f}" for r in found[system][-1]))
         for system in ("vecx", "faiss"):
             a = np.array(found[system])
             rows.append([name, f"{m}x{bits}", system,
-                         *(f"{mu:.4f} ± {sd:.4f}" for mu, sd in zip(a.mean(0), a.std(0, ddof=1))),
+                         *(f"{mu:.4f} ± {sd:.4f}" for mu, sd in zip(a.mean(0), a.std(0, ddof=1), strict=True)),
                          f"{np.median(fits[system]):.2f}"])
         diff = np.array(found["vecx"]).mean(0) - np.array(found["faiss"]).mean(0)
-        se = np.sqrt(np.array(found["vecx"]).var(0, ddof=1) / args.seeds + np.array(found["faiss"]).var(0, ddof=1) / args.seeds)
-        rows.append([name, f"{m}x{bits}", "vecx - faiss (SE)", *(f"{d:+.4f} ({s:.4f})" for d, s in zip(diff, se)), ""])
+        se = np.sqrt(np.array(found["vecx"]).var(0, ddof=1) / args.seeds
+                     + np.array(found["faiss"]).var(0, ddof=1) / args.seeds)
+        rows.append([name, f"{m}x{bits}", "vecx - faiss (SE)",
+                     *(f"{d:+.4f} ({s:.4f})" for d, s in zip(diff, se, strict=True)), ""])
     md = "\n".join(["### PQ recall over codebook seeds", "", f"Command: `{cmdline}`", "",
-                    (f"{args.seeds} seeds each: vecx `pq:MxB:seed=s` (s = 0..{args.seeds - 1}) and faiss `IndexPQ` with "
-                     f"`pq.cp.seed = {FAISS_DEFAULT_SEED} + s`, trained on every base row; recall@10 of an exhaustive "
-                     "ADC scan (x1) and of 40 / 100 candidates rescored in float32 (x4 / x10); mean ± standard "
-                     "deviation over the seeds; SE = standard error of the difference of the means; fit s: median."),
+                    (f"{args.seeds} seeds each: vecx `pq:MxB:seed=s` (s = 0..{args.seeds - 1}) and faiss "
+                     f"`IndexPQ` with `pq.cp.seed = {FAISS_DEFAULT_SEED} + s`, trained on every base row; "
+                     "recall@10 of an exhaustive ADC scan (x1) and of 40 / 100 candidates rescored in float32 "
+                     "(x4 / x10); mean ± standard deviation over the seeds; SE = standard error of the "
+                     "difference of the means; fit s: median."),
                     "", machine(), "",
                     table(["data set", "shape", "system", "recall@10 (x1)", "x4", "x10", "fit s"], rows)])
     if args.out:

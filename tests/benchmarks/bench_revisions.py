@@ -78,7 +78,7 @@ def main() -> None:
                              for name in revisions}, args.query_repeat, work)
         rows = []
         for what, result in (("index build (with --rescore)", build), ("one `vecx query --like`", query)):
-            ratios = [n / b for n, b in zip(result["new"]["runs"], result["base"]["runs"])]
+            ratios = [n / b for n, b in zip(result["new"]["runs"], result["base"]["runs"], strict=True)]
             rows.append([what, f"{statistics.median(result['base']['runs']):.3f} s",
                          f"{statistics.median(result['new']['runs']):.3f} s", f"{statistics.median(ratios):.3f}x",
                          f"{min(ratios):.2f}-{max(ratios):.2f}", len(ratios)])

@@ -1,4 +1,4 @@
-"""VSA benchmark (issue 5): vecx vsa vs feature hashing of path=value tokens, on the Nobel laureates.
+"""VSA benchmark: vecx vsa vs feature hashing of path=value tokens, on the Nobel laureates.
 
 Every laureate's record minus ``id``, names (``firstname``, ``surname``) and every prize's
 ``motivation`` is a query against all 992 full records (the query's own record excluded):
@@ -46,9 +46,9 @@ def load() -> tuple[list[dict], list[dict], list[set[int]], list[set[str]]]:
     with open(os.path.join(DATA, "labels.tsv"), encoding="utf-8") as handle:
         labels = list(csv.DictReader(handle, delimiter="\t"))
     row_of = {r["id"]: n for n, r in enumerate(records)}
-    assert [l["id"] for l in labels] == [r["id"] for r in records]
-    co = [{row_of[x] for x in l["co_laureate_ids"].split(",") if x} for l in labels]
-    cats = [set(l["categories"].split(",")) for l in labels]
+    assert [label["id"] for label in labels] == [r["id"] for r in records]
+    co = [{row_of[x] for x in label["co_laureate_ids"].split(",") if x} for label in labels]
+    cats = [set(label["categories"].split(",")) for label in labels]
     data = [{k: v for k, v in r.items() if k != "id"} for r in records]  # vecx never encodes the id field
     queries = []
     for r in records:
@@ -151,9 +151,9 @@ def main() -> None:
     print(f"| hashing (Python, same process) | 1 | {len(data) / best_hash:,.0f} | 1.00x |")
     for spec in ("vsa:2048", "vsa:2048:mode=perm", "vsa:2048:block=2048"):
         codec = vsa_codec(spec, data)
-        best = min(_timed(lambda: Vsa.encode(_cold(codec), data)) for _ in range(3))
+        best = min(_timed(lambda codec=codec: Vsa.encode(_cold(codec), data)) for _ in range(3))
         print(f"| `{spec}` | 1 | {len(data) / best:,.0f} | {best_hash / best:.2f}x |", flush=True)
-        best = min(_timed(lambda: _cold(codec).encoder().encode(data, workers=0)) for _ in range(3))
+        best = min(_timed(lambda codec=codec: _cold(codec).encoder().encode(data, workers=0)) for _ in range(3))
         print(f"| `{spec}` | {cores} | {len(data) / best:,.0f} | {best_hash / best:.2f}x |", flush=True)
 
 
