@@ -5,7 +5,10 @@ stdin, stdout and stderr (pipes, not terminals), environment and working directo
 command does and says is the same as in a process of its own, without an interpreter start-up
 per call. ``run_vecx_process`` starts ``python -m vecx`` for the tests that need a real process:
 signals, exit without teardown, memory measured per process, concurrent processes, locks held by
-another process, or an environment read when modules are imported.
+another process, or an environment read when modules are imported. ``VECX_TEST_RUNNER=process``
+sends every ``run_vecx`` call to a process of its own (the behaviour of both must be the same).
+
+Under pytest-xdist, a test marked ``alone`` runs while no other test of the run does.
 """
 
 from __future__ import annotations
@@ -192,10 +195,16 @@ def _exit_code(exc: SystemExit, stderr) -> int:
 
 
 def run_vecx(*args: str, stdin: bytes | None = None, cwd: Path | None = None, env: dict | None = None) -> Result:
-    """Run ``vecx ARGS`` in this process, as ``python -m vecx ARGS`` would run on its own.
+    """Run ``vecx ARGS``: in this process (:func:`run_vecx_in_process`), or with
+    ``VECX_TEST_RUNNER=process`` in the environment of the test run, in a process of its own
+    (:func:`run_vecx_process`: to compare, or to rule the in-process runner out)."""
+    runner = run_vecx_process if os.environ.get("VECX_TEST_RUNNER") == "process" else run_vecx_in_process
+    return runner(*args, stdin=stdin, cwd=cwd, env=env)
 
-    ``VECX_TEST_RUNNER=process`` in the environment of the test run sends every call to
-    :func:`run_vecx_process` instead (to compare, or to rule the in-process runner out).
+
+def run_vecx_in_process(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
+                        env: dict | None = None) -> Result:
+    """Run ``vecx ARGS`` in this process, as ``python -m vecx ARGS`` would run on its own.
 
     stdin holds ``stdin`` (empty if None), stdout and stderr are pipes; none is a terminal. The
     environment (VECX_NO_PROGRESS=1 and ``env``) and the working directory apply for the call only;
@@ -204,8 +213,6 @@ def run_vecx(*args: str, stdin: bytes | None = None, cwd: Path | None = None, en
     as a traceback with exit code 1: as in a process of its own. Ctrl-C during the command
     stops the test run (after the command has cleaned up, as it does on Ctrl-C).
     """
-    if os.environ.get("VECX_TEST_RUNNER") == "process":
-        return run_vecx_process(*args, stdin=stdin, cwd=cwd, env=env)
     from vecx.cli.main import main
 
     env = {**BASE_ENV, **(env or {})}
@@ -275,7 +282,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 
 @pytest.fixture
 def vecx():
-    """The in-process runner, as a fixture."""
+    """:func:`run_vecx`, as a fixture."""
     return run_vecx
 
 

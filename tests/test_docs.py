@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from conftest import run_vecx, run_vecx_process
+from conftest import run_vecx, run_vecx_in_process, run_vecx_process
 
 from vecx.cli import manpages
 from vecx.cli.main import app
@@ -81,11 +81,13 @@ def test_the_real_command_and_the_installed_entry_point(tmp_path: Path) -> None:
     proc = subprocess.run([script, "import", str(tmp_path / "x.npy"), "-o", str(tmp_path / "script.parquet")],
                           capture_output=True, timeout=120, env={**os.environ, "VECX_NO_PROGRESS": "1"})
     assert proc.returncode == 0, proc.stderr.decode()
-    assert run_vecx("import", tmp_path / "x.npy", "-o", tmp_path / "here.parquet").code == 0
+    assert run_vecx_in_process("import", tmp_path / "x.npy", "-o", tmp_path / "here.parquet").code == 0
     assert (tmp_path / "script.parquet").read_bytes() == (tmp_path / "here.parquet").read_bytes()
-    for args in (["info", tmp_path / "here.parquet", "--json"], ["import", tmp_path / "x.npy", "-o", "-"],
-                 ["truncate", tmp_path / "here.parquet", "-o", "-", "--dim", "9"], ["no-such-command"]):
-        assert run_vecx_process(*args) == run_vecx(*args), args
+    stream = (tmp_path / "x.npy").read_bytes()
+    for args, stdin in ((["info", tmp_path / "here.parquet", "--json"], None), (["import", "-", "-o", "-"], stream),
+                        (["truncate", tmp_path / "here.parquet", "-o", "-", "--dim", "9"], None),
+                        (["import", "-", "-o", tmp_path / "bad.parquet"], b"not vectors"), (["no-such-command"], None)):
+        assert run_vecx_process(*args, stdin=stdin) == run_vecx_in_process(*args, stdin=stdin), args
 
 
 def test_version_and_no_args() -> None:

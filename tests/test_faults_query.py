@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, run_vecx, run_vecx_in_process
 
 DIM = 16
 
@@ -120,7 +120,7 @@ def test_pca_refuses_a_covariance_over_the_memory_bound(tmp_path: Path, monkeypa
     np.save(src, make_vectors(300, 200))
     out = tmp_path / "out.parquet"
     monkeypatch.setattr(vecx.codecs.pca, "MAX_MATRIX_BYTES", 1 << 16)
-    r = run_vecx("pca", src, "--dim", "8", "-o", out)  # in this process: it sees the lowered bound
+    r = run_vecx_in_process("pca", src, "--dim", "8", "-o", out)  # in this process: it sees the lowered bound
     assert r.code == 2, r.stderr
     assert r.stderr.startswith("vecx: error: ") and "Traceback" not in r.stderr
     assert "200 x 200 float64 matrix" in r.stderr and "rp" in r.stderr
