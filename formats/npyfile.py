@@ -8,7 +8,6 @@ error and a removed temporary directory.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -50,14 +49,6 @@ class NpyWriter:
         if not self.handle.closed:
             self.handle.close()
         return self.written
-
-    def discard(self) -> None:
-        """Close and remove a file that will not be completed."""
-        self.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def _needs_v2(header: dict[str, Any]) -> bool:

@@ -41,16 +41,21 @@ def write_truth(output: str, query_ids: Any, base_ids: Any, rows: Any, scores: A
     write_table_atomic(output, table, {metadata.KEY: metadata.dumps({**metadata.header(), "kind": "truth", **meta})})
 
 
+def _raw_metadata(path: str) -> bytes | None:
+    """The raw ``vecx`` key of a Parquet file's footer; None if the file has none or is no Parquet file."""
+    try:
+        return (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
+    except (pa.ArrowInvalid, OSError):
+        return None
+
+
 def other_kind_metadata(path: str) -> dict[str, Any] | None:
     """The metadata of a vecx Parquet file that is not a vector table (ground truth), else None."""
     if path == "-" or not path.endswith(".parquet") or not os.path.isfile(path):
         return None
-    try:
-        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
-    except (pa.ArrowInvalid, OSError):
-        return None  # the vector-table reader reports the problem
+    raw = _raw_metadata(path)
     if raw is None:
-        return None
+        return None  # the vector-table reader reports any problem
     meta = metadata.loads(raw, path)
     return meta if meta.get("kind", "vectors") != "vectors" else None
 
@@ -59,10 +64,7 @@ def read_truth_meta(path: str, flag: str = "--truth") -> dict[str, Any]:
     """The metadata of a ground-truth file, refusing anything that is not one (``flag`` names the option)."""
     if not os.path.isfile(path):
         raise UsageError(f"{flag} {path}: no such file", hint=HOW)
-    try:
-        raw = (pq.ParquetFile(path).metadata.metadata or {}).get(metadata.KEY)
-    except (pa.ArrowInvalid, OSError):
-        raw = None
+    raw = _raw_metadata(path)
     if raw is None:
         raise UsageError(f"{flag} {path}: not a ground-truth file from 'vecx truth' (a Parquet file whose "
                          "metadata names the data it was computed on)", hint=HOW)

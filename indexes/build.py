@@ -18,7 +18,7 @@ from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats.tempfiles import write_failure
 from vecx.indexes import codescan, rowids, store
-from vecx.indexes.graph import USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
+from vecx.indexes.graph import GRAPH_FILE, USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
 from vecx.space import CODES, VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -310,7 +310,7 @@ class _Build:
     def _graph_section(self) -> dict[str, Any]:
         """The manifest's ``graph`` section: the graph file and the parameters it was built with."""
         shape, options = self.plan.graph_shape, self.options
-        return {"file": "graph.usearch" if shape is not None else None, "metric": self.plan.metric,
+        return {"file": GRAPH_FILE if shape is not None else None, "metric": self.plan.metric,
                 "dtype": shape[0] if shape is not None else CODES,
                 "ndim": shape[1] if shape is not None else self.plan.space.dim,
                 "connectivity": options.connectivity,

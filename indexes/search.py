@@ -16,7 +16,7 @@ from vecx._lazy import lazy
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
-from vecx.indexes.graph import open_graph, search_graph
+from vecx.indexes.graph import GRAPH_FILE, open_graph, search_graph
 from vecx.kernels import top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -85,7 +85,7 @@ class Searcher:
                                 hint="rebuild the index")
             self.scan = codescan.CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
         self.graph = None
-        graph_name = self.manifest["graph"].get("file", "graph.usearch")
+        graph_name = self.manifest["graph"].get("file", GRAPH_FILE)
         if graph_name:
             g = self.manifest["graph"]
             self.graph = open_graph(self.version.file(graph_name), path, self.rows, g["ndim"], g["dtype"])
