@@ -134,14 +134,38 @@ class TruthReport(Report):
 
 @dataclass
 class IndexReport(Report):
-    """The index :func:`build_index` committed: its path and manifest (``to_json`` is the manifest)."""
+    """The index :func:`build_index` committed: its path and manifest (``to_json`` is the manifest).
+
+    ``action`` is ``built``, or for ``--append`` / ``--if-changed`` what happened (``appended``,
+    ``unchanged``); ``change`` then holds the counts (see :class:`ChangeReport`).
+    """
 
     path: str
     manifest: dict[str, Any]
+    action: str = "built"
+    change: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The manifest itself: what ``vecx index --json`` prints."""
-        return self.manifest
+        """The manifest itself (what ``vecx index --json`` prints), plus ``change`` for an append or a skip."""
+        return self.manifest if self.change is None else {**self.manifest, "change": self.change}
+
+
+@dataclass
+class ChangeReport(Report):
+    """What an append, delete or compact did to an index (:func:`append_index`, :func:`delete_rows`,
+    :func:`compact_index`): the action, the counts, and the index as it now is."""
+
+    path: str
+    #: ``appended``, ``built``, ``deleted``, ``compacted`` or ``unchanged``.
+    action: str
+    rows: int
+    live_rows: int
+    segments: int
+    rows_added: int = 0
+    rows_deleted: int = 0
+    missing: list[Any] = field(default_factory=list)
+    merged: int = 0
+    note: str | None = None
 
 
 @dataclass
@@ -569,18 +593,98 @@ def _write_truth(output: str, base_src: Source, q_src: Source, q_ids: Any, base_
 # Building and querying an index
 # --------------------------------------------------------------------------------------
 def build_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
-                progress: Progress | None = None, wait: bool = True, on_wait: Any = None) -> IndexReport:
+                progress: Progress | None = None, wait: bool = True, on_wait: Any = None,
+                if_changed: bool = False) -> IndexReport:
     """Build the index directory ``output`` from an encoded vector table, and optionally a float table
     of the same rows for exact rescoring (see :func:`vecx.indexes.build.build`).
 
     ``options`` is a :class:`vecx.indexes.build.BuildOptions` (graph parameters, default search
     settings). Concurrent builds of one index take turns (``wait=False``: a BusyError instead);
-    ``on_wait(pid)`` is called once if this one waits.
+    ``on_wait(pid)`` is called once if this one waits. ``if_changed``: do nothing when the index
+    is one segment, without deletions, built from tables of the same fingerprints.
     """
     from vecx.indexes.build import build
 
+    if if_changed:
+        unchanged = _unchanged(table, output, rescore)
+        if unchanged is not None:
+            return IndexReport(path=output, manifest=unchanged, action="unchanged", change=_change(ChangeReport(
+                output, "unchanged", 0, 0, 0, note=f"{output} was built from {table} as it is now; nothing to do")))
     manifest = build(table, output, rescore=rescore, options=options, progress=progress, wait=wait, on_wait=on_wait)
     return IndexReport(path=output, manifest=manifest)
+
+
+def _change(report: ChangeReport) -> dict[str, Any]:
+    """The ``change`` object of an index report: a change report without the index-wide fields."""
+    return {k: v for k, v in report.to_json().items() if k in ("action", "rows_added", "rows_deleted", "merged",
+                                                               "note")}
+
+
+def _unchanged(table: str, output: str, rescore: str | None) -> dict[str, Any] | None:
+    """The index's manifest if it was built, as one segment without deletions, from ``table`` (and
+    ``rescore``) as they are now; else ``None``."""
+    import os
+
+    from vecx.formats.readers import open_source
+    from vecx.indexes import store
+
+    if not os.path.islink(output):
+        return None
+    try:
+        _, manifest = store.open_version(output)
+    except DataError:
+        return None  # damaged or not an index: the build says what is wrong, or replaces it
+    if len(manifest.get("segments") or [None]) != 1 or manifest.get("deleted"):
+        return None
+    fingerprint = (open_source(table).meta or {}).get("fingerprint")
+    rescore_fp = (open_source(rescore).meta or {}).get("fingerprint") if rescore else None
+    built_rescore = (manifest.get("rescore") or {}).get("fingerprint")
+    if fingerprint is None or fingerprint != manifest["table"].get("fingerprint") or rescore_fp != built_rescore:
+        return None
+    return manifest
+
+
+def _change_report(path: str, change: Any) -> ChangeReport:
+    from vecx.indexes.segments import segments_of
+
+    manifest = change.manifest
+    rows = int(manifest["rows"])
+    return ChangeReport(path=path, action=change.action, rows=rows,
+                        live_rows=rows - int((manifest.get("deleted") or {}).get("rows", 0)),
+                        segments=len(segments_of(manifest)), rows_added=change.rows_added,
+                        rows_deleted=change.rows_deleted, missing=change.missing, merged=change.merged,
+                        note=change.note)
+
+
+def append_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
+                 max_segments: int | None = None, progress: Progress | None = None, wait: bool = True,
+                 on_wait: Any = None) -> IndexReport:
+    """Add a table's rows to an index as a new segment; rows with ids already in it replace the old
+    ones. A table encoded by the index's chain is added as it is; a table earlier in the chain (the
+    imported vectors) is encoded on the way in. See :func:`vecx.indexes.update.append`."""
+    from vecx.indexes import update
+
+    change = update.append(table, output, rescore=rescore, options=options, max_segments=max_segments,
+                           progress=progress, wait=wait, on_wait=on_wait)
+    return IndexReport(path=output, manifest=change.manifest, action=change.action,
+                       change=_change(_change_report(output, change)))
+
+
+def delete_rows(index: str, *, ids: list[Any] | None = None, where: str | None = None, wait: bool = True,
+                on_wait: Any = None) -> ChangeReport:
+    """Delete rows of an index by id or by a ``--where`` filter (tombstones; :func:`compact_index` drops them)."""
+    from vecx.indexes import update
+
+    return _change_report(index, update.delete(index, ids=ids, where=where, wait=wait, on_wait=on_wait))
+
+
+def compact_index(index: str, *, max_segments: int = 1, progress: Progress | None = None, wait: bool = True,
+                  on_wait: Any = None) -> ChangeReport:
+    """Merge an index's newest segments into one, without deleted rows, leaving at most ``max_segments``."""
+    from vecx.indexes import update
+
+    return _change_report(index, update.compact(index, max_segments=max_segments, progress=progress, wait=wait,
+                                                on_wait=on_wait))
 
 
 def _query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | None]:
@@ -769,7 +873,6 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
     from vecx.indexes.search import Searcher, read_json
-    from vecx.indexes.truth import exact_topk
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
@@ -791,19 +894,8 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path
-    elif searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors
-        from vecx.indexes import maxsim
-
-        truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), min(100, searcher.rows))
-        truth_source = "computed (exact MaxSim, from the stored token vectors)"
     else:
-        if searcher.rescore_vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
-            raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "
-                             "with --rescore on the imported float vectors")
-        blocks = ((s, np.asarray(searcher.rescore_vectors[s: s + 65536], dtype=np.float32))
-                  for s in range(0, searcher.rows, 65536))
-        truth, _ = exact_topk(q, blocks, min(100, searcher.rows), searcher.rescore_metric)
-        truth_source = "computed (exact, from the rescoring vectors)"
+        truth, truth_source = _computed_truth(searcher, q)
     result = EvalReport(**ev.run(searcher, q, truth, k, oversample=oversample, expansion=expansion),
                         truth=truth_source)
     if target_recall is not None:
@@ -816,6 +908,33 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     elif save:
         raise UsageError("--save stores what --target-recall finds; give --target-recall too")
     return result
+
+
+def _computed_truth(searcher: Searcher, q: Any) -> tuple[Any, str]:
+    """Exact top-100 rows of the queries over the index's live rows, from its stored float vectors
+    (token sets: exact MaxSim), and where it came from; a :class:`UsageError` if it keeps none."""
+    from vecx.indexes.truth import exact_topk
+
+    deleted = searcher.deleted
+    # Deleted rows may be among the nearest: ask for as many more, then drop them.
+    k = min(100, searcher.live_rows) + (0 if deleted is None else len(deleted))
+    if searcher.multi_rescore is not None:  # exact MaxSim over the stored token vectors
+        from vecx.indexes import maxsim
+
+        truth, _ = maxsim.exact_topk(q, searcher.multi_rescore.all_rows(), k)
+        source = "computed (exact MaxSim, from the stored token vectors)"
+    else:
+        vectors = searcher.rescore_vectors
+        if vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
+            raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "
+                             "with --rescore on the imported float vectors")
+        blocks = ((s, np.asarray(vectors[s: s + 65536], dtype=np.float32)) for s in range(0, searcher.rows, 65536))
+        truth, _ = exact_topk(q, blocks, k, searcher.rescore_metric)
+        source = "computed (exact, from the rescoring vectors)"
+    if deleted is not None:
+        live = searcher.live
+        truth = np.stack([row[live[row]][: k - len(deleted)] for row in truth])
+    return truth, source
 
 
 def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = None,
@@ -904,10 +1023,12 @@ def _verify_index(path: str) -> VerifyReport:
     searcher = Searcher(path, verify=True)  # every file hashed, then opened as a query would
     try:
         version = searcher.version
-        rows = verify_parquet_rows(version.file("rows.parquet"), f"{path}: rows.parquet")
-        if rows != searcher.rows:
-            raise DataError(f"{path}: rows.parquet holds {rows:,} rows, the manifest says {searcher.rows:,}",
-                            hint="rebuild the index")
+        for segment in searcher.segments:
+            name = segment.name("rows.parquet")
+            rows = verify_parquet_rows(version.file(name), f"{path}: {name}")
+            if rows != segment.rows:
+                raise DataError(f"{path}: {name} holds {rows:,} rows, the manifest says {segment.rows:,}",
+                                hint="rebuild the index")
         files = searcher.manifest["files"]
         return VerifyReport(path=path, kind="index", version=os.path.basename(version.directory),
                             rows=searcher.rows, files=len(files), bytes=sum(f["bytes"] for f in files.values()))

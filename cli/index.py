@@ -1,13 +1,16 @@
-"""``vecx index``: build an index directory from an encoded vector table."""
+"""``vecx index``, ``vecx delete``, ``vecx compact``: build an index directory from an encoded vector
+table, grow it by segments, delete rows, merge segments."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from vecx.cli.common import Bar, Debug, Json, Quiet, emit_json, examples, message
+
+NoWait = Annotated[bool, typer.Option("--no-wait", help="If another vecx process is writing this index, exit 6 at once instead of waiting for it.")]
 
 
 def waiting(index: str, pid: int | None) -> None:
@@ -18,14 +21,21 @@ def waiting(index: str, pid: int | None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``vecx index``."""
+    """Add ``vecx index``, ``vecx delete`` and ``vecx compact``."""
+    _add_index(app)
+    _add_delete(app)
+    _add_compact(app)
 
+
+def _add_index(app: typer.Typer) -> None:
     @app.command("index", epilog=examples(
         "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet",
         "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
         "vecx index docs.f16.parquet -o docs.vecx --connectivity 32 --deterministic",
         "vecx index docs.pq.parquet -o docs.vecx --rescore docs.parquet      # PQ codes: exhaustive ADC scan",
         "vecx index docs.rabitq.parquet -o docs.vecx --scan graph --rescore docs.parquet",
+        "vecx index new.parquet -o docs.vecx --append          # a new segment; ids already there are replaced",
+        "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet --if-changed   # cron: skip if same input",
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
@@ -37,7 +47,10 @@ def register(app: typer.Typer) -> None:
               deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
               scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks). auto: graph, but for pq/rabitq codes only above 200,000 rows.")] = "auto",
               pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
-              no_wait: Annotated[bool, typer.Option("--no-wait", help="If another vecx process is writing this index, exit 6 at once instead of waiting for it.")] = False,
+              append: Annotated[bool, typer.Option("--append", help="Add TABLE's rows to the index as a new segment instead of rebuilding it (builds it if it does not exist). TABLE is encoded by the index's chain, or is earlier in it (e.g. the imported vectors: encoded on the way in, and kept as rescoring vectors when the index rescores with them). Rows whose id is already in the index replace the old rows; a table already appended is skipped. Graph options come from the index.")] = False,
+              max_segments: Annotated[Optional[int], typer.Option("--max-segments", metavar="N", min=1, help="With --append: if the index then has more than N segments, merge the newest ones (as 'vecx compact --max-segments N').", show_default=False)] = None,
+              if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore) with the same fingerprints, as one segment without deletions.")] = False,
+              no_wait: NoWait = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
 
@@ -48,21 +61,125 @@ def register(app: typer.Typer) -> None:
         with --no-wait. A failed or interrupted build leaves the previous index as it was.
         """
         from vecx import api
+        from vecx.errors import UsageError
         from vecx.indexes.build import BuildOptions
 
-        report = api.build_index(table, output, rescore=rescore, progress=Bar(quiet), options=BuildOptions(
-            connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,
-            oversample=oversample, deterministic=deterministic, scan=scan, pool=pool),
-            wait=not no_wait, on_wait=lambda pid: waiting(output, pid))
-        manifest = report.manifest
+        if max_segments is not None and not append:
+            raise UsageError("--max-segments applies to --append (or 'vecx compact --max-segments N')")
+        if append and if_changed:
+            raise UsageError("--append skips a table already in the index by itself; drop --if-changed")
+        options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
+                               expansion_search=expansion_search, oversample=oversample,
+                               deterministic=deterministic, scan=scan, pool=pool)
+        common: dict[str, Any] = {"rescore": rescore, "progress": Bar(quiet), "options": options, "wait": not no_wait,
+                                  "on_wait": lambda pid: waiting(output, pid)}
+        if append:
+            report = api.append_index(table, output, max_segments=max_segments, **common)
+        else:
+            report = api.build_index(table, output, if_changed=if_changed, **common)
         if json:
             emit_json(report)
+        elif report.action in ("appended", "unchanged"):
+            change = report.change or {}
+            note(change.get("note") or _appended(output, report.manifest, change), quiet)
         else:
-            g = manifest["graph"]
-            c = manifest.get("codes")
-            kind = (f"{c['codec']} codes scored by their codec ({manifest['search']['scan']} scan"
-                    + (f", {g['dtype']} {g['metric']} navigation graph)" if g["file"] else ")") if c
-                    else f"{g['dtype']} {g['metric']} graph")
-            message(f"indexed {manifest['rows']:,} vectors into {output}: {kind}, "
-                    f"{manifest['bytes_per_vector']} bytes/vector"
-                    + (", rescoring with " + manifest["rescore"]["dtype"] if manifest["rescore"] else ""), quiet)
+            message(_built(output, report.manifest), quiet)
+
+
+def _add_delete(app: typer.Typer) -> None:
+    @app.command("delete", epilog=examples(
+        "vecx delete docs.vecx --id 42 --id 43",
+        "vecx delete docs.vecx --ids gone.txt            # one id per line; - reads stdin",
+        "vecx delete docs.vecx --where \"lang = 'xx' or year < 1990\"",
+    ))
+    def delete(index: Annotated[str, typer.Argument(metavar="INDEX", help="Index directory.", show_default=False)],
+               ids_file: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Ids to delete, one per line (- for stdin).", show_default=False)] = None,
+               id_values: Annotated[Optional[list[str]], typer.Option("--id", metavar="ID", help="An id to delete (repeatable).", show_default=False)] = None,
+               where: Annotated[Optional[str], typer.Option("--where", metavar="EXPR", help="Delete the rows this filter matches (the 'vecx query --where' language).", show_default=False)] = None,
+               no_wait: NoWait = False, quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Delete rows of an index: they never come back from query, eval or --like.
+
+        Deleted rows are recorded as tombstones in a new version of the index (swapped in
+        atomically, under the writer lock, as a build is); 'vecx compact' drops them for good.
+        Ids that are not in the index are reported, not an error.
+        """
+        from vecx import api
+
+        ids = list(id_values or []) + (_read_ids(ids_file) if ids_file else [])
+        report = api.delete_rows(index, ids=ids or None, where=where, wait=not no_wait,
+                                 on_wait=lambda pid: waiting(index, pid))
+        if json:
+            emit_json(report)
+            return
+        gone = len(report.missing)
+        missing = f"; {gone:,} of the ids given {'is' if gone == 1 else 'are'} not in it" if gone else ""
+        note(f"deleted {report.rows_deleted:,} rows of {index}: {report.live_rows:,} of {report.rows:,} rows live, "
+             f"{report.segments} segment{'s' if report.segments != 1 else ''}{missing}", quiet)
+
+
+def _add_compact(app: typer.Typer) -> None:
+    @app.command("compact", epilog=examples(
+        "vecx compact docs.vecx                      # one segment, deleted rows dropped",
+        "vecx compact docs.vecx --max-segments 4     # merge only the newest segments",
+    ))
+    def compact(index: Annotated[str, typer.Argument(metavar="INDEX", help="Index directory.", show_default=False)],
+                max_segments: Annotated[int, typer.Option("--max-segments", metavar="N", min=1, help="Merge the newest segments until at most N remain (1: rewrite everything).")] = 1,
+                no_wait: NoWait = False, quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
+        """Merge an index's segments, dropping deleted rows.
+
+        The stored codes are reinserted as they are, in row order: compacting gives the graph a
+        full build of the same rows would. The result is a new version swapped in atomically.
+        """
+        from vecx import api
+
+        report = api.compact_index(index, max_segments=max_segments, progress=Bar(quiet), wait=not no_wait,
+                                   on_wait=lambda pid: waiting(index, pid))
+        if json:
+            emit_json(report)
+            return
+        if report.action == "unchanged":
+            note(f"{index}: {report.note}", quiet)
+            return
+        message(f"compacted {report.merged} segments of {index}, dropping {report.rows_deleted:,} deleted rows: "
+                f"{report.rows:,} rows in {report.segments} segment{'s' if report.segments != 1 else ''}", quiet)
+
+
+
+def _read_ids(path: str) -> list[str]:
+    """Ids, one per line, from a file or stdin (blank lines skipped)."""
+    from vecx.errors import UsageError
+
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ids ({exc.strerror})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def note(text: str, quiet: bool) -> None:
+    """A note on stderr that cron logs should keep (terminal or not), unless --quiet."""
+    if not quiet:
+        sys.stderr.write(f"vecx: {text}\n")
+
+
+def _built(output: str, manifest: dict[str, Any]) -> str:
+    g = manifest["graph"]
+    c = manifest.get("codes")
+    kind = (f"{c['codec']} codes scored by their codec ({manifest['search']['scan']} scan"
+            + (f", {g['dtype']} {g['metric']} navigation graph)" if g["file"] else ")") if c
+            else f"{g['dtype']} {g['metric']} graph")
+    return (f"indexed {manifest['rows']:,} vectors into {output}: {kind}, {manifest['bytes_per_vector']} bytes/vector"
+            + (", rescoring with " + manifest["rescore"]["dtype"] if manifest["rescore"] else ""))
+
+
+def _appended(output: str, manifest: dict[str, Any], change: dict[str, Any]) -> str:
+    segments = len(manifest.get("segments") or [None])
+    deleted = int((manifest.get("deleted") or {}).get("rows", 0))
+    replaced = f" ({change.get('rows_deleted', 0):,} replaced rows of the same ids)" if change.get("rows_deleted") else ""
+    merged = f"; merged {change['merged']} segments" if change.get("merged") else ""
+    return (f"appended {change.get('rows_added', 0):,} rows to {output}{replaced}: "
+            f"{int(manifest['rows']) - deleted:,} live rows in {segments} segment{'s' if segments != 1 else ''}{merged}")

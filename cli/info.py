@@ -27,7 +27,7 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
         g, r = meta["graph"], meta.get("rescore")
         lines += [
             ("kind", f"index ({data['version']})"),
-            ("rows", f"{meta['rows']:,}"),
+            ("rows", _index_rows(meta)),
             *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
                          f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
                          + (f", pool {meta['search'].get('pool')}x" if g.get("file") else ""))] if meta.get("codes") else []),
@@ -134,3 +134,14 @@ def register(app: typer.Typer) -> None:
             for report in reports:
                 what = report.kind + (f", {report.rows:,} rows" if report.rows is not None else "")
                 typer.echo(f"{report.path}: ok ({what})")
+
+
+def _index_rows(meta: dict[str, Any]) -> str:
+    """An index's rows, with its segments and deleted rows when it has them."""
+    rows, segments = int(meta["rows"]), meta.get("segments") or []
+    deleted = int((meta.get("deleted") or {}).get("rows", 0))
+    if len(segments) <= 1 and not deleted:
+        return f"{rows:,}"
+    parts = " + ".join(f"{int(s['rows']):,}" for s in segments)
+    return (f"{rows - deleted:,} live ({rows:,} stored in {len(segments)} segment{'s' if len(segments) != 1 else ''}"
+            + (f": {parts}" if len(segments) > 1 else "") + (f"; {deleted:,} deleted" if deleted else "") + ")")

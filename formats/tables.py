@@ -225,6 +225,13 @@ class ParquetSource(TableSource):
         kv = self.parquet.metadata.metadata or {}
         self._setup(schema, kv.get(metadata.KEY), kv.get(metadata.STATE_KEY))
         self.rows = self.parquet.metadata.num_rows
+        recorded = (self.meta or {}).get("rows")
+        if recorded is not None and recorded != self.rows:
+            # e.g. encoded parts concatenated with pyarrow under the first part's metadata: the
+            # provenance describes other rows than the file holds, so nothing built on it is trusted.
+            raise self.fail(f"holds {self.rows:,} rows, its vecx metadata says {recorded:,}: rows were added or "
+                            "removed outside vecx, so its provenance does not describe them",
+                            hint="re-create it with vecx: import the combined raw data, then encode it")
         if self.dim == 0 and self.rows:
             try:
                 first = self.parquet.read_row_group(0, columns=[self.vector_column]).column(0)

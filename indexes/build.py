@@ -48,7 +48,8 @@ class BuildOptions:
     pool: int = codescan.DEFAULT_POOL
 
 
-def _open_table(path: str) -> Any:
+def open_table(path: str) -> Any:
+    """An encoded vector table (a :class:`UsageError` for anything vecx did not write)."""
     from vecx.formats.readers import open_source
 
     source = open_source(path)
@@ -107,7 +108,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
-        run = _Build(plan, version, output, options)
+        run = Build(plan, version, output, options)
         try:
             manifest, known = run.write(progress)
             writer.commit(manifest, known=known)
@@ -123,7 +124,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What a build makes of a table, decided (and checked) before anything is written."""
 
     #: The table's path, as the user gave it (for messages).
@@ -151,7 +152,7 @@ class _Plan:
         return USEARCH_DTYPES[self.space.dtype], self.space.dim
 
 
-def _plan(table: str, rescore: str | None, options: BuildOptions) -> _Plan:
+def _plan(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     """Opens and checks the table (and rescoring table), and chooses the scorer, navigation graph and metric.
 
     Everything that can refuse a build happens here, before the index's writer lock is taken.
@@ -160,7 +161,7 @@ def _plan(table: str, rescore: str | None, options: BuildOptions) -> _Plan:
 
     from vecx.formats.source import check_payload_names
 
-    source = _open_table(table)
+    source = open_table(table)
     space = source.space
     if space.multi:
         raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
@@ -179,8 +180,8 @@ def _plan(table: str, rescore: str | None, options: BuildOptions) -> _Plan:
         metric = "hamming" if nav is not None else scorer.output.metric
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
-    rescore_src = _check_rescore(rescore, source) if rescore else None
-    return _Plan(table, source, space, scorer, nav, metric, rescore_src)
+    rescore_src = check_rescore(rescore, source) if rescore else None
+    return Plan(table, source, space, scorer, nav, metric, rescore_src)
 
 
 def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None, options: BuildOptions,
@@ -200,14 +201,14 @@ def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None,
     return nav
 
 
-class _Build:
+class Build:
     """Writing one planned index into a new version directory: the add loop, the side files, the manifest.
 
     Keeps the threads and open files it starts, so that :meth:`stop` can end them all when the
     build fails and the version is thrown away.
     """
 
-    def __init__(self, plan: _Plan, version: str, output: str, options: BuildOptions) -> None:
+    def __init__(self, plan: Plan, version: str, output: str, options: BuildOptions) -> None:
         self.plan, self.version, self.output, self.options = plan, version, output, options
         rescore_src, rows = plan.rescore_src, plan.source.rows
         # The float rescoring copy is read and written on its own thread while the graph is built:
@@ -275,6 +276,9 @@ class _Build:
         id_writer.close()
         if progress:
             progress.close()
+        if source.rows is not None and count != source.rows:
+            raise MismatchError(f"{self.plan.table}: holds {count:,} rows, its metadata says {source.rows:,}",
+                                hint="re-create it with vecx")
         return count, id_writer.kind
 
     def _add_vectors(self, batch: Any, graph: Any, threads: int) -> None:
@@ -342,9 +346,9 @@ class _Build:
             self.codes_writer.handle.close()
 
 
-def _check_rescore(path: str, codes: Any) -> Any:
+def check_rescore(path: str, codes: Any) -> Any:
     """Open the rescoring table and check it holds the same rows (same source) in float."""
-    src = _open_table(path)
+    src = open_table(path)
     Chain.from_table(src.meta, src.state_blob, path)
     mine, theirs = (codes.meta.get("source") or {}), (src.meta.get("source") or {})
     if mine.get("fingerprint") != theirs.get("fingerprint"):

@@ -81,20 +81,24 @@ class CodesWriter:
         return {"file": CODES_FILE, "bytes": self.nbytes, "layout": "uint8, rows x bytes, row-major"}
 
 
-class CodeScan:
-    """The codes of an index and the codec that scores them."""
+def open_codes(path: str, nbytes: int, rows: int, where: str) -> Any:
+    """A codes file (``rows x nbytes`` uint8), memory-mapped, after checking its size."""
+    size = os.path.getsize(path) if os.path.exists(path) else -1
+    if size != rows * nbytes:
+        raise DataError(f"{where}: {os.path.basename(path)} holds {max(size, 0):,} bytes, expected {rows * nbytes:,}",
+                        hint="rebuild the index")
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, nbytes)) if rows else \
+        np.zeros((0, nbytes), dtype=np.uint8)
 
-    def __init__(self, directory: str, info: dict[str, Any], scorer: Any, rows: int, where: str) -> None:
-        path = os.path.join(directory, info["file"])
-        nbytes = int(info["bytes"])
-        size = os.path.getsize(path) if os.path.exists(path) else -1
-        if size != rows * nbytes:
-            raise DataError(f"{where}: {info['file']} holds {max(size, 0):,} bytes, expected {rows * nbytes:,}",
-                            hint="rebuild the index")
-        self.codes = np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, nbytes)) if rows else \
-            np.zeros((0, nbytes), dtype=np.uint8)
+
+class CodeScan:
+    """The codes of an index (``rows x bytes``: a memory map, or a stacked view over segments) and the
+    codec that scores them."""
+
+    def __init__(self, codes: Any, scorer: Any) -> None:
+        self.codes = codes
         self.scorer = scorer
-        self.rows = rows
+        self.rows = len(codes)
         self.lower_is_better = scorer.output.metric == "l2"
 
     def prepare(self, q: Any) -> dict[str, Any]:

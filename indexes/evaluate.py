@@ -47,8 +47,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
         expansion: int | None = None, latency_queries: int = 200) -> dict[str, Any]:
     """Evaluate an opened index on queries ``q`` (input space) against truth rows."""
     ks = tuple(sorted({1, 10, 100, k}))
-    kmax = min(max(ks), truth.shape[1], searcher.rows)
-    out: dict[str, Any] = {"queries": int(len(q)), "k": k, "rows": searcher.rows,
+    kmax = min(max(ks), truth.shape[1], searcher.live_rows)
+    out: dict[str, Any] = {"queries": int(len(q)), "k": k, "rows": searcher.live_rows,
                            "bytes_per_vector": searcher.manifest["bytes_per_vector"],
                            "graph": searcher.manifest["graph"], "stages": []}
     codes = searcher.chain.encode_query(q)

@@ -83,21 +83,23 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
 class MultiRescore:
     """The stored token vectors of an index (memory-mapped) and its mean-vector graph."""
 
-    def __init__(self, version: Any, info: dict[str, Any], expansion_search: int) -> None:
+    def __init__(self, version: Any, info: dict[str, Any], expansion_search: int, segment: Any) -> None:
         from vecx.errors import DataError
 
-        rows = int(version.manifest["rows"])
-        self.tokens = np.load(version.file(info["file"]), mmap_mode="r")
-        self.offsets = np.load(version.file(info["offsets"]))
+        rows = segment.rows
+        self.tokens = np.load(version.file(segment.name(info["file"])), mmap_mode="r")
+        self.offsets = np.load(version.file(segment.name(info["offsets"])))
         self.dim = int(info["dim"])
-        if self.tokens.shape != (info["tokens"], self.dim) or self.offsets.shape != (rows + 1,) \
+        # The manifest counts the tokens of every segment; the caller checks the sum.
+        if self.tokens.ndim != 2 or self.tokens.shape[1] != self.dim or self.offsets.shape != (rows + 1,) \
                 or (rows and (self.offsets[0] != 0 or self.offsets[-1] != len(self.tokens)
                               or (np.diff(self.offsets) < 0).any())):
             raise DataError(f"{version.path}: the stored token vectors do not match the manifest (damaged)",
                             hint="rebuild the index")
         self.mean_graph = None
         if info.get("mean_graph"):
-            self.mean_graph = open_graph(version.file(info["mean_graph"]), version.path, rows, self.dim, "f32")
+            self.mean_graph = open_graph(version.file(segment.name(info["mean_graph"])), version.path, rows, self.dim,
+                                         "f32")
             self.mean_graph.expansion_search = expansion_search
 
     def scores(self, q: Any, keys: Any) -> Any:
@@ -106,12 +108,12 @@ class MultiRescore:
 
         return maxsim.candidate_scores(q, self.tokens, self.offsets, keys)
 
-    def mean_candidates(self, q: Any, count: int, expansion: int | None) -> Any:
-        """Rows nearest to each query's mean vector in the mean graph (-1 where fewer)."""
+    def mean_candidates(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        """Rows nearest to each query's mean vector in the mean graph (-1 where fewer), and their distances."""
         if self.mean_graph is None:
             raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector --rescore table")
         means = np.ascontiguousarray(q.mean(), dtype=np.float32)
-        return search_graph(self.mean_graph, means, count, expansion, len(self.mean_graph))[0]
+        return search_graph(self.mean_graph, means, count, expansion, len(self.mean_graph))
 
     def sets_of(self, rows: Any) -> Any:
         """The stored token sets of some rows (float32)."""
@@ -135,6 +137,59 @@ class MultiRescore:
             yield start, MultiVectors(np.asarray(self.tokens[lo:hi]), self.offsets[start: stop + 1] - lo)
 
 
+class StackedMulti:
+    """The token vectors and mean graphs of several segments, addressed by global rows."""
+
+    def __init__(self, parts: list[MultiRescore], segments: list[Any]) -> None:
+        self.parts, self.segments = parts, segments
+        self.starts = np.asarray([s.start for s in segments], dtype=np.int64)
+
+    def _local(self, keys: Any, s: int) -> Any:
+        """``keys`` as rows of segment ``s`` (-1 for rows of other segments)."""
+        seg = self.segments[s]
+        return np.where((keys >= seg.start) & (keys < seg.stop), keys - seg.start, -1)
+
+    def scores(self, q: Any, keys: Any) -> Any:
+        """Exact MaxSim of each query set against its candidate rows (-inf where key < 0)."""
+        out = np.full(keys.shape, -np.inf, dtype=np.float32)
+        for s, part in enumerate(self.parts):
+            local = self._local(keys, s)
+            if (local >= 0).any():
+                out = np.where(local >= 0, part.scores(q, local), out)
+        return out
+
+    def mean_candidates(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
+        """Every segment's mean-graph candidates, as global rows, merged by distance."""
+        keys, dists = [], []
+        for part, seg in zip(self.parts, self.segments, strict=True):
+            k, d = part.mean_candidates(q, min(count, seg.rows), expansion)
+            keys.append(np.where(k >= 0, k + seg.start, -1))
+            dists.append(d)
+        return top_k(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), count, lower_is_better=True)
+
+    def sets_of(self, rows: Any) -> Any:
+        """The stored token sets of some global rows (float32), in the order asked."""
+        from vecx.formats.multi import MultiVectors
+
+        rows = np.asarray(rows, dtype=np.int64)
+        where = np.searchsorted(self.starts, rows, side="right") - 1
+        sets = [self.parts[s].sets_of(rows[i: i + 1] - self.starts[s]) for i, s in enumerate(where.tolist())]
+        counts = np.asarray([len(one.values) for one in sets], dtype=np.int64)
+        values = np.concatenate([one.values for one in sets]) if sets else np.zeros((0, self.parts[0].dim), np.float32)
+        return MultiVectors(values, np.concatenate([[0], np.cumsum(counts)]))
+
+    def all_rows(self) -> Any:
+        """The document sets of every row, in blocks of global rows (for exact ground truth)."""
+        for part, seg in zip(self.parts, self.segments, strict=True):
+            for start, sets in part.all_rows():
+                yield seg.start + start, sets
+
+
+def stacked_multi(parts: list[MultiRescore], segments: list[Any]) -> Any:
+    """One segment's token vectors as they are, several as a :class:`StackedMulti`."""
+    return parts[0] if len(parts) == 1 else StackedMulti(parts, segments)
+
+
 def union(first: Any, second: Any) -> Any:
     """Per query, the rows of ``first`` then those of ``second`` not already in it (-1 padded)."""
     both = np.concatenate([first, second], axis=1)
@@ -155,7 +210,7 @@ def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int
     k = min(k, searcher.rows)
     factor = max(1, oversample if oversample is not None else int(searcher.manifest["search"]["oversample"]))
     count = min(searcher.rows, k * factor)
-    keys = rescorer.mean_candidates(q, count, expansion)
+    keys, _ = rescorer.mean_candidates(q, count, expansion)
     if searcher.first_stage == "both":
         fde_keys, _ = searcher._graph_search(codes, count, expansion)
         keys = union(fde_keys, keys)

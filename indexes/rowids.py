@@ -97,16 +97,16 @@ class IdWriter:
 class IdReader:
     """Ids by row number from the files :class:`IdWriter` made (``None`` from :func:`open_ids` if absent)."""
 
-    def __init__(self, directory: str) -> None:
-        numeric = os.path.join(directory, NUMERIC)
+    def __init__(self, directory: str, prefix: str = "") -> None:
+        numeric = os.path.join(directory, prefix + NUMERIC)
         if os.path.exists(numeric):
             self.numbers = np.load(numeric, mmap_mode="r")
             self.offsets = self.utf8 = None
         else:
             self.numbers = None
-            self.offsets = np.load(os.path.join(directory, OFFSETS), mmap_mode="r")
-            size = os.path.getsize(os.path.join(directory, UTF8))
-            self.utf8 = np.memmap(os.path.join(directory, UTF8), dtype=np.uint8, mode="r") if size else \
+            self.offsets = np.load(os.path.join(directory, prefix + OFFSETS), mmap_mode="r")
+            utf8 = os.path.join(directory, prefix + UTF8)
+            self.utf8 = np.memmap(utf8, dtype=np.uint8, mode="r") if os.path.getsize(utf8) else \
                 np.zeros(0, dtype=np.uint8)
 
     def ids(self, rows: Any) -> list[Any]:
@@ -143,11 +143,12 @@ class IdReader:
         return -1
 
 
-def open_ids(version: Any) -> IdReader | None:
-    """The id files of an opened index version (:class:`vecx.indexes.store.Version`), if its
-    manifest lists them (indexes built before they existed do not)."""
-    if version.has(NUMERIC) or (version.has(OFFSETS) and version.has(UTF8)):
-        reader = IdReader(version.directory)
+def open_ids(version: Any, segment: Any) -> IdReader | None:
+    """The id files of one segment (:class:`vecx.indexes.segments.Segment`) of an opened index version
+    (:class:`vecx.indexes.store.Version`), if its manifest lists them (indexes built before they
+    existed do not)."""
+    if version.has(segment.name(NUMERIC)) or (version.has(segment.name(OFFSETS)) and version.has(segment.name(UTF8))):
+        reader = IdReader(version.directory, segment.prefix)
         offsets, utf8 = reader.offsets, reader.utf8
         if reader.numbers is not None:
             count, offsets_ok = len(reader.numbers), True
@@ -155,8 +156,8 @@ def open_ids(version: Any) -> IdReader | None:
             assert offsets is not None and utf8 is not None, "string ids: both files are open"
             count = len(offsets) - 1
             offsets_ok = len(offsets) > 0 and int(offsets[0]) == 0 and int(offsets[-1]) == len(utf8)
-        if count != int(version.manifest["rows"]) or not offsets_ok:
-            raise DataError(f"{version.path}: the id files do not match the index's {version.manifest['rows']} rows "
+        if count != segment.rows or not offsets_ok:
+            raise DataError(f"{version.path}: the id files do not match the {segment.rows} rows they belong to "
                             "(damaged)", hint="rebuild the index")
         return reader
     return None

@@ -9,7 +9,6 @@ memory-mapped file only for the candidates.
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -17,6 +16,7 @@ from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, open_graph, search_graph
+from vecx.indexes.segments import StackedIds, live_mask, segments_of, stacked
 from vecx.kernels import top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -73,8 +73,12 @@ class Searcher:
         self.version = store.open_reader(path, verify=verify)
         self.directory, self.manifest = self.version.directory, self.version.manifest
         self.chain = _load_chain(self.version, "table.json", "state", path)
-        self.ids = rowids.open_ids(self.version)
+        self.segments = segments_of(self.manifest)
         self.rows = int(self.manifest["rows"])
+        #: Sorted global rows that are deleted or superseded (``None``: none are).
+        self.deleted = self._tombstones()
+        self._live: Any = None
+        self.ids = self._open_ids()
         self.scan = None  # codes scored by their codec (PQ, RaBitQ: indexes/codescan.py)
         #: ``exhaustive`` or ``graph`` for scored codes (``None``: the index's default).
         self.scan_choice: str | None = None
@@ -83,32 +87,78 @@ class Searcher:
             if not self.chain.stages or not self.chain.stages[-1].scores_codes:
                 raise DataError(f"{path}: the index holds scored codes but its chain has no stage to score them",
                                 hint="rebuild the index")
-            self.scan = codescan.CodeScan(self.directory, codes_info, self.chain.stages[-1], self.rows, path)
-        self.graph = None
+            self.scan = codescan.CodeScan(stacked([
+                codescan.open_codes(self.version.file(seg.name(codes_info["file"])), int(codes_info["bytes"]),
+                                    seg.rows, path) for seg in self.segments]), self.chain.stages[-1])
+        #: One graph per segment (none: scored codes without a navigation graph).
+        self.graphs: list[Any] = []
         graph_name = self.manifest["graph"].get("file", GRAPH_FILE)
+        g = self.manifest["graph"]
         if graph_name:
-            g = self.manifest["graph"]
-            self.graph = open_graph(self.version.file(graph_name), path, self.rows, g["ndim"], g["dtype"])
-            self.graph.expansion_search = int(g["expansion_search"])
-        self.expansion_search = int(self.manifest["graph"]["expansion_search"])
+            for seg in self.segments:
+                graph = open_graph(self.version.file(seg.name(graph_name)), path, seg.rows, g["ndim"], g["dtype"])
+                graph.expansion_search = int(g["expansion_search"])
+                self.graphs.append(graph)
+        self.expansion_search = int(g["expansion_search"])
         self.rescore_vectors = None
         self.rescore_chain: Chain | None = None
         self.multi_rescore = None  # token vectors for exact MaxSim (indexes/multivector.py)
         self.first_stage = "fde"
         info = self.manifest.get("rescore")
         if info and info.get("multi"):
-            from vecx.indexes.multivector import MultiRescore
+            from vecx.indexes.multivector import MultiRescore, stacked_multi
 
-            self.multi_rescore = MultiRescore(self.version, info, self.expansion_search)
+            parts = [MultiRescore(self.version, info, self.expansion_search, seg) for seg in self.segments]
+            if sum(len(part.tokens) for part in parts) != info["tokens"]:
+                raise DataError(f"{path}: the stored token vectors do not match the manifest (damaged)",
+                                hint="rebuild the index")
+            self.multi_rescore = stacked_multi(parts, self.segments)
             self.rescore_chain = Chain.from_table(read_json(self.version, "rescore.json"), None, path)
             self.rescore_metric = "maxsim"
         elif info:
-            self.rescore_vectors = np.load(self.version.file(info["file"]), mmap_mode="r")
-            if self.rescore_vectors.shape != (self.rows, info["dim"]):
-                raise DataError(f"{path}: {info['file']} holds {self.rescore_vectors.shape} values, the manifest "
-                                f"says {self.rows} x {info['dim']} (damaged)", hint="rebuild the index")
+            parts = []
+            for seg in self.segments:
+                part = np.load(self.version.file(seg.name(info["file"])), mmap_mode="r")
+                if part.shape != (seg.rows, info["dim"]):
+                    raise DataError(f"{path}: {seg.name(info['file'])} holds {part.shape} values, the manifest "
+                                    f"says {seg.rows} x {info['dim']} (damaged)", hint="rebuild the index")
+                parts.append(part)
+            self.rescore_vectors = stacked(parts)
             self.rescore_chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
             self.rescore_metric = info["metric"]
+
+    def _tombstones(self) -> Any:
+        """The deleted rows the manifest lists (sorted, unique, in range), or ``None``."""
+        deleted = self.manifest.get("deleted")
+        if not deleted:
+            return None
+        rows = np.load(self.version.file(deleted["file"]))
+        if rows.ndim != 1 or len(rows) != deleted["rows"] or rows.dtype != np.int64 or (
+                len(rows) and (rows[0] < 0 or rows[-1] >= self.rows or (np.diff(rows) <= 0).any())):
+            raise DataError(f"{self.path}: {deleted['file']} is not the sorted list of {deleted['rows']} deleted rows "
+                            "the manifest says (damaged)", hint="rebuild the index")
+        return rows if len(rows) else None
+
+    @property
+    def live(self) -> Any:
+        """Boolean mask over the rows, false for deleted rows (``None`` when nothing is deleted)."""
+        if self.deleted is None:
+            return None
+        if self._live is None:
+            self._live = live_mask(self.rows, self.deleted)
+        return self._live
+
+    @property
+    def live_rows(self) -> int:
+        """Rows a search can return (all rows but the deleted ones)."""
+        return self.rows - (0 if self.deleted is None else len(self.deleted))
+
+    def _open_ids(self) -> Any:
+        """The id files of every segment as one reader by global row (``None`` for an index without them)."""
+        readers = [rowids.open_ids(self.version, seg) for seg in self.segments]
+        if any(r is None for r in readers):
+            return None
+        return StackedIds(readers, self.segments, self.deleted)
 
     def close(self) -> None:
         """Let the index version go (a later rebuild may then remove it)."""
@@ -158,15 +208,23 @@ class Searcher:
         """Top-k rows and scores for raw queries (n x input dim). Missing results are row -1.
 
         ``allowed``: a boolean mask over the rows (a filter); results come only from those rows.
-        ``rescore=False`` ranks by the graph's own distances even when rescoring vectors exist.
+        Deleted rows never come back. ``rescore=False`` ranks by the graph's own distances even
+        when rescoring vectors exist.
         """
         codes = self.chain.encode_query(q)
         rescore_q = self.rescore_chain.encode_query(q) if rescore and self.rescore_chain is not None else None
         if self.first_stage != "fde":  # candidates from the mean-vector graph too
             from vecx.indexes.multivector import search_first_stage
 
-            return search_first_stage(self, q, codes, rescore_q, k, oversample, expansion, allowed)
+            return search_first_stage(self, q, codes, rescore_q, k, oversample, expansion, self._with_live(allowed))
         return self._search(codes, rescore_q, k, oversample, expansion, None, allowed)
+
+    def _with_live(self, allowed: Any) -> Any:
+        """A filter mask narrowed to the rows that are not deleted (``None``: no filter, nothing deleted)."""
+        live = self.live
+        if live is None or allowed is None:
+            return allowed if live is None else live
+        return allowed & live
 
     def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
              allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
@@ -183,14 +241,23 @@ class Searcher:
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
+        rows = np.asarray(rows, dtype=np.int64)
         if self.scan is not None:
-            return np.asarray(self.scan.codes[np.asarray(rows, dtype=np.int64)])
-        graph = self.graph
-        assert graph is not None, "an index without scored codes has a graph (check_manifest)"
+            return np.asarray(self.scan.codes[rows])
+        assert self.graphs, "an index without scored codes has a graph (check_manifest)"
         if not len(rows):
-            return np.empty((0, graph.ndim))
-        got = graph.get(np.asarray(rows, dtype=np.uint64))  # a tuple of vectors for many keys
-        return np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
+            return np.empty((0, self.graphs[0].ndim))
+        out = None
+        for graph, seg in zip(self.graphs, self.segments, strict=True):
+            mask = (rows >= seg.start) & (rows < seg.stop)
+            if not mask.any():
+                continue
+            got = graph.get((rows[mask] - seg.start).astype(np.uint64))  # a tuple of vectors for many keys
+            got = np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
+            if out is None:
+                out = np.empty((len(rows), got.shape[1]), dtype=got.dtype)
+            out[mask] = got
+        return out
 
     def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
                 exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
@@ -198,11 +265,18 @@ class Searcher:
         factor = max(1, oversample if oversample is not None else int(self.manifest["search"]["oversample"]))
         if rescore_q is None:
             factor = 1
-        extra = 1 if exclude is not None else 0
-        if allowed is not None:
+        if allowed is not None or self.deleted is not None:
             return self._filtered(codes, rescore_q, k, factor, expansion, exclude, allowed)
-        count = min(self.rows, k * factor + extra)
+        count = min(self.rows, k * factor + (1 if exclude is not None else 0))
+        return self._candidates(codes, rescore_q, k, count, expansion, exclude, None)
+
+    def _candidates(self, codes: Any, rescore_q: Any, k: int, count: int, expansion: int | None, exclude: Any,
+                    allowed: Any) -> tuple[Any, Any]:
+        """The best ``k`` of ``count`` candidates from the graph or the codes (only ``allowed`` rows, not
+        the ``exclude`` row of each query), rescored when there are rescoring queries."""
         keys, dist = self._graph_search(codes, count, expansion)
+        if allowed is not None:
+            keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
         if exclude is not None:
             keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
         scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
@@ -210,30 +284,42 @@ class Searcher:
 
     def _filtered(self, codes: Any, rescore_q: Any, k: int, factor: int, expansion: int | None,
                   exclude: Any, allowed: Any) -> tuple[Any, Any]:
-        """Search restricted to ``allowed`` rows: the graph with extra oversampling when the filter
-        keeps many rows, an exact scan over the matching rows when it keeps few, or when the graph
-        returned fewer than k matching rows for a query (so a selective filter never returns too few)."""
+        """Search restricted to ``allowed`` rows and to rows not deleted.
+
+        A filter that keeps many rows, and deletions, are answered by the graph asked for more
+        candidates; a filter that keeps few by an exact scan over the matching rows. Queries for
+        which the graph found fewer than k matching rows (matches or deletions dense around them)
+        look further, then scan exactly: a selective filter never returns too few.
+        """
+        user_filter = allowed is not None
+        allowed = self._with_live(allowed)
         matching = np.flatnonzero(allowed)
         k = min(k, len(matching) - (1 if exclude is not None else 0))
         n = len(codes)
         if k <= 0:
             return np.full((n, 0), -1, dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
         selectivity = len(matching) / self.rows
-        if len(matching) <= EXACT_SCAN_ROWS or selectivity < 0.05:
+        if selectivity < 0.05 or (user_filter and len(matching) <= EXACT_SCAN_ROWS):
             return self._exact(codes, rescore_q, matching, k, exclude)
-        count = min(self.rows, int(np.ceil(k * factor / selectivity * 2)) + 1)
-        keys, dist = self._graph_search(codes, count, expansion)
-        keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
-        if exclude is not None:
-            keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
-        scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
-        rows, top_scores = top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
-        short = np.flatnonzero((rows < 0).any(axis=1))
-        if len(short):  # the graph found too few matching rows for these queries: scan them exactly
+        # A filter's matches fall unevenly: twice what its selectivity asks; deletions: what they take away.
+        wanted = k * factor + (1 if exclude is not None else 0)
+        margin = (2, 0) if user_filter else (1, k)
+        count = min(self.rows, int(np.ceil(wanted / selectivity * margin[0])) + margin[1])
+        rows, top_scores = self._candidates(codes, rescore_q, k, count, expansion, exclude, allowed)
+        for widen in (8, 0):
+            short = np.flatnonzero((rows < 0).any(axis=1))
+            if not len(short):
+                break
             sub_ex = None if exclude is None else np.asarray(exclude)[short]
             sub_rq = None if rescore_q is None else (rescore_q[short] if self.multi_rescore is not None
                                                      else np.asarray(rescore_q)[short])
-            rows[short], top_scores[short] = self._exact(np.asarray(codes)[short], sub_rq, matching, k, sub_ex)
+            sub_codes = np.asarray(codes)[short]
+            if widen and count * widen < self.rows:
+                count *= widen
+                rows[short], top_scores[short] = self._candidates(sub_codes, sub_rq, k, count, expansion, sub_ex,
+                                                                  allowed)
+            else:
+                rows[short], top_scores[short] = self._exact(sub_codes, sub_rq, matching, k, sub_ex)
         return rows, top_scores
 
     def _exact(self, codes: Any, rescore_q: Any, matching: Any, k: int, exclude: Any) -> tuple[Any, Any]:
@@ -269,6 +355,17 @@ class Searcher:
             scores = np.where(keys >= 0, scores, np.inf if metric == "l2sq" else -np.inf)
         return top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
 
+    def _each_graph(self, q: Any, count: int, expansion: int | None, exact: bool = False) -> tuple[Any, Any]:
+        """Every segment's graph searched for ``count`` rows; keys as global rows, merged by distance."""
+        if len(self.graphs) == 1:
+            return search_graph(self.graphs[0], q, count, expansion, self.segments[0].rows, exact=exact)
+        keys, dists = [], []
+        for graph, seg in zip(self.graphs, self.segments, strict=True):
+            found, dist = search_graph(graph, q, min(count, seg.rows), expansion, seg.rows, exact=exact)
+            keys.append(np.where(found >= 0, found + seg.start, -1))
+            dists.append(dist)
+        return top_k(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), count, lower_is_better=True)
+
     def _graph_search(self, codes: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Raw graph search: keys (row numbers, -1 where fewer found) and usearch distances.
 
@@ -278,7 +375,7 @@ class Searcher:
         """
         if self.scan is not None:
             return self._scan_search(self.scan, codes, count, expansion)
-        return search_graph(self.graph, codes, count, expansion, self.rows, exact=self.scan_mode == "exhaustive")
+        return self._each_graph(codes, count, expansion, exact=self.scan_mode == "exhaustive")
 
     @property
     def scan_mode(self) -> str:
@@ -286,7 +383,7 @@ class Searcher:
         search over graph codes, the codec's scores over scored codes)."""
         default = "exhaustive" if self.scan is not None else "graph"
         return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
-                                     self.graph is not None)
+                                     bool(self.graphs))
 
     def _scan_search(self, scan: codescan.CodeScan, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Candidates among scored codes: every code scored, or a graph pool ranked by the codec."""
@@ -294,14 +391,20 @@ class Searcher:
             return scan.exhaustive(q, count)
         pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
         nav = scan.scorer.navigation(scan.scorer.encode(q))[2]  # the queries' own sign bits
-        keys, _ = search_graph(self.graph, nav, pool, expansion, self.rows)
+        keys, _ = self._each_graph(nav, pool, expansion)
         return scan.rank(q, keys, count)
 
     def exact_codes(self, codes: Any, k: int) -> Any:
         """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
+        live = self.live
         if self.scan is not None:
-            return self.scan.exhaustive(codes, k)[0]
-        return search_graph(self.graph, codes, k, None, self.rows, exact=True)[0]
+            return self.scan.exhaustive(codes, k, None if live is None else np.flatnonzero(live))[0]
+        extra = 0 if self.deleted is None else len(self.deleted)  # the deleted rows may be among the nearest
+        keys, dist = self._each_graph(codes, min(self.rows, k + extra), None, exact=True)
+        if live is None:
+            return keys
+        keys = np.where((keys >= 0) & live[np.maximum(keys, 0)], keys, -1)
+        return top_k(keys, dist, k, lower_is_better=True)[0]
 
     def _graph_scores(self, dist: Any) -> Any:
         """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""
@@ -345,15 +448,17 @@ class Searcher:
         return np.where(valid, scores, -np.inf)
 
     def row_of(self, ids: list[Any]) -> Any:
-        """Row numbers of ids (a :class:`DataError` for an id not in the index)."""
+        """Row numbers of ids (a :class:`DataError` for an id not in the index, or deleted)."""
         if self.ids is not None:
             found = [self.ids.row_of(value) for value in ids]
             for value, index in zip(ids, found, strict=True):
                 if index < 0:
                     raise DataError(f"{self.path}: no item with id {value!r}")
             return np.asarray(found, dtype=np.int64)
-        table = self.rows_table(["id"])
-        column = table["id"].combine_chunks()
+        import pyarrow.compute as pc
+
+        column = self.rows_table(["id"])["id"].combine_chunks()
+        live = self.live
         out = []
         for value in ids:
             try:
@@ -361,17 +466,21 @@ class Searcher:
                 scalar = pa.scalar(value, column.type) if as_is else pa.scalar(int(value), column.type)
             except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
                 raise DataError(f"{self.path}: no item with id {value!r}") from None
-            index = pa.compute.index(column, scalar).as_py()
-            if index < 0:
+            hits = np.flatnonzero(np.asarray(pc.equal(column, scalar).fill_null(False)))
+            if live is not None:
+                hits = hits[live[hits]]
+            if not len(hits):
                 raise DataError(f"{self.path}: no item with id {value!r}")
-            out.append(index)
+            out.append(int(hits[-1]))  # the newest row of an id
         return np.asarray(out, dtype=np.int64)
 
-    def rows_table(self, columns: list[str] | None = None) -> Any:
-        """The id and payload columns (only those asked for)."""
-        import pyarrow.compute  # noqa: F401 - registers pa.compute
+    def _rows_file(self, segment: Any) -> str:
+        return self.version.file(segment.name("rows.parquet"))
 
-        return pq.read_table(os.path.join(self.directory, "rows.parquet"), columns=columns)
+    def rows_table(self, columns: list[str] | None = None) -> Any:
+        """The id and payload columns (only those asked for) of every row, deleted ones included."""
+        tables = [pq.read_table(self._rows_file(seg), columns=columns) for seg in self.segments]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def lookup(self, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
         """The given columns of some rows, reading only the row groups that hold them."""
@@ -380,22 +489,34 @@ class Searcher:
             return []
         if columns == ["id"] and self.ids is not None:
             return [{"id": value} for value in self.ids.ids(rows)]
-        parquet = pq.ParquetFile(os.path.join(self.directory, "rows.parquet"))
-        sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
-        table = parquet.read_row_groups(groups, columns=columns)
-        # Row numbers inside the concatenation of the groups read.
-        offset_of = {}
-        position = 0
-        for g in groups:
-            offset_of[g] = position - starts[g]
-            position += sizes[g]
-        local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
-        return table.take(pa.array(local)).to_pylist()
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        for seg in self.segments:
+            picked = np.flatnonzero((rows >= seg.start) & (rows < seg.stop))
+            if len(picked):
+                for i, record in zip(picked.tolist(), _lookup(self._rows_file(seg), rows[picked] - seg.start, columns),
+                                     strict=True):
+                    out[i] = record
+        return out
 
     def payload_names(self) -> list[str]:
         """Names of the payload columns."""
         if "columns" in self.manifest:
             return list(self.manifest["columns"])
-        return [n for n in pq.read_schema(os.path.join(self.directory, "rows.parquet")).names if n != "id"]
+        return [n for n in pq.read_schema(self._rows_file(self.segments[0])).names if n != "id"]
+
+
+def _lookup(path: str, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
+    """The given columns of some rows of one rows.parquet, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+    table = parquet.read_row_groups(groups, columns=columns)
+    # Row numbers inside the concatenation of the groups read.
+    offset_of = {}
+    position = 0
+    for g in groups:
+        offset_of[g] = position - starts[g]
+        position += sizes[g]
+    local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
+    return table.take(pa.array(local)).to_pylist()

@@ -35,14 +35,17 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 from vecx import __version__
 from vecx.errors import BusyError, DataError, MismatchError, UsageError, WriteError
 from vecx.formats.tempfiles import write_failure
 
-INDEX_FORMAT_VERSION = 1
+#: The newest index format this vecx reads and writes: 2 adds segments and tombstones
+#: (:mod:`vecx.indexes.segments`). An index with one segment and no tombstones is still written as 1.
+INDEX_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 #: Files up to this size are checksummed on every open; larger ones by size and header (``verify=True``: all).
 #: Small, so that a query pays for hashing metadata and state only, not ids or rows.
@@ -169,7 +172,7 @@ class Writer:
                     files[name] = known[name]
                 else:
                     files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
-            manifest = {"format_version": INDEX_FORMAT_VERSION, "kind": "index",
+            manifest = {"format_version": format_version(manifest), "kind": "index",
                         "writer": {"library": "vecx", "version": __version__}, **manifest, "files": files}
             check_manifest(manifest, self.target, set(files))
             with open(os.path.join(version_path, MANIFEST), "w", encoding="utf-8") as handle:
@@ -198,6 +201,11 @@ class Writer:
             raise
         _fsync_dir(parent)
         _sweep(root, self.target, keep={os.path.basename(final)} | previous)
+
+
+def format_version(body: dict[str, Any]) -> int:
+    """The oldest format that can hold a manifest: 1 unless it has several segments or tombstones."""
+    return 2 if len(body.get("segments") or ()) > 1 or body.get("deleted") else 1
 
 
 def check_target(target: str) -> None:
@@ -354,6 +362,58 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class Derived:
+    """A new version made from the current one (see :func:`derive`): the writer, the current manifest,
+    and the checksums of the files linked into the new version."""
+
+    def __init__(self, writer: Writer, manifest: dict[str, Any], linked: dict[str, dict[str, Any]]) -> None:
+        self.writer, self.manifest, self.linked = writer, manifest, linked
+
+    @property
+    def path(self) -> str:
+        """The new version's directory."""
+        assert self.writer.path is not None, "used inside derive's with block"
+        return self.writer.path
+
+    def commit(self, body: dict[str, Any]) -> None:
+        """Publish the new version with manifest ``body`` (linked files are not hashed again)."""
+        self.writer.commit(body, known=self.linked)
+
+
+@contextmanager
+def derive(target: str, *, keep: Callable[[str], bool] = lambda name: True, expected: str | None = None,
+           wait: bool = True, on_wait: Callable[[int | None], None] | None = None) -> Iterator[Derived]:
+    """Start a new version of an existing index from its current one, under the writer lock.
+
+    The current version's files that ``keep`` accepts are hard-linked into the new version (no
+    copy; the links share the bytes and keep their checksums). ``expected``: the version
+    directory the change was computed on; if the index has been rebuilt since, nothing is
+    written and a :class:`MismatchError` says so. Commit with :meth:`Derived.commit`; leaving
+    the block without a commit leaves the index as it was.
+    """
+    with Writer(target, wait=wait, on_wait=on_wait) as writer:
+        assert writer.path is not None, "the writer's version directory exists inside its with block"
+        with open_reader(target) as current:
+            if expected is not None and os.path.realpath(current.directory) != os.path.realpath(expected):
+                raise MismatchError(f"{target}: the index was changed while this ran; nothing was saved",
+                                    hint="rerun the command on the new index")
+            manifest = current.manifest
+            linked = {}
+            try:
+                for name, info in manifest["files"].items():
+                    if keep(name):
+                        os.link(current.file(name), os.path.join(writer.path, name))
+                        linked[name] = info
+            except OSError as exc:
+                raise write_failure(target, exc) from None
+        yield Derived(writer, manifest, linked)
+
+
+def manifest_body(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest without the fields a commit sets (format version, kind, writer, files)."""
+    return {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "writer", "files")}
+
+
 def update_manifest(target: str, changes: dict[str, dict[str, Any]], *, expected: str | None = None,
                     wait: bool = True, on_wait: Callable[[int | None], None] | None = None) -> dict[str, Any]:
     """Publish a new version whose manifest has ``changes`` merged in (files are hard-linked, not copied).
@@ -361,23 +421,11 @@ def update_manifest(target: str, changes: dict[str, dict[str, Any]], *, expected
     ``expected``: the version directory the changes were computed on; if the index has been
     rebuilt since, nothing is written and a :class:`MismatchError` says so.
     """
-    with Writer(target, wait=wait, on_wait=on_wait) as writer:
-        assert writer.path is not None, "the writer's version directory exists inside its with block"
-        # Not re-hashed: the links share the files' bytes, and the new manifest keeps their checksums.
-        with open_reader(target) as current:
-            if expected is not None and os.path.realpath(current.directory) != os.path.realpath(expected):
-                raise MismatchError(f"{target}: the index was rebuilt while this ran; nothing was saved",
-                                    hint="rerun the command on the new index")
-            manifest = current.manifest
-            try:
-                for name in manifest["files"]:
-                    os.link(current.file(name), os.path.join(writer.path, name))
-            except OSError as exc:
-                raise write_failure(target, exc) from None
-        body = {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "writer", "files")}
+    with derive(target, expected=expected, wait=wait, on_wait=on_wait) as change:
+        body = manifest_body(change.manifest)
         for section, values in changes.items():
             body[section] = {**body.get(section, {}), **values}
-        writer.commit(body, known=manifest["files"])
+        change.commit(body)
     return open_version(target)[1]
 
 
@@ -668,6 +716,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
         shape.string(codes, "metric", "codes.metric", choices=("cosine", "ip", "l2"))
     if graph.get("file") is None and codes is None:
         raise shape.fail("graph.file", "is empty, and there are no scored codes to search")
+    _check_segments(shape, manifest, listed)
 
 
 def _check_files_field(shape: _Shape, manifest: dict[str, Any], listed: set[str] | None) -> set[str]:
@@ -721,3 +770,59 @@ def _check_rescore_section(shape: _Shape, manifest: dict[str, Any], listed: set[
         shape.file(rescore, "offsets", "rescore.offsets", listed, ".npy")
         shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, ".usearch", optional=True)
         shape.integer(rescore, "tokens", "rescore.tokens")
+
+
+def segment_files(manifest: dict[str, Any]) -> list[str]:
+    """The per-segment files of an index, as named for its first segment (no prefix)."""
+    names = ["rows.parquet"]
+    for section, keys in (("graph", ("file",)), ("codes", ("file",)), ("rescore", ("file", "offsets", "mean_graph"))):
+        values = manifest.get(section) or {}
+        names += [values[key] for key in keys if values.get(key)]
+    ids = manifest.get("ids")
+    names += {"int64": ["ids.npy"], "uint64": ["ids.npy"], "utf8": ["ids.offsets.npy", "ids.utf8"]}.get(ids or "", [])
+    return names
+
+
+def _check_segments(shape: _Shape, manifest: dict[str, Any], listed: set[str]) -> None:
+    """Checks the optional ``segments`` list and ``deleted`` section (:mod:`vecx.indexes.segments`):
+    prefixes, row counts that add up to ``rows``, every segment's files listed, the tombstone file."""
+    from vecx.indexes.segments import TOMBSTONES
+
+    entries = manifest.get("segments")
+    if entries is not None:
+        if not isinstance(entries, list) or not entries:
+            raise shape.fail("segments", "must be a non-empty list")
+        seen: set[str] = set()
+        for number, entry in enumerate(entries):
+            _check_segment(shape, manifest, listed, number, entry, seen)
+        if sum(entry["rows"] for entry in entries) != manifest["rows"]:
+            raise shape.fail("segments", "rows do not add up to the index's rows")
+    deleted = shape.optional_section(manifest, "deleted", "deleted")
+    if deleted is not None:
+        shape.file(deleted, "file", "deleted.file", listed, ".npy")
+        if deleted["file"] != TOMBSTONES:
+            raise shape.fail("deleted.file", f"must be {TOMBSTONES}")
+        shape.integer(deleted, "rows", "deleted.rows")
+        if deleted["rows"] > manifest["rows"]:
+            raise shape.fail("deleted.rows", "is more than the index's rows")
+
+
+def _check_segment(shape: _Shape, manifest: dict[str, Any], listed: set[str], number: int, entry: Any,
+                   seen: set[str]) -> None:
+    """One entry of the ``segments`` list: a new prefix (none for the first), rows, fingerprints, files."""
+    from vecx.indexes.segments import PREFIX
+
+    field = f"segments[{number}]"
+    if not isinstance(entry, dict):
+        raise shape.fail(field, "must be an object")
+    prefix = entry.get("prefix")
+    if not isinstance(prefix, str) or not PREFIX.match(prefix) or prefix in seen or (number == 0) != (prefix == ""):
+        raise shape.fail(f"{field}.prefix", "must be '' for the first segment, a new 'segN-' for the others")
+    seen.add(prefix)
+    shape.integer(entry, "rows", f"{field}.rows", low=1)
+    fingerprints = entry.get("fingerprints", [])
+    if not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints):
+        raise shape.fail(f"{field}.fingerprints", "must be a list of strings")
+    for name in segment_files(manifest):
+        if prefix + name not in listed:
+            raise shape.fail("files", f"does not list {prefix + name}, a file of segment {number}")

@@ -291,7 +291,7 @@ def test_saved_tuning_never_lands_on_a_rebuilt_index(data: dict, tmp_path: Path)
     evaluated = os.path.realpath(index)  # what an eval measured
     build(data, index)  # a rebuild lands while it runs
     rebuilt = os.path.realpath(index)
-    with pytest.raises(MismatchError, match="rebuilt while this ran"):
+    with pytest.raises(MismatchError, match="changed while this ran"):
         store.update_manifest(str(index), {"search": {"oversample": 7}}, expected=evaluated)
     assert os.path.realpath(index) == rebuilt
     manifest = store.update_manifest(str(index), {"search": {"oversample": 7}}, expected=rebuilt)

@@ -212,7 +212,7 @@ def test_exhaustive_scan_returns_the_estimators_exact_top_k(corpus: dict, monkey
 
     monkeypatch.setattr(codescan, "_BLOCK_BYTES", 4096)  # many blocks: the running top-k merge is exercised
     searcher = Searcher(str(corpus["dir"] / "rq.vecx"))
-    assert searcher.graph is None and searcher.scan_mode == "exhaustive"
+    assert not searcher.graphs and searcher.scan_mode == "exhaustive"
     rows, got = searcher.search(corpus["q"], 10, rescore=False)
     chain, codes = searcher.chain, np.asarray(searcher.scan.codes)
     full = scores(chain, corpus["q"], codes)

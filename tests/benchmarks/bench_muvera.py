@@ -65,11 +65,11 @@ def first_stage_rows(searcher, q, codes, stage: str, n: int) -> np.ndarray:
 
     if stage == "half":  # N/2 from each graph: the same candidate budget as one first stage
         return union(searcher._graph_search(codes, n // 2, None)[0],
-                     searcher.multi_rescore.mean_candidates(q, n // 2, None))
+                     searcher.multi_rescore.mean_candidates(q, n // 2, None)[0])
     fde, _ = searcher._graph_search(codes, n, None)
     if stage == "fde":
         return fde
-    mean = searcher.multi_rescore.mean_candidates(q, n, None)
+    mean = searcher.multi_rescore.mean_candidates(q, n, None)[0]
     return mean if stage == "mean" else union(fde, mean)
 
 
