@@ -208,8 +208,10 @@ class Build:
     build fails and the version is thrown away.
     """
 
-    def __init__(self, plan: Plan, version: str, output: str, options: BuildOptions) -> None:
+    def __init__(self, plan: Plan, version: str, output: str, options: BuildOptions, first_key: int = 0) -> None:
         self.plan, self.version, self.output, self.options = plan, version, output, options
+        #: The graph key of the first row: a segment's graphs are keyed by the index's row numbers.
+        self.first_key = first_key
         rescore_src, rows = plan.rescore_src, plan.source.rows
         # The float rescoring copy is read and written on its own thread while the graph is built:
         # usearch's add releases the GIL, and Parquet decoding and page writes then fill its idle time.
@@ -286,7 +288,8 @@ class Build:
 
         The graph over scored codes holds their navigable part (RaBitQ: the sign bits).
         """
-        keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+        start = self.first_key + batch.offset
+        keys = np.arange(start, start + len(batch), dtype=np.uint64)
         if self.codes_writer is not None:
             self.codes_writer.add(batch.vectors)
         if graph is not None:
@@ -306,7 +309,7 @@ class Build:
         if rescore_src is not None and rescore_src.multi:  # token vectors for exact MaxSim
             from vecx.indexes import multivector
 
-            return multivector.write_rescore(rescore_src, self.version, count, self.options)
+            return multivector.write_rescore(rescore_src, self.version, count, self.options, self.first_key)
         if self.copier is not None:
             return self.copier.finish(count)
         return _write_rescore(rescore_src, self.version, count) if rescore_src else None

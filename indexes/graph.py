@@ -117,6 +117,39 @@ def open_graph(graph_file: str, where: str, rows: int, ndim: int, dtype: str) ->
     return graph
 
 
+class GraphSet:
+    """Several graphs (an index's segments, keyed by the index's row numbers) searched as one: usearch's
+    ``Indexes`` runs the searches in parallel in one call and merges their results by distance.
+
+    Offers what :func:`search_graph` uses of a graph: ``expansion_search`` (set on every member),
+    ``search``, ``ndim`` and ``len``.
+    """
+
+    def __init__(self, graphs: list[Any]) -> None:
+        from usearch.index import Indexes
+
+        self.graphs = graphs
+        self.merged = Indexes(graphs)
+        self.ndim = graphs[0].ndim
+
+    @property
+    def expansion_search(self) -> int:
+        """The members' search expansion (they share one)."""
+        return int(self.graphs[0].expansion_search)
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        for graph in self.graphs:
+            graph.expansion_search = value
+
+    def search(self, queries: Any, count: int, threads: int = 0, exact: bool = False) -> Any:
+        """The best ``count`` of every member for each query: one usearch ``Matches``/``BatchMatches``."""
+        return self.merged.search(queries, count, threads=threads, exact=exact)
+
+    def __len__(self) -> int:
+        return sum(len(graph) for graph in self.graphs)
+
+
 def search_graph(graph: Any, queries: Any, count: int, expansion: int | None, rows: int,
                  exact: bool = False) -> tuple[Any, Any]:
     """One usearch search: keys (row numbers, -1 where fewer found) and distances, queries x count.

@@ -38,8 +38,9 @@ OFFSETS_FILE = "rescore_offsets.npy"
 MEAN_GRAPH = "mean.usearch"
 
 
-def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, Any]:
-    """Stream a multi-vector table into the flat token matrix, offsets and the mean-vector graph."""
+def write_rescore(src: Any, version: str, rows: int, options: Any, first_key: int = 0) -> dict[str, Any]:
+    """Stream a multi-vector table into the flat token matrix, offsets and the mean-vector graph
+    (keyed from ``first_key``: the index's row number of the first row)."""
     import json
 
     tokens = (src.meta.get("source") or {}).get("tokens") if not src.meta.get("stages") else None
@@ -64,7 +65,7 @@ def write_rescore(src: Any, version: str, rows: int, options: Any) -> dict[str, 
         store.write(sets.values)
         offsets[batch.offset + 1: batch.offset + len(batch) + 1] = position + sets.offsets[1:]
         position += n_tok
-        keys = np.arange(batch.offset, batch.offset + len(batch), dtype=np.uint64)
+        keys = np.arange(first_key + batch.offset, first_key + batch.offset + len(batch), dtype=np.uint64)
         mean_graph.add(keys, np.ascontiguousarray(sets.mean(), dtype=np.float32), threads=threads)
         filled += len(batch)
     if store.close() != tokens:
@@ -159,13 +160,11 @@ class StackedMulti:
         return out
 
     def mean_candidates(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
-        """Every segment's mean-graph candidates, as global rows, merged by distance."""
-        keys, dists = [], []
-        for part, seg in zip(self.parts, self.segments, strict=True):
-            k, d = part.mean_candidates(q, min(count, seg.rows), expansion)
-            keys.append(np.where(k >= 0, k + seg.start, -1))
-            dists.append(d)
-        return top_k(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), count, lower_is_better=True)
+        """Every segment's mean-graph candidates (keyed by global rows), merged by distance."""
+        found = [part.mean_candidates(q, min(count, seg.rows), expansion)
+                 for part, seg in zip(self.parts, self.segments, strict=True)]
+        return top_k(np.concatenate([k for k, _ in found], axis=1), np.concatenate([d for _, d in found], axis=1),
+                     count, lower_is_better=True)
 
     def sets_of(self, rows: Any) -> Any:
         """The stored token sets of some global rows (float32), in the order asked."""

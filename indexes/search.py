@@ -15,7 +15,7 @@ from vecx._lazy import lazy
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
-from vecx.indexes.graph import GRAPH_FILE, open_graph, search_graph
+from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
 from vecx.indexes.segments import StackedIds, live_mask, segments_of, stacked
 from vecx.kernels import top_k
 
@@ -90,8 +90,9 @@ class Searcher:
             self.scan = codescan.CodeScan(stacked([
                 codescan.open_codes(self.version.file(seg.name(codes_info["file"])), int(codes_info["bytes"]),
                                     seg.rows, path) for seg in self.segments]), self.chain.stages[-1])
-        #: One graph per segment (none: scored codes without a navigation graph).
+        #: One graph per segment (none: scored codes without a navigation graph), keyed by global rows.
         self.graphs: list[Any] = []
+        self._graph_set: Any = None
         graph_name = self.manifest["graph"].get("file", GRAPH_FILE)
         g = self.manifest["graph"]
         if graph_name:
@@ -252,7 +253,7 @@ class Searcher:
             mask = (rows >= seg.start) & (rows < seg.stop)
             if not mask.any():
                 continue
-            got = graph.get((rows[mask] - seg.start).astype(np.uint64))  # a tuple of vectors for many keys
+            got = graph.get(rows[mask].astype(np.uint64))  # a tuple of vectors for many keys
             got = np.stack(got) if isinstance(got, tuple) else np.atleast_2d(got)
             if out is None:
                 out = np.empty((len(rows), got.shape[1]), dtype=got.dtype)
@@ -356,15 +357,11 @@ class Searcher:
         return top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
 
     def _each_graph(self, q: Any, count: int, expansion: int | None, exact: bool = False) -> tuple[Any, Any]:
-        """Every segment's graph searched for ``count`` rows; keys as global rows, merged by distance."""
-        if len(self.graphs) == 1:
-            return search_graph(self.graphs[0], q, count, expansion, self.segments[0].rows, exact=exact)
-        keys, dists = [], []
-        for graph, seg in zip(self.graphs, self.segments, strict=True):
-            found, dist = search_graph(graph, q, min(count, seg.rows), expansion, seg.rows, exact=exact)
-            keys.append(np.where(found >= 0, found + seg.start, -1))
-            dists.append(dist)
-        return top_k(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), count, lower_is_better=True)
+        """Every segment's graph searched for ``count`` rows (keys are the index's row numbers), merged by
+        distance: usearch searches the segments in parallel."""
+        if self._graph_set is None:
+            self._graph_set = self.graphs[0] if len(self.graphs) == 1 else GraphSet(self.graphs)
+        return search_graph(self._graph_set, q, count, expansion, self.rows, exact=exact)
 
     def _graph_search(self, codes: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Raw graph search: keys (row numbers, -1 where fewer found) and usearch distances.

@@ -117,12 +117,10 @@ def append(table: str, output: str, *, rescore: str | None = None, options: Buil
             return Change(current, "unchanged", note=f"{table} is already in {output} (same fingerprint); "
                                                      "nothing was added")
         plan = _append_plan(table, source, rescore, change, output)
-        segment, manifest = _build_segment(plan, change, output, next_prefix(segments), options_of(current),
-                                           progress)
+        placed = Segment(next_prefix(segments), sum(s.rows for s in segments), 0, (fingerprint,) if fingerprint else ())
+        segment, manifest = _build_segment(plan, change, output, placed, options_of(current), progress)
         _check_segment_fits(current, manifest, table)
         superseded = _superseded(change.path, segments, plan.source.id_type, segment, output)
-        segment = Segment(segment.prefix, sum(s.rows for s in segments), segment.rows,
-                          (fingerprint,) if fingerprint else ())
         old = _current_tombstones(change, output)
         tombstones = merge_tombstones(old, superseded)
         body = store.manifest_body(current)
@@ -215,16 +213,18 @@ def _append_rescore(table: str, source: Any, rescore: str | None, version: store
     return src
 
 
-def _build_segment(plan: Plan, change: store.Derived, output: str, prefix: str, options: BuildOptions,
+def _build_segment(plan: Plan, change: store.Derived, output: str, segment: Segment, options: BuildOptions,
                    progress: Any) -> tuple[Segment, dict[str, Any]]:
-    """Builds one segment in a scratch directory of the new version, then renames its files in under
-    ``prefix``; returns the segment (start 0: the caller places it) and its own manifest sections."""
+    """Builds one segment (its graphs keyed from ``segment.start``) in a scratch directory of the new
+    version, then renames its files in under its prefix; returns it with its rows, and its own
+    manifest sections."""
+    first_key, prefix = segment.start, segment.prefix
     scratch = os.path.join(change.path, _SCRATCH)
     try:
         os.mkdir(scratch)
     except OSError as exc:
         raise write_failure(output, exc) from None
-    run = Build(plan, scratch, output, options)
+    run = Build(plan, scratch, output, options, first_key)
     try:
         manifest, _ = run.write(progress)
     except BaseException as exc:
@@ -240,7 +240,7 @@ def _build_segment(plan: Plan, change: store.Derived, output: str, prefix: str, 
         store._rmtree(scratch, ignore_errors=False)
     except OSError as exc:
         raise write_failure(output, exc) from None
-    return Segment(prefix, 0, int(manifest["rows"])), manifest
+    return Segment(prefix, first_key, int(manifest["rows"]), segment.fingerprints), manifest
 
 
 def _check_rows_fit(source: Any, version: store.Version, table: str) -> None:
@@ -416,13 +416,13 @@ def compact(index: str, *, max_segments: int = 1, progress: Any = None, wait: bo
             if live_rows:
                 prefix = next_prefix(segments) if keep else ""
                 plan = _compact_plan(searcher, merge, live_rows)
-                segment, built = _build_segment(plan, change, index, prefix, options_of(searcher.manifest), progress)
+                placed = Segment(prefix, first, 0, tuple(f for s in merge for f in s.fingerprints))
+                segment, built = _build_segment(plan, change, index, placed, options_of(searcher.manifest), progress)
                 if (built.get("rescore") or {}).get("multi"):
                     multi: Any = searcher.multi_rescore  # several segments (keep) are a StackedMulti
                     kept = [int(multi.parts[i].offsets[-1]) for i in range(len(keep))]
                     body["rescore"] = {**body["rescore"], "tokens": sum(kept) + built["rescore"]["tokens"]}
-                fingerprints = tuple(f for s in merge for f in s.fingerprints)
-                entries.append(Segment(segment.prefix, first, segment.rows, fingerprints).to_json())
+                entries.append(segment.to_json())
             if not entries:
                 raise UsageError(f"{index}: every row is deleted; compacting would leave an empty index",
                                  hint="rebuild it from new data, or remove it")
