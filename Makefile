@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test test-fast lint man bench bench-quick bench-foundation bench-index bench-pq-seeds clean
+.PHONY: help demo test test-fast lint man bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -111,6 +111,10 @@ bench-quick: install-bench
 # Index, query and eval against raw usearch and faiss (three data sets + a synthetic 1M set: long).
 bench-index: install-bench
 	$(BIN)/python tests/benchmarks/bench_index.py --out bench-index.md
+
+# Append / compact / 4-segment queries against a full rebuild on a synthetic 1M + 100k set (about 15 minutes).
+bench-segments: install-bench
+	$(BIN)/python tests/benchmarks/bench_segments.py --out bench-segments.md
 
 bench-pq-seeds: install-bench
 	$(BIN)/python tests/benchmarks/bench_pq_seeds.py --out bench-pq-seeds.md

@@ -259,7 +259,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
 
     Args:
         input: any supported input path, or ``-`` for stdin.
-        output: ``.parquet`` path, or ``-`` for an Arrow IPC stream on stdout.
+        output: ``.parquet`` path, ``-`` for an Arrow IPC stream on stdout, or ``DIR/`` (a dataset input):
+            one part per input part and a ``_vecx.json`` describing them, swapped in as a whole.
         spec: the chain to apply (``None`` or ``""``: just import).
         seed: fills the seed of stages that were not given one.
         state_file: use a fitted state (from ``vecx fit`` / ``--save-state``) instead of fitting.
@@ -267,12 +268,13 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         read: how to find vectors and ids in raw inputs.
         progress: progress reporter.
     """
-    from vecx.formats.tempfiles import check_output
-    from vecx.formats.writer import TableWriter
+    from vecx.formats.tempfiles import check_output, is_dataset_output
 
     started = time.perf_counter()
     progress = progress or SILENT
-    check_output(output)
+    parts_output = is_dataset_output(output)
+    if not parts_output:
+        check_output(output)
     if save_state is not None:
         if save_state == "-":
             raise UsageError("--save-state -: standard output carries the table (or nothing); give a file",
@@ -286,6 +288,23 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
     else:
         new = Chain.from_spec(spec, source.space, seed) if spec else Chain(source.space)
     source = fit_chain(source, new, progress)
+    if parts_output:
+        return _encode_parts(source, new, output, progress, started, save_state)
+    rows, meta, new = _write_table(source, prior, new, output, progress)
+    if save_state:
+        write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
+    return EncodeReport(output=output, rows=rows, spec=meta["spec"], dim=new.output.dim,
+                        dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
+                        fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
+                        state_file=save_state)
+
+
+def _write_table(source: Source, prior: Chain, new: Chain, output: str, progress: Progress,
+                 on_batch: Any = None) -> tuple[int, dict[str, Any], Chain]:
+    """Encode every row of ``source`` by ``new`` into the table ``output`` (atomically): its rows,
+    metadata and the chain as recorded (its input's norms known only after a raw input's last row)."""
+    from vecx.formats.writer import TableWriter
+
     writer = None
     try:
         writer = TableWriter(output, dtype=new.output.dtype, dim=new.output.dim, id_type=source.id_type,
@@ -300,6 +319,8 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
                 raise DataError(f"{where(source.path, batch.offset + exc.row)}: {exc.detail}",
                                 hint=exc.hint) from None
             writer.write(batch, codes)
+            if on_batch is not None:
+                on_batch(batch)
             progress.advance(len(batch))
         progress.close()
         if not source.is_vecx or getattr(source, "is_stream", False):
@@ -313,11 +334,48 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         if writer is not None:
             writer.abort()
         raise
+    return writer.rows, meta, new
+
+
+def _encode_parts(source: Source, new: Chain, output: str, progress: Progress, started: float,
+                  save_state: str | None) -> EncodeReport:
+    """``-o DIR/``: one output part per input part (``part-00000.parquet`` ..., each with its own full
+    metadata) and ``_vecx.json`` describing the dataset, swapped in as a whole.
+
+    The chain was fitted on the whole dataset, so each part's codes are exactly those the
+    concatenation would get. Raw parts are validated one by one, and their ids across parts.
+    """
+    from vecx.formats.dataset import DATASET_FILE, DatasetSource, combined_fingerprint
+    from vecx.formats.tempfiles import dataset_dir
+
+    if not isinstance(source, DatasetSource):
+        raise UsageError(f"{output}: -o DIR/ writes one part per input part; {source.path} is one file",
+                         hint="give -o FILE.parquet, or a folder, glob or URI of parts as the input")
+    ids: list[Any] = []
+    entries = []
+    last: Any = None
+    with dataset_dir(output) as tmp:
+        for number in range(len(source.parts)):
+            part = source.part(number)
+            name = f"part-{number:05d}.parquet"
+            rows, meta, last = _write_table(part, Chain.from_source(part), new, os.path.join(tmp, name), progress,
+                                            on_batch=(lambda b: ids.append(b.ids)) if part.ids_given else None)
+            entries.append({"path": name, "rows": rows, "fingerprint": meta["fingerprint"],
+                            "source_fingerprint": (meta.get("source") or {}).get("fingerprint")})
+        if ids and not source.is_vecx:
+            from vecx.formats.source import check_unique
+
+            check_unique(source, ids)
+        description = {**metadata.header(), "kind": "dataset", "rows": sum(e["rows"] for e in entries),
+                       "spec": meta["spec"], "parts": entries,
+                       "fingerprint": combined_fingerprint("table", [e["fingerprint"] for e in entries])}
+        with open(os.path.join(tmp, DATASET_FILE), "wb") as handle:
+            handle.write(metadata.dumps(description))
     if save_state:
-        write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
-    return EncodeReport(output=output, rows=writer.rows, spec=meta["spec"], dim=new.output.dim,
+        write_bytes_atomic(save_state, last.state_container(description["fingerprint"]))
+    return EncodeReport(output=output, rows=description["rows"], spec=meta["spec"], dim=new.output.dim,
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
-                        fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
+                        fingerprint=description["fingerprint"], seconds=round(time.perf_counter() - started, 3),
                         state_file=save_state)
 
 
@@ -402,7 +460,9 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
 
     Other vecx Parquet files (ground truth from :func:`truth`) are described by their metadata.
     """
-    if os.path.isdir(path):
+    from vecx.formats.dataset import is_dataset
+
+    if os.path.isdir(path) and (os.path.islink(path) or os.path.exists(os.path.join(path, "manifest.json"))):
         from vecx.indexes import store
 
         directory, manifest = store.open_version(path)
@@ -411,6 +471,8 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
     from vecx.formats.footer import table_metadata
     from vecx.formats.truthfile import other_kind_metadata
 
+    if is_dataset(path):
+        return _dataset_info(path, read)
     fast = table_metadata(path) if read is None or read == ReadOptions() else None
     if fast is not None:  # a vecx Parquet file: everything info reports is in its footer
         return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=fast)
@@ -434,6 +496,18 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
 # --------------------------------------------------------------------------------------
 # Ground truth
 # --------------------------------------------------------------------------------------
+def _dataset_info(path: str, read: ReadOptions | None) -> InfoReport:
+    """:func:`info` of a dataset (parts in a folder, a glob or an object store)."""
+    source = open_source(path, read)
+    parts = len(getattr(source, "parts", [])) or 1
+    report = InfoReport(path=path, format=f"dataset, {parts:,} part{'s' if parts != 1 else ''}", vecx=source.meta)
+    if source.meta is None:
+        report.raw = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
+                      "vector_column": getattr(source, "vector_column", None),
+                      "id_column": getattr(source, "id_column", None), "parts": parts}
+    return report
+
+
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
     """All query vectors (float32) and ids of a (small) query file."""
     source = open_source(path, read)

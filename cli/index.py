@@ -37,7 +37,7 @@ def _add_index(app: typer.Typer) -> None:
         "vecx index new.parquet -o docs.vecx --append          # a new segment; ids already there are replaced",
         "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet --if-changed   # cron: skip if same input",
     ))
-    def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec).", show_default=False)],
+    def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
               rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", min=2, help="Graph edges per node (HNSW M).")] = 16,

@@ -74,10 +74,12 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
         return open_records(path, options)
     if path == "-":
         return _open_stdin(options)
+    from vecx.formats import dataset
+
+    if dataset.is_dataset(path):
+        return _with_id_type(dataset.open_dataset(path, options))
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file", hint="check the path")
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a directory, not a vector file")
     ext = os.path.splitext(path)[1].lower()
     cls = EXTENSIONS.get(ext) or _sniff_file(path)
     return _with_id_type(cls(path, options))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError, where
 from vecx.formats import metadata
-from vecx.formats.source import Batch, ReadOptions, Source, _check_unique
+from vecx.formats.source import Batch, ReadOptions, Source, check_unique
 from vecx.space import JSON, VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -212,7 +212,7 @@ class JsonRecordsSource(Source):
         if total == 0:
             raise self.fail("no records found (empty input)")
         if self.ids_given:
-            _check_unique(self, all_ids)
+            check_unique(self, all_ids)
         self.rows = total
         block = {
             "rows": total, "dim": 0, "dtype": JSON, "metric": "cosine", "normalized": False,

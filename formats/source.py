@@ -287,7 +287,7 @@ class Source:
         if total == 0:
             raise self.fail("no vectors found (empty input)", hint="check the file and --column")
         if self.ids_given:
-            _check_unique(self, all_ids)
+            check_unique(self, all_ids)
         self.rows = total
 
     def _validated_multi(self, batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -382,7 +382,7 @@ def _hash_ids(ids: Any, lengths: Any, data: Any) -> None:
     data.update(memoryview(ids.buffers()[2])[offsets[0]: offsets[-1]])
 
 
-def _check_unique(source: Source, chunks: list[Any]) -> None:
+def check_unique(source: Source, chunks: list[Any]) -> None:
     """Refuse duplicate ids, naming a duplicate and both rows.
 
     Sort-based, so the extra memory is the ids themselves plus 8 bytes per row

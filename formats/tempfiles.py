@@ -174,3 +174,51 @@ def check_output(path: str) -> None:
     if not os.access(directory, os.W_OK):
         raise WriteError(f"{path}: directory {directory} is not writable",
                          hint="choose another output directory, or fix its permissions")
+
+
+def is_dataset_output(path: str) -> bool:
+    """Whether ``-o`` names a dataset folder: a path ending in ``/``, or a folder vecx wrote as one."""
+    from vecx.formats.dataset import DATASET_FILE
+
+    return path.endswith(("/", os.sep)) or os.path.isfile(os.path.join(path, DATASET_FILE))
+
+
+@contextmanager
+def dataset_dir(path: str) -> Iterator[str]:
+    """A temporary folder beside the dataset folder ``path`` to write its parts into; when the block
+    ends without an error it replaces ``path`` (a folder vecx wrote, or nothing), else it is removed.
+
+    The swap is two renames (the old folder aside, the new one in), then the old one is removed:
+    a reader that lists the folder in between finds it missing, never half written.
+    """
+    import shutil
+
+    from vecx.formats.dataset import DATASET_FILE
+
+    target = path.rstrip("/" + os.sep) or path
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: directory {parent} does not exist")
+    if os.path.lexists(target) and not os.path.isfile(os.path.join(target, DATASET_FILE)):
+        if not (os.path.isdir(target) and not os.path.islink(target) and not os.listdir(target)):
+            raise UsageError(f"{path}: exists and is not a dataset folder vecx wrote; vecx will not replace it",
+                             hint="choose another name, or remove it")
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        os.mkdir(tmp)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    try:
+        yield tmp
+        old = None
+        if os.path.lexists(target):
+            old = os.path.join(parent, f".{os.path.basename(target)}.old-{os.getpid()}-{os.urandom(4).hex()}")
+            os.rename(target, old)
+        os.rename(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)

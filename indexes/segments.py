@@ -115,6 +115,13 @@ class Stacked:
             return np.concatenate(pieces) if pieces else np.empty((0, *self.shape[1:]), dtype=self.dtype)
         rows = np.asarray(index, dtype=np.int64)
         flat = rows.reshape(-1)
+        if len(flat) < 2 or bool((flat[1:] >= flat[:-1]).all()):  # sorted (rescoring asks so): a slice per part
+            cuts = np.searchsorted(flat, self.starts).tolist()
+            pieces = [np.asarray(part[flat[lo:hi] - start]) for part, start, lo, hi in
+                      zip(self.parts, self.starts[:-1].tolist(), cuts[:-1], cuts[1:], strict=True) if hi > lo]
+            out = np.concatenate(pieces) if len(pieces) > 1 else pieces[0] if pieces else \
+                np.empty((0, *self.shape[1:]), dtype=self.dtype)
+            return out.reshape(*rows.shape, *self.shape[1:])
         out = np.empty((len(flat), *self.shape[1:]), dtype=self.dtype)
         where = locate(self.starts[:-1], flat)
         for s in np.unique(where).tolist():

@@ -359,3 +359,28 @@ def test_concatenated_parts_under_one_parts_metadata_are_refused(data: dict, tmp
         r = run_vecx(*map(str, args))
         assert r.code == 3 and f"holds {N:,} rows, its vecx metadata says {SPLIT:,}" in r.stderr
     assert not (tmp_path / "glued.vecx").exists() and not (tmp_path / "x.parquet").exists()
+
+
+def test_stacked_views_read_what_the_concatenation_holds() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vecx.indexes.segments import Stacked
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.data())
+    def check(sizes: list[int], data) -> None:
+        rng = np.random.default_rng(sum(sizes))
+        parts = [rng.standard_normal((n, 3)).astype(np.float32) for n in sizes]
+        whole, view = np.concatenate(parts), Stacked(parts)
+        total = len(whole)
+        rows = np.asarray(data.draw(st.lists(st.integers(0, total - 1), max_size=12)), dtype=np.int64)
+        np.testing.assert_array_equal(view[rows], whole[rows])
+        np.testing.assert_array_equal(view[np.sort(rows)], whole[np.sort(rows)])
+        if len(rows) >= 2:
+            np.testing.assert_array_equal(view[rows[: len(rows) // 2 * 2].reshape(2, -1)],
+                                          whole[rows[: len(rows) // 2 * 2].reshape(2, -1)])
+        lo, hi = sorted(data.draw(st.lists(st.integers(0, total + 2), min_size=2, max_size=2)))
+        np.testing.assert_array_equal(view[lo:hi], whole[lo:hi])
+
+    check()
