@@ -668,22 +668,31 @@ def _write_truth(output: str, base_src: Source, q_src: Source, q_ids: Any, base_
 # --------------------------------------------------------------------------------------
 def build_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
                 progress: Progress | None = None, wait: bool = True, on_wait: Any = None,
-                if_changed: bool = False) -> IndexReport:
+                if_changed: bool = False, shards: int = 1, engine: str = "local",
+                scheduler: str | None = None) -> IndexReport:
     """Build the index directory ``output`` from an encoded vector table, and optionally a float table
     of the same rows for exact rescoring (see :func:`vecx.indexes.build.build`).
 
     ``options`` is a :class:`vecx.indexes.build.BuildOptions` (graph parameters, default search
     settings). Concurrent builds of one index take turns (``wait=False``: a BusyError instead);
     ``on_wait(pid)`` is called once if this one waits. ``if_changed``: do nothing when the index
-    is one segment, without deletions, built from tables of the same fingerprints.
+    is one segment, without deletions, built from tables of the same fingerprints. ``shards``: build
+    that many segments, on ``engine`` (``local``, or ``dask`` on the cluster at ``scheduler``; see
+    :mod:`vecx.indexes.shards`).
     """
-    from vecx.indexes.build import build
+    from vecx.indexes.build import BuildOptions, build
 
     if if_changed:
         unchanged = _unchanged(table, output, rescore)
         if unchanged is not None:
             return IndexReport(path=output, manifest=unchanged, action="unchanged", change=_change(ChangeReport(
                 output, "unchanged", 0, 0, 0, note=f"{output} was built from {table} as it is now; nothing to do")))
+    if shards > 1 or engine != "local":
+        from vecx.indexes import shards as shards_mod
+
+        manifest = shards_mod.build(table, output, rescore=rescore, options=options or BuildOptions(), shards=shards,
+                                    engine=engine, scheduler=scheduler, wait=wait, on_wait=on_wait)
+        return IndexReport(path=output, manifest=manifest)
     manifest = build(table, output, rescore=rescore, options=options, progress=progress, wait=wait, on_wait=on_wait)
     return IndexReport(path=output, manifest=manifest)
 

@@ -36,6 +36,7 @@ def _add_index(app: typer.Typer) -> None:
         "vecx index docs.rabitq.parquet -o docs.vecx --scan graph --rescore docs.parquet",
         "vecx index new.parquet -o docs.vecx --append          # a new segment; ids already there are replaced",
         "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet --if-changed   # cron: skip if same input",
+        "vecx index codes/ -o docs.vecx --shards 8 --engine dask --scheduler tcp://head:8786",
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
@@ -49,6 +50,9 @@ def _add_index(app: typer.Typer) -> None:
               pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               append: Annotated[bool, typer.Option("--append", help="Add TABLE's rows to the index as a new segment instead of rebuilding it (builds it if it does not exist). TABLE is encoded by the index's chain, or is earlier in it (e.g. the imported vectors: encoded on the way in, and kept as rescoring vectors when the index rescores with them). Rows whose id is already in the index replace the old rows; a table already appended is skipped. Graph options come from the index.")] = False,
               max_segments: Annotated[Optional[int], typer.Option("--max-segments", metavar="N", min=1, help="With --append: if the index then has more than N segments, merge the newest ones (as 'vecx compact --max-segments N').", show_default=False)] = None,
+              shards: Annotated[int, typer.Option("--shards", metavar="N", min=1, help="Build the index as N segments of nearly equal row ranges (queries merge them); in parallel with --engine dask.")] = 1,
+              engine: Annotated[str, typer.Option("--engine", metavar="local|dask", help="Where the shards are built: local (this process, one after another) or dask (tasks on a Dask cluster: --scheduler, DASK_SCHEDULER_ADDRESS, or else a LocalCluster of this machine; pip install 'vecx[dask]'). Table and index must be on storage every worker reaches.")] = "local",
+              scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786 (default: DASK_SCHEDULER_ADDRESS).", show_default=False)] = None,
               if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore) with the same fingerprints, as one segment without deletions.")] = False,
               no_wait: NoWait = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
@@ -68,6 +72,8 @@ def _add_index(app: typer.Typer) -> None:
             raise UsageError("--max-segments applies to --append (or 'vecx compact --max-segments N')")
         if append and if_changed:
             raise UsageError("--append skips a table already in the index by itself; drop --if-changed")
+        if append and (shards > 1 or engine != "local"):
+            raise UsageError("--shards and --engine build a whole index; --append adds one segment")
         options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
                                expansion_search=expansion_search, oversample=oversample,
                                deterministic=deterministic, scan=scan, pool=pool)
@@ -76,7 +82,8 @@ def _add_index(app: typer.Typer) -> None:
         if append:
             report = api.append_index(table, output, max_segments=max_segments, **common)
         else:
-            report = api.build_index(table, output, if_changed=if_changed, **common)
+            report = api.build_index(table, output, if_changed=if_changed, shards=shards, engine=engine,
+                                     scheduler=scheduler, **common)
         if json:
             emit_json(report)
         elif report.action in ("appended", "unchanged"):

@@ -78,7 +78,7 @@ def filesystem(path: str) -> tuple[Any, str]:
         if "Unrecognized filesystem type" not in str(exc) and scheme != "hf":
             raise UsageError(f"{path}: {exc}") from None
     try:  # schemes pyarrow does not know (hf://): fsspec, if installed with the scheme's package
-        import fsspec  # type: ignore[import-not-found, unused-ignore]
+        import fsspec  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
         fs, inner = fsspec.core.url_to_fs(path)
     except ImportError:
@@ -238,8 +238,18 @@ class DatasetSource(TableSource):
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
         yield from self._convert_all(self._record_batches(batch_rows), batch_rows)
 
-    def _record_batches(self, batch_rows: int) -> Iterator[Any]:
-        for part, rows in zip(self.parts, self.part_rows, strict=True):
+    def batches_from(self, row: int) -> Iterator[Batch]:
+        """The rows of a vecx dataset from the part holding ``row`` on (earlier parts are not read)."""
+        assert self.meta is not None, "row ranges are read from vecx tables only"
+        start = 0
+        for first, rows in enumerate(self.part_rows):
+            if start + rows > row:
+                yield from self._convert_all(self._record_batches(self.batch_rows(), first), self.batch_rows(), start)
+                return
+            start += rows
+
+    def _record_batches(self, batch_rows: int, first: int = 0) -> Iterator[Any]:
+        for part, rows in list(zip(self.parts, self.part_rows, strict=True))[first:]:
             keys = hive_keys(self.root, part)
             try:
                 with self.fs.open_input_file(part) as handle:

@@ -197,8 +197,7 @@ class TableSource(Source):
                             f"{self.dim} (mixed dimensions)", offset + int(bad[0]))
         return width
 
-    def _convert_all(self, record_batches: Iterator[Any], batch_rows: int) -> Iterator[Batch]:
-        offset = 0
+    def _convert_all(self, record_batches: Iterator[Any], batch_rows: int, offset: int = 0) -> Iterator[Batch]:
         for rb in record_batches:
             for start in range(0, rb.num_rows, batch_rows):
                 piece = rb.slice(start, batch_rows)
@@ -210,6 +209,17 @@ class ParquetSource(TableSource):
     """A Parquet file (read in record batches, never whole)."""
 
     kind = "parquet"
+
+    def batches_from(self, row: int) -> Iterator[Batch]:
+        """The rows of a vecx table from the row group holding ``row`` on (earlier groups are not read)."""
+        assert self.meta is not None, "row ranges are read from vecx tables only"
+        start = 0
+        for group in range(self.parquet.num_row_groups):
+            size = self.parquet.metadata.row_group(group).num_rows
+            if start + size > row:
+                yield from self._raw_batches(self.batch_rows(), group, start)
+                return
+            start += size
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         super().__init__(path, options)
@@ -242,9 +252,11 @@ class ParquetSource(TableSource):
             if self.multi:  # the first token's length (a bad first row is reported by the batch reader)
                 self.dim = len(first[0][0]) if self.dim and first[0][0].is_valid else 0
 
-    def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
+    def _raw_batches(self, batch_rows: int, first_group: int = 0, offset: int = 0) -> Iterator[Batch]:
+        groups = range(first_group, self.parquet.num_row_groups)
         try:
-            yield from self._convert_all(self.parquet.iter_batches(batch_size=batch_rows), batch_rows)
+            yield from self._convert_all(self.parquet.iter_batches(batch_size=batch_rows, row_groups=groups),
+                                         batch_rows, offset)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise self.fail(f"cannot read Parquet data ({short_error(exc)})",
                             hint="the file may be truncated or corrupt; re-create it") from None

@@ -104,7 +104,7 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     a :class:`~vecx.errors.BusyError` instead); ``on_wait(pid)`` is called once if this one waits.
     """
     options = options or BuildOptions()
-    plan = _plan(table, rescore, options)
+    plan = plan_build(table, rescore, options)
     with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
@@ -152,7 +152,7 @@ class Plan:
         return USEARCH_DTYPES[self.space.dtype], self.space.dim
 
 
-def _plan(table: str, rescore: str | None, options: BuildOptions) -> Plan:
+def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     """Opens and checks the table (and rescoring table), and chooses the scorer, navigation graph and metric.
 
     Everything that can refuse a build happens here, before the index's writer lock is taken.

@@ -151,6 +151,7 @@ class _Encoded:
         self.space = rest.output
 
     def batches(self) -> Any:
+        """The table's rows, encoded by the rest of the chain."""
         for batch in self.inner.batches():
             yield Batch(batch.offset, batch.ids, self.rest.encode(batch.vectors), batch.payload)
 

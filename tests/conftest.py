@@ -280,6 +280,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         return (yield)
 
 
+def ok(*args: object, env: dict | None = None) -> str:
+    """Run ``vecx ARGS`` (any path-like or number arguments), require exit 0, return its stdout."""
+    r = run_vecx(*map(str, args), env=env)
+    assert r.code == 0, r.stderr
+    return r.out
+
+
 @pytest.fixture
 def vecx():
     """:func:`run_vecx`, as a fixture."""

@@ -15,15 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, ok, run_vecx
 
 N, D = 1200, 16
 
-
-def ok(*args, env: dict | None = None) -> str:
-    r = run_vecx(*map(str, args), env=env)
-    assert r.code == 0, r.stderr
-    return r.out
 
 
 def table(x: np.ndarray, ids: np.ndarray, **payload) -> pa.Table:

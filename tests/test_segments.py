@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx
+from conftest import make_vectors, ok, run_vecx
 
 from vecx.indexes.truth import exact_topk
 
@@ -23,11 +23,6 @@ def write_source(path: Path, x: np.ndarray, ids: list, lang: list[str]) -> Path:
                              "lang": lang}), path)
     return path
 
-
-def ok(*args) -> str:
-    r = run_vecx(*map(str, args))
-    assert r.code == 0, r.stderr
-    return r.out
 
 
 @pytest.fixture(scope="module")
