@@ -254,7 +254,8 @@ def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
 # --------------------------------------------------------------------------------------
 def encode_file(input: str, output: str, spec: str | None = None, *, seed: int | None = None,
                 state_file: str | None = None, save_state: str | None = None,
-                read: ReadOptions | None = None, progress: Progress | None = None) -> EncodeReport:
+                read: ReadOptions | None = None, progress: Progress | None = None, engine: str = "local",
+                scheduler: str | None = None) -> EncodeReport:
     """Read vectors, apply a chain of codecs, write a vector table (Parquet, or Arrow stream for ``-``).
 
     Args:
@@ -267,6 +268,7 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         save_state: also write the new stages' fitted state to this path.
         read: how to find vectors and ids in raw inputs.
         progress: progress reporter.
+        engine, scheduler: where the parts of a ``DIR/`` output are encoded (:mod:`vecx.engines`).
     """
     from vecx.formats.tempfiles import check_output, is_dataset_output
 
@@ -289,7 +291,9 @@ def encode_file(input: str, output: str, spec: str | None = None, *, seed: int |
         new = Chain.from_spec(spec, source.space, seed) if spec else Chain(source.space)
     source = fit_chain(source, new, progress)
     if parts_output:
-        return _encode_parts(source, new, output, progress, started, save_state)
+        return _encode_parts(source, new, output, progress, started, save_state, engine, scheduler)
+    if engine != "local":
+        raise UsageError("--engine applies to a dataset encoded part by part: give -o DIR/")
     rows, meta, new = _write_table(source, prior, new, output, progress)
     if save_state:
         write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
@@ -337,13 +341,36 @@ def _write_table(source: Source, prior: Chain, new: Chain, output: str, progress
     return writer.rows, meta, new
 
 
+@dataclass(frozen=True)
+class _PartTask:
+    """One part of a dataset to encode into ``output`` (what an engine's worker needs)."""
+
+    source: Any
+    number: int
+    chain: Chain
+    output: str
+
+
+def _encode_part(task: _PartTask, progress: Progress = SILENT) -> tuple[dict[str, Any], dict[str, Any], Chain, list]:
+    """Encodes one part (on whichever engine runs it): its ``_vecx.json`` entry, metadata, chain as
+    recorded, and its ids when they must be checked across parts."""
+    part = task.source.part(task.number)
+    ids: list[Any] = []
+    rows, meta, chain = _write_table(part, Chain.from_source(part), task.chain, task.output, progress,
+                                     on_batch=(lambda b: ids.append(b.ids)) if part.ids_given else None)
+    entry = {"path": os.path.basename(task.output), "rows": rows, "fingerprint": meta["fingerprint"],
+             "source_fingerprint": (meta.get("source") or {}).get("fingerprint")}
+    return entry, meta, chain, ids
+
+
 def _encode_parts(source: Source, new: Chain, output: str, progress: Progress, started: float,
-                  save_state: str | None) -> EncodeReport:
+                  save_state: str | None, engine: str = "local", scheduler: str | None = None) -> EncodeReport:
     """``-o DIR/``: one output part per input part (``part-00000.parquet`` ..., each with its own full
     metadata) and ``_vecx.json`` describing the dataset, swapped in as a whole.
 
     The chain was fitted on the whole dataset, so each part's codes are exactly those the
     concatenation would get. Raw parts are validated one by one, and their ids across parts.
+    ``engine`` ``dask`` encodes the parts as tasks on a Dask cluster (:mod:`vecx.engines`).
     """
     from vecx.formats.dataset import DATASET_FILE, DatasetSource, combined_fingerprint
     from vecx.formats.tempfiles import dataset_dir
@@ -351,17 +378,19 @@ def _encode_parts(source: Source, new: Chain, output: str, progress: Progress, s
     if not isinstance(source, DatasetSource):
         raise UsageError(f"{output}: -o DIR/ writes one part per input part; {source.path} is one file",
                          hint="give -o FILE.parquet, or a folder, glob or URI of parts as the input")
-    ids: list[Any] = []
-    entries = []
-    last: Any = None
+    from vecx import engines
+
+    engines.check_engine(engine)
     with dataset_dir(output) as tmp:
-        for number in range(len(source.parts)):
-            part = source.part(number)
-            name = f"part-{number:05d}.parquet"
-            rows, meta, last = _write_table(part, Chain.from_source(part), new, os.path.join(tmp, name), progress,
-                                            on_batch=(lambda b: ids.append(b.ids)) if part.ids_given else None)
-            entries.append({"path": name, "rows": rows, "fingerprint": meta["fingerprint"],
-                            "source_fingerprint": (meta.get("source") or {}).get("fingerprint")})
+        tasks = [_PartTask(source, number, new, os.path.join(tmp, f"part-{number:05d}.parquet"))
+                 for number in range(len(source.parts))]
+        if engine == "local":
+            done = [_encode_part(task, progress) for task in tasks]
+        else:
+            done = engines.run(_encode_part, tasks, engine, scheduler)
+        entries = [entry for entry, _, _, _ in done]
+        meta, last = done[-1][1], done[-1][2]
+        ids = [chunk for _, _, _, part_ids in done for chunk in part_ids]
         if ids and not source.is_vecx:
             from vecx.formats.source import check_unique
 

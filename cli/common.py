@@ -23,6 +23,8 @@ Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help=
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", metavar="NAME", help="Raw input: column or field holding unique ids (default: 'id' if present, else row numbers).", show_default=False)]
 Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine).", show_default=False)]
 Keep = Annotated[Optional[str], typer.Option("--keep", metavar="A,B", help="JSON records: fields to keep as payload columns (comma-separated; shown by 'vecx query --fields').", show_default=False)]
+Engine = Annotated[str, typer.Option("--engine", metavar="local|dask", help="Where parallel work runs (the parts of a -o DIR/ output, an index's --shards): local (this process, one after another) or dask (tasks on a Dask cluster: --scheduler, DASK_SCHEDULER_ADDRESS, or else a LocalCluster of this machine; pip install 'vecx[dask]'). Inputs and outputs must be on storage every worker reaches.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler for --engine dask, e.g. tcp://host:8786 (default: DASK_SCHEDULER_ADDRESS).", show_default=False)]
 StateIn = Annotated[Optional[str], typer.Option("--state", metavar="FILE", help="Apply a fitted state (from 'vecx fit' or --save-state) instead of fitting.", show_default=False)]
 StateOut = Annotated[Optional[str], typer.Option("--save-state", metavar="FILE", help="Also write the fitted state to this file, to reuse on other files.", show_default=False)]
 

@@ -10,6 +10,7 @@ from vecx.cli.common import (
     Bar,
     Column,
     Debug,
+    Engine,
     IdColumn,
     Input,
     Json,
@@ -17,6 +18,7 @@ from vecx.cli.common import (
     Metric,
     Output,
     Quiet,
+    Scheduler,
     Seed,
     StateIn,
     StateOut,
@@ -44,6 +46,7 @@ def register(app: typer.Typer) -> None:
                 ids: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Text file with one id per line (replaces row numbers).", show_default=False)] = None,
                 column: Column = None, id_column: IdColumn = None, metric: Metric = None,
                 multi: Annotated[bool, typer.Option("--multi", help="Multi-vector data: each row holds a set of vectors (Parquet/Arrow list<list<float>> column, JSONL list of lists); stored as list<fixed_size_list>. Detected anyway; this makes it required.")] = False,
+                engine: Engine = "local", scheduler: Scheduler = None,
                 quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Import vectors into a vecx table: validated, fingerprinted, with ids and payload.
 
@@ -59,7 +62,7 @@ def register(app: typer.Typer) -> None:
         check_json_output(json, output)
         report = api.encode_file(input, output, None,
                                  read=replace(read_options(column, id_column, metric, ids), multi=multi),
-                                 progress=Bar(quiet))
+                                 progress=Bar(quiet), engine=engine, scheduler=scheduler)
         report_encode(report, json, quiet)
 
     @app.command("encode", epilog=examples(
@@ -67,10 +70,12 @@ def register(app: typer.Typer) -> None:
         "vecx encode docs.parquet -o docs.i8.parquet --spec int8 --save-state int8.state",
         "vecx encode more.parquet -o more.i8.parquet --state int8.state",
         "vecx encode records.jsonl -o records.parquet --spec vsa:2048,binarize --keep name",
+        "vecx encode s3://bucket/imported/ -o codes/ --spec pq:48x8 --engine dask   # fit once, a task per part",
     ))
     def encode(input: Input, output: Output, spec: SpecOpt = "", state: StateIn = None,
                save_state: StateOut = None, seed: Seed = None,
                column: Column = None, id_column: IdColumn = None, metric: Metric = None, keep: Keep = None,
+               engine: Engine = "local", scheduler: Scheduler = None,
                quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Apply a chain of codecs in one pass; the bytes equal running each stage as its own command.
 
@@ -85,7 +90,8 @@ def register(app: typer.Typer) -> None:
         if not spec and not state:
             raise UsageError("give --spec (e.g. --spec truncate:32,int8) or --state FILE")
         report = api.encode_file(input, output, spec or None, seed=seed, state_file=state, save_state=save_state,
-                                 read=read_options(column, id_column, metric, keep=keep), progress=Bar(quiet))
+                                 read=read_options(column, id_column, metric, keep=keep), progress=Bar(quiet),
+                                 engine=engine, scheduler=scheduler)
         report_encode(report, json, quiet)
 
     @app.command("fit", epilog=examples(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vecx.cli.common import Bar, Debug, Json, Quiet, emit_json, examples, message
+from vecx.cli.common import Bar, Debug, Engine, Json, Quiet, Scheduler, emit_json, examples, message
 
 NoWait = Annotated[bool, typer.Option("--no-wait", help="If another vecx process is writing this index, exit 6 at once instead of waiting for it.")]
 
@@ -51,8 +51,7 @@ def _add_index(app: typer.Typer) -> None:
               append: Annotated[bool, typer.Option("--append", help="Add TABLE's rows to the index as a new segment instead of rebuilding it (builds it if it does not exist). TABLE is encoded by the index's chain, or is earlier in it (e.g. the imported vectors: encoded on the way in, and kept as rescoring vectors when the index rescores with them). Rows whose id is already in the index replace the old rows; a table already appended is skipped. Graph options come from the index.")] = False,
               max_segments: Annotated[Optional[int], typer.Option("--max-segments", metavar="N", min=1, help="With --append: if the index then has more than N segments, merge the newest ones (as 'vecx compact --max-segments N').", show_default=False)] = None,
               shards: Annotated[int, typer.Option("--shards", metavar="N", min=1, help="Build the index as N segments of nearly equal row ranges (queries merge them); in parallel with --engine dask.")] = 1,
-              engine: Annotated[str, typer.Option("--engine", metavar="local|dask", help="Where the shards are built: local (this process, one after another) or dask (tasks on a Dask cluster: --scheduler, DASK_SCHEDULER_ADDRESS, or else a LocalCluster of this machine; pip install 'vecx[dask]'). Table and index must be on storage every worker reaches.")] = "local",
-              scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786 (default: DASK_SCHEDULER_ADDRESS).", show_default=False)] = None,
+              engine: Engine = "local", scheduler: Scheduler = None,
               if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore) with the same fingerprints, as one segment without deletions.")] = False,
               no_wait: NoWait = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:

@@ -88,7 +88,9 @@ class MultiRescore:
         from vecx.errors import DataError
 
         rows = segment.rows
-        self.tokens = np.load(version.file(segment.name(info["file"])), mmap_mode="r")
+        from vecx.indexes.segments import random_access
+
+        self.tokens = random_access(np.load(version.file(segment.name(info["file"])), mmap_mode="r"))
         self.offsets = np.load(version.file(segment.name(info["offsets"])))
         self.dim = int(info["dim"])
         # The manifest counts the tokens of every segment; the caller checks the sum.

@@ -16,7 +16,7 @@ from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
-from vecx.indexes.segments import StackedIds, live_mask, segments_of, stacked
+from vecx.indexes.segments import StackedIds, live_mask, random_access, segments_of, stacked
 from vecx.kernels import top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -119,7 +119,7 @@ class Searcher:
         elif info:
             parts = []
             for seg in self.segments:
-                part = np.load(self.version.file(seg.name(info["file"])), mmap_mode="r")
+                part = random_access(np.load(self.version.file(seg.name(info["file"])), mmap_mode="r"))
                 if part.shape != (seg.rows, info["dim"]):
                     raise DataError(f"{path}: {seg.name(info['file'])} holds {part.shape} values, the manifest "
                                     f"says {seg.rows} x {info['dim']} (damaged)", hint="rebuild the index")

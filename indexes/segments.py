@@ -20,6 +20,7 @@ than answer from its first segment alone.
 
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,24 @@ class Stacked:
             mask = where == s
             out[mask] = self.parts[s][flat[mask] - self.starts[s]]
         return out.reshape(*rows.shape, *self.shape[1:])
+
+
+def random_access(array: Any) -> Any:
+    """Tell the kernel a memory-mapped array is read at random rows (``MADV_RANDOM``), and return it.
+
+    Rescoring reads a few scattered rows per query; the kernel's default read-ahead fetches the
+    neighbouring pages of each as well. On a 10M-row index that turned a cold batch of 100
+    rescored queries from 3.7 s into 0.56 s and mapped 40% fewer pages (BENCHMARKS.md).
+    """
+    handle = getattr(array, "_mmap", None)
+    advise = getattr(handle, "madvise", None)
+    random = getattr(mmap, "MADV_RANDOM", None)
+    if advise is not None and random is not None:
+        try:
+            advise(random)
+        except (OSError, ValueError):
+            pass  # advice only
+    return array
 
 
 def stacked(parts: list[Any]) -> Any:

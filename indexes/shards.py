@@ -6,36 +6,26 @@ its graph keyed by the index's row numbers. The split depends only on the row co
 shards hold the same rows and codes whichever engine ran them; with ``--deterministic`` each
 shard's files are byte-identical too.
 
-Engines (:func:`run`): ``local`` builds the shards one after another in this process (each
-build already uses every core); ``dask`` sends each shard's build to a Dask cluster's workers
-as a task (``--scheduler tcp://HOST:8786`` or ``DASK_SCHEDULER_ADDRESS``; without either a
-``LocalCluster`` of this machine's cores). Workers read the table and write their segment into
+Engines (:mod:`vecx.engines`): ``local`` builds the shards one after another in this process
+(each build already uses every core); ``dask`` sends each shard's build to a Dask cluster's
+workers as a task. Workers read the table and write their segment into
 the new version's directory themselves, so the table and the index must be on storage every
 worker reaches (a shared path; tables may be on an object store). The client then renames the
 segments' files into place and commits the version under the writer lock, as any build does.
-Dask is an optional extra: ``pip install 'vecx[dask]'``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vecx._lazy import lazy
-from vecx.errors import UsageError
+from vecx import engines
 from vecx.formats.source import Batch
 from vecx.formats.tempfiles import write_failure
 from vecx.indexes import store
 from vecx.indexes.build import Build, BuildOptions, plan_build
 from vecx.indexes.segments import Segment
-
-if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
-    import numpy as np
-else:
-    np = lazy("numpy")
-
-ENGINES = ("local", "dask")
 
 
 class RowRange:
@@ -111,41 +101,11 @@ def bounds(rows: int, shards: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(shards)]
 
 
-def check_engine(engine: str) -> None:
-    """A known engine, whose packages are installed (a :class:`UsageError` saying how to install them)."""
-    if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise UsageError("--engine dask needs Dask's distributed scheduler, which is not installed",
-                             hint="pip install 'vecx[dask]'") from None
-
-
-def run(fn: Any, tasks: list[Any], engine: str, scheduler: str | None) -> list[Any]:
-    """``fn`` over ``tasks``, in order: here one by one (``local``), or as tasks on a Dask cluster."""
-    check_engine(engine)
-    if engine == "local":
-        return [fn(task) for task in tasks]
-    from distributed import Client, LocalCluster
-
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    cluster = None if address else LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
-    try:
-        with Client(address or cluster) as client:
-            futures = client.map(fn, tasks, pure=False)
-            return list(client.gather(futures))
-    finally:
-        if cluster is not None:
-            cluster.close()
-
-
 def build(table: str, output: str, *, rescore: str | None, options: BuildOptions, shards: int,
           engine: str = "local", scheduler: str | None = None, wait: bool = True,
           on_wait: Any = None) -> dict[str, Any]:
     """Build ``output`` from ``table`` as ``shards`` segments (see the module's description)."""
-    check_engine(engine)
+    engines.check_engine(engine)
     plan = plan_build(table, rescore, options)  # everything that can refuse the build, before the lock
     rows = plan.source.rows
     if not rows:
@@ -158,7 +118,7 @@ def build(table: str, output: str, *, rescore: str | None, options: BuildOptions
         assert version is not None, "the writer's version directory exists inside its with block"
         tasks = [ShardTask(table, rescore, options, lo, hi, os.path.join(version, f"tmp-shard-{i}"), output)
                  for i, (lo, hi) in enumerate(ranges)]
-        manifests = run(build_shard, tasks, engine, scheduler)
+        manifests = engines.run(build_shard, tasks, engine, scheduler)
         body = _assemble(version, tasks, manifests, output)
         writer.commit(body)
     return store.open_version(output)[1]

@@ -101,3 +101,18 @@ def test_engine_dask_without_dask_says_how_to_install_it(data: dict, tmp_path: P
     assert r.code == 2 and "pip install 'vecx[dask]'" in r.stderr and not (tmp_path / "x.vecx").exists()
     r = run_vecx("index", str(data["dir"] / "i8"), "-o", str(tmp_path / "x.vecx"), "--engine", "spark")
     assert r.code == 2 and "--engine must be one of local, dask" in r.stderr
+
+
+def test_a_dataset_encoded_part_by_part_on_dask_equals_the_local_encoding(data: dict, cluster: str,
+                                                                          tmp_path: Path) -> None:
+    d = data["dir"]
+    ok("encode", d / "imported", "--spec", "pca:12,int8", "-o", f"{tmp_path}/local/")
+    ok("encode", d / "imported", "--spec", "pca:12,int8", "-o", f"{tmp_path}/remote/", "--engine", "dask",
+       "--scheduler", cluster)
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "remote").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes(), name
+    r = run_vecx("encode", str(d / "imported"), "--spec", "f16", "-o", str(tmp_path / "one.parquet"),
+                 "--engine", "dask")
+    assert r.code == 2 and "-o DIR/" in r.stderr

@@ -155,3 +155,16 @@ def machine() -> str:
                  [[NCPU, cpu, f"{mem:.0f} GiB", " / ".join(f"{v:.1f}" for v in os.getloadavg()),
                    platform.python_version(), np.__version__, pa.__version__, usearch.__version__,
                    faiss.__version__]])
+
+
+def command_line() -> str:
+    """How this benchmark script was run, as a reader can rerun it."""
+    return f"python {os.path.relpath(sys.argv[0])} " + shlex.join(sys.argv[1:])
+
+
+def publish(text: str, out: str | None) -> None:
+    """A benchmark's Markdown: written to ``out`` if given, and printed."""
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    print(text)

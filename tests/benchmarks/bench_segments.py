@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from statistics import median
 
 import numpy as np
-from _harness import VECX, log, machine, measure, table, verdict
+from _harness import VECX, command_line, log, machine, measure, publish, table, verdict
 from bench_index import synthetic_rows
 
 NQ, K = 1000, 10
@@ -205,13 +203,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rows, args.rounds, args.latency_queries = 50_000, 2, 100
-    cmdline = "python tests/benchmarks/bench_segments.py " + shlex.join(sys.argv[1:])
     with tempfile.TemporaryDirectory(dir=args.work) as work:
-        text = run(args, work) + f"\n\nCommand: `{cmdline}`\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+        text = run(args, work)
+    publish(f"{text}\n\nCommand: `{command_line()}`\n", args.out)
 
 
 if __name__ == "__main__":
