@@ -40,7 +40,7 @@ def run(fn: Callable[[Any], Any], tasks: list[Any], engine: str = "local", sched
     from distributed import Client, LocalCluster
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    cluster = None if address else LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = None if address else LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0")
     try:
         with Client(address or cluster) as client:
             return list(client.gather(client.map(fn, tasks, pure=False)))

@@ -42,7 +42,7 @@ def cluster():
     """A distributed.LocalCluster with two worker processes, for the test run."""
     distributed = pytest.importorskip("distributed", reason="dask[distributed] is in the test extra")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as c:
+                                  dashboard_address=":0") as c:
         yield c.scheduler_address
 
 

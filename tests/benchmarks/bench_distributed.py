@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, work: str) -> str:
     p = lambda name: os.path.join(work, name)  # noqa: E731
     results: dict[str, dict[str, dict[str, float]]] = {}
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         for engine in ("local", "dask"):
             extra = ["--engine", "dask", "--scheduler", cluster.scheduler_address] if engine == "dask" else []
