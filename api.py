@@ -252,14 +252,14 @@ def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
 # --------------------------------------------------------------------------------------
 # Encoding (import is encoding with an empty chain)
 # --------------------------------------------------------------------------------------
-def encode_file(input: str, output: str, spec: str | None = None, *, seed: int | None = None,
+def encode_file(input: str | list[str], output: str, spec: str | None = None, *, seed: int | None = None,
                 state_file: str | None = None, save_state: str | None = None,
                 read: ReadOptions | None = None, progress: Progress | None = None, engine: str = "local",
                 scheduler: str | None = None) -> EncodeReport:
     """Read vectors, apply a chain of codecs, write a vector table (Parquet, or Arrow stream for ``-``).
 
     Args:
-        input: any supported input path, or ``-`` for stdin.
+        input: any supported input path, ``-`` for stdin, or several Parquet inputs read as one dataset.
         output: ``.parquet`` path, ``-`` for an Arrow IPC stream on stdout, or ``DIR/`` (a dataset input):
             one part per input part and a ``_vecx.json`` describing them, swapped in as a whole.
         spec: the chain to apply (``None`` or ``""``: just import).
@@ -440,7 +440,7 @@ def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) 
     return out
 
 
-def fit_file(input: str, output: str, spec: str, *, seed: int | None = None,
+def fit_file(input: str | list[str], output: str, spec: str, *, seed: int | None = None,
              read: ReadOptions | None = None, progress: Progress | None = None) -> FitReport:
     """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
     progress = progress or SILENT

@@ -13,7 +13,7 @@ import typer
 
 from vecx.errors import UsageError
 
-Input = Annotated[str, typer.Argument(metavar="INPUT", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv), a dataset of Parquet parts (a folder, a glob, or a URI: s3://, gs://, file://, hf://), or - for stdin.", show_default=False)]
+Input = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv), a dataset of Parquet parts (a folder, a glob, or a URI: s3://, gs://, file://, hf://), or - for stdin. Several inputs (Parquet files or datasets) are read as one dataset, in the order given.", show_default=False)]
 Output = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Output .parquet file; DIR/ (trailing slash) for one part per input part of a dataset, plus DIR/_vecx.json; or - for an Arrow IPC stream on stdout.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr (errors still show).")]
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report on stdout.")]

@@ -122,6 +122,26 @@ def find_parts(path: str) -> tuple[Any, str, list[str]]:
     return fs, root, parts
 
 
+def find_many(paths: list[str]) -> tuple[Any, str, list[str]]:
+    """The parts of several inputs (files, folders, globs or URIs on one file system), in the order
+    given (each input's parts in path order), and their common root."""
+    found = [find_parts(path) for path in paths]
+    kinds = {type(fs).__name__ for fs, _, _ in found}
+    if len(kinds) > 1:
+        raise UsageError(f"{' '.join(paths)}: several inputs must be on one file system, "
+                         f"not {', '.join(sorted(kinds))}")
+    parts = [part for _, _, group in found for part in group]
+    if len(set(parts)) != len(parts):
+        raise UsageError(f"{' '.join(paths)}: a part is named twice among the inputs")
+    roots = [root.split("/") for _, root, _ in found]
+    common = []
+    for level in zip(*roots, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return found[0][0], "/".join(common), parts
+
+
 def _list(fs: Any, root: str, path: str) -> list[str]:
     try:
         return [i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))
@@ -236,7 +256,17 @@ class DatasetSource(TableSource):
         self.meta = combined
 
     def _raw_batches(self, batch_rows: int) -> Iterator[Batch]:
-        yield from self._convert_all(self._record_batches(batch_rows), batch_rows)
+        batches = self._convert_all(self._record_batches(batch_rows), batch_rows)
+        if self.meta is None or len(self.parts) == 1:
+            yield from batches  # raw rows are validated (ids included) by Source; one vecx part was when written
+            return
+        from vecx.formats.source import check_unique
+
+        ids = []  # vecx parts were each checked alone, perhaps by different runs: check their ids together
+        for batch in batches:
+            ids.append(batch.ids)
+            yield batch
+        check_unique(self, ids)
 
     def batches_from(self, row: int) -> Iterator[Batch]:
         """The rows of a vecx dataset from the part holding ``row`` on (earlier parts are not read)."""
@@ -282,9 +312,15 @@ def _chain_keys(meta: dict[str, Any]) -> tuple[Any, ...]:
     return stages, tuple(sorted(vector.items())), tuple(sorted(meta["id"].items()))
 
 
-def open_dataset(path: str, options: ReadOptions) -> DatasetSource:
-    """Open a dataset input (see :func:`is_dataset`)."""
+def open_dataset(path: str | list[str], options: ReadOptions) -> DatasetSource:
+    """Open a dataset input (see :func:`is_dataset`), or several inputs read as one dataset in the
+    order given (each a Parquet file, folder, glob or URI)."""
+    name = path if isinstance(path, str) else " ".join(path)
     if options.ids_file:
-        raise UsageError(f"{path}: --ids applies to one file; a dataset's ids come from its parts' id column")
-    return DatasetSource(path, options)
+        raise UsageError(f"{name}: --ids applies to one file; a dataset's ids come from its parts' id column")
+    if isinstance(path, str):
+        return DatasetSource(path, options)
+    if "-" in path:
+        raise UsageError("- (standard input) cannot be one of several inputs")
+    return DatasetSource(name, options, find_many(path))
 

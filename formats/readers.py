@@ -63,9 +63,16 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def open_source(path: str, options: ReadOptions | None = None) -> Source:
-    """Open any supported input. ``-`` reads standard input."""
+def open_source(path: str | list[str], options: ReadOptions | None = None) -> Source:
+    """Open any supported input. ``-`` reads standard input; several paths are read as one dataset
+    of Parquet parts, in the order given (see :mod:`vecx.formats.dataset`)."""
     options = options or ReadOptions()
+    if not isinstance(path, str):
+        if len(path) != 1:
+            from vecx.formats import dataset
+
+            return _with_id_type(dataset.open_dataset(list(path), options))
+        path = path[0]
     if options.metric is not None and options.metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
     if options.records:  # a chain that starts with a JSON codec (vsa) reads parsed records

@@ -187,3 +187,23 @@ def test_datasets_on_s3(parts: dict, s3: dict) -> None:
     assert "dataset, 1 part" in ok("info", "s3://vecx-test/codes/", env=env)
     r = run_vecx("import", "s3://vecx-test/nothing-here/", "-o", str(d / "x.parquet"), env=env)
     assert r.code == 3 and "no such file or directory" in r.stderr
+
+
+def test_several_inputs_are_one_dataset_in_the_order_given(parts: dict) -> None:
+    d, root = parts["dir"], parts["root"]
+    # Given out of path order: the order given is the order read.
+    ok("import", root / "lang=en", root / "lang=de" / "part-00000.snappy.parquet", f"{root}/lang=fr/*.parquet",
+       "-o", d / "several.parquet")
+    got = pq.read_table(d / "several.parquet")
+    order = np.r_[500:900, 0:500, 900:N]
+    assert got["id"].to_pylist() == parts["ids"][order].tolist()
+    np.testing.assert_array_equal(vectors(d / "several.parquet"), parts["x"][order])
+    assert got["lang"].to_pylist() == parts["lang"][order].tolist()
+    # vecx parts written by different runs: their ids are checked together, and nothing is written.
+    ok("import", root / "lang=de", "-o", d / "de.parquet")
+    ok("import", root / "lang=de", "-o", d / "de-again.parquet")
+    r = run_vecx("encode", str(d / "de.parquet"), str(d / "de-again.parquet"), "--spec", "f16", "-o",
+                 str(d / "twice.parquet"))
+    assert r.code == 3 and "duplicate id 0" in r.stderr and not (d / "twice.parquet").exists()
+    r = run_vecx("import", str(d / "de.parquet"), "-", "-o", str(d / "x.parquet"))
+    assert r.code == 2 and "standard input" in r.stderr
