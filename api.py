@@ -863,11 +863,13 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         rows, scores, query_ids = _search_queries(searcher, k, oversample, expansion, allowed, like=like,
                                                   multi_vector=multi_vector, json=json, vector=vector)
         taken = searcher.lookup(rows[rows >= 0], ["id", *fields])
+        live = searcher.live  # deleted rows match no filter
+        matching = None if allowed is None else int((allowed if live is None else allowed & live).sum())
     finally:
         searcher.close()
     out = _query_entries(rows, scores, taken, fields, like, query_ids)
     return QueryResult(queries=out, k=int(rows.shape[1]), clamped=rows.shape[1] < k and allowed is None,
-                       matching_rows=None if allowed is None else int(allowed.sum()))
+                       matching_rows=matching)
 
 
 def _result_fields(fields: list[str] | None, names: list[str], index: str) -> list[str]:

@@ -149,6 +149,9 @@ def test_upsert_replaces_rows_and_delete_hides_them(data: dict, tmp_path: Path) 
     for found in query_ids(index, tmp_path / "gone.npy", 10, "--where", "id < 400", "--expansion", "300"):
         assert not gone & set(found) and len(found) == 10
     assert run_vecx("query", index, "--like", "100").code == 3
+    from vecx import api
+
+    assert api.query(str(index), like=[98], where="id < 400", k=5).matching_rows == 400 - len(gone)
     liked = json.loads(ok("query", index, "--like", "98", "-k", 30).splitlines()[0])["results"]
     assert not gone & {r["id"] for r in liked} and 98 not in {r["id"] for r in liked}
     # Recall over the live rows, against their exact truth (the moved rows hold their new vectors).
