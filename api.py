@@ -515,9 +515,7 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
     report = InfoReport(path=path, format=source.kind, vecx=source.meta,
                         file_bytes=os.path.getsize(path) if path != "-" and os.path.exists(path) else None)
     if source.meta is None:
-        report.raw = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
-                      "vector_column": getattr(source, "vector_column", getattr(source, "vector_field", None)),
-                      "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
+        report.raw = _raw_layout(source)
     return report
 
 
@@ -531,10 +529,15 @@ def _dataset_info(path: str, read: ReadOptions | None) -> InfoReport:
     parts = len(getattr(source, "parts", [])) or 1
     report = InfoReport(path=path, format=f"dataset, {parts:,} part{'s' if parts != 1 else ''}", vecx=source.meta)
     if source.meta is None:
-        report.raw = {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
-                      "vector_column": getattr(source, "vector_column", None),
-                      "id_column": getattr(source, "id_column", None), "parts": parts}
+        report.raw = {**_raw_layout(source), "parts": parts}
     return report
+
+
+def _raw_layout(source: Source) -> dict[str, Any]:
+    """What :func:`info` reports of a raw input: rows, dimension, payload, and where it found vectors and ids."""
+    return {"rows": source.rows, "dim": source.dim, "payload": [f.name for f in source.payload_fields],
+            "vector_column": getattr(source, "vector_column", getattr(source, "vector_field", None)),
+            "id_column": getattr(source, "id_column", getattr(source, "id_field", None))}
 
 
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
@@ -735,8 +738,6 @@ def _change(report: ChangeReport) -> dict[str, Any]:
 def _unchanged(table: str, output: str, rescore: str | None) -> dict[str, Any] | None:
     """The index's manifest if it was built, as one segment without deletions, from ``table`` (and
     ``rescore``) as they are now; else ``None``."""
-    import os
-
     from vecx.formats.readers import open_source
     from vecx.indexes import store
 
@@ -890,13 +891,7 @@ def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index:
     one), read from only the columns it mentions; a column the index does not have is a usage error."""
     from vecx.indexes import where as where_mod
 
-    if not where:
-        return None
-    mentioned = where_mod.columns_of(where)
-    for name in mentioned:
-        if name not in names and name != "id":
-            raise UsageError(f"--where: no column {name!r} in {index}; columns: {', '.join(['id', *names])}")
-    return where_mod.evaluate(where, searcher.rows_table(mentioned or ["id"]))
+    return where_mod.mask(where, names, searcher.rows_table, index) if where else None
 
 
 def _search_queries(searcher: Searcher, k: int, oversample: int | None, expansion: int | None, allowed: Any, *,

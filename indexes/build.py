@@ -108,17 +108,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
     with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
-        run = Build(plan, version, output, options)
-        try:
-            manifest, known = run.write(progress)
-            writer.commit(manifest, known=known)
-        except BaseException as exc:
-            run.stop()
-            if isinstance(exc, OSError):
-                raise write_failure(output, exc) from None
-            if isinstance(exc, RuntimeError) and "terminated" in str(exc):
-                raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
-            raise
+        manifest, known = Build(plan, version, output, options).written(progress)
+        writer.commit(manifest, known=known)
     _, manifest = store.open_version(output)
     return manifest
 
@@ -249,6 +240,19 @@ class Build:
         }
         copier = self.copier
         return manifest, {"rescore.npy": copier.checksum} if copier is not None and copier.checksum else None
+
+    def written(self, progress: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]] | None]:
+        """:meth:`write`; after a failure, :meth:`stop` first, and the error as users get it: an OS error
+        as a write failure naming the index, usearch's stop on a signal as the interrupt it was."""
+        try:
+            return self.write(progress)
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, OSError):
+                raise write_failure(self.output, exc) from None
+            if isinstance(exc, RuntimeError) and "terminated" in str(exc):
+                raise KeyboardInterrupt from None  # usearch's own word for an add stopped by a signal
+            raise
 
     def _add_rows(self, graph: Any, progress: Any) -> tuple[int, str | None]:
         """Feeds every batch to the graph (or the codes file), rows.parquet and the id files.

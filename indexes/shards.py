@@ -85,12 +85,7 @@ def build_shard(task: ShardTask) -> dict[str, Any]:
     if plan.rescore_src is not None:
         plan.rescore_src = RowRange(plan.rescore_src, task.start, task.stop)
     os.makedirs(task.directory, exist_ok=True)
-    run = Build(plan, task.directory, task.output, task.options, task.start)
-    try:
-        manifest, _ = run.write(None)
-    except BaseException:
-        run.stop()
-        raise
+    manifest, _ = Build(plan, task.directory, task.output, task.options, task.start).written(None)
     return manifest
 
 

@@ -120,7 +120,7 @@ def append(table: str, output: str, *, rescore: str | None = None, options: Buil
         placed = Segment(next_prefix(segments), sum(s.rows for s in segments), 0, (fingerprint,) if fingerprint else ())
         segment, manifest = _build_segment(plan, change, output, placed, options_of(current), progress)
         _check_segment_fits(current, manifest, table)
-        superseded = _superseded(change.path, segments, plan.source.id_type, segment, output)
+        superseded = _superseded(change.path, segments, segment)
         old = _current_tombstones(change, output)
         tombstones = merge_tombstones(old, superseded)
         body = store.manifest_body(current)
@@ -225,16 +225,7 @@ def _build_segment(plan: Plan, change: store.Derived, output: str, segment: Segm
         os.mkdir(scratch)
     except OSError as exc:
         raise write_failure(output, exc) from None
-    run = Build(plan, scratch, output, options, first_key)
-    try:
-        manifest, _ = run.write(progress)
-    except BaseException as exc:
-        run.stop()
-        if isinstance(exc, OSError):
-            raise write_failure(output, exc) from None
-        if isinstance(exc, RuntimeError) and "terminated" in str(exc):
-            raise KeyboardInterrupt from None
-        raise
+    manifest, _ = Build(plan, scratch, output, options, first_key).written(progress)
     try:
         for name in store.segment_files(manifest):
             os.rename(os.path.join(scratch, name), os.path.join(change.path, prefix + name))
@@ -262,7 +253,8 @@ def _check_rows_fit(source: Any, version: store.Version, table: str) -> None:
 
 
 def _check_segment_fits(current: dict[str, Any], new: dict[str, Any], table: str) -> None:
-    """A new segment must be searchable as the index's others are: same graph, codes, ids and payload."""
+    """A new segment must be searchable as the index's others are: same graph, codes and rescoring vectors
+    (ids and payload were checked before it was built: :func:`_check_rows_fit`)."""
     checks = [("graph", ("dtype", "ndim", "metric")), ("codes", ("bytes", "spec")), ("rescore", ("dtype", "dim"))]
     for section, keys in checks:
         a, b = current.get(section) or {}, new.get(section) or {}
@@ -273,24 +265,15 @@ def _check_segment_fits(current: dict[str, Any], new: dict[str, Any], table: str
     if bool((current.get("graph") or {}).get("file")) != bool((new.get("graph") or {}).get("file")):
         raise MismatchError(f"{table}: would be built with{'out' if current['graph'].get('file') else ''} a graph, "
                             "unlike the index's segments")
-    if current.get("ids") != new.get("ids"):
-        raise MismatchError(f"{table}: its ids are {new.get('ids') or 'of another type'}, the index's "
-                            f"{current.get('ids') or 'another type'}", hint="append rows with ids of the same type")
-    if list(current.get("columns", [])) != list(new.get("columns", [])):
-        raise MismatchError(f"{table}: payload columns {', '.join(new.get('columns', [])) or '(none)'}; the index has "
-                            f"{', '.join(current.get('columns', [])) or '(none)'}",
-                            hint="append rows with the same payload columns (same names, same order)")
 
 
-def _superseded(version: str, segments: list[Segment], id_type: Any, new: Segment, output: str) -> Any:
-    """Global rows of the existing segments whose ids the new segment holds again (upserts)."""
+def _superseded(version: str, segments: list[Segment], new: Segment) -> Any:
+    """Global rows of the existing segments whose ids the new segment holds again (upserts; the id
+    types were checked to agree before it was built)."""
     new_ids = pq.read_table(os.path.join(version, new.name("rows.parquet")), columns=["id"])["id"]
     rows = []
     for seg in segments:
         old = pq.read_table(os.path.join(version, seg.name("rows.parquet")), columns=["id"])["id"]
-        if old.type != new_ids.type:
-            raise MismatchError(f"{output}: holds ids of type {old.type}; the appended rows' are {new_ids.type}",
-                                hint="append rows with ids of the index's type")
         hits = np.flatnonzero(np.asarray(pc.is_in(old, value_set=new_ids.combine_chunks())))
         rows.append(hits + seg.start)
     return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
@@ -363,11 +346,7 @@ def _rows_to_delete(searcher: Searcher, ids: list[Any], where: str | None, index
         missing = bad + [v for v in wanted.to_pylist() if v not in present]
         picked |= hit
     if where:
-        names = ["id", *searcher.payload_names()]
-        for name in where_mod.columns_of(where):
-            if name not in names:
-                raise UsageError(f"--where: no column {name!r} in {index}; columns: {', '.join(names)}")
-        picked |= np.asarray(where_mod.evaluate(where, searcher.rows_table(where_mod.columns_of(where) or ["id"])),
+        picked |= np.asarray(where_mod.mask(where, searcher.payload_names(), searcher.rows_table, index),
                              dtype=bool) & live
     return np.flatnonzero(picked), missing
 

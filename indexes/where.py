@@ -258,3 +258,15 @@ def evaluate(text: str, table: Any) -> Any:
     """Boolean numpy mask of the rows of ``table`` matching the filter (null counts as no match)."""
     mask = _Parser(text, table).parse()
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def mask(text: str, names: list[str], read: Any, where: str) -> Any:
+    """The boolean mask a filter lets through over rows with an ``id`` and the payload columns
+    ``names``, read (``read(columns)``: a table of them) from only the columns it mentions; a
+    column that is not there is a :class:`UsageError` naming ``where`` and the columns there are."""
+    mentioned = columns_of(text)
+    for name in mentioned:
+        if name not in names and name != "id":
+            raise UsageError(f"--where: no column {name!r} in {where}; columns: {', '.join(['id', *names])}")
+    return evaluate(text, read(mentioned or ["id"]))
+

@@ -159,7 +159,7 @@ def machine() -> str:
 
 def command_line() -> str:
     """How this benchmark script was run, as a reader can rerun it."""
-    return f"python {os.path.relpath(sys.argv[0])} " + shlex.join(sys.argv[1:])
+    return "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
 def publish(text: str, out: str | None) -> None:

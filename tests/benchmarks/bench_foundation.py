@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
-from _harness import NCPU, PY, VECX, interleaved, log, machine, table, verdict
+from _harness import NCPU, PY, VECX, command_line, interleaved, log, machine, table, verdict
 
 DIM, NQ, K, BATCH = 384, 1000, 100, 16384
 
@@ -122,7 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rows, args.rows_large, args.repeat = 100_000, 0, 1
-    cmdline = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    cmdline = command_line()
     work = args.work or tempfile.mkdtemp(prefix="vecx-bench-", dir="/tmp")
     os.makedirs(work, exist_ok=True)
     made = set(os.listdir(work))

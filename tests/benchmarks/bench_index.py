@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from statistics import median
@@ -33,7 +31,19 @@ from statistics import median
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _harness import PY, VECX, drop_caches, interleaved, log, machine, paired_ratios, remove, table, verdict
+from _harness import (
+    PY,
+    VECX,
+    command_line,
+    drop_caches,
+    interleaved,
+    log,
+    machine,
+    paired_ratios,
+    remove,
+    table,
+    verdict,
+)
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = {"debian-minilm-30k": "cosine", "glove50-100k": "cosine", "sift128-images-30k": "l2"}
@@ -368,7 +378,7 @@ def main() -> None:
         ap.error(f"unknown data set(s) {', '.join(sorted(set(names) - set(SETS)))}; choose from {', '.join(SETS)}")
     if {e for e in args.synthetic_encodings.split(",") if e} - set(ENCODINGS):
         ap.error(f"--synthetic-encodings: choose from {', '.join(ENCODINGS)}")
-    cmdline = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    cmdline = command_line()
     work = tempfile.mkdtemp(prefix="vecx-bench-index-", dir=args.work or "/tmp")  # removed at the end
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # vecx (editable) would otherwise recompile on every start
     os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")

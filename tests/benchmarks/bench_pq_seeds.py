@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 import time
 from functools import partial
 
 import numpy as np
-from _harness import log, machine, table
+from _harness import command_line, log, machine, table
 from bench_index import K, recall, rescore
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
@@ -72,7 +70,7 @@ def main() -> None:
     ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
     args = ap.parse_args()
     sets = args.sets or ["sift128-images-30k:8", "glove50-100k:10"]
-    cmdline = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    cmdline = command_line()
     rows = []
     for item in sets:
         name, _, shape = item.partition(":")
