@@ -22,7 +22,11 @@ class LazyModule(ModuleType):
         return target
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._load(), attr)
+        # Kept on the stand-in: the next look-up of the name is a plain module attribute, not a call
+        # (hot loops read ``np.where`` and the like thousands of times a second).
+        value = getattr(self._load(), attr)
+        self.__dict__[attr] = value
+        return value
 
 
 def lazy(name: str) -> Any:

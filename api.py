@@ -18,6 +18,7 @@ from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError, RowError, UsageError, where
 from vecx.formats import metadata, state
+from vecx.formats.inmemory import accepts_arrays
 from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
 from vecx.formats.source import check_payload_names
 from vecx.formats.tempfiles import write_bytes_atomic
@@ -111,13 +112,15 @@ class CodecInfo(Report):
 class InfoReport(Report):
     """What a file or index holds (:func:`info`): its ``vecx`` metadata, or the layout of a raw input."""
 
-    optional: ClassVar[tuple[str, ...]] = ("version", "file_bytes", "raw")
+    optional: ClassVar[tuple[str, ...]] = ("version", "file_bytes", "raw", "columns")
     path: str
     format: str
     vecx: dict[str, Any] | None
     version: str | None = None
     file_bytes: int | None = None
     raw: dict[str, Any] | None = None
+    #: Payload columns of a vector table (what ``--fields`` and ``--where`` name, beside ``id``).
+    columns: list[str] | None = None
 
 
 @dataclass
@@ -252,6 +255,7 @@ def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
 # --------------------------------------------------------------------------------------
 # Encoding (import is encoding with an empty chain)
 # --------------------------------------------------------------------------------------
+@accepts_arrays("input")
 def encode_file(input: str | list[str], output: str, spec: str | None = None, *, seed: int | None = None,
                 state_file: str | None = None, save_state: str | None = None,
                 read: ReadOptions | None = None, progress: Progress | None = None, engine: str = "local",
@@ -440,6 +444,7 @@ def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) 
     return out
 
 
+@accepts_arrays("input")
 def fit_file(input: str | list[str], output: str, spec: str, *, seed: int | None = None,
              read: ReadOptions | None = None, progress: Progress | None = None) -> FitReport:
     """Fit a chain on (a seeded sample of) an input and write only its state container to ``output``."""
@@ -464,7 +469,9 @@ def explain(spec: str, dim: int, *, dtype: str = "float32", metric: str = "cosin
             normalized: bool = False, seed: int | None = None, multi: bool = False) -> ExplainReport:
     """What a chain would produce on ``dim``-d input (sets of vectors if ``multi``), stage by stage,
     without running it."""
-    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, metric, normalized, multi=multi), seed)
+    from vecx.space import canonical_metric
+
+    chain = Chain.from_spec(spec, VectorSpec(dim, dtype, canonical_metric(metric), normalized, multi=multi), seed)
     rows = chain.explain()
     return ExplainReport(spec=chain.spec, stages=rows,
                          compression=round(rows[0]["bytes_per_vector"] / rows[-1]["bytes_per_vector"], 3))
@@ -504,7 +511,11 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
         return _dataset_info(path, read)
     fast = table_metadata(path) if read is None or read == ReadOptions() else None
     if fast is not None:  # a vecx Parquet file: everything info reports is in its footer
-        return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=fast)
+        import pyarrow.parquet as pq
+
+        vector_column = (fast.get("vector") or {}).get("column", "vector")
+        payload = [n for n in pq.read_schema(path).names if n not in ("id", vector_column)]
+        return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=fast, columns=payload)
     other = other_kind_metadata(path)
     if other is not None:
         return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=other)
@@ -513,7 +524,8 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
         for _ in source.batches():  # a stream's final metadata comes at its end
             pass
     report = InfoReport(path=path, format=source.kind, vecx=source.meta,
-                        file_bytes=os.path.getsize(path) if path != "-" and os.path.exists(path) else None)
+                        file_bytes=os.path.getsize(path) if path != "-" and os.path.exists(path) else None,
+                        columns=[f.name for f in source.payload_fields] if source.meta is not None else None)
     if source.meta is None:
         report.raw = _raw_layout(source)
     return report
@@ -556,6 +568,7 @@ def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]
     return source, pa.chunked_array(ids).combine_chunks(), np.concatenate(vectors)
 
 
+@accepts_arrays("base", "queries")
 def truth(base: str, queries: str, output: str, k: int = 100, *, read_base: ReadOptions | None = None,
           read_queries_options: ReadOptions | None = None, progress: Progress | None = None,
           maxsim: bool = False) -> TruthReport:
@@ -698,6 +711,7 @@ def _write_truth(output: str, base_src: Source, q_src: Source, q_ids: Any, base_
 # --------------------------------------------------------------------------------------
 # Building and querying an index
 # --------------------------------------------------------------------------------------
+@accepts_arrays("table", "rescore")
 def build_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
                 progress: Progress | None = None, wait: bool = True, on_wait: Any = None,
                 if_changed: bool = False, shards: int = 1, engine: str = "local",
@@ -769,16 +783,18 @@ def _change_report(path: str, change: Any) -> ChangeReport:
                         note=change.note)
 
 
+@accepts_arrays("table", "rescore")
 def append_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
-                 max_segments: int | None = None, progress: Progress | None = None, wait: bool = True,
-                 on_wait: Any = None) -> IndexReport:
+                 max_segments: int | None = None, auto_merge: bool = True, progress: Progress | None = None,
+                 wait: bool = True, on_wait: Any = None) -> IndexReport:
     """Add a table's rows to an index as a new segment; rows with ids already in it replace the old
     ones. A table encoded by the index's chain is added as it is; a table earlier in the chain (the
-    imported vectors) is encoded on the way in. See :func:`vecx.indexes.update.append`."""
+    imported vectors) is encoded on the way in. The newest segments are then merged as
+    ``auto_merge`` and ``max_segments`` ask. See :func:`vecx.indexes.update.append`."""
     from vecx.indexes import update
 
     change = update.append(table, output, rescore=rescore, options=options, max_segments=max_segments,
-                           progress=progress, wait=wait, on_wait=on_wait)
+                           auto_merge=auto_merge, progress=progress, wait=wait, on_wait=on_wait)
     return IndexReport(path=output, manifest=change.manifest, action=change.action,
                        change=_change(_change_report(output, change)))
 
@@ -801,13 +817,17 @@ def compact_index(index: str, *, max_segments: int = 1, progress: Progress | Non
 
 
 def _query_vectors(path: str, expected_dim: int) -> tuple[Any, list[Any] | None]:
-    """Query vectors from a file or stdin (``-``: JSONL lines, a list or {"vector": [...]} each)."""
+    """Query vectors from a file or stdin (``-``): JSONL lines (a list or {"vector": [...]} each), or
+    what ``vecx import -`` reads (a ``.npy``, an Arrow stream such as ``vecx ... -o -`` writes, CSV)."""
     from vecx.formats.queries import is_npy, read_jsonl_vectors, read_plain_npy
 
     if path == "-":
         import sys
 
-        return read_jsonl_vectors(sys.stdin.buffer, expected_dim)
+        stream = sys.stdin.buffer
+        head = stream.peek(64)[:64] if hasattr(stream, "peek") else b"["
+        if head.lstrip()[:1] in (b"[", b"{") or not head:
+            return read_jsonl_vectors(stream, expected_dim)
     if is_npy(path):
         q = read_plain_npy(path)
         if q is not None:
@@ -831,6 +851,7 @@ def _query_sets(path: str) -> tuple[Any, list[Any] | None]:
     return sets, ids.to_pylist() if source.ids_given else None
 
 
+@accepts_arrays("vector")
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
           oversample: int | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
@@ -969,6 +990,7 @@ def _choose_scan(searcher: Any, scan: str | None) -> None:
     _ = searcher.scan_mode  # a usage error now if this index cannot scan that way
 
 
+@accepts_arrays("queries", "truth_path")
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
@@ -978,7 +1000,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
     index keeps float rescoring vectors of the original space, is computed exactly on the fly.
     """
-    from vecx.formats.truthfile import read_truth_meta, read_truth_rows
+    from vecx.formats.truthfile import read_truth_file, read_truth_meta
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
     from vecx.indexes.search import Searcher, read_json
@@ -994,12 +1016,13 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     q = searcher.check_queries(q, queries)
     source_fp = (read_json(searcher.version, "table.json").get("source") or {}).get("fingerprint")
     if truth_path:
-        meta = read_truth_meta(truth_path)
-        truth_fp = meta.get("base", {}).get("source_fingerprint")
-        if truth_fp and source_fp and truth_fp != source_fp:
-            raise MismatchError(f"{truth_path}: ground truth was computed on other data than {index}",
-                                hint="compute it with 'vecx truth' on the table this index was built from")
-        truth = read_truth_rows(truth_path, searcher.rows)
+        if not truth_path.endswith(".npy"):  # a .npy of row numbers carries no provenance to check
+            meta = read_truth_meta(truth_path)
+            truth_fp = meta.get("base", {}).get("source_fingerprint")
+            if truth_fp and source_fp and truth_fp != source_fp:
+                raise MismatchError(f"{truth_path}: ground truth was computed on other data than {index}",
+                                    hint="compute it with 'vecx truth' on the table this index was built from")
+        truth = read_truth_file(truth_path, searcher.rows)
         if len(truth) != len(q):
             raise MismatchError(f"{truth_path}: has {len(truth)} queries, {queries} has {len(q)}")
         truth_source = truth_path

@@ -95,10 +95,10 @@ class Chain:
         return cls.from_table(source.meta, source.state_blob, source.path)
 
     @classmethod
-    def from_state_file(cls, path: str, input: VectorSpec, spec: str | None = None,
+    def from_state_file(cls, path: str, input: VectorSpec | None, spec: str | None = None,
                         seed: int | None = None) -> Chain:
         """A fitted chain from a state file (``vecx fit``, ``--save-state``), checked against the space of
-        the data it will be applied to and, if given, against ``spec``."""
+        the data it will be applied to (``None``: the space it was fitted on) and, if given, against ``spec``."""
         try:
             with open(path, "rb") as handle:
                 blob = handle.read()
@@ -107,6 +107,7 @@ class Chain:
         meta, arrays = state.unpack(blob, path)
         metadata.complete_state(meta, path)
         fitted_for = VectorSpec.from_json(meta["input"])
+        input = input or fitted_for
         if (fitted_for.dim, fitted_for.dtype, fitted_for.metric) != (input.dim, input.dtype, input.metric):
             raise MismatchError(
                 f"{path}: state was fitted on {fitted_for.dim}-d {fitted_for.dtype} {fitted_for.metric} vectors; "

@@ -19,6 +19,23 @@ CODES = "codes"
 #: Parsed JSON records (the input of ``vsa``): not vectors, so ``dim`` is 0 and a row takes no vector bytes.
 JSON = "json"
 METRICS = ("cosine", "ip", "l2")
+#: Other names the ecosystem uses for them (ann-benchmarks, faiss, usearch, sentence-transformers).
+METRIC_ALIASES = {"angular": "cosine", "cos": "cosine", "dot": "ip", "inner_product": "ip", "euclidean": "l2",
+                  "l2sq": "l2", "sqeuclidean": "l2"}
+
+
+def canonical_metric(name: str, option: str = "--metric") -> str:
+    """The vecx name of a metric (``angular`` is ``cosine``, ``euclidean`` ``l2``, ``dot`` ``ip``); a
+    :class:`~vecx.errors.UsageError` for a name it does not know."""
+    from vecx.errors import UsageError
+
+    lowered = name.strip().lower()
+    if lowered in METRICS:
+        return lowered
+    if lowered in METRIC_ALIASES:
+        return METRIC_ALIASES[lowered]
+    known = ", ".join(METRICS) + " (or " + ", ".join(METRIC_ALIASES) + ")"
+    raise UsageError(f"{option} must be one of {known}, not {name!r}")
 
 
 def row_bytes(dim: int, dtype: str) -> int:

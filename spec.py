@@ -52,10 +52,15 @@ def read_spec_arg(text: str) -> str:
 
 
 def parse(text: str) -> list[StageSpec]:
-    """Parse a spec string into stages; raise :class:`SpecError` naming the bad token."""
+    """Parse a spec string into stages; raise :class:`SpecError` naming the bad token.
+
+    A faiss ``index_factory`` string (``OPQ24,PQ24x8``, ``PCA96,SQ8``) is read as the vecx
+    chain it names (see :func:`from_faiss`).
+    """
     text = read_spec_arg(text.strip())
     if not text:
         raise SpecError("empty spec: give at least one stage, e.g. \"truncate:64\"")
+    text = from_faiss(text) or text
     stages = []
     for number, raw_stage in enumerate(re.split(r"[,|]", text), start=1):
         stages.append(_parse_stage(text, number, raw_stage.strip()))
@@ -94,3 +99,68 @@ def suggest(word: str, choices: list[str]) -> str:
     """Return ``' (did you mean "x"?)'`` for a near miss, else ``''``."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_FAISS_TOKEN = re.compile(r"[A-Z]")
+_FAISS_STAGES = [  # (pattern, vecx stage or None to refuse, what to say when refused)
+    (re.compile(r"PCAR?(\d+)\Z"), "pca:{0}", ""),
+    (re.compile(r"PQ(\d+)(?:x(\d+))?(?:np)?\Z"), "pq:{0}x{1}", ""),
+    (re.compile(r"SQ8\Z"), "int8", ""),
+    (re.compile(r"SQfp16\Z"), "f16", ""),
+    (re.compile(r"RaBitQ\Z"), "binarize:mode=rabitq", ""),
+    (re.compile(r"RR(\d+)\Z"), "rotate", ""),
+    (re.compile(r"IVF\d+.*\Z"), None, "coarse partitions (IVF) are not in vecx yet; leave the IVF stage out"),
+    (re.compile(r"HNSW(\d+).*\Z"), None, "vecx builds the graph itself: 'vecx index --connectivity {0}'"),
+    (re.compile(r"Flat\Z"), None, "vecx keeps float vectors when no codec is given: leave --spec out"),
+    (re.compile(r"PCAW\d+\Z"), None, "vecx's pca does not whiten; use pca:N"),
+    (re.compile(r"SQ\d+\Z"), None, "vecx's scalar quantizer is int8 (SQ8)"),
+]
+
+
+def from_faiss(text: str) -> str | None:
+    """The vecx spec a faiss ``index_factory`` string names, or None when ``text`` is not one.
+
+    ``PCA96``/``PCAR96`` are ``pca:96``, ``PQ24x8`` (and ``PQ24``, ``PQ24x8np``) ``pq:24x8``,
+    ``OPQ24`` before a ``PQ`` the PQ stage's ``opq=true``, ``SQ8`` ``int8``, ``SQfp16``
+    ``f16``, ``RaBitQ`` ``binarize:mode=rabitq``, ``RR`` ``rotate``. Parts vecx does not have
+    (``IVF``, ``HNSW``, ``Flat``, ``OPQm_d``) are a :class:`SpecError` saying what to write.
+    """
+    tokens = [t.strip() for t in re.split(r"[,|]", text)]
+    if not any(re.fullmatch(r"OPQ\d+(?:_\d+)?", t) or any(p.match(t) for p, _, _ in _FAISS_STAGES)
+               for t in tokens):
+        return None  # vecx syntax, or a typo the parser names
+    out: list[str] = []
+    opq = False
+    for token in tokens:
+        opq_match = re.fullmatch(r"OPQ(\d+)(?:_(\d+))?", token)
+        if opq_match:
+            if opq_match.group(2):
+                raise SpecError(f"spec {text!r}: {token!r} (a faiss factory string): vecx's OPQ rotates without "
+                                "reducing dimensions",
+                                hint=f"write OPQ{opq_match.group(1)}, or pca:{opq_match.group(2)} before the PQ stage")
+            opq = True
+            continue
+        stage = _faiss_stage(token, text)
+        if stage.startswith("pq:") and opq:
+            stage, opq = stage + ":opq=true", False
+        out.append(stage)
+    if opq:
+        raise SpecError(f"spec {text!r}: OPQ must come before a PQ stage")
+    return ",".join(out)
+
+
+def _faiss_stage(token: str, text: str) -> str:
+    """The vecx stage of one faiss factory token (not OPQ), or a :class:`SpecError` saying what to write."""
+    where = f"spec {text!r}: {token!r} (a faiss factory string)"
+    if not _FAISS_TOKEN.match(token):
+        raise SpecError(f"{where} beside vecx stages: write the whole spec one way",
+                        hint="vecx spells faiss's PQ24x8 as pq:24x8, PCA96 as pca:96, SQ8 as int8")
+    for pattern, stage, refusal in _FAISS_STAGES:
+        match = pattern.match(token)
+        if match is None:
+            continue
+        if stage is None:
+            raise SpecError(f"{where}: {refusal.format(*match.groups())}")
+        return stage.format(*[g if g is not None else "8" for g in match.groups()])
+    raise SpecError(f"{where}: not a faiss stage vecx knows",
+                    hint="vecx reads PCA, OPQ, PQ, SQ8, SQfp16, RaBitQ and RR; see 'vecx spec list'")

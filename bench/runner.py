@@ -293,15 +293,13 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
         blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
         rows, _ = exact_topk(q, blocks, min(k, len(x)), metric)
         return rows, "computed exactly"
-    from vecx.formats.truthfile import read_truth_meta, read_truth_npy, read_truth_rows
+    from vecx.formats.truthfile import read_truth_file, read_truth_meta
 
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
-    if path.endswith(".npy"):
-        truth = read_truth_npy(path)
-    else:
+    if not path.endswith(".npy"):
         read_truth_meta(path, "--truth")
-        truth = read_truth_rows(path, len(x))
+    truth = read_truth_file(path, len(x))
     if len(truth) != len(q):
         raise MismatchError(f"{path}: has truth for {len(truth)} queries, the query file has {len(q)}")
     if truth.shape[1] < k:

@@ -21,7 +21,8 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show a full traceback on e
 Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set their own (default 0).", show_default=False)]
 Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors (default: auto-detect).", show_default=False)]
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", metavar="NAME", help="Raw input: column or field holding unique ids (default: 'id' if present, else row numbers).", show_default=False)]
-Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine).", show_default=False)]
+Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine; angular, euclidean and dot are taken for them).", show_default=False)]
+Model = Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="The embedding model that made the vectors (e.g. sentence-transformers/all-MiniLM-L6-v2): recorded in the provenance, carried by every later step, shown by 'vecx info'; a table that names another model is refused.", show_default=False)]
 Keep = Annotated[Optional[str], typer.Option("--keep", metavar="A,B", help="JSON records: fields to keep as payload columns (comma-separated; shown by 'vecx query --fields').", show_default=False)]
 Engine = Annotated[str, typer.Option("--engine", metavar="local|dask", help="Where parallel work runs (the parts of a -o DIR/ output, an index's --shards): local (this process, one after another) or dask (tasks on a Dask cluster: --scheduler, DASK_SCHEDULER_ADDRESS, or else a LocalCluster of this machine; pip install 'vecx[dask]'). Inputs and outputs must be on storage every worker reaches.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="Dask scheduler for --engine dask, e.g. tcp://host:8786 (default: DASK_SCHEDULER_ADDRESS).", show_default=False)]
@@ -30,12 +31,12 @@ StateOut = Annotated[Optional[str], typer.Option("--save-state", metavar="FILE",
 
 
 def read_options(column: str | None, id_column: str | None, metric: str | None, ids_file: str | None = None,
-                 keep: str | None = None) -> Any:
+                 keep: str | None = None, model: str | None = None) -> Any:
     """Build :class:`vecx.formats.readers.ReadOptions` from CLI values."""
     from vecx.formats.readers import ReadOptions
 
     kept = tuple(f.strip() for f in keep.split(",") if f.strip()) if keep else None
-    return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file, keep=kept)
+    return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file, keep=kept, model=model)
 
 
 def stderr_enabled(quiet: bool) -> bool:
@@ -74,9 +75,14 @@ class Bar:
     def __init__(self, quiet: bool) -> None:
         self.enabled = stderr_enabled(quiet) and not os.environ.get("VECX_NO_PROGRESS")
         self._bar: Any = None
+        self._ticking: Any = None  # (event, lock): stops the clock of a step without a row count
 
     def start(self, total: int | None, desc: str) -> None:
-        """A new bar for the step ``desc`` (``total`` rows, None when unknown), replacing the previous one."""
+        """A new bar for the step ``desc`` (``total`` rows, None when unknown), replacing the previous one.
+
+        A step without a row count (a fit: OPQ takes minutes) shows its running time instead of a
+        count stuck at 0, ticking twice a second.
+        """
         if not self.enabled:
             return
         # tqdm ships no type information, and the mypy configuration does not list it among the
@@ -85,7 +91,21 @@ class Bar:
 
         self.close()
         self._bar = tqdm(total=total, desc=f"vecx: {desc}", unit=" rows", unit_scale=True,
-                         file=sys.stderr, leave=False, dynamic_ncols=True)
+                         file=sys.stderr, leave=False, dynamic_ncols=True,
+                         **({} if total is not None else {"bar_format": "{desc} ... {elapsed}"}))
+        if total is None:
+            import threading
+
+            stop, bar, lock = threading.Event(), self._bar, threading.Lock()
+            self._ticking = (stop, lock)
+
+            def tick() -> None:
+                while not stop.wait(0.5):
+                    with lock:  # never after close() took the bar off
+                        if not stop.is_set():
+                            bar.refresh()
+
+            threading.Thread(target=tick, name="vecx-progress", daemon=True).start()
 
     def advance(self, n: int) -> None:
         """The bar moves on by ``n`` rows (nothing while no bar is shown)."""
@@ -94,6 +114,11 @@ class Bar:
 
     def close(self) -> None:
         """The bar is taken off the terminal (``leave=False``), if one is shown."""
+        if self._ticking is not None:
+            stop, lock = self._ticking
+            with lock:
+                stop.set()
+            self._ticking = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -16,6 +16,7 @@ from vecx.cli.common import (
     Json,
     Keep,
     Metric,
+    Model,
     Output,
     Quiet,
     Scheduler,
@@ -41,10 +42,11 @@ def register(app: typer.Typer) -> None:
         "vecx import docs.parquet -o docs.vecx.parquet --column embedding --id-column doc_id",
         "vecx import x.npy -o - | vecx truncate - -o - --dim 64 | vecx info -",
         "vecx import tokens.parquet -o docs.mv.parquet --multi",
+        "vecx import docs.npy -o docs.parquet --model sentence-transformers/all-MiniLM-L6-v2",
     ))
     def import_(input: Input, output: Output,
                 ids: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Text file with one id per line (replaces row numbers).", show_default=False)] = None,
-                column: Column = None, id_column: IdColumn = None, metric: Metric = None,
+                column: Column = None, id_column: IdColumn = None, metric: Metric = None, model: Model = None,
                 multi: Annotated[bool, typer.Option("--multi", help="Multi-vector data: each row holds a set of vectors (Parquet/Arrow list<list<float>> column, JSONL list of lists); stored as list<fixed_size_list>. Detected anyway; this makes it required.")] = False,
                 engine: Engine = "local", scheduler: Scheduler = None,
                 quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         check_json_output(json, output)
         report = api.encode_file(input, output, None,
-                                 read=replace(read_options(column, id_column, metric, ids), multi=multi),
+                                 read=replace(read_options(column, id_column, metric, ids, model=model), multi=multi),
                                  progress=Bar(quiet), engine=engine, scheduler=scheduler)
         report_encode(report, json, quiet)
 
@@ -75,7 +77,7 @@ def register(app: typer.Typer) -> None:
     def encode(input: Input, output: Output, spec: SpecOpt = "", state: StateIn = None,
                save_state: StateOut = None, seed: Seed = None,
                column: Column = None, id_column: IdColumn = None, metric: Metric = None, keep: Keep = None,
-               engine: Engine = "local", scheduler: Scheduler = None,
+               model: Model = None, engine: Engine = "local", scheduler: Scheduler = None,
                quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Apply a chain of codecs in one pass; the bytes equal running each stage as its own command.
 
@@ -90,7 +92,8 @@ def register(app: typer.Typer) -> None:
         if not spec and not state:
             raise UsageError("give --spec (e.g. --spec truncate:32,int8) or --state FILE")
         report = api.encode_file(input, output, spec or None, seed=seed, state_file=state, save_state=save_state,
-                                 read=read_options(column, id_column, metric, keep=keep), progress=Bar(quiet),
+                                 read=read_options(column, id_column, metric, keep=keep, model=model),
+                                 progress=Bar(quiet),
                                  engine=engine, scheduler=scheduler)
         report_encode(report, json, quiet)
 

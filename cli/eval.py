@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     ))
     def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
-              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth from 'vecx truth' (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
+              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table, or a .npy of base row numbers (queries x k, as ann-benchmarks' neighbors) (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,

@@ -50,6 +50,7 @@ def _add_index(app: typer.Typer) -> None:
               pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               append: Annotated[bool, typer.Option("--append", help="Add TABLE's rows to the index as a new segment instead of rebuilding it (builds it if it does not exist). TABLE is encoded by the index's chain, or is earlier in it (e.g. the imported vectors: encoded on the way in, and kept as rescoring vectors when the index rescores with them). Rows whose id is already in the index replace the old rows; a table already appended is skipped. Graph options come from the index.")] = False,
               max_segments: Annotated[Optional[int], typer.Option("--max-segments", metavar="N", min=1, help="With --append: if the index then has more than N segments, merge the newest ones (as 'vecx compact --max-segments N').", show_default=False)] = None,
+              auto_merge: Annotated[Optional[bool], typer.Option("--auto-merge/--no-auto-merge", help="With --append: merge the newest segments while the next older one holds no more rows than they do together, so that daily appends keep about log2(appends) segments (each row is rewritten about as many times). [default: --auto-merge]", show_default=False)] = None,
               shards: Annotated[int, typer.Option("--shards", metavar="N", min=1, help="Build the index as N segments of nearly equal row ranges (queries merge them); in parallel with --engine dask.")] = 1,
               engine: Engine = "local", scheduler: Scheduler = None,
               if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore) with the same fingerprints, as one segment without deletions.")] = False,
@@ -67,8 +68,8 @@ def _add_index(app: typer.Typer) -> None:
         from vecx.errors import UsageError
         from vecx.indexes.build import BuildOptions
 
-        if max_segments is not None and not append:
-            raise UsageError("--max-segments applies to --append (or 'vecx compact --max-segments N')")
+        if (max_segments is not None or auto_merge is not None) and not append:
+            raise UsageError("--max-segments and --[no-]auto-merge apply to --append (or see 'vecx compact')")
         if append and if_changed:
             raise UsageError("--append skips a table already in the index by itself; drop --if-changed")
         if append and (shards > 1 or engine != "local"):
@@ -79,7 +80,8 @@ def _add_index(app: typer.Typer) -> None:
         common: dict[str, Any] = {"rescore": rescore, "progress": Bar(quiet), "options": options, "wait": not no_wait,
                                   "on_wait": lambda pid: waiting(output, pid)}
         if append:
-            report = api.append_index(table, output, max_segments=max_segments, **common)
+            report = api.append_index(table, output, max_segments=max_segments,
+                                      auto_merge=auto_merge is not False, **common)
         else:
             report = api.build_index(table, output, if_changed=if_changed, shards=shards, engine=engine,
                                      scheduler=scheduler, **common)

@@ -34,10 +34,13 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
             ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
                        + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")
                        if g.get("file", "graph.usearch") else "none (exhaustive scan of the codes)")),
-            ("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
-                           f"search {g['expansion_search']}; "
-                           f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"),
+            *([("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
+                              f"search {g['expansion_search']}; "
+                              f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}")]
+              if g.get("file", "graph.usearch") else []),
             ("chain", meta["table"].get("spec") or "(none)"),
+            ("payload", ", ".join(meta.get("columns") or []) or "none"),
+            *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
             ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
                            "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
                            f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
@@ -63,6 +66,8 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
                       else "; a set of vectors per row" if v.get("multi") else "")),
         ("metric", f"{v['metric']}{on}{', unit-norm' if v['normalized'] else ''}"),
         ("ids", meta["id"]["type"]),
+        *([("model", src["model"])] if src.get("model") else []),
+        *([("payload", ", ".join(data["columns"]) or "none")] if "columns" in data else []),
         ("source", f"{src.get('dim')} x {src.get('dtype')} {src.get('metric')}"
                    f"{', unit-norm' if src.get('normalized') else ''}, {src.get('rows', 0) or 0:,} rows, "
                    f"fingerprint {(src.get('fingerprint') or 'unknown')[:16]}"),

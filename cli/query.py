@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
-              where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, in (...), is [not] null, and, or, not).", show_default=False)] = None,
+              where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, [not] in (...), [not] like 'a%', [not] between A and B, is [not] null, and, or, not; `quoted name`).", show_default=False)] = None,
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
@@ -82,10 +82,12 @@ def _render(queries: list[dict[str, Any]], fmt: str) -> None:
         writer = csv.writer(sys.stdout)
         extra = [k for k in (queries[0]["results"][0] if queries and queries[0]["results"] else {})
                  if k not in ("rank", "id", "score")]
-        writer.writerow(["query", "rank", "id", "score", *extra])
+        named = [key for key in ("query_id", "like") if queries and key in queries[0]]  # the query's own id
+        writer.writerow(["query", *named, "rank", "id", "score", *extra])
         for q in queries:
             for r in q["results"]:
-                writer.writerow([q["query"], r["rank"], r["id"], r["score"], *[r.get(e) for e in extra]])
+                writer.writerow([q["query"], *[q[key] for key in named], r["rank"], r["id"], r["score"],
+                                 *[r.get(e) for e in extra]])
     else:
         from vecx.cli import render
 
@@ -95,4 +97,5 @@ def _render(queries: list[dict[str, Any]], fmt: str) -> None:
                                                  if c not in ("rank", "id", "score")]
             render.table([columns] + [[f"{r[c]:.4f}" if c == "score" else str(r.get(c)) for c in columns]
                                       for r in results],
-                         right=(0, 2), title=f"query {q['query']}" + (f" (like {q['like']})" if "like" in q else ""))
+                         right=(0, 2), title=f"query {q['query']}" + (f" (like {q['like']})" if "like" in q else
+                                                                     f" (id {q['query_id']})" if "query_id" in q else ""))

@@ -21,12 +21,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.errors import DataError, UsageError
+from vecx.errors import DataError
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported
 from vecx.formats.tables import IpcSource, ParquetSource
 from vecx.formats.text import CsvSource, JsonlSource
-from vecx.space import METRICS
+from vecx.space import METRICS, canonical_metric
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import pyarrow as pa
@@ -74,7 +74,7 @@ def open_source(path: str | list[str], options: ReadOptions | None = None) -> So
             return _with_id_type(dataset.open_dataset(list(path), options))
         path = path[0]
     if options.metric is not None and options.metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
+        options = replace(options, metric=canonical_metric(options.metric))
     if options.records:  # a chain that starts with a JSON codec (vsa) reads parsed records
         from vecx.formats.records import open_records
 

@@ -39,6 +39,7 @@ class ReadOptions:
     column: str | None = None  # vector column / JSON field
     id_column: str | None = None  # id column / JSON field
     metric: str | None = None  # declared metric of raw vectors (default cosine)
+    model: str | None = None  # the embedding model that made the vectors (recorded in the provenance)
     ids_file: str | None = None  # one id per line, replaces ids
     batch_rows: int | None = None
     multi: bool = False  # require multi-vector data (a set of vectors per row; detected anyway)
@@ -160,8 +161,21 @@ class Source:
     def source_block(self) -> dict[str, Any] | None:
         """Provenance of the data as imported; for raw inputs available after :meth:`batches` ran."""
         if self.meta is not None:
-            return self.meta.get("source")
+            return self._with_model(self.meta.get("source"))
         return self._source_block
+
+    def _with_model(self, block: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The provenance with the model named by ``--model`` (not part of the fingerprint: the
+        vectors are what they are); a table that names another model is a :class:`MismatchError`."""
+        model = self.options.model
+        if block is None or not model or block.get("model") == model:
+            return block
+        if block.get("model"):
+            from vecx.errors import MismatchError
+
+            raise MismatchError(f"{self.path}: its vectors were made by model {block['model']!r}, not {model!r}",
+                                hint="drop --model, or give the table made by that model")
+        return {**block, "model": model}
 
     def take(self, rows: Any) -> Any:
         """Vectors of the given sorted row numbers, as float32 (for fitting samples)."""
@@ -259,7 +273,7 @@ class Source:
             "vectors_sha256": hashers[0].hexdigest(),
         }
         block["fingerprint"] = metadata.source_fingerprint(block)
-        self._source_block = block
+        self._source_block = self._with_model(block)
 
     def _checked_vectors(self, batch: Batch) -> Any:
         """The squared norms (float32) of a batch's vectors, once they are contiguous float32 and checked.
@@ -311,7 +325,7 @@ class Source:
                  "ids_sha256": hashlib.sha256((ids_hash[0].hexdigest() + ids_hash[1].hexdigest()).encode())
                  .hexdigest(), **validator.block_fields()}
         block["fingerprint"] = metadata.source_fingerprint(block)
-        self._source_block = block
+        self._source_block = self._with_model(block)
 
 
 def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:

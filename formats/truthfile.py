@@ -85,7 +85,11 @@ def read_truth_rows(path: str, n_rows: int) -> Any:
             or column.null_count or not len(column):
         raise DataError(f"{path}: the ground truth's 'rows' column is {column.type} with {len(column)} rows, "
                         "not lists of row numbers", hint="re-create it with 'vecx truth'")
-    truth = np.stack(column.to_numpy(zero_copy_only=False)).astype(np.int64)
+    return _within_base(path, np.stack(column.to_numpy(zero_copy_only=False)).astype(np.int64), n_rows)
+
+
+def _within_base(path: str, truth: Any, n_rows: int) -> Any:
+    """``truth``, or a :class:`MismatchError` if it names a row past a base of ``n_rows``."""
     if truth.min() < 0 or truth.max() >= n_rows:
         raise MismatchError(f"{path}: names base row {int(truth.max() if truth.max() >= n_rows else truth.min())}; "
                             f"the base has {n_rows:,} rows",
@@ -102,3 +106,14 @@ def read_truth_npy(path: str) -> Any:
     if truth.ndim != 2 or truth.dtype.kind not in "iu":
         raise DataError(f"{path}: expected a 2-D array of row numbers, got {truth.ndim}-D {truth.dtype}")
     return truth
+
+
+def read_truth_file(path: str, n_rows: int) -> Any:
+    """Ground truth rows (queries x k, int64) from a ``vecx truth`` table or a ``.npy`` of row numbers
+    (ann-benchmarks' ``neighbors``, faiss's ``I``), checked against a base of ``n_rows``."""
+    if not path.endswith(".npy"):
+        return read_truth_rows(path, n_rows)
+    truth = np.asarray(read_truth_npy(path), dtype=np.int64)
+    if not truth.size:
+        raise DataError(f"{path}: the ground truth is empty")
+    return _within_base(path, truth, n_rows)

@@ -229,9 +229,13 @@ class Build:
             save_graph(graph, self.version, self.output)
         codes_info = self.codes_writer.close() if self.codes_writer is not None else None
         rescore_info = self._write_side_files(count)
+        table = {"fingerprint": plan.source.meta.get("fingerprint"), "spec": plan.source.meta.get("spec")}
+        model = (plan.source.meta.get("source") or {}).get("model")
+        if model:  # the embedding model named at import (vecx import --model)
+            table["model"] = model
         manifest = {
             "rows": count, "columns": [f.name for f in plan.source.payload_fields], "ids": id_kind,
-            "table": {"fingerprint": plan.source.meta.get("fingerprint"), "spec": plan.source.meta.get("spec")},
+            "table": table,
             "graph": self._graph_section(),
             "bytes_per_vector": plan.space.bytes_per_vector,
             "rescore": rescore_info,

@@ -143,8 +143,9 @@ class GraphSet:
             graph.expansion_search = value
 
     def search(self, queries: Any, count: int, threads: int = 0, exact: bool = False) -> Any:
-        """The best ``count`` of every member for each query: one usearch ``Matches``/``BatchMatches``."""
-        return self.merged.search(queries, count, threads=threads, exact=exact)
+        """The best ``count`` of every member for each query: one usearch ``Matches``/``BatchMatches``
+        (on all cores whatever ``threads`` says: they search the members side by side)."""
+        return self.merged.search(queries, count, threads=0, exact=exact)
 
     def __len__(self) -> int:
         return sum(len(graph) for graph in self.graphs)
@@ -157,11 +158,13 @@ def search_graph(graph: Any, queries: Any, count: int, expansion: int | None, ro
     ``expansion`` overrides the graph's search expansion for this call (never below ``count``);
     ``exact`` compares every stored vector instead of walking the graph.
     """
+    queries = np.ascontiguousarray(queries)
     saved = graph.expansion_search
     graph.expansion_search = max(expansion or saved, count)
-    # Asked for every row: an exact scan, since HNSW does not promise to reach them all.
     try:
-        matches = graph.search(np.ascontiguousarray(queries), count, threads=0, exact=exact or count >= rows)
+        # Asked for every row: an exact scan, since HNSW does not promise to reach them all. One
+        # query runs on the calling thread (usearch starts threads per call otherwise).
+        matches = graph.search(queries, count, threads=1 if len(queries) == 1 else 0, exact=exact or count >= rows)
     except RuntimeError as exc:  # usearch trusts its file: damage in a node shows up only here
         raise DataError(f"the index graph is damaged (usearch: {exc})",
                         hint="check it with 'vecx verify INDEX', then rebuild it") from None

@@ -80,6 +80,23 @@ def next_prefix(segments: list[Segment]) -> str:
     return f"seg{max(numbers, default=0) + 1}-"
 
 
+def merge_run(sizes: list[int]) -> int:
+    """How many of the newest segments an append merges into one (0: none), given every segment's rows.
+
+    The run grows backwards from the newest segment while the next older one holds no more rows
+    than the run: segments then roughly double in size from newest to oldest, as the digits of a
+    binary counter. A stream of equal appends keeps at most about log2(appended rows / one append)
+    segments beside the first, and each row is rewritten about that many times; the first
+    segment is merged only once the appended rows outnumber it.
+    """
+    run, total = 1, sizes[-1] if sizes else 0
+    for size in reversed(sizes[:-1]):
+        if size > total:
+            break
+        run, total = run + 1, total + size
+    return run if run >= 2 else 0
+
+
 def locate(starts: Any, rows: Any) -> Any:
     """The segment of each global row (``starts``: the segments' first rows, ascending)."""
     return np.searchsorted(starts, rows, side="right") - 1
@@ -132,11 +149,12 @@ class Stacked:
 
 
 def random_access(array: Any) -> Any:
-    """Tell the kernel a memory-mapped array is read at random rows (``MADV_RANDOM``), and return it.
+    """Tell the kernel a memory-mapped array is read at random rows (``MADV_RANDOM``), and return it
+    as a plain ndarray view of the same mapping.
 
     Rescoring reads a few scattered rows per query; the kernel's default read-ahead fetches the
-    neighbouring pages of each as well. On a 10M-row index that turned a cold batch of 100
-    rescored queries from 3.7 s into 0.56 s and mapped 40% fewer pages (BENCHMARKS.md).
+    neighbouring pages of each as well (BENCHMARKS.md, Scale). The plain view skips
+    ``numpy.memmap``'s Python-level indexing, which costs more than the gather itself for one query.
     """
     handle = getattr(array, "_mmap", None)
     advise = getattr(handle, "madvise", None)
@@ -146,7 +164,7 @@ def random_access(array: Any) -> Any:
             advise(random)
         except (OSError, ValueError):
             pass  # advice only
-    return array
+    return np.asarray(array)
 
 
 def stacked(parts: list[Any]) -> Any:

@@ -697,6 +697,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     table = shape.section(manifest, "table", "table")
     shape.string(table, "fingerprint", "table.fingerprint", optional=True)
     shape.string(table, "spec", "table.spec", optional=True)
+    shape.string(table, "model", "table.model", optional=True)
     columns = manifest.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise shape.fail("columns", "must be a list of column names")

@@ -32,7 +32,7 @@ from vecx.indexes import store
 from vecx.indexes.build import Build, BuildOptions, Plan, build, check_rescore, open_table
 from vecx.indexes.graph import add_batch_rows
 from vecx.indexes.search import Searcher, read_json
-from vecx.indexes.segments import TOMBSTONES, Segment, merge_tombstones, next_prefix, segments_of
+from vecx.indexes.segments import TOMBSTONES, Segment, merge_run, merge_tombstones, next_prefix, segments_of
 from vecx.space import VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -95,12 +95,14 @@ def _same_space(a: dict[str, Any], b: dict[str, Any]) -> bool:
 # Append
 # --------------------------------------------------------------------------------------
 def append(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
-           max_segments: int | None = None, progress: Any = None, wait: bool = True,
+           max_segments: int | None = None, auto_merge: bool = True, progress: Any = None, wait: bool = True,
            on_wait: Any = None) -> Change:
     """Add the rows of ``table`` to index ``output`` as a new segment (see the module's description).
 
-    An index that does not exist yet is built (with ``options``). ``max_segments``: compact the
-    newest segments afterwards if there are more. Refused, with nothing written, when the table
+    An index that does not exist yet is built (with ``options``). ``auto_merge``: then merge the
+    newest segments that :func:`~vecx.indexes.segments.merge_run` picks, so that a stream of
+    appends keeps few segments. ``max_segments``: compact the newest segments afterwards if
+    there are more. Refused, with nothing written, when the table
     was encoded by another chain or fitted state, holds other payload columns or id types, or
     when the index keeps rescoring vectors and none are given for the new rows.
     """
@@ -133,8 +135,13 @@ def append(table: str, output: str, *, rescore: str | None = None, options: Buil
         change.commit(body)
     result = Change(store.open_version(output)[1], "appended", rows_added=segment.rows,
                     rows_deleted=len(tombstones) - (0 if old is None else len(old)))
-    if max_segments is not None and len(segments) + 1 > max_segments:
-        compacted = compact(output, max_segments=max_segments, progress=progress, wait=wait, on_wait=on_wait)
+    sizes = [s.rows for s in segments] + [segment.rows]
+    run = merge_run(sizes) if auto_merge else 0
+    limit = len(sizes) - run + 1 if run else None
+    if max_segments is not None and len(sizes) > max_segments:
+        limit = min(limit or max_segments, max_segments)
+    if limit is not None:
+        compacted = compact(output, max_segments=limit, progress=progress, wait=wait, on_wait=on_wait)
         result.manifest, result.merged = compacted.manifest, compacted.merged
     return result
 

@@ -5,11 +5,16 @@ Grammar (SQL-like; keywords are case-insensitive)::
     expr    := term ("or" term)*
     term    := factor ("and" factor)*
     factor  := "not" factor | "(" expr ")" | column op literal
-             | column "in" "(" literal ("," literal)* ")" | column "is" ["not"] "null"
+             | column ["not"] "in" "(" literal ("," literal)* ")" | column "is" ["not"] "null"
+             | column ["not"] ("like" | "ilike") 'pattern' | column ["not"] "between" literal "and" literal
     op      := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    column  := name | `any name`
     literal := 'text' | "text" | number | true | false
 
-Examples: ``lang = 'en'``, ``year >= 2000 and (lang in ('en', 'de') or score > 0.5)``.
+Examples: ``lang = 'en'``, ``year >= 2000 and (lang in ('en', 'de') or score > 0.5)``,
+``title like 'The %'``, ``year between 1990 and 1999``, ```first name` = 'Marie'``.
+``like`` patterns are SQL's: ``%`` any run of characters, ``_`` one character (``ilike``
+ignores case); ``between`` includes both ends.
 A comparison with a null value is false. The result is a boolean mask over the rows.
 
 A literal must fit the column's type, else the filter is a usage error naming the column and
@@ -38,7 +43,7 @@ else:
     pc = lazy("pyarrow.compute")
 
 _TOKEN = re.compile(r"""\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")|"""
-                    r"""(?P<op><=|>=|!=|<>|==|=|<|>|\(|\)|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))""")
+                    r"""(?P<op><=|>=|!=|<>|==|=|<|>|\(|\)|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*)|(?P<quoted>`(?:[^`]|``)+`))""")
 #: Deepest nesting of parentheses and ``not`` a filter may have (the parser is recursive).
 MAX_DEPTH = 64
 _OPS = {"=": "equal", "==": "equal", "!=": "not_equal", "<>": "not_equal", "<": "less",
@@ -128,14 +133,54 @@ class _Parser:
             self.expect(")")
             return mask
         kind, name = self.take()
-        if kind != "word":
+        if kind == "quoted":
+            name = _unquote(name)
+        elif kind != "word":
             raise UsageError(f"--where {self.text!r}: expected a column name, found {name!r}")
         column = self.column(name)
         if self.keyword("is"):
             return self._is_null(column)
+        negate = self.keyword("not")
         if self.keyword("in"):
-            return self._in_list(name, column)
-        return self._comparison(name, column)
+            mask = self._in_list(name, column)
+        elif self.keyword("like") or self.keyword("ilike"):
+            mask = self._like(name, column, self.tokens[self.pos - 1][1].lower() == "ilike")
+        elif self.keyword("between"):
+            mask = self._between(name, column)
+        elif negate:
+            raise UsageError(f"--where {self.text!r}: expected IN, LIKE or BETWEEN after {name!r} NOT")
+        else:
+            return self._comparison(name, column)
+        return pc.invert(mask) if negate else mask
+
+    def _like(self, name: str, column: Any, ignore_case: bool) -> Any:
+        """``column like 'pattern'``, after the ``like``: text columns only."""
+        pattern = self.literal()
+        if not isinstance(pattern, str):
+            raise UsageError(f"--where {self.text!r}: LIKE takes a quoted pattern, e.g. 'abc%'")
+        dtype = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if not pa.types.is_null(dtype) and (_literal_kind(dtype) or ("",))[0] != "text":
+            raise UsageError(f"--where {self.text!r}: LIKE compares text; column {name!r} holds {dtype}")
+        column = self.comparable(name, column, [pattern])
+        if column is None:
+            return pa.nulls(len(self.table), pa.bool_())
+        return pc.match_like(column, pattern, ignore_case=ignore_case)
+
+    def _between(self, name: str, column: Any) -> Any:
+        """``column between low and high`` (both ends included), after the ``between``."""
+        low = self.literal()
+        if not self.keyword("and"):
+            raise UsageError(f"--where {self.text!r}: expected AND in {name!r} BETWEEN ... AND ...")
+        high = self.literal()
+        column = self.comparable(name, column, [low, high])
+        if column is None:
+            return pa.nulls(len(self.table), pa.bool_())
+        try:
+            return pc.and_kleene(pc.greater_equal(column, pa.scalar(low).cast(column.type)),
+                                 pc.less_equal(column, pa.scalar(high).cast(column.type)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise UsageError(f"--where {self.text!r}: cannot compare column {name!r} ({column.type}) "
+                             f"with {_spell(low)} and {_spell(high)}") from None
 
     def _is_null(self, column: Any) -> Any:
         """``column is [not] null``, after the ``is``."""
@@ -248,10 +293,16 @@ def _spell(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _unquote(token: str) -> str:
+    """The column name a backquoted identifier names."""
+    return token[1:-1].replace("``", "`")
+
+
 def columns_of(text: str) -> list[str]:
     """Column names a filter mentions (to read only those)."""
-    keywords = {"and", "or", "not", "in", "is", "null", "true", "false"}
-    return sorted({v for k, v in tokenize(text) if k == "word" and v.lower() not in keywords})
+    keywords = {"and", "or", "not", "in", "is", "null", "true", "false", "like", "ilike", "between"}
+    return sorted({v for k, v in tokenize(text) if k == "word" and v.lower() not in keywords}
+                  | {_unquote(v) for k, v in tokenize(text) if k == "quoted"})
 
 
 def evaluate(text: str, table: Any) -> Any:

@@ -303,10 +303,17 @@ def test_eval_refuses_a_truth_file_that_is_not_from_vecx_truth(tmp_path: Path, t
     index = tmp_path / "x.vecx"
     r = run_vecx("index", tables["plain"], "-o", index, "--rescore", tables["plain"])
     assert r.code == 0, r.stderr
-    gt = tmp_path / "gt.npy"
-    np.save(gt, np.zeros((5, 10), dtype=np.int64))
+    gt = tmp_path / "gt.parquet"
+    pq.write_table(pa.table({"rows": [[0, 1, 2]] * 5}), gt)
     refused(run_vecx("eval", index, "--queries", tables["queries"], "--truth", gt), 2, None,
-            "gt.npy", "vecx truth")
+            "gt.parquet", "vecx truth")
+    # A .npy of row numbers is taken (as ann-benchmarks gives them), and checked like a table.
+    np.save(tmp_path / "gt.npy", np.zeros((7, 10), dtype=np.int64))  # the query file has 5
+    refused(run_vecx("eval", index, "--queries", tables["queries"], "--truth", tmp_path / "gt.npy"), 4, None,
+            "gt.npy: has 7 queries")
+    np.save(tmp_path / "gt3.npy", np.zeros((5, 2, 2), dtype=np.int64))
+    refused(run_vecx("eval", index, "--queries", tables["queries"], "--truth", tmp_path / "gt3.npy"), 3, None,
+            "2-D array of row numbers")
     refused(run_vecx("eval", index, "--queries", tables["queries"], "--truth", tmp_path / "none.parquet"), 2, None,
             "no such file")
 

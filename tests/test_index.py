@@ -179,6 +179,9 @@ def test_batch_from_stdin_and_formats(corpus: dict, index: Path) -> None:
     r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "2", "--format", "csv")
     rows = r.out.strip().splitlines()
     assert rows[0] == "query,rank,id,score" and len(rows) == 1 + 40 * 2
+    # Queries with ids (or --like) carry them in CSV too.
+    r = run_vecx("query", index, "-k", "1", "--format", "csv", stdin=(lines[0] + "\n").encode())
+    assert r.out.splitlines()[0] == "query,query_id,rank,id,score" and r.out.splitlines()[1].startswith("0,a,1,")
     r = run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", "2", "--format", "json")
     assert len(json.loads(r.stdout)) == 40
 

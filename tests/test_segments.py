@@ -258,7 +258,8 @@ def test_max_segments_merges_the_newest(data: dict, tmp_path: Path) -> None:
         rows = slice(SPLIT + 150 * part, SPLIT + 150 * (part + 1))
         src = write_source(tmp_path / f"p{part}.src.parquet", x[rows], list(range(N))[rows], ["en"] * 150)
         ok("import", src, "-o", tmp_path / f"p{part}.parquet")
-        r = run_vecx("index", tmp_path / f"p{part}.parquet", "-o", index, "--append", "--max-segments", "3", "--json")
+        r = run_vecx("index", tmp_path / f"p{part}.parquet", "-o", index, "--append", "--max-segments", "3",
+                     "--no-auto-merge", "--json")
         assert r.code == 0, r.stderr
     segments = manifest(index)["segments"]
     assert len(segments) == 3 and segments[0]["rows"] == SPLIT and sum(s["rows"] for s in segments) == N
@@ -268,6 +269,35 @@ def test_max_segments_merges_the_newest(data: dict, tmp_path: Path) -> None:
     assert r.code == 0 and "already in" in r.stderr
     expected = truth(x, data["q"], 10)
     assert recall(query_ids(index, d / "q.npy", 10, "--expansion", "300"), expected) >= 0.99
+
+
+def test_appends_merge_the_newest_segments_as_a_binary_counter(data: dict, tmp_path: Path) -> None:
+    """Equal appends: segments pair up as the digits of a binary counter; the first segment is merged
+    only once the appended rows outnumber it; --no-auto-merge keeps every append."""
+    from vecx.indexes.segments import merge_run
+
+    assert merge_run([1000]) == 0 and merge_run([1000, 10]) == 0
+    assert merge_run([1000, 10, 10]) == 2 and merge_run([1000, 20, 10, 10]) == 3
+    assert merge_run([1000, 20, 10]) == 0 and merge_run([30, 20, 10, 10]) == 4
+    d, x = data["dir"], data["x"]
+    merged, kept = tmp_path / "merged.vecx", tmp_path / "kept.vecx"
+    for index in (merged, kept):
+        ok("index", d / "base.parquet", "-o", index)
+    sizes = []
+    for part in range(4):
+        rows = slice(SPLIT + 150 * part, SPLIT + 150 * (part + 1))
+        src = write_source(tmp_path / f"p{part}.src.parquet", x[rows], list(range(N))[rows], ["en"] * 150)
+        ok("import", src, "-o", tmp_path / f"p{part}.parquet")
+        ok("index", tmp_path / f"p{part}.parquet", "-o", merged, "--append")
+        ok("index", tmp_path / f"p{part}.parquet", "-o", kept, "--append", "--no-auto-merge")
+        sizes.append([s["rows"] for s in manifest(merged)["segments"]])
+    assert sizes == [[SPLIT, 150], [SPLIT, 300], [SPLIT, 300, 150], [SPLIT, 600]]
+    assert [s["rows"] for s in manifest(kept)["segments"]] == [SPLIT] + [150] * 4
+    expected = truth(x, data["q"], 10)
+    for index in (merged, kept):
+        assert recall(query_ids(index, d / "q.npy", 10, "--expansion", "300"), expected) >= 0.99
+    r = run_vecx("index", d / "base.parquet", "-o", tmp_path / "x.vecx", "--no-auto-merge")
+    assert r.code == 2 and "--append" in r.stderr
 
 
 def test_string_ids_multi_vector_rescoring_and_first_stages(tmp_path: Path) -> None:
@@ -382,3 +412,32 @@ def test_stacked_views_read_what_the_concatenation_holds() -> None:
         np.testing.assert_array_equal(view[lo:hi], whole[lo:hi])
 
     check()
+
+
+def test_segment_search_merges_by_distance_whatever_segment_holds_the_nearest_rows() -> None:
+    """A small segment that holds all of a query's nearest rows gives them all, single query and batch."""
+    from usearch.index import Index
+
+    from vecx.indexes.graph import GraphSet, search_graph
+
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((4000, 16)).astype(np.float32)
+    centre = rng.standard_normal(16).astype(np.float32)
+    small = centre + 0.01 * rng.standard_normal((200, 16)).astype(np.float32)  # all near the first query
+    q = np.stack([centre, big[7] + 0.01]).astype(np.float32)
+    graphs = []
+    for start, x in ((0, big), (len(big), small)):
+        g = Index(ndim=16, metric="l2sq", dtype="f32")
+        g.add(np.arange(start, start + len(x)), x)
+        graphs.append(g)
+    both, count = np.concatenate([big, small]), 20
+    exact = np.argsort(((both[None, :, :] - q[:, None, :]) ** 2).sum(-1), axis=1, kind="stable")[:, :count]
+    for which in ([0], [1], [0, 1]):
+        keys, dist = search_graph(GraphSet(graphs), q[which], count, None, len(both))
+        for found, expected in zip(keys, exact[which], strict=True):
+            assert len(set(found.tolist()) & set(expected.tolist())) >= count - 1
+        assert (np.diff(dist, axis=1) >= 0).all()  # merged nearest first
+    keys, _ = search_graph(GraphSet(graphs), q[:1], count, None, len(both))
+    assert (keys[0] >= len(big)).all()
+
+

@@ -173,3 +173,36 @@ def test_spec_explain_cli(vecx) -> None:
     assert data["compression"] == 6.25
     r = vecx("spec", "explain", "truncate:64", "--dim", "50")
     assert r.code == 2 and "larger than the input dimension 50" in r.stderr
+
+
+@pytest.mark.parametrize("faiss, vecx_spec", [
+    ("PQ24x8", "pq:24x8"), ("PQ16", "pq:16x8"), ("PQ48x8np", "pq:48x8"), ("OPQ24,PQ24x8", "pq:24x8:opq=true"),
+    ("PCA96,SQ8", "pca:96,int8"), ("PCAR64,PQ8x8", "pca:64,pq:8x8"), ("SQfp16", "f16"),
+    ("RaBitQ", "binarize:mode=rabitq"),
+])
+def test_faiss_factory_strings_name_the_same_chain(faiss: str, vecx_spec: str) -> None:
+    assert Chain.from_spec(faiss, INPUT).spec == Chain.from_spec(vecx_spec, INPUT).spec
+
+
+@pytest.mark.parametrize("faiss, message", [
+    ("OPQ24_168,IVF512,PQ24x8", "without reducing dimensions"),
+    ("IVF512,PQ24x8", "IVF"), ("HNSW32,Flat", "--connectivity 32"), ("Flat", "leave --spec out"),
+    ("PQ8,int8", "write the whole spec one way"), ("OPQ8", "before a PQ stage"), ("PQ8,LSH", "not a faiss stage"),
+])
+def test_faiss_parts_vecx_lacks_say_what_to_write(faiss: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        spec.parse(faiss)
+
+
+def test_metric_aliases(vecx) -> None:
+    from vecx.space import canonical_metric
+
+    assert [canonical_metric(m) for m in ("angular", "Euclidean", "dot", "l2", "cos")] == ["cosine", "l2", "ip",
+                                                                                         "l2", "cosine"]
+    with pytest.raises(Exception, match="manhattan"):
+        canonical_metric("manhattan")
+    r = vecx("spec", "explain", "int8", "--dim", "8", "--metric", "euclidean", "--json")
+    assert r.code == 0, r.stderr
+    import json
+
+    assert json.loads(r.stdout)["stages"][0]["metric"] == "l2"

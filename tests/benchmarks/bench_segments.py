@@ -8,10 +8,11 @@ rows from the same model:
      full rebuild of the same rows (target: append <= 15% of the rebuild's time).
   2. recall@10 of the appended (2-segment) index vs the rebuilt one, from ``vecx eval`` on the same
      1,000 queries (target: within 0.005), and after ``vecx compact`` (target: equal).
-  3. A 4-segment index of the same rows (the N-row base and the 10% appended in three parts) vs
-     the one-segment rebuild: single-query latency in one process (``Searcher.search`` of one
-     query, 300 queries, the two indexes alternating in rounds; target <= 1.5x) and recall@10
-     (target: within 0.01).
+  3. A 4-segment index of the same rows (the N-row base and the 10% appended in three parts,
+     ``--no-auto-merge``) vs the one-segment rebuild: single-query latency in one process
+     (``Searcher.search`` of one query, 300 queries, the indexes alternating in rounds; target
+     <= 1.5x) and recall@10 (target: within 0.01). The same three appends with the default
+     merge policy give a 3-segment index, measured beside it.
 
     python tests/benchmarks/bench_segments.py --rows 1000000 --out /tmp/bench/segments.md
     python tests/benchmarks/bench_segments.py --quick
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace, work: str) -> str:
     vecx("fit", tables["base"], "--spec", SPEC, "-o", state, "-q")
     for name in ("all", "base"):
         vecx("encode", tables[name], "--state", state, "-o", tables[name].replace(".parquet", ".i8.parquet"), "-q")
-    idx = {name: os.path.join(work, f"{name}.vecx") for name in ("full", "grown", "four")}
+    idx = {name: os.path.join(work, f"{name}.vecx") for name in ("full", "grown", "four", "auto")}
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     log("full build of every row")
     full = timed("index", tables["all"].replace(".parquet", ".i8.parquet"), "-o", idx["full"], "--rescore",
@@ -129,21 +130,28 @@ def run(args: argparse.Namespace, work: str) -> str:
     log(f"  {full['s']:.1f} s; base build")
     base_build = timed("index", tables["base"].replace(".parquet", ".i8.parquet"), "-o", idx["grown"], "--rescore",
                        tables["base"], "-q", work=work)
-    subprocess.run(["cp", "-a", idx["grown"], idx["four"]], check=True)
-    subprocess.run(["cp", "-a", os.path.join(work, ".grown.vecx.d"), os.path.join(work, ".four.vecx.d")], check=True)
-    os.remove(idx["four"])
-    os.symlink(os.path.join(".four.vecx.d", os.path.basename(os.readlink(idx["grown"]))), idx["four"])
+    for copy in ("four", "auto"):
+        subprocess.run(["cp", "-a", idx["grown"], idx[copy]], check=True)
+        subprocess.run(["cp", "-a", os.path.join(work, ".grown.vecx.d"), os.path.join(work, f".{copy}.vecx.d")],
+                       check=True)
+        os.remove(idx[copy])
+        os.symlink(os.path.join(f".{copy}.vecx.d", os.path.basename(os.readlink(idx["grown"]))), idx[copy])
     log(f"  {base_build['s']:.1f} s; append of the 10%")
     append = timed("index", tables["new"], "-o", idx["grown"], "--append", "-q", work=work)
-    log(f"  {append['s']:.1f} s; three appends")
-    appends = [timed("index", tables[f"new{i}"], "-o", idx["four"], "--append", "-q", work=work) for i in range(3)]
+    log(f"  {append['s']:.1f} s; three appends, with and without merging")
+    appends = [timed("index", tables[f"new{i}"], "-o", idx["four"], "--append", "--no-auto-merge", "-q", work=work)
+               for i in range(3)]
+    merged_appends = [timed("index", tables[f"new{i}"], "-o", idx["auto"], "--append", "-q", work=work)
+                      for i in range(3)]
+    auto_segments = [s["rows"] for s in json.loads(vecx("info", idx["auto"], "--json"))["vecx"]["segments"]]
     uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     log("recall")
-    r_full, r_grown, r_four = (recall(idx[n], queries) for n in ("full", "grown", "four"))
+    r_full, r_grown, r_four, r_auto = (recall(idx[n], queries) for n in ("full", "grown", "four", "auto"))
     log("latency")
     q = np.load(queries)[: args.latency_queries]
-    lat = latency({"full": idx["full"], "four": idx["four"]}, q, args.rounds)
+    lat = latency({"full": idx["full"], "four": idx["four"], "auto": idx["auto"]}, q, args.rounds)
     ratios = [a / b for a, b in zip(lat["four"]["runs"], lat["full"]["runs"], strict=True)]
+    auto_ratios = [a / b for a, b in zip(lat["auto"]["runs"], lat["full"]["runs"], strict=True)]
     log("compact")
     compact = timed("compact", idx["grown"], "-q", work=work)
     r_compact = recall(idx["grown"], queries)
@@ -163,14 +171,18 @@ def run(args: argparse.Namespace, work: str) -> str:
          f"{base_build['s'] / full['s']:.2f}", "", ""],
         [f"append {extra:,} rows (`vecx index NEW --append`)", f"{append['s']:.1f}", mem(append),
          f"{app_ratio:.3f}", "<= 0.15", verdict(app_ratio <= 0.15)],
-        ["three appends of a third each", " + ".join(f"{a['s']:.1f}" for a in appends),
+        ["three appends of a third each (`--no-auto-merge`)", " + ".join(f"{a['s']:.1f}" for a in appends),
          mem(max(appends, key=lambda a: a["rss"])), f"{sum(a['s'] for a in appends) / full['s']:.3f}", "", ""],
+        ["the same, merged as appends merge by default", " + ".join(f"{a['s']:.1f}" for a in merged_appends),
+         mem(max(merged_appends, key=lambda a: a["rss"])),
+         f"{sum(a['s'] for a in merged_appends) / full['s']:.3f}", "", ""],
         ["compact the appended index", f"{compact['s']:.1f}", mem(compact), f"{compact['s'] / full['s']:.2f}", "", ""],
     ]), "", "Peak RSS counts the memory-mapped pages of the graph and rescoring files a step reads; anon "
         "(RssAnon, sampled) is the memory the process itself holds.", ""]
     rows_ = []
     for name, r in (("full rebuild (1 segment)", r_full), ("appended (2 segments)", r_grown),
-                    ("appended, compacted (1 segment)", r_compact), ("4 segments", r_four)):
+                    ("appended, compacted (1 segment)", r_compact), ("4 segments", r_four),
+                    (f"{len(auto_segments)} segments (default merging)", r_auto)):
         d_graph, d_rescored = r[graph] - r_full[graph], r[rescored] - r_full[rescored]
         rows_.append([name, f"{r[graph]:.4f}", f"{r[rescored]:.4f}", f"{d_graph:+.4f}", f"{d_rescored:+.4f}"])
     header = ["index", f"recall@{K} graph", f"recall@{K} rescored x4", "vs rebuild, graph", "vs rebuild, rescored"]
@@ -188,6 +200,9 @@ def run(args: argparse.Namespace, work: str) -> str:
         ["1 segment", f"{lat['full']['ms']:.3f}", "1", "", ""],
         ["4 segments", f"{lat['four']['ms']:.3f}", f"{lat_ratio:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]",
          "<= 1.5x", verdict(lat_ratio <= 1.5)],
+        [f"{len(auto_segments)} segments (default merging: {' + '.join(f'{n:,}' for n in auto_segments)} rows)",
+         f"{lat['auto']['ms']:.3f}",
+         f"{median(auto_ratios):.2f}x [{min(auto_ratios):.2f}-{max(auto_ratios):.2f}]", "", ""],
     ]), ""]
     return "\n".join(out)
 

@@ -1,0 +1,116 @@
+"""The user surface: the embedding model recorded with the vectors, live progress, the package's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from conftest import make_vectors, ok, run_vecx
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_the_model_travels_from_import_to_the_index(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", make_vectors(300, 16, seed=7))
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "plain.parquet")
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet", "--model", MODEL)
+    info = json.loads(ok("info", tmp_path / "x.parquet", "--json"))["vecx"]
+    plain = json.loads(ok("info", tmp_path / "plain.parquet", "--json"))["vecx"]
+    assert info["source"]["model"] == MODEL and "model" not in plain["source"]
+    assert info["fingerprint"] == plain["fingerprint"]  # the same vectors, whoever names their model
+    ok("encode", tmp_path / "x.parquet", "--spec", "int8:mode=global", "-o", tmp_path / "i8.parquet")
+    assert json.loads(ok("info", tmp_path / "i8.parquet", "--json"))["vecx"]["source"]["model"] == MODEL
+    assert f"model        {MODEL}" in ok("info", tmp_path / "i8.parquet")
+    ok("index", tmp_path / "i8.parquet", "-o", tmp_path / "docs.vecx")
+    assert json.loads(ok("info", tmp_path / "docs.vecx", "--json"))["vecx"]["table"]["model"] == MODEL
+    assert MODEL in ok("info", tmp_path / "docs.vecx")
+    # A table made by one model is not relabelled as another's.
+    r = run_vecx("encode", tmp_path / "x.parquet", "--spec", "int8", "-o", tmp_path / "o.parquet", "--model", "other")
+    assert r.code == 4 and MODEL in r.stderr and not (tmp_path / "o.parquet").exists()
+    # Naming the model a table does not name yet is recorded from then on.
+    ok("encode", tmp_path / "plain.parquet", "--spec", "int8", "-o", tmp_path / "p8.parquet", "--model", "m2")
+    assert json.loads(ok("info", tmp_path / "p8.parquet", "--json"))["vecx"]["source"]["model"] == "m2"
+
+
+def test_the_package_carries_its_license_changelog_and_one_version() -> None:
+    import os
+    import sys
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    import vecx
+
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+    assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vecx.__version__"}
+    assert vecx.__version__.count(".") == 2
+    man = project["tool"]["setuptools"]["data-files"]["share/man/man1"]
+    assert man == ["man/*.1"] and list((ROOT / "man").glob("*.1"))
+    if "site-packages" in vecx.__file__:  # installed (make test installs it): 'man vecx-index' finds its page
+        assert os.path.isfile(os.path.join(sys.prefix, "share", "man", "man1", "vecx-index.1"))
+
+
+def test_a_step_without_a_row_count_shows_its_running_time(monkeypatch) -> None:
+    """A fit (minutes for OPQ) ticks its clock on the terminal instead of showing '0 rows' frozen."""
+    import io
+    import re
+    import sys
+    import time
+
+    from vecx.cli.common import Bar
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    bar = Bar(quiet=False)
+    bar.enabled = True  # as on a terminal
+    bar.start(None, "fitting pq on 100,000 rows")
+    time.sleep(1.3)
+    bar.close()
+    shown = err.getvalue()
+    assert "vecx: fitting pq on 100,000 rows ... 00:01" in shown
+    assert not re.search(r"(?<![\d,])0 rows", shown)  # no count stuck at zero
+    settled = len(err.getvalue())
+    time.sleep(0.7)
+    assert len(err.getvalue()) == settled  # the clock stopped with the step
+
+
+def test_where_takes_like_between_not_in_and_quoted_names() -> None:
+    import fnmatch
+
+    import pyarrow as pa
+    import pytest
+
+    from vecx.errors import UsageError
+    from vecx.indexes.where import columns_of, evaluate
+
+    titles = ["The Road", "the end", "Theory", "A Tale", None, "The_X"]
+    table = pa.table({"id": list(range(6)), "title": titles, "year": [1990, 1995, 1999, 2000, 1985, 1999],
+                      "first name": ["Marie", "Pierre", "Marie", "Ada", "Lise", "Ada"]})
+
+    def rows(expr: str) -> list[int]:
+        return np.flatnonzero(evaluate(expr, table)).tolist()
+
+    def like(pattern: str, ignore_case: bool = False) -> list[int]:  # SQL LIKE as a reference
+        glob = pattern.replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
+        return [i for i, t in enumerate(titles) if t is not None and
+                fnmatch.fnmatchcase(t.lower() if ignore_case else t, glob.lower() if ignore_case else glob)]
+
+    assert rows("title like 'The %'") == like("The %") == [0]
+    assert rows("title ilike 'the%'") == like("the%", True) == [0, 1, 2, 5]
+    assert rows("title not like 'The%'") == [1, 3]  # a null title matches neither
+    assert rows("year between 1990 and 1999") == [0, 1, 2, 5]
+    assert rows("year not between 1990 and 1999 and year > 1980") == [3, 4]
+    assert rows("year not in (1999, 1990)") == [1, 3, 4]
+    assert rows("`first name` = 'Ada' and year between 1999 and 2000") == [3, 5]
+    assert columns_of("`first name` = 'Ada' and title like 'x%' or year between 1 and 2") == \
+        ["first name", "title", "year"]
+    for bad, message in (("year like '19%'", "LIKE compares text"), ("title between 1 and 2", "cannot compare"),
+                         ("year between 1990 or 1999", "expected AND"), ("year not = 3", "after 'year' NOT"),
+                         ("title like 3", "quoted pattern")):
+        with pytest.raises(UsageError, match=message):
+            evaluate(bad, table)
