@@ -319,6 +319,8 @@ def _check_indexable(given: str, chain: Any, build_options: Any, normalized: boo
 
     if getattr(build_options, "kind", "hnsw") != "hnsw" or chain.output.dtype not in USEARCH_DTYPES:
         return
+    if chain.stages and chain.stages[-1].scores_codes:  # the codec scores its codes (per-dimension int8)
+        return
     try:
         graph_metric(chain.output, normalized)
     except VecxError as exc:

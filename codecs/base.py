@@ -321,3 +321,6 @@ class ScoresCodes:
         packed sign bits of RaBitQ codes, ``("bits", D, rows x D/8)``), or ``None``: searched by an
         exhaustive scan of :meth:`score` only."""
         return None
+
+    #: The usearch metric of the navigation graph (sign bits: Hamming).
+    navigation_metric = "hamming"

@@ -2,9 +2,11 @@
 
 ``mode=perdim`` (default) maps each dimension's calibrated range ``[lo, hi]``
 affinely onto the 256 int8 levels (the sentence-transformers ``int8`` scheme), which
-reconstructs best; the metric then holds only after decoding, so indexes rescore
-or decode. ``mode=global`` uses one symmetric scale for all dimensions
-(``code = round(x / s)``, ``|code| <= 127``): codes are proportional to the vectors,
+reconstructs best; the metric then holds only after decoding, so an index scores these
+codes through the codec (:class:`~vecx.codecs.base.ScoresCodes`: float queries against the
+decoded rows, exactly) and, past the scan's row limit, navigates an i8 graph over the decoded
+rows on one scale before scoring a pool of its candidates. ``mode=global`` uses one
+symmetric scale for all dimensions (``code = round(x / s)``, ``|code| <= 127``): codes are proportional to the vectors,
 so cosine and inner product can be computed on the codes directly (what usearch's
 ``i8`` expects). Ranges come from a seeded sample of at most ``sample`` rows and are
 saved with the data: a single query vector is encoded with the same ranges, never
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.codecs.base import Codec, Param, sample_params
+from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.space import VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -25,7 +27,7 @@ else:
     np = lazy("numpy")
 
 
-class Int8(Codec):
+class Int8(ScoresCodes, Codec):
     """Per-dimension (or global) calibrated int8 codes; ranges fitted on a seeded sample."""
 
     name = "int8"
@@ -80,6 +82,81 @@ class Int8(Codec):
         if self.values["mode"] == "global":
             return codes.astype(np.float32) * self.scale_
         return (codes.astype(np.float32) + 128.0) * self.scale_ + self.lo_
+
+    # ---- scoring per-dimension codes (an index of them: see the module) ----------------------
+    @property
+    def scores_codes(self) -> bool:
+        """Per-dimension codes hold the metric only once decoded: the codec scores them."""
+        return self.values["mode"] == "perdim"
+
+    def encode_query(self, q: Any) -> Any:
+        """Per-dimension codes are scored against the float queries themselves (asymmetric);
+        global codes take the queries quantized alike."""
+        if self.values["mode"] == "perdim":
+            return np.asarray(q, dtype=np.float32)
+        return self.encode(q)
+
+    @property
+    def symmetric_queries(self) -> bool:
+        """Global codes take queries quantized alike; per-dimension codes take them as floats."""
+        return self.values["mode"] == "global"
+
+    def prepare_queries(self, q: Any) -> dict[str, Any]:
+        q = np.asarray(q, dtype=np.float32)
+        if self.output.metric == "cosine":
+            q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+        # q . decoded(c) = q . (lo + 128 scale) + (q * scale) . c: one product with the raw codes.
+        offset = (self.lo_ + 128.0 * self.scale_).astype(np.float32)
+        return {"q": q, "sq": np.einsum("ij,ij->i", q, q), "qs": q * self.scale_, "q0": q @ offset}
+
+    def _decoded(self, codes: Any) -> Any:
+        """Stored code rows (uint8 bytes, as an index keeps them) back to float vectors."""
+        return self.decode(np.asarray(codes).view(np.int8))
+
+    def score(self, prepared: dict[str, Any], codes: Any) -> Any:
+        c = np.asarray(codes).view(np.int8).astype(np.float32)
+        dots = prepared["q0"][:, None] + prepared["qs"] @ c.T  # queries . decoded rows
+        metric = self.output.metric
+        if metric == "ip":
+            return dots
+        # The decoded rows' squared norms, from the codes too: |lo + 128 s|^2 + 2 (s (lo + 128 s)) . c + (s^2) . c^2.
+        offset = self.lo_ + 128.0 * self.scale_
+        sq = float(offset @ offset) + c @ (2.0 * self.scale_ * offset) + (c * c) @ (self.scale_ * self.scale_)
+        if metric == "l2":
+            return prepared["sq"][:, None] - 2.0 * dots + sq[None, :]
+        return dots / np.sqrt(np.maximum(sq, 1e-30))[None, :]
+
+    def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
+        x = self._decoded(codes)  # queries x candidates x dim
+        q = prepared["q"]
+        metric = self.output.metric
+        if metric == "l2":
+            return ((x - q[:, None, :]) ** 2).sum(-1)
+        if metric == "cosine":
+            x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
+        return np.einsum("nmd,nd->nm", x, q)
+
+    def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
+        """The decoded rows again in int8, on one symmetric scale (codes proportional to the vectors,
+        as ``mode=global`` makes them): a graph's metric then holds on them, which it does not on
+        per-dimension codes (each dimension shifted and scaled on its own)."""
+        if self.values["mode"] != "perdim":
+            return None
+        top = float(np.maximum(np.abs(self.lo_), np.abs(self.lo_ + 255.0 * self.scale_)).max())
+        scale = top / 127.0 if top > 0 else 1.0
+        levels = np.rint(self._decoded(codes) / scale)
+        return "int8", self.input.dim, np.ascontiguousarray(np.clip(levels, -127, 127).astype(np.int8))
+
+    @property
+    def scan_rows(self) -> int:
+        """Rows up to which an index scores every code by default (``--scan auto``): about 8 MB of
+        codes, 20,000 rows of 384-d (PQ and RaBitQ codes, a tenth as wide, scan 200,000)."""
+        return max(1_000, 8_000_000 // max(1, self.input.dim))
+
+    @property
+    def navigation_metric(self) -> str:  # type: ignore[override]
+        """Cosine, or squared L2 for L2 vectors (usearch's i8 inner product is not trusted: #405)."""
+        return "l2sq" if self.output.metric == "l2" else "cos"
 
     def state(self) -> dict[str, Any]:
         return {"lo": self.lo_, "scale": self.scale_}

@@ -164,11 +164,12 @@ def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     # Checked as encode checks it (known stages, state hashes, an output that matches the stored
     # vectors): a table that would make an index no query can use is refused before any write.
     chain = Chain.from_table(source.meta, source.state_blob, table)
-    scorer = _scorer(chain, source, table) if space.dtype == CODES else None
+    scores = space.dtype == CODES or bool(chain.stages and chain.stages[-1].scores_codes)
+    scorer = _scorer(chain, source, table) if scores else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
     if scorer is not None:
         nav = _navigation(scorer, nav, source.rows, options, table)
-        metric = "hamming" if nav is not None else scorer.output.metric
+        metric = scorer.navigation_metric if nav is not None else scorer.output.metric
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = check_rescore(rescore, source) if rescore else None
@@ -180,14 +181,15 @@ def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None,
     """The navigable part of scored codes to build a graph over, as ``--scan`` asks; ``None``: scan only.
 
     ``auto`` builds a navigation graph only where scoring every code per query would cost too
-    much (more than :data:`~vecx.indexes.codescan.AUTO_GRAPH_ROWS` rows).
+    much (more than the codec's ``scan_rows``: :data:`~vecx.indexes.codescan.AUTO_GRAPH_ROWS` rows of
+    PQ or RaBitQ codes, fewer of the wider int8 codes).
     """
     codescan.check_scan(options.scan)
     if options.scan == "graph" and nav is None:
         raise UsageError(f"{table}: --scan graph: {scorer.name} codes offer nothing a graph can navigate",
                          hint="use --scan exhaustive (the default for these codes)")
     if options.scan == "exhaustive" or (options.scan == "auto" and rows is not None
-                                        and rows <= codescan.AUTO_GRAPH_ROWS):
+                                        and rows <= getattr(scorer, "scan_rows", codescan.AUTO_GRAPH_ROWS)):
         return None
     return nav
 

@@ -31,8 +31,8 @@ def graph_metric(space: VectorSpec, source_normalized: bool) -> str:
     if space.dtype == "bits":
         return "hamming"
     if space.metric_on != "codes":
-        raise UsageError(f"{space.dtype} codes of this chain support {space.metric} only after decoding "
-                         "(e.g. int8:mode=perdim); a graph cannot search them directly",
+        raise UsageError(f"{space.dtype} codes of this chain support {space.metric} only after decoding, "
+                         "and no stage scores them; a graph cannot search them directly",
                          hint="use int8:mode=global for an i8 graph, or index the float vectors")
     if space.dtype == "int8":
         if space.metric == "cosine" or (space.metric == "ip" and source_normalized):

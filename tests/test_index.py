@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_vectors, run_vecx, stored
+from conftest import make_vectors, ok, run_vecx, stored
 
 from vecx.indexes.truth import exact_topk
 
@@ -133,10 +133,37 @@ def test_rescoring_scores_are_exact(corpus: dict, tmp_path: Path) -> None:
             assert hit["score"] == pytest.approx(float(v @ q[i] / np.linalg.norm(v) / np.linalg.norm(q[i])), abs=1e-5)
 
 
-def test_perdim_int8_codes_are_refused(corpus: dict, tmp_path: Path) -> None:
-    r = run_vecx("index", corpus["dir"] / "i8p.parquet", "-o", tmp_path / "x.vecx")
-    assert r.code == 2 and "only after decoding" in r.stderr and "int8:mode=global" in r.stderr
-    assert not (tmp_path / "x.vecx").exists()
+def test_perdim_int8_codes_index_by_the_decoded_metric(corpus: dict, tmp_path: Path) -> None:
+    """The default 'vecx int8' then 'vecx index': the codec scores its codes (float queries against the
+    decoded rows), every code by default, a pool of an i8 graph's candidates with --scan graph."""
+    from vecx.chain import Chain
+    from vecx.formats.readers import open_source
+
+    table = corpus["dir"] / "i8p.parquet"
+    source = open_source(str(table))
+    chain = Chain.from_source(source)
+    codes = np.concatenate([b.vectors for b in source.batches()])
+    decoded = chain.decode(codes)
+    q = corpus["q"]
+    want = exact(decoded, q, 10)  # the exact top-10 by cosine over the decoded rows
+    for scan in ("exhaustive", "graph"):
+        index = tmp_path / f"{scan}.vecx"
+        ok("index", table, "-o", index, "--scan", scan, "--rescore", corpus["base"], "--expansion-search", 200)
+        info = json.loads(ok("info", index, "--json"))["vecx"]
+        assert info["codes"]["codec"] == "int8" and (info["graph"]["file"] is not None) == (scan == "graph")
+        found = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", 10, "--rescore", "1"))
+        rows = [[int(h["id"][3:]) for h in r["results"]] for r in found]
+        hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want.tolist(), strict=True)])
+        assert hits == 1.0 if scan == "exhaustive" else hits >= 0.9, (scan, hits)
+        if scan == "exhaustive":  # scores are the decoded rows' cosine with the float query
+            for i, r in enumerate(found[:5]):
+                v = decoded[int(r["results"][0]["id"][3:])]
+                assert r["results"][0]["score"] == pytest.approx(
+                    float(v @ q[i] / np.linalg.norm(v) / np.linalg.norm(q[i])), abs=1e-5)
+        ev = json.loads(ok("eval", index, "--queries", corpus["dir"] / "q.npy", "--json"))
+        assert ev["stages"][0]["recall@10"] >= 0.9 and ev["stages"][-1]["recall@10"] >= 0.95
+        liked = results(run_vecx("query", index, "--like", "doc7", "-k", 3))[0]["results"]
+        assert "doc7" not in [h["id"] for h in liked] and len(liked) == 3
 
 
 def test_rescore_table_from_other_data_is_refused(corpus: dict, tmp_path: Path) -> None:
