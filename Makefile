@@ -75,18 +75,18 @@ demo: install
 	run vecx truth $(DEMO)/glove.chain.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.chain.parquet -k 5; \
 	run vecx info $(DEMO)/gt.parquet; \
 	run vecx encode $(DEMO)/glove.parquet -o $(DEMO)/glove.i8.parquet --spec int8:mode=global; \
-	run vecx index $(DEMO)/glove.i8.parquet -o $(DEMO)/glove.vecx --rescore $(DEMO)/glove.parquet; \
+	run vecx index $(DEMO)/glove.i8.parquet -o $(DEMO)/glove.vecx --rescore-vectors $(DEMO)/glove.parquet; \
 	run vecx info $(DEMO)/glove.vecx; \
 	run vecx query $(DEMO)/glove.vecx --like king --like paris -k 5 --format csv; \
-	run vecx query $(DEMO)/glove.vecx --vector $(DEMO)/queries.parquet -k 3 --rescore 1; \
+	run vecx query $(DEMO)/glove.vecx --vector $(DEMO)/queries.parquet -k 3 --oversample 1; \
 	echo; echo "\$$ vecx import ... -o - | vecx truncate - -o - --dim 16 | vecx info -"; \
 	vecx import $(SAMPLE)/base.npy -o - | vecx truncate - -o - --dim 16 | vecx info -
 	@set -e; run() { echo; echo "\$$ $$*"; "$$@"; }; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
 	run vecx vsa $(NOBEL)/records.jsonl -o $(DEMO)/nobel.parquet --dim 1024 --keep firstname,surname; \
 	run vecx index $(DEMO)/nobel.parquet -o $(DEMO)/nobel.vecx; \
-	run vecx query $(DEMO)/nobel.vecx --json '{"prizes": [{"category": "physics"}], "bornCountry": "Germany"}' -k 5 --fields firstname,surname --format csv; \
+	run vecx query $(DEMO)/nobel.vecx --record '{"prizes": [{"category": "physics"}], "bornCountry": "Germany"}' -k 5 --fields firstname,surname --format csv; \
 	run vecx query $(DEMO)/nobel.vecx --like 6 -k 3 --fields firstname,surname --format csv; \
-	run vecx vsa explain $(DEMO)/nobel.vecx --like 6 --json '{"firstname": "Pierre", "bornCountry": "France"}'
+	run vecx vsa explain $(DEMO)/nobel.vecx --like 6 --record '{"firstname": "Pierre", "bornCountry": "France"}'
 	@echo; echo "Nearest words, float32 vs truncate:32,int8 (from the two truth files):"
 	@$(BIN)/python -c "import pyarrow.parquet as pq; \
 	a = pq.read_table('$(DEMO)/gt.parquet').to_pylist(); b = pq.read_table('$(DEMO)/gt.chain.parquet').to_pylist(); \

@@ -975,7 +975,7 @@ def _query_entries(rows: Any, scores: Any, taken: list[dict[str, Any]], fields: 
 
 def _check_search_options(k: int, oversample: int | None, expansion: int | None) -> None:
     """Refuse search options below 1 (a factor or size of 0 would silently mean something else)."""
-    for flag, value in (("-k", k), ("--rescore", oversample), ("--expansion", expansion)):
+    for flag, value in (("-k", k), ("--oversample", oversample), ("--expansion", expansion)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}")
 
@@ -1059,7 +1059,7 @@ def _computed_truth(searcher: Searcher, q: Any) -> tuple[Any, str]:
         vectors = searcher.rescore_vectors
         if vectors is None or searcher.rescore_chain is None or searcher.rescore_chain.stages:
             raise UsageError("no ground truth: give --truth FILE (from 'vecx truth'), or build the index "
-                             "with --rescore on the imported float vectors")
+                             "with --rescore-vectors on the imported float vectors")
         blocks = ((s, np.asarray(vectors[s: s + 65536], dtype=np.float32)) for s in range(0, searcher.rows, 65536))
         truth, _ = exact_topk(q, blocks, k, searcher.rescore_metric)
         source = "computed (exact, from the rescoring vectors)"
@@ -1118,7 +1118,7 @@ def _vsa_vectors(searcher: Any, vsa: Any, rows: Any) -> tuple[Any, bool]:
     if chain.decoded_space.dim == vsa.output.dim and chain._first_decoded() == 1:
         return np.asarray(chain.decode(searcher.codes_of(rows)), dtype=np.float32), True
     raise UsageError(f"{searcher.path}: the vsa vectors cannot be recovered from this index's codes",
-                     hint="build the index with --rescore on the float 'vecx vsa' table")
+                     hint="build the index with --rescore-vectors on the float 'vecx vsa' table")
 
 
 # --------------------------------------------------------------------------------------

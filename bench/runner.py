@@ -221,7 +221,7 @@ def _check_options(options: BenchOptions, specs: list[str]) -> None:
         raise UsageError(f"-k must be at least 1, not {options.k}")
     for factor in options.rescore:
         if factor < 2:
-            raise UsageError(f"--rescore {factor}: a rescoring factor must be at least 2 "
+            raise UsageError(f"--oversample {factor}: a rescoring factor must be at least 2 "
                              "(recall without rescoring is always measured)")
     if options.sample is not None and options.sample < 1:
         raise UsageError(f"--sample must be at least 1, not {options.sample}")

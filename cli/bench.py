@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench", epilog=examples(
         "vecx bench base.npy queries.npy --spec f16 --spec int8:mode=global --spec binarize --spec pca:96",
-        "vecx bench base.npy queries.npy --spec binarize --truth gt.npy --rescore 4 --rescore 10 --peers",
+        "vecx bench base.npy queries.npy --spec binarize --truth gt.npy --oversample 4 --oversample 10 --peers",
         "vecx bench docs.parquet q.parquet --spec pca:96 --peer PQ48x8 --peer usearch:i8 --plot pareto.png",
         "vecx bench base.npy queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
         "vecx bench base.npy queries.npy --spec pq:48x8 --spec binarize:mode=rabitq --spec binarize:mode=rabitq@scan=graph --peers",
@@ -26,12 +26,14 @@ def register(app: typer.Typer) -> None:
               spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96; SPEC@key=value sets an index option for it alone, e.g. binarize:mode=rabitq@scan=graph.", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table or a .npy of row numbers (queries x >= k). Default: computed exactly.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", help="The k of recall@k.")] = 10,
-              rescore: Annotated[Optional[list[int]], typer.Option("--rescore", metavar="X", help="Rescoring factor to measure (repeatable; default 4 and 10): k*X candidates rescored with the float vectors.", show_default=False)] = None,
+              oversample: Annotated[Optional[list[int]], typer.Option("--oversample", metavar="X", help="Rescoring factor to measure (repeatable; default 4 and 10): k*X candidates rescored with the float vectors.", show_default=False)] = None,
+              rescore: Annotated[Optional[list[int]], typer.Option("--rescore", metavar="X", hidden=True)] = None,
               peers: Annotated[bool, typer.Option("--peers", help="Also run the faiss-cpu and raw usearch equivalents at the same bytes per vector.")] = False,
               peer: Annotated[Optional[list[str]], typer.Option("--peer", metavar="NAME", help="An extra peer (repeatable): a faiss index_factory string (PQ48x8, OPQ24,PQ24x8, PCA96,Flat, BFlat) or usearch:f32|f16|i8|b1.", show_default=False)] = None,
               index_option: Annotated[Optional[list[str]], typer.Option("--index-option", metavar="KEY=VALUE", help="Index build option for every chain (repeatable), e.g. connectivity=32, deterministic=true.", show_default=False)] = None,
               plot: Annotated[Optional[str], typer.Option("--plot", metavar="FILE.png", help="Draw recall vs bytes per vector to this PNG (needs matplotlib).", show_default=False)] = None,
-              out: Annotated[Optional[str], typer.Option("--out", metavar="FILE.md", help="Also write the table as Markdown, with the command, to this file.", show_default=False)] = None,
+              output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE.md", help="Also write the table as Markdown, with the command, to this file.", show_default=False)] = None,
+              out: Annotated[Optional[str], typer.Option("--out", metavar="FILE.md", hidden=True)] = None,
               sample: Annotated[Optional[int], typer.Option("--sample", metavar="N", help="Training sample rows for every fitting stage without its own (and for the faiss peers).", show_default=False)] = None,
               seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the stages and of the training sample.")] = 0,
               repeat: Annotated[int, typer.Option("--repeat", metavar="N", help="Time each batch search N times and keep the best.")] = 2,
@@ -47,8 +49,11 @@ def register(app: typer.Typer) -> None:
         by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
         """
         from vecx.bench import BenchOptions, run
+        from vecx.cli.common import renamed
         from vecx.errors import UsageError
 
+        rescore = renamed("--oversample", oversample, "--rescore", rescore)
+        out = renamed("--output", output, "--out", out)
         options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,
                                peer_names=tuple(peer or ()), index_options=_key_values(index_option or [], UsageError),
                                sample=sample, seed=seed, metric=metric, repeat=repeat, plot=plot, markdown=out,

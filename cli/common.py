@@ -39,6 +39,19 @@ def read_options(column: str | None, id_column: str | None, metric: str | None, 
     return ReadOptions(column=column, id_column=id_column, metric=metric, ids_file=ids_file, keep=kept, model=model)
 
 
+def renamed(new: str, new_value: Any, old: str, old_value: Any) -> Any:
+    """The value of an option given by its name, or by the name it had before (``old``: a hidden alias
+    that still works, with a note on stderr saying the new name)."""
+    from vecx.errors import UsageError
+
+    if old_value is None or old_value == []:
+        return new_value
+    if new_value is not None and new_value != []:
+        raise UsageError(f"give {new} (or its old name {old}), not both")
+    typer.echo(f"vecx: {old} is now {new}; the old name still works, for now", err=True)
+    return old_value
+
+
 def stderr_enabled(quiet: bool) -> bool:
     """Messages and progress go to stderr only if it is a terminal and not silenced."""
     return not quiet and sys.stderr.isatty()

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table, or a .npy of base row numbers (queries x k, as ann-benchmarks' neighbors) (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
-              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor to evaluate (default: the index's).", show_default=False)] = None,
+              oversample: Annotated[Optional[int], typer.Option("--oversample", metavar="X", min=1, help="Oversampling (rescoring) factor to evaluate (default: the index's).", show_default=False)] = None,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
@@ -35,7 +36,9 @@ def register(app: typer.Typer) -> None:
         Batch QPS is one multi-threaded call over all queries; latencies come from single queries.
         """
         from vecx import api
+        from vecx.cli.common import renamed
 
+        rescore = renamed("--oversample", oversample, "--rescore", rescore)
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
                               target_recall=target_recall, save=save, first_stage=first_stage, scan=scan)
         if json:

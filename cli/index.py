@@ -29,18 +29,19 @@ def register(app: typer.Typer) -> None:
 
 def _add_index(app: typer.Typer) -> None:
     @app.command("index", epilog=examples(
-        "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet",
-        "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
+        "vecx index docs.i8.parquet -o docs.vecx --rescore-vectors docs.parquet",
+        "vecx index docs.fde.parquet -o docs.vecx --rescore-vectors docs.mv.parquet",
         "vecx index docs.f16.parquet -o docs.vecx --connectivity 32 --deterministic",
-        "vecx index docs.pq.parquet -o docs.vecx --rescore docs.parquet      # PQ codes: exhaustive ADC scan",
-        "vecx index docs.rabitq.parquet -o docs.vecx --scan graph --rescore docs.parquet",
+        "vecx index docs.pq.parquet -o docs.vecx --rescore-vectors docs.parquet      # PQ codes: exhaustive ADC scan",
+        "vecx index docs.rabitq.parquet -o docs.vecx --scan graph --rescore-vectors docs.parquet",
         "vecx index new.parquet -o docs.vecx --append          # a new segment; ids already there are replaced",
-        "vecx index docs.i8.parquet -o docs.vecx --rescore docs.parquet --if-changed   # cron: skip if same input",
+        "vecx index docs.i8.parquet -o docs.vecx --rescore-vectors docs.parquet --if-changed   # cron: skip if same input",
         "vecx index codes/ -o docs.vecx --shards 8 --engine dask --scheduler tcp://head:8786",
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
-              rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
+              rescore_vectors: Annotated[Optional[str], typer.Option("--rescore-vectors", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
+              rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", hidden=True)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", min=2, help="Graph edges per node (HNSW M).")] = 16,
               expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", min=1, help="Candidate list size while building (efConstruction).")] = 128,
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", min=1, help="Default candidate list size while searching (ef).")] = 64,
@@ -53,7 +54,7 @@ def _add_index(app: typer.Typer) -> None:
               auto_merge: Annotated[Optional[bool], typer.Option("--auto-merge/--no-auto-merge", help="With --append: merge the newest segments while the next older one holds no more rows than they do together, so that daily appends keep about log2(appends) segments (each row is rewritten about as many times). [default: --auto-merge]", show_default=False)] = None,
               shards: Annotated[int, typer.Option("--shards", metavar="N", min=1, help="Build the index as N segments of nearly equal row ranges (queries merge them); in parallel with --engine dask.")] = 1,
               engine: Engine = "local", scheduler: Scheduler = None,
-              if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore) with the same fingerprints, as one segment without deletions.")] = False,
+              if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore-vectors) with the same fingerprints, as one segment without deletions.")] = False,
               no_wait: NoWait = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
@@ -65,9 +66,11 @@ def _add_index(app: typer.Typer) -> None:
         with --no-wait. A failed or interrupted build leaves the previous index as it was.
         """
         from vecx import api
+        from vecx.cli.common import renamed
         from vecx.errors import UsageError
         from vecx.indexes.build import BuildOptions
 
+        rescore = renamed("--rescore-vectors", rescore_vectors, "--rescore", rescore)
         if (max_segments is not None or auto_merge is not None) and not append:
             raise UsageError("--max-segments and --[no-]auto-merge apply to --append (or see 'vecx compact')")
         if append and if_changed:

@@ -19,16 +19,17 @@ def register(app: typer.Typer) -> None:
         "vecx query docs.vecx --vector q.npy -k 10",
         "vecx query docs.vecx --like 1234 -k 10 --fields word,title",
         "cat queries.jsonl | vecx query docs.vecx -k 10 > results.jsonl",
-        "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --rescore 4",
-        "vecx query docs.vecx --vector q.npy --rescore 10 --format csv",
+        "vecx query docs.vecx --vector q.npy --where \"lang = 'en'\" --oversample 4",
+        "vecx query docs.vecx --vector q.npy --oversample 10 --format csv",
         "vecx query docs.fde.vecx --multi-vector q_tokens.npy -k 10 --first-stage both",
-        "vecx query laureates.vecx --json '{\"prizes\": [{\"category\": \"physics\"}]}' -k 5",
+        "vecx query laureates.vecx --record '{\"prizes\": [{\"category\": \"physics\"}]}' -k 5",
     ))
     def query(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
               like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="Results per query (at most the index size).")] = 10,
-              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, help="Oversampling factor for rescoring (1 = off; default: the index's).", show_default=False)] = None,
+              oversample: Annotated[Optional[int], typer.Option("--oversample", metavar="X", min=1, help="Rescoring: fetch X*k candidates, rescore them, keep k (1 = off; default: the index's).", show_default=False)] = None,
+              rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
               where: Annotated[Optional[str], typer.Option("--where", metavar="FILTER", help="Payload filter, e.g. \"lang = 'en' and year >= 2000\" (=, !=, <, <=, >, >=, [not] in (...), [not] like 'a%', [not] between A and B, is [not] null, and, or, not; `quoted name`).", show_default=False)] = None,
@@ -36,7 +37,8 @@ def register(app: typer.Typer) -> None:
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
               scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="exhaustive: compare every code (exact for the codes); graph: walk the graph (default: the index's).", show_default=False)] = None,
-              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
+              record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
+              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", hidden=True)] = None,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
 
@@ -45,15 +47,18 @@ def register(app: typer.Typer) -> None:
         if any line is malformed, nothing is searched and the error names the line (exit 3).
         """
         from vecx import api
+        from vecx.cli.common import renamed
         from vecx.errors import UsageError
 
+        rescore = renamed("--oversample", oversample, "--rescore", rescore)
+        json_query = renamed("--record", record, "--json", json_query)
         fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         if sum(x is not None and x != [] for x in (vector, like, multi_vector, json_query)) > 1:
-            raise UsageError("give one of --vector, --multi-vector, --like and --json")
+            raise UsageError("give one of --vector, --multi-vector, --like and --record")
         if vector is None and not like and multi_vector is None and json_query is None and sys.stdin.isatty():
-            raise UsageError("no query: give --vector FILE, --like ID, --json RECORD, or JSONL vectors on stdin")
+            raise UsageError("no query: give --vector FILE, --like ID, --record RECORD, or JSONL vectors on stdin")
         result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or json_query
                                                                               else "-"),
                            like=like, json=json_query, k=k, oversample=rescore, expansion=expansion, where=where,

@@ -43,18 +43,19 @@ def register(app: typer.Typer) -> None:
              "fields made a record similar to an indexed one.",
         epilog=examples(
             "vecx vsa laureates.jsonl -o laureates.parquet --dim 2048 --seed 7 --keep surname",
-            "vecx vsa explain laureates.vecx --like 6 --json '{\"bornCountry\": \"Poland\"}'",
+            "vecx vsa explain laureates.vecx --like 6 --record '{\"bornCountry\": \"Poland\"}'",
         ),
     )
     group.command(DEFAULT, epilog=codec_commands.example(cls, "vsa"))(codec_commands.make_command(cls))
 
     @group.command("explain", epilog=examples(
-        "vecx vsa explain laureates.vecx --like 6 --json '{\"bornCountry\": \"Poland\", \"gender\": \"female\"}'",
+        "vecx vsa explain laureates.vecx --like 6 --record '{\"bornCountry\": \"Poland\", \"gender\": \"female\"}'",
         "vecx vsa explain laureates.vecx --like 5 --like 6 --records laureates.jsonl --format json",
     ))
     def explain(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built from a 'vecx vsa' table.", show_default=False)],
                 like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Indexed item to compare with (repeatable).", show_default=False)] = None,
-                json_record: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", help="The record to explain, as a JSON object (partial records are fine).", show_default=False)] = None,
+                record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="The record to explain, as a JSON object (partial records are fine).", show_default=False)] = None,
+                json_record: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", hidden=True)] = None,
                 records: Annotated[Optional[str], typer.Option("--records", metavar="FILE", help="Source JSONL: with --like A --like B, A's record is read from it.", show_default=False)] = None,
                 fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table or json.")] = "table",
                 debug: Debug = False) -> None:
@@ -63,25 +64,27 @@ def register(app: typer.Typer) -> None:
         The record's vector is a sum of one part per key path (plus the field-pair conjunctions),
         so each row is that path's share of the cosine and the rows add up to it exactly: shared
         values show as large positive rows, unshared ones near 0 (crosstalk, about 1/sqrt(dim)).
-        For indexes of binary codes without --rescore vectors the item's vector is decoded, so
+        For indexes of binary codes without --rescore-vectors the item's vector is decoded, so
         the split is approximate (marked).
         """
         import orjson
 
         from vecx.api import vsa_explain as run
+        from vecx.cli.common import renamed
         from vecx.errors import DataError, UsageError
 
         if fmt not in ("table", "json"):
             raise UsageError(f"--format must be table or json, not {fmt!r}")
-        record = None
-        if json_record is not None:
+        text = renamed("--record", record, "--json", json_record)
+        parsed = None
+        if text is not None:
             try:
-                record = orjson.loads(json_record)
+                parsed = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                raise DataError(f"--json: not valid JSON ({exc})") from None
-            if not isinstance(record, dict):
-                raise DataError("--json: expected a JSON object")
-        result = run(index, like=list(like or []), record=record, records_file=records)
+                raise DataError(f"--record: not valid JSON ({exc})") from None
+            if not isinstance(parsed, dict):
+                raise DataError("--record: expected a JSON object")
+        result = run(index, like=list(like or []), record=parsed, records_file=records)
         if fmt == "json":
             emit_json(result)
             return

@@ -82,7 +82,7 @@ class Muvera(Codec):
         "dimensions, documents average each bucket (empty ones filled from the nearest vector by "
         "SimHash Hamming distance), queries sum it. Output: reps * 2^ksim * proj floats (or final), "
         "metric ip. Spec: muvera:REPSxKSIMxPROJ, e.g. muvera:20x5x16 (10,240 dims). Index the result "
-        "with --rescore on the multi-vector table for exact MaxSim reranking."
+        "with --rescore-vectors on the multi-vector table for exact MaxSim reranking."
     )
     params = (
         Param("reps", int, default=20, minimum=1, maximum=4096, help="independent repetitions (R)"),
@@ -98,7 +98,7 @@ class Muvera(Codec):
         "vecx import tokens.parquet -o docs.mv.parquet --multi",
         "vecx muvera docs.mv.parquet -o docs.fde.parquet --reps 20 --ksim 5 --proj 16 --seed 1",
         "vecx encode docs.mv.parquet -o docs.fde.bin.parquet --spec muvera:20x5x16,binarize",
-        "vecx index docs.fde.parquet -o docs.vecx --rescore docs.mv.parquet",
+        "vecx index docs.fde.parquet -o docs.vecx --rescore-vectors docs.mv.parquet",
     )
 
     # ---- spec spelling: muvera:20x5x16 ------------------------------------------------

@@ -280,9 +280,9 @@ def open_records(path: str, options: ReadOptions) -> Source:
 
 
 def query_records_for(searcher: Any, json_arg: str | None, vector: str | None) -> tuple[list[Any], list[Any] | None]:
-    """Query records for an index: ``--json``, else a records file given as ``--vector``, else stdin."""
+    """Query records for an index: ``--record``, else a records file given as ``--vector``, else stdin."""
     if searcher.chain.input.dtype != JSON:
-        raise UsageError(f"{searcher.path}: --json queries need an index of JSON records (made by vecx vsa); "
+        raise UsageError(f"{searcher.path}: --record queries need an index of JSON records (made by vecx vsa); "
                          "this one takes vectors", hint="use --vector FILE or --like ID")
     if json_arg is None:
         json_arg = "-" if vector in (None, "-") else "@" + vector
@@ -290,7 +290,7 @@ def query_records_for(searcher: Any, json_arg: str | None, vector: str | None) -
 
 
 def read_query_records(text: str) -> tuple[list[Any], list[Any] | None]:
-    """Query records from ``--json``: a JSON object literal, ``@FILE`` (JSONL) or ``-`` (JSONL on stdin).
+    """Query records from ``--record``: a JSON object literal, ``@FILE`` (JSONL) or ``-`` (JSONL on stdin).
 
     Every record must be an object; a bad line fails the whole batch (nothing is searched).
     Records may be partial (any subset of fields). An ``id`` field is not encoded (like the data's
@@ -303,20 +303,20 @@ def read_query_records(text: str) -> tuple[list[Any], list[Any] | None]:
         try:
             data = sys.stdin.buffer.read() if text == "-" else open(text[1:], "rb").read()
         except OSError as exc:
-            raise UsageError(f"--json {text}: cannot read {name} ({exc.strerror})") from None
+            raise UsageError(f"--record {text}: cannot read {name} ({exc.strerror})") from None
         lines = [(n, line) for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
     else:
-        name, lines = "--json", [(1, text.encode())]
+        name, lines = "--record", [(1, text.encode())]
     records = []
     for number, line in lines:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            at = f"{name}: line {number}" if name != "--json" else "--json"
+            at = f"{name}: line {number}" if name != "--record" else "--record"
             raise DataError(f"{at}: not valid JSON ({exc}); no query was run",
-                            hint="give one JSON object, e.g. --json '{\"category\": \"physics\"}'") from None
+                            hint="give one JSON object, e.g. --record '{\"category\": \"physics\"}'") from None
         if not isinstance(obj, dict):
-            at = f"{name}: line {number}" if name != "--json" else "--json"
+            at = f"{name}: line {number}" if name != "--record" else "--record"
             raise DataError(f"{at}: expected a JSON object, got {_json_type(obj)}; no query was run")
         records.append(obj)
     if not records:

@@ -156,7 +156,7 @@ def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     space = source.space
     if space.multi:
         raise UsageError(f"{table}: holds a set of vectors per row; a graph indexes one vector per row",
-                         hint="encode it first, e.g. 'vecx muvera' (then --rescore with this table)")
+                         hint="encode it first, e.g. 'vecx muvera' (then --rescore-vectors with this table)")
     # Read in add-sized batches (the option is read when batches() starts).
     source.options = replace(source.options, batch_rows=add_batch_rows(max(1, space.bytes_per_vector)))
     source_block = source.meta.get("source") or {}

@@ -1,7 +1,7 @@
 """Multi-vector indexes: exact MaxSim rescoring over stored token vectors, and first-stage choice.
 
 An index built from single vectors that encode sets (e.g. ``muvera`` FDEs) with
-``--rescore docs.mv.parquet`` keeps the original token vectors:
+``--rescore-vectors docs.mv.parquet`` keeps the original token vectors:
 
 - ``rescore_tokens.npy``: every document's vectors, one flat ``tokens x d`` matrix (float16 or
   float32, as imported), memory-mapped at query time; only candidates' rows are read;
@@ -114,7 +114,8 @@ class MultiRescore:
     def mean_candidates(self, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Rows nearest to each query's mean vector in the mean graph (-1 where fewer), and their distances."""
         if self.mean_graph is None:
-            raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector --rescore table")
+            raise UsageError("this index has no mean-vector graph; rebuild it with a multi-vector "
+                             "--rescore-vectors table")
         means = np.ascontiguousarray(q.mean(), dtype=np.float32)
         return search_graph(self.mean_graph, means, count, expansion, len(self.mean_graph))
 
@@ -230,5 +231,5 @@ def check_first_stage(name: str | None, searcher: Any) -> str:
     if name not in FIRST_STAGES:
         raise UsageError(f"--first-stage must be one of {', '.join(FIRST_STAGES)}, not {name!r}")
     if name != "fde" and getattr(searcher, "multi_rescore", None) is None:
-        raise UsageError(f"--first-stage {name} needs an index built with --rescore on a multi-vector table")
+        raise UsageError(f"--first-stage {name} needs an index built with --rescore-vectors on a multi-vector table")
     return name

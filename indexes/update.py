@@ -203,14 +203,14 @@ def _append_rescore(table: str, source: Any, rescore: str | None, version: store
     info = version.manifest.get("rescore")
     if info is None:
         if rescore:
-            raise UsageError(f"--rescore {rescore}: {output} keeps no rescoring vectors; append without it")
+            raise UsageError(f"--rescore-vectors {rescore}: {output} keeps no rescoring vectors; append without it")
         return None
     index_meta = read_json(version, "rescore.json")
     if rescore is None:
         if _stage_keys(source.meta) != _stage_keys(index_meta) or \
                 not _same_space(source.meta["vector"], index_meta["vector"]):
             raise UsageError(f"{output} rescores with {index_meta.get('spec') or 'the imported'} vectors; "
-                             f"give them for the new rows with --rescore TABLE",
+                             f"give them for the new rows with --rescore-vectors TABLE",
                              hint=f"e.g. the table {table} was encoded from")
         rescore = table
     src = check_rescore(rescore, source)

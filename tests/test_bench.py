@@ -51,7 +51,7 @@ def assert_clean(data: dict) -> None:
 @pytest.fixture(scope="module")
 def report(data: dict) -> dict:
     """One run with two specs, peers, a plot and a Markdown file (a deterministic graph)."""
-    r = bench(data, "--spec", "f16", "--spec", "binarize:mode=sign", "--rescore", "4", "--rescore", "150",
+    r = bench(data, "--spec", "f16", "--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150",
               "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}", "--peers",
               "--plot", "pareto.png", "--out", "report.md", "--repeat", "1", "--json")
     assert r.code == 0, r.stderr
@@ -133,7 +133,7 @@ def test_truth_files_give_the_same_figures(data: dict, report: dict) -> None:
     gt = run_vecx("truth", data["dir"] / "base.npy", data["dir"] / "queries.npy", "-o", data["dir"] / "gt.parquet",
                   "-k", "10")
     assert gt.code == 0, gt.stderr
-    common = ("--spec", "binarize:mode=sign", "--rescore", "4", "--rescore", "150", "--index-option",
+    common = ("--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150", "--index-option",
               "deterministic=true", "--index-option", f"expansion_search={N}", "--repeat", "1", "--json")
     want = rows_of(report, "vecx")["binarize:mode=sign"]["recall"]
     for truth in ("gt.npy", "gt.parquet"):
@@ -152,7 +152,7 @@ def test_truth_files_give_the_same_figures(data: dict, report: dict) -> None:
 @pytest.mark.parametrize("args, code, words", [
     (("--spec", "nosuch"), 2, "unknown codec"),
     (("--spec", "f16", "--spec", "pca:0"), 2, "pca"),
-    (("--spec", "f16", "--rescore", "1"), 2, "--rescore 1"),
+    (("--spec", "f16", "--oversample", "1"), 2, "--oversample 1"),
     (("--spec", "f16", "--index-option", "nosuch=3"), 2, "nosuch"),
     (("--spec", "f16", "--truth", "missing.npy"), 3, "missing.npy"),
     (("--spec", "f16", "--truth", "queries.npy"), 3, "row numbers"),
@@ -190,7 +190,7 @@ def test_vecx_tables_as_inputs(data: dict, report: dict, tmp_path: Path) -> None
     base, queries = tmp_path / "base.parquet", tmp_path / "queries.parquet"
     assert run_vecx("import", data["dir"] / "base.npy", "-o", base).code == 0
     assert run_vecx("import", data["dir"] / "queries.npy", "-o", queries).code == 0
-    r = run_vecx("bench", base, queries, "--spec", "binarize:mode=sign", "--rescore", "4", "--rescore", "150",
+    r = run_vecx("bench", base, queries, "--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150",
                  "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}",
                  "--repeat", "1", "--json", env=data["env"])
     assert r.code == 0, r.stderr

@@ -91,16 +91,16 @@ def test_an_index_from_datasets_and_the_provenance_of_parts(parts: dict) -> None
     d = parts["dir"]
     ok("import", parts["root"], "-o", f"{d}/imported/")
     ok("encode", d / "imported", "--spec", "int8:mode=global", "-o", f"{d}/codes/")
-    ok("index", d / "codes", "-o", d / "docs.vecx", "--rescore", d / "imported")
+    ok("index", d / "codes", "-o", d / "docs.vecx", "--rescore-vectors", d / "imported")
     out = json.loads(ok("query", d / "docs.vecx", "--like", "7", "-k", 3, "--fields", "lang"))
     assert len(out["results"]) == 3 and {r["lang"] for r in out["results"]} <= {"de", "en", "fr"}
     first = os.readlink(d / "docs.vecx")
-    r = run_vecx("index", str(d / "codes"), "-o", str(d / "docs.vecx"), "--rescore", str(d / "imported"),
+    r = run_vecx("index", str(d / "codes"), "-o", str(d / "docs.vecx"), "--rescore-vectors", str(d / "imported"),
                  "--if-changed")
     assert r.code == 0 and "nothing to do" in r.stderr and os.readlink(d / "docs.vecx") == first
     # A dataset's fingerprint is over its parts in order: drop a part and it is other data.
     os.remove(d / "codes" / "part-00002.parquet")
-    r = run_vecx("index", str(d / "codes"), "-o", str(d / "docs.vecx"), "--rescore", str(d / "imported"))
+    r = run_vecx("index", str(d / "codes"), "-o", str(d / "docs.vecx"), "--rescore-vectors", str(d / "imported"))
     assert r.code == 4 and "other data" in r.stderr
     r = run_vecx("index", str(d / "codes"), "-o", str(d / "docs.vecx"), "--if-changed")
     assert r.code == 0 and os.readlink(d / "docs.vecx") != first
@@ -180,7 +180,7 @@ def test_datasets_on_s3(parts: dict, s3: dict) -> None:
     ok("encode", d / "local.parquet", "--spec", "f16", "-o", d / "f16.parquet")
     upload(fs, d / "f16.parquet", "vecx-test/codes/f16.parquet")
     upload(fs, d / "local.parquet", "vecx-test/imported/part-0.parquet")
-    ok("index", "s3://vecx-test/codes/f16.parquet", "-o", d / "s3.vecx", "--rescore", "s3://vecx-test/imported/",
+    ok("index", "s3://vecx-test/codes/f16.parquet", "-o", d / "s3.vecx", "--rescore-vectors", "s3://vecx-test/imported/",
        env=env)
     out = json.loads(ok("query", d / "s3.vecx", "--like", "7", "-k", 3))
     assert out["results"][0]["id"] != 7 and len(out["results"]) == 3

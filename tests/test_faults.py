@@ -54,7 +54,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def build(data: dict, index: Path, table: str = "f16", *extra: str) -> None:
-    clean(run_vecx("index", data["dir"] / f"{table}.parquet", "-o", index, "--rescore",
+    clean(run_vecx("index", data["dir"] / f"{table}.parquet", "-o", index, "--rescore-vectors",
                    data["dir"] / "base.parquet", *extra), 0)
 
 
@@ -227,7 +227,7 @@ def large(data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
 # --------------------------------------------------------------------------------------
 def _start_build(data: dict, index: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vecx", "index", str(data["dir"] / "f16.parquet"), "-o",
-                             str(index), "--rescore", str(data["dir"] / "base.parquet"), *extra],
+                             str(index), "--rescore-vectors", str(data["dir"] / "base.parquet"), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "VECX_NO_PROGRESS": "1"})
 
 
@@ -349,7 +349,7 @@ def test_index_refuses_a_tampered_table_and_keeps_the_last_good_index(data: dict
 
     bad = with_edited_metadata(data["dir"] / "i8.parquet", tmp_path / "bad.parquet", edit)
     for _ in range(2):  # two bad rebuilds in a row used to delete the last good version
-        r = run_vecx("index", bad, "-o", index, "--rescore", data["dir"] / "base.parquet")
+        r = run_vecx("index", bad, "-o", index, "--rescore-vectors", data["dir"] / "base.parquet")
         assert r.code in (2, 3, 4), r.stderr
         clean(r, r.code)
     assert version_of(index) == good
@@ -399,7 +399,7 @@ def test_full_disk_is_a_clean_exit_5_and_leaves_nothing(data: dict, tmp_path: Pa
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    for args in (["index", data["dir"] / "f16.parquet", "-o", index, "--rescore", data["dir"] / "base.parquet"],
+    for args in (["index", data["dir"] / "f16.parquet", "-o", index, "--rescore-vectors", data["dir"] / "base.parquet"],
                  ["truncate", data["dir"] / "base.parquet", "-o", tmp_path / "t.parquet", "--dim", "20"]):
         proc = subprocess.run([sys.executable, "-m", "vecx", *map(str, args)], capture_output=True,
                               preexec_fn=limit, env={**os.environ, "VECX_NO_PROGRESS": "1"}, timeout=300)
@@ -418,7 +418,7 @@ def test_a_really_full_disk(data: dict, large: dict, tmp_path: Path) -> None:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)]).returncode:
         pytest.skip("this machine does not let root mount a tmpfs")
     try:
-        r = run_vecx("index", data["dir"] / "f16.parquet", "-o", mnt / "i.vecx", "--rescore",
+        r = run_vecx("index", data["dir"] / "f16.parquet", "-o", mnt / "i.vecx", "--rescore-vectors",
                      data["dir"] / "base.parquet")
         clean(r, 5)
         assert "no space left on device" in r.stderr
@@ -498,7 +498,7 @@ def test_interrupted_build_exits_130_and_keeps_the_index(big: Path, tmp_path: Pa
     # Ctrl-C as a terminal delivers it: a test run started in the background (``make test &``, nohup)
     # ignores SIGINT, and its children would inherit that.
     proc = subprocess.Popen([sys.executable, "-m", "vecx", "index", str(big), "-o", str(index),
-                             "--expansion-add", "400", "--rescore", str(big)],
+                             "--expansion-add", "400", "--rescore-vectors", str(big)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "VECX_NO_PROGRESS": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     versions = tmp_path / ".s.vecx.d"
@@ -533,7 +533,8 @@ def _flip(path: Path, offset: int, count: int) -> None:
                                                 ("ids.npy", 0, 16)])
 def test_damage_is_found(large: dict, tmp_path: Path, name: str, offset: int, count: int) -> None:
     index = tmp_path / "d.vecx"
-    clean(run_vecx("index", large["dir"] / "f16.parquet", "-o", index, "--rescore", large["dir"] / "base.parquet"), 0)
+    clean(run_vecx("index", large["dir"] / "f16.parquet", "-o", index, "--rescore-vectors",
+                   large["dir"] / "base.parquet"), 0)
     _flip(version_of(index) / name, offset, count)
     r = run_vecx("verify", index)
     clean(r, 3)

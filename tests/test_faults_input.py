@@ -301,7 +301,7 @@ def test_binary_garbage_on_stdin_is_refused(tmp_path: Path, seed: int) -> None:
 
 def test_eval_refuses_a_truth_file_that_is_not_from_vecx_truth(tmp_path: Path, tables: dict) -> None:
     index = tmp_path / "x.vecx"
-    r = run_vecx("index", tables["plain"], "-o", index, "--rescore", tables["plain"])
+    r = run_vecx("index", tables["plain"], "-o", index, "--rescore-vectors", tables["plain"])
     assert r.code == 0, r.stderr
     gt = tmp_path / "gt.parquet"
     pq.write_table(pa.table({"rows": [[0, 1, 2]] * 5}), gt)

@@ -53,7 +53,7 @@ def idx(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp / "base.parquet"
     assert run_vecx("import", src, "-o", base).code == 0
     index = tmp / "idx.vecx"
-    r = run_vecx("index", base, "-o", index, "--rescore", base)
+    r = run_vecx("index", base, "-o", index, "--rescore-vectors", base)
     assert r.code == 0, r.stderr
     l2_base, l2_index = tmp / "l2.parquet", tmp / "l2.vecx"
     np.save(tmp / "x.npy", x)
@@ -260,9 +260,9 @@ def test_garbage_npy_queries_are_a_data_error(kind: str, command: str, idx: dict
 
 # ---- 6. search and build options below their minimum --------------------------------------------
 @pytest.mark.parametrize("args", [
-    ("query", "--rescore", "0"), ("query", "--rescore", "-1"), ("query", "--expansion", "0"),
+    ("query", "--oversample", "0"), ("query", "--oversample", "-1"), ("query", "--expansion", "0"),
     ("query", "--expansion", "-5"),
-    ("eval", "--rescore", "0"), ("eval", "--rescore", "-2"), ("eval", "-k", "0"), ("eval", "--expansion", "0"),
+    ("eval", "--oversample", "0"), ("eval", "--oversample", "-2"), ("eval", "-k", "0"), ("eval", "--expansion", "0"),
     ("index", "--connectivity", "0"), ("index", "--connectivity", "1"), ("index", "--oversample", "0"),
     ("index", "--expansion-add", "0"), ("index", "--expansion-search", "-3"), ("index", "--pool", "0"),
 ], ids=lambda a: " ".join(a))

@@ -78,7 +78,7 @@ def test_build_and_query_recall(corpus: dict, tmp_path: Path, table: str, rescor
     d = corpus["dir"]
     index = tmp_path / "docs.vecx"
     args = ["index", d / f"{table}.parquet", "-o", index, "--deterministic"]
-    args += ["--rescore", corpus["base"]] if rescore else []
+    args += ["--rescore-vectors", corpus["base"]] if rescore else []
     r = run_vecx(*args)
     assert r.code == 0, r.stderr
     found = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--expansion", "128"))
@@ -92,17 +92,18 @@ def test_build_and_query_recall(corpus: dict, tmp_path: Path, table: str, rescor
 def test_binary_codes_search_by_hamming_and_rescore(corpus: dict, tmp_path: Path) -> None:
     d = corpus["dir"]
     index = tmp_path / "b.vecx"
-    assert run_vecx("index", d / "b1.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    assert run_vecx("index", d / "b1.parquet", "-o", index, "--rescore-vectors", corpus["base"],
+                    "--deterministic").code == 0
     info = json.loads(run_vecx("info", index, "--json").stdout)["vecx"]
     assert (info["graph"]["dtype"], info["graph"]["metric"], info["bytes_per_vector"]) == ("b1", "hamming", 4)
     truth = exact(corpus["x"], corpus["q"], 10)
-    plain = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "1"))
-    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "10"))
+    plain = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "1"))
+    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "10"))
     assert recall(rescored, truth, 10) > recall(plain, truth, 10)
     hamming = [x["score"] for x in plain[0]["results"]]
     assert hamming == sorted(hamming) and all(float(h).is_integer() for h in hamming)
     # A selective filter on a binary index scans the codes exactly by Hamming distance.
-    filtered = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "3", "--rescore", "1",
+    filtered = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "3", "--oversample", "1",
                                 "--where", "lang = 'rare'"))
     assert all(len(q["results"]) == 3 for q in filtered)
 
@@ -110,13 +111,13 @@ def test_binary_codes_search_by_hamming_and_rescore(corpus: dict, tmp_path: Path
 def test_pca_index_searches_by_inner_product_with_uncentred_queries(corpus: dict, tmp_path: Path) -> None:
     d = corpus["dir"]
     index = tmp_path / "p.vecx"
-    assert run_vecx("index", d / "pca.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
+    assert run_vecx("index", d / "pca.parquet", "-o", index, "--rescore-vectors", corpus["base"]).code == 0
     assert json.loads(run_vecx("info", index, "--json").stdout)["vecx"]["graph"]["metric"] == "ip"
     chain, codes = stored(d / "pca.parquet")
     code_top, _ = exact_topk(chain.encode_query(corpus["q"]), iter([(0, codes)]), 10, "ip")
     truth = exact(corpus["x"], corpus["q"], 10)
     exact_codes = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(code_top, truth, strict=True)]))
-    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--rescore", "10",
+    rescored = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "10",
                                 "--expansion", "256"))
     assert recall(rescored, truth, 10) >= exact_codes
 
@@ -124,8 +125,8 @@ def test_pca_index_searches_by_inner_product_with_uncentred_queries(corpus: dict
 def test_rescoring_scores_are_exact(corpus: dict, tmp_path: Path) -> None:
     d = corpus["dir"]
     index = tmp_path / "docs.vecx"
-    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
-    found = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "5", "--rescore", "10"))
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore-vectors", corpus["base"]).code == 0
+    found = results(run_vecx("query", index, "--vector", d / "q.npy", "-k", "5", "--oversample", "10"))
     x, q = corpus["x"], corpus["q"]
     for i, qr in enumerate(found):
         for hit in qr["results"]:
@@ -148,10 +149,10 @@ def test_perdim_int8_codes_index_by_the_decoded_metric(corpus: dict, tmp_path: P
     want = exact(decoded, q, 10)  # the exact top-10 by cosine over the decoded rows
     for scan in ("exhaustive", "graph"):
         index = tmp_path / f"{scan}.vecx"
-        ok("index", table, "-o", index, "--scan", scan, "--rescore", corpus["base"], "--expansion-search", 200)
+        ok("index", table, "-o", index, "--scan", scan, "--rescore-vectors", corpus["base"], "--expansion-search", 200)
         info = json.loads(ok("info", index, "--json"))["vecx"]
         assert info["codes"]["codec"] == "int8" and (info["graph"]["file"] is not None) == (scan == "graph")
-        found = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", 10, "--rescore", "1"))
+        found = results(run_vecx("query", index, "--vector", corpus["dir"] / "q.npy", "-k", 10, "--oversample", "1"))
         rows = [[int(h["id"][3:]) for h in r["results"]] for r in found]
         hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want.tolist(), strict=True)])
         assert hits == 1.0 if scan == "exhaustive" else hits >= 0.9, (scan, hits)
@@ -171,14 +172,14 @@ def test_rescore_table_from_other_data_is_refused(corpus: dict, tmp_path: Path) 
     np.save(other, make_vectors(5000, 32, seed=99))
     other_table = tmp_path / "other.parquet"
     assert run_vecx("import", other, "-o", other_table).code == 0
-    r = run_vecx("index", corpus["dir"] / "f16.parquet", "-o", tmp_path / "x.vecx", "--rescore", other_table)
+    r = run_vecx("index", corpus["dir"] / "f16.parquet", "-o", tmp_path / "x.vecx", "--rescore-vectors", other_table)
     assert r.code == 4 and "other data" in r.stderr
 
 
 @pytest.fixture(scope="module")
 def index(corpus: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("idx") / "docs.vecx"
-    r = run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", path, "--rescore", corpus["base"])
+    r = run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", path, "--rescore-vectors", corpus["base"])
     assert r.code == 0, r.stderr
     return path
 
@@ -511,7 +512,8 @@ def test_killed_build_leaves_the_previous_index(corpus: dict, tmp_path: Path) ->
 def test_eval_separates_the_losses(corpus: dict, tmp_path: Path) -> None:
     d = corpus["dir"]
     index = tmp_path / "e.vecx"
-    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore-vectors", corpus["base"],
+                    "--deterministic").code == 0
     r = run_vecx("eval", index, "--queries", d / "q.npy", "--json")
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)
@@ -539,7 +541,8 @@ def test_eval_separates_the_losses(corpus: dict, tmp_path: Path) -> None:
 def test_eval_target_recall_tunes_and_saves(corpus: dict, tmp_path: Path) -> None:
     d = corpus["dir"]
     index = tmp_path / "t.vecx"
-    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore", corpus["base"], "--deterministic").code == 0
+    assert run_vecx("index", d / "i8g.parquet", "-o", index, "--rescore-vectors", corpus["base"],
+                    "--deterministic").code == 0
     r = run_vecx("eval", index, "--queries", d / "q.npy", "--target-recall", "0.99", "--save", "--json")
     assert r.code == 0, r.stderr
     tuning = json.loads(r.stdout)["tuning"]
@@ -582,7 +585,7 @@ def test_plain_query_reads_no_parquet(corpus: dict, tmp_path: Path) -> None:
     """A query that asks for ids only answers from the memory-mapped id files: pyarrow is never imported
     (its import costs more than the search); asking for a payload field does read rows.parquet."""
     index = tmp_path / "docs.vecx"
-    assert run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", index, "--rescore", corpus["base"]).code == 0
+    assert run_vecx("index", corpus["dir"] / "i8g.parquet", "-o", index, "--rescore-vectors", corpus["base"]).code == 0
     env = {**os.environ, "VECX_NO_PROGRESS": "1"}
     plain = subprocess.run([sys.executable, "-X", "importtime", "-m", "vecx", "query", str(index), "--vector",
                             str(corpus["dir"] / "q.npy"), "-k", "3"],

@@ -247,11 +247,11 @@ def test_truth_maxsim_matches_the_shared_ground_truth(tmp_path: Path) -> None:
 def test_rescoring_returns_the_exact_maxsim_top_k(small: dict) -> None:
     tmp = small["dir"]
     ok(run_vecx("encode", tmp / "docs.mv.parquet", "-o", tmp / "fde2.parquet", "--spec", "muvera:4x2x8"))
-    ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore", tmp / "docs.mv.parquet"))
+    ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore-vectors", tmp / "docs.mv.parquet"))
     for stage in ("fde", "mean", "both"):
         # 300 candidates per query = every document: the rerank alone decides.
         r = ok(run_vecx("query", tmp / "docs.vecx", "--multi-vector", tmp / "q.mv.parquet", "-k", "5",
-                        "--rescore", "60", "--first-stage", stage, "--format", "jsonl"))
+                        "--oversample", "60", "--first-stage", stage, "--format", "jsonl"))
         found = [json.loads(line) for line in r.out.splitlines()]
         for i, q in enumerate(small["queries"]):
             exact = np.array([chamfer(q, d) for d in small["docs"]])
@@ -260,7 +260,7 @@ def test_rescoring_returns_the_exact_maxsim_top_k(small: dict) -> None:
             assert np.allclose([x["score"] for x in found[i]["results"]], exact[order], atol=1e-4)
     # A 2-D .npy is one query's token set.
     np.save(tmp / "q3.npy", small["queries"][3])
-    r = ok(run_vecx("query", tmp / "docs.vecx", "--multi-vector", tmp / "q3.npy", "-k", "3", "--rescore", "100"))
+    r = ok(run_vecx("query", tmp / "docs.vecx", "--multi-vector", tmp / "q3.npy", "-k", "3", "--oversample", "100"))
     exact = np.array([chamfer(small["queries"][3], d) for d in small["docs"]])
     assert [x["id"] for x in json.loads(r.out)["results"]] == [f"d{j}" for j in np.argsort(-exact, kind="stable")[:3]]
 
@@ -269,8 +269,9 @@ def test_eval_reports_recall_before_and_after_maxsim(small: dict) -> None:
     tmp = small["dir"]
     if not (tmp / "docs.vecx").exists():
         ok(run_vecx("encode", tmp / "docs.mv.parquet", "-o", tmp / "fde2.parquet", "--spec", "muvera:4x2x8"))
-        ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore", tmp / "docs.mv.parquet"))
-    r = ok(run_vecx("eval", tmp / "docs.vecx", "--queries", tmp / "q.mv.parquet", "--json", "--rescore", "30"))
+        ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore-vectors",
+                    tmp / "docs.mv.parquet"))
+    r = ok(run_vecx("eval", tmp / "docs.vecx", "--queries", tmp / "q.mv.parquet", "--json", "--oversample", "30"))
     stages = {s["stage"]: s for s in json.loads(r.out)["stages"]}
     assert stages["graph + rescore x30"]["recall@10"] == 1.0  # 300 candidates cover every document
     assert stages["codes, exact"]["recall@10"] < 1.0
@@ -330,7 +331,8 @@ def test_wrong_kind_of_input_or_query_is_a_clear_error(tmp_path: Path, small: di
     assert r.code == 2 and "muvera" in r.stderr, r.stderr
     if not (tmp / "docs.vecx").exists():
         ok(run_vecx("encode", tmp / "docs.mv.parquet", "-o", tmp / "fde2.parquet", "--spec", "muvera:4x2x8"))
-        ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore", tmp / "docs.mv.parquet"))
+        ok(run_vecx("index", tmp / "fde2.parquet", "-o", tmp / "docs.vecx", "--rescore-vectors",
+                    tmp / "docs.mv.parquet"))
     np.save(tmp_path / "one.npy", np.ones(24, dtype=np.float32))
     r = run_vecx("query", tmp / "docs.vecx", "--vector", tmp_path / "one.npy")
     assert r.code == 4 and "set of token vectors" in r.stderr, r.stderr
@@ -436,9 +438,9 @@ def test_fdes_chain_into_scored_codes_and_rerank_exactly(small: dict, codec: str
     table = tmp / f"fde.{name}.parquet"
     ok(run_vecx("encode", tmp / "docs.mv.parquet", "-o", table, "--spec", f"muvera:4x2x8:seed=3,{codec}"))
     index = tmp / f"docs.{name}.vecx"
-    ok(run_vecx("index", table, "-o", index, "--rescore", tmp / "docs.mv.parquet"))
+    ok(run_vecx("index", table, "-o", index, "--rescore-vectors", tmp / "docs.mv.parquet"))
     # The codec scores the query FDEs against the codes; every document as candidate: the rerank decides.
-    r = ok(run_vecx("query", index, "--multi-vector", tmp / "q.mv.parquet", "-k", "5", "--rescore", "60",
+    r = ok(run_vecx("query", index, "--multi-vector", tmp / "q.mv.parquet", "-k", "5", "--oversample", "60",
                     "--format", "jsonl"))
     found = [json.loads(line) for line in r.out.splitlines()]
     for i, q in enumerate(small["queries"][:5]):
@@ -451,7 +453,7 @@ def test_fdes_chain_into_scored_codes_and_rerank_exactly(small: dict, codec: str
     ok(run_vecx("index", tmp / "fde3.parquet", "-o", tmp / "docs.fde3.vecx", "--scan", "exhaustive"))
 
     def candidate_recall(path: Path) -> float:
-        r = ok(run_vecx("query", path, "--multi-vector", tmp / "q.mv.parquet", "-k", "20", "--rescore", "1",
+        r = ok(run_vecx("query", path, "--multi-vector", tmp / "q.mv.parquet", "-k", "20", "--oversample", "1",
                         "--format", "jsonl"))
         first = [json.loads(line) for line in r.out.splitlines()]
         hits = []

@@ -192,8 +192,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                              for v, tag in zip(x, lang, strict=True)))
     for args in (("import", tmp / "langs.jsonl", "-o", tmp / "base.parquet"),
                  ("binarize", tmp / "base.parquet", "-o", tmp / "rq.parquet", "--mode", "rabitq"),
-                 ("index", tmp / "rq.parquet", "-o", tmp / "rq.vecx", "--rescore", tmp / "base.parquet"),
-                 ("index", tmp / "rq.parquet", "-o", tmp / "rqg.vecx", "--scan", "graph", "--rescore",
+                 ("index", tmp / "rq.parquet", "-o", tmp / "rq.vecx", "--rescore-vectors", tmp / "base.parquet"),
+                 ("index", tmp / "rq.parquet", "-o", tmp / "rqg.vecx", "--scan", "graph", "--rescore-vectors",
                   tmp / "base.parquet", "--deterministic")):
         r = run_vecx(*args)
         assert r.code == 0, r.stderr
@@ -225,9 +225,9 @@ def test_rescoring_and_graph_scan(corpus: dict) -> None:
     x, q = corpus["x"], corpus["q"]
     truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
     found = {}
-    for name, index, args in (("plain", "rq.vecx", ("--rescore", "1")), ("x10", "rq.vecx", ("--rescore", "10")),
-                              ("graph", "rqg.vecx", ("--rescore", "10")),
-                              ("graph-exhaustive", "rqg.vecx", ("--rescore", "10", "--scan", "exhaustive"))):
+    for name, index, args in (("plain", "rq.vecx", ("--oversample", "1")), ("x10", "rq.vecx", ("--oversample", "10")),
+                              ("graph", "rqg.vecx", ("--oversample", "10")),
+                              ("graph-exhaustive", "rqg.vecx", ("--oversample", "10", "--scan", "exhaustive"))):
         res = query(corpus["dir"] / index, "--vector", corpus["dir"] / "q.npy", "-k", "10", *args)
         found[name] = np.array([[int(r["id"]) for r in e["results"]] for e in res])
     assert recall(found["x10"], truth, 10) >= 0.97
@@ -240,7 +240,7 @@ def test_like_and_filter_on_scored_codes(corpus: dict) -> None:
     res = query(corpus["dir"] / "rq.vecx", "--like", "7", "-k", "5")
     ids = [r["id"] for r in res[0]["results"]]
     assert "7" not in ids and len(ids) == 5
-    res = query(corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "-k", "5", "--rescore", "1",
+    res = query(corpus["dir"] / "rq.vecx", "--vector", corpus["dir"] / "q.npy", "-k", "5", "--oversample", "1",
                 "--where", "lang = 'rare'", "--fields", "lang")
     rare = np.flatnonzero(corpus["lang"] == "rare")
     from vecx.indexes.search import Searcher
@@ -279,10 +279,10 @@ def test_exhaustive_search_of_float_codes_is_exact(corpus: dict, tmp_path: Path)
     x, q = corpus["x"], corpus["q"]
     truth, _ = exact_topk(q, iter([(0, x)]), 10, "cosine")
     assert run_vecx("index", corpus["dir"] / "base.parquet", "-o", tmp_path / "f.vecx", "-q",
-                    "--rescore", corpus["dir"] / "base.parquet", "--expansion-search", "10",
+                    "--rescore-vectors", corpus["dir"] / "base.parquet", "--expansion-search", "10",
                     "--connectivity", "4").code == 0
     exhaustive = query(tmp_path / "f.vecx", "--vector", corpus["dir"] / "q.npy", "--scan", "exhaustive",
-                       "--rescore", "1")
+                       "--oversample", "1")
     assert [[int(r["id"]) for r in e["results"]] for e in exhaustive] == truth.tolist()
     r = run_vecx("eval", tmp_path / "f.vecx", "--queries", corpus["dir"] / "q.npy", "--scan", "exhaustive", "--json")
     data = json.loads(r.out)

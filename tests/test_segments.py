@@ -70,8 +70,8 @@ def manifest(index: Path) -> dict:
 def test_append_searches_both_segments_and_compact_equals_a_full_build(data: dict, tmp_path: Path) -> None:
     d = data["dir"]
     full, grown = tmp_path / "full.vecx", tmp_path / "grown.vecx"
-    ok("index", d / "all.i8.parquet", "-o", full, "--rescore", d / "all.parquet", "--deterministic")
-    ok("index", d / "base.i8.parquet", "-o", grown, "--rescore", d / "base.parquet", "--deterministic")
+    ok("index", d / "all.i8.parquet", "-o", full, "--rescore-vectors", d / "all.parquet", "--deterministic")
+    ok("index", d / "base.i8.parquet", "-o", grown, "--rescore-vectors", d / "base.parquet", "--deterministic")
     # The imported vectors are appended: encoded by the index's chain, and kept as its rescoring vectors.
     r = run_vecx("index", d / "new.parquet", "-o", grown, "--append", "--json")
     assert r.code == 0, r.stderr
@@ -109,7 +109,7 @@ def test_upsert_replaces_rows_and_delete_hides_them(data: dict, tmp_path: Path) 
     d, x = data["dir"], data["x"]
     index = tmp_path / "docs.vecx"
     # Deterministic (and so its appends): the recall checks below then test the tombstones, not graph luck.
-    ok("index", d / "base.parquet", "-o", index, "--rescore", d / "base.parquet", "--deterministic")
+    ok("index", d / "base.parquet", "-o", index, "--rescore-vectors", d / "base.parquet", "--deterministic")
     # Ten rows come back with new vectors (those of rows 2400..2409) and a new payload.
     moved = list(range(10))
     upd = write_source(tmp_path / "upd.src.parquet", x[SPLIT: SPLIT + 10], moved, ["xx"] * 10)
@@ -182,12 +182,13 @@ def test_upsert_replaces_rows_and_delete_hides_them(data: dict, tmp_path: Path) 
 def test_append_is_refused_for_other_chains_columns_and_missing_rescoring(data: dict, tmp_path: Path) -> None:
     d = data["dir"]
     index = tmp_path / "docs.vecx"
-    ok("index", d / "base.i8.parquet", "-o", index, "--rescore", d / "base.parquet")
+    ok("index", d / "base.i8.parquet", "-o", index, "--rescore-vectors", d / "base.parquet")
     before = os.readlink(index)
     # Another fitted state (fitted on other rows): other codes for the same vectors.
     ok("fit", d / "new.parquet", "--spec", "int8:mode=global", "-o", tmp_path / "other.state")
     ok("encode", d / "new.parquet", "--state", tmp_path / "other.state", "-o", tmp_path / "other.i8.parquet")
-    r = run_vecx("index", tmp_path / "other.i8.parquet", "-o", index, "--append", "--rescore", d / "new.parquet")
+    r = run_vecx("index", tmp_path / "other.i8.parquet", "-o", index, "--append", "--rescore-vectors",
+                 d / "new.parquet")
     assert r.code == 4 and "not by this index's chain" in r.stderr
     # Codes without the rescoring vectors the index keeps.
     r = run_vecx("index", d / "new.i8.parquet", "-o", index, "--append")
@@ -201,26 +202,27 @@ def test_append_is_refused_for_other_chains_columns_and_missing_rescoring(data: 
     assert os.readlink(index) == before
     assert sorted(os.listdir(index.parent / ".docs.vecx.d")) == [os.path.basename(before)]
     # Appending codes with their rescoring table works, and a second time is a no-op.
-    r = run_vecx("index", d / "new.i8.parquet", "-o", index, "--append", "--rescore", d / "new.parquet")
+    r = run_vecx("index", d / "new.i8.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.parquet")
     assert r.code == 0, r.stderr
     after = os.readlink(index)
-    r = run_vecx("index", d / "new.i8.parquet", "-o", index, "--append", "--rescore", d / "new.parquet")
+    r = run_vecx("index", d / "new.i8.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.parquet")
     assert r.code == 0 and "already in" in r.stderr and os.readlink(index) == after
 
 
 def test_if_changed_skips_a_rebuild_from_the_same_input(data: dict, tmp_path: Path) -> None:
     d = data["dir"]
     index = tmp_path / "docs.vecx"
-    ok("index", d / "base.i8.parquet", "-o", index, "--rescore", d / "base.parquet", "--if-changed")
+    ok("index", d / "base.i8.parquet", "-o", index, "--rescore-vectors", d / "base.parquet", "--if-changed")
     first = os.readlink(index)
-    r = run_vecx("index", d / "base.i8.parquet", "-o", index, "--rescore", d / "base.parquet", "--if-changed")
+    r = run_vecx("index", d / "base.i8.parquet", "-o", index, "--rescore-vectors", d / "base.parquet", "--if-changed")
     assert r.code == 0 and "nothing to do" in r.stderr and os.readlink(index) == first
-    r = run_vecx("index", d / "all.i8.parquet", "-o", index, "--rescore", d / "all.parquet", "--if-changed", "--json")
+    r = run_vecx("index", d / "all.i8.parquet", "-o", index, "--rescore-vectors", d / "all.parquet",
+                 "--if-changed", "--json")
     assert r.code == 0 and os.readlink(index) != first and json.loads(r.out)["rows"] == N
     # After a delete the index no longer is what the input builds: it is rebuilt.
     ok("delete", index, "--id", "5")
     deleted = os.readlink(index)
-    ok("index", d / "all.i8.parquet", "-o", index, "--rescore", d / "all.parquet", "--if-changed")
+    ok("index", d / "all.i8.parquet", "-o", index, "--rescore-vectors", d / "all.parquet", "--if-changed")
     assert os.readlink(index) != deleted and "deleted" not in manifest(index)
 
 
@@ -313,20 +315,20 @@ def test_string_ids_multi_vector_rescoring_and_first_stages(tmp_path: Path) -> N
         ok("import", tmp_path / f"{name}.jsonl", "--multi", "-o", tmp_path / f"{name}.mv.parquet")
     ok("encode", tmp_path / "base.mv.parquet", "--spec", "muvera:ksim=3:reps=4", "-o", tmp_path / "base.fde.parquet")
     index = tmp_path / "mv.vecx"
-    ok("index", tmp_path / "base.fde.parquet", "-o", index, "--rescore", tmp_path / "base.mv.parquet")
+    ok("index", tmp_path / "base.fde.parquet", "-o", index, "--rescore-vectors", tmp_path / "base.mv.parquet")
     ok("index", tmp_path / "new.mv.parquet", "-o", index, "--append")  # token sets: encoded and stored as they come
     ok("delete", index, "--id", "d301")
     query = np.asarray(docs[350]["vector"], dtype=np.float32)
     np.save(tmp_path / "q.npy", query)
     for stage in ("fde", "mean", "both"):
         out = ok("query", index, "--multi-vector", tmp_path / "q.npy", "-k", 5, "--first-stage", stage,
-                 "--rescore", "40")
+                 "--oversample", "40")
         results = json.loads(out)["results"]
         assert results[0]["id"] == "d350" and "d301" not in {r["id"] for r in results}
     liked = json.loads(ok("query", index, "--like", "d350", "-k", 5))["results"]
     assert "d350" not in {r["id"] for r in liked} and "d301" not in {r["id"] for r in liked}
     ok("compact", index)
-    out = ok("query", index, "--multi-vector", tmp_path / "q.npy", "-k", 5, "--rescore", "40")
+    out = ok("query", index, "--multi-vector", tmp_path / "q.npy", "-k", 5, "--oversample", "40")
     assert json.loads(out)["results"][0]["id"] == "d350"
 
 

@@ -58,8 +58,8 @@ def ids(index: Path, q: Path, k: int = 10, *extra: str) -> list[list[int]]:
 def test_dask_and_local_shards_are_the_same_index(data: dict, cluster: str, tmp_path: Path) -> None:
     d = data["dir"]
     local, remote = tmp_path / "local.vecx", tmp_path / "remote.vecx"
-    ok("index", d / "i8", "-o", local, "--rescore", d / "imported", "--shards", 3, "--deterministic")
-    ok("index", d / "i8", "-o", remote, "--rescore", d / "imported", "--shards", 3, "--deterministic",
+    ok("index", d / "i8", "-o", local, "--rescore-vectors", d / "imported", "--shards", 3, "--deterministic")
+    ok("index", d / "i8", "-o", remote, "--rescore-vectors", d / "imported", "--shards", 3, "--deterministic",
        "--engine", "dask", "--scheduler", cluster)
     a, b = manifest(local), manifest(remote)
     assert a["files"] == b["files"]  # every file, byte for byte (sizes and sha256)
@@ -67,7 +67,7 @@ def test_dask_and_local_shards_are_the_same_index(data: dict, cluster: str, tmp_
     assert sorted(a["files"]) == sorted({*a["files"]}) and "seg2-graph.usearch" in a["files"]
     # Recall at equal search parameters: within 0.01 of one graph over the same rows.
     one = tmp_path / "one.vecx"
-    ok("index", d / "i8", "-o", one, "--rescore", d / "imported", "--deterministic")
+    ok("index", d / "i8", "-o", one, "--rescore-vectors", d / "imported", "--deterministic")
     top, _ = exact_topk(data["q"], iter([(0, data["x"])]), 10, "cosine")
     truth = [set(t.tolist()) for t in top]
 

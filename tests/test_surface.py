@@ -114,3 +114,29 @@ def test_where_takes_like_between_not_in_and_quoted_names() -> None:
                          ("title like 3", "quoted pattern")):
         with pytest.raises(UsageError, match=message):
             evaluate(bad, table)
+
+
+def test_old_option_names_still_work_and_say_the_new_ones(tmp_path: Path) -> None:
+    """One name per meaning: --rescore-vectors TABLE (index), --oversample X (query, eval, bench),
+    --record (query records), -o (bench's Markdown); the old names are hidden aliases that warn."""
+    x = make_vectors(400, 16, seed=8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", x[:3])
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    r = run_vecx("index", tmp_path / "x.parquet", "-o", tmp_path / "old.vecx", "--rescore", tmp_path / "x.parquet")
+    assert r.code == 0 and "--rescore is now --rescore-vectors" in r.stderr
+    new = run_vecx("index", tmp_path / "x.parquet", "-o", tmp_path / "new.vecx", "--rescore-vectors",
+                   tmp_path / "x.parquet")
+    assert new.code == 0 and new.stderr == ""
+    for index in ("old.vecx", "new.vecx"):
+        assert json.loads(ok("info", tmp_path / index, "--json"))["vecx"]["rescore"] is not None
+    old_q = run_vecx("query", tmp_path / "new.vecx", "--vector", tmp_path / "q.npy", "--rescore", "4")
+    new_q = run_vecx("query", tmp_path / "new.vecx", "--vector", tmp_path / "q.npy", "--oversample", "4")
+    assert old_q.out == new_q.out and "--rescore is now --oversample" in old_q.stderr and new_q.stderr == ""
+    both = run_vecx("query", tmp_path / "new.vecx", "--vector", tmp_path / "q.npy", "--oversample", "4",
+                    "--rescore", "4")
+    assert both.code == 2 and "not both" in both.stderr
+    r = run_vecx("eval", tmp_path / "new.vecx", "--queries", tmp_path / "q.npy", "--rescore", "2", "--json")
+    assert r.code == 0 and "--rescore is now --oversample" in r.stderr
+    help_text = run_vecx("query", "--help").out
+    assert "--oversample" in help_text and "--record" in help_text and "--rescore " not in help_text

@@ -226,9 +226,9 @@ def test_vsa_then_binarize_in_one_chain(nobel: dict) -> None:
     assert r.code == 0, r.stderr
     report = json.loads(r.out)
     assert report["dtype"] == "bits" and report["bytes_per_vector"] == 128 and report["rows"] == 992
-    r = run_vecx("index", out, "-o", nobel["tmp"] / "bin.vecx", "--rescore", nobel["table"])
+    r = run_vecx("index", out, "-o", nobel["tmp"] / "bin.vecx", "--rescore-vectors", nobel["table"])
     assert r.code == 0, r.stderr
-    r = run_vecx("query", nobel["tmp"] / "bin.vecx", "--json", '{"gender": "female"}', "-k", "5", "--format", "json")
+    r = run_vecx("query", nobel["tmp"] / "bin.vecx", "--record", '{"gender": "female"}', "-k", "5", "--format", "json")
     assert r.code == 0, r.stderr
 
 
@@ -236,7 +236,7 @@ def test_vsa_then_binarize_in_one_chain(nobel: dict) -> None:
 def test_query_by_record_finds_the_record_and_encodes_like_the_data(nobel: dict) -> None:
     records = [orjson.loads(line) for line in (nobel["src"]).read_bytes().splitlines()]
     record = records[5]
-    r = run_vecx("query", nobel["index"], "--json", json.dumps(record), "-k", "3", "--format", "json")
+    r = run_vecx("query", nobel["index"], "--record", json.dumps(record), "-k", "3", "--format", "json")
     assert r.code == 0, r.stderr
     top = json.loads(r.out)[0]["results"][0]
     assert top["id"] == record["id"] and top["score"] == pytest.approx(1.0, abs=1e-5)
@@ -261,7 +261,7 @@ def test_prize_record_query_finds_laureates_of_its_category(nobel: dict) -> None
         query["prizes"] = [{k: v for k, v in p.items() if k != "motivation"} for p in query["prizes"]]
         queries.append(json.dumps(query))
     qfile = write(nobel["tmp"] / "physics.jsonl", queries)
-    r = run_vecx("query", nobel["index"], "--json", f"@{qfile}", "-k", "11", "--format", "json")
+    r = run_vecx("query", nobel["index"], "--record", f"@{qfile}", "-k", "11", "--format", "json")
     assert r.code == 0, r.stderr
     found = json.loads(r.out)
     assert [q["query_id"] for q in found] == [p["id"] for p in physics]
@@ -270,7 +270,7 @@ def test_prize_record_query_finds_laureates_of_its_category(nobel: dict) -> None
     # 225 of 992 laureates won physics: 0.23 by chance (these 40 early ones measured 0.51 at D=1024)
     assert np.mean(precision) > 0.45
     # a partial record is a query too
-    r = run_vecx("query", nobel["index"], "--json", '{"prizes": [{"category": "peace"}]}', "-k", "10",
+    r = run_vecx("query", nobel["index"], "--record", '{"prizes": [{"category": "peace"}]}', "-k", "10",
                  "--format", "json")
     assert r.code == 0, r.stderr
     assert sum("peace" in labels[x["id"]] for x in json.loads(r.out)[0]["results"]) >= 8
@@ -284,7 +284,7 @@ def test_prize_record_query_finds_laureates_of_its_category(nobel: dict) -> None
 @pytest.mark.slow
 def test_explain_rows_add_up_to_the_cosine(nobel: dict) -> None:
     record = {"bornCountry": "Poland", "gender": "female", "prizes": [{"year": "1911", "category": "chemistry"}]}
-    r = run_vecx("vsa", "explain", nobel["index"], "--like", "6", "--like", "5", "--json", json.dumps(record),
+    r = run_vecx("vsa", "explain", nobel["index"], "--like", "6", "--like", "5", "--record", json.dumps(record),
                  "--format", "json")
     assert r.code == 0, r.stderr
     curie, pierre = json.loads(r.out)
@@ -299,7 +299,7 @@ def test_explain_rows_add_up_to_the_cosine(nobel: dict) -> None:
     assert by_path["gender"] > other["gender"] and by_path["prizes[].category"] > other["prizes[].category"]
     assert curie["cosine"] > pierre["cosine"] + 0.05
     # the query's cosine is the score the query command reports for that item
-    r = run_vecx("query", nobel["index"], "--json", json.dumps(record), "-k", "3", "--format", "json")
+    r = run_vecx("query", nobel["index"], "--record", json.dumps(record), "-k", "3", "--format", "json")
     scores = {x["id"]: x["score"] for x in json.loads(r.out)[0]["results"]}
     if "6" in scores:
         assert scores["6"] == pytest.approx(item["cosine"], abs=1e-4)
@@ -349,9 +349,9 @@ def test_vector_inputs_and_bad_queries_are_refused(tmp_path: Path, nobel: dict) 
     assert r.code == 2 and "JSON records" in r.stderr
     r = run_vecx("encode", tmp_path / "x.npy", "-o", tmp_path / "o.parquet", "--spec", "truncate:4,vsa")
     assert r.code == 2 and "first stage" in r.stderr
-    r = run_vecx("query", nobel["index"], "--json", "[1]")
+    r = run_vecx("query", nobel["index"], "--record", "[1]")
     assert r.code == 3 and "expected a JSON object" in r.stderr
-    r = run_vecx("query", nobel["index"], "--json", "{nope")
+    r = run_vecx("query", nobel["index"], "--record", "{nope")
     assert r.code == 3 and "not valid JSON" in r.stderr
     r = run_vecx("query", nobel["index"], "-k", "2", stdin=b'{"gender": "male"}\n{oops\n')
     assert r.code == 3 and "line 2" in r.stderr

@@ -7,7 +7,7 @@ and of each Dask worker, read from the workers after the step, which are restart
 the page cache is dropped before every step):
 
   1. ``vecx encode imported --state pq.state -o pq/`` (``pq:48x8`` fitted once, on the whole dataset)
-  2. ``vecx index pq -o docs.vecx --shards 4 --rescore imported --deterministic``
+  2. ``vecx index pq -o docs.vecx --shards 4 --rescore-vectors imported --deterministic``
 
 Then the outputs of the two engines are compared file by file (they must be identical).
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, work: str) -> str:
                 "encode pq:48x8, per part": ["encode", p("imported"), "--state", p("pq.state"), "-o",
                                              p(f"pq-{engine}") + "/", "-q", *extra],
                 "index, 4 shards": ["index", p(f"pq-{engine}"), "-o", p(f"docs-{engine}.vecx"), "--shards", "4",
-                                    "--rescore", p("imported"), "--deterministic", "-q", *extra],
+                                    "--rescore-vectors", p("imported"), "--deterministic", "-q", *extra],
             }
             for step, argv in steps.items():
                 client.restart()  # fresh workers, their peak RSS reset: what they hold is this step's

@@ -170,8 +170,9 @@ def faiss_recalls(ds: dict) -> list[list[object]]:
 
 
 def vecx_recall(index: str, queries: str, factor: int, truth: np.ndarray) -> float:
-    """Recall@K of ``vecx query --rescore factor`` (CLI, JSONL; the ids are row numbers)."""
-    lines = vecx("query", index, "--vector", queries, "-k", str(K), "--rescore", str(factor), "--format", "jsonl", "-q")
+    """Recall@K of ``vecx query --oversample factor`` (CLI, JSONL; the ids are row numbers)."""
+    lines = vecx("query", index, "--vector", queries, "-k", str(K), "--oversample", str(factor), "--format", "jsonl",
+                 "-q")
     return recall(np.array([[r["id"] for r in json.loads(line)["results"]] for line in lines.splitlines()]), truth)
 
 
@@ -212,7 +213,7 @@ def bench_set(ds: dict, repeat: int, work: str, build_repeat: int, budget: float
         index, raw = os.path.join(d, f"{enc}.vecx"), os.path.join(d, f"{enc}.raw.usearch")
         plain = os.path.join(d, f"{enc}.plain.vecx")
         res["build"][enc] = interleaved({
-            "vecx": ([*VECX, "index", os.path.join(d, f"{enc}.parquet"), "-o", index, "--rescore",
+            "vecx": ([*VECX, "index", os.path.join(d, f"{enc}.parquet"), "-o", index, "--rescore-vectors",
                       os.path.join(d, "f32.parquet"), "-q"], index, min(RESCORE_BUILD_ROUNDS, build_repeat)),
             # The same graph without the float rescoring copy: what raw usearch builds and writes.
             "plain": ([*VECX, "index", os.path.join(d, f"{enc}.parquet"), "-o", plain, "-q"], plain),
@@ -247,7 +248,7 @@ def single_query(ds: dict, repeat: int, work: str) -> dict:
         index, codes = os.path.join(ds["dir"], f"{enc}.vecx"), os.path.join(ds["dir"], f"one.{enc}.npy")
         np.save(codes, Searcher(index).chain.encode_query(q.reshape(1, -1))[0])
         graph = os.path.join(os.path.realpath(index), "graph.usearch")
-        cmds = {"vecx": ([*VECX, "query", index, "--vector", one, "-k", str(K), "--rescore", "1"], None),
+        cmds = {"vecx": ([*VECX, "query", index, "--vector", one, "-k", str(K), "--oversample", "1"], None),
                 "usearch": ([PY, "-c", PEER, "one", graph, codes], None),
                 "imports": ([PY, "-c", "import numpy, usearch.index, pyarrow.parquet"], None)}
         log(f"{ds['name']} {enc}: single query, warm (figure 3)")

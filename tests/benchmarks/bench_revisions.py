@@ -68,7 +68,7 @@ def main() -> None:
         os.environ["VECX_NO_PROGRESS"] = "1"
         indexes = {name: os.path.join(work, f"{name}.vecx") for name in revisions}
         log(f"build: {args.repeat} rounds")
-        build = interleaved({name: (vecx(name, "index", codes, "-o", indexes[name], "--rescore", floats),
+        build = interleaved({name: (vecx(name, "index", codes, "-o", indexes[name], "--rescore-vectors", floats),
                                     indexes[name]) for name in revisions}, args.repeat, work)
         log(f"single query: {args.query_repeat} rounds")
         for name in revisions:  # the last build of each is there; warm its pages and bytecode

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, work: str) -> str:
         ("binarize (rabitq)", ["binarize", p("imported"), "-o", p("rq") + "/", "--mode", "rabitq", "-q"]),
         ("truth (exact, k=10)", ["truth", p("imported"), p("q.npy"), "-o", p("gt.parquet"), "-k", "10", "-q"]),
         (f"index, {args.shards} shards", ["index", p("rq"), "-o", p("scale.vecx"), "--shards", str(args.shards),
-                                          "--rescore", p("imported"), "-q"]),
+                                          "--rescore-vectors", p("imported"), "-q"]),
         ("query, 1,000 queries (rescored x4)", ["query", p("scale.vecx"), "--vector", p("q.npy"), "-k", "10",
                                                 "--format", "jsonl"]),
     ]

@@ -125,11 +125,11 @@ def run(args: argparse.Namespace, work: str) -> str:
     idx = {name: os.path.join(work, f"{name}.vecx") for name in ("full", "grown", "four", "auto")}
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     log("full build of every row")
-    full = timed("index", tables["all"].replace(".parquet", ".i8.parquet"), "-o", idx["full"], "--rescore",
+    full = timed("index", tables["all"].replace(".parquet", ".i8.parquet"), "-o", idx["full"], "--rescore-vectors",
                  tables["all"], "-q", work=work)
     log(f"  {full['s']:.1f} s; base build")
-    base_build = timed("index", tables["base"].replace(".parquet", ".i8.parquet"), "-o", idx["grown"], "--rescore",
-                       tables["base"], "-q", work=work)
+    base_build = timed("index", tables["base"].replace(".parquet", ".i8.parquet"), "-o", idx["grown"],
+                       "--rescore-vectors", tables["base"], "-q", work=work)
     for copy in ("four", "auto"):
         subprocess.run(["cp", "-a", idx["grown"], idx[copy]], check=True)
         subprocess.run(["cp", "-a", os.path.join(work, ".grown.vecx.d"), os.path.join(work, f".{copy}.vecx.d")],

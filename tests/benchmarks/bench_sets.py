@@ -49,7 +49,7 @@ def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
         argv += ["--spec", spec]
     for peer in EXTRA_PEERS.get(name, []):
         argv += ["--peer", peer]
-    return argv + ["--peers", "--plot", f"tests/benchmarks/plots/{name}.png", "--out", out_md, "-q"]
+    return argv + ["--peers", "--plot", f"tests/benchmarks/plots/{name}.png", "-o", out_md, "-q"]
 
 
 def splice(path: str, section: str) -> None:
@@ -103,7 +103,7 @@ def main() -> None:
             log(f"{name}: vecx {shlex.join(argv)}")
             subprocess.run([*VECX, *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
             body = open(out_md, encoding="utf-8").read()
-            shown = shlex.join(argv[:-3] + ["--out", f"{name}.md"])  # the temporary path means nothing to readers
+            shown = shlex.join(argv[:-3] + ["-o", f"{name}.md"])  # the temporary path means nothing to readers
             body = body.replace(f"Command: `vecx {shlex.join(argv)}`", f"Command: `vecx {shown}`")
             parts += [f"### {name}", "", body.rstrip("\n"), "",
                       f"![recall vs bytes, {name}](tests/benchmarks/plots/{name}.png)", ""]
