@@ -111,3 +111,38 @@ def test_a_command_line_builds_only_the_command_it_runs() -> None:
         assert [c.name for c in built.registered_commands] + [g.name for g in built.registered_groups] == [name]
     everything = build_app("no-such-command")  # typer's suggestions need every command
     assert len(everything.registered_commands) == len(build_app().registered_commands) > 10
+
+
+def _readme_block(command: str) -> list[str]:
+    """The output lines the README shows after ``$ COMMAND`` (up to the next command or blank line)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(f"    $ {command}") + 1
+    out = []
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("    $ "):
+            break
+        out.append(line[4:])
+    return out
+
+
+def test_readme_shows_what_the_commands_print_on_the_bundled_sample(tmp_path: Path) -> None:
+    """The tour's outputs on the bundled sample are what vecx prints today (file sizes aside, which
+    follow the Parquet writer's version)."""
+    import re
+
+    sample = Path(__file__).resolve().parents[1] / "tests" / "data" / "glove-4k"
+    steps = [("import", str(sample / "base.npy"), "-o", "glove.parquet", "--ids", str(sample / "words.txt")),
+             ("import", str(sample / "queries.npy"), "-o", "queries.parquet", "--ids", str(sample / "query_words.txt")),
+             ("encode", "glove.parquet", "-o", "glove.chain.parquet", "--spec", "truncate:32,int8"),
+             ("truth", "glove.parquet", "queries.parquet", "-o", "gt.parquet", "-k", "5")]
+    for step in steps:
+        r = run_vecx(*step, cwd=tmp_path)
+        assert r.code == 0, r.stderr
+    for command in ("vecx info glove.chain.parquet", "vecx info gt.parquet"):
+        r = run_vecx(*command.split()[1:], cwd=tmp_path)
+        assert r.code == 0, r.stderr
+
+        def sizeless(lines: list[str]) -> list[str]:
+            return [re.sub(r"\([\d,]+ bytes", "(N bytes", line).rstrip() for line in lines]
+
+        assert sizeless(r.out.splitlines()) == sizeless(_readme_block(command)), command
