@@ -519,6 +519,9 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
     other = other_kind_metadata(path)
     if other is not None:
         return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=other)
+    fitted = _state_file_metadata(path)
+    if fitted is not None:
+        return InfoReport(path=path, format="state", file_bytes=os.path.getsize(path), vecx=fitted)
     source = open_source(path, read)
     if getattr(source, "is_stream", False) or not source.seekable:
         for _ in source.batches():  # a stream's final metadata comes at its end
@@ -535,6 +538,23 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
 # --------------------------------------------------------------------------------------
 # Ground truth
 # --------------------------------------------------------------------------------------
+def _state_file_metadata(path: str) -> dict[str, Any] | None:
+    """The metadata of a fitted state file (``vecx fit``, ``--save-state``), checked as ``--state``
+    checks it; None for any other file."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"ARROW1":  # state files are Arrow IPC files
+            return None
+        blob = handle.read()
+    try:
+        meta, _ = state.unpack(b"ARROW1" + blob, path)
+    except DataError:
+        return None  # an Arrow file, but no state: a table, read as such
+    metadata.complete_state(meta, path)
+    return meta
+
+
 def _dataset_info(path: str, read: ReadOptions | None) -> InfoReport:
     """:func:`info` of a dataset (parts in a folder, a glob or an object store)."""
     source = open_source(path, read)

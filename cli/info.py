@@ -23,40 +23,10 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
                   ("ids", repr(raw["id_column"]) if raw["id_column"] else "row numbers"),
                   ("payload", ", ".join(raw["payload"]) or "(none)")]
         return lines
-    if meta.get("kind") == "index":
-        g, r = meta["graph"], meta.get("rescore")
-        lines += [
-            ("kind", f"index ({data['version']})"),
-            ("rows", _index_rows(meta)),
-            *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
-                         f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
-                         + (f", pool {meta['search'].get('pool')}x" if g.get("file") else ""))] if meta.get("codes") else []),
-            ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
-                       + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")
-                       if g.get("file", "graph.usearch") else "none (exhaustive scan of the codes)")),
-            *([("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
-                              f"search {g['expansion_search']}; "
-                              f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}")]
-              if g.get("file", "graph.usearch") else []),
-            ("chain", meta["table"].get("spec") or "(none)"),
-            ("payload", ", ".join(meta.get("columns") or []) or "none"),
-            *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
-            ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
-                           "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
-                           f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
-                          + (f"oversample {meta['search']['oversample']}x" if r else "none")),
-            ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
-            ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
-        ]
-        return lines
-    if meta.get("kind") == "truth":
-        base, queries = meta["base"], meta["queries"]
-        lines += [("kind", f"exact ground truth: top-{meta['k']} by {meta['score']}"),
-                  ("queries", f"{queries['rows']:,} (fingerprint {(queries.get('fingerprint') or 'unknown')[:16]})"),
-                  ("base", f"{base['rows']:,} rows, spec {base.get('spec') or '(none)'}, "
-                           f"fingerprint {(base.get('fingerprint') or 'unknown')[:16]}"),
-                  ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
-        return lines
+    other_kind = {"index": lambda: _index_lines(meta, data["version"]), "state": lambda: _state_lines(meta),
+                  "truth": lambda: _truth_lines(meta)}.get(meta.get("kind"))
+    if other_kind is not None:
+        return lines + other_kind()
     v, src = meta["vector"], meta.get("source") or {}
     on = {"codes": "", "scorer": ", by the codec's scorer against float queries"}.get(v.get("metric_on", "codes"), ", on decoded values")
     lines += [
@@ -139,6 +109,59 @@ def register(app: typer.Typer) -> None:
             for report in reports:
                 what = report.kind + (f", {report.rows:,} rows" if report.rows is not None else "")
                 typer.echo(f"{report.path}: ok ({what})")
+
+
+def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
+    """What ``vecx info`` shows of an index: rows and segments, codes or graph, chain, rescoring."""
+    g, r = meta["graph"], meta.get("rescore")
+    return [
+        ("kind", f"index ({version})"),
+        ("rows", _index_rows(meta)),
+        *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
+                     f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
+                     + (f", pool {meta['search'].get('pool')}x" if g.get("file") else ""))] if meta.get("codes") else []),
+        ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
+                   + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")
+                   if g.get("file", "graph.usearch") else "none (exhaustive scan of the codes)")),
+        *([("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
+                          f"search {g['expansion_search']}; "
+                          f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}")]
+          if g.get("file", "graph.usearch") else []),
+        ("chain", meta["table"].get("spec") or "(none)"),
+        ("payload", ", ".join(meta.get("columns") or []) or "none"),
+        *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
+        ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
+                       "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
+                       f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
+                      + (f"oversample {meta['search']['oversample']}x" if r else "none")),
+        ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
+        ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
+    ]
+
+
+def _truth_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """What ``vecx info`` shows of a ground-truth file."""
+    base, queries = meta["base"], meta["queries"]
+    return [("kind", f"exact ground truth: top-{meta['k']} by {meta['score']}"),
+            ("queries", f"{queries['rows']:,} (fingerprint {(queries.get('fingerprint') or 'unknown')[:16]})"),
+            ("base", f"{base['rows']:,} rows, spec {base.get('spec') or '(none)'}, "
+                     f"fingerprint {(base.get('fingerprint') or 'unknown')[:16]}"),
+            ("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
+
+
+def _state_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """What ``vecx info`` shows of a fitted state file: the chain, the space it takes, its stages."""
+    space, fitted_on = meta["input"], meta.get("fitted_on")
+    lines = [("kind", "fitted state (for 'vecx encode --state' and queries)"),
+             ("spec", meta.get("spec") or "(none)"),
+             ("fitted for", f"{space['dim']} x {space['dtype']} {space['metric']}"
+                            f"{', unit-norm' if space.get('normalized') else ''} vectors"),
+             ("fitted on", f"data with fingerprint {fitted_on[:16]}" if fitted_on else "unknown data")]
+    for i, st in enumerate(meta.get("stages", [])):
+        rows = f"fitted on {st['fit_rows']:,} rows; " if st.get("fit_rows") else ""
+        lines.append(("stages" if i == 0 else "",
+                      f"{i + 1}. {st['spec']}  ({rows}state {(st.get('state_sha256') or 'none')[:12]})"))
+    return lines + [("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
 
 
 def _index_rows(meta: dict[str, Any]) -> str:

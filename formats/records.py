@@ -285,6 +285,11 @@ def query_records_for(searcher: Any, json_arg: str | None, vector: str | None) -
         raise UsageError(f"{searcher.path}: --record queries need an index of JSON records (made by vecx vsa); "
                          "this one takes vectors", hint="use --vector FILE or --like ID")
     if json_arg is None:
+        if vector not in (None, "-") and os.path.splitext(vector)[1].lower() not in (".jsonl", ".json", ".ndjson", ""):
+            raise UsageError(f"{vector}: {searcher.path} is an index of JSON records (made by vecx vsa); its "
+                             "queries are records, not vectors",
+                             hint="give --record '{\"field\": \"value\"}', --record @FILE.jsonl, or JSONL records "
+                                  "on stdin (--vector FILE.jsonl reads them too)")
         json_arg = "-" if vector in (None, "-") else "@" + vector
     return read_query_records(json_arg)
 

@@ -140,3 +140,20 @@ def test_old_option_names_still_work_and_say_the_new_ones(tmp_path: Path) -> Non
     assert r.code == 0 and "--rescore is now --oversample" in r.stderr
     help_text = run_vecx("query", "--help").out
     assert "--oversample" in help_text and "--record" in help_text and "--rescore " not in help_text
+
+
+def test_info_describes_a_state_file_and_a_records_index_says_what_it_takes(tmp_path: Path) -> None:
+    x = make_vectors(500, 16, seed=9)
+    np.save(tmp_path / "x.npy", x)
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    ok("fit", tmp_path / "x.parquet", "--spec", "pca:8,int8", "-o", tmp_path / "p.state")
+    text = ok("info", tmp_path / "p.state")
+    assert "fitted state" in text and "16 x float32 cosine" in text and "1. pca:8" in text and "2. int8" in text
+    meta = json.loads(ok("info", tmp_path / "p.state", "--json"))
+    assert meta["format"] == "state" and meta["vecx"]["spec"].startswith("pca:8")
+    records = ROOT / "tests" / "data" / "nobel-300" / "records.jsonl"
+    ok("vsa", records, "-o", tmp_path / "n.parquet", "--dim", "256")
+    ok("index", tmp_path / "n.parquet", "-o", tmp_path / "n.vecx")
+    np.save(tmp_path / "q.npy", np.ones((1, 256), dtype=np.float32))
+    r = run_vecx("query", tmp_path / "n.vecx", "--vector", tmp_path / "q.npy")
+    assert r.code == 2 and "index of JSON records" in r.stderr and "--record" in r.stderr
