@@ -573,7 +573,14 @@ def _raw_layout(source: Source) -> dict[str, Any]:
 
 
 def read_queries(path: str, read: ReadOptions | None) -> tuple[Source, Any, Any]:
-    """All query vectors (float32) and ids of a (small) query file."""
+    """All query vectors (float32) and ids of a (small) query file (of an ann-benchmarks HDF5 file:
+    its ``test`` dataset)."""
+    from vecx.formats import hdf5
+
+    if hdf5.is_hdf5(path) and (read is None or read.column is None):
+        from dataclasses import replace
+
+        read = replace(read or ReadOptions(), column=hdf5.QUERIES)
     source = open_source(path, read)
     if source.multi:  # sets of vectors (multi-vector data)
         from vecx.formats.multi import read_all
@@ -1036,7 +1043,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     q = searcher.check_queries(q, queries)
     source_fp = (read_json(searcher.version, "table.json").get("source") or {}).get("fingerprint")
     if truth_path:
-        if not truth_path.endswith(".npy"):  # a .npy of row numbers carries no provenance to check
+        if not truth_path.endswith((".npy", ".hdf5", ".h5")):  # row numbers alone: no provenance to check
             meta = read_truth_meta(truth_path)
             truth_fp = meta.get("base", {}).get("source_fingerprint")
             if truth_fp and source_fp and truth_fp != source_fp:

@@ -297,7 +297,7 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
 
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
-    if not path.endswith(".npy"):
+    if not path.endswith((".npy", ".hdf5", ".h5")):
         read_truth_meta(path, "--truth")
     truth = read_truth_file(path, len(x))
     if len(truth) != len(q):

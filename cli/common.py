@@ -13,13 +13,13 @@ import typer
 
 from vecx.errors import UsageError
 
-Input = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv), a dataset of Parquet parts (a folder, a glob, or a URI: s3://, gs://, file://, hf://), or - for stdin. Several inputs (Parquet files or datasets) are read as one dataset, in the order given.", show_default=False)]
+Input = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Input file (.npy, .fvecs/.ivecs/.bvecs, .parquet, .arrow, .jsonl, .csv, .hdf5 of ann-benchmarks: its train set), a dataset of Parquet parts (a folder, a glob, or a URI: s3://, gs://, file://, hf://), or - for stdin. Several inputs (Parquet files or datasets) are read as one dataset, in the order given.", show_default=False)]
 Output = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Output .parquet file; DIR/ (trailing slash) for one part per input part of a dataset, plus DIR/_vecx.json; or - for an Arrow IPC stream on stdout.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr (errors still show).")]
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report on stdout.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a full traceback on errors.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set their own (default 0).", show_default=False)]
-Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors (default: auto-detect).", show_default=False)]
+Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors, or an HDF5 file's dataset (default: auto-detect; train).", show_default=False)]
 IdColumn = Annotated[Optional[str], typer.Option("--id-column", metavar="NAME", help="Raw input: column or field holding unique ids (default: 'id' if present, else row numbers).", show_default=False)]
 Metric = Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="Raw input: the similarity the vectors are for: cosine, ip or l2 (default cosine; angular, euclidean and dot are taken for them).", show_default=False)]
 Model = Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="The embedding model that made the vectors (e.g. sentence-transformers/all-MiniLM-L6-v2): recorded in the provenance, carried by every later step, shown by 'vecx info'; a table that names another model is refused.", show_default=False)]

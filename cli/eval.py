@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
         "vecx eval docs.fde.vecx --queries q.mv.parquet --truth gt.parquet --first-stage both",
     ))
     def eval_(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built by 'vecx index'.", show_default=False)],
-              queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...).", show_default=False)],
-              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table, or a .npy of base row numbers (queries x k, as ann-benchmarks' neighbors) (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
+              queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...; an ann-benchmarks .hdf5: its test set).", show_default=False)],
+              truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table, a .npy of base row numbers (queries x k), or an ann-benchmarks .hdf5 (its neighbors) (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
               oversample: Annotated[Optional[int], typer.Option("--oversample", metavar="X", min=1, help="Oversampling (rescoring) factor to evaluate (default: the index's).", show_default=False)] = None,
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError
+from vecx.formats import hdf5
 from vecx.formats.arrays import NpySource, VecsSource
 from vecx.formats.source import Batch, ReadOptions, Source, batch_rows_for  # noqa: F401 - re-exported
 from vecx.formats.tables import IpcSource, ParquetSource
@@ -88,6 +89,8 @@ def open_source(path: str | list[str], options: ReadOptions | None = None) -> So
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file", hint="check the path")
     ext = os.path.splitext(path)[1].lower()
+    if ext in hdf5.EXTENSIONS:
+        return _with_id_type(hdf5.Hdf5Source(path, options))
     cls = EXTENSIONS.get(ext) or _sniff_file(path)
     return _with_id_type(cls(path, options))
 

@@ -109,11 +109,17 @@ def read_truth_npy(path: str) -> Any:
 
 
 def read_truth_file(path: str, n_rows: int) -> Any:
-    """Ground truth rows (queries x k, int64) from a ``vecx truth`` table or a ``.npy`` of row numbers
-    (ann-benchmarks' ``neighbors``, faiss's ``I``), checked against a base of ``n_rows``."""
-    if not path.endswith(".npy"):
+    """Ground truth rows (queries x k, int64) from a ``vecx truth`` table, a ``.npy`` of row numbers
+    (faiss's ``I``), or an ann-benchmarks HDF5 file (its ``neighbors``), checked against a base of
+    ``n_rows``."""
+    from vecx.formats import hdf5
+
+    if hdf5.is_hdf5(path):
+        truth = hdf5.read_truth(path)
+    elif path.endswith(".npy"):
+        truth = np.asarray(read_truth_npy(path), dtype=np.int64)
+    else:
         return read_truth_rows(path, n_rows)
-    truth = np.asarray(read_truth_npy(path), dtype=np.int64)
     if not truth.size:
         raise DataError(f"{path}: the ground truth is empty")
     return _within_base(path, truth, n_rows)

@@ -157,3 +157,30 @@ def test_info_describes_a_state_file_and_a_records_index_says_what_it_takes(tmp_
     np.save(tmp_path / "q.npy", np.ones((1, 256), dtype=np.float32))
     r = run_vecx("query", tmp_path / "n.vecx", "--vector", tmp_path / "q.npy")
     assert r.code == 2 and "index of JSON records" in r.stderr and "--record" in r.stderr
+
+
+def test_an_ann_benchmarks_hdf5_file_feeds_import_eval_and_bench(tmp_path: Path) -> None:
+    h5py = __import__("pytest").importorskip("h5py", reason="h5py reads HDF5 (the test extra installs it)")
+    from vecx.indexes.truth import exact_topk
+
+    train, test = make_vectors(600, 16, seed=12), make_vectors(25, 16, seed=13)
+    neighbors, _ = exact_topk(test, iter([(0, train)]), 20, "cosine")
+    path = tmp_path / "set-angular.hdf5"
+    with h5py.File(path, "w") as f:
+        f.attrs["distance"] = "angular"
+        f.create_dataset("train", data=train)
+        f.create_dataset("test", data=test)
+        f.create_dataset("neighbors", data=neighbors.astype(np.int32))
+        f.create_dataset("distances", data=np.zeros(neighbors.shape, dtype=np.float32))
+    info = json.loads(ok("import", path, "-o", tmp_path / "train.parquet", "--json"))
+    assert info["rows"] == 600 and info["dim"] == 16
+    meta = json.loads(ok("info", tmp_path / "train.parquet", "--json"))["vecx"]
+    assert meta["source"]["metric"] == "cosine"  # from the file's distance attribute
+    assert json.loads(ok("import", path, "-o", tmp_path / "test.parquet", "--column", "test", "--json"))["rows"] == 25
+    ok("index", tmp_path / "train.parquet", "-o", tmp_path / "h.vecx", "--rescore-vectors", tmp_path / "train.parquet")
+    ev = json.loads(ok("eval", tmp_path / "h.vecx", "--queries", path, "--truth", path, "--json"))
+    assert ev["queries"] == 25 and ev["truth"] == str(path) and ev["stages"][-1]["recall@10"] >= 0.95
+    bench = json.loads(ok("bench", path, path, "--truth", path, "--spec", "f16", "--json", "-q"))
+    assert bench["queries"]["rows"] == 25 and bench["base"]["rows"] == 600
+    r = run_vecx("import", path, "-o", tmp_path / "x.parquet", "--column", "nope")
+    assert r.code == 3 and "no dataset 'nope'" in r.stderr and "train" in r.stderr
