@@ -6,7 +6,7 @@ the same wherever they run. ``local`` runs them in this process in order (each a
 core); ``dask`` hands them to an existing distributed engine rather than a home-made one: the
 scheduler at ``--scheduler`` / ``DASK_SCHEDULER_ADDRESS``, or, without either, a ``LocalCluster``
 of this machine. Tasks read their inputs and write their outputs themselves, so both must be on
-storage every worker reaches. Dask is an optional extra: ``pip install 'vecx[dask]'``.
+storage every worker reaches. Dask is an optional extra: ``pip install 'dask[distributed]'``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def check_engine(engine: str) -> None:
             import distributed  # noqa: F401
         except ImportError:
             raise UsageError("--engine dask needs Dask's distributed scheduler, which is not installed",
-                             hint="pip install 'vecx[dask]'") from None
+                             hint="pip install 'dask[distributed]' (the 'dask' extra of vecx)") from None
 
 
 def run(fn: Callable[[Any], Any], tasks: list[Any], engine: str = "local", scheduler: str | None = None) -> list[Any]:

@@ -39,7 +39,8 @@ def require_faiss() -> None:
     try:
         import faiss  # noqa: F401
     except ImportError:
-        raise UsageError("--peers needs faiss-cpu, which is not installed: pip install 'vecx[bench]'") from None
+        raise UsageError("--peers needs faiss-cpu, which is not installed",
+                         hint="pip install faiss-cpu (the 'bench' extra of vecx)") from None
 
 
 def normalize_name(name: str) -> str:

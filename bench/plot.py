@@ -18,7 +18,8 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("--plot needs matplotlib, which is not installed: pip install 'vecx[plot]'") from None
+        raise UsageError("--plot needs matplotlib, which is not installed",
+                         hint="pip install matplotlib (the 'plot' extra of vecx)") from None
 
 
 def draw(report: dict[str, Any], path: str) -> None:

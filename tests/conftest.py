@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The shared real data sets: ``../shared/data`` beside the repository, or where VECX_SHARED_DATA says.
+SHARED_DATA = Path(os.environ.get("VECX_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 #: Set for every run: progress bars never draw, in a process or in this one.
 BASE_ENV = {"VECX_NO_PROGRESS": "1"}
 #: Variables that only a fresh interpreter reads (at start-up or import): the in-process runner refuses them.
@@ -323,7 +324,7 @@ def base_table(tmp_path: Path, base_npy: Path) -> Path:
 
 
 def shared(name: str) -> Path:
-    """A shared data set (``../shared/data`` beside the repository).
+    """A shared data set (``../shared/data`` beside the repository, or under ``VECX_SHARED_DATA``).
 
     A fresh clone without it skips the test, saying why; CI sets ``VECX_REQUIRE_SHARED=1``,
     where a missing set fails instead of skipping.

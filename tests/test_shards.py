@@ -98,7 +98,7 @@ def test_engine_dask_without_dask_says_how_to_install_it(data: dict, tmp_path: P
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
     r = run_vecx("index", str(data["dir"] / "i8"), "-o", str(tmp_path / "x.vecx"), "--shards", "2",
                  "--engine", "dask")
-    assert r.code == 2 and "pip install 'vecx[dask]'" in r.stderr and not (tmp_path / "x.vecx").exists()
+    assert r.code == 2 and "pip install 'dask[distributed]'" in r.stderr and not (tmp_path / "x.vecx").exists()
     r = run_vecx("index", str(data["dir"] / "i8"), "-o", str(tmp_path / "x.vecx"), "--engine", "spark")
     assert r.code == 2 and "--engine must be one of local, dask" in r.stderr
 
