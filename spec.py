@@ -61,6 +61,7 @@ def parse(text: str) -> list[StageSpec]:
     if not text:
         raise SpecError("empty spec: give at least one stage, e.g. \"truncate:64\"")
     text = from_faiss(text) or text
+    text = ",".join(_precision(stage.strip(), text) for stage in re.split(r"[,|]", text))
     stages = []
     for number, raw_stage in enumerate(re.split(r"[,|]", text), start=1):
         stages.append(_parse_stage(text, number, raw_stage.strip()))
@@ -164,3 +165,19 @@ def _faiss_stage(token: str, text: str) -> str:
         return stage.format(*[g if g is not None else "8" for g in match.groups()])
     raise SpecError(f"{where}: not a faiss stage vecx knows",
                     hint="vecx reads PCA, OPQ, PQ, SQ8, SQfp16, RaBitQ and RR; see 'vecx spec list'")
+
+
+#: sentence-transformers' ``quantize_embeddings`` precisions, as vecx stages. ``ubinary`` is
+#: ``np.packbits(x > 0)``: the bytes ``binarize:mode=sign`` writes. ``binary`` is the same bits
+#: shifted to int8 (``ubinary - 128``): vecx stores the unsigned bytes.
+PRECISIONS = {"ubinary": "binarize:mode=sign", "binary": "binarize:mode=sign"}
+
+
+def _precision(stage: str, text: str) -> str:
+    """A stage named by a sentence-transformers precision, as the vecx stage; others as they are."""
+    if stage in PRECISIONS:
+        return PRECISIONS[stage]
+    if stage == "uint8":
+        raise SpecError(f"spec {text!r}: 'uint8' (sentence-transformers' unsigned scalar quantization) has no "
+                        "vecx codec of its own", hint="int8 keeps the same per-dimension ranges, one byte each")
+    return stage

@@ -206,3 +206,19 @@ def test_metric_aliases(vecx) -> None:
     import json
 
     assert json.loads(r.stdout)["stages"][0]["metric"] == "l2"
+
+
+def test_sentence_transformers_precisions_name_vecx_stages() -> None:
+    import numpy as np
+
+    x = np.random.default_rng(2).standard_normal((50, 512)).astype(np.float32)
+    for name in ("ubinary", "binary"):
+        chain = Chain.from_spec(name, INPUT)
+        assert chain.spec == Chain.from_spec("binarize:mode=sign", INPUT).spec
+        chain.fit(lambda stage: x)
+        # ubinary is np.packbits(x > 0): the very bytes (binary is them minus 128, as int8).
+        np.testing.assert_array_equal(np.asarray(chain.encode(x)), np.packbits(x > 0, axis=1))
+    with pytest.raises(SpecError, match="uint8"):
+        spec.parse("uint8")
+    assert Chain.from_spec("truncate:256,ubinary", INPUT).spec == Chain.from_spec("truncate:256,binarize:mode=sign",
+                                                                                   INPUT).spec
