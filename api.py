@@ -511,10 +511,11 @@ def info(path: str, read: ReadOptions | None = None) -> InfoReport:
         return _dataset_info(path, read)
     fast = table_metadata(path) if read is None or read == ReadOptions() else None
     if fast is not None:  # a vecx Parquet file: everything info reports is in its footer
-        import pyarrow.parquet as pq
+        from vecx.formats.footer import column_names
 
         vector_column = (fast.get("vector") or {}).get("column", "vector")
-        payload = [n for n in pq.read_schema(path).names if n not in ("id", vector_column)]
+        names = column_names(path)
+        payload = None if names is None else [n for n in names if n not in ("id", vector_column)]
         return InfoReport(path=path, format="parquet", file_bytes=os.path.getsize(path), vecx=fast, columns=payload)
     other = other_kind_metadata(path)
     if other is not None:
@@ -546,11 +547,14 @@ def _state_file_metadata(path: str) -> dict[str, Any] | None:
     with open(path, "rb") as handle:
         if handle.read(6) != b"ARROW1":  # state files are Arrow IPC files
             return None
-        blob = handle.read()
-    try:
-        meta, _ = state.unpack(b"ARROW1" + blob, path)
-    except DataError:
-        return None  # an Arrow file, but no state: a table, read as such
+    try:  # the schema's metadata says what the file is; only a (small) state file is read whole
+        raw = (pa.ipc.open_file(pa.memory_map(path)).schema.metadata or {}).get(metadata.KEY)
+    except (pa.ArrowInvalid, OSError):
+        return None
+    if raw is None or metadata.loads(raw, path).get("kind") != "state":
+        return None  # an Arrow table, read as such
+    with open(path, "rb") as handle:
+        meta, _ = state.unpack(handle.read(), path)
     metadata.complete_state(meta, path)
     return meta
 

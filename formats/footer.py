@@ -231,8 +231,44 @@ def _key_value_list(reader: _Reader, pairs: dict[bytes, bytes]) -> None:
             pairs[key] = value
 
 
-def _file_metadata(reader: _Reader) -> tuple[int | None, dict[bytes, bytes]]:
-    """``num_rows`` (``None`` if absent) and the key-value metadata of a ``FileMetaData`` struct.
+def _schema_element(reader: _Reader) -> tuple[str, int]:
+    """One ``SchemaElement``: its name and number of children (0 for a leaf)."""
+    name, children, last = "", 0, 0
+    while True:
+        kind, last = reader.field_header(last)
+        if kind == _STOP:
+            return name, children
+        if last == 4 and kind == _BINARY:
+            name = reader.binary().decode("utf-8", "replace")
+        elif last == 5 and kind == _I32:
+            children = reader.zigzag()
+        else:
+            reader.skip(kind)
+
+
+def _top_level_names(reader: _Reader) -> list[str]:
+    """The names of the top-level columns, from the ``schema`` list (a depth-first flattening of the
+    schema tree whose first element is the root)."""
+    element, count = reader.list_header()
+    if element != _STRUCT or count < 1:
+        raise _Malformed("schema is not a list of structs")
+    elements = [_schema_element(reader) for _ in range(count)]
+    names, pending = [], [elements[0][1]]  # children still to visit, per open level
+    for name, children in elements[1:]:
+        while pending and pending[-1] == 0:
+            pending.pop()
+        if not pending:
+            raise _Malformed("schema has more elements than its tree")
+        if len(pending) == 1:
+            names.append(name)
+        pending[-1] -= 1
+        pending.append(children)
+    return names
+
+
+def _file_metadata(reader: _Reader, names: list[str] | None = None) -> tuple[int | None, dict[bytes, bytes]]:
+    """``num_rows`` (``None`` if absent) and the key-value metadata of a ``FileMetaData`` struct (and,
+    into ``names`` if given, the top-level column names).
 
     Every other field is skipped; a damaged struct raises :class:`_Malformed`.
     """
@@ -247,8 +283,24 @@ def _file_metadata(reader: _Reader) -> tuple[int | None, dict[bytes, bytes]]:
             rows = reader.zigzag()
         elif last == 5 and kind == _LIST:
             _key_value_list(reader, pairs)
+        elif last == 2 and kind == _LIST and names is not None:
+            names.extend(_top_level_names(reader))
         else:
             reader.skip(kind)
+
+
+def column_names(path: str) -> list[str] | None:
+    """The top-level column names of a Parquet file, from its footer without pyarrow (None if it
+    cannot be read this way)."""
+    data = _footer_bytes(path)
+    if data is None:
+        return None
+    names: list[str] = []
+    try:
+        _file_metadata(_Reader(data), names)
+    except _Malformed:
+        return None
+    return names
 
 
 def read_footer(path: str) -> tuple[int, dict[bytes, bytes]] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -97,3 +98,25 @@ def test_footer_declines_a_collection_larger_than_the_footer(tmp_path, element):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_column_names_from_the_footer_are_pyarrows(tmp_path: Path) -> None:
+    """The footer reader's top-level column names (``vecx info``'s payload) equal pyarrow's, nested
+    columns (fixed-size lists, lists of lists, structs) included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vecx.formats.footer import column_names
+
+    n = 4
+    columns = {
+        "id": pa.array(range(n)),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(n * 3, dtype=np.float32)), 3),
+        "tokens": pa.array([[[1.0, 2.0]], [[3.0, 4.0], [5.0, 6.0]], [[0.0, 0.0]], [[1.0, 1.0]]]),
+        "meta": pa.array([{"a": i, "b": {"c": str(i)}} for i in range(n)]),
+        "lang": pa.array(["en", "de", "en", "fr"]),
+    }
+    for keep in (["id", "vector"], ["id", "vector", "tokens", "meta", "lang"], ["meta", "id"], ["lang"]):
+        path = tmp_path / f"{'_'.join(keep)}.parquet"
+        pq.write_table(pa.table({k: columns[k] for k in keep}), path)
+        assert column_names(str(path)) == pq.read_schema(path).names == keep
