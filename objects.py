@@ -228,6 +228,9 @@ class Index:
 
     def like(self, ids: list[Any], k: int = 10, *, oversample: int | None = None) -> SearchResult:
         """The ``k`` nearest rows of items already in the index (each item itself left out)."""
+        from vecx.api import _check_search_options
+
+        _check_search_options(k, oversample, None)
         searcher = self._searcher
         rows, scores = searcher.like(searcher.row_of(list(ids)), k, oversample=oversample, rescore=oversample != 1)
         return self._result(rows, scores)

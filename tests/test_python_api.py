@@ -180,3 +180,11 @@ def test_query_reads_stdin_as_import_does(x: np.ndarray, tmp_path: Path) -> None
         r = run_vecx("query", path, "--vector", "-", "-k", 1, stdin=data)
         assert r.code == 0, (name, r.stderr)
         assert [json.loads(line)["results"][0]["id"] for line in r.out.splitlines()] == [0, 1, 2], name
+
+
+def test_search_options_are_checked(x: np.ndarray, tmp_path: Path) -> None:
+    with vecx.build_index(x[:200], str(tmp_path / "c.vecx")) as index:
+        for call in (lambda: index.search(x[:1], k=0), lambda: index.like([1], k=0),
+                     lambda: index.search(x[:1], oversample=0), lambda: index.search(x[:1, :5])):
+            with pytest.raises(vecx.VecxError):
+                call()
