@@ -32,23 +32,19 @@ def draw(report: dict[str, Any], path: str) -> None:
     k, factors = report["k"], report["rescore"]
     rows = report["rows"]
     low = max(0.0, min(r["recall"]["x1"] for r in rows) - 0.05)
-    fig = plt.figure(figsize=(12, 7), dpi=120)
-    ax = fig.add_axes((0.07, 0.09, 0.6, 0.83))
+    best = [max(r["recall"].values()) for r in rows]
+    # The high-recall region, where the rescored rows crowd: a panel of its own below the whole view.
+    zoom_low = max(low, min((b for b in best if b >= 0.8), default=1.0) - 0.01)
+    zoomed = zoom_low < 0.995 and sum(b >= zoom_low for b in best) >= 2
+    fig = plt.figure(figsize=(12, 9 if zoomed else 7), dpi=120)
+    ax = fig.add_axes((0.07, 0.42, 0.6, 0.52) if zoomed else (0.07, 0.09, 0.6, 0.83))
+    axes = [ax]
+    if zoomed:
+        axes.append(fig.add_axes((0.07, 0.06, 0.6, 0.28)))
     groups: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row["bytes_per_vector"], []).append(row)
-    number = {id(row): i for i, row in enumerate(rows, start=1)}
-    for b, members in groups.items():
-        members = sorted(members, key=lambda r: -max(r["recall"].values()))
-        for i, row in enumerate(members):
-            color = COLORS.get(row["system"], "#555555")
-            x = b * 1.07 ** (i - (len(members) - 1) / 2)  # rows at the same bytes side by side
-            before, after = row["recall"]["x1"], max(row["recall"].values())
-            ax.plot([x, x], [before, after], color=color, alpha=0.4, linewidth=1.2, zorder=1)
-            ax.scatter([x], [before], facecolors="white", edgecolors=color, s=34, linewidths=1.4, zorder=2)
-            ax.scatter([x], [after], color=color, s=44, marker="o" if row["system"] == "vecx" else "s", zorder=3)
-            ax.annotate(str(number[id(row)]), (x, after), xytext=(0, 6), textcoords="offset points", fontsize=7,
-                        color=color, ha="center", fontweight="bold" if row["pareto"] else "normal")
+    _points(axes, rows, groups)
     # The key: one line per numbered point (bold: on the Pareto front).
     top = f"x{factors[-1]}" if factors else "x1"
     fig.text(0.69, 0.92, f"#  bytes  recall@{k} x1 -> best   (* Pareto)", fontsize=8, family="monospace",
@@ -60,23 +56,20 @@ def draw(report: dict[str, Any], path: str) -> None:
                 f"{' *' if row['pareto'] else '  '} {label}")
         fig.text(0.69, 0.92 - i * step, text, fontsize=8, family="monospace",
                  color=COLORS.get(row["system"], "#555555"), fontweight="bold" if row["pareto"] else "normal")
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per vector (codes only, log scale)")
-    ax.set_ylabel(f"recall@{k}")
+    for panel in axes:
+        panel.set_xscale("log")
+        panel.set_ylabel(f"recall@{k}")
+    axes[-1].set_xlabel("bytes per vector (codes only, log scale)")
     b = report["base"]
     name = os.path.basename(os.path.dirname(os.path.abspath(b["path"]))) or b["path"]
     ax.set_title(f"{name}: {b['rows']:,} x {b['dim']}, {b['metric']}\nrecall@{k} before rescoring (hollow) and "
                  f"after the best rescoring up to {top} (filled)", fontsize=10, pad=10)
     ax.set_ylim(low, 1.045)
-    ticks: list[int] = []
-    for value in sorted(groups):  # a tick per byte size, unless it would print over the previous one
-        if not ticks or value / ticks[-1] >= 1.2:
-            ticks.append(value)
-    ax.set_xlim(min(groups) / 1.4, max(groups) * 1.4)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([str(t) for t in ticks])
-    ax.minorticks_off()
-    ax.grid(True, alpha=0.25)
+    if zoomed:
+        axes[1].set_ylim(zoom_low, 1.0 + (1.0 - zoom_low) * 0.12)
+        axes[1].set_title(f"zoom: recall@{k} >= {zoom_low:.2f}", fontsize=9, loc="left")
+        ax.axhspan(zoom_low, 1.0, color="#999999", alpha=0.08, zorder=0)
+    _bytes_axis(axes, sorted(groups))
     handles = [plt.Line2D([], [], color=c, marker="o" if s == "vecx" else "s", linestyle="", label=s)
                for s, c in COLORS.items() if any(r["system"] == s for r in report["rows"])]
     handles.append(plt.Line2D([], [], color="#777777", marker="o", markerfacecolor="white", linestyle="",
@@ -90,3 +83,37 @@ def draw(report: dict[str, Any], path: str) -> None:
     finally:
         plt.close(fig)
 
+
+
+def _points(axes: list[Any], rows: list[dict[str, Any]], groups: dict[int, list[dict[str, Any]]]) -> None:
+    """Each row's recall before (hollow) and after the best rescoring (filled, numbered as in the key),
+    in every panel; rows of the same bytes per vector side by side."""
+    number = {id(row): i for i, row in enumerate(rows, start=1)}
+    for b, members in groups.items():
+        members = sorted(members, key=lambda r: -max(r["recall"].values()))
+        for i, row in enumerate(members):
+            color = COLORS.get(row["system"], "#555555")
+            x = b * 1.07 ** (i - (len(members) - 1) / 2)
+            before, after = row["recall"]["x1"], max(row["recall"].values())
+            for panel in axes:
+                panel.plot([x, x], [before, after], color=color, alpha=0.4, linewidth=1.2, zorder=1)
+                panel.scatter([x], [before], facecolors="white", edgecolors=color, s=34, linewidths=1.4, zorder=2)
+                panel.scatter([x], [after], color=color, s=44, marker="o" if row["system"] == "vecx" else "s",
+                              zorder=3)
+                panel.annotate(str(number[id(row)]), (x, after), xytext=(0, 6), textcoords="offset points",
+                               fontsize=7, color=color, ha="center", annotation_clip=True,
+                               fontweight="bold" if row["pareto"] else "normal")
+
+
+def _bytes_axis(axes: list[Any], sizes: list[int]) -> None:
+    """A log bytes axis with a tick per byte size (unless it would print over the previous one)."""
+    ticks: list[int] = []
+    for value in sizes:
+        if not ticks or value / ticks[-1] >= 1.2:
+            ticks.append(value)
+    for panel in axes:
+        panel.set_xlim(sizes[0] / 1.4, sizes[-1] * 1.4)
+        panel.set_xticks(ticks)
+        panel.set_xticklabels([str(t) for t in ticks])
+        panel.minorticks_off()
+        panel.grid(True, alpha=0.25)

@@ -197,3 +197,25 @@ def test_vecx_tables_as_inputs(data: dict, report: dict, tmp_path: Path) -> None
     assert r.code == 0, r.stderr
     assert json.loads(r.out)["rows"][0]["recall"] == rows_of(report, "vecx")["binarize:mode=sign"]["recall"]
     assert_clean(data)
+
+
+def test_plot_adds_a_panel_for_the_high_recall_region(tmp_path: Path) -> None:
+    """Rescored rows crowd near recall 1: the plot gets a zoomed panel below (a taller figure) when
+    at least two rows reach the high-recall region, and stays one panel otherwise."""
+    import struct
+
+    pytest.importorskip("matplotlib")
+    from vecx.bench.plot import draw
+
+    def report(after: list[float]) -> dict:
+        rows = [{"system": "vecx", "name": f"c{i}", "bytes_per_vector": 8 * (i + 1), "pareto": i == 0,
+                 "recall": {"x1": 0.4, "x10": value}} for i, value in enumerate(after)]
+        return {"k": 10, "rescore": [10], "rows": rows,
+                "base": {"path": str(tmp_path / "base.npy"), "rows": 100, "dim": 8, "metric": "cosine"}}
+
+    def height(path: Path) -> int:
+        return struct.unpack(">II", path.read_bytes()[16:24])[1]  # the PNG header's IHDR width, height
+
+    draw(report([0.97, 0.99, 0.6]), str(tmp_path / "zoom.png"))
+    draw(report([0.5, 0.6]), str(tmp_path / "flat.png"))
+    assert height(tmp_path / "zoom.png") == 9 * 120 and height(tmp_path / "flat.png") == 7 * 120
