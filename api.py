@@ -23,7 +23,7 @@ from vecx.formats.readers import ReadOptions, Source, open_source, spool_source
 from vecx.formats.source import check_payload_names
 from vecx.formats.tempfiles import write_bytes_atomic
 from vecx.progress import SILENT, Progress
-from vecx.sampling import sample_rows
+from vecx.sampling import stage_sample_rows
 from vecx.space import VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -240,11 +240,9 @@ def fit_chain(source: Source, chain: Chain, progress: Progress) -> Source:
     n_rows = source.count_rows()
 
     def sample_for(stage: Any) -> Any:
-        size = int(stage.values.get("sample", n_rows))
-        rows = sample_rows(n_rows, size, int(stage.values.get("seed") or 0))
+        rows = stage_sample_rows(stage, n_rows)
         progress.start(None, f"fitting {stage.name} on {len(rows):,} rows")
         sample = source.take(rows)
-        stage.fit_rows_ = len(rows)
         progress.close()
         return sample
 
@@ -1031,7 +1029,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
     index keeps float rescoring vectors of the original space, is computed exactly on the fly.
     """
-    from vecx.formats.truthfile import read_truth_file, read_truth_meta
+    from vecx.formats.truthfile import read_truth_file, read_truth_meta, row_numbers_only
     from vecx.indexes import evaluate as ev
     from vecx.indexes import store
     from vecx.indexes.search import Searcher, read_json
@@ -1047,7 +1045,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     q = searcher.check_queries(q, queries)
     source_fp = (read_json(searcher.version, "table.json").get("source") or {}).get("fingerprint")
     if truth_path:
-        if not truth_path.endswith((".npy", ".hdf5", ".h5")):  # row numbers alone: no provenance to check
+        if not row_numbers_only(truth_path):  # bare row numbers carry no provenance to check
             meta = read_truth_meta(truth_path)
             truth_fp = meta.get("base", {}).get("source_fingerprint")
             if truth_fp and source_fp and truth_fp != source_fp:

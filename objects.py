@@ -38,14 +38,19 @@ else:
     pa = lazy("pyarrow")
 
 
-def _vectors(x: Any, where: str) -> Any:
-    """``x`` as a 2-D float32 array of finite rows (a :class:`DataError` naming the bad row)."""
+def _numbers(x: Any, where: str) -> Any:
+    """``x`` as a 2-D float32 array (one vector: one row); a :class:`UsageError` for anything else."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x.reshape(1, -1)
     if x.ndim != 2 or x.dtype.kind not in "fiu" or not x.size:
         raise UsageError(f"{where}: give a 2-D array of vectors (rows x dimensions), not {x.ndim}-D {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _vectors(x: Any, where: str) -> Any:
+    """``x`` as a 2-D float32 array of finite rows (a :class:`DataError` naming the bad row)."""
+    x = _numbers(x, where)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if len(bad):
         raise DataError(f"{where}: row {int(bad[0])} holds NaN or Inf")
@@ -112,21 +117,14 @@ class Chain:
     def fit(self, x: Any) -> Chain:
         """Fit every stage on a seeded sample of the rows of ``x`` (n x d); returns this chain."""
         from vecx.chain import Chain as _Chain
-        from vecx.formats.source import NORM_TOLERANCE
-        from vecx.sampling import sample_rows
+        from vecx.formats.source import unit_norm
+        from vecx.sampling import stage_sample_rows
         from vecx.space import VectorSpec
 
         x = _vectors(x, "fit")
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-        space = VectorSpec(x.shape[1], "float32", self.metric, bool(np.abs(norms - 1.0).max() <= NORM_TOLERANCE))
+        space = VectorSpec(x.shape[1], "float32", self.metric, unit_norm(np.einsum("ij,ij->i", x, x)))
         chain = _Chain.from_spec(self.spec_text, space, self.seed)
-
-        def sample_for(stage: Any) -> Any:
-            rows = sample_rows(len(x), int(stage.values.get("sample", len(x))), int(stage.values.get("seed") or 0))
-            stage.fit_rows_ = len(rows)
-            return x[rows]
-
-        chain.fit(sample_for)
+        chain.fit(lambda stage: x[stage_sample_rows(stage, len(x))])
         self._chain = chain
         return self
 
@@ -215,13 +213,12 @@ class Index:
         ``oversample``: rescoring factor (1: no rescoring; default: the index's); ``expansion``:
         the graph's search expansion; ``where``: a filter on payload columns (``vecx query --where``).
         """
-        from vecx.api import _check_search_options
-        from vecx.indexes import where as where_mod
+        from vecx.api import _check_search_options, _filter_rows
 
         _check_search_options(k, oversample, expansion)
         searcher = self._searcher
-        q = searcher.check_queries(_vectors(queries, "search"), "search")
-        allowed = where_mod.mask(where, searcher.payload_names(), searcher.rows_table, self.path) if where else None
+        q = searcher.check_queries(_numbers(queries, "search"), "search")  # finite, the index's dimensions
+        allowed = _filter_rows(searcher, where, searcher.payload_names(), self.path)
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)
         return self._result(rows, scores)

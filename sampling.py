@@ -46,3 +46,11 @@ def sample_rows(n_rows: int, size: int, seed: int) -> Any:
                 keys, rows = keys[order], rows[order]
             best_keys, best_rows = keys, rows
     return np.sort(best_rows)
+
+
+def stage_sample_rows(stage: Any, n_rows: int) -> Any:
+    """The rows a fitting stage learns from: its seeded sample (its ``sample`` and ``seed`` values) of
+    ``n_rows``, recorded as the stage's ``fit_rows_``. One rule for files (``vecx fit``) and arrays."""
+    rows = sample_rows(n_rows, int(stage.values.get("sample", n_rows)), int(stage.values.get("seed") or 0))
+    stage.fit_rows_ = len(rows)
+    return rows

@@ -293,11 +293,11 @@ def load_truth(path: str | None, x: Any, q: Any, metric: str, k: int) -> tuple[A
         blocks = ((s, x[s: s + BLOCK]) for s in range(0, len(x), BLOCK))
         rows, _ = exact_topk(q, blocks, min(k, len(x)), metric)
         return rows, "computed exactly"
-    from vecx.formats.truthfile import read_truth_file, read_truth_meta
+    from vecx.formats.truthfile import read_truth_file, read_truth_meta, row_numbers_only
 
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file", hint="give a 'vecx truth' table or a .npy of row numbers")
-    if not path.endswith((".npy", ".hdf5", ".h5")):
+    if not row_numbers_only(path):
         read_truth_meta(path, "--truth")
     truth = read_truth_file(path, len(x))
     if len(truth) != len(q):
@@ -330,14 +330,10 @@ def _check_indexable(given: str, chain: Any, build_options: Any, normalized: boo
 
 
 def _sample_for(x: Any) -> Callable[[Any], Any]:
-    from vecx.sampling import sample_rows
+    """Each fitting stage's seeded sample of the rows of ``x`` (as ``vecx fit`` draws it from a file)."""
+    from vecx.sampling import stage_sample_rows
 
-    def sample(stage: Any) -> Any:
-        rows = sample_rows(len(x), int(stage.values.get("sample", len(x))), int(stage.values.get("seed") or 0))
-        stage.fit_rows_ = len(rows)
-        return x[rows]
-
-    return sample
+    return lambda stage: x[stage_sample_rows(stage, len(x))]
 
 
 def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any, options: BenchOptions,

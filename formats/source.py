@@ -252,7 +252,7 @@ class Source:
             pending = None
             for batch in batches:
                 sq = self._checked_vectors(batch)
-                if normalized and len(sq) and np.abs(np.sqrt(sq) - 1.0).max() > NORM_TOLERANCE:
+                if normalized and not unit_norm(sq):
                     normalized = False
                 batch.sq_norms = sq
                 self._check_ids_present(batch)
@@ -326,6 +326,12 @@ class Source:
                  .hexdigest(), **validator.block_fields()}
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = self._with_model(block)
+
+
+def unit_norm(sq_norms: Any) -> bool:
+    """Whether rows with these squared L2 norms (float32, as import computes them) all have unit norm,
+    within :data:`NORM_TOLERANCE` (true of no rows)."""
+    return not len(sq_norms) or bool(np.abs(np.sqrt(sq_norms) - 1.0).max() <= NORM_TOLERANCE)
 
 
 def _checked_sq_norms(source: Source, v: Any, sq: Any, offset: int) -> Any:

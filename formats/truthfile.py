@@ -108,6 +108,14 @@ def read_truth_npy(path: str) -> Any:
     return truth
 
 
+def row_numbers_only(path: str) -> bool:
+    """Whether a ground-truth file is bare row numbers (a ``.npy``, an ann-benchmarks HDF5 file), with
+    no ``vecx truth`` metadata to check it against."""
+    from vecx.formats import hdf5
+
+    return path.endswith(".npy") or hdf5.is_hdf5(path)
+
+
 def read_truth_file(path: str, n_rows: int) -> Any:
     """Ground truth rows (queries x k, int64) from a ``vecx truth`` table, a ``.npy`` of row numbers
     (faiss's ``I``), or an ann-benchmarks HDF5 file (its ``neighbors``), checked against a base of
