@@ -71,8 +71,8 @@ demo: install
 	run vecx encode $(DEMO)/glove.parquet -o $(DEMO)/glove.chain.parquet --spec truncate:32,int8; \
 	run cmp $(DEMO)/glove.chain.parquet $(DEMO)/glove.t32.i8.parquet; echo "(identical: one command == two steps)"; \
 	run vecx info $(DEMO)/glove.chain.parquet; \
-	run vecx truth $(DEMO)/glove.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.parquet -k 5; \
-	run vecx truth $(DEMO)/glove.chain.parquet $(DEMO)/queries.parquet -o $(DEMO)/gt.chain.parquet -k 5; \
+	run vecx truth $(DEMO)/glove.parquet --queries $(DEMO)/queries.parquet -o $(DEMO)/gt.parquet -k 5; \
+	run vecx truth $(DEMO)/glove.chain.parquet --queries $(DEMO)/queries.parquet -o $(DEMO)/gt.chain.parquet -k 5; \
 	run vecx info $(DEMO)/gt.parquet; \
 	run vecx encode $(DEMO)/glove.parquet -o $(DEMO)/glove.i8.parquet --spec int8:mode=global; \
 	run vecx index $(DEMO)/glove.i8.parquet -o $(DEMO)/glove.vecx --rescore-vectors $(DEMO)/glove.parquet; \
@@ -104,7 +104,7 @@ bench-foundation: install-bench
 	$(BIN)/python tests/benchmarks/bench_foundation.py --out bench-foundation.md
 
 bench-quick: install-bench
-	$(VECX) bench $(SAMPLE)/base.npy $(SAMPLE)/queries.npy --spec f16 --spec binarize --spec pca:16 --peers
+	$(VECX) bench $(SAMPLE)/base.npy --queries $(SAMPLE)/queries.npy --spec f16 --spec binarize --spec pca:16 --peers
 	$(BIN)/python tests/benchmarks/bench_foundation.py --quick
 	$(BIN)/python tests/benchmarks/bench_index.py --quick
 

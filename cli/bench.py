@@ -7,23 +7,24 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, emit_json, examples
+from vecx.cli.common import Bar, Debug, Json, Metric, OldQueries, Queries, Quiet, emit_json, examples
 
 
 def register(app: typer.Typer) -> None:
     """Add ``vecx bench``."""
 
     @app.command("bench", epilog=examples(
-        "vecx bench base.npy queries.npy --spec f16 --spec int8:mode=global --spec binarize --spec pca:96",
-        "vecx bench base.npy queries.npy --spec binarize --truth gt.npy --oversample 4 --oversample 10 --peers",
-        "vecx bench docs.parquet q.parquet --spec pca:96 --peer PQ48x8 --peer usearch:i8 --plot pareto.png",
-        "vecx bench base.npy queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
-        "vecx bench base.npy queries.npy --spec pq:48x8 --spec binarize:mode=rabitq --spec binarize:mode=rabitq@scan=graph --peers",
+        "vecx bench base.npy --queries queries.npy --spec f16 --spec int8:mode=global --spec binarize --spec pca:96",
+        "vecx bench base.npy --queries queries.npy --spec binarize --truth gt.npy --oversample 4 --oversample 10 --peers",
+        "vecx bench docs.parquet --queries q.parquet --spec pca:96 --peer PQ48x8 --peer usearch:i8 --plot pareto.png",
+        "vecx bench base.npy --queries queries.npy --metric l2 --spec f16 --index-option connectivity=32 --json",
+        "vecx bench base.npy --queries queries.npy --spec pq:48x8 --spec binarize:mode=rabitq --spec binarize:mode=rabitq@scan=graph --peers",
     ))
     def bench(ctx: typer.Context,
               base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors: .npy, .parquet (raw or a vecx float table), ...", show_default=False)],
-              queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors in the same space.", show_default=False)],
-              spec: Annotated[list[str], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96; SPEC@key=value sets an index option for it alone, e.g. binarize:mode=rabitq@scan=graph.", show_default=False)],
+              old_queries: OldQueries = None,
+              spec: Annotated[Optional[list[str]], typer.Option("--spec", metavar="SPEC", help="A chain to measure (repeatable), e.g. f16, binarize, pca:96; SPEC@key=value sets an index option for it alone, e.g. binarize:mode=rabitq@scan=graph.", show_default=False)] = None,
+              queries: Queries = None,
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table or a .npy of row numbers (queries x >= k). Default: computed exactly.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", help="The k of recall@k.")] = 10,
               oversample: Annotated[Optional[list[int]], typer.Option("--oversample", metavar="X", help="Rescoring factor to measure (repeatable; default 4 and 10): k*X candidates rescored with the float vectors.", show_default=False)] = None,
@@ -49,9 +50,14 @@ def register(app: typer.Typer) -> None:
         by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
         """
         from vecx.bench import BenchOptions, run
-        from vecx.cli.common import renamed
+        from vecx.cli.common import query_file, renamed
         from vecx.errors import UsageError
 
+        if not spec:
+            raise UsageError("no chain to measure: give --spec SPEC (repeatable), e.g. --spec f16 --spec binarize")
+        queries = query_file(queries, old_queries, base)
+        if truth is None and queries == base and base.lower().endswith((".hdf5", ".h5")):
+            truth = base  # an ann-benchmarks file: its test set's own neighbours
         rescore = renamed("--oversample", oversample, "--rescore", rescore)
         out = renamed("--output", output, "--out", out)
         options = BenchOptions(k=k, rescore=tuple(rescore) if rescore else (4, 10), truth=truth, peers=peers,

@@ -17,6 +17,9 @@ Input = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Input file
 Output = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Output .parquet file; DIR/ (trailing slash) for one part per input part of a dataset, plus DIR/_vecx.json; or - for an Arrow IPC stream on stdout.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages on stderr (errors still show).")]
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON report on stdout.")]
+Queries = Annotated[Optional[str], typer.Option("--queries", metavar="FILE", help="Query vectors, in the base's space or its chain's input space (.npy, .parquet, ...; an ann-benchmarks .hdf5: its test set, the default for an .hdf5 base).", show_default=False)]
+OldQueries = Annotated[Optional[str], typer.Argument(metavar="[QUERIES]", hidden=True, show_default=False)]
+JsonFormat = Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a full traceback on errors.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed for stages that do not set their own (default 0).", show_default=False)]
 Column = Annotated[Optional[str], typer.Option("--column", metavar="NAME", help="Raw input: column or JSON field holding the vectors, or an HDF5 file's dataset (default: auto-detect; train).", show_default=False)]
@@ -50,6 +53,67 @@ def renamed(new: str, new_value: Any, old: str, old_value: Any) -> Any:
         raise UsageError(f"give {new} (or its old name {old}), not both")
     typer.echo(f"vecx: {old} is now {new}; the old name still works, for now", err=True)
     return old_value
+
+
+def query_file(option: str | None, positional: str | None, base: str) -> str:
+    """The queries of truth/bench: ``--queries FILE``, the old second argument (with a note), or the
+    test set of an ann-benchmarks HDF5 base."""
+    from vecx.errors import UsageError
+
+    if positional is not None:
+        if option is not None:
+            raise UsageError("give the queries once: --queries FILE (a second argument is its old spelling)")
+        typer.echo("vecx: queries as a second argument are now --queries FILE; the old spelling still works, "
+                   "for now", err=True)
+        return positional
+    if option is not None:
+        return option
+    if base.lower().endswith((".hdf5", ".h5")):
+        return base
+    raise UsageError("no queries: give --queries FILE")
+
+
+def output_format(fmt: str | None, json_flag: bool, choices: tuple[str, ...], default: str) -> str:
+    """The output format from ``--format`` and its shorthand ``--json``, checked against ``choices``."""
+    from vecx.errors import UsageError
+
+    if json_flag:
+        if fmt not in (None, "json"):
+            raise UsageError(f"--json is short for --format json; it cannot be combined with --format {fmt}")
+        return "json"
+    fmt = fmt or default
+    if fmt not in choices:
+        raise UsageError(f"--format must be one of {', '.join(choices)}, not {fmt!r}")
+    return fmt
+
+
+#: The commands whose ``--json`` once took a JSON record (now ``--record``): ``--json VALUE`` there,
+#: where VALUE is a record (``{...}``), a file (``@FILE``) or stdin (``-``), is read as ``--record``.
+_RECORD_COMMANDS = (("query",), ("vsa", "explain"))
+
+
+def old_record_spelling(args: list[str]) -> list[str]:
+    """A command line with the old ``--json RECORD`` spelling turned into ``--record RECORD`` (with a
+    note on stderr); any other command line as it is. ``--json`` alone is now ``--format json``."""
+    if not any(tuple(args[:len(words)]) == words for words in _RECORD_COMMANDS):
+        return args
+    out: list[str] = []
+    rest = iter(range(len(args)))
+    for i in rest:
+        arg = args[i]
+        value = None
+        if arg.startswith("--json="):
+            value = arg[len("--json="):]
+        elif arg == "--json" and i + 1 < len(args) and (args[i + 1] == "-" or args[i + 1][:1] in ("{", "@", "[")):
+            value = args[i + 1]
+            next(rest)
+        if value is None:
+            out.append(arg)
+            continue
+        typer.echo("vecx: --json RECORD is now --record RECORD (--json alone is --format json); "
+                   "the old spelling still works, for now", err=True)
+        out += ["--record", value]
+    return out
 
 
 def stderr_enabled(quiet: bool) -> bool:

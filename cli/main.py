@@ -34,7 +34,7 @@ Exit codes:
 
 _EPILOG = ("\b\nExamples:\n  vecx import glove.npy -o glove.parquet --ids words.txt\n"
            "  vecx encode glove.parquet -o glove.t32.i8.parquet --spec truncate:32,int8\n"
-           "  vecx info glove.t32.i8.parquet\n  vecx truth glove.parquet queries.npy -o gt.parquet -k 100")
+           "  vecx info glove.t32.i8.parquet\n  vecx truth glove.parquet --queries queries.npy -o gt.parquet -k 100")
 
 
 def _version(value: bool) -> None:
@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     handlers = _handlers()
     signal.signal(signal.SIGTERM, _terminate)
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--json" in args or any(a.startswith("--json=") for a in args):
+        from vecx.cli.common import old_record_spelling
+
+        args = old_record_spelling(args)
     debug = "--debug" in args or bool(os.environ.get("VECX_DEBUG"))
     lines: list[str] = []
     code: int = ExitCode.OK

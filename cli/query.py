@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vecx.cli.common import Debug, Quiet, emit_json, examples, message
+from vecx.cli.common import Debug, JsonFormat, Quiet, emit_json, examples, message
 
 FORMATS = ("table", "jsonl", "json", "csv")
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
               scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="exhaustive: compare every code (exact for the codes); graph: walk the graph (default: the index's).", show_default=False)] = None,
               record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
-              json_query: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", hidden=True)] = None,
+              json_format: JsonFormat = False,
               quiet: Quiet = False, debug: Debug = False) -> None:
         """Search an index with raw query vectors (encoded through the index's chain) or by item id.
 
@@ -47,21 +47,18 @@ def register(app: typer.Typer) -> None:
         if any line is malformed, nothing is searched and the error names the line (exit 3).
         """
         from vecx import api
-        from vecx.cli.common import renamed
+        from vecx.cli.common import output_format, renamed
         from vecx.errors import UsageError
 
         rescore = renamed("--oversample", oversample, "--rescore", rescore)
-        json_query = renamed("--record", record, "--json", json_query)
-        fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
-        if fmt not in FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        if sum(x is not None and x != [] for x in (vector, like, multi_vector, json_query)) > 1:
+        fmt = output_format(fmt, json_format, FORMATS, "table" if sys.stdout.isatty() else "jsonl")
+        if sum(x is not None and x != [] for x in (vector, like, multi_vector, record)) > 1:
             raise UsageError("give one of --vector, --multi-vector, --like and --record")
-        if vector is None and not like and multi_vector is None and json_query is None and sys.stdin.isatty():
+        if vector is None and not like and multi_vector is None and record is None and sys.stdin.isatty():
             raise UsageError("no query: give --vector FILE, --like ID, --record RECORD, or JSONL vectors on stdin")
-        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or json_query
+        result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or record
                                                                               else "-"),
-                           like=like, json=json_query, k=k, oversample=rescore, expansion=expansion, where=where,
+                           like=like, json=record, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
                            multi_vector=multi_vector, first_stage=first_stage, scan=scan)
         if result.clamped:

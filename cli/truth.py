@@ -6,20 +6,21 @@ from typing import Annotated
 
 import typer
 
-from vecx.cli.common import Bar, Debug, Json, Metric, Quiet, emit_json, examples, message, read_options
+from vecx.cli.common import Bar, Debug, Json, Metric, OldQueries, Queries, Quiet, emit_json, examples, message, read_options
 
 
 def register(app: typer.Typer) -> None:
     """Add ``vecx truth``."""
 
     @app.command("truth", epilog=examples(
-        "vecx truth glove.parquet queries.parquet -o gt.parquet -k 100",
-        "vecx truth base.fvecs queries.fvecs -o gt.parquet -k 10 --metric l2",
-        "vecx truth docs.mv.parquet q.mv.parquet -o gt.parquet --maxsim -k 10",
+        "vecx truth glove.parquet --queries queries.parquet -o gt.parquet -k 100",
+        "vecx truth base.fvecs --queries queries.fvecs -o gt.parquet -k 10 --metric l2",
+        "vecx truth docs.mv.parquet --queries q.mv.parquet -o gt.parquet --maxsim -k 10",
     ))
     def truth(base: Annotated[str, typer.Argument(metavar="BASE", help="Base vectors (a vector table or raw input).", show_default=False)],
-              queries: Annotated[str, typer.Argument(metavar="QUERIES", help="Query vectors, in the base's space or its chain's input space.", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Parquet file to write.", show_default=False)],
+              old_queries: OldQueries = None,
+              queries: Queries = None,
               k: Annotated[int, typer.Option("-k", metavar="K", help="Neighbours per query.")] = 100,
               metric: Metric = None,
               maxsim: Annotated[bool, typer.Option("--maxsim", help="Multi-vector base and queries (sets of vectors): rank by exact MaxSim/Chamfer, the sum over query vectors of the best inner product with any document vector.")] = False,
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
         Memory holds the queries, one block of base vectors and the running top-k, never the base.
         """
         from vecx import api
-
+        from vecx.cli.common import query_file
+        queries = query_file(queries, old_queries, base)
         result = api.truth(base, queries, output, k, read_base=read_options(None, None, metric),
                            read_queries_options=read_options(None, None, metric), progress=Bar(quiet),
                            maxsim=maxsim)

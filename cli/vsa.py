@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from vecx.cli.common import Debug, emit_json, examples
+from vecx.cli.common import Debug, JsonFormat, emit_json, examples
 
 DEFAULT = "encode"
 
@@ -55,10 +55,9 @@ def register(app: typer.Typer) -> None:
     def explain(index: Annotated[str, typer.Argument(metavar="INDEX", help="An index built from a 'vecx vsa' table.", show_default=False)],
                 like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Indexed item to compare with (repeatable).", show_default=False)] = None,
                 record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="The record to explain, as a JSON object (partial records are fine).", show_default=False)] = None,
-                json_record: Annotated[Optional[str], typer.Option("--json", metavar="RECORD", hidden=True)] = None,
                 records: Annotated[Optional[str], typer.Option("--records", metavar="FILE", help="Source JSONL: with --like A --like B, A's record is read from it.", show_default=False)] = None,
-                fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table or json.")] = "table",
-                debug: Debug = False) -> None:
+                fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default) or json.", show_default=False)] = None,
+                json_format: JsonFormat = False, debug: Debug = False) -> None:
         """Split the cosine between a JSON record and an indexed item by key path.
 
         The record's vector is a sum of one part per key path (plus the field-pair conjunctions),
@@ -70,12 +69,11 @@ def register(app: typer.Typer) -> None:
         import orjson
 
         from vecx.api import vsa_explain as run
-        from vecx.cli.common import renamed
-        from vecx.errors import DataError, UsageError
+        from vecx.cli.common import output_format
+        from vecx.errors import DataError
 
-        if fmt not in ("table", "json"):
-            raise UsageError(f"--format must be table or json, not {fmt!r}")
-        text = renamed("--record", record, "--json", json_record)
+        fmt = output_format(fmt, json_format, ("table", "json"), "table")
+        text = record
         parsed = None
         if text is not None:
             try:

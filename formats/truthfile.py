@@ -24,7 +24,7 @@ else:
     pa = lazy("pyarrow")
     pq = lazy("pyarrow.parquet")
 
-HOW = "make one with 'vecx truth TABLE QUERIES -o gt.parquet'"
+HOW = "make one with 'vecx truth TABLE --queries Q -o gt.parquet'"
 
 
 def write_truth(output: str, query_ids: Any, base_ids: Any, rows: Any, scores: Any, k: int,

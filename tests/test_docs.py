@@ -134,7 +134,7 @@ def test_readme_shows_what_the_commands_print_on_the_bundled_sample(tmp_path: Pa
     steps = [("import", str(sample / "base.npy"), "-o", "glove.parquet", "--ids", str(sample / "words.txt")),
              ("import", str(sample / "queries.npy"), "-o", "queries.parquet", "--ids", str(sample / "query_words.txt")),
              ("encode", "glove.parquet", "-o", "glove.chain.parquet", "--spec", "truncate:32,int8"),
-             ("truth", "glove.parquet", "queries.parquet", "-o", "gt.parquet", "-k", "5")]
+             ("truth", "glove.parquet", "--queries", "queries.parquet", "-o", "gt.parquet", "-k", "5")]
     for step in steps:
         r = run_vecx(*step, cwd=tmp_path)
         assert r.code == 0, r.stderr

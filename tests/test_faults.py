@@ -187,7 +187,7 @@ def test_output_onto_a_fifo_is_refused_and_the_fifo_stays(data: dict, tmp_path: 
     os.mkfifo(fifo)
     base = data["dir"] / "base.parquet"
     args = {"truncate": ["truncate", base, "-o", fifo, "--dim", "8"],
-            "truth": ["truth", base, data["dir"] / "q.npy", "-o", fifo, "-k", "3"],
+            "truth": ["truth", base, "--queries", data["dir"] / "q.npy", "-o", fifo, "-k", "3"],
             "fit": ["fit", base, "-o", fifo, "--spec", "pca:4"],
             "index": ["index", data["dir"] / "f16.parquet", "-o", fifo]}[command]
     clean(run_vecx(*args), 2)
@@ -198,7 +198,7 @@ def test_dash_output_means_stdout_or_is_refused(data: dict, tmp_path: Path) -> N
     import pyarrow as pa
 
     base = data["dir"] / "base.parquet"
-    r = run_vecx("truth", base, data["dir"] / "q.npy", "-o", "-", "-k", "3", cwd=tmp_path)
+    r = run_vecx("truth", base, "--queries", data["dir"] / "q.npy", "-o", "-", "-k", "3", cwd=tmp_path)
     clean(r, 0)
     table = pa.ipc.open_stream(r.stdout).read_all()
     assert table.num_rows == 10 and b"truth" in table.schema.metadata[b"vecx"]
@@ -550,7 +550,7 @@ def test_verify_passes_what_vecx_wrote_and_catches_a_damaged_table(data: dict, t
     index = tmp_path / "v.vecx"
     build(data, index)
     clean(run_vecx("fit", data["dir"] / "base.parquet", "-o", tmp_path / "p.state", "--spec", "pca:4"), 0)
-    clean(run_vecx("truth", data["dir"] / "base.parquet", data["dir"] / "q.npy", "-o", tmp_path / "gt.parquet"), 0)
+    clean(run_vecx("truth", data["dir"] / "base.parquet", "--queries", data["dir"] / "q.npy", "-o", tmp_path / "gt.parquet"), 0)
     paths = [index, data["dir"] / "f16.parquet", tmp_path / "p.state", tmp_path / "gt.parquet"]
     r = run_vecx("verify", *paths, "--json")
     clean(r, 0)

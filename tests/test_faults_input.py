@@ -170,7 +170,7 @@ def test_large_values_within_float32_survive_truncate_and_truth(tmp_path: Path) 
                 v = np.stack(read(cut)["vector"].to_numpy(zero_copy_only=False))
                 assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5), (name, metric)
             gt = tmp_path / f"{name}.{metric}.gt.parquet"
-            r = run_vecx("truth", table, queries, "-o", gt, "-k", "3")
+            r = run_vecx("truth", table, "--queries", queries, "-o", gt, "-k", "3")
             assert r.code == 0, r.stderr
             truth = read(gt).to_pylist()
             scores = np.array([t["scores"] for t in truth])
@@ -232,7 +232,7 @@ def test_tampered_vector_and_id_metadata_is_refused_by_every_command(tmp_path: P
     src = with_edited_metadata(tables["plain"], tmp_path / "t.parquet", setting(path, value))
     out = tmp_path / "out.parquet"
     for args in (["encode", src, "-o", out, "--spec", "int8"], ["truncate", src, "-o", out, "--dim", "4"],
-                 ["truth", src, tables["queries"], "-o", out, "-k", "3"]):
+                 ["truth", src, "--queries", tables["queries"], "-o", out, "-k", "3"]):
         refused(run_vecx(*args), 3, out, "t.parquet")
     index = tmp_path / "out.vecx"
     refused(run_vecx("index", src, "-o", index), 3, None, "t.parquet")

@@ -533,7 +533,7 @@ def test_eval_separates_the_losses(corpus: dict, tmp_path: Path) -> None:
     assert stages["graph"]["qps"] > 0 and stages["graph"]["p99_ms"] >= stages["graph"]["p50_ms"]
     # The same evaluation against an explicit truth file from vecx truth.
     gt = tmp_path / "gt.parquet"
-    assert run_vecx("truth", corpus["base"], d / "q.npy", "-o", gt, "-k", "100").code == 0
+    assert run_vecx("truth", corpus["base"], "--queries", d / "q.npy", "-o", gt, "-k", "100").code == 0
     with_file = json.loads(run_vecx("eval", index, "--queries", d / "q.npy", "--truth", gt, "--json").stdout)
     assert with_file["stages"][0]["recall@10"] == stages["codes, exact"]["recall@10"]
 

@@ -142,6 +142,48 @@ def test_old_option_names_still_work_and_say_the_new_ones(tmp_path: Path) -> Non
     assert "--oversample" in help_text and "--record" in help_text and "--rescore " not in help_text
 
 
+def test_json_is_format_json_everywhere_and_queries_are_one_option(tmp_path: Path) -> None:
+    """--json prints JSON on stdout in every command (in query and vsa explain, short for --format
+    json); the old ``--json RECORD`` still queries by the record, with a note. The query set of
+    truth, bench and eval is --queries FILE; truth's and bench's old second argument still works."""
+    x = make_vectors(300, 16, seed=21)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", x[:4])
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    ok("index", tmp_path / "x.parquet", "-o", tmp_path / "x.vecx")
+    as_json = json.loads(ok("query", tmp_path / "x.vecx", "--vector", tmp_path / "q.npy", "-k", "3", "--json"))
+    assert as_json == json.loads(ok("query", tmp_path / "x.vecx", "--vector", tmp_path / "q.npy", "-k", "3",
+                                    "--format", "json"))
+    assert [q["results"][0]["id"] for q in as_json] == [0, 1, 2, 3]
+    r = run_vecx("query", tmp_path / "x.vecx", "--vector", tmp_path / "q.npy", "--json", "--format", "csv")
+    assert r.code == 2 and "--json is short for --format json" in r.stderr
+    records = ROOT / "tests" / "data" / "nobel-300" / "records.jsonl"
+    ok("vsa", records, "-o", tmp_path / "n.parquet", "--dim", "256")
+    ok("index", tmp_path / "n.parquet", "-o", tmp_path / "n.vecx")
+    record = '{"gender": "female"}'
+    new = run_vecx("query", tmp_path / "n.vecx", "--record", record, "--json")
+    old = run_vecx("query", tmp_path / "n.vecx", "--json", record, "--format", "json")
+    assert new.code == old.code == 0 and new.stderr == "" and "--json RECORD is now --record RECORD" in old.stderr
+    assert json.loads(new.out) == json.loads(old.out)
+    explained = json.loads(ok("vsa", "explain", tmp_path / "n.vecx", "--like", "6", "--record", record, "--json"))
+    assert explained[0]["like"] == "6" or explained[0]["like"] == 6
+    # Queries: --queries in truth, bench and eval; the old positional spelling warns and agrees.
+    ok("truth", tmp_path / "x.parquet", "--queries", tmp_path / "q.npy", "-o", tmp_path / "gt.parquet", "-k", "5")
+    r = run_vecx("truth", tmp_path / "x.parquet", tmp_path / "q.npy", "-o", tmp_path / "gt_old.parquet", "-k", "5")
+    assert r.code == 0 and "now --queries FILE" in r.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "gt.parquet").equals(pq.read_table(tmp_path / "gt_old.parquet"))
+    r = run_vecx("truth", tmp_path / "x.parquet", tmp_path / "q.npy", "--queries", tmp_path / "q.npy",
+                 "-o", tmp_path / "gt2.parquet")
+    assert r.code == 2 and "give the queries once" in r.stderr and not (tmp_path / "gt2.parquet").exists()
+    r = run_vecx("truth", tmp_path / "x.parquet", "-o", tmp_path / "gt2.parquet")
+    assert r.code == 2 and "no queries: give --queries FILE" in r.stderr
+    bench = json.loads(ok("bench", tmp_path / "x.parquet", "--queries", tmp_path / "q.npy", "--spec", "f16",
+                          "--truth", tmp_path / "gt.parquet", "-k", "5", "--json", "-q"))
+    assert bench["queries"]["rows"] == 4 and bench["rows"][0]["recall"]["x1"] == 1.0
+
+
 def test_info_describes_a_state_file_and_a_records_index_says_what_it_takes(tmp_path: Path) -> None:
     x = make_vectors(500, 16, seed=9)
     np.save(tmp_path / "x.npy", x)
@@ -180,7 +222,7 @@ def test_an_ann_benchmarks_hdf5_file_feeds_import_eval_and_bench(tmp_path: Path)
     ok("index", tmp_path / "train.parquet", "-o", tmp_path / "h.vecx", "--rescore-vectors", tmp_path / "train.parquet")
     ev = json.loads(ok("eval", tmp_path / "h.vecx", "--queries", path, "--truth", path, "--json"))
     assert ev["queries"] == 25 and ev["truth"] == str(path) and ev["stages"][-1]["recall@10"] >= 0.95
-    bench = json.loads(ok("bench", path, path, "--truth", path, "--spec", "f16", "--json", "-q"))
-    assert bench["queries"]["rows"] == 25 and bench["base"]["rows"] == 600
+    bench = json.loads(ok("bench", path, "--spec", "f16", "--json", "-q"))
+    assert bench["queries"]["rows"] == 25 and bench["base"]["rows"] == 600 and bench["truth"] == str(path)
     r = run_vecx("import", path, "-o", tmp_path / "x.parquet", "--column", "nope")
     assert r.code == 3 and "no dataset 'nope'" in r.stderr and "train" in r.stderr

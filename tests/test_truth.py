@@ -66,7 +66,7 @@ def test_ties_go_to_the_lower_row() -> None:
 def test_truth_cli_matches_shared_ground_truth(tmp_path: Path) -> None:
     data = shared("sift128-images-30k")
     out = tmp_path / "gt.parquet"
-    r = run_vecx("truth", data / "base.npy", data / "queries.npy", "-o", out, "-k", "100", "--metric", "l2", "--json")
+    r = run_vecx("truth", data / "base.npy", "--queries", data / "queries.npy", "-o", out, "-k", "100", "--metric", "l2", "--json")
     assert r.code == 0, r.stderr
     table = pq.read_table(out)
     rows = np.stack(table["rows"].to_numpy(zero_copy_only=False))
@@ -85,7 +85,7 @@ def test_truth_on_encoded_table_uses_decoded_vectors(tmp_path: Path, base_table:
     q = make_vectors(20, 48, seed=77)
     np.save(queries, q)
     out = tmp_path / "gt.parquet"
-    r = run_vecx("truth", enc, queries, "-o", out, "-k", "5")
+    r = run_vecx("truth", enc, "--queries", queries, "-o", out, "-k", "5")
     assert r.code == 0, r.stderr
     table = pq.read_table(out)
     # Reference: decode the stored codes ourselves with the stored ranges.
@@ -98,7 +98,7 @@ def test_truth_on_encoded_table_uses_decoded_vectors(tmp_path: Path, base_table:
     # Queries in the original 48-d space of a truncated table are truncated first.
     trunc = tmp_path / "t.parquet"
     assert run_vecx("encode", base_table, "-o", trunc, "--spec", "truncate:12,int8").code == 0
-    r = run_vecx("truth", trunc, queries, "-o", out, "-k", "5")
+    r = run_vecx("truth", trunc, "--queries", queries, "-o", out, "-k", "5")
     assert r.code == 0, r.stderr
     chain, codes = stored(trunc)
     decoded = chain.decode(codes)
@@ -110,10 +110,10 @@ def test_truth_on_encoded_table_uses_decoded_vectors(tmp_path: Path, base_table:
 def test_truth_errors(tmp_path: Path, base_table: Path) -> None:
     q = tmp_path / "q.npy"
     np.save(q, make_vectors(3, 7))
-    r = run_vecx("truth", base_table, q, "-o", tmp_path / "gt.parquet")
+    r = run_vecx("truth", base_table, "--queries", q, "-o", tmp_path / "gt.parquet")
     assert r.code == 4 and "queries have 7 dimensions" in r.stderr
     np.save(q, make_vectors(3, 48))
-    r = run_vecx("truth", base_table, q, "-o", tmp_path / "gt.parquet", "-k", "5000")
+    r = run_vecx("truth", base_table, "--queries", q, "-o", tmp_path / "gt.parquet", "-k", "5000")
     assert r.code == 2 and "larger than the base (3000 rows)" in r.stderr
     assert not (tmp_path / "gt.parquet").exists()
 
@@ -125,7 +125,7 @@ def test_truth_on_a_pca_table_ranks_by_its_metric(tmp_path: Path, base_table: Pa
     q = make_vectors(10, 48, seed=5)
     np.save(queries, q)
     out = tmp_path / "gt.parquet"
-    r = run_vecx("truth", enc, queries, "-o", out, "-k", "5", "--json")
+    r = run_vecx("truth", enc, "--queries", queries, "-o", out, "-k", "5", "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["metric"] == "ip"
     chain, codes = stored(enc)

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, work: str, cmdline: str) -> str:
     base, qs = os.path.join(work, f"x{n}.npy"), os.path.join(work, "queries.npy")
     make_matrix(qs, NQ, 1)
     gt, fi, ft = (os.path.join(work, p) for p in ("gt.parquet", "faiss_I.npy", "faiss_t.txt"))
-    tr = interleaved({"vecx truth": ([*VECX, "truth", base, qs, "-o", gt, "-k", str(K), "-q"], gt),
+    tr = interleaved({"vecx truth": ([*VECX, "truth", base, "--queries", qs, "-o", gt, "-k", str(K), "-q"], gt),
                       "faiss": ([PY, "-c", FAISS_TRUTH, base, qs, str(K), str(NCPU), fi, ft], fi)}, rep, work)
     with open(ft) as f:
         faiss_search = min(float(line) for line in f)

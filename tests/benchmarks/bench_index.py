@@ -124,7 +124,7 @@ def prepare(name: str, metric: str, work: str, rows: int, encodings: list[str]) 
             vecx("encode", f32, "-o", os.path.join(d, f"{enc}.parquet"), "--spec", spec, "-q")
         np.save(os.path.join(d, f"{enc}.codes.npy"), list_column(os.path.join(d, f"{enc}.parquet"), "vector"))
     if rows:
-        vecx("truth", f32, queries, "-o", os.path.join(d, "gt.parquet"), "-k", str(K), "-q")
+        vecx("truth", f32, "--queries", queries, "-o", os.path.join(d, "gt.parquet"), "-k", str(K), "-q")
         truth = list_column(os.path.join(d, "gt.parquet"), "rows")[:, :K]
     else:
         truth = np.load(os.path.join(DATA, name, "gt.npy"))[:, :K]
