@@ -66,6 +66,8 @@ class EncodeReport(Report):
     fingerprint: str | None
     seconds: float
     state_file: str | None = None
+    #: Things the user may not expect (e.g. 8-bit integers imported as numbers), one line each.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -286,6 +288,8 @@ def encode_file(input: str | list[str], output: str, spec: str | None = None, *,
         check_output(save_state)
     source = open_source(input, _records_if_needed(read, spec, state_file))
     check_payload_names(source)  # every table is written here: the one gate for payload columns
+    if read is not None and read.codes:
+        return _import_codes(source, read, spec, state_file, output, parts_output, progress, started)
     prior = Chain.from_source(source)
     if state_file:
         new = Chain.from_state_file(state_file, source.space, spec, seed)
@@ -299,16 +303,43 @@ def encode_file(input: str | list[str], output: str, spec: str | None = None, *,
     rows, meta, new = _write_table(source, prior, new, output, progress)
     if save_state:
         write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
+    notes = [f"{source.path}: the vectors are {source.byte_values} numbers, imported as {source.dim}-d floats; "
+             "if they are codes (packed bits, quantized embeddings), import them with --codes "
+             "ubinary|binary|int8|uint8"] if source.byte_values and not spec and not state_file else []
     return EncodeReport(output=output, rows=rows, spec=meta["spec"], dim=new.output.dim,
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
                         fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
-                        state_file=save_state)
+                        state_file=save_state, notes=notes)
+
+
+def _import_codes(source: Source, read: ReadOptions, spec: str | None, state_file: str | None, output: str,
+                  parts_output: bool, progress: Progress, started: float) -> EncodeReport:
+    """``import --codes``: codes made elsewhere, written as the vecx codec that makes the same bytes."""
+    from vecx.formats.codes import open_codes, read_ranges
+
+    if spec or state_file:
+        raise UsageError("--codes imports the codes as they are: no --spec or --state",
+                         hint="encode the imported table afterwards (e.g. 'vecx index' it)")
+    if parts_output:
+        raise UsageError("--codes writes one table: give -o FILE.parquet")
+    ranges = read.ranges
+    if isinstance(ranges, str):
+        ranges = read_ranges(ranges)
+    assert read.codes is not None
+    codes, spec, arrays = open_codes(source, read.codes, read.codes_dim, ranges, read.metric)
+    chain = Chain.from_spec(spec, codes.space)
+    chain.stages[0].load_state(arrays)
+    rows, meta, chain = _write_table(codes, Chain(codes.space), chain, output, progress, encoded=True)
+    return EncodeReport(output=output, rows=rows, spec=meta["spec"], dim=chain.output.dim,
+                        dtype=chain.output.dtype, bytes_per_vector=chain.output.bytes_per_vector,
+                        fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3))
 
 
 def _write_table(source: Source, prior: Chain, new: Chain, output: str, progress: Progress,
-                 on_batch: Any = None) -> tuple[int, dict[str, Any], Chain]:
+                 on_batch: Any = None, encoded: bool = False) -> tuple[int, dict[str, Any], Chain]:
     """Encode every row of ``source`` by ``new`` into the table ``output`` (atomically): its rows,
-    metadata and the chain as recorded (its input's norms known only after a raw input's last row)."""
+    metadata and the chain as recorded (its input's norms known only after a raw input's last row).
+    ``encoded``: the source's rows are ``new``'s codes already (``import --codes``)."""
     from vecx.formats.writer import TableWriter
 
     writer = None
@@ -320,7 +351,7 @@ def _write_table(source: Source, prior: Chain, new: Chain, output: str, progress
         progress.start(source.rows, "encoding" if new.stages else "importing")
         for batch in prefetch(source.batches()):
             try:
-                codes = new.encode(batch.vectors)
+                codes = batch.vectors if encoded else new.encode(batch.vectors)
             except RowError as exc:
                 raise DataError(f"{where(source.path, batch.offset + exc.row)}: {exc.detail}",
                                 hint=exc.hint) from None

@@ -217,7 +217,9 @@ class Index:
 
         _check_search_options(k, oversample, expansion)
         searcher = self._searcher
-        q = searcher.check_queries(_numbers(queries, "search"), "search")  # finite, the index's dimensions
+        byte_codes = isinstance(queries, np.ndarray) and queries.dtype in (np.uint8, np.int8)
+        # Finite rows of the index's dimensions (or its own codes, as bytes).
+        q = searcher.check_queries(queries if byte_codes else _numbers(queries, "search"), "search")
         allowed = _filter_rows(searcher, where, searcher.payload_names(), self.path)
         rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                        rescore=oversample != 1)

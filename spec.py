@@ -169,15 +169,12 @@ def _faiss_stage(token: str, text: str) -> str:
 
 #: sentence-transformers' ``quantize_embeddings`` precisions, as vecx stages. ``ubinary`` is
 #: ``np.packbits(x > 0)``: the bytes ``binarize:mode=sign`` writes. ``binary`` is the same bits
-#: shifted to int8 (``ubinary - 128``): vecx stores the unsigned bytes.
-PRECISIONS = {"ubinary": "binarize:mode=sign", "binary": "binarize:mode=sign"}
+#: shifted to int8 (``ubinary - 128``): vecx stores the unsigned bytes. ``uint8`` floors each
+#: value onto the per-dimension range: vecx stores those levels shifted by -128, as int8. (Its
+#: ``int8`` truncates: ``int8:rounding=truncate``; vecx's own ``int8`` rounds to the nearest.)
+PRECISIONS = {"ubinary": "binarize:mode=sign", "binary": "binarize:mode=sign", "uint8": "int8:rounding=floor"}
 
 
 def _precision(stage: str, text: str) -> str:
     """A stage named by a sentence-transformers precision, as the vecx stage; others as they are."""
-    if stage in PRECISIONS:
-        return PRECISIONS[stage]
-    if stage == "uint8":
-        raise SpecError(f"spec {text!r}: 'uint8' (sentence-transformers' unsigned scalar quantization) has no "
-                        "vecx codec of its own", hint="int8 keeps the same per-dimension ranges, one byte each")
-    return stage
+    return PRECISIONS.get(stage, stage)

@@ -43,11 +43,15 @@ def register(app: typer.Typer) -> None:
         "vecx import x.npy -o - | vecx truncate - -o - --dim 64 | vecx info -",
         "vecx import tokens.parquet -o docs.mv.parquet --multi",
         "vecx import docs.npy -o docs.parquet --model sentence-transformers/all-MiniLM-L6-v2",
+        "vecx import docs.ubinary.npy -o docs.bin.parquet --codes ubinary --dim 384",
     ))
     def import_(input: Input, output: Output,
                 ids: Annotated[Optional[str], typer.Option("--ids", metavar="FILE", help="Text file with one id per line (replaces row numbers).", show_default=False)] = None,
                 column: Column = None, id_column: IdColumn = None, metric: Metric = None, model: Model = None,
                 multi: Annotated[bool, typer.Option("--multi", help="Multi-vector data: each row holds a set of vectors (Parquet/Arrow list<list<float>> column, JSONL list of lists); stored as list<fixed_size_list>. Detected anyway; this makes it required.")] = False,
+                codes: Annotated[Optional[str], typer.Option("--codes", metavar="PRECISION", help="The numbers are codes made elsewhere (sentence-transformers' quantize_embeddings, embedding APIs): ubinary (packed sign bits, uint8), binary (the same, int8), int8 or uint8 (per-dimension ranges; give --ranges). Written as the vecx codec that makes the same bytes.", show_default=False)] = None,
+                dim: Annotated[Optional[int], typer.Option("--dim", metavar="D", min=1, help="--codes ubinary|binary: dimensions of the vectors the bits were made from (default 8 x bytes per row).", show_default=False)] = None,
+                ranges: Annotated[Optional[str], typer.Option("--ranges", metavar="FILE.npy", help="--codes int8|uint8: the per-dimension minimum and maximum the codes were made with (2 x D).", show_default=False)] = None,
                 engine: Engine = "local", scheduler: Scheduler = None,
                 quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Import vectors into a vecx table: validated, fingerprinted, with ids and payload.
@@ -62,8 +66,13 @@ def register(app: typer.Typer) -> None:
         from vecx import api
 
         check_json_output(json, output)
-        report = api.encode_file(input, output, None,
-                                 read=replace(read_options(column, id_column, metric, ids, model=model), multi=multi),
+        if (dim is not None or ranges is not None) and codes is None:
+            from vecx.errors import UsageError
+
+            raise UsageError("--dim and --ranges describe codes: give --codes PRECISION too")
+        read = replace(read_options(column, id_column, metric, ids, model=model), multi=multi, codes=codes,
+                       codes_dim=dim, ranges=ranges)
+        report = api.encode_file(input, output, None, read=read,
                                  progress=Bar(quiet), engine=engine, scheduler=scheduler)
         report_encode(report, json, quiet)
 

@@ -39,7 +39,8 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
         *([("model", src["model"])] if src.get("model") else []),
         *([("payload", ", ".join(data["columns"]) or "none")] if "columns" in data else []),
         ("source", f"{src.get('dim')} x {src.get('dtype')} {src.get('metric')}"
-                   f"{', unit-norm' if src.get('normalized') else ''}, {src.get('rows', 0) or 0:,} rows, "
+                   f"{', unit-norm' if src.get('normalized') else ''}"
+                   f"{' (imported as ' + src['codes'] + ' codes)' if src.get('codes') else ''}, {src.get('rows', 0) or 0:,} rows, "
                    f"fingerprint {(src.get('fingerprint') or 'unknown')[:16]}"),
     ]
     stages = meta.get("stages", [])

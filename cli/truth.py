@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from vecx.cli.common import Bar, Debug, Json, Metric, OldQueries, Queries, Quiet, emit_json, examples, message, read_options
+from vecx.cli.common import (
+    Bar,
+    Debug,
+    Json,
+    Metric,
+    OldQueries,
+    Queries,
+    Quiet,
+    emit_json,
+    examples,
+    message,
+    read_options,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,9 @@ else:
 class Param:
     """One codec parameter: its type, default, constraints and help text.
 
-    ``default=None`` with ``required=True`` means the user must give it.
+    ``default=None`` with ``required=True`` means the user must give it. ``omit_default``: the
+    canonical token leaves the parameter out while it holds its default, so that a parameter added
+    to a codec later does not change the spec (and fingerprints) of files written before it.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     required: bool = False
+    omit_default: bool = False
 
     def convert(self, raw: str | Any, where: str) -> Any:
         """Convert a spec-string value (or a Python value) to this parameter's type, within its choices
@@ -177,7 +180,7 @@ class Codec:
         if cls.primary is not None:
             parts.append(cls.param(cls.primary).format(values[cls.primary]))
         for p in sorted(cls.params, key=lambda p: p.name):
-            if p.name != cls.primary:
+            if p.name != cls.primary and not (p.omit_default and values[p.name] == p.default):
                 parts.append(f"{p.name}={p.format(values[p.name])}")
         return ":".join(parts)
 

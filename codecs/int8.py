@@ -11,6 +11,12 @@ so cosine and inner product can be computed on the codes directly (what usearch'
 ``i8`` expects). Ranges come from a seeded sample of at most ``sample`` rows and are
 saved with the data: a single query vector is encoded with the same ranges, never
 re-calibrated on itself (the bug in sentence-transformers#2837).
+
+``rounding`` picks the level of a value between two: ``nearest`` (the most accurate) or, for
+per-dimension codes with sentence-transformers' bytes, ``truncate`` (its ``int8``:
+``trunc((x - lo) / s - 128)``) and ``floor`` (its ``uint8``, ``floor((x - lo) / s)``, stored
+shifted by -128 as int8). Values outside the calibrated range are clipped, where
+sentence-transformers' cast wraps them around.
 """
 
 from __future__ import annotations
@@ -44,12 +50,17 @@ class Int8(ScoresCodes, Codec):
               help="perdim: affine range per dimension; global: one symmetric scale"),
         Param("quantile", float, default=1.0, minimum=0.5, maximum=1.0,
               help="calibration quantile; values beyond it are clipped (1.0 = min/max)"),
+        Param("rounding", str, default="nearest", choices=("nearest", "truncate", "floor"), omit_default=True,
+              help="mode=perdim: level of a value between two; truncate and floor give the bytes of "
+                   "sentence-transformers' int8 and uint8 (the latter shifted by -128)"),
         *sample_params("calibrates the ranges"),
     )
     needs_fit = True
 
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
+        if self.values["mode"] == "global" and self.values["rounding"] != "nearest":
+            raise self.fail("rounding applies to mode=perdim (global codes round to the nearest level)")
         metric_on = "codes" if self.values["mode"] == "global" else "decoded"
         return VectorSpec(input.dim, "int8", input.metric, False, metric_on)
 
@@ -75,7 +86,13 @@ class Int8(ScoresCodes, Codec):
         if self.values["mode"] == "global":
             levels = np.rint(x.astype(np.float32) / self.scale_)
             return np.clip(levels, -127, 127).astype(np.int8)
-        levels = np.rint((x.astype(np.float32) - self.lo_) / self.scale_) - 128.0
+        steps = (x.astype(np.float32) - self.lo_) / self.scale_
+        rounding = self.values["rounding"]
+        # truncate: sentence-transformers' int8 arithmetic to the last float32 operation.
+        if rounding == "truncate":
+            levels = np.trunc(steps - 128.0)
+        else:
+            levels = (np.floor(steps) if rounding == "floor" else np.rint(steps)) - 128.0
         return np.clip(levels, -128, 127).astype(np.int8)
 
     def decode(self, codes: Any) -> Any:

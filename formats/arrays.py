@@ -75,6 +75,7 @@ class NpySource(Source):
                             f"{' (Fortran order)' if fortran else ''}",
                             hint="save a rows x dimensions array of numbers (e.g. float32) with numpy.save")
         self.file_dtype = dtype
+        self.byte_values = str(dtype) if dtype in (np.int8, np.uint8) else None
         self.rows, self.dim = (int(n) for n in shape)
         expected = self.data_offset + self.rows * self.dim * dtype.itemsize
         if os.path.getsize(path) < expected:

@@ -57,7 +57,7 @@ def is_npy(path: str) -> bool:
 
 
 def read_plain_npy(path: str) -> Any:
-    """Float32 vectors of a small, plain float ``.npy`` query file read with numpy alone, else None
+    """Float32 vectors (or bytes, as stored) of a small, plain ``.npy`` query file read with numpy alone, else None
     (the general reader then handles it and reports any problem). A file that is no ``.npy`` at
     all is a :class:`DataError` naming it."""
     from vecx.formats.arrays import read_npy_header
@@ -67,7 +67,11 @@ def read_plain_npy(path: str) -> Any:
         q = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
-    if q.dtype.kind != "f" or q.ndim not in (1, 2) or q.size == 0:
+    if q.ndim not in (1, 2) or q.size == 0:
+        return None
+    if q.dtype in (np.uint8, np.int8):  # perhaps codes (pre-quantized queries): the searcher decides
+        return q
+    if q.dtype.kind != "f":
         return None
     return np.asarray(q, dtype=np.float32)
 

@@ -45,6 +45,9 @@ class ReadOptions:
     multi: bool = False  # require multi-vector data (a set of vectors per row; detected anyway)
     records: bool = False  # JSONL read as parsed JSON records (the chain starts with a JSON codec, vsa)
     keep: tuple[str, ...] | None = None  # JSON records: fields kept as payload columns
+    codes: str | None = None  # the numbers are codes of this precision (see vecx.formats.codes)
+    codes_dim: int | None = None  # packed-bit codes: the dimension of the vectors they were made from
+    ranges: Any = None  # scalar codes: the 2 x D per-dimension minimum and maximum they were made with
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Source:
         self.payload_fields: list[Any] = []
         self.seekable = True
         self.multi = False  # a set of vectors per row (vecx.formats.multi); set by the readers
+        #: The raw numbers are 8-bit integers (``int8``/``uint8``): perhaps codes made elsewhere.
+        self.byte_values: str | None = None
         self._source_block: dict[str, Any] | None = None
 
     # -- to be provided by subclasses --

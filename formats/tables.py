@@ -49,15 +49,7 @@ class TableSource(Source):
             self.id_column = self.options.id_column or ("id" if "id" in schema.names else None)
             if self.id_column is not None and self.id_column not in schema.names:
                 raise self.fail(f"no id column {self.id_column!r}; columns are {', '.join(schema.names)}")
-            vtype = schema.field(self.vector_column).type
-            self.dim = vtype.list_size if pa.types.is_fixed_size_list(vtype) else 0
-            from vecx.formats import multi
-
-            if multi.is_multi_type(vtype):  # a set of vectors per row
-                self.multi = True
-                inner = vtype.value_type
-                self.dtype = "float16" if pa.types.is_float16(inner.value_type) else "float32"
-                self.dim = inner.list_size if pa.types.is_fixed_size_list(inner) else 0
+            self._raw_vector_type(schema.field(self.vector_column).type)
         if self.id_column is not None:
             id_type = schema.field(self.id_column).type
             if pa.types.is_integer(id_type):
@@ -71,6 +63,21 @@ class TableSource(Source):
         self.ids_from_data = self.id_column is not None
         skip = {self.vector_column, self.id_column}
         self.payload_fields = [f for f in schema if f.name not in skip]
+
+    def _raw_vector_type(self, vtype: Any) -> None:
+        """What a raw input's vector column type tells: the dimension of fixed-size lists, 8-bit
+        integer values (perhaps codes), and whether each row holds a set of vectors."""
+        from vecx.formats import multi
+
+        self.dim = vtype.list_size if pa.types.is_fixed_size_list(vtype) else 0
+        value_type = getattr(vtype, "value_type", None)
+        if value_type is not None and (pa.types.is_int8(value_type) or pa.types.is_uint8(value_type)):
+            self.byte_values = str(value_type)
+        if multi.is_multi_type(vtype):  # a set of vectors per row
+            self.multi = True
+            inner = vtype.value_type
+            self.dtype = "float16" if pa.types.is_float16(inner.value_type) else "float32"
+            self.dim = inner.list_size if pa.types.is_fixed_size_list(inner) else 0
 
     def _check_stored(self, schema: Any, meta: dict[str, Any]) -> None:
         """A vecx table's columns must be what its (validated) metadata ``meta`` says they are."""

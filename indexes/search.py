@@ -181,9 +181,12 @@ class Searcher:
         if isinstance(q, MultiVectors):
             raise MismatchError(f"{where}: this index holds one vector per row; a query is one vector, "
                                 "not a set of vectors", hint="give --vector FILE")
-        q = np.asarray(q, dtype=np.float32)
+        q = np.asarray(q)
         if q.ndim == 1:
             q = q.reshape(1, -1)
+        if q.dtype in (np.uint8, np.int8):
+            q = self._decoded_codes(q, where)
+        q = np.asarray(q, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.input_dim:
             got = q.shape[-1] if q.ndim else 0
             raise MismatchError(f"{where}: query has {got} dimensions, this index takes {self.input_dim}",
@@ -203,6 +206,27 @@ class Searcher:
                 raise DataError(f"{where}: query {int(zero[0])} is all zeros; cosine similarity is undefined",
                                 hint="remove that query or give a non-zero vector")
         return q
+
+    def _decoded_codes(self, q: Any, where: str) -> Any:
+        """Byte queries that are this index's own codes (pre-quantized queries from the tool that made
+        imported codes: packed sign bits as uint8, or as int8 shifted by -128; int8 levels, or uint8
+        ones for ``int8:rounding=floor``), decoded
+        into the input space, where they encode back to themselves; other byte rows are numbers."""
+        out = self.chain.output
+        if out.dtype == "bits" and q.shape[1] == out.bytes_per_vector and q.shape[1] != self.input_dim:
+            codes = q if q.dtype == np.uint8 else (q.astype(np.int16) + 128).astype(np.uint8)
+        elif out.dtype == "int8" and q.dtype == np.int8 and q.shape[1] == out.dim:
+            codes = q
+        elif (out.dtype == "int8" and q.dtype == np.uint8 and q.shape[1] == out.dim
+              and self.chain.stages[-1].values.get("rounding") == "floor"):  # sentence-transformers' uint8
+            codes = (q.astype(np.int16) - 128).astype(np.int8)
+        else:
+            return q
+        if self.chain.decoded_space != self.chain.input:
+            raise MismatchError(f"{where}: the queries look like this index's codes ({q.shape[1]} x {q.dtype}), but "
+                                "its chain cannot decode codes back to its input space",
+                                hint=f"give float query vectors ({self.input_dim}-d)")
+        return self.chain.decode(codes)
 
     def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
                allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:

@@ -51,7 +51,8 @@ def assert_clean(data: dict) -> None:
 @pytest.fixture(scope="module")
 def report(data: dict) -> dict:
     """One run with two specs, peers, a plot and a Markdown file (a deterministic graph)."""
-    r = bench(data, "--spec", "f16", "--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150",
+    r = bench(data, "--spec", "f16", "--spec", "binarize:mode=sign", "--oversample", "4",
+                 "--oversample", "150",
               "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}", "--peers",
               "--plot", "pareto.png", "--out", "report.md", "--repeat", "1", "--json")
     assert r.code == 0, r.stderr
@@ -130,8 +131,8 @@ def test_plot_and_markdown(data: dict, report: dict) -> None:
 
 def test_truth_files_give_the_same_figures(data: dict, report: dict) -> None:
     """Truth computed on the fly, from a .npy of rows, and from a 'vecx truth' table agree; wrong truth does not."""
-    gt = run_vecx("truth", data["dir"] / "base.npy", "--queries", data["dir"] / "queries.npy", "-o", data["dir"] / "gt.parquet",
-                  "-k", "10")
+    gt = run_vecx("truth", data["dir"] / "base.npy", "--queries", data["dir"] / "queries.npy",
+                  "-o", data["dir"] / "gt.parquet", "-k", "10")
     assert gt.code == 0, gt.stderr
     common = ("--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150", "--index-option",
               "deterministic=true", "--index-option", f"expansion_search={N}", "--repeat", "1", "--json")
@@ -168,7 +169,8 @@ def test_queries_of_the_wrong_dimension(data: dict, tmp_path: Path) -> None:
     np.save(tmp_path / "q7.npy", make_vectors(5, 7))
     r = run_vecx("bench", data["dir"] / "base.npy", "--queries", tmp_path / "q7.npy", "--spec", "f16", env=data["env"])
     assert r.code == 4 and "7 dimensions" in r.stderr
-    r = run_vecx("bench", tmp_path / "missing.npy", "--queries", data["dir"] / "queries.npy", "--spec", "f16", env=data["env"])
+    r = run_vecx("bench", tmp_path / "missing.npy", "--queries", data["dir"] / "queries.npy", "--spec", "f16",
+                 env=data["env"])
     assert r.code == 3 and "missing.npy" in r.stderr
     assert_clean(data)
 
@@ -191,7 +193,8 @@ def test_vecx_tables_as_inputs(data: dict, report: dict, tmp_path: Path) -> None
     base, queries = tmp_path / "base.parquet", tmp_path / "queries.parquet"
     assert run_vecx("import", data["dir"] / "base.npy", "-o", base).code == 0
     assert run_vecx("import", data["dir"] / "queries.npy", "-o", queries).code == 0
-    r = run_vecx("bench", base, "--queries", queries, "--spec", "binarize:mode=sign", "--oversample", "4", "--oversample", "150",
+    r = run_vecx("bench", base, "--queries", queries, "--spec", "binarize:mode=sign", "--oversample", "4",
+                 "--oversample", "150",
                  "--index-option", "deterministic=true", "--index-option", f"expansion_search={N}",
                  "--repeat", "1", "--json", env=data["env"])
     assert r.code == 0, r.stderr

@@ -550,7 +550,8 @@ def test_verify_passes_what_vecx_wrote_and_catches_a_damaged_table(data: dict, t
     index = tmp_path / "v.vecx"
     build(data, index)
     clean(run_vecx("fit", data["dir"] / "base.parquet", "-o", tmp_path / "p.state", "--spec", "pca:4"), 0)
-    clean(run_vecx("truth", data["dir"] / "base.parquet", "--queries", data["dir"] / "q.npy", "-o", tmp_path / "gt.parquet"), 0)
+    clean(run_vecx("truth", data["dir"] / "base.parquet", "--queries", data["dir"] / "q.npy",
+                   "-o", tmp_path / "gt.parquet"), 0)
     paths = [index, data["dir"] / "f16.parquet", tmp_path / "p.state", tmp_path / "gt.parquet"]
     r = run_vecx("verify", *paths, "--json")
     clean(r, 0)

@@ -220,8 +220,8 @@ def test_chaining_into_binarize_equals_stage_by_stage(small: dict) -> None:
 
 def test_truth_maxsim_matches_brute_force(small: dict) -> None:
     tmp = small["dir"]
-    ok(run_vecx("truth", tmp / "docs.mv.parquet", "--queries", tmp / "q.mv.parquet", "-o", tmp / "gt.parquet", "--maxsim",
-                "-k", "10"))
+    ok(run_vecx("truth", tmp / "docs.mv.parquet", "--queries", tmp / "q.mv.parquet", "-o", tmp / "gt.parquet",
+                "--maxsim", "-k", "10"))
     t = pq.read_table(tmp / "gt.parquet")
     rows = np.stack(t["rows"].to_numpy(zero_copy_only=False))
     scores = np.stack(t["scores"].to_numpy(zero_copy_only=False))

@@ -218,7 +218,24 @@ def test_sentence_transformers_precisions_name_vecx_stages() -> None:
         chain.fit(lambda stage: x)
         # ubinary is np.packbits(x > 0): the very bytes (binary is them minus 128, as int8).
         np.testing.assert_array_equal(np.asarray(chain.encode(x)), np.packbits(x > 0, axis=1))
-    with pytest.raises(SpecError, match="uint8"):
-        spec.parse("uint8")
+    # int8 and uint8 as sentence-transformers computes them (ranges = min/max over the embeddings).
+    ranges = np.vstack((x.min(axis=0), x.max(axis=0)))
+    starts, steps = ranges[0, :], (ranges[1, :] - ranges[0, :]) / 255
+    st_int8 = ((x - starts) / steps - 128).astype(np.int8)
+    st_uint8 = ((x - starts) / steps).astype(np.uint8)
+    truncated = Chain.from_spec("int8:rounding=truncate", INPUT)
+    truncated.fit(lambda stage: x)
+    np.testing.assert_array_equal(np.asarray(truncated.encode(x)), st_int8)
+    floored = Chain.from_spec("uint8", INPUT)
+    assert floored.spec == Chain.from_spec("int8:rounding=floor", INPUT).spec
+    floored.fit(lambda stage: x)
+    np.testing.assert_array_equal((np.asarray(floored.encode(x)).astype(np.int16) + 128).astype(np.uint8), st_uint8)
+    nearest = Chain.from_spec("int8", INPUT)
+    nearest.fit(lambda stage: x)
+    assert (np.asarray(nearest.encode(x)) != st_int8).mean() > 0.3  # vecx's own int8 rounds to the nearest level
+    # The default rounding is not written: int8 files from before the parameter keep their spec.
+    assert "rounding" not in nearest.spec and "rounding=truncate" in truncated.spec
+    with pytest.raises(SpecError, match="rounding applies to mode=perdim"):
+        Chain.from_spec("int8:mode=global:rounding=floor", INPUT)
     assert Chain.from_spec("truncate:256,ubinary", INPUT).spec == Chain.from_spec("truncate:256,binarize:mode=sign",
                                                                                    INPUT).spec

@@ -226,3 +226,74 @@ def test_an_ann_benchmarks_hdf5_file_feeds_import_eval_and_bench(tmp_path: Path)
     assert bench["queries"]["rows"] == 25 and bench["base"]["rows"] == 600 and bench["truth"] == str(path)
     r = run_vecx("import", path, "-o", tmp_path / "x.parquet", "--column", "nope")
     assert r.code == 3 and "no dataset 'nope'" in r.stderr and "train" in r.stderr
+
+
+def _st_quantize(x: np.ndarray, precision: str, ranges: np.ndarray) -> np.ndarray:
+    """sentence-transformers' quantize_embeddings, as its documentation and source define it."""
+    if precision == "ubinary":
+        return np.packbits(x > 0, axis=1)
+    if precision == "binary":
+        return (np.packbits(x > 0, axis=1).astype(np.int16) - 128).astype(np.int8)
+    starts, steps = ranges[0, :], (ranges[1, :] - ranges[0, :]) / 255
+    if precision == "uint8":
+        return ((x - starts) / steps).astype(np.uint8)
+    return ((x - starts) / steps - 128).astype(np.int8)
+
+
+def test_pre_quantized_embeddings_import_as_codes_and_answer_code_queries(tmp_path: Path) -> None:
+    """Codes made elsewhere import as the vecx codec that writes the same bytes; queries given as
+    such codes find what float queries find; plain 8-bit numbers are not silently taken as floats."""
+    import pyarrow.parquet as pq
+
+    import vecx
+
+    x = make_vectors(1500, 64, seed=31)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ranges = np.vstack((x.min(axis=0), x.max(axis=0)))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "ranges.npy", ranges)
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    same_bytes = {"ubinary": "binarize:mode=sign", "binary": "binarize:mode=sign",
+                  "int8": "int8:rounding=truncate", "uint8": "int8:rounding=floor"}
+    for precision, spec in same_bytes.items():
+        codes = _st_quantize(x, precision, ranges)
+        np.save(tmp_path / f"{precision}.npy", codes)
+        extra = ["--ranges", tmp_path / "ranges.npy"] if precision in ("int8", "uint8") else []
+        report = json.loads(ok("import", tmp_path / f"{precision}.npy", "-o", tmp_path / f"{precision}.parquet",
+                               "--codes", precision, *extra, "--json"))
+        assert report["dim"] == 64 and report["notes"] == []
+        ok("encode", tmp_path / "x.parquet", "--spec", spec, "-o", tmp_path / f"{precision}.enc.parquet")
+        imported = pq.read_table(tmp_path / f"{precision}.parquet").column("vector")
+        assert imported.equals(pq.read_table(tmp_path / f"{precision}.enc.parquet").column("vector")), precision
+        if precision == "uint8":  # stored shifted by -128, as int8
+            stored = np.asarray(imported.combine_chunks().flatten(), dtype=np.int16).reshape(codes.shape)
+            np.testing.assert_array_equal(stored + 128, codes)
+        assert f"(imported as {precision} codes)" in ok("info", tmp_path / f"{precision}.parquet")
+        ok("index", tmp_path / f"{precision}.parquet", "-o", tmp_path / f"{precision}.vecx")
+        np.save(tmp_path / "qc.npy", codes[:6])
+        np.save(tmp_path / "qf.npy", x[:6])
+        by_codes = json.loads(ok("query", tmp_path / f"{precision}.vecx", "--vector", tmp_path / "qc.npy", "--json"))
+        by_floats = json.loads(ok("query", tmp_path / f"{precision}.vecx", "--vector", tmp_path / "qf.npy", "--json"))
+        assert [q["results"][0]["id"] for q in by_codes] == list(range(6)), precision
+        ids_codes = [[r["id"] for r in q["results"]] for q in by_codes]
+        ids_floats = [[r["id"] for r in q["results"]] for q in by_floats]
+        if "binary" in precision:  # sign bits: a query's code is exactly what the float query encodes to
+            assert ids_codes == ids_floats
+        else:  # scalar codes: the decoded level stands for the float query (ties of near rows may swap)
+            assert all(len(set(a) & set(b)) >= 8 for a, b in zip(ids_codes, ids_floats, strict=True)), precision
+        if precision == "ubinary":  # the Python API takes the code rows too
+            found = vecx.open_index(tmp_path / f"{precision}.vecx").search(codes[:6], k=1)
+            assert found.ids[:, 0].tolist() == list(range(6))
+    # What cannot be codes, or lacks what decoding them needs, is refused before anything is written.
+    for args, message in ((["int8.npy", "--codes", "int8"], "need the ranges"),
+                          (["ubinary.npy", "--codes", "ubinary", "--dim", "50"], "hold 57..64 dimensions"),
+                          (["x.npy", "--codes", "ubinary"], "values must be whole numbers in 0..255"),
+                          (["ubinary.npy", "--ranges", "ranges.npy"], "give --codes PRECISION too"),
+                          (["ubinary.npy", "--codes", "bits"], "not a kind of code")):
+        r = run_vecx("import", tmp_path / args[0], *[tmp_path / a if a.endswith(".npy") else a for a in args[1:]],
+                     "-o", tmp_path / "bad.parquet")
+        assert r.code in (2, 3) and message in r.stderr and not (tmp_path / "bad.parquet").exists(), args
+    # Plain 8-bit numbers still import as numbers, with a note that says how to import codes.
+    r = run_vecx("import", tmp_path / "ubinary.npy", "-o", tmp_path / "numbers.parquet")
+    assert r.code == 0 and "--codes ubinary|binary|int8|uint8" in r.stderr
+    assert json.loads(ok("info", tmp_path / "numbers.parquet", "--json"))["vecx"]["vector"]["dim"] == 8

@@ -66,7 +66,8 @@ def test_ties_go_to_the_lower_row() -> None:
 def test_truth_cli_matches_shared_ground_truth(tmp_path: Path) -> None:
     data = shared("sift128-images-30k")
     out = tmp_path / "gt.parquet"
-    r = run_vecx("truth", data / "base.npy", "--queries", data / "queries.npy", "-o", out, "-k", "100", "--metric", "l2", "--json")
+    r = run_vecx("truth", data / "base.npy", "--queries", data / "queries.npy", "-o", out, "-k", "100",
+                 "--metric", "l2", "--json")
     assert r.code == 0, r.stderr
     table = pq.read_table(out)
     rows = np.stack(table["rows"].to_numpy(zero_copy_only=False))

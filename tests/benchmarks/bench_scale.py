@@ -67,7 +67,8 @@ def run(args: argparse.Namespace, work: str) -> str:
     steps = [
         ("import", ["import", p("raw"), "-o", p("imported") + "/", "-q"]),
         ("binarize (rabitq)", ["binarize", p("imported"), "-o", p("rq") + "/", "--mode", "rabitq", "-q"]),
-        ("truth (exact, k=10)", ["truth", p("imported"), "--queries", p("q.npy"), "-o", p("gt.parquet"), "-k", "10", "-q"]),
+        ("truth (exact, k=10)", ["truth", p("imported"), "--queries", p("q.npy"), "-o", p("gt.parquet"),
+                                 "-k", "10", "-q"]),
         (f"index, {args.shards} shards", ["index", p("rq"), "-o", p("scale.vecx"), "--shards", str(args.shards),
                                           "--rescore-vectors", p("imported"), "-q"]),
         ("query, 1,000 queries (rescored x4)", ["query", p("scale.vecx"), "--vector", p("q.npy"), "-k", "10",

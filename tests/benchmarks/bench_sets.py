@@ -43,8 +43,8 @@ EXTRA_PEERS: dict[str, list[str]] = {"debian-minilm-30k": [], "glove50-100k": []
 
 def command(name: str, metric: str, specs: list[str], out_md: str) -> list[str]:
     """The ``vecx bench`` argv for one set (paths relative to the repository root)."""
-    argv = ["bench", f"{DATA}/{name}/base.npy", "--queries", f"{DATA}/{name}/queries.npy", "--truth", f"{DATA}/{name}/gt.npy",
-            "--metric", metric]
+    argv = ["bench", f"{DATA}/{name}/base.npy", "--queries", f"{DATA}/{name}/queries.npy",
+            "--truth", f"{DATA}/{name}/gt.npy", "--metric", metric]
     for spec in specs:
         argv += ["--spec", spec]
     for peer in EXTRA_PEERS.get(name, []):
