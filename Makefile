@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test test-fast lint man bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds clean
+.PHONY: help demo test test-fast lint man readme bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  the same without the tests marked slow (the edit loop: under 3 minutes)"
 	@echo "make lint    ruff, mypy and the import-layer contracts (what CI runs)"
 	@echo "make man     regenerate man/ from the CLI"
+	@echo "make readme  rerun the README's commands and write their outputs into it"
 	@echo "make bench   vecx bench --peers on the shared data sets, into BENCHMARKS.md (long)"
 	@echo "make bench-quick  smoke runs of the benchmark scripts"
 	@echo "make bench-foundation  I/O, memory, truth and start-up against pyarrow/faiss, to bench-foundation.md (minutes)"
@@ -94,6 +95,11 @@ demo: install
 
 man: install
 	$(BIN)/python -m vecx.cli.manpages man
+
+# Rerun the README's tour (blocks marked <!-- tour: SCENE -->) and write what the commands print;
+# make test fails when they drift. Scenes on ../shared/data run where it is (a few minutes).
+readme: install
+	$(BIN)/python tests/readme_tour.py --write
 
 # vecx bench --peers on ../shared/data/{debian-minilm-30k,glove50-100k,sift128-images-30k}: replaces the
 # "vecx bench" section of BENCHMARKS.md (other sections stay) and draws tests/benchmarks/plots/SET.png.

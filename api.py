@@ -57,6 +57,8 @@ class Report:
 class EncodeReport(Report):
     """What :func:`encode_file` wrote."""
 
+    optional: ClassVar[tuple[str, ...]] = ("notes",)
+
     output: str
     rows: int
     spec: str
@@ -67,7 +69,7 @@ class EncodeReport(Report):
     seconds: float
     state_file: str | None = None
     #: Things the user may not expect (e.g. 8-bit integers imported as numbers), one line each.
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] | None = None
 
 
 @dataclass
@@ -305,7 +307,7 @@ def encode_file(input: str | list[str], output: str, spec: str | None = None, *,
         write_bytes_atomic(save_state, new.state_container(meta["source"]["fingerprint"]))
     notes = [f"{source.path}: the vectors are {source.byte_values} numbers, imported as {source.dim}-d floats; "
              "if they are codes (packed bits, quantized embeddings), import them with --codes "
-             "ubinary|binary|int8|uint8"] if source.byte_values and not spec and not state_file else []
+             "ubinary|binary|int8|uint8"] if source.byte_values and not spec and not state_file else None
     return EncodeReport(output=output, rows=rows, spec=meta["spec"], dim=new.output.dim,
                         dtype=new.output.dtype, bytes_per_vector=new.output.bytes_per_vector,
                         fingerprint=meta["fingerprint"], seconds=round(time.perf_counter() - started, 3),
@@ -1157,7 +1159,7 @@ def vsa_explain(index: str, *, like: list[Any], record: dict[str, Any] | None = 
             record = find_record(records_file, like[0])
             targets, query_label = like[1:], f"{like[0]} (from {records_file})"
         else:
-            targets, query_label = like, "--json"
+            targets, query_label = like, "--record"
         vectors, approximate = _vsa_vectors(searcher, vsa, searcher.row_of(list(targets)))
         return [Explanation(query=query_label, like=target, cosine=found["cosine"], approximate=approximate,
                             fields=found["fields"])

@@ -208,7 +208,7 @@ def examples(*lines: str) -> str:
 
 def report_encode(report: Any, json_out: bool, quiet: bool) -> None:
     """Print what an encode/import did: JSON on stdout, or a one-line summary on stderr."""
-    for note in () if quiet else getattr(report, "notes", ()):
+    for note in () if quiet else getattr(report, "notes", None) or ():
         typer.echo(f"vecx: note: {note}", err=True)  # shown in a pipe too: the data may be misread
     if json_out:
         emit_json(report)

@@ -96,6 +96,9 @@ class Int8(ScoresCodes, Codec):
         return np.clip(levels, -128, 127).astype(np.int8)
 
     def decode(self, codes: Any) -> Any:
+        codes = np.asarray(codes)
+        if codes.dtype == np.uint8:  # the bytes an index keeps for scored codes
+            codes = codes.view(np.int8)
         if self.values["mode"] == "global":
             return codes.astype(np.float32) * self.scale_
         return (codes.astype(np.float32) + 128.0) * self.scale_ + self.lo_
@@ -126,9 +129,6 @@ class Int8(ScoresCodes, Codec):
         offset = (self.lo_ + 128.0 * self.scale_).astype(np.float32)
         return {"q": q, "sq": np.einsum("ij,ij->i", q, q), "qs": q * self.scale_, "q0": q @ offset}
 
-    def _decoded(self, codes: Any) -> Any:
-        """Stored code rows (uint8 bytes, as an index keeps them) back to float vectors."""
-        return self.decode(np.asarray(codes).view(np.int8))
 
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
         c = np.asarray(codes).view(np.int8).astype(np.float32)
@@ -144,7 +144,7 @@ class Int8(ScoresCodes, Codec):
         return dots / np.sqrt(np.maximum(sq, 1e-30))[None, :]
 
     def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
-        x = self._decoded(codes)  # queries x candidates x dim
+        x = self.decode(codes)  # queries x candidates x dim
         q = prepared["q"]
         metric = self.output.metric
         if metric == "l2":
@@ -161,7 +161,7 @@ class Int8(ScoresCodes, Codec):
             return None
         top = float(np.maximum(np.abs(self.lo_), np.abs(self.lo_ + 255.0 * self.scale_)).max())
         scale = top / 127.0 if top > 0 else 1.0
-        levels = np.rint(self._decoded(codes) / scale)
+        levels = np.rint(self.decode(codes) / scale)
         return "int8", self.input.dim, np.ascontiguousarray(np.clip(levels, -127, 127).astype(np.int8))
 
     @property

@@ -163,8 +163,12 @@ def test_perdim_int8_codes_index_by_the_decoded_metric(corpus: dict, tmp_path: P
                     float(v @ q[i] / np.linalg.norm(v) / np.linalg.norm(q[i])), abs=1e-5)
         ev = json.loads(ok("eval", index, "--queries", corpus["dir"] / "q.npy", "--json"))
         assert ev["stages"][0]["recall@10"] >= 0.9 and ev["stages"][-1]["recall@10"] >= 0.95
-        liked = results(run_vecx("query", index, "--like", "doc7", "-k", 3))[0]["results"]
+        liked = results(run_vecx("query", index, "--like", "doc7", "-k", 3, "--oversample", "1"))[0]["results"]
         assert "doc7" not in [h["id"] for h in liked] and len(liked) == 3
+        # The item's own decoded row is the query: its nearest decoded rows, itself left out.
+        nearest = exact(decoded, decoded[7:8], 4)[0].tolist()
+        assert [int(h["id"][3:]) for h in liked] == [r for r in nearest if r != 7][:3] or scan == "graph"
+        assert int(liked[0]["id"][3:]) == [r for r in nearest if r != 7][0], scan
 
 
 def test_rescore_table_from_other_data_is_refused(corpus: dict, tmp_path: Path) -> None:

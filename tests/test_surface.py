@@ -261,7 +261,7 @@ def test_pre_quantized_embeddings_import_as_codes_and_answer_code_queries(tmp_pa
         extra = ["--ranges", tmp_path / "ranges.npy"] if precision in ("int8", "uint8") else []
         report = json.loads(ok("import", tmp_path / f"{precision}.npy", "-o", tmp_path / f"{precision}.parquet",
                                "--codes", precision, *extra, "--json"))
-        assert report["dim"] == 64 and report["notes"] == []
+        assert report["dim"] == 64 and "notes" not in report
         ok("encode", tmp_path / "x.parquet", "--spec", spec, "-o", tmp_path / f"{precision}.enc.parquet")
         imported = pq.read_table(tmp_path / f"{precision}.parquet").column("vector")
         assert imported.equals(pq.read_table(tmp_path / f"{precision}.enc.parquet").column("vector")), precision
