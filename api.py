@@ -193,7 +193,7 @@ class QueryResult(Report):
 class EvalReport(Report):
     """Recall by stage, QPS and latency of an index (:func:`evaluate`), and the tuning if asked for."""
 
-    optional: ClassVar[tuple[str, ...]] = ("tuning",)
+    optional: ClassVar[tuple[str, ...]] = ("tuning", "nprobe", "lists")
     queries: int
     k: int
     rows: int
@@ -204,6 +204,9 @@ class EvalReport(Report):
     scored: bool
     truth: str
     tuning: dict[str, Any] | None = None
+    #: An ``ivf`` scan: the lists probed per query, of how many.
+    nprobe: int | None = None
+    lists: int | None = None
 
 
 @dataclass
@@ -918,7 +921,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           oversample: int | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
-          json: str | None = None, scan: str | None = None) -> QueryResult:
+          json: str | None = None, scan: str | None = None, nprobe: int | None = None) -> QueryResult:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
@@ -928,15 +931,16 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     answered by an exact scan over the matching rows, so it never returns fewer than it should.
     ``multi_vector``: query token sets (a 2-D ``.npy`` is one query; a multi-vector table or
     JSONL of lists a batch) for indexes over sets; ``first_stage``: ``fde``, ``mean`` or ``both``
-    (see :mod:`vecx.indexes.multivector`). ``scan``: ``exhaustive`` or ``graph`` for indexes of
-    codes scored by their codec (see :mod:`vecx.indexes.codescan`).
+    (see :mod:`vecx.indexes.multivector`). ``scan``: ``exhaustive``, ``graph`` or ``ivf`` for indexes
+    of codes scored by their codec, ``nprobe`` the lists an ``ivf`` scan probes (see
+    :mod:`vecx.indexes.codescan`).
     """
     from vecx.indexes.search import Searcher
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     try:  # the searcher holds its index version until closed
-        _choose_scan(searcher, scan)
+        _choose_scan(searcher, scan, nprobe)
         if first_stage is not None or multi_vector is not None:
             from vecx.indexes.multivector import check_first_stage
 
@@ -1042,10 +1046,17 @@ def _check_search_options(k: int, oversample: int | None, expansion: int | None)
             raise UsageError(f"{flag} must be at least 1, not {value}")
 
 
-def _choose_scan(searcher: Any, scan: str | None) -> None:
-    """Apply a ``--scan`` choice to an opened index (a usage error where it cannot apply)."""
+def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None) -> None:
+    """Apply ``--scan`` and ``--nprobe`` choices to an opened index (a usage error where they cannot apply)."""
     from vecx.indexes.codescan import check_scan
 
+    if nprobe is not None:
+        if nprobe < 1:
+            raise UsageError(f"--nprobe must be at least 1, not {nprobe}")
+        if searcher.scan is None or not searcher.scan.list_count:
+            raise UsageError("--nprobe: this index's codes are not in coarse lists",
+                             hint="encode with a list count, e.g. pq:24x8:ivf=512")
+        searcher.nprobe = nprobe
     if check_scan(scan) is None:
         return
     searcher.scan_choice = scan
@@ -1056,7 +1067,7 @@ def _choose_scan(searcher: Any, scan: str | None) -> None:
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
-             first_stage: str | None = None, scan: str | None = None) -> EvalReport:
+             first_stage: str | None = None, scan: str | None = None, nprobe: int | None = None) -> EvalReport:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
@@ -1069,7 +1080,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
-    _choose_scan(searcher, scan)
+    _choose_scan(searcher, scan, nprobe)
     if first_stage is not None:
         from vecx.indexes.multivector import check_first_stage
 
@@ -1095,8 +1106,11 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     if target_recall is not None:
         result.tuning = ev.tune(searcher, q, truth, k, target_recall)
         if save and result.tuning["reached"]:
-            store.update_manifest(index, {"search": {"oversample": result.tuning["oversample"]},
-                                          "graph": {"expansion_search": result.tuning["expansion"]}},
+            tuned = result.tuning
+            store.update_manifest(index, {"search": {"oversample": tuned["oversample"], "nprobe": tuned["nprobe"]}}
+                                  if "nprobe" in tuned else
+                                  {"search": {"oversample": tuned["oversample"]},
+                                   "graph": {"expansion_search": tuned["expansion"]}},
                                   expected=searcher.directory)
             result.tuning["saved"] = True
     elif save:

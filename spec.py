@@ -61,6 +61,7 @@ def parse(text: str) -> list[StageSpec]:
     if not text:
         raise SpecError("empty spec: give at least one stage, e.g. \"truncate:64\"")
     text = from_faiss(text) or text
+    text = _fold_lists(text)
     text = ",".join(_precision(stage.strip(), text) for stage in re.split(r"[,|]", text))
     stages = []
     for number, raw_stage in enumerate(re.split(r"[,|]", text), start=1):
@@ -110,7 +111,8 @@ _FAISS_STAGES = [  # (pattern, vecx stage or None to refuse, what to say when re
     (re.compile(r"SQfp16\Z"), "f16", ""),
     (re.compile(r"RaBitQ\Z"), "binarize:mode=rabitq", ""),
     (re.compile(r"RR(\d+)\Z"), "rotate", ""),
-    (re.compile(r"IVF\d+.*\Z"), None, "coarse partitions (IVF) are not in vecx yet; leave the IVF stage out"),
+    (re.compile(r"IVF\d+.*\Z"), None, "vecx's coarse lists are a parameter of its pq stage: write IVFn,PQmxb "
+                                     "(pq:MxB:ivf=N)"),
     (re.compile(r"HNSW(\d+).*\Z"), None, "vecx builds the graph itself: 'vecx index --connectivity {0}'"),
     (re.compile(r"Flat\Z"), None, "vecx keeps float vectors when no codec is given: leave --spec out"),
     (re.compile(r"PCAW\d+\Z"), None, "vecx's pca does not whiten; use pca:N"),
@@ -122,9 +124,10 @@ def from_faiss(text: str) -> str | None:
     """The vecx spec a faiss ``index_factory`` string names, or None when ``text`` is not one.
 
     ``PCA96``/``PCAR96`` are ``pca:96``, ``PQ24x8`` (and ``PQ24``, ``PQ24x8np``) ``pq:24x8``,
-    ``OPQ24`` before a ``PQ`` the PQ stage's ``opq=true``, ``SQ8`` ``int8``, ``SQfp16``
-    ``f16``, ``RaBitQ`` ``binarize:mode=rabitq``, ``RR`` ``rotate``. Parts vecx does not have
-    (``IVF``, ``HNSW``, ``Flat``, ``OPQm_d``) are a :class:`SpecError` saying what to write.
+    ``OPQ24`` before a ``PQ`` the PQ stage's ``opq=true``, ``IVF512`` before a ``PQ`` its
+    ``ivf=512`` (coarse lists), ``SQ8`` ``int8``, ``SQfp16`` ``f16``, ``RaBitQ``
+    ``binarize:mode=rabitq``, ``RR`` ``rotate``. Parts vecx does not have (``HNSW``, ``Flat``,
+    ``OPQm_d``, an ``IVF`` not before a ``PQ``) are a :class:`SpecError` saying what to write.
     """
     tokens = [t.strip() for t in re.split(r"[,|]", text)]
     if not any(re.fullmatch(r"OPQ\d+(?:_\d+)?", t) or any(p.match(t) for p, _, _ in _FAISS_STAGES)
@@ -132,7 +135,16 @@ def from_faiss(text: str) -> str | None:
         return None  # vecx syntax, or a typo the parser names
     out: list[str] = []
     opq = False
-    for token in tokens:
+    for position, token in enumerate(tokens):
+        ivf_match = re.fullmatch(r"IVF(\d+)", token)
+        if ivf_match:  # folded into the next pq stage by _fold_lists
+            after = tokens[position + 1] if position + 1 < len(tokens) else ""
+            if not re.match(r"PQ\d", after):
+                raise SpecError(f"spec {text!r}: {token!r} (a faiss factory string): vecx's coarse lists hold PQ "
+                                f"codes, so {token} must come right before a PQ stage",
+                                hint=f"write {token},PQ24x8 (or index float vectors with a graph: 'vecx index')")
+            out.append(f"ivf:{ivf_match.group(1)}")
+            continue
         opq_match = re.fullmatch(r"OPQ(\d+)(?:_(\d+))?", token)
         if opq_match:
             if opq_match.group(2):
@@ -147,6 +159,34 @@ def from_faiss(text: str) -> str | None:
         out.append(stage)
     if opq:
         raise SpecError(f"spec {text!r}: OPQ must come before a PQ stage")
+    return ",".join(out)
+
+
+def _fold_lists(text: str) -> str:
+    """``ivf:N,pq:...`` (coarse lists written as a stage of their own, as faiss writes IVFn,PQ...)
+    as ``pq:...:ivf=N``; other specs as they are."""
+    tokens = [t.strip() for t in re.split(r"[,|]", text)]
+    if not any(re.match(r"ivf(:|\Z)", t) for t in tokens):
+        return text
+    out: list[str] = []
+    lists = None
+    for token in tokens:
+        match = re.fullmatch(r"ivf:(?:lists=)?(\d+)", token)
+        if match:
+            if lists is not None:
+                raise SpecError(f"spec {text!r}: two ivf stages in a row")
+            lists = match.group(1)
+            continue
+        if re.match(r"ivf(:|\Z)", token):
+            raise SpecError(f"spec {text!r}: {token!r}: write ivf:N (N coarse lists) right before a pq stage")
+        if lists is not None:
+            if not token.startswith("pq:"):
+                raise SpecError(f"spec {text!r}: ivf:{lists} must come right before a pq stage (its codes are "
+                                "the residuals from the lists' centroids)", hint=f"write ivf:{lists},pq:24x8")
+            token, lists = token + f":ivf={lists}", None
+        out.append(token)
+    if lists is not None:
+        raise SpecError(f"spec {text!r}: ivf:{lists} must come right before a pq stage")
     return ",".join(out)
 
 

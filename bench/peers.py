@@ -114,7 +114,8 @@ def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
         m, b = shape
         # "np": no polysemous training (index_factory's default for PQ), which costs minutes and changes
         # nothing for an ADC scan; vecx's fit time is compared with the training an ADC search needs.
-        return [f"faiss:{prefix}PQ{m}x{b}np", f"faiss:{prefix}OPQ{m},PQ{m}x{b}np"]
+        lists = f"IVF{pq.values['ivf']}," if pq.values.get("ivf") else ""
+        return [f"faiss:{prefix}{lists}PQ{m}x{b}np", f"faiss:{prefix}OPQ{m},{lists}PQ{m}x{b}np"]
     if space.dim == dim and space.dtype in _CODE_DTYPES and space.metric_on == "codes":
         return [f"usearch:{_CODE_DTYPES[space.dtype]}", f"faiss:HNSW{connectivity},Flat"]
     if space.dtype in _FAISS_CODES and space.dim < dim:
@@ -277,6 +278,9 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     index.add(np.ascontiguousarray(data))
     build_s = time.perf_counter() - started
     space = faiss.ParameterSpace()
+
+    if "IVF" in key:  # the lists probed per query: as many as vecx's scan of coarse lists probes
+        space.set_index_parameter(index, "nprobe", int(getattr(g, "nprobe", 16)))
 
     def search(count: int) -> Any:
         if not key.startswith("B") and "HNSW" in key:

@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
               save: Annotated[bool, typer.Option("--save", help="Store what --target-recall found as the index's defaults (atomically).")] = False,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
-              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="Evaluate an exhaustive search of the codes or the graph (default: the index's).", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph|ivf", help="Evaluate an exhaustive search of the codes, the graph, or the --nprobe nearest coarse lists (default: the index's).", show_default=False)] = None,
+              nprobe: Annotated[Optional[int], typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists: lists scanned per query (default: the index's).", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         rescore = renamed("--oversample", oversample, "--rescore", rescore)
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
-                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan)
+                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan, nprobe=nprobe)
         if json:
             emit_json(result)
             return
@@ -49,6 +50,8 @@ def register(app: typer.Typer) -> None:
                  f"{g['expansion_add']}, search {expansion or g['expansion_search']})")
         if result.scored:
             what = f"{result.scan} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else "")
+            if result.nprobe is not None:
+                what += f" ({result.nprobe} of {result.lists} lists per query)"
         else:
             what = graph if result.scan == "graph" else f"exhaustive scan of the codes, {graph}"
         typer.echo(f"index   {index}: {result.rows:,} rows, {what}, {result.bytes_per_vector} bytes/vector")
@@ -61,11 +64,12 @@ def register(app: typer.Typer) -> None:
         render.table(rows)
         tuning = result.tuning
         if tuning:
+            knob = "nprobe" if "nprobe" in (tuning["tried"] or [{}])[0] else "expansion"
             if tuning["reached"]:
-                typer.echo(f"target recall@{k} >= {tuning['target']}: oversample {tuning['oversample']}, expansion "
-                           f"{tuning['expansion']} (recall@{k} {tuning[f'recall@{k}']:.4f})"
+                typer.echo(f"target recall@{k} >= {tuning['target']}: oversample {tuning['oversample']}, {knob} "
+                           f"{tuning[knob]} (recall@{k} {tuning[f'recall@{k}']:.4f})"
                            + ("; saved as the index's defaults" if tuning.get("saved") else ""))
             else:
                 best = max(tuning["tried"], key=lambda t: t[f"recall@{k}"])
                 typer.echo(f"target recall@{k} >= {tuning['target']} not reached; best {best[f'recall@{k}']:.4f} "
-                           f"at oversample {best['oversample']}, expansion {best['expansion']}")
+                           f"at oversample {best['oversample']}, {knob} {best[knob]}")

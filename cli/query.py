@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
               fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="table (default on a terminal), jsonl (default in a pipe), json or csv.", show_default=False)] = None,
               multi_vector: Annotated[Optional[str], typer.Option("--multi-vector", metavar="FILE", help="Query token sets for a multi-vector index: a 2-D .npy is one query's vectors; a multi-vector table or JSONL of lists is a batch.", show_default=False)] = None,
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
-              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph", help="exhaustive: compare every code (exact for the codes); graph: walk the graph (default: the index's).", show_default=False)] = None,
+              scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph|ivf", help="exhaustive: compare every code (exact for the codes); graph: walk the graph; ivf: the --nprobe nearest coarse lists (default: the index's).", show_default=False)] = None,
+              nprobe: Annotated[Optional[int], typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists: lists scanned per query (default: the index's).", show_default=False)] = None,
               record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               json_format: JsonFormat = False,
               quiet: Quiet = False, debug: Debug = False) -> None:
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
                                                                               else "-"),
                            like=like, json=record, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
-                           multi_vector=multi_vector, first_stage=first_stage, scan=scan)
+                           multi_vector=multi_vector, first_stage=first_stage, scan=scan, nprobe=nprobe)
         if result.clamped:
             message(f"-k {k} is larger than the index; returning {result.k} per query", quiet)
         if result.matching_rows is not None and result.matching_rows < k:

@@ -86,6 +86,11 @@ _OPQ_STEP_ITERS = 4
 _OPQ_WINDOW = 5
 _OPQ_TOLERANCE = 1e-3
 _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
+#: Coarse lists: at most this many (their number is stored in :data:`LIST_BYTES` bytes per row).
+MAX_LISTS = 65535
+LIST_BYTES = 2
+#: k-means iterations of the coarse centroids.
+_COARSE_ITERS = 20
 
 
 def _mix(seed: int, index: int) -> int:
@@ -260,6 +265,10 @@ class PQ(Codec, ScoresCodes):
         Param("opq_iters", int, default=50, minimum=1,
               help="OPQ rotation updates at most (each after a few warm-started k-means iterations; "
                    "stops earlier once 5 updates gained < 0.1%)"),
+        Param("ivf", int, default=0, minimum=0, maximum=MAX_LISTS, omit_default=True,
+              help="coarse lists (faiss IVF...,PQ...): each vector is encoded as its residual from the "
+                   "nearest of this many k-means centroids, whose number takes 2 more bytes; an index "
+                   "then scans only the --nprobe lists nearest each query (0 = none)"),
         *sample_params("trains the codebooks"),
     )
     #: The epilog of ``vecx pq --help``.
@@ -303,11 +312,17 @@ class PQ(Codec, ScoresCodes):
         self.offsets = [sum(self.widths[:i]) for i in range(m)]
         self.width = self.widths[0]
         self.nbytes = (m * b + 7) // 8
+        self.lists = self.values["ivf"]
+        if self.lists and self.values["sample"] < self.lists:
+            raise self.fail(f"sample={self.values['sample']} rows cannot train {self.lists} coarse centroids")
+        self.prefix = LIST_BYTES if self.lists else 0  # the list number, before the codes
         if not hasattr(self, "codebooks_"):  # re-planning (Chain.with_input) keeps the fitted state
             self.codebooks_: Any = None
             self.rotation_: Any = None
+            self.coarse_: Any = None
         self._augmented_cache: Any = None
-        return VectorSpec(self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
+        self._coarse_cache: Any = None
+        return VectorSpec(self.prefix + self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
 
     # ---- helpers ------------------------------------------------------------------------
     def _rotate(self, x: Any) -> Any:
@@ -388,6 +403,9 @@ class PQ(Codec, ScoresCodes):
                             f"centroids per sub-space, the sample holds {n}",
                             hint=f"give more rows, or fewer bits (at least {MIN_POINTS_PER_CENTROID * k} "
                                  "rows are better)")
+        self.coarse_ = self._coarse_cache = None
+        if self.lists:
+            x = self._fit_lists(x)
         limit = MAX_POINTS_PER_CENTROID * k
         if n > limit:
             x = x[sample_rows(n, limit, _mix(self.values["seed"], 1 << 20))]
@@ -400,6 +418,35 @@ class PQ(Codec, ScoresCodes):
         self.codebooks_ = self._train(self._rotate(x), self.values["iters"], init)
         self._augmented_cache = None
         self.is_fitted = True
+
+    def _fit_lists(self, x: Any) -> Any:
+        """Fits the coarse centroids on (a seeded subset of) ``x``; returns ``x``'s residuals from them."""
+        n = len(x)
+        if n < self.lists:
+            raise DataError(f"{self.spec}: k-means needs at least {self.lists} training rows for {self.lists} "
+                            f"coarse lists, the sample holds {n}", hint="give more rows, or fewer lists")
+        limit = MAX_POINTS_PER_CENTROID * self.lists
+        train = x if n <= limit else x[sample_rows(n, limit, _mix(self.values["seed"], 1 << 22))]
+        seed = _mix(self.values["seed"], 1 << 23)
+        self.coarse_ = _kmeans(np.ascontiguousarray(train), self.lists, _COARSE_ITERS, seed)
+        return x - self.coarse_[self.list_of_vectors(x)]
+
+    def list_of_vectors(self, x: Any) -> Any:
+        """The coarse list (nearest centroid) of each row of ``x`` (input space, normalized if cosine)."""
+        labels = np.empty(len(x), dtype=np.intp)
+        _nearest(np.asarray(x, dtype=np.float32), _augmented(self.coarse_), labels)
+        return labels
+
+    def list_of(self, codes: Any) -> Any:
+        """The list number of each stored code row (its first two bytes, little-endian)."""
+        head = np.ascontiguousarray(np.asarray(codes)[:, :LIST_BYTES], dtype=np.uint8)
+        return head.view("<u2")[:, 0].astype(np.intp)
+
+    def _rotated_coarse(self) -> Any:
+        """The coarse centroids in the codebooks' (rotated) space, where queries arrive."""
+        if self._coarse_cache is None:
+            self._coarse_cache = np.ascontiguousarray(self._rotate(self.coarse_), dtype=np.float32)
+        return self._coarse_cache
 
     def _fit_opq(self, x: Any) -> tuple[Any, Any]:
         """Alternate warm-started k-means and orthogonal Procrustes; returns the rotation and codebooks.
@@ -443,20 +490,58 @@ class PQ(Codec, ScoresCodes):
 
     # ---- encoding -----------------------------------------------------------------------
     def encode(self, x: Any) -> Any:
-        codes = self._assign(self._rotate(self.unit_if_cosine(x)))
-        return _pack(codes, self.bits, self.nbytes)
+        x = self.unit_if_cosine(x)
+        if not self.lists:
+            return _pack(self._assign(self._rotate(x)), self.bits, self.nbytes)
+        labels = self.list_of_vectors(x)
+        codes = _pack(self._assign(self._rotate(x - self.coarse_[labels])), self.bits, self.nbytes)
+        head = labels.astype("<u2").view(np.uint8).reshape(len(x), LIST_BYTES)
+        return np.concatenate([head, codes], axis=1)
 
     def encode_query(self, q: Any) -> Any:
         return np.ascontiguousarray(self._rotate(self.unit_if_cosine(q)), dtype=np.float32)
 
     def decode(self, codes: Any) -> Any:
-        y = self._reconstruct(_unpack(codes, self.bits, self.m))
+        y = self._reconstructed(codes)
         if self.rotation_ is not None:
             y = y @ self.rotation_.T
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def _reconstructed(self, codes: Any) -> Any:
+        """Stored code rows (list number first, with coarse lists) -> rows x D in the codebooks' space."""
+        codes = np.asarray(codes, dtype=np.uint8)
+        y = self._reconstruct(_unpack(codes[:, self.prefix:], self.bits, self.m))
+        if self.lists:
+            y += self._rotated_coarse()[self.list_of(codes)]
+        return y
+
+    def scoring_rows(self, codes: Any) -> Any:
+        """Stored code rows as float rows in the space of the prepared queries (decoded, not rotated back)."""
+        return self._reconstructed(codes)
+
+    def score_rows(self, prepared: dict[str, Any], queries: Any, rows: Any) -> Any:
+        """Scores of the prepared queries numbered ``queries`` against :meth:`scoring_rows` rows."""
+        dots = prepared["queries"][queries] @ rows.T
+        if self.output.metric != "l2":
+            return dots
+        return np.maximum(prepared["norms"][queries][:, None] - 2.0 * dots
+                          + np.einsum("rd,rd->r", rows, rows)[None, :], 0.0)
+
+    def coarse_scores(self, prepared: dict[str, Any]) -> Any:
+        """Queries x lists: each query's score against each coarse centroid (the codec's metric)."""
+        q, books = prepared["queries"], self._rotated_coarse()
+        dots = q @ books.T
+        if self.output.metric != "l2":
+            return dots
+        return prepared["norms"][:, None] - 2.0 * dots + np.einsum("ld,ld->l", books, books)[None, :]
+
     # ---- asymmetric scoring -------------------------------------------------------------
-    def prepare_queries(self, q: Any) -> dict[str, Any]:
+    def prepare_queries(self, q: Any, tables: bool = True) -> dict[str, Any]:
+        """Per-query state: distance tables (unless ``tables`` is false: a scan of decoded rows needs
+        only the queries and their norms), and the queries' scores against the coarse centroids."""
+        if not tables:
+            q = np.asarray(q, dtype=np.float32)
+            return {"queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         parts = self._split(np.asarray(q, dtype=np.float32))  # n x M x width
         dots = np.matmul(parts.transpose(1, 0, 2), self.codebooks_.transpose(0, 2, 1))  # M x n x K
         if self.output.metric == "l2":
@@ -467,8 +552,11 @@ class PQ(Codec, ScoresCodes):
             dots += sq_parts[:, :, None]
             np.maximum(dots, 0.0, out=dots)
         q = np.asarray(q, dtype=np.float32)
-        return {"tables": np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32),
-                "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
+        out = {"tables": np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32),
+               "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
+        if self.lists and self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
+            out["coarse"] = q @ self._rotated_coarse().T
+        return out
 
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
         tables = prepared["tables"]
@@ -482,7 +570,7 @@ class PQ(Codec, ScoresCodes):
             out = np.empty((n, rows), dtype=np.float32)
             step = max(256, _SCORE_BYTES // (4 * self.input.dim))  # decoded rows per block
             for start in range(0, rows, step):
-                recon = self._reconstruct(_unpack(codes[start: start + step], self.bits, self.m))
+                recon = self._reconstructed(codes[start: start + step])
                 part = np.matmul(prepared["queries"], recon.T, out=out[:, start: start + len(recon)])
                 if self.output.metric == "l2":
                     part *= -2.0
@@ -490,11 +578,15 @@ class PQ(Codec, ScoresCodes):
                     part += np.einsum("rd,rd->r", recon, recon)[None, :]
                     np.maximum(part, 0.0, out=part)
             return out
+        if self.lists and self.output.metric == "l2":  # per-list tables: decode instead (few queries)
+            recon = self._reconstructed(codes)
+            return np.maximum(prepared["norms"][:, None] - 2.0 * (prepared["queries"] @ recon.T)
+                              + np.einsum("rd,rd->r", recon, recon)[None, :], 0.0)
         out = np.empty((n, rows), dtype=np.float32)
         block = max(256, _SCORE_BYTES // max(1, 8 * n))
         for start in range(0, rows, block):
             stop = min(rows, start + block)
-            unpacked = _unpack(codes[start:stop], self.bits, self.m)
+            unpacked = _unpack(codes[start:stop, self.prefix:], self.bits, self.m)
             acc = out[:, start:stop]
             for i in range(self.m):
                 part = np.take(tables[:, i, :], unpacked[:, i].astype(np.intp), axis=1)
@@ -502,13 +594,19 @@ class PQ(Codec, ScoresCodes):
                     acc[...] = part
                 else:
                     acc += part
+            if self.lists:
+                acc += np.take(prepared["coarse"], self.list_of(codes[start:stop]), axis=1)
         return out
 
     def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
         tables = prepared["tables"]
         codes = np.asarray(codes, dtype=np.uint8)
         n, cand = codes.shape[:2]
-        unpacked = _unpack(codes.reshape(n * cand, codes.shape[2]), self.bits, self.m).reshape(n, cand, self.m)
+        flat = codes.reshape(n * cand, codes.shape[2])
+        if self.lists and self.output.metric == "l2":
+            recon = self._reconstructed(flat).reshape(n, cand, -1)
+            return ((recon - prepared["queries"][:, None, :]) ** 2).sum(-1)
+        unpacked = _unpack(flat[:, self.prefix:], self.bits, self.m).reshape(n, cand, self.m)
         out = np.empty((n, cand), dtype=np.float32)
         for i in range(self.m):
             part = np.take_along_axis(tables[:, i, :], unpacked[:, :, i].astype(np.intp), axis=1)
@@ -516,6 +614,8 @@ class PQ(Codec, ScoresCodes):
                 out[...] = part
             else:
                 out += part
+        if self.lists:
+            out += np.take_along_axis(prepared["coarse"], self.list_of(flat).reshape(n, cand), axis=1)
         return out
 
     # ---- state --------------------------------------------------------------------------
@@ -523,12 +623,16 @@ class PQ(Codec, ScoresCodes):
         out = {"codebooks": self.codebooks_}
         if self.values["opq"]:
             out["rotation"] = self.rotation_
+        if self.lists:
+            out["coarse"] = self.coarse_
         return out
 
     def load_state(self, arrays: dict[str, Any]) -> None:
         shapes: dict[str, tuple[int, ...]] = {"codebooks": (self.m, self.k, self.width)}
         if self.values["opq"]:
             shapes["rotation"] = (self.input.dim, self.input.dim)
+        if self.lists:
+            shapes["coarse"] = (self.lists, self.input.dim)
         self._check_state(arrays, shapes)
         books = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
         for i, w in enumerate(self.widths):
@@ -537,5 +641,6 @@ class PQ(Codec, ScoresCodes):
                                     f"sub-space {i} (state made for other data?)")
         self.codebooks_ = books
         self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if self.values["opq"] else None
-        self._augmented_cache = None
+        self.coarse_ = np.ascontiguousarray(arrays["coarse"], dtype=np.float32) if self.lists else None
+        self._augmented_cache = self._coarse_cache = None
         self.is_fitted = True

@@ -46,6 +46,8 @@ class BuildOptions:
     scan: str = "auto"
     #: ``graph`` scan: candidates the graph returns per candidate kept, for the estimator to rank.
     pool: int = codescan.DEFAULT_POOL
+    #: ``ivf`` scan (codes in coarse lists): lists probed per query by default.
+    nprobe: int = codescan.DEFAULT_NPROBE
 
 
 def open_table(path: str) -> Any:
@@ -185,6 +187,11 @@ def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None,
     PQ or RaBitQ codes, fewer of the wider int8 codes).
     """
     codescan.check_scan(options.scan)
+    if options.scan == "ivf":
+        if not getattr(scorer, "lists", 0):
+            raise UsageError(f"{table}: --scan ivf: these {scorer.name} codes are not in coarse lists",
+                             hint="encode them with a list count, e.g. --spec pq:24x8:ivf=512")
+        return None
     if options.scan == "graph" and nav is None:
         raise UsageError(f"{table}: --scan graph: {scorer.name} codes offer nothing a graph can navigate",
                          hint="use --scan exhaustive (the default for these codes)")
@@ -343,10 +350,14 @@ class Build:
 
     def _search_section(self, rescore_info: dict[str, Any] | None) -> dict[str, Any]:
         """The manifest's ``search`` section: default oversampling and how candidates are found."""
-        options, nav = self.options, self.plan.nav
-        scan = ({"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
-                if self.plan.scorer is not None else
-                {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"})
+        options, nav, scorer = self.options, self.plan.nav, self.plan.scorer
+        lists = int(getattr(scorer, "lists", 0) or 0)
+        if scorer is not None and lists and nav is None and options.scan != "exhaustive":
+            scan: dict[str, Any] = {"scan": "ivf", "nprobe": min(options.nprobe, lists)}
+        elif scorer is not None:
+            scan = {"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
+        else:
+            scan = {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"}
         return {"oversample": options.oversample if rescore_info else 1, **scan}
 
     def stop(self) -> None:

@@ -12,6 +12,10 @@ inner-product estimator). Two ways to find candidates:
   a usearch graph over it (Hamming) returns a pool of ``pool x`` the candidates wanted, the
   estimator ranks the pool and keeps the best. For large indexes, where scoring every code per
   query costs too much.
+- ``ivf``: codes in coarse lists (``pq:...:ivf=N``: each row's list number heads its code) are
+  scored only in the ``nprobe`` lists whose centroids score best against the query (faiss
+  ``IndexIVFPQ``); the lists (row numbers grouped by list) are gathered from the codes when the
+  index is opened. The default for such codes; ``nprobe`` is stored with the index.
 
 ``vecx index --scan auto`` (the default) builds the graph only when the codec offers one and the
 table holds more than :data:`AUTO_GRAPH_ROWS` rows; the manifest records the default scan, and
@@ -34,7 +38,11 @@ else:
     np = lazy("numpy")
 
 CODES_FILE = "codes.bin"
-SCANS = ("auto", "exhaustive", "graph")
+SCANS = ("auto", "exhaustive", "graph", "ivf")
+#: Lists an ``ivf`` scan probes by default (``vecx index --nprobe``; ``vecx query --nprobe`` for one search).
+DEFAULT_NPROBE = 16
+#: From this many queries on, a probe scores list by list (decoded rows times the queries, BLAS).
+_BY_LIST_QUERIES = 32
 #: ``auto`` navigates a graph (when the codec offers one) only above this many rows.
 AUTO_GRAPH_ROWS = 200_000
 #: The graph returns this many times the candidates wanted, for the estimator to rank.
@@ -50,9 +58,12 @@ def check_scan(name: str | None) -> str | None:
     return name
 
 
-def resolve_scan(name: str | None, default: str, has_graph: bool) -> str:
+def resolve_scan(name: str | None, default: str, has_graph: bool, has_lists: bool = False) -> str:
     """The scan a search uses: the asked one (``None``/``auto``: the index's default), if possible."""
     name = default if name in (None, "auto") else name
+    if name == "ivf" and not has_lists:
+        raise UsageError("--scan ivf: this index's codes are not in coarse lists",
+                         hint="encode with a list count, e.g. pq:24x8:ivf=512, or use --scan exhaustive")
     if name == "graph" and not has_graph:
         raise UsageError("--scan graph: this index has no navigation graph (its codec offers none, or it was "
                          "built with --scan exhaustive or too few rows for auto)",
@@ -100,6 +111,78 @@ class CodeScan:
         self.scorer = scorer
         self.rows = len(codes)
         self.lower_is_better = scorer.output.metric == "l2"
+        #: Coarse lists: how many, and (once gathered) row numbers grouped by list with list offsets.
+        self.list_count = int(getattr(scorer, "lists", 0) or 0)
+        self._lists: tuple[Any, Any] | None = None
+
+    def _scores_by_list(self, prepared: dict[str, Any], order: Any, starts: Any, picked: Any, columns: Any,
+                        width: int) -> Any:
+        """Queries x candidates scores, list by list: each probed list's rows decoded once and scored
+        against every query that probes it in one matrix product (BLAS), where gathering table entries
+        per query and row would cost M lookups per pair."""
+        n, nprobe = picked.shape
+        scores = np.full((n, width), np.inf if self.lower_is_better else -np.inf, dtype=np.float32)
+        flat = picked.ravel()
+        by_list = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[by_list], np.arange(self.list_count + 1))
+        for lst in np.unique(flat).tolist():
+            rows = order[starts[lst]: starts[lst + 1]]
+            if not len(rows):
+                continue
+            pairs = by_list[bounds[lst]: bounds[lst + 1]]
+            queries, slots = pairs // nprobe, pairs % nprobe
+            decoded = self.scorer.scoring_rows(np.asarray(self.codes[rows]))
+            part = self.scorer.score_rows(prepared, queries, decoded)
+            cols = columns[queries, slots][:, None] + np.arange(len(rows))[None, :]
+            scores[queries[:, None], cols] = part
+        return scores
+
+    def lists(self) -> tuple[Any, Any]:
+        """Row numbers grouped by coarse list (stable: row order within a list) and each list's start."""
+        if self._lists is None:
+            step = 1 << 20  # rows read at a time (a memory map, or a stacked view over segments)
+            labels = np.concatenate([self.scorer.list_of(self.codes[start: start + step])
+                                     for start in range(0, self.rows, step)]) if self.rows else \
+                np.zeros(0, dtype=np.intp)
+            order = np.argsort(labels, kind="stable")
+            starts = np.searchsorted(labels[order], np.arange(self.list_count + 1))
+            self._lists = (order.astype(np.int64), starts.astype(np.int64))
+        return self._lists
+
+    def probe(self, q: Any, count: int, nprobe: int) -> tuple[Any, Any]:
+        """Top ``count`` rows by the codec's scores among the rows of each query's ``nprobe`` best lists."""
+        order, starts = self.lists()
+        nprobe = max(1, min(nprobe, self.list_count))
+        keys_out, scores_out = [], []
+        # Queries per block: as many as keep the block's candidate scores within the scratch budget
+        # (a list scored by BLAS is decoded once per block, so the more queries share it the better).
+        sizes = np.diff(starts)
+        widest = int(np.sort(sizes)[-nprobe:].sum()) if len(sizes) else 1
+        per_block = max(_BY_LIST_QUERIES, min(len(q), _BLOCK_BYTES // max(1, 12 * widest)))
+        for lo in range(0, len(q), per_block):
+            block = np.asarray(q[lo: lo + per_block])
+            by_list = len(block) >= _BY_LIST_QUERIES and hasattr(self.scorer, "scoring_rows")
+            prepared = self.scorer.prepare_queries(block, tables=False) if by_list else self.prepare(block)
+            coarse = np.asarray(self.scorer.coarse_scores(prepared))
+            rank = coarse if self.lower_is_better else -coarse
+            picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
+                np.broadcast_to(np.arange(self.list_count), rank.shape)
+            keys, columns = _list_rows(order, starts, picked)
+            if by_list:
+                scores = self._scores_by_list(prepared, order, starts, picked, columns, keys.shape[1])
+            else:
+                valid = keys >= 0
+                codes = np.asarray(self.codes[np.where(valid, keys, 0)])
+                scores = np.asarray(self.scorer.score_candidates(prepared, codes), dtype=np.float32)
+                scores = np.where(valid, scores, np.inf if self.lower_is_better else -np.inf)
+            k, sc = _select(keys, scores, min(count, keys.shape[1]), self.lower_is_better)
+            keys_out.append(k)
+            scores_out.append(sc)
+        width = max(k.shape[1] for k in keys_out) if keys_out else 0
+        worse = np.inf if self.lower_is_better else -np.inf
+        return (np.concatenate([_pad(k, width, -1) for k in keys_out]) if keys_out else np.zeros((0, 0), np.int64),
+                np.concatenate([_pad(s, width, worse) for s in scores_out]) if scores_out else
+                np.zeros((0, 0), np.float32))
 
     def prepare(self, q: Any) -> dict[str, Any]:
         """Per-query state for scoring (queries as the chain's ``encode_query`` returns them)."""
@@ -141,6 +224,38 @@ class CodeScan:
         scores = np.asarray(self.scorer.score_candidates(prepared, codes), dtype=np.float32)
         scores = np.where(valid, scores, np.inf if self.lower_is_better else -np.inf)
         return _select(keys, scores, count, self.lower_is_better)
+
+
+def _list_rows(order: Any, starts: Any, picked: Any) -> tuple[Any, Any]:
+    """Queries x candidates: the rows of each query's picked lists, padded with -1 to the longest; and
+    the column where each picked list's rows begin (queries x lists picked)."""
+    n = len(picked)
+    lo, hi = starts[picked], starts[picked + 1]  # n x nprobe
+    sizes = (hi - lo).ravel()
+    per_query = (hi - lo).sum(axis=1)
+    columns = np.cumsum(hi - lo, axis=1) - (hi - lo)
+    width = int(per_query.max()) if n else 0
+    out = np.full((n, width), -1, dtype=np.int64)
+    total = int(sizes.sum())
+    if not total:
+        return out, columns
+    # Position in ``order`` of every candidate: each list's start, then counting up within it.
+    seg_first = np.cumsum(sizes) - sizes
+    within = np.arange(total) - np.repeat(seg_first, sizes)
+    positions = np.repeat(lo.ravel(), sizes) + within
+    query = np.repeat(np.arange(n), per_query)
+    column = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
+    out[query, column] = order[positions]
+    return out, columns
+
+
+def _pad(a: Any, width: int, fill: Any) -> Any:
+    """``a`` widened to ``width`` columns with ``fill``."""
+    if a.shape[1] == width:
+        return a
+    out = np.full((len(a), width), fill, dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
 
 
 def _select(keys: Any, scores: Any, count: int, lower_is_better: bool) -> tuple[Any, Any]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import UsageError
+from vecx.indexes import codescan
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -30,6 +31,7 @@ else:
 
 FACTORS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
 EXPANSIONS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+NPROBES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
 
 
 def recall_at(found: Any, truth: Any, k: int) -> float:
@@ -54,7 +56,11 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     codes = searcher.chain.encode_query(q)
     out["stages"].append({"stage": "codes, exact", **_recalls(searcher.exact_codes(codes, kmax), truth, ks)})
     out["scan"], out["scored"] = searcher.scan_mode, searcher.scan is not None
-    first = "graph" if searcher.scan_mode == "graph" else "scan"  # every code compared: no graph loss
+    # "scan": every code compared, no graph loss; "ivf": the codes of the lists probed.
+    first = {"graph": "graph", "ivf": "ivf"}.get(searcher.scan_mode, "scan")
+    if searcher.scan_mode == "ivf":
+        out["nprobe"] = searcher.nprobe or int(searcher.manifest["search"].get("nprobe", codescan.DEFAULT_NPROBE))
+        out["lists"] = searcher.scan.list_count
     configs = [(first, 1, False)]
     if searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
@@ -87,18 +93,28 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
 
 
 def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, Any]:
-    """Smallest oversampling factor, then smallest expansion, reaching ``target`` recall@k."""
+    """Smallest oversampling factor, then the smallest search effort (the graph's expansion, or the
+    lists an ``ivf`` scan probes: ``nprobe``), reaching ``target`` recall@k."""
     if not 0 < target <= 1:
         raise UsageError(f"--target-recall must be in (0, 1], not {target}")
     rescorable = searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None
     factors = FACTORS if rescorable else (1,)
+    if searcher.scan_mode == "ivf":
+        lists = searcher.scan.list_count
+        knob, values = "nprobe", [n for n in NPROBES if n < lists] + [lists]
+    else:
+        knob, values = "expansion", list(EXPANSIONS)
     tried = []
     for factor in factors:
-        for expansion in EXPANSIONS:
-            rows, _ = searcher.search(q, k, oversample=factor, expansion=expansion, rescore=factor > 1)
-            value = recall_at(rows, truth, k)
-            tried.append({"oversample": factor, "expansion": expansion, f"recall@{k}": round(value, 4)})
-            if value >= target:
-                return {"target": target, "reached": True, "oversample": factor, "expansion": expansion,
-                        f"recall@{k}": round(value, 4), "tried": tried}
+        for value in values:
+            if knob == "nprobe":
+                searcher.nprobe = value
+                rows, _ = searcher.search(q, k, oversample=factor, rescore=factor > 1)
+            else:
+                rows, _ = searcher.search(q, k, oversample=factor, expansion=value, rescore=factor > 1)
+            reached = recall_at(rows, truth, k)
+            tried.append({"oversample": factor, knob: value, f"recall@{k}": round(reached, 4)})
+            if reached >= target:
+                return {"target": target, "reached": True, "oversample": factor, knob: value,
+                        f"recall@{k}": round(reached, 4), "tried": tried}
     return {"target": target, "reached": False, "tried": tried}

@@ -80,8 +80,10 @@ class Searcher:
         self._live: Any = None
         self.ids = self._open_ids()
         self.scan = None  # codes scored by their codec (PQ, RaBitQ: indexes/codescan.py)
-        #: ``exhaustive`` or ``graph`` for scored codes (``None``: the index's default).
+        #: ``exhaustive``, ``graph`` or ``ivf`` for scored codes (``None``: the index's default).
         self.scan_choice: str | None = None
+        #: Lists an ``ivf`` scan probes (``None``: the index's default).
+        self.nprobe: int | None = None
         codes_info = self.manifest.get("codes")
         if codes_info:
             if not self.chain.stages or not self.chain.stages[-1].scores_codes:
@@ -404,12 +406,16 @@ class Searcher:
         search over graph codes, the codec's scores over scored codes)."""
         default = "exhaustive" if self.scan is not None else "graph"
         return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
-                                     bool(self.graphs))
+                                     bool(self.graphs), self.scan is not None and self.scan.list_count > 0)
 
     def _scan_search(self, scan: codescan.CodeScan, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Candidates among scored codes: every code scored, or a graph pool ranked by the codec."""
-        if self.scan_mode == "exhaustive":
+        mode = self.scan_mode
+        if mode == "exhaustive":
             return scan.exhaustive(q, count)
+        if mode == "ivf":
+            nprobe = self.nprobe or int(self.manifest["search"].get("nprobe", codescan.DEFAULT_NPROBE))
+            return scan.probe(q, count, nprobe)
         pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
         nav = scan.scorer.navigation(scan.scorer.encode(q))[2]  # the queries' own sign bits
         keys, _ = self._each_graph(nav, pool, expansion)

@@ -705,8 +705,9 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     graph = _check_graph_section(shape, manifest, listed)
     search = shape.section(manifest, "search", "search")
     shape.integer(search, "oversample", "search.oversample", low=1)
-    shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive"))
+    shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive", "ivf"))
     shape.integer(search, "pool", "search.pool", low=1, optional=True)
+    shape.integer(search, "nprobe", "search.nprobe", low=1, optional=True)
     _check_rescore_section(shape, manifest, listed)
     codes = shape.optional_section(manifest, "codes", "codes")
     if codes is not None:

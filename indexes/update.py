@@ -78,7 +78,8 @@ def options_of(manifest: dict[str, Any]) -> BuildOptions:
     return BuildOptions(connectivity=graph["connectivity"], expansion_add=graph["expansion_add"],
                         expansion_search=graph["expansion_search"], oversample=search["oversample"],
                         deterministic=graph["deterministic"], scan=search.get("scan") or "auto",
-                        pool=search.get("pool") or codescan.DEFAULT_POOL)
+                        pool=search.get("pool") or codescan.DEFAULT_POOL,
+                        nprobe=search.get("nprobe") or codescan.DEFAULT_NPROBE)
 
 
 def _stage_keys(meta: dict[str, Any]) -> list[tuple[Any, ...]]:

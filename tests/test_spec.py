@@ -186,7 +186,7 @@ def test_faiss_factory_strings_name_the_same_chain(faiss: str, vecx_spec: str) -
 
 @pytest.mark.parametrize("faiss, message", [
     ("OPQ24_168,IVF512,PQ24x8", "without reducing dimensions"),
-    ("IVF512,PQ24x8", "IVF"), ("HNSW32,Flat", "--connectivity 32"), ("Flat", "leave --spec out"),
+    ("IVF512,Flat", "right before a PQ stage"), ("HNSW32,Flat", "--connectivity 32"), ("Flat", "leave --spec out"),
     ("PQ8,int8", "write the whole spec one way"), ("OPQ8", "before a PQ stage"), ("PQ8,LSH", "not a faiss stage"),
 ])
 def test_faiss_parts_vecx_lacks_say_what_to_write(faiss: str, message: str) -> None:
