@@ -101,7 +101,9 @@ def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
     if binarize is not None and binarize.values.get("mode") == "rabitq" and chain.stages[-1] is binarize:
         # RaBitQ codes: faiss's own IndexRaBitQ, the plain sign bits they improve on, and PQ at the same bytes.
         sign = ["faiss:BFlat", "usearch:b1"] if binarize.input.dim == dim else []
-        return [f"faiss:{prefix.replace(',', '') + ',' if prefix else ''}RaBitQ", *sign, *_pq_same_bytes(nbytes, dim)]
+        lists = f"IVF{binarize.values['ivf']}," if binarize.values.get("ivf") else ""
+        return [f"faiss:{prefix.replace(',', '') + ',' if prefix else ''}{lists}RaBitQ", *sign,
+                *_pq_same_bytes(nbytes, dim)]
     if space.dtype == "bits" and pq is None:
         if space.dim == dim:
             out = ["faiss:BFlat", "usearch:b1"]

@@ -29,6 +29,12 @@ Three modes:
   graph on the first bit plane returns (``vecx index --scan``); the float vectors rescore the
   shortlist.
 
+With ``ivf=N`` (coarse lists) each vector is centred on the nearest of N k-means centroids instead
+of the mean; its list number heads the code (2 bytes, little-endian). The estimator being linear
+in the query, ``est(q - c) = est(q) - est(c)``, and ``est(c)`` for the row's own centroid is
+folded into the additive factor at encoding: a query is rotated once (``P^T q``), and the
+index adds its exact score against each row's centroid (``<q, c>``, or ``|q - c|^2`` for L2).
+
 Decoding gives the best reconstruction the bits allow: ``mean ± mean|x - mean|`` per dimension
 (center/sign), and ``c + P (sum_t w_t s_t)`` for rabitq, whose inner products with a query equal
 the estimator's; exact search over decoded codes (``vecx truth``) and rescoring work in the
@@ -59,6 +65,8 @@ _ENCODE_ROWS = 1024
 #: Width of the Haar blocks of the rabitq rotation.
 MAX_BLOCK = 1024
 F16_MAX = 65504.0
+#: Coarse lists: the list number heads each code, little-endian, in this many bytes.
+LIST_BYTES = 2
 
 
 class Binarize(Codec, ScoresCodes):
@@ -82,6 +90,10 @@ class Binarize(Codec, ScoresCodes):
               help="center: sign of x - mean; sign: sign of x; rabitq: rotated signs + estimator factors"),
         Param("levels", int, default=1, minimum=1, maximum=8,
               help="mode=rabitq: bit planes per dimension (residual levels)"),
+        Param("ivf", int, default=0, minimum=0, maximum=65535, omit_default=True,
+              help="mode=rabitq: coarse lists (as LanceDB's IVF_RQ): each vector is coded relative to the "
+                   "nearest of this many k-means centroids, whose number takes 2 more bytes; an index then "
+                   "scans only the --nprobe lists nearest each query (0 = one global mean)"),
         *sample_params("fits the means"),
     )
     needs_fit = True
@@ -94,16 +106,26 @@ class Binarize(Codec, ScoresCodes):
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
         mode, levels = self.values["mode"], self.values["levels"]
+        self.lists = self.values["ivf"]
+        self.prefix = LIST_BYTES if self.lists else 0
         if mode != "rabitq":
             if levels != 1:
                 raise self.fail("levels > 1 needs mode=rabitq (residual planes are scored by its estimator)")
+            if self.lists:
+                raise self.fail("ivf (coarse lists) needs mode=rabitq (the estimator scores codes relative to a list)")
             return VectorSpec(input.dim, BITS, "hamming", False, "codes")
+        if self.lists and self.values["sample"] < self.lists:
+            raise self.fail(f"sample={self.values['sample']} rows cannot train {self.lists} coarse centroids")
         self.blocks_ = -(-input.dim // MAX_BLOCK)
         per_block = -(-input.dim // self.blocks_)  # ceil(D / blocks)
         self.block_ = -(-per_block // 8) * 8  # rounded up to 8
         self.padded_ = self.blocks_ * self.block_
         metric = "l2" if input.metric == "l2" else "ip"
-        return VectorSpec(levels * self.padded_ // 8 + 2 * (levels + 1), CODES, metric, False, "scorer")
+        if not hasattr(self, "coarse_"):  # re-planning (Chain.with_input) keeps the fitted state
+            self.coarse_: Any = None
+        self._coarse_rotated: Any = None
+        return VectorSpec(self.prefix + levels * self.padded_ // 8 + 2 * (levels + 1), CODES, metric, False,
+                          "scorer")
 
     # ---- shared -----------------------------------------------------------------------
     def _prepare(self, x: Any) -> Any:
@@ -119,7 +141,15 @@ class Binarize(Codec, ScoresCodes):
         else:
             rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
             self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
-            norms = np.linalg.norm(x - self.mean_, axis=1)
+            if self.lists:  # centred on each vector's list centroid instead of one mean
+                from vecx.codecs.coarse import fit_centroids, nearest
+
+                self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
+                self.mean_ = np.zeros(x.shape[1], dtype=np.float32)
+                self._coarse_rotated = None
+                norms = np.linalg.norm(x - self.coarse_[nearest(x, self.coarse_)], axis=1)
+            else:
+                norms = np.linalg.norm(x - self.mean_, axis=1)
             self.norm_scale_ = np.array([norms.mean() if norms.mean() > 0 else 1.0], dtype=np.float32)
         self.is_fitted = True
 
@@ -136,7 +166,8 @@ class Binarize(Codec, ScoresCodes):
         if self.values["mode"] == "rabitq":
             planes, factors = self._split(codes)
             y = sum(factors[:, 1 + t, None] * self._signs(planes[t]) for t in range(len(planes)))
-            return (self.mean_ + self._unrotate(y)).astype(np.float32)
+            centre = self.coarse_[self.list_of(codes)] if self.lists else self.mean_
+            return (centre + self._unrotate(y)).astype(np.float32)
         bits = np.unpackbits(codes, axis=1, count=self.input.dim)
         return self.mean_ + (bits.astype(np.float32) * 2.0 - 1.0) * self.scale_
 
@@ -159,17 +190,46 @@ class Binarize(Codec, ScoresCodes):
 
     def _split(self, codes: Any) -> tuple[list[Any], Any]:
         """Bit planes and float32 factors (add, w_1..w_T; scale undone) of codes (rows x bytes)."""
-        levels, width = self.values["levels"], self.padded_ // 8
-        planes = [codes[..., t * width:(t + 1) * width] for t in range(levels)]
-        raw = np.ascontiguousarray(codes[..., levels * width:]).view("<f2").astype(np.float32)
+        levels, width, head = self.values["levels"], self.padded_ // 8, self.prefix
+        planes = [codes[..., head + t * width: head + (t + 1) * width] for t in range(levels)]
+        raw = np.ascontiguousarray(codes[..., head + levels * width:]).view("<f2").astype(np.float32)
         s = float(self.norm_scale_[0])
-        raw[..., 0] *= s * s if self.output.metric == "l2" else s * float(np.linalg.norm(self.mean_))
+        raw[..., 0] *= self._add_scale()
         raw[..., 1:] *= s
         return planes, raw
 
+    def _add_scale(self) -> float:
+        """What the additive factor is divided by before float16: |x - c|^2 (l2) or |x - c| |c| (ip)
+        at the sample's mean distance (and the centroids' mean norm, with coarse lists)."""
+        s = float(self.norm_scale_[0])
+        if self.lists:  # the term holds the centroid's estimate too: |x - c| |c| in both metrics
+            return s * max(float(np.linalg.norm(self.coarse_, axis=1).mean()), s)
+        return s * s if self.output.metric == "l2" else s * float(np.linalg.norm(self.mean_))
+
+    def list_of(self, codes: Any) -> Any:
+        """The list number of each stored code row (its first two bytes, little-endian)."""
+        head = np.ascontiguousarray(np.asarray(codes)[..., :LIST_BYTES], dtype=np.uint8)
+        return head.view("<u2")[..., 0].astype(np.intp)
+
+    def _rotated_centroids(self) -> Any:
+        """``P^T c`` of every coarse centroid (lists x padded)."""
+        if self._coarse_rotated is None:
+            self._coarse_rotated = self._rotate(self.coarse_)
+        return self._coarse_rotated
+
+    def coarse_scores(self, prepared: dict[str, Any]) -> Any:
+        """Queries x lists: each query's score against each coarse centroid (the codec's metric)."""
+        return prepared["coarse"]
+
     def _encode_rabitq(self, x: Any) -> Any:
         levels, n = self.values["levels"], len(x)
-        centred = x - self.mean_
+        if self.lists:
+            from vecx.codecs.coarse import nearest
+
+            labels = nearest(x, self.coarse_)
+            centred = x - self.coarse_[labels]
+        else:
+            centred = x - self.mean_
         y = self._rotate(centred)
         r = np.linalg.norm(y, axis=1)
         o = unit_rows(y, r[:, None])
@@ -186,29 +246,51 @@ class Binarize(Codec, ScoresCodes):
         scale = float(self.norm_scale_[0])
         c_norm = float(np.linalg.norm(self.mean_))
         factors = np.zeros((n, levels + 1), dtype=np.float32)
-        if self.output.metric == "l2":
+        ok = f > 0
+        weights = [np.divide(r * a, f, out=np.zeros(n, dtype=np.float32), where=ok) for a in steps]
+        if self.lists:
+            # The estimator is linear in the query: est(q - c) = est(q) - est(c), and est(c) for the
+            # row's own centroid is known now. Scores then need only P^T q (no per-list query) plus
+            # the query's exact score against the centroid (the index's coarse scores).
+            centre = self.coarse_[labels]
+            est_c = sum(w * (np.einsum("np,np->n", self._rotated_centroids()[labels], _pm(p, self.padded_)))
+                        for w, p in zip(weights, planes, strict=True))
+            add = (r * r + 2.0 * est_c if self.output.metric == "l2"
+                   else np.einsum("nd,nd->n", centred, centre) - est_c)
+            factors[:, 0] = add / self._add_scale()
+        elif self.output.metric == "l2":
             factors[:, 0] = (r / scale) ** 2
         elif c_norm > 0:
             factors[:, 0] = (centred @ self.mean_) / (scale * c_norm)
-        ok = f > 0
-        for t, a in enumerate(steps):
-            factors[:, 1 + t] = np.divide(r * a, f * scale, out=np.zeros(n, dtype=np.float32), where=ok)
+        for t, w in enumerate(weights):
+            factors[:, 1 + t] = w / scale
         if (np.abs(factors) > F16_MAX).any():
             row = int(np.flatnonzero((np.abs(factors) > F16_MAX).any(axis=1))[0])
             raise RowError(row, "vector is too far from the fitted mean for float16 factors "
                                 f"(|x - mean| > {F16_MAX:g} x the sample's mean distance)",
                            hint="fit on a sample that contains such vectors, or scale the data")
-        return np.concatenate([*planes, factors.astype("<f2").view(np.uint8)], axis=1)
+        head = [labels.astype("<u2").view(np.uint8).reshape(n, LIST_BYTES)] if self.lists else []
+        return np.concatenate([*head, *planes, factors.astype("<f2").view(np.uint8)], axis=1)
 
     def encode_query(self, q: Any) -> Any:
         if self.values["mode"] != "rabitq":
             return self.encode(q)
         return self._prepare(q)
 
-    def prepare_queries(self, q: Any) -> dict[str, Any]:
+    def prepare_queries(self, q: Any, tables: bool = True) -> dict[str, Any]:
+        """Per-query state: the rotated (centred) queries, their sums, the additive constant, and with
+        coarse lists the queries' scores against the centroids. ``tables`` is accepted for the
+        scorers' common signature: this codec has none."""
         q = np.asarray(q, dtype=np.float32)
         centred = q - self.mean_
         rotated = self._rotate(centred)
+        if self.lists:  # the centroid's part comes per list: <q, c> (ip) or |q - c|^2 (l2)
+            dots = q @ self.coarse_.T
+            coarse = (np.einsum("nd,nd->n", q, q)[:, None] - 2.0 * dots
+                      + np.einsum("ld,ld->l", self.coarse_, self.coarse_)[None, :]) if self.output.metric == "l2" \
+                else dots
+            return {"rotated": rotated, "sum": rotated.sum(axis=1), "const": np.zeros(len(q), dtype=np.float32),
+                    "coarse": coarse.astype(np.float32)}
         if self.output.metric == "l2":
             const = (centred * centred).sum(axis=1)
         else:
@@ -231,34 +313,69 @@ class Binarize(Codec, ScoresCodes):
         out += prepared["const"][:, None]
         return out
 
+    def scoring_rows(self, codes: Any) -> tuple[Any, Any, Any]:
+        """Code rows as what :meth:`score_rows` multiplies: ``sum_t w_t s_t`` (rotated space), the
+        additive factor, and the rows' lists (the estimator is an inner product with the first)."""
+        codes = np.asarray(codes, dtype=np.uint8)
+        planes, factors = self._split(codes)
+        y = sum(factors[:, 1 + t, None] * self._signs(planes[t]) for t in range(len(planes)))
+        return y, factors[:, 0], self.list_of(codes) if self.lists else None
+
+    def score_rows(self, prepared: dict[str, Any], queries: Any, rows: tuple[Any, Any, Any]) -> Any:
+        """Scores of the prepared queries numbered ``queries`` against :meth:`scoring_rows` rows (BLAS)."""
+        y, add, lists = rows
+        dots = prepared["rotated"][queries] @ y.T
+        if self.output.metric == "l2":
+            dots *= -2.0
+        dots += add[None, :]
+        dots += prepared["const"][queries][:, None]
+        if lists is not None:
+            dots += prepared["coarse"][queries[:, None], lists[None, :]]
+        return dots
+
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
-        planes, factors = self._split(np.asarray(codes, dtype=np.uint8))
+        codes = np.asarray(codes, dtype=np.uint8)
+        planes, factors = self._split(codes)
         dots = [_bit_dots(prepared["rotated"], plane, self.padded_) for plane in planes]
-        return self._combine(prepared, dots, factors[None, :, :])
+        out = self._combine(prepared, dots, factors[None, :, :])
+        if self.lists:
+            out += np.take(prepared["coarse"], self.list_of(codes), axis=1)
+        return out
 
     def score_candidates(self, prepared: dict[str, Any], codes: Any) -> Any:
         planes, factors = self._split(np.asarray(codes, dtype=np.uint8))
         rotated = prepared["rotated"]
         dots = [np.einsum("nmp,np->nm", np.unpackbits(p, axis=-1, count=self.padded_).astype(np.float32), rotated)
                 for p in planes]
-        return self._combine(prepared, dots, factors)
+        out = self._combine(prepared, dots, factors)
+        if self.lists:
+            out += np.take_along_axis(prepared["coarse"], self.list_of(codes), axis=1)
+        return out
 
     def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
         if self.values["mode"] != "rabitq":
             return None
-        return BITS, self.padded_, np.ascontiguousarray(np.asarray(codes, dtype=np.uint8)[:, : self.padded_ // 8])
+        head = self.prefix
+        first_plane = np.asarray(codes, dtype=np.uint8)[:, head: head + self.padded_ // 8]
+        return BITS, self.padded_, np.ascontiguousarray(first_plane)
 
     # ---- state ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         if self.values["mode"] == "rabitq":
-            return {"mean": self.mean_, "rotation": self.rotation_, "norm_scale": self.norm_scale_}
+            out = {"mean": self.mean_, "rotation": self.rotation_, "norm_scale": self.norm_scale_}
+            return {**out, "coarse": self.coarse_} if self.lists else out
         return {"mean": self.mean_, "scale": self.scale_}
 
     def load_state(self, arrays: dict[str, Any]) -> None:
         d = self.input.dim
         rabitq = self.values["mode"] == "rabitq"
-        self._check_state(arrays, {"mean": (d,), "rotation": (self.blocks_, self.block_, self.block_),
-                                   "norm_scale": (1,)} if rabitq else {"mean": (d,), "scale": (d,)})
+        shapes: dict[str, tuple[int, ...]] = {"mean": (d,), "scale": (d,)}
+        if rabitq:
+            shapes = {"mean": (d,), "rotation": (self.blocks_, self.block_, self.block_), "norm_scale": (1,),
+                      **({"coarse": (self.lists, d)} if self.lists else {})}
+        self._check_state(arrays, shapes)
+        self.coarse_ = np.ascontiguousarray(arrays["coarse"], dtype=np.float32) if rabitq and self.lists else None
+        self._coarse_rotated = None
         self.mean_ = arrays["mean"].astype(np.float32)
         if rabitq:
             self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32)
@@ -266,6 +383,11 @@ class Binarize(Codec, ScoresCodes):
         else:
             self.scale_ = arrays["scale"].astype(np.float32)
         self.is_fitted = True
+
+
+def _pm(packed: Any, nbits: int) -> Any:
+    """Packed bits as +-1 floats (rows x nbits)."""
+    return np.unpackbits(packed, axis=1, count=nbits).astype(np.float32) * 2.0 - 1.0
 
 
 def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:

@@ -89,8 +89,6 @@ _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
 #: Coarse lists: at most this many (their number is stored in :data:`LIST_BYTES` bytes per row).
 MAX_LISTS = 65535
 LIST_BYTES = 2
-#: k-means iterations of the coarse centroids.
-_COARSE_ITERS = 20
 
 
 def _mix(seed: int, index: int) -> int:
@@ -421,21 +419,16 @@ class PQ(Codec, ScoresCodes):
 
     def _fit_lists(self, x: Any) -> Any:
         """Fits the coarse centroids on (a seeded subset of) ``x``; returns ``x``'s residuals from them."""
-        n = len(x)
-        if n < self.lists:
-            raise DataError(f"{self.spec}: k-means needs at least {self.lists} training rows for {self.lists} "
-                            f"coarse lists, the sample holds {n}", hint="give more rows, or fewer lists")
-        limit = MAX_POINTS_PER_CENTROID * self.lists
-        train = x if n <= limit else x[sample_rows(n, limit, _mix(self.values["seed"], 1 << 22))]
-        seed = _mix(self.values["seed"], 1 << 23)
-        self.coarse_ = _kmeans(np.ascontiguousarray(train), self.lists, _COARSE_ITERS, seed)
+        from vecx.codecs.coarse import fit_centroids
+
+        self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
         return x - self.coarse_[self.list_of_vectors(x)]
 
     def list_of_vectors(self, x: Any) -> Any:
         """The coarse list (nearest centroid) of each row of ``x`` (input space, normalized if cosine)."""
-        labels = np.empty(len(x), dtype=np.intp)
-        _nearest(np.asarray(x, dtype=np.float32), _augmented(self.coarse_), labels)
-        return labels
+        from vecx.codecs.coarse import nearest
+
+        return nearest(x, self.coarse_)
 
     def list_of(self, codes: Any) -> Any:
         """The list number of each stored code row (its first two bytes, little-endian)."""

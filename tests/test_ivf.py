@@ -46,6 +46,35 @@ def test_ivf_pq_scores_are_the_decoded_rows_scores(metric: str) -> None:
     np.testing.assert_allclose(coarse, ref, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_rabitq_with_lists_scores_alike_on_every_path_and_errs_less(metric: str, levels: int) -> None:
+    """RaBitQ relative to each vector's list centroid: the per-byte tables, the unpacked-bit product, the
+    per-candidate and the list-by-list paths give the same estimates, which are closer to the exact
+    scores than those relative to one global mean."""
+    x = make_vectors(3000, 40, seed=12)
+    q = make_vectors(50, 40, seed=13)
+    errors = {}
+    for spec in (f"binarize:mode=rabitq:levels={levels}", f"binarize:mode=rabitq:levels={levels}:ivf=16"):
+        chain = Chain.from_spec(spec, VectorSpec(40, "float32", metric, False))
+        chain.fit(lambda stage: x)
+        stage, codes = chain.stages[-1], np.asarray(chain.encode(x))
+        qq = chain.encode_query(q)
+        prepared = stage.prepare_queries(qq)
+        many = stage.score(prepared, codes)
+        np.testing.assert_allclose(stage.score(stage.prepare_queries(qq[:5]), codes), many[:5], atol=1e-3)
+        np.testing.assert_allclose(stage.score_rows(prepared, np.arange(50), stage.scoring_rows(codes)), many,
+                                   atol=1e-3)
+        cand = np.tile(np.arange(100), (50, 1))
+        np.testing.assert_allclose(stage.score_candidates(prepared, codes[cand]), many[:, :100], atol=1e-3)
+        xu, qu = (x, q) if metric == "l2" else (x / np.linalg.norm(x, axis=1, keepdims=True),
+                                                 q / np.linalg.norm(q, axis=1, keepdims=True))
+        exact = ((qu[:, None] - xu[None]) ** 2).sum(-1) if metric == "l2" else qu @ xu.T
+        errors[spec] = float(np.abs(many - exact).mean())
+    plain, lists = errors.values()
+    assert lists < 0.8 * plain, errors
+
+
 def test_ivf_lists_lower_the_error_of_the_same_codes() -> None:
     x = make_vectors(4000, 32, seed=5)
     errors = {}
@@ -66,7 +95,7 @@ def test_spellings_of_coarse_lists() -> None:
     assert "ivf" not in Chain.from_spec("pq:16x8", space).spec  # files from before the parameter keep their spec
     for bad, message in (("ivf:64", "right before a pq stage"), ("ivf:64,int8", "right before a pq stage"),
                          ("IVF64,SQ8", "right before a PQ stage"), ("ivf:64,ivf:32,pq:8x8", "two ivf stages"),
-                         ("pq:8x8:ivf=70000", "at most")):
+                         ("pq:8x8:ivf=70000", "at most"), ("binarize:mode=sign:ivf=4", "needs mode=rabitq")):
         with pytest.raises(SpecError, match=message):
             Chain.from_spec(bad, space)
 
@@ -75,12 +104,13 @@ def _ids(out: str) -> list[list[int]]:
     return [[r["id"] for r in json.loads(line)["results"]] for line in out.splitlines()]
 
 
-def test_an_ivf_index_probes_lists_and_all_lists_equal_the_exhaustive_scan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", ["IVF16,PQ8x8", "binarize:mode=rabitq:ivf=16"])
+def test_an_ivf_index_probes_lists_and_all_lists_equal_the_exhaustive_scan(tmp_path: Path, spec: str) -> None:
     x = make_vectors(3000, 32, seed=6)
     np.save(tmp_path / "x.npy", x[:2500])
     np.save(tmp_path / "q.npy", make_vectors(30, 32, seed=7))
     ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
-    ok("encode", tmp_path / "x.parquet", "--spec", "IVF16,PQ8x8", "-o", tmp_path / "c.parquet",
+    ok("encode", tmp_path / "x.parquet", "--spec", spec, "-o", tmp_path / "c.parquet",
        "--save-state", tmp_path / "c.state")
     ok("index", tmp_path / "c.parquet", "-o", tmp_path / "c.vecx", "--nprobe", "4", "--rescore-vectors",
        tmp_path / "x.parquet")
