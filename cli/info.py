@@ -120,10 +120,14 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         ("rows", _index_rows(meta)),
         *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
                      f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
-                     + (f", pool {meta['search'].get('pool')}x" if g.get("file") else ""))] if meta.get("codes") else []),
+                     + (f", pool {meta['search'].get('pool')}x" if g.get("file") else "")
+                     + (f", {meta['search']['nprobe']} lists per query" if meta["search"].get("nprobe") else ""))]
+          if meta.get("codes") else []),
         ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
                    + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")
-                   if g.get("file", "graph.usearch") else "none (exhaustive scan of the codes)")),
+                   if g.get("file", "graph.usearch") else
+                   "none (coarse lists of the codes)" if meta["search"].get("scan") == "ivf" else
+                   "none (exhaustive scan of the codes)")),
         *([("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
                           f"search {g['expansion_search']}; "
                           f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}")]

@@ -115,13 +115,16 @@ class CodeScan:
         self.list_count = int(getattr(scorer, "lists", 0) or 0)
         self._lists: tuple[Any, Any] | None = None
 
-    def _scores_by_list(self, prepared: dict[str, Any], order: Any, starts: Any, picked: Any, columns: Any,
-                        width: int) -> Any:
-        """Queries x candidates scores, list by list: each probed list's rows decoded once and scored
-        against every query that probes it in one matrix product (BLAS), where gathering table entries
-        per query and row would cost M lookups per pair."""
+    def _best_by_list(self, prepared: dict[str, Any], order: Any, starts: Any, picked: Any,
+                      count: int) -> tuple[Any, Any]:
+        """Each query's best ``count`` rows (keys, scores) among its picked lists, list by list: each
+        probed list's rows decoded once and scored against every query that probes it in one matrix
+        product (BLAS), where gathering table entries per query and row would cost M lookups per
+        pair; only each list's best ``count`` per query are kept for the final selection."""
         n, nprobe = picked.shape
-        scores = np.full((n, width), np.inf if self.lower_is_better else -np.inf, dtype=np.float32)
+        worse = np.inf if self.lower_is_better else -np.inf
+        keys = np.full((n, nprobe * count), -1, dtype=np.int64)
+        scores = np.full((n, nprobe * count), worse, dtype=np.float32)
         flat = picked.ravel()
         by_list = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[by_list], np.arange(self.list_count + 1))
@@ -131,10 +134,31 @@ class CodeScan:
                 continue
             pairs = by_list[bounds[lst]: bounds[lst + 1]]
             queries, slots = pairs // nprobe, pairs % nprobe
-            decoded = self.scorer.scoring_rows(np.asarray(self.codes[rows]))
-            part = self.scorer.score_rows(prepared, queries, decoded)
-            cols = columns[queries, slots][:, None] + np.arange(len(rows))[None, :]
+            part = np.asarray(self.scorer.score_rows(prepared, queries, self.scorer.scoring_rows(
+                np.asarray(self.codes[rows]))), dtype=np.float32)
+            kept = min(count, len(rows))
+            if len(rows) > kept:
+                best = np.argpartition(part if self.lower_is_better else -part, kept - 1, axis=1)[:, :kept]
+                part = np.take_along_axis(part, best, axis=1)
+                found = rows[best]
+            else:
+                found = np.broadcast_to(rows, part.shape)
+            cols = (slots * count)[:, None] + np.arange(kept)[None, :]
+            keys[queries[:, None], cols] = found
             scores[queries[:, None], cols] = part
+        return keys, scores
+
+    def _scores_per_query(self, block: Any, keys: Any) -> Any:
+        """Scores of a few queries' candidates (-1: none), one query at a time: its candidates' codes
+        are gathered and scored by the codec's own path for single queries (PQ tables, RaBitQ's
+        per-byte tables), faster than unpacking every candidate for every query."""
+        scores = np.full(keys.shape, np.inf if self.lower_is_better else -np.inf, dtype=np.float32)
+        for i in range(len(block)):
+            valid = keys[i] >= 0
+            rows = keys[i][valid]
+            if len(rows):
+                prepared = self.prepare(block[i: i + 1])
+                scores[i, valid] = np.asarray(self.scorer.score(prepared, np.asarray(self.codes[rows])))[0]
         return scores
 
     def lists(self) -> tuple[Any, Any]:
@@ -154,10 +178,10 @@ class CodeScan:
         order, starts = self.lists()
         nprobe = max(1, min(nprobe, self.list_count))
         keys_out, scores_out = [], []
-        # Queries per block: as many as keep the block's candidate scores within the scratch budget
-        # (a list scored by BLAS is decoded once per block, so the more queries share it the better).
+        # Queries per block: as many as keep the block's candidates within the scratch budget (a list
+        # scored by BLAS is decoded once per block, so the more queries share it the better).
         sizes = np.diff(starts)
-        widest = int(np.sort(sizes)[-nprobe:].sum()) if len(sizes) else 1
+        widest = min(int(np.sort(sizes)[-nprobe:].sum()) if len(sizes) else 1, nprobe * count)
         per_block = max(_BY_LIST_QUERIES, min(len(q), _BLOCK_BYTES // max(1, 12 * widest)))
         for lo in range(0, len(q), per_block):
             block = np.asarray(q[lo: lo + per_block])
@@ -167,14 +191,11 @@ class CodeScan:
             rank = coarse if self.lower_is_better else -coarse
             picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
                 np.broadcast_to(np.arange(self.list_count), rank.shape)
-            keys, columns = _list_rows(order, starts, picked)
             if by_list:
-                scores = self._scores_by_list(prepared, order, starts, picked, columns, keys.shape[1])
+                keys, scores = self._best_by_list(prepared, order, starts, picked, count)
             else:
-                valid = keys >= 0
-                codes = np.asarray(self.codes[np.where(valid, keys, 0)])
-                scores = np.asarray(self.scorer.score_candidates(prepared, codes), dtype=np.float32)
-                scores = np.where(valid, scores, np.inf if self.lower_is_better else -np.inf)
+                keys = _list_rows(order, starts, picked)
+                scores = self._scores_per_query(block, keys)
             k, sc = _select(keys, scores, min(count, keys.shape[1]), self.lower_is_better)
             keys_out.append(k)
             scores_out.append(sc)
@@ -226,19 +247,17 @@ class CodeScan:
         return _select(keys, scores, count, self.lower_is_better)
 
 
-def _list_rows(order: Any, starts: Any, picked: Any) -> tuple[Any, Any]:
-    """Queries x candidates: the rows of each query's picked lists, padded with -1 to the longest; and
-    the column where each picked list's rows begin (queries x lists picked)."""
+def _list_rows(order: Any, starts: Any, picked: Any) -> Any:
+    """Queries x candidates: the rows of each query's picked lists, padded with -1 to the longest."""
     n = len(picked)
     lo, hi = starts[picked], starts[picked + 1]  # n x nprobe
     sizes = (hi - lo).ravel()
     per_query = (hi - lo).sum(axis=1)
-    columns = np.cumsum(hi - lo, axis=1) - (hi - lo)
     width = int(per_query.max()) if n else 0
     out = np.full((n, width), -1, dtype=np.int64)
     total = int(sizes.sum())
     if not total:
-        return out, columns
+        return out
     # Position in ``order`` of every candidate: each list's start, then counting up within it.
     seg_first = np.cumsum(sizes) - sizes
     within = np.arange(total) - np.repeat(seg_first, sizes)
@@ -246,7 +265,7 @@ def _list_rows(order: Any, starts: Any, picked: Any) -> tuple[Any, Any]:
     query = np.repeat(np.arange(n), per_query)
     column = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
     out[query, column] = order[positions]
-    return out, columns
+    return out
 
 
 def _pad(a: Any, width: int, fill: Any) -> Any:

@@ -116,7 +116,7 @@ def test_an_ivf_index_probes_lists_and_all_lists_equal_the_exhaustive_scan(tmp_p
        tmp_path / "x.parquet")
     info = json.loads(ok("info", tmp_path / "c.vecx", "--json"))["vecx"]
     assert info["search"]["scan"] == "ivf" and info["search"]["nprobe"] == 4
-    assert "default scan ivf" in ok("info", tmp_path / "c.vecx")
+    assert "default scan ivf, 4 lists per query" in ok("info", tmp_path / "c.vecx")
 
     def query(*args: str) -> list[list[int]]:
         r = run_vecx("query", tmp_path / "c.vecx", "--vector", tmp_path / "q.npy", "-k", "10", "--oversample", "1",
