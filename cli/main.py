@@ -53,7 +53,7 @@ def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=
 # that a single ``vecx query`` does not pay for turning every other command into a click command.
 _MODULES = (("encode", ("import", "encode", "fit")), ("codecs", ()), ("vsa", ("vsa",)), ("index", ("index", "delete", "compact")),
             ("query", ("query",)), ("eval", ("eval",)), ("info", ("info", "verify")), ("truth", ("truth",)),
-            ("spec", ("spec",)), ("bench", ("bench",)))
+            ("spec", ("spec",)), ("bench", ("bench",)), ("plan", ("plan",)))
 _MODULE_OF = {command: module for module, commands in _MODULES for command in commands}
 
 

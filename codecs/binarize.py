@@ -142,7 +142,7 @@ class Binarize(Codec, ScoresCodes):
             rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
             self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
             if self.lists:  # centred on each vector's list centroid instead of one mean
-                from vecx.codecs.coarse import fit_centroids, nearest
+                from vecx.codecs.kmeans import fit_centroids, nearest
 
                 self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
                 self.mean_ = np.zeros(x.shape[1], dtype=np.float32)
@@ -224,7 +224,7 @@ class Binarize(Codec, ScoresCodes):
     def _encode_rabitq(self, x: Any) -> Any:
         levels, n = self.values["levels"], len(x)
         if self.lists:
-            from vecx.codecs.coarse import nearest
+            from vecx.codecs.kmeans import nearest
 
             labels = nearest(x, self.coarse_)
             centred = x - self.coarse_[labels]

@@ -114,35 +114,35 @@ def test_kmeans_lowers_error_with_iterations_and_uses_every_centroid() -> None:
 
 
 def test_over_relaxed_kmeans_beats_plain_lloyd_and_ends_at_cluster_means(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vecx.codecs import pq
+    from vecx.codecs import kmeans
 
     x = np.ascontiguousarray(anisotropic(4000, 8, seed=3))
 
     def error(centroids: np.ndarray) -> float:
         labels = np.empty(len(x), dtype=np.intp)
-        pq._nearest(x, pq._augmented(centroids), labels)
+        kmeans._nearest(x, kmeans._augmented(centroids), labels)
         return float(((x - centroids[labels]) ** 2).sum(axis=1).mean())
 
-    relaxed = pq._kmeans(x, 64, 12, seed=5)
-    monkeypatch.setattr(pq, "_RELAX", 1.0)
-    plain = pq._kmeans(x, 64, 12, seed=5)
+    relaxed = kmeans._kmeans(x, 64, 12, seed=5)
+    monkeypatch.setattr(kmeans, "_RELAX", 1.0)
+    plain = kmeans._kmeans(x, 64, 12, seed=5)
     assert error(relaxed) < 0.995 * error(plain)
     # What a plain Lloyd run gets in twice the steps, the relaxed one gets in the given ones.
-    assert error(relaxed) <= error(pq._kmeans(x, 64, 24, seed=5)) * 1.002
-    fixed = pq._kmeans(x, 64, 500, seed=5)  # plain Lloyd run to its fixed point
+    assert error(relaxed) <= error(kmeans._kmeans(x, 64, 24, seed=5)) * 1.002
+    fixed = kmeans._kmeans(x, 64, 500, seed=5)  # plain Lloyd run to its fixed point
     monkeypatch.undo()
     # Started at a Lloyd fixed point, the relaxed run stays there.
-    assert np.allclose(pq._kmeans(x, 64, 20, seed=5, init=fixed), fixed, rtol=0, atol=1e-6)
+    assert np.allclose(kmeans._kmeans(x, 64, 20, seed=5, init=fixed), fixed, rtol=0, atol=1e-6)
     # The result is the means of the last assignment, not an extrapolated step past them.
     seen: list[np.ndarray] = []
-    nearest = pq._nearest
+    nearest = kmeans._nearest
 
     def recording(rows: np.ndarray, augmented: np.ndarray, out: np.ndarray, xa: np.ndarray | None = None) -> None:
         nearest(rows, augmented, out, xa)
         seen.append(out.copy())
 
-    monkeypatch.setattr(pq, "_nearest", recording)
-    centroids = pq._kmeans(x, 64, 9, seed=5)
+    monkeypatch.setattr(kmeans, "_nearest", recording)
+    centroids = kmeans._kmeans(x, 64, 9, seed=5)
     last = seen[-1]
     for j in np.unique(last):
         np.testing.assert_allclose(centroids[j], x[last == j].mean(axis=0, dtype=np.float64), rtol=0, atol=1e-5)
