@@ -186,7 +186,8 @@ class CodeScan:
         for lo in range(0, len(q), per_block):
             block = np.asarray(q[lo: lo + per_block])
             by_list = len(block) >= _BY_LIST_QUERIES and hasattr(self.scorer, "scoring_rows")
-            prepared = self.scorer.prepare_queries(block, tables=False) if by_list else self.prepare(block)
+            # The coarse scores (and a list-by-list scan) need the queries, not PQ's distance tables.
+            prepared = self.scorer.prepare_queries(np.asarray(block, dtype=np.float32), tables=False)
             coarse = np.asarray(self.scorer.coarse_scores(prepared))
             rank = coarse if self.lower_is_better else -coarse
             picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
