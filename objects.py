@@ -207,13 +207,14 @@ class Index:
         return self._searcher.payload_names()
 
     def search(self, queries: Any, k: int = 10, *, oversample: int | None = None, expansion: int | None = None,
-               where: str | None = None) -> SearchResult:
+               where: str | None = None, nprobe: int | None = None) -> SearchResult:
         """The ``k`` nearest rows of each query (n x dim, or one vector).
 
         ``oversample``: rescoring factor (1: no rescoring; default: the index's); ``expansion``:
-        the graph's search expansion; ``where``: a filter on payload columns (``vecx query --where``).
+        the graph's search expansion; ``where``: a filter on payload columns (``vecx query --where``);
+        ``nprobe``: codes in coarse lists, the lists scanned per query (default: the index's).
         """
-        from vecx.api import _check_search_options, _filter_rows
+        from vecx.api import _check_search_options, _choose_scan, _filter_rows
 
         _check_search_options(k, oversample, expansion)
         searcher = self._searcher
@@ -221,8 +222,13 @@ class Index:
         # Finite rows of the index's dimensions (or its own codes, as bytes).
         q = searcher.check_queries(queries if byte_codes else _numbers(queries, "search"), "search")
         allowed = _filter_rows(searcher, where, searcher.payload_names(), self.path)
-        rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
-                                       rescore=oversample != 1)
+        stored = searcher.nprobe
+        try:
+            _choose_scan(searcher, None, nprobe)
+            rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
+                                           rescore=oversample != 1)
+        finally:
+            searcher.nprobe = stored  # for this search only
         return self._result(rows, scores)
 
     def like(self, ids: list[Any], k: int = 10, *, oversample: int | None = None) -> SearchResult:
@@ -278,7 +284,7 @@ def build_index(data: Any, path: str, *, spec: str | None = None, ids: Any = Non
     float32 vectors themselves). ``ids``: one per row of an ndarray (default: row numbers).
     ``rescore``: keep the float vectors for rescoring. ``graph_params``: the build options of
     ``vecx index`` (``connectivity``, ``expansion_add``, ``expansion_search``, ``oversample``,
-    ``deterministic``, ``scan``, ``pool``).
+    ``deterministic``, ``scan``, ``pool``, ``nprobe``).
     """
     from vecx import api
     from vecx.formats.inmemory import is_in_memory

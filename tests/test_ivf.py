@@ -130,6 +130,12 @@ def test_an_ivf_index_probes_lists_and_all_lists_equal_the_exhaustive_scan(tmp_p
                for n in (1, 4, 16)}
     assert overlap[1] <= overlap[4] <= overlap[16] == 10.0 and overlap[1] < 10.0, overlap
     assert query() == query("--nprobe", "4")  # the stored default
+    import vecx
+
+    with vecx.open_index(tmp_path / "c.vecx") as index:  # the Python API probes as the command line does
+        q30 = np.load(tmp_path / "q.npy")
+        assert index.search(q30, k=10, oversample=1, nprobe=16).ids.tolist() == exhaustive
+        assert index.search(q30, k=10, oversample=1).ids.tolist() == query("--nprobe", "4")
     # A batch is scored list by list (decoded rows times the queries): the same top-10 as the codes' tables.
     np.save(tmp_path / "q40.npy", make_vectors(40, 32, seed=11))
     by_list = run_vecx("query", tmp_path / "c.vecx", "--vector", tmp_path / "q40.npy", "-k", "10", "--oversample",
