@@ -1106,16 +1106,21 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     if target_recall is not None:
         result.tuning = ev.tune(searcher, q, truth, k, target_recall)
         if save and result.tuning["reached"]:
-            tuned = result.tuning
-            store.update_manifest(index, {"search": {"oversample": tuned["oversample"], "nprobe": tuned["nprobe"]}}
-                                  if "nprobe" in tuned else
-                                  {"search": {"oversample": tuned["oversample"]},
-                                   "graph": {"expansion_search": tuned["expansion"]}},
-                                  expected=searcher.directory)
+            store.update_manifest(index, _tuned_defaults(result.tuning), expected=searcher.directory)
             result.tuning["saved"] = True
     elif save:
         raise UsageError("--save stores what --target-recall finds; give --target-recall too")
     return result
+
+
+def _tuned_defaults(tuned: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest changes that make ``eval --target-recall``'s finding the index's defaults."""
+    changes: dict[str, dict[str, Any]] = {"search": {"oversample": tuned["oversample"]}}
+    if "nprobe" in tuned:
+        changes["search"]["nprobe"] = tuned["nprobe"]
+    if "expansion" in tuned:
+        changes["graph"] = {"expansion_search": tuned["expansion"]}
+    return changes
 
 
 def _computed_truth(searcher: Searcher, q: Any) -> tuple[Any, str]:

@@ -9,8 +9,10 @@ the float vectors, which stay on disk) and batch QPS. What an index keeps in mem
 searches read whole: the graph and the codes (``graph.usearch``, ``codes.bin``) and the fitted
 state; the rescoring vectors and the payload are memory-mapped and read only for the rows a
 query needs. That is measured on each built sample index, per row, and extrapolated to the base's
-rows. Candidates over the budget are dropped; of the rest, the pick is the fastest one that
-reaches ``target_recall`` (rescored if that is the only way), else the one with the best recall.
+rows. Candidates over the budget are dropped. With ``target_recall``, each candidate's least
+search effort reaching it is found as ``vecx eval --target-recall`` finds it (the oversampling
+factor, then the graph's expansion or the lists probed) and its QPS measured there; the pick is
+the fastest of those that reach it, else the one with the best recall.
 The report gives the Pareto set (recall against bytes in memory) and the ``vecx`` commands that
 build the pick on the whole base.
 """
@@ -142,7 +144,9 @@ def run(base: str, options: PlanOptions, progress: Any = None) -> dict[str, Any]
                 api.build_index(encoded, path, rescore=imported, options=BuildOptions(**index_options))
             except UsageError:
                 continue  # the chain does not fit this data (e.g. too few rows for its lists)
-            report = api.evaluate(path, q_file, truth_path=truth_file, k=options.k, oversample=options.oversample)
+            report = api.evaluate(path, q_file, truth_path=truth_file, k=options.k, oversample=options.oversample,
+                                  target_recall=options.target_recall)
+            tuned = _tuned(api, path, q_file, truth_file, options.k, report.tuning)
             memory = _memory_bytes(path)
             fixed = memory["fixed"]
             est = fixed + memory["per_row"] * rows
@@ -152,7 +156,7 @@ def run(base: str, options: PlanOptions, progress: Any = None) -> dict[str, Any]
                 "memory_bytes": int(est), "fits": est <= total,
                 f"recall@{options.k}": first[f"recall@{options.k}"],
                 f"recall@{options.k}_rescored": rescored[f"recall@{options.k}"],
-                "qps": first.get("qps"), "qps_rescored": rescored.get("qps"),
+                "qps": first.get("qps"), "qps_rescored": rescored.get("qps"), "tuned": tuned,
             })
             if progress is not None:
                 progress.close()
@@ -161,6 +165,18 @@ def run(base: str, options: PlanOptions, progress: Any = None) -> dict[str, Any]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _report(base, rows, options, total, per_vector, measured, len(x), len(q))
+
+
+def _tuned(api: Any, path: str, q_file: str, truth_file: str, k: int, tuning: dict[str, Any] | None) -> Any:
+    """The least search effort reaching the target (``eval --target-recall``: the oversampling factor,
+    then the graph's expansion or the lists probed) and the QPS at it; None when out of reach."""
+    if not tuning or not tuning["reached"]:
+        return None
+    knobs = {knob: tuning[knob] for knob in ("nprobe", "expansion") if knob in tuning}
+    at = api.evaluate(path, q_file, truth_path=truth_file, k=k, oversample=tuning["oversample"], **knobs)
+    stage = at.stages[-1] if tuning["oversample"] > 1 else at.stages[1]
+    return {"oversample": tuning["oversample"], **knobs, f"recall@{k}": tuning[f"recall@{k}"],
+            "qps": stage.get("qps")}
 
 
 def _memory_bytes(index: str) -> dict[str, float]:
@@ -196,30 +212,34 @@ def _report(base: str, rows: int, options: PlanOptions, total: float, per_vector
         raise UsageError(f"--budget {options.budget}: no candidate fits ({total:,.0f} bytes for {rows:,} rows)",
                          hint="give a larger budget" + (f": the smallest measured index takes {smallest:,} bytes"
                                                         if smallest is not None else ""))
-    pick = None
-    if fitting:
-        target = options.target_recall
-        reaching = [(m, False) for m in fitting if target is not None and m[f"recall@{k}"] >= target]
-        reaching += [(m, True) for m in fitting if target is not None and m[f"recall@{k}"] < target
-                     <= m[f"recall@{k}_rescored"]]
-        if reaching:
-            m, rescore = max(reaching, key=lambda r: (r[0]["qps_rescored" if r[1] else "qps"] or 0))
-        else:
-            m = max(fitting, key=best_recall)
-            rescore = m[f"recall@{k}_rescored"] > m[f"recall@{k}"]
-        pick = {"spec": m["spec"], "rescore": rescore, "reaches_target": bool(reaching) or target is None,
-                "memory_bytes": m["memory_bytes"], "commands": _commands(base, m["spec"], rescore, options)}
+    reaching = [m for m in fitting if m.get("tuned")]
+    if reaching:  # the fastest at the settings that reach the target
+        m = max(reaching, key=lambda c: c["tuned"]["qps"] or 0)
+        settings = m["tuned"]
+    else:  # no target, or none reaches it: the best recall, at the measured settings
+        m = max(fitting, key=best_recall)
+        rescored = m[f"recall@{k}_rescored"] > m[f"recall@{k}"]
+        settings = {"oversample": options.oversample if rescored else 1}
+    pick = {"spec": m["spec"], "rescore": settings["oversample"] > 1,
+            "reaches_target": bool(reaching) or options.target_recall is None,
+            "settings": settings, "memory_bytes": m["memory_bytes"],
+            "commands": _commands(base, m["spec"], settings)}
     return {"base": base, "rows": rows, "budget": {"given": options.budget, "bytes": int(total),
                                                    "bytes_per_vector": round(per_vector, 1)},
             "target_recall": options.target_recall, "k": k, "sample_rows": sample, "queries": queries,
             "oversample": options.oversample, "candidates": measured, "pick": pick}
 
 
-def _commands(base: str, spec: str, rescore: bool, options: PlanOptions) -> list[str]:
-    """The commands that build the pick on the whole base."""
+def _commands(base: str, spec: str, settings: dict[str, Any]) -> list[str]:
+    """The commands that build the pick on the whole base, with the search settings it was measured at."""
     stem = os.path.splitext(os.path.basename(base.rstrip("/")))[0] or "docs"
     codes = f"{stem}.codes.parquet"
     index = f"{stem}.vecx"
-    build = f"vecx index {codes} -o {index}" + (f" --rescore-vectors {base} --oversample {options.oversample}"
-                                                 if rescore else "")
+    build = f"vecx index {codes} -o {index}"
+    if settings["oversample"] > 1:
+        build += f" --rescore-vectors {base} --oversample {settings['oversample']}"
+    if "nprobe" in settings:
+        build += f" --nprobe {settings['nprobe']}"
+    if "expansion" in settings:
+        build += f" --expansion-search {settings['expansion']}"
     return [f"vecx encode {base} -o {codes} --spec {spec}", build]

@@ -64,12 +64,17 @@ def register(app: typer.Typer) -> None:
         render.table(rows)
         tuning = result.tuning
         if tuning:
-            knob = "nprobe" if "nprobe" in (tuning["tried"] or [{}])[0] else "expansion"
+            first = (tuning["tried"] or [{}])[0]
+            knob = next((name for name in ("nprobe", "expansion") if name in first), None)
+
+            def at(setting: dict) -> str:
+                return f"oversample {setting['oversample']}" + (f", {knob} {setting[knob]}" if knob else "")
+
             if tuning["reached"]:
-                typer.echo(f"target recall@{k} >= {tuning['target']}: oversample {tuning['oversample']}, {knob} "
-                           f"{tuning[knob]} (recall@{k} {tuning[f'recall@{k}']:.4f})"
+                typer.echo(f"target recall@{k} >= {tuning['target']}: {at(tuning)} "
+                           f"(recall@{k} {tuning[f'recall@{k}']:.4f})"
                            + ("; saved as the index's defaults" if tuning.get("saved") else ""))
             else:
                 best = max(tuning["tried"], key=lambda t: t[f"recall@{k}"])
                 typer.echo(f"target recall@{k} >= {tuning['target']} not reached; best {best[f'recall@{k}']:.4f} "
-                           f"at oversample {best['oversample']}, {knob} {best[knob]}")
+                           f"at {at(best)}")

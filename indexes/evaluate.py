@@ -99,9 +99,13 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
         raise UsageError(f"--target-recall must be in (0, 1], not {target}")
     rescorable = searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None
     factors = FACTORS if rescorable else (1,)
+    knob: str | None
+    values: list[Any]
     if searcher.scan_mode == "ivf":
         lists = searcher.scan.list_count
         knob, values = "nprobe", [n for n in NPROBES if n < lists] + [lists]
+    elif searcher.scan_mode == "exhaustive":  # every code compared: only the oversampling matters
+        knob, values = None, [None]
     else:
         knob, values = "expansion", list(EXPANSIONS)
     tried = []
@@ -113,8 +117,9 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
             else:
                 rows, _ = searcher.search(q, k, oversample=factor, expansion=value, rescore=factor > 1)
             reached = recall_at(rows, truth, k)
-            tried.append({"oversample": factor, knob: value, f"recall@{k}": round(reached, 4)})
+            setting = {"oversample": factor, **({knob: value} if knob else {})}
+            tried.append({**setting, f"recall@{k}": round(reached, 4)})
             if reached >= target:
-                return {"target": target, "reached": True, "oversample": factor, knob: value,
-                        f"recall@{k}": round(reached, 4), "tried": tried}
+                return {"target": target, "reached": True, **setting, f"recall@{k}": round(reached, 4),
+                        "tried": tried}
     return {"target": target, "reached": False, "tried": tried}

@@ -179,3 +179,10 @@ def test_ivf_options_on_indexes_without_lists_are_refused(tmp_path: Path) -> Non
         assert r.code == 2 and message in r.stderr, r.stderr
     r = run_vecx("index", tmp_path / "p.parquet", "-o", tmp_path / "p2.vecx", "--scan", "ivf")
     assert r.code == 2 and "ivf=" in r.stderr and not (tmp_path / "p2.vecx").exists()
+    # An exhaustive scan has no search effort to tune: --target-recall tunes the oversampling alone.
+    ok("index", tmp_path / "p.parquet", "-o", tmp_path / "r.vecx", "--rescore-vectors", tmp_path / "x.parquet")
+    tuned = json.loads(ok("eval", tmp_path / "r.vecx", "--queries", tmp_path / "q.npy", "--target-recall", "0.5",
+                          "--json"))["tuning"]
+    assert tuned["reached"] and "expansion" not in tuned and "nprobe" not in tuned
+    text = ok("eval", tmp_path / "r.vecx", "--queries", tmp_path / "q.npy", "--target-recall", "0.5")
+    assert f"oversample {tuned['oversample']} (recall@10" in text
