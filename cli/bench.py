@@ -56,7 +56,9 @@ def register(app: typer.Typer) -> None:
         if not spec:
             raise UsageError("no chain to measure: give --spec SPEC (repeatable), e.g. --spec f16 --spec binarize")
         queries = query_file(queries, old_queries, base)
-        if truth is None and queries == base and base.lower().endswith((".hdf5", ".h5")):
+        from vecx.formats.hdf5 import is_hdf5
+
+        if truth is None and queries == base and is_hdf5(base):
             truth = base  # an ann-benchmarks file: its test set's own neighbours
         rescore = renamed("--oversample", oversample, "--rescore", rescore)
         out = renamed("--output", output, "--out", out)

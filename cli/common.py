@@ -59,6 +59,7 @@ def query_file(option: str | None, positional: str | None, base: str) -> str:
     """The queries of truth/bench: ``--queries FILE``, the old second argument (with a note), or the
     test set of an ann-benchmarks HDF5 base."""
     from vecx.errors import UsageError
+    from vecx.formats.hdf5 import is_hdf5
 
     if positional is not None:
         if option is not None:
@@ -68,7 +69,7 @@ def query_file(option: str | None, positional: str | None, base: str) -> str:
         return positional
     if option is not None:
         return option
-    if base.lower().endswith((".hdf5", ".h5")):
+    if is_hdf5(base):
         return base
     raise UsageError("no queries: give --queries FILE")
 

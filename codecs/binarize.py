@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
+from vecx.codecs.kmeans import LIST_BYTES, MAX_LISTS, fit_centroids, list_header, list_numbers, nearest
 from vecx.errors import RowError
 from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
 from vecx.space import BITS, CODES, VectorSpec
@@ -65,8 +66,6 @@ _ENCODE_ROWS = 1024
 #: Width of the Haar blocks of the rabitq rotation.
 MAX_BLOCK = 1024
 F16_MAX = 65504.0
-#: Coarse lists: the list number heads each code, little-endian, in this many bytes.
-LIST_BYTES = 2
 
 
 class Binarize(Codec, ScoresCodes):
@@ -90,7 +89,7 @@ class Binarize(Codec, ScoresCodes):
               help="center: sign of x - mean; sign: sign of x; rabitq: rotated signs + estimator factors"),
         Param("levels", int, default=1, minimum=1, maximum=8,
               help="mode=rabitq: bit planes per dimension (residual levels)"),
-        Param("ivf", int, default=0, minimum=0, maximum=65535, omit_default=True,
+        Param("ivf", int, default=0, minimum=0, maximum=MAX_LISTS, omit_default=True,
               help="mode=rabitq: coarse lists (as LanceDB's IVF_RQ): each vector is coded relative to the "
                    "nearest of this many k-means centroids, whose number takes 2 more bytes; an index then "
                    "scans only the --nprobe lists nearest each query (0 = one global mean)"),
@@ -142,8 +141,6 @@ class Binarize(Codec, ScoresCodes):
             rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
             self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
             if self.lists:  # centred on each vector's list centroid instead of one mean
-                from vecx.codecs.kmeans import fit_centroids, nearest
-
                 self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
                 self.mean_ = np.zeros(x.shape[1], dtype=np.float32)
                 self._coarse_rotated = None
@@ -164,8 +161,7 @@ class Binarize(Codec, ScoresCodes):
     def decode(self, codes: Any) -> Any:
         codes = np.asarray(codes, dtype=np.uint8)
         if self.values["mode"] == "rabitq":
-            planes, factors = self._split(codes)
-            y = sum(factors[:, 1 + t, None] * self._signs(planes[t]) for t in range(len(planes)))
+            y = self._estimate_rows(*self._split(codes))
             centre = self.coarse_[self.list_of(codes)] if self.lists else self.mean_
             return (centre + self._unrotate(y)).astype(np.float32)
         bits = np.unpackbits(codes, axis=1, count=self.input.dim)
@@ -207,9 +203,12 @@ class Binarize(Codec, ScoresCodes):
         return s * s if self.output.metric == "l2" else s * float(np.linalg.norm(self.mean_))
 
     def list_of(self, codes: Any) -> Any:
-        """The list number of each stored code row (its first two bytes, little-endian)."""
-        head = np.ascontiguousarray(np.asarray(codes)[..., :LIST_BYTES], dtype=np.uint8)
-        return head.view("<u2")[..., 0].astype(np.intp)
+        """The list number of each stored code row."""
+        return list_numbers(codes)
+
+    def _estimate_rows(self, planes: list[Any], factors: Any) -> Any:
+        """``sum_t w_t s_t`` of code rows (rotated space): the estimator is an inner product with it."""
+        return sum(factors[:, 1 + t, None] * self._signs(planes[t]) for t in range(len(planes)))
 
     def _rotated_centroids(self) -> Any:
         """``P^T c`` of every coarse centroid (lists x padded)."""
@@ -224,8 +223,6 @@ class Binarize(Codec, ScoresCodes):
     def _encode_rabitq(self, x: Any) -> Any:
         levels, n = self.values["levels"], len(x)
         if self.lists:
-            from vecx.codecs.kmeans import nearest
-
             labels = nearest(x, self.coarse_)
             centred = x - self.coarse_[labels]
         else:
@@ -253,7 +250,7 @@ class Binarize(Codec, ScoresCodes):
             # row's own centroid is known now. Scores then need only P^T q (no per-list query) plus
             # the query's exact score against the centroid (the index's coarse scores).
             centre = self.coarse_[labels]
-            est_c = sum(w * (np.einsum("np,np->n", self._rotated_centroids()[labels], _pm(p, self.padded_)))
+            est_c = sum(w * (np.einsum("np,np->n", self._rotated_centroids()[labels], self._signs(p)))
                         for w, p in zip(weights, planes, strict=True))
             add = (r * r + 2.0 * est_c if self.output.metric == "l2"
                    else np.einsum("nd,nd->n", centred, centre) - est_c)
@@ -269,7 +266,7 @@ class Binarize(Codec, ScoresCodes):
             raise RowError(row, "vector is too far from the fitted mean for float16 factors "
                                 f"(|x - mean| > {F16_MAX:g} x the sample's mean distance)",
                            hint="fit on a sample that contains such vectors, or scale the data")
-        head = [labels.astype("<u2").view(np.uint8).reshape(n, LIST_BYTES)] if self.lists else []
+        head = [list_header(labels)] if self.lists else []
         return np.concatenate([*head, *planes, factors.astype("<f2").view(np.uint8)], axis=1)
 
     def encode_query(self, q: Any) -> Any:
@@ -318,8 +315,7 @@ class Binarize(Codec, ScoresCodes):
         additive factor, and the rows' lists (the estimator is an inner product with the first)."""
         codes = np.asarray(codes, dtype=np.uint8)
         planes, factors = self._split(codes)
-        y = sum(factors[:, 1 + t, None] * self._signs(planes[t]) for t in range(len(planes)))
-        return y, factors[:, 0], self.list_of(codes) if self.lists else None
+        return self._estimate_rows(planes, factors), factors[:, 0], self.list_of(codes) if self.lists else None
 
     def score_rows(self, prepared: dict[str, Any], queries: Any, rows: tuple[Any, Any, Any]) -> Any:
         """Scores of the prepared queries numbered ``queries`` against :meth:`scoring_rows` rows (BLAS)."""
@@ -383,11 +379,6 @@ class Binarize(Codec, ScoresCodes):
         else:
             self.scale_ = arrays["scale"].astype(np.float32)
         self.is_fitted = True
-
-
-def _pm(packed: Any, nbits: int) -> Any:
-    """Packed bits as +-1 floats (rows x nbits)."""
-    return np.unpackbits(packed, axis=1, count=nbits).astype(np.float32) * 2.0 - 1.0
 
 
 def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:

@@ -34,6 +34,9 @@ _RELAX_FROM = 3
 _BLOCK_BYTES = 2 << 20
 #: k-means iterations of the coarse centroids.
 COARSE_ITERATIONS = 20
+#: Coarse lists: at most this many; a code row's list number heads it, little-endian, in LIST_BYTES bytes.
+MAX_LISTS = 65535
+LIST_BYTES = 2
 
 
 def _mix(seed: int, index: int) -> int:
@@ -156,6 +159,17 @@ def fit_centroids(x: Any, lists: int, seed: int) -> Any:
     limit = MAX_POINTS_PER_CENTROID * lists
     train = x if n <= limit else x[sample_rows(n, limit, _mix(seed, 1 << 22))]
     return _kmeans(np.ascontiguousarray(train, dtype=np.float32), lists, COARSE_ITERATIONS, _mix(seed, 1 << 23))
+
+
+def list_header(labels: Any) -> Any:
+    """Rows x :data:`LIST_BYTES`: each row's list number as the bytes that head its code."""
+    return np.asarray(labels).astype("<u2").view(np.uint8).reshape(len(labels), LIST_BYTES)
+
+
+def list_numbers(codes: Any) -> Any:
+    """The list number of each stored code row (any leading axes): its first bytes, little-endian."""
+    head = np.ascontiguousarray(np.asarray(codes)[..., :LIST_BYTES], dtype=np.uint8)
+    return head.view("<u2")[..., 0].astype(np.intp)
 
 
 def nearest(x: Any, centroids: Any) -> Any:

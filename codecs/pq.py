@@ -49,12 +49,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.codecs.kmeans import (
+    LIST_BYTES,
+    MAX_LISTS,
     MAX_POINTS_PER_CENTROID,
     MIN_POINTS_PER_CENTROID,
     _augmented,
     _kmeans,
     _mix,
     _nearest,
+    fit_centroids,
+    list_header,
+    list_numbers,
+    nearest,
 )
 from vecx.errors import DataError, MismatchError
 from vecx.kernels import haar_orthogonal, map_threads
@@ -82,9 +88,6 @@ _OPQ_STEP_ITERS = 4
 _OPQ_WINDOW = 5
 _OPQ_TOLERANCE = 1e-3
 _SHAPE = re.compile(r"([0-9]+)x([0-9]+)\Z")
-#: Coarse lists: at most this many (their number is stored in :data:`LIST_BYTES` bytes per row).
-MAX_LISTS = 65535
-LIST_BYTES = 2
 
 
 def _pack(codes: Any, bits: int, nbytes: int) -> Any:
@@ -304,21 +307,12 @@ class PQ(Codec, ScoresCodes):
 
     def _fit_lists(self, x: Any) -> Any:
         """Fits the coarse centroids on (a seeded subset of) ``x``; returns ``x``'s residuals from them."""
-        from vecx.codecs.kmeans import fit_centroids
-
         self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
-        return x - self.coarse_[self.list_of_vectors(x)]
-
-    def list_of_vectors(self, x: Any) -> Any:
-        """The coarse list (nearest centroid) of each row of ``x`` (input space, normalized if cosine)."""
-        from vecx.codecs.kmeans import nearest
-
-        return nearest(x, self.coarse_)
+        return x - self.coarse_[nearest(x, self.coarse_)]
 
     def list_of(self, codes: Any) -> Any:
-        """The list number of each stored code row (its first two bytes, little-endian)."""
-        head = np.ascontiguousarray(np.asarray(codes)[:, :LIST_BYTES], dtype=np.uint8)
-        return head.view("<u2")[:, 0].astype(np.intp)
+        """The list number of each stored code row."""
+        return list_numbers(codes)
 
     def _rotated_coarse(self) -> Any:
         """The coarse centroids in the codebooks' (rotated) space, where queries arrive."""
@@ -371,10 +365,9 @@ class PQ(Codec, ScoresCodes):
         x = self.unit_if_cosine(x)
         if not self.lists:
             return _pack(self._assign(self._rotate(x)), self.bits, self.nbytes)
-        labels = self.list_of_vectors(x)
+        labels = nearest(x, self.coarse_)
         codes = _pack(self._assign(self._rotate(x - self.coarse_[labels])), self.bits, self.nbytes)
-        head = labels.astype("<u2").view(np.uint8).reshape(len(x), LIST_BYTES)
-        return np.concatenate([head, codes], axis=1)
+        return np.concatenate([list_header(labels), codes], axis=1)
 
     def encode_query(self, q: Any) -> Any:
         return np.ascontiguousarray(self._rotate(self.unit_if_cosine(q)), dtype=np.float32)
@@ -457,9 +450,7 @@ class PQ(Codec, ScoresCodes):
                     np.maximum(part, 0.0, out=part)
             return out
         if self.lists and self.output.metric == "l2":  # per-list tables: decode instead (few queries)
-            recon = self._reconstructed(codes)
-            return np.maximum(prepared["norms"][:, None] - 2.0 * (prepared["queries"] @ recon.T)
-                              + np.einsum("rd,rd->r", recon, recon)[None, :], 0.0)
+            return self.score_rows(prepared, np.arange(n), self._reconstructed(codes))
         out = np.empty((n, rows), dtype=np.float32)
         block = max(256, _SCORE_BYTES // max(1, 8 * n))
         for start in range(0, rows, block):

@@ -55,6 +55,13 @@ def precision_of(name: str) -> Precision:
     return PRECISIONS[name]
 
 
+def as_vecx_bytes(values: Any, name: str) -> Any:
+    """Codes of precision ``name`` (as stored elsewhere, any integer or float dtype holding whole
+    numbers in range) as the bytes vecx stores: uint8 packed bits, or int8 levels."""
+    p = precision_of(name)
+    return (np.asarray(values).astype(np.int16) + p.shift).astype(np.uint8 if p.packed else np.int8)
+
+
 class CodesSource(Source):
     """A raw input whose numbers are codes: validated and fingerprinted as read, handed on as vecx's bytes."""
 
@@ -77,7 +84,6 @@ class CodesSource(Source):
         """The inner input's batches (validated and hashed as numbers), each row checked to be a code
         of this precision and turned into vecx's bytes."""
         p = self.precision
-        dtype = np.uint8 if p.packed else np.int8
         for batch in self.inner.batches():
             v = batch.vectors
             bad = np.flatnonzero(((v < p.lo) | (v > p.hi) | (v != np.floor(v))).any(axis=1))
@@ -85,7 +91,7 @@ class CodesSource(Source):
                 raise self.fail(f"--codes {self.name}: values must be whole numbers in {p.lo}..{p.hi}",
                                 batch.offset + int(bad[0]),
                                 hint="give the codes as they were written (or drop --codes)")
-            batch.vectors = (v.astype(np.int16) + p.shift).astype(dtype)
+            batch.vectors = as_vecx_bytes(v, self.name)
             batch.sq_norms = None
             yield batch
 

@@ -111,6 +111,8 @@ class CodeScan:
         self.scorer = scorer
         self.rows = len(codes)
         self.lower_is_better = scorer.output.metric == "l2"
+        #: The score of no result (ranked after every real one).
+        self.worse = np.inf if self.lower_is_better else -np.inf
         #: Coarse lists: how many, and (once gathered) row numbers grouped by list with list offsets.
         self.list_count = int(getattr(scorer, "lists", 0) or 0)
         self._lists: tuple[Any, Any] | None = None
@@ -122,9 +124,8 @@ class CodeScan:
         product (BLAS), where gathering table entries per query and row would cost M lookups per
         pair; only each list's best ``count`` per query are kept for the final selection."""
         n, nprobe = picked.shape
-        worse = np.inf if self.lower_is_better else -np.inf
         keys = np.full((n, nprobe * count), -1, dtype=np.int64)
-        scores = np.full((n, nprobe * count), worse, dtype=np.float32)
+        scores = np.full((n, nprobe * count), self.worse, dtype=np.float32)
         flat = picked.ravel()
         by_list = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[by_list], np.arange(self.list_count + 1))
@@ -152,7 +153,7 @@ class CodeScan:
         """Scores of a few queries' candidates (-1: none), one query at a time: its candidates' codes
         are gathered and scored by the codec's own path for single queries (PQ tables, RaBitQ's
         per-byte tables), faster than unpacking every candidate for every query."""
-        scores = np.full(keys.shape, np.inf if self.lower_is_better else -np.inf, dtype=np.float32)
+        scores = np.full(keys.shape, self.worse, dtype=np.float32)
         for i in range(len(block)):
             valid = keys[i] >= 0
             rows = keys[i][valid]
@@ -184,10 +185,10 @@ class CodeScan:
         widest = min(int(np.sort(sizes)[-nprobe:].sum()) if len(sizes) else 1, nprobe * count)
         per_block = max(_BY_LIST_QUERIES, min(len(q), _BLOCK_BYTES // max(1, 12 * widest)))
         for lo in range(0, len(q), per_block):
-            block = np.asarray(q[lo: lo + per_block])
+            block = np.asarray(q[lo: lo + per_block], dtype=np.float32)
             by_list = len(block) >= _BY_LIST_QUERIES and hasattr(self.scorer, "scoring_rows")
             # The coarse scores (and a list-by-list scan) need the queries, not PQ's distance tables.
-            prepared = self.scorer.prepare_queries(np.asarray(block, dtype=np.float32), tables=False)
+            prepared = self.scorer.prepare_queries(block, tables=False)
             coarse = np.asarray(self.scorer.coarse_scores(prepared))
             rank = coarse if self.lower_is_better else -coarse
             picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
@@ -201,9 +202,8 @@ class CodeScan:
             keys_out.append(k)
             scores_out.append(sc)
         width = max(k.shape[1] for k in keys_out) if keys_out else 0
-        worse = np.inf if self.lower_is_better else -np.inf
         return (np.concatenate([_pad(k, width, -1) for k in keys_out]) if keys_out else np.zeros((0, 0), np.int64),
-                np.concatenate([_pad(s, width, worse) for s in scores_out]) if scores_out else
+                np.concatenate([_pad(s, width, self.worse) for s in scores_out]) if scores_out else
                 np.zeros((0, 0), np.float32))
 
     def prepare(self, q: Any) -> dict[str, Any]:
@@ -221,9 +221,8 @@ class CodeScan:
         subset = None if rows is None else np.asarray(rows, dtype=np.int64)
         total = self.rows if subset is None else len(subset)
         count = min(count, total)
-        worse = np.inf if self.lower_is_better else -np.inf
         best_keys = np.full((n, 0), -1, dtype=np.int64)
-        best_scores = np.full((n, 0), worse, dtype=np.float32)
+        best_scores = np.full((n, 0), self.worse, dtype=np.float32)
         block = max(1024, _BLOCK_BYTES // max(1, 4 * n))
         for start in range(0, total, block):
             stop = min(total, start + block)
@@ -244,7 +243,7 @@ class CodeScan:
         valid = keys >= 0
         codes = np.asarray(self.codes[np.where(valid, keys, 0)])  # queries x candidates x bytes
         scores = np.asarray(self.scorer.score_candidates(prepared, codes), dtype=np.float32)
-        scores = np.where(valid, scores, np.inf if self.lower_is_better else -np.inf)
+        scores = np.where(valid, scores, self.worse)
         return _select(keys, scores, count, self.lower_is_better)
 
 

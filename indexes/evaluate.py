@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import UsageError
-from vecx.indexes import codescan
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -59,7 +58,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     # "scan": every code compared, no graph loss; "ivf": the codes of the lists probed.
     first = {"graph": "graph", "ivf": "ivf"}.get(searcher.scan_mode, "scan")
     if searcher.scan_mode == "ivf":
-        out["nprobe"] = searcher.nprobe or int(searcher.manifest["search"].get("nprobe", codescan.DEFAULT_NPROBE))
+        out["nprobe"] = searcher.probed_lists
         out["lists"] = searcher.scan.list_count
     configs = [(first, 1, False)]
     if searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None:

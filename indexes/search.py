@@ -214,16 +214,19 @@ class Searcher:
         imported codes: packed sign bits as uint8, or as int8 shifted by -128; int8 levels, or uint8
         ones for ``int8:rounding=floor``), decoded
         into the input space, where they encode back to themselves; other byte rows are numbers."""
+        from vecx.formats.codes import as_vecx_bytes
+
         out = self.chain.output
         if out.dtype == "bits" and q.shape[1] == out.bytes_per_vector and q.shape[1] != self.input_dim:
-            codes = q if q.dtype == np.uint8 else (q.astype(np.int16) + 128).astype(np.uint8)
+            precision = "ubinary" if q.dtype == np.uint8 else "binary"
         elif out.dtype == "int8" and q.dtype == np.int8 and q.shape[1] == out.dim:
-            codes = q
+            precision = "int8"
         elif (out.dtype == "int8" and q.dtype == np.uint8 and q.shape[1] == out.dim
               and self.chain.stages[-1].values.get("rounding") == "floor"):  # sentence-transformers' uint8
-            codes = (q.astype(np.int16) - 128).astype(np.int8)
+            precision = "uint8"
         else:
             return q
+        codes = as_vecx_bytes(q, precision)
         if self.chain.decoded_space != self.chain.input:
             raise MismatchError(f"{where}: the queries look like this index's codes ({q.shape[1]} x {q.dtype}), but "
                                 "its chain cannot decode codes back to its input space",
@@ -408,14 +411,18 @@ class Searcher:
         return codescan.resolve_scan(self.scan_choice, self.manifest["search"].get("scan", default),
                                      bool(self.graphs), self.scan is not None and self.scan.list_count > 0)
 
+    @property
+    def probed_lists(self) -> int:
+        """Lists an ``ivf`` scan probes per query: this search's choice, else the index's default."""
+        return self.nprobe or int(self.manifest["search"].get("nprobe", codescan.DEFAULT_NPROBE))
+
     def _scan_search(self, scan: codescan.CodeScan, q: Any, count: int, expansion: int | None) -> tuple[Any, Any]:
         """Candidates among scored codes: every code scored, or a graph pool ranked by the codec."""
         mode = self.scan_mode
         if mode == "exhaustive":
             return scan.exhaustive(q, count)
         if mode == "ivf":
-            nprobe = self.nprobe or int(self.manifest["search"].get("nprobe", codescan.DEFAULT_NPROBE))
-            return scan.probe(q, count, nprobe)
+            return scan.probe(q, count, self.probed_lists)
         pool = min(self.rows, count * max(1, int(self.manifest["search"].get("pool", codescan.DEFAULT_POOL))))
         nav = scan.scorer.navigation(scan.scorer.encode(q))[2]  # the queries' own sign bits
         keys, _ = self._each_graph(nav, pool, expansion)
