@@ -1080,6 +1080,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
+    searcher.use_compiled_scans()
     _choose_scan(searcher, scan, nprobe)
     if first_stage is not None:
         from vecx.indexes.multivector import check_first_stage

@@ -20,9 +20,17 @@ def one_blas_thread() -> Any:
     """A context holding BLAS/LAPACK to one thread: for the small factorizations of fits (QR of a
     rotation, eigh of a covariance). Threaded OpenBLAS makes such small factorizations many times
     slower on a busy machine; on one thread they take the same short time whatever the load."""
-    from threadpoolctl import threadpool_limits
+    global _blas_controller
+    if _blas_controller is None:
+        import numpy  # noqa: F401  (its BLAS must be loaded before the controller looks for libraries)
+        from threadpoolctl import ThreadpoolController
 
-    return threadpool_limits(limits=1, user_api="blas")
+        # One controller for the process: finding the loaded libraries costs ~25x what the limit does.
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller: Any = None
 
 
 def row_norms(x: Any) -> Any:

@@ -148,7 +148,7 @@ def _pq_same_bytes(nbytes: int, dim: int) -> list[str]:
 # --------------------------------------------------------------------------------------
 def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
     """Build, train and search one peer; the row of the report (same fields as a vecx row)."""
-    from vecx.bench.timing import best_time
+    from vecx.bench.timing import best_time, single_query_ms
     from vecx.indexes.evaluate import recall_at
 
     system, name = key.split(":", 1)
@@ -162,14 +162,15 @@ def run_peer(key: str, ctx: PeerContext) -> dict[str, Any]:
         found, seconds = best_time(answer, ctx.repeat)
         recall[f"x{factor}"] = round(recall_at(found, ctx.truth, ctx.k), 4)
         qps[f"x{factor}"] = round(len(q) / seconds, 1)
+    p50_ms = single_query_ms(lambda i: peer["search"](ctx.k, slice(i, i + 1)), len(q))
     apply_s = peer["apply_s"]
     return {"system": system, "name": name, "spec": key, "bytes_per_vector": int(peer["bytes"]),
-            "recall": recall, "qps": qps, "fit_s": round(peer["fit_s"], 3), "encode_s": None,
+            "recall": recall, "qps": qps, "p50_ms": p50_ms, "fit_s": round(peer["fit_s"], 3), "encode_s": None,
             "encode_mb_s": None if apply_s is None else round(ctx.x.nbytes / 2**20 / max(apply_s, 1e-9), 1),
             "build_s": round(peer["build_s"], 3)}
 
 
-def _answer(search: Callable[[int], Any], count: int, factor: int, x: Any, q: Any, ctx: PeerContext) -> Any:
+def _answer(search: Callable[..., Any], count: int, factor: int, x: Any, q: Any, ctx: PeerContext) -> Any:
     """A peer's answer to all queries at one rescoring factor: its ``count`` candidates per query, rescored
     with the float vectors to the best ``k`` unless ``factor`` is 1 (the timed call of :func:`run_peer`)."""
     cand = search(count)
@@ -220,11 +221,12 @@ def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     index.add(np.arange(len(data), dtype=np.uint64), np.ascontiguousarray(data), threads=threads)
     build_s = time.perf_counter() - started
 
-    def search(count: int) -> Any:
+    def search(count: int, which: slice = slice(None)) -> Any:
         # usearch defines this property's setter apart from its getter, which mypy takes for read-only.
         index.expansion_search = max(ef_search, count)  # type: ignore[misc]  # as vecx: never below the count
-        matches = index.search(np.ascontiguousarray(queries), count, threads=0)
-        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
+        asked = np.ascontiguousarray(queries[which])
+        matches = index.search(asked, count, threads=0)
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(asked), -1)
         # For a single query usearch returns a Matches, which has no counts: all its keys were found.
         counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)
         return np.where(counts > np.arange(keys.shape[1])[None, :], keys, -1)
@@ -284,10 +286,10 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     if "IVF" in key:  # the lists probed per query: as many as vecx's scan of coarse lists probes
         space.set_index_parameter(index, "nprobe", int(getattr(g, "nprobe", 16)))
 
-    def search(count: int) -> Any:
+    def search(count: int, which: slice = slice(None)) -> Any:
         if not key.startswith("B") and "HNSW" in key:
             space.set_index_parameter(index, "efSearch", max(ef_search, count))
-        return np.asarray(index.search(np.ascontiguousarray(queries), count)[1], dtype=np.int64)
+        return np.asarray(index.search(np.ascontiguousarray(queries[which]), count)[1], dtype=np.int64)
 
     return {"search": search, "bytes": nbytes, "fit_s": fit_s, "apply_s": apply_s, "build_s": build_s}
 

@@ -167,6 +167,61 @@ def run(base: str, options: PlanOptions, progress: Any = None) -> dict[str, Any]
     return _report(base, rows, options, total, per_vector, measured, len(x), len(q))
 
 
+def build_for_budget(base: str, output: str, options: PlanOptions, *, progress: Any = None, wait: bool = True,
+                     on_wait: Any = None, connectivity: int = 16, expansion_add: int = 128,
+                     deterministic: bool = False) -> dict[str, Any]:
+    """``vecx index BASE --budget``: plan (:func:`run`), then encode the whole base with the pick's chain
+    and build the index with its settings (rescoring, oversampling, lists probed, expansion). What the
+    built index keeps in memory (see the module) is checked before it replaces ``output``: over the
+    budget, a :class:`UsageError` says by how much and the previous index stays as it was.
+    Returns the plan, the index's manifest and its memory."""
+    from vecx import api
+    from vecx.indexes.build import BuildOptions, build
+    from vecx.indexes.codescan import DEFAULT_NPROBE
+
+    report = run(base, options, progress)
+    pick, total = report["pick"], report["budget"]["bytes"]
+    settings = pick["settings"]
+    measured = next(c for c in report["candidates"] if c["spec"] == pick["spec"])
+    build_options = BuildOptions(
+        connectivity=connectivity, expansion_add=expansion_add, deterministic=deterministic,
+        expansion_search=int(settings.get("expansion", BuildOptions.expansion_search)),
+        oversample=int(settings["oversample"]) if pick["rescore"] else BuildOptions.oversample,
+        nprobe=int(settings.get("nprobe", DEFAULT_NPROBE)),
+        # the scan measured (a sample is smaller than the base: auto could choose another there)
+        scan=measured["scan"] if measured["scan"] in ("exhaustive", "graph", "ivf") else "auto")
+    memory: dict[str, int] = {}
+
+    def within_budget(version: str) -> None:
+        memory["bytes"] = used = memory_in(version)
+        if used > total:
+            raise UsageError(f"--budget {options.budget}: the index built with {pick['spec']} keeps {used:,} bytes in "
+                             f"memory, over the budget ({total:,}); {output} was not changed",
+                             hint=f"give a budget of at least {used:,} bytes, or build a smaller chain with "
+                                  "'vecx plan' and 'vecx index'")
+
+    # The codes go beside the output (same file system), and are removed whatever happens.
+    work = tempfile.mkdtemp(prefix=".vecx-budget-", dir=os.path.dirname(os.path.abspath(output)))
+    try:
+        codes = os.path.join(work, "codes.parquet")
+        if progress is not None:
+            progress.start(None, f"encoding {base} with {pick['spec']}")
+        api.encode_file(base, codes, pick["spec"], seed=options.seed)
+        if progress is not None:
+            progress.close()
+        manifest = build(codes, output, rescore=base if pick["rescore"] else None, options=build_options,
+                         progress=progress, wait=wait, on_wait=on_wait, before_commit=within_budget)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"plan": report, "index": output, "memory_bytes": memory["bytes"], "manifest": manifest}
+
+
+def memory_in(version: str) -> int:
+    """Bytes an index version directory keeps in memory when searched: its :data:`MEMORY_FILES`."""
+    return sum(os.path.getsize(os.path.join(version, name)) for name in os.listdir(version)
+               if MEMORY_FILES.search(name))
+
+
 def _tuned(api: Any, path: str, q_file: str, truth_file: str, k: int, tuning: dict[str, Any] | None) -> Any:
     """The least search effort reaching the target (``eval --target-recall``: the oversampling factor,
     then the graph's expansion or the lists probed) and the QPS at it; None when out of reach."""

@@ -32,7 +32,7 @@ def header(report: dict[str, Any]) -> list[str]:
     k, factors = report["k"], report["rescore"]
     top = f"x{factors[-1]}" if factors else "x1"
     return ["system", "spec / peer", "bytes/vec", f"recall@{k}", *[f"x{f}" for f in factors], "fit s",
-            "encode MB/s", "build s", "QPS", *([f"QPS {top}"] if factors else []), "pareto"]
+            "encode MB/s", "build s", "QPS", *([f"QPS {top}"] if factors else []), "p50 ms", "pareto"]
 
 
 def cells(report: dict[str, Any]) -> list[list[str]]:
@@ -46,7 +46,8 @@ def cells(report: dict[str, Any]) -> list[list[str]]:
             *[f"{rec[f'x{f}']:.4f}" for f in factors],
             f"{row['fit_s']:.2f}", "" if row["encode_mb_s"] is None else f"{row['encode_mb_s']:,.0f}",
             f"{row['build_s'] + (row['encode_s'] or 0):.2f}", f"{qps['x1']:,.0f}",
-            *([f"{qps[f'x{factors[-1]}']:,.0f}"] if factors else []), "*" if row["pareto"] else ""])
+            *([f"{qps[f'x{factors[-1]}']:,.0f}"] if factors else []),
+            f"{row['p50_ms']:.3f}" if row.get("p50_ms") is not None else "", "*" if row["pareto"] else ""])
     return out
 
 
@@ -59,11 +60,13 @@ def description(report: dict[str, Any]) -> str:
             f"truth: {report['truth']}. recall@{report['k']} without rescoring, then rescored with the float "
             f"vectors at {factors} (k x factor candidates). Graphs: connectivity {g.get('connectivity')}, "
             f"expansion add {g.get('expansion_add')}, search {g.get('expansion_search')} (never below the "
-            f"candidate count). Fits and faiss training use the same {report['train_sample']['rows']:,} seeded "
+            f"candidate count); coarse lists (vecx ivf=N, faiss IVF) probed per query: {g.get('nprobe') or 16}. "
+            f"Fits and faiss training use the same {report['train_sample']['rows']:,} seeded "
             f"sample rows (seed {report['train_sample']['seed']}). bytes/vec: codes only. fit s: codec fit or "
             "faiss train; encode MB/s: float input per second through the fitted chain's encode (faiss: "
             "sa_encode) in memory; build s: vecx encode (file to file) + index build, peers add. "
-            "QPS: all queries in one call, best of the runs. "
+            "QPS: all queries in one call, best of the runs; p50 ms: median time of one query searched "
+            "alone (the first 200, no rescoring). "
             "pareto *: no other row has fewer or equal bytes and higher or equal best recall.")
 
 

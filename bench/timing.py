@@ -32,3 +32,20 @@ def best_time(call: Callable[[], Any], repeat: int) -> tuple[Any, float]:
         out = call()
         best = min(best, time.perf_counter() - started)
     return out, best
+
+
+#: Queries searched one at a time for a row's single-query latency (``p50 ms``).
+SINGLE_QUERIES = 200
+
+
+def single_query_ms(search_one: Callable[[int], Any], queries: int) -> float:
+    """The median wall time, in ms, of ``search_one(i)`` (a search for query ``i`` alone) over the first
+    :data:`SINGLE_QUERIES` queries: what one request to a server, or one ``vecx query``'s search, costs."""
+    import statistics
+
+    times = []
+    for i in range(min(SINGLE_QUERIES, queries)):
+        started = time.perf_counter()
+        search_one(i)
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 3) if times else 0.0

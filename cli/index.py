@@ -37,6 +37,7 @@ def _add_index(app: typer.Typer) -> None:
         "vecx index new.parquet -o docs.vecx --append          # a new segment; ids already there are replaced",
         "vecx index docs.i8.parquet -o docs.vecx --rescore-vectors docs.parquet --if-changed   # cron: skip if same input",
         "vecx index codes/ -o docs.vecx --shards 8 --engine dask --scheduler tcp://head:8786",
+        "vecx index docs.parquet -o docs.vecx --budget 64B/vector --target-recall 0.95   # plan, then build the pick",
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
@@ -56,6 +57,9 @@ def _add_index(app: typer.Typer) -> None:
               shards: Annotated[int, typer.Option("--shards", metavar="N", min=1, help="Build the index as N segments of nearly equal row ranges (queries merge them); in parallel with --engine dask.")] = 1,
               engine: Engine = "local", scheduler: Scheduler = None,
               if_changed: Annotated[bool, typer.Option("--if-changed", help="Do nothing (exit 0, a note on stderr) when the index was built from TABLE (and --rescore-vectors) with the same fingerprints, as one segment without deletions.")] = False,
+              budget: Annotated[Optional[str], typer.Option("--budget", metavar="SIZE", help="TABLE is the imported float vectors: plan an index for this memory budget (as 'vecx plan TABLE --budget SIZE': 2MB for the whole index, or 64B/vector), encode TABLE with the pick's chain and build it with the pick's rescoring, --oversample, --nprobe and --expansion-search. The built index's memory (graph, codes, state) is checked before it replaces DIR: over the budget, exit 2 and DIR is left as it was.", show_default=False)] = None,
+              target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", min=0.0, max=1.0, help="With --budget: pick the fastest candidate reaching recall@10 >= R (as 'vecx plan --target-recall').", show_default=False)] = None,
+              queries: Annotated[Optional[str], typer.Option("--queries", metavar="FILE", help="With --budget: query vectors the plan measures with (default: sampled rows of TABLE).", show_default=False)] = None,
               no_wait: NoWait = False,
               quiet: Quiet = False, json: Json = False, debug: Debug = False) -> None:
         """Build a usearch HNSW index over encoded vectors, with ids, payload and optional rescoring vectors.
@@ -68,16 +72,17 @@ def _add_index(app: typer.Typer) -> None:
         """
         from vecx import api
         from vecx.cli.common import renamed
-        from vecx.errors import UsageError
         from vecx.indexes.build import BuildOptions
 
         rescore = renamed("--rescore-vectors", rescore_vectors, "--rescore", rescore)
-        if (max_segments is not None or auto_merge is not None) and not append:
-            raise UsageError("--max-segments and --[no-]auto-merge apply to --append (or see 'vecx compact')")
-        if append and if_changed:
-            raise UsageError("--append skips a table already in the index by itself; drop --if-changed")
-        if append and (shards > 1 or engine != "local"):
-            raise UsageError("--shards and --engine build a whole index; --append adds one segment")
+        _refuse_conflicts(append=append, if_changed=if_changed, shards=shards, engine=engine,
+                          max_segments=max_segments, auto_merge=auto_merge, budget=budget, target_recall=target_recall,
+                          queries=queries, rescore=rescore, scan=scan)
+        if budget is not None:
+            _index_for_budget(table, output, budget, target_recall, queries, connectivity=connectivity,
+                              expansion_add=expansion_add, deterministic=deterministic, no_wait=no_wait,
+                              quiet=quiet, json=json)
+            return
         options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
                                expansion_search=expansion_search, oversample=oversample,
                                deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe)
@@ -96,6 +101,47 @@ def _add_index(app: typer.Typer) -> None:
             note(change.get("note") or _appended(output, report.manifest, change), quiet)
         else:
             message(_built(output, report.manifest), quiet)
+
+
+def _refuse_conflicts(*, append: bool, if_changed: bool, shards: int, engine: str, max_segments: int | None,
+                      auto_merge: bool | None, budget: str | None, target_recall: float | None, queries: str | None,
+                      rescore: str | None, scan: str) -> None:
+    """Usage errors for options of ``vecx index`` that do not go together."""
+    from vecx.errors import UsageError
+
+    if (max_segments is not None or auto_merge is not None) and not append:
+        raise UsageError("--max-segments and --[no-]auto-merge apply to --append (or see 'vecx compact')")
+    if append and if_changed:
+        raise UsageError("--append skips a table already in the index by itself; drop --if-changed")
+    if append and (shards > 1 or engine != "local"):
+        raise UsageError("--shards and --engine build a whole index; --append adds one segment")
+    if budget is None and (target_recall is not None or queries is not None):
+        raise UsageError("--target-recall and --queries apply to --budget (or see 'vecx eval', 'vecx plan')")
+    if budget is not None and (append or if_changed or shards > 1 or engine != "local" or rescore or scan != "auto"):
+        raise UsageError("--budget plans the chain, the scan and the rescoring of a whole new index: drop "
+                         "--append, --if-changed, --shards, --engine, --rescore-vectors and --scan")
+
+
+def _index_for_budget(table: str, output: str, budget: str, target_recall: float | None, queries: str | None, *,
+                      connectivity: int, expansion_add: int, deterministic: bool, no_wait: bool, quiet: bool,
+                      json: bool) -> None:
+    """``vecx index TABLE --budget SIZE``: the plan's pick, built on the whole of TABLE."""
+    from vecx.bench.plan import PlanOptions, build_for_budget
+
+    report = build_for_budget(table, output, PlanOptions(budget=budget, target_recall=target_recall, queries=queries),
+                              progress=Bar(quiet), wait=not no_wait, on_wait=lambda pid: waiting(output, pid),
+                              connectivity=connectivity, expansion_add=expansion_add, deterministic=deterministic)
+    if json:
+        emit_json(report)
+        return
+    plan, pick = report["plan"], report["plan"]["pick"]
+    target = plan["target_recall"]
+    reached = "" if target is None else (f", reaches recall@{plan['k']} >= {target} on the sample"
+                                         if pick["reaches_target"] else f", the best recall (none reaches {target})")
+    message(f"plan: {pick['spec']} of {len(plan['candidates'])} candidates measured on {plan['sample_rows']:,} "
+            f"sample rows{reached}", quiet)
+    message(_built(output, report["manifest"]) + f"; {report['memory_bytes']:,} bytes in memory, budget "
+            f"{plan['budget']['bytes']:,}", quiet)
 
 
 def _add_delete(app: typer.Typer) -> None:

@@ -348,6 +348,30 @@ class Binarize(Codec, ScoresCodes):
             out += np.take_along_axis(prepared["coarse"], self.list_of(codes), axis=1)
         return out
 
+    def table_codes(self, codes: Any) -> tuple[Any, ...]:
+        """Stored code rows as the compiled table scan reads them: the bit planes' bytes (rows x
+        levels x bytes) and the float32 factors (scale undone)."""
+        codes = np.asarray(codes, dtype=np.uint8)
+        planes, factors = self._split(codes)
+        return np.ascontiguousarray(np.concatenate(planes, axis=1)), np.ascontiguousarray(factors)
+
+    def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
+        """What the compiled table scan sums (:func:`vecx.adc.scan_weighted`): per query, a table of
+        each byte position's 256 partial sums of the rotated query (``<bits_t, q'>`` is a sum over
+        the bytes), the affine map of such a sum to ``w``'s multiplier (see :meth:`_combine`), and
+        the constant and centroid terms per list."""
+        if self.values["mode"] != "rabitq":
+            return None
+        rotated = prepared["rotated"]
+        n, nbytes = len(rotated), self.padded_ // 8
+        padded = np.zeros((n, nbytes * 8), dtype=np.float32)
+        padded[:, : rotated.shape[1]] = rotated
+        sign = -2.0 if self.output.metric == "l2" else 1.0
+        base = prepared["const"][:, None] + (prepared["coarse"] if self.lists else 0.0)
+        return {"kind": "weighted", "tables": padded.reshape(n, nbytes, 8) @ _byte_bits().T,
+                "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
+                "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
+
     def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
         if self.values["mode"] != "rabitq":
             return None
@@ -381,6 +405,14 @@ class Binarize(Codec, ScoresCodes):
         self.is_fitted = True
 
 
+def _byte_bits() -> Any:
+    """256 x 8: the bits of each byte value, most significant first (as ``numpy.packbits`` packs)."""
+    global _BYTE_BITS
+    if _BYTE_BITS is None:
+        _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
+    return _BYTE_BITS
+
+
 def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:
     """``<bits, q>`` for every query (rows of ``q``) and every packed bit row: queries x rows float32.
 
@@ -388,15 +420,12 @@ def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:
     position and query (the partial sums of its 8 query values), then one gather per byte position —
     the unpacking would cost more than the product for a single query.
     """
-    global _BYTE_BITS
     if len(q) > LUT_QUERIES:
         return q @ np.unpackbits(packed, axis=1, count=nbits).astype(np.float32).T
-    if _BYTE_BITS is None:
-        _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
     nbytes = packed.shape[1]
     padded = np.zeros((len(q), nbytes * 8), dtype=np.float32)
     padded[:, :nbits] = q
-    tables = padded.reshape(len(q), nbytes, 8) @ _BYTE_BITS.T  # queries x bytes x 256
+    tables = padded.reshape(len(q), nbytes, 8) @ _byte_bits().T  # queries x bytes x 256
     columns = np.ascontiguousarray(packed.T)  # one contiguous row of bytes per position: cheap gathers
     out = np.zeros((len(q), len(packed)), dtype=np.float32)
     for i in range(len(q)):

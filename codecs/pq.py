@@ -79,6 +79,8 @@ _ENCODE_ROWS = 4096
 GEMM_QUERIES = 32
 #: Scratch budget of one scoring block (queries x rows float32, twice).
 _SCORE_BYTES = 16 << 20
+#: The largest per-list tables (L2 distances to residuals) a table scan precomputes.
+_LIST_TABLE_BYTES = 256 << 20
 #: k-means iterations of OPQ's first codebooks, then between two rotation updates (warm-started).
 _OPQ_FIRST_ITERS = 10
 _OPQ_STEP_ITERS = 4
@@ -208,6 +210,7 @@ class PQ(Codec, ScoresCodes):
             self.coarse_: Any = None
         self._augmented_cache: Any = None
         self._coarse_cache: Any = None
+        self._list_tables: Any = None
         return VectorSpec(self.prefix + self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
 
     # ---- helpers ------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class PQ(Codec, ScoresCodes):
                             f"centroids per sub-space, the sample holds {n}",
                             hint=f"give more rows, or fewer bits (at least {MIN_POINTS_PER_CENTROID * k} "
                                  "rows are better)")
-        self.coarse_ = self._coarse_cache = None
+        self.coarse_ = self._coarse_cache = self._list_tables = None
         if self.lists:
             x = self._fit_lists(x)
         limit = MAX_POINTS_PER_CENTROID * k
@@ -414,9 +417,9 @@ class PQ(Codec, ScoresCodes):
             q = np.asarray(q, dtype=np.float32)
             return {"queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         parts = self._split(np.asarray(q, dtype=np.float32))  # n x M x width
-        dots = np.matmul(parts.transpose(1, 0, 2), self.codebooks_.transpose(0, 2, 1))  # M x n x K
+        books_t, sq_books = self._books_t()
+        dots = np.matmul(parts.transpose(1, 0, 2), books_t)  # M x n x K
         if self.output.metric == "l2":
-            sq_books = np.einsum("mkw,mkw->mk", self.codebooks_, self.codebooks_)
             sq_parts = np.einsum("nmw,nmw->mn", parts, parts)
             dots *= -2.0
             dots += sq_books[:, None, :]
@@ -428,6 +431,45 @@ class PQ(Codec, ScoresCodes):
         if self.lists and self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
             out["coarse"] = q @ self._rotated_coarse().T
         return out
+
+    def table_codes(self, codes: Any) -> tuple[Any, ...]:
+        """Stored code rows as the compiled table scan reads them: one byte (or uint16) per sub-space."""
+        return (np.ascontiguousarray(_unpack(np.asarray(codes, dtype=np.uint8)[:, self.prefix:], self.bits, self.m)),)
+
+    def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
+        """What the compiled table scan sums, from :meth:`prepare_queries`' state: the queries' tables
+        (queries x M x K), each list's coarse term (queries x lists; one zero list without lists)
+        and, for L2 distances to residuals, each list's own tables (lists x M x K: ``|b|^2 + 2<c, b>``
+        of codeword ``b`` against centroid ``c``, so that ``|q - c - b|^2`` is a sum of entries).
+        ``None`` where those list tables would take more than :data:`_LIST_TABLE_BYTES`."""
+        q = prepared["queries"]
+        if not self.lists:
+            return {"kind": "tables", "tables": prepared["tables"], "base": np.zeros((len(q), 1), dtype=np.float32)}
+        if self.output.metric != "l2":
+            return {"kind": "tables", "tables": prepared["tables"], "base": prepared["coarse"]}
+        if self.lists * self.m * self.k * 4 > _LIST_TABLE_BYTES:
+            return None
+        if self._list_tables is None:
+            cents = self._split(self._rotated_coarse())  # lists x M x width
+            books = self.codebooks_  # M x K x width
+            sq_books = np.einsum("mkw,mkw->mk", books, books)
+            cross = np.matmul(cents.transpose(1, 0, 2), books.transpose(0, 2, 1))  # M x lists x K
+            self._list_tables = np.ascontiguousarray(
+                (sq_books[:, None, :] + 2.0 * cross).transpose(1, 0, 2), dtype=np.float32)
+        parts = self._split(np.asarray(q, dtype=np.float32))
+        tables = -2.0 * np.matmul(parts.transpose(1, 0, 2), self.codebooks_.transpose(0, 2, 1))  # M x n x K
+        return {"kind": "tables", "tables": tables.transpose(1, 0, 2), "base": self.coarse_scores(prepared),
+                "extra": self._list_tables}
+
+    def _books_t(self) -> tuple[Any, Any]:
+        """The codebooks as M x width x K (contiguous: the tables' products run twice as fast on them
+        as on a transposed view) and their squared norms (M x K), kept while the codebooks are."""
+        cached = getattr(self, "_books_t_cache", None)
+        if cached is None or cached[0] is not self.codebooks_:
+            books = self.codebooks_
+            cached = self._books_t_cache = (books, np.ascontiguousarray(books.transpose(0, 2, 1)),
+                                            np.einsum("mkw,mkw->mk", books, books))
+        return cached[1], cached[2]
 
     def score(self, prepared: dict[str, Any], codes: Any) -> Any:
         tables = prepared["tables"]
@@ -511,5 +553,5 @@ class PQ(Codec, ScoresCodes):
         self.codebooks_ = books
         self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if self.values["opq"] else None
         self.coarse_ = np.ascontiguousarray(arrays["coarse"], dtype=np.float32) if self.lists else None
-        self._augmented_cache = self._coarse_cache = None
+        self._augmented_cache = self._coarse_cache = self._list_tables = None
         self.is_fitted = True

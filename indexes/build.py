@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,12 +99,15 @@ def _scorer(chain: Chain, source: Any, where: str) -> Any:
 
 
 def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
-          progress: Any = None, wait: bool = True, on_wait: Any = None) -> dict[str, Any]:
+          progress: Any = None, wait: bool = True, on_wait: Any = None,
+          before_commit: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table).
 
     The table's chain and fitted state are checked (as ``encode`` checks them) before anything
     is written. Concurrent builds of one index take turns on its writer lock (``wait=False``:
     a :class:`~vecx.errors.BusyError` instead); ``on_wait(pid)`` is called once if this one waits.
+    ``before_commit(version_dir)`` sees the written files before they become the index: an error it
+    raises leaves the previous index as it was (``vecx index --budget`` checks the memory there).
     """
     options = options or BuildOptions()
     plan = plan_build(table, rescore, options)
@@ -111,6 +115,8 @@ def build(table: str, output: str, *, rescore: str | None = None, options: Build
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
         manifest, known = Build(plan, version, output, options).written(progress)
+        if before_commit is not None:
+            before_commit(version)
         writer.commit(manifest, known=known)
     _, manifest = store.open_version(output)
     return manifest

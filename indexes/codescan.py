@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError
-from vecx.kernels import top_k
+from vecx.kernels import cores, one_blas_thread, top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -47,6 +47,11 @@ _BY_LIST_QUERIES = 32
 AUTO_GRAPH_ROWS = 200_000
 #: The graph returns this many times the candidates wanted, for the estimator to rank.
 DEFAULT_POOL = 4
+#: Table look-ups (queries x codes scanned x code bytes) from which a search loads the compiled scan
+#: (numba's import and the cached kernel take ~0.3 s, the numpy scan's time for about this many).
+_KERNEL_WORK = 60_000_000
+#: Queries whose distance tables are built at a time for the compiled table scan (queries x M x K floats).
+_TABLE_QUERIES = 256
 #: Scratch budget of one exhaustive block (queries x rows scores, plus the codec's own).
 _BLOCK_BYTES = 64 << 20
 
@@ -116,6 +121,14 @@ class CodeScan:
         #: Coarse lists: how many, and (once gathered) row numbers grouped by list with list offsets.
         self.list_count = int(getattr(scorer, "lists", 0) or 0)
         self._lists: tuple[Any, Any] | None = None
+        #: The compiled table scan's view of the codes (see :meth:`_table_codes`), once built.
+        self._table: tuple[tuple[Any, ...], Any, Any] | None = None
+        #: Whether the codec scores its codes by summed table entries (PQ, RaBitQ): the compiled scan serves.
+        self.has_tables = hasattr(scorer, "table_queries")
+        #: Whether searches use the compiled table scan: ``None`` decides per search (when the kernel is
+        #: loaded already, or the search's work repays loading it), ``True`` always (eval and bench
+        #: measure the steady state), ``False`` never (numpy only).
+        self.compiled: bool | None = None
 
     def _best_by_list(self, prepared: dict[str, Any], order: Any, starts: Any, picked: Any,
                       count: int) -> tuple[Any, Any]:
@@ -162,6 +175,89 @@ class CodeScan:
                 scores[i, valid] = np.asarray(self.scorer.score(prepared, np.asarray(self.codes[rows])))[0]
         return scores
 
+    def _grouped_codes(self, rows: Any) -> tuple[Any, ...]:
+        """The codes of ``rows`` (in that order) as the table scan reads them: the codec's arrays."""
+        step = 1 << 20  # rows read at a time (a memory map, or a stacked view over segments)
+        parts = [self.scorer.table_codes(np.asarray(self.codes[rows[lo: lo + step]]))
+                 for lo in range(0, len(rows), step)] or \
+            [self.scorer.table_codes(np.zeros((0, self.codes.shape[1]), dtype=np.uint8))]
+        return tuple(np.concatenate(arrays) if len(parts) > 1 else arrays[0] for arrays in zip(*parts, strict=True))
+
+    def _table_codes(self, rows: Any = None) -> tuple[tuple[Any, ...], Any, Any]:
+        """The codes of every row (or of ``rows``, a filter's subset) grouped by coarse list (stable),
+        as the table scan reads them: (the codec's arrays, their row numbers, list offsets). Every
+        row's are read once and kept (as many bytes as the codes, and per-row factors)."""
+        if rows is None and self._table is not None:
+            return self._table
+        if self.list_count:
+            if rows is None:
+                order, starts = self.lists()
+            else:
+                labels = self.scorer.list_of(np.asarray(self.codes[rows]))
+                by_list = np.argsort(labels, kind="stable")
+                order = rows[by_list]
+                starts = np.searchsorted(labels[by_list], np.arange(self.list_count + 1)).astype(np.int64)
+        else:
+            order = np.arange(self.rows, dtype=np.int64) if rows is None else rows
+            starts = np.array([0, len(order)], dtype=np.int64)
+        found = (self._grouped_codes(order), order, starts)
+        if rows is None:
+            self._table = found
+        return found
+
+    def _wants_kernel(self, q: Any, nprobe: int, subset: Any) -> bool:
+        """Whether this search uses the compiled table scan (see :attr:`compiled`)."""
+        if not self.has_tables or self.compiled is False:
+            return False
+        from vecx import adc
+
+        if self.compiled or adc.loaded():
+            return True
+        scanned = (self.rows if subset is None else len(subset)) * min(1.0, nprobe / max(1, self.list_count))
+        return len(q) * scanned * self.codes.shape[1] >= _KERNEL_WORK  # else numpy answers before it would load
+
+    def _table_scan(self, q: Any, count: int, nprobe: int, rows: Any = None) -> tuple[Any, Any] | None:
+        """Top ``count`` rows of the ``nprobe`` best lists (all lists: an exhaustive scan; only ``rows``,
+        if given) by the compiled table scan, best first; ``None`` where it does not serve (the codec
+        has no tables, or the search is too small to repay loading the kernel: numpy answers)."""
+        subset = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if not self._wants_kernel(q, nprobe, subset):
+            return None
+        from vecx import adc
+
+        arrays, row_numbers, starts = self._table_codes(subset)
+        lists = max(1, self.list_count)
+
+        def block(lo: int) -> tuple[Any, Any] | None:
+            found = self.scorer.table_queries(self.prepare(q[lo: lo + per_task]))
+            if found is None:
+                return None
+            base = found["base"]
+            if nprobe >= lists:
+                picked = np.broadcast_to(np.arange(lists, dtype=np.int64), base.shape)
+            else:
+                picked = np.argpartition(base if self.lower_is_better else -base, nprobe - 1, axis=1)[:, :nprobe]
+            keys, scores = adc.scan_codes(arrays, row_numbers, starts, found, picked, count, self.lower_is_better)
+            if self.lower_is_better:  # squared distances summed from tables can round below zero
+                np.maximum(scores, 0.0, out=scores)
+            return keys, scores
+
+        # Blocks of queries (each builds its own tables) shared by the cores, at most _TABLE_QUERIES each.
+        per_task = max(1, min(_TABLE_QUERIES, -(-len(q) // cores())))
+        blocks = list(range(0, len(q), per_task))
+        if len(blocks) == 1:  # one thread: the products are small, BLAS runs them on this one
+            found = [block(0)]
+        else:
+            with one_blas_thread():  # idle BLAS threads would spin beside the scan's threads
+                found = adc.in_parallel(block, blocks)
+        parts = [part for part in found if part is not None]
+        if len(parts) < len(found):
+            self.has_tables, self._table = False, None  # this codec's tables would be too large: numpy scans
+            return None
+        if not parts:
+            return np.zeros((0, count), np.int64), np.zeros((0, count), np.float32)
+        return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
     def lists(self) -> tuple[Any, Any]:
         """Row numbers grouped by coarse list (stable: row order within a list) and each list's start."""
         if self._lists is None:
@@ -176,8 +272,11 @@ class CodeScan:
 
     def probe(self, q: Any, count: int, nprobe: int) -> tuple[Any, Any]:
         """Top ``count`` rows by the codec's scores among the rows of each query's ``nprobe`` best lists."""
-        order, starts = self.lists()
         nprobe = max(1, min(nprobe, self.list_count))
+        found = self._table_scan(q, count, nprobe)
+        if found is not None:
+            return found
+        order, starts = self.lists()
         keys_out, scores_out = [], []
         # Queries per block: as many as keep the block's candidates within the scratch budget (a list
         # scored by BLAS is decoded once per block, so the more queries share it the better).
@@ -216,11 +315,14 @@ class CodeScan:
 
     def exhaustive(self, q: Any, count: int, rows: Any = None) -> tuple[Any, Any]:
         """Top ``count`` rows (all rows, or only ``rows``) by the codec's scores: keys, scores."""
-        prepared = self.prepare(q)
-        n = len(q)
         subset = None if rows is None else np.asarray(rows, dtype=np.int64)
         total = self.rows if subset is None else len(subset)
         count = min(count, total)
+        found = self._table_scan(q, count, max(1, self.list_count), subset)
+        if found is not None:
+            return found
+        prepared = self.prepare(q)
+        n = len(q)
         best_keys = np.full((n, 0), -1, dtype=np.int64)
         best_scores = np.full((n, 0), self.worse, dtype=np.float32)
         block = max(1024, _BLOCK_BYTES // max(1, 4 * n))

@@ -11,7 +11,9 @@ import pytest
 from conftest import make_vectors, ok, run_vecx
 
 from vecx.bench.plan import _memory_bytes, candidates, parse_budget
+from vecx.chain import Chain
 from vecx.errors import UsageError
+from vecx.space import VectorSpec
 
 
 def test_budgets_read_as_sizes_or_per_vector() -> None:
@@ -69,3 +71,66 @@ def test_a_budget_nothing_fits_is_refused(tmp_path: Path) -> None:
     assert r.code == 2 and "no candidate fits" in r.stderr
     r = run_vecx("plan", tmp_path / "x.parquet", "--budget", "lots")
     assert r.code == 2 and "--budget" in r.stderr
+
+
+def test_index_budget_builds_the_plans_pick_within_the_budget(tmp_path: Path) -> None:
+    x = make_vectors(3000, 32, seed=23)
+    np.save(tmp_path / "x.npy", x)
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    budget = 40 * 3000
+    report = json.loads(ok("index", tmp_path / "x.parquet", "-o", tmp_path / "x.vecx", "--budget", "40B/vector",
+                           "--target-recall", "0.9", "--json", "-q"))
+    pick = report["plan"]["pick"]
+    # The pick is the plan's: a candidate that fits and reaches the target (which one is fastest may
+    # vary between runs on a busy machine; the build follows whichever the plan picked).
+    chosen = next(c for c in report["plan"]["candidates"] if c["spec"] == pick["spec"])
+    assert chosen["fits"] and chosen["tuned"] and pick["reaches_target"]
+    manifest = report["manifest"]
+    assert manifest["table"]["spec"] == Chain.from_spec(pick["spec"], VectorSpec(32, "float32", "l2", False)).spec
+    assert bool(manifest["rescore"]) == pick["rescore"]
+    if pick["rescore"]:
+        assert manifest["search"]["oversample"] == pick["settings"]["oversample"]
+    if "nprobe" in pick["settings"]:
+        assert manifest["search"]["nprobe"] == pick["settings"]["nprobe"]
+    # What it keeps in memory, measured on the files, is within the budget and is what the report says.
+    built = _memory_bytes(str(tmp_path / "x.vecx"))
+    assert report["memory_bytes"] == built["fixed"] + built["per_row"] * 3000 <= budget
+    # It answers queries at the recall the plan promised (the base's own rows as queries here).
+    found = json.loads(ok("eval", tmp_path / "x.vecx", "--queries", tmp_path / "x.npy", "--json", "-q"))
+    assert found["stages"][-1]["recall@10"] >= 0.85
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vecx-budget-")]  # the codes were removed
+
+
+def test_index_budget_options_that_conflict_are_refused(tmp_path: Path) -> None:
+    for extra in (["--append"], ["--scan", "graph"], ["--rescore-vectors", "x.parquet"], ["--shards", "2"]):
+        r = run_vecx("index", "x.parquet", "-o", "x.vecx", "--budget", "2MB", *extra, cwd=tmp_path)
+        assert r.code == 2 and "--budget" in r.stderr, extra
+    r = run_vecx("index", "x.parquet", "-o", "x.vecx", "--target-recall", "0.9", cwd=tmp_path)
+    assert r.code == 2 and "--budget" in r.stderr
+
+
+def test_a_build_refused_before_commit_leaves_the_previous_index(tmp_path: Path) -> None:
+    """The memory check of --budget runs on the written files before they replace the index: a refusal
+    there (over the budget) leaves the previous index answering as before, and no half version."""
+    from vecx.bench.plan import memory_in
+    from vecx.indexes.build import build
+
+    np.save(tmp_path / "x.npy", make_vectors(2000, 16, seed=24))
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    ok("encode", tmp_path / "x.parquet", "-o", tmp_path / "pq.parquet", "--spec", "pq:4x8")
+    ok("index", tmp_path / "x.parquet", "-o", tmp_path / "x.vecx")
+    before = ok("query", tmp_path / "x.vecx", "--like", "3", "-k", "5", "--format", "jsonl")
+    seen: list[int] = []
+
+    def over_budget(version: str) -> None:
+        seen.append(memory_in(version))
+        raise UsageError("over the budget")
+
+    with pytest.raises(UsageError, match="over the budget"):
+        build(str(tmp_path / "pq.parquet"), str(tmp_path / "x.vecx"), before_commit=over_budget)
+    assert seen and seen[0] >= 2000 * 4  # the PQ codes were written, and measured, before the refusal
+    assert ok("query", tmp_path / "x.vecx", "--like", "3", "-k", "5", "--format", "jsonl") == before
+    info = json.loads(ok("info", tmp_path / "x.vecx", "--json"))
+    assert "pq" not in json.dumps(info.get("chain", info))
+    leftovers = [p for p in tmp_path.rglob("*") if "tmp" in p.name or p.name.startswith(".new")]
+    assert not leftovers, leftovers

@@ -1,0 +1,119 @@
+"""The compiled table scan (vecx/adc.py) of PQ and RaBitQ codes: the same results as the numpy scan,
+ties to the lower row, padding where lists hold fewer rows, and loaded only when a search repays it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_vectors, ok
+
+from vecx.chain import Chain
+from vecx.indexes.codescan import CodeScan
+from vecx.space import VectorSpec
+
+SPECS = ["pq:6x8", "pq:6x8:ivf=16", "pq:6x8:opq=true:ivf=16", "pq:5x4", "pq:4x6:ivf=8",
+         "binarize:mode=rabitq", "binarize:mode=rabitq:levels=2:ivf=16"]
+
+
+def _scan(spec: str, metric: str, rows: int = 3000, dim: int = 24) -> tuple[CodeScan, np.ndarray, np.ndarray]:
+    x = make_vectors(rows, dim, seed=5)
+    chain = Chain.from_spec(spec, VectorSpec(dim, "float32", metric, False))
+    chain.fit(lambda stage: x)
+    codes = np.asarray(chain.encode(x))
+    q = chain.encode_query(make_vectors(40, dim, seed=6))
+    return CodeScan(codes, chain.stages[-1]), q, codes
+
+
+def _both(scan: CodeScan, search: str, *args: object) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    out = []
+    for compiled in (False, True):
+        scan.compiled = compiled
+        out.append(getattr(scan, search)(*args))
+    return tuple(out)
+
+
+def _same_results(numpy_found: tuple[np.ndarray, np.ndarray], compiled: tuple[np.ndarray, np.ndarray],
+                  lower_is_better: bool) -> None:
+    """Equal scores (float rounding), and the same rows except where a row's score ties, within
+    rounding, with the last one kept (then either row is a right answer)."""
+    (k1, s1), (k2, s2) = numpy_found, compiled
+    assert k1.shape == k2.shape
+    np.testing.assert_allclose(s2, s1, rtol=1e-5, atol=1e-5)
+    for i in range(len(k1)):
+        differ = set(k1[i].tolist()) ^ set(k2[i].tolist())
+        if differ:
+            last = s1[i][k1[i] >= 0][-1]
+            at_edge = np.abs(s1[i] - last) <= 1e-5 * max(1.0, abs(float(last)))
+            assert differ <= set(k1[i][at_edge].tolist()) | set(k2[i][at_edge].tolist()), (i, k1[i], k2[i])
+    order = s2 if lower_is_better else -s2  # best first
+    assert (np.diff(np.where(k2 >= 0, order, np.inf), axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("spec", SPECS)
+def test_compiled_scan_equals_numpy_scan(spec: str, metric: str) -> None:
+    scan, q, _ = _scan(spec, metric)
+    assert scan.has_tables
+    for n in (1, 40):  # numpy's single-query tables and its batch (BLAS) path
+        _same_results(*_both(scan, "exhaustive", q[:n], 10), scan.lower_is_better)
+        subset = np.arange(5, 3000, 7)
+        _same_results(*_both(scan, "exhaustive", q[:n], 10, subset), scan.lower_is_better)
+        if scan.list_count:
+            _same_results(*_both(scan, "probe", q[:n], 10, 3), scan.lower_is_better)
+            _same_results(*_both(scan, "probe", q[:n], 10, scan.list_count), scan.lower_is_better)
+
+
+@pytest.mark.parametrize("spec", ["pq:6x8:ivf=16", "binarize:mode=rabitq:ivf=16"])
+def test_compiled_scores_are_the_codecs_scores_of_the_returned_rows(spec: str) -> None:
+    """Independent of the numpy scan: each returned row's score is what the codec's own scorer gives
+    that row, and no row outside the result scores better than the last one kept."""
+    scan, q, codes = _scan(spec, "l2")
+    scan.compiled = True
+    keys, scores = scan.exhaustive(q, 20)
+    full = np.asarray(scan.scorer.score(scan.prepare(q[:3]), codes))  # tables path, 3 queries
+    for i in range(3):
+        np.testing.assert_allclose(scores[i], full[i, keys[i]], rtol=1e-5, atol=1e-4)
+        assert np.sort(full[i])[19] >= scores[i][-1] - 1e-4
+
+
+def test_ties_go_to_the_lower_row_and_short_lists_pad_with_minus_one() -> None:
+    x = make_vectors(400, 16, seed=8)
+    x[300:] = x[0]  # 100 copies of row 0: identical codes, identical scores
+    chain = Chain.from_spec("pq:4x8:ivf=4", VectorSpec(16, "float32", "l2", False))
+    chain.fit(lambda stage: x)
+    codes = np.asarray(chain.encode(x))
+    scan = CodeScan(codes, chain.stages[-1])
+    scan.compiled = True
+    q = chain.encode_query(x[:1])
+    keys, scores = scan.probe(q, 50, 1)
+    copies = keys[0][np.isclose(scores[0], scores[0][0])]
+    assert copies[:5].tolist() == [0, 300, 301, 302, 303]  # equal scores: lower rows first
+    # More results than the probed list holds: the rest is -1 with the no-result score.
+    size = int(np.sum(scan.scorer.list_of(codes) == scan.scorer.list_of(codes[:1])[0]))
+    keys, scores = scan.probe(q, size + 5, 1)
+    assert (keys[0][size:] == -1).all() and np.isinf(scores[0][size:]).all()
+    assert (keys[0][:size] >= 0).all()
+
+
+def test_small_searches_do_not_load_the_kernel_and_large_ones_do(tmp_path: Path) -> None:
+    """One query from the command line must not pay numba's load time; a large batch does, once."""
+    x = make_vectors(4000, 32, seed=2)
+    np.save(tmp_path / "x.npy", x)
+    ok("encode", tmp_path / "x.npy", "-o", tmp_path / "c.parquet", "--spec", "pq:8x8")
+    ok("index", tmp_path / "c.parquet", "-o", tmp_path / "c.vecx")
+    script = f"""
+import sys, numpy as np, vecx
+index = vecx.open_index({str(tmp_path / "c.vecx")!r})
+q = np.load({str(tmp_path / "x.npy")!r})
+one = index.search(q[:1], k=5)
+print("numba" in sys.modules)
+many = index.search(q[:2000], k=5)
+print("numba" in sys.modules)
+assert (many.ids[:1] == one.ids).all()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
