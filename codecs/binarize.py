@@ -216,9 +216,11 @@ class Binarize(Codec, ScoresCodes):
             self._coarse_rotated = self._rotate(self.coarse_)
         return self._coarse_rotated
 
-    def coarse_scores(self, prepared: dict[str, Any]) -> Any:
-        """Queries x lists: each query's score against each coarse centroid (the codec's metric)."""
-        return prepared["coarse"]
+    def probe_order(self, prepared: dict[str, Any]) -> Any:
+        """Queries x lists, lower first: the order in which a search probes the lists, by the query's
+        score against each centroid. Unlike PQ, ranking by L2 distance for inner-product scores lost
+        recall here: lists are few and large, and a centroid's score is a fair guess of its rows'."""
+        return prepared["coarse"] if self.output.metric == "l2" else -prepared["coarse"]
 
     def _encode_rabitq(self, x: Any) -> Any:
         levels, n = self.values["levels"], len(x)

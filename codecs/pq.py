@@ -61,6 +61,7 @@ from vecx.codecs.kmeans import (
     list_header,
     list_numbers,
     nearest,
+    probe_order,
 )
 from vecx.errors import DataError, MismatchError
 from vecx.kernels import haar_orthogonal, map_threads
@@ -210,6 +211,7 @@ class PQ(Codec, ScoresCodes):
             self.coarse_: Any = None
         self._augmented_cache: Any = None
         self._coarse_cache: Any = None
+        self._coarse_sq: Any = None
         self._list_tables: Any = None
         return VectorSpec(self.prefix + self.nbytes, CODES, "l2" if input.metric == "l2" else "ip", False, "scorer")
 
@@ -292,7 +294,7 @@ class PQ(Codec, ScoresCodes):
                             f"centroids per sub-space, the sample holds {n}",
                             hint=f"give more rows, or fewer bits (at least {MIN_POINTS_PER_CENTROID * k} "
                                  "rows are better)")
-        self.coarse_ = self._coarse_cache = self._list_tables = None
+        self.coarse_ = self._coarse_cache = self._coarse_sq = self._list_tables = None
         if self.lists:
             x = self._fit_lists(x)
         limit = MAX_POINTS_PER_CENTROID * k
@@ -408,6 +410,15 @@ class PQ(Codec, ScoresCodes):
         if self.output.metric != "l2":
             return dots
         return prepared["norms"][:, None] - 2.0 * dots + np.einsum("ld,ld->l", books, books)[None, :]
+
+    def probe_order(self, prepared: dict[str, Any]) -> Any:
+        """Queries x lists, lower first: the order in which a search probes the lists (see
+        :func:`vecx.codecs.kmeans.probe_order`)."""
+        books = self._rotated_coarse()
+        dots = prepared.get("coarse")
+        if self._coarse_sq is None:
+            self._coarse_sq = np.einsum("ld,ld->l", books, books)
+        return probe_order(prepared["queries"] @ books.T if dots is None else dots, self._coarse_sq)
 
     # ---- asymmetric scoring -------------------------------------------------------------
     def prepare_queries(self, q: Any, tables: bool = True) -> dict[str, Any]:
@@ -553,5 +564,5 @@ class PQ(Codec, ScoresCodes):
         self.codebooks_ = books
         self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if self.values["opq"] else None
         self.coarse_ = np.ascontiguousarray(arrays["coarse"], dtype=np.float32) if self.lists else None
-        self._augmented_cache = self._coarse_cache = self._list_tables = None
+        self._augmented_cache = self._coarse_cache = self._coarse_sq = self._list_tables = None
         self.is_fitted = True

@@ -229,14 +229,15 @@ class CodeScan:
         lists = max(1, self.list_count)
 
         def block(lo: int) -> tuple[Any, Any] | None:
-            found = self.scorer.table_queries(self.prepare(q[lo: lo + per_task]))
+            prepared = self.prepare(q[lo: lo + per_task])
+            found = self.scorer.table_queries(prepared)
             if found is None:
                 return None
             base = found["base"]
             if nprobe >= lists:
                 picked = np.broadcast_to(np.arange(lists, dtype=np.int64), base.shape)
             else:
-                picked = np.argpartition(base if self.lower_is_better else -base, nprobe - 1, axis=1)[:, :nprobe]
+                picked = np.argpartition(self.scorer.probe_order(prepared), nprobe - 1, axis=1)[:, :nprobe]
             keys, scores = adc.scan_codes(arrays, row_numbers, starts, found, picked, count, self.lower_is_better)
             if self.lower_is_better:  # squared distances summed from tables can round below zero
                 np.maximum(scores, 0.0, out=scores)
@@ -286,10 +287,9 @@ class CodeScan:
         for lo in range(0, len(q), per_block):
             block = np.asarray(q[lo: lo + per_block], dtype=np.float32)
             by_list = len(block) >= _BY_LIST_QUERIES and hasattr(self.scorer, "scoring_rows")
-            # The coarse scores (and a list-by-list scan) need the queries, not PQ's distance tables.
+            # The probe order (and a list-by-list scan) need the queries, not PQ's distance tables.
             prepared = self.scorer.prepare_queries(block, tables=False)
-            coarse = np.asarray(self.scorer.coarse_scores(prepared))
-            rank = coarse if self.lower_is_better else -coarse
+            rank = np.asarray(self.scorer.probe_order(prepared))
             picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
                 np.broadcast_to(np.arange(self.list_count), rank.shape)
             if by_list:

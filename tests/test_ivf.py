@@ -186,3 +186,21 @@ def test_ivf_options_on_indexes_without_lists_are_refused(tmp_path: Path) -> Non
     assert tuned["reached"] and "expansion" not in tuned and "nprobe" not in tuned
     text = ok("eval", tmp_path / "r.vecx", "--queries", tmp_path / "q.npy", "--target-recall", "0.5")
     assert f"oversample {tuned['oversample']} (recall@10" in text
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_pq_probes_the_lists_whose_centroids_are_nearest_by_l2(metric: str) -> None:
+    """Rows go to their nearest centroid by L2, so the lists probed first are those of the centroids
+    nearest the query by L2, for inner-product (cosine) scores too, not those of the largest <q, c>."""
+    x = make_vectors(3000, 24, seed=31)
+    x[:1500] *= 3.0  # centroids of very different lengths: the two orders differ
+    chain = Chain.from_spec("pq:6x8:ivf=32", VectorSpec(24, "float32", metric, False))
+    chain.fit(lambda stage: x)
+    stage = chain.stages[-1]
+    q = chain.encode_query(make_vectors(50, 24, seed=32))
+    order = np.argsort(stage.probe_order(stage.prepare_queries(q)), axis=1, kind="stable")
+    centroids = stage._rotated_coarse()
+    l2 = ((q[:, None, :] - centroids[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(order[:, :4], np.argsort(l2, axis=1, kind="stable")[:, :4])
+    if metric == "cosine":  # and that is not the order of the inner products
+        assert (order[:, :4] != np.argsort(-(q @ centroids.T), axis=1, kind="stable")[:, :4]).any()
