@@ -429,7 +429,8 @@ class PQ(Codec, ScoresCodes):
             return {"queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         parts = self._split(np.asarray(q, dtype=np.float32))  # n x M x width
         books_t, sq_books = self._books_t()
-        dots = np.matmul(parts.transpose(1, 0, 2), books_t)  # M x n x K
+        tables = np.empty((len(parts), self.m, self.k), dtype=np.float32)  # the scans read n x M x K
+        dots = np.matmul(parts.transpose(1, 0, 2), books_t, out=tables.transpose(1, 0, 2))  # M x n x K view
         if self.output.metric == "l2":
             sq_parts = np.einsum("nmw,nmw->mn", parts, parts)
             dots *= -2.0
@@ -437,8 +438,7 @@ class PQ(Codec, ScoresCodes):
             dots += sq_parts[:, :, None]
             np.maximum(dots, 0.0, out=dots)
         q = np.asarray(q, dtype=np.float32)
-        out = {"tables": np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32),
-               "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
+        out = {"tables": tables, "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         if self.lists and self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
             out["coarse"] = q @ self._rotated_coarse().T
         return out
@@ -468,9 +468,10 @@ class PQ(Codec, ScoresCodes):
             self._list_tables = np.ascontiguousarray(
                 (sq_books[:, None, :] + 2.0 * cross).transpose(1, 0, 2), dtype=np.float32)
         parts = self._split(np.asarray(q, dtype=np.float32))
-        tables = -2.0 * np.matmul(parts.transpose(1, 0, 2), self.codebooks_.transpose(0, 2, 1))  # M x n x K
-        return {"kind": "tables", "tables": tables.transpose(1, 0, 2), "base": self.coarse_scores(prepared),
-                "extra": self._list_tables}
+        tables = np.empty((len(parts), self.m, self.k), dtype=np.float32)
+        np.matmul(parts.transpose(1, 0, 2), self._books_t()[0], out=tables.transpose(1, 0, 2))
+        tables *= -2.0
+        return {"kind": "tables", "tables": tables, "base": self.coarse_scores(prepared), "extra": self._list_tables}
 
     def _books_t(self) -> tuple[Any, Any]:
         """The codebooks as M x width x K (contiguous: the tables' products run twice as fast on them

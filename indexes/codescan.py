@@ -13,9 +13,13 @@ inner-product estimator). Two ways to find candidates:
   estimator ranks the pool and keeps the best. For large indexes, where scoring every code per
   query costs too much.
 - ``ivf``: codes in coarse lists (``pq:...:ivf=N``: each row's list number heads its code) are
-  scored only in the ``nprobe`` lists whose centroids score best against the query (faiss
-  ``IndexIVFPQ``); the lists (row numbers grouped by list) are gathered from the codes when the
-  index is opened. The default for such codes; ``nprobe`` is stored with the index.
+  scored only in the ``nprobe`` lists first in the codec's probe order (``probe_order``: the
+  centroids nearest the query; faiss ``IndexIVFPQ``); the lists (row numbers grouped by list) are
+  gathered from the codes when the index is opened. The default for such codes; ``nprobe`` is
+  stored with the index.
+
+PQ and RaBitQ codes are scored by the compiled table scan (:mod:`vecx.adc`) when a search's work
+repays loading it, else by the numpy paths here (the same results, to float rounding).
 
 ``vecx index --scan auto`` (the default) builds the graph only when the codec offers one and the
 table holds more than :data:`AUTO_GRAPH_ROWS` rows; the manifest records the default scan, and
