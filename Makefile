@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test test-fast lint man readme bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds clean
+.PHONY: help demo test test-fast lint man readme bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds bench-ivf clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-foundation  I/O, memory, truth and start-up against pyarrow/faiss, to bench-foundation.md (minutes)"
 	@echo "make bench-index  index/query/eval against usearch and faiss, to bench-index.md (long)"
 	@echo "make bench-pq-seeds  PQ recall over 5 codebook seeds, vecx vs faiss, to bench-pq-seeds.md (minutes)"
+	@echo "make bench-ivf  coarse lists across nprobe, vecx vs faiss IVF at equal recall, to bench-ivf.md (minutes)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -124,6 +125,10 @@ bench-segments: install-bench
 
 bench-pq-seeds: install-bench
 	$(BIN)/python tests/benchmarks/bench_pq_seeds.py --out bench-pq-seeds.md
+
+# Coarse lists across nprobe: recall, batch QPS and single-query p50 of vecx and faiss IVF-PQ, compared at equal recall.
+bench-ivf: install-bench
+	$(BIN)/python tests/benchmarks/bench_ivf.py --out bench-ivf.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache .hypothesis

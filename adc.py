@@ -240,7 +240,8 @@ def scan(codes: Any, rows: Any, starts: Any, tables: Any, base: Any, picked: Any
     lower row), then -1 rows (and the no-result score) where its lists hold fewer. Runs in the
     calling thread.
 
-    ``codes``: list-grouped code bytes (R x M, uint8 or uint16); ``rows``: their row numbers (R);
+    ``codes``: list-grouped code bytes (R x M, uint8 or uint16); ``rows``: their row numbers (R,
+    int32 or int64);
     ``starts``: list offsets (L + 1); ``tables``: queries x M x K; ``base``: queries x L;
     ``picked``: queries x P list numbers (-1: none); ``extra``: L x M x K, or ``None``.
     RaBitQ-style codes (bit planes of W bytes, tables queries x W x 256) give ``factors`` (R x
@@ -252,7 +253,7 @@ def scan(codes: Any, rows: Any, starts: Any, tables: Any, base: Any, picked: Any
     if count and n:
         none = np.zeros(n, dtype=np.float32)
         _compiled()(np.ascontiguousarray(codes), None if factors is None else np.ascontiguousarray(
-                        factors, dtype=np.float32), np.ascontiguousarray(rows, dtype=np.int64),
+                        factors, dtype=np.float32), np.ascontiguousarray(rows),
                     np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(tables, dtype=np.float32),
                     none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
                     none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),

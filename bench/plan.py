@@ -211,9 +211,44 @@ def build_for_budget(base: str, output: str, options: PlanOptions, *, progress: 
             progress.close()
         manifest = build(codes, output, rescore=base if pick["rescore"] else None, options=build_options,
                          progress=progress, wait=wait, on_wait=on_wait, before_commit=within_budget)
+        tuning = None
+        if options.target_recall is not None:
+            tuning = _tune_built(api, base, output, options, work, progress)
+            from vecx.indexes import store
+
+            manifest = store.open_version(output)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"plan": report, "index": output, "memory_bytes": memory["bytes"], "manifest": manifest}
+    return {"plan": report, "index": output, "memory_bytes": memory["bytes"], "manifest": manifest,
+            "tuning": tuning}
+
+
+def _tune_built(api: Any, base: str, output: str, options: PlanOptions, work: str, progress: Any) -> dict[str, Any]:
+    """The least search effort reaching the target on the whole index, saved as its defaults (as
+    ``vecx eval --target-recall --save``): the sample's settings can fall short on more rows, where
+    neighbours are closer together. The queries are ``options.queries``, else ``query_count``
+    seeded rows of the base, each of which finds itself (one of its k true neighbours); the truth
+    is exact over the whole base."""
+    from vecx.sampling import sample_rows
+
+    queries = options.queries
+    if queries is None:
+        from vecx.formats.readers import open_source
+
+        source = open_source(base)
+        rows = source.count_rows()
+        picked = np.sort(sample_rows(rows, min(rows, options.query_count), options.seed + 1))
+        queries = os.path.join(work, "tune-queries.npy")
+        np.save(queries, np.asarray(source.take(picked), dtype=np.float32))
+    truth = os.path.join(work, "tune-truth.parquet")
+    if progress is not None:
+        progress.start(None, f"tuning {output} for recall@{options.k} >= {options.target_recall}")
+    api.truth(base, queries, truth, k=options.k)
+    report = api.evaluate(output, queries, truth_path=truth, k=options.k, target_recall=options.target_recall,
+                          save=True)
+    if progress is not None:
+        progress.close()
+    return report.tuning or {}
 
 
 def memory_in(version: str) -> int:

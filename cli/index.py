@@ -134,14 +134,19 @@ def _index_for_budget(table: str, output: str, budget: str, target_recall: float
     if json:
         emit_json(report)
         return
-    plan, pick = report["plan"], report["plan"]["pick"]
-    target = plan["target_recall"]
-    reached = "" if target is None else (f", reaches recall@{plan['k']} >= {target} on the sample"
+    plan, pick, tuning = report["plan"], report["plan"]["pick"], report.get("tuning")
+    target, k = plan["target_recall"], plan["k"]
+    reached = "" if target is None else (f", reaches recall@{k} >= {target} on the sample"
                                          if pick["reaches_target"] else f", the best recall (none reaches {target})")
     message(f"plan: {pick['spec']} of {len(plan['candidates'])} candidates measured on {plan['sample_rows']:,} "
             f"sample rows{reached}", quiet)
     message(_built(output, report["manifest"]) + f"; {report['memory_bytes']:,} bytes in memory, budget "
             f"{plan['budget']['bytes']:,}", quiet)
+    if tuning:
+        settings = ", ".join(f"{knob} {tuning[knob]}" for knob in ("oversample", "nprobe", "expansion") if knob in tuning)
+        note(f"on the whole index: recall@{k} {tuning[f'recall@{k}']} with {settings}, saved as its defaults"
+             if tuning["reached"] else f"on the whole index no setting reached recall@{k} >= {target} (best "
+             f"{max(t[f'recall@{k}'] for t in tuning['tried'])}); the plan's settings stay", quiet)
 
 
 def _add_delete(app: typer.Typer) -> None:

@@ -429,8 +429,8 @@ class PQ(Codec, ScoresCodes):
             return {"queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         parts = self._split(np.asarray(q, dtype=np.float32))  # n x M x width
         books_t, sq_books = self._books_t()
-        tables = np.empty((len(parts), self.m, self.k), dtype=np.float32)  # the scans read n x M x K
-        dots = np.matmul(parts.transpose(1, 0, 2), books_t, out=tables.transpose(1, 0, 2))  # M x n x K view
+        by_query = np.empty((len(parts), self.m, self.k), dtype=np.float32)  # the scans read n x M x K
+        dots = np.matmul(parts.transpose(1, 0, 2), books_t, out=by_query.transpose(1, 0, 2))  # M x n x K view
         if self.output.metric == "l2":
             sq_parts = np.einsum("nmw,nmw->mn", parts, parts)
             dots *= -2.0
@@ -438,7 +438,7 @@ class PQ(Codec, ScoresCodes):
             dots += sq_parts[:, :, None]
             np.maximum(dots, 0.0, out=dots)
         q = np.asarray(q, dtype=np.float32)
-        out = {"tables": tables, "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
+        out = {"tables": by_query, "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
         if self.lists and self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
             out["coarse"] = q @ self._rotated_coarse().T
         return out

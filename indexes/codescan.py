@@ -125,6 +125,8 @@ class CodeScan:
         #: Coarse lists: how many, and (once gathered) row numbers grouped by list with list offsets.
         self.list_count = int(getattr(scorer, "lists", 0) or 0)
         self._lists: tuple[Any, Any] | None = None
+        #: Row numbers the scans keep (grouped by list): int32 while they fit, 4 bytes per row, not 8.
+        self._row_type = np.int32 if self.rows < 2**31 else np.int64
         #: The compiled table scan's view of the codes (see :meth:`_table_codes`), once built.
         self._table: tuple[tuple[Any, ...], Any, Any] | None = None
         #: Whether the codec scores its codes by summed table entries (PQ, RaBitQ): the compiled scan serves.
@@ -204,6 +206,7 @@ class CodeScan:
         else:
             order = np.arange(self.rows, dtype=np.int64) if rows is None else rows
             starts = np.array([0, len(order)], dtype=np.int64)
+        order = order.astype(self._row_type, copy=False)  # one row type: one compiled kernel per codec
         found = (self._grouped_codes(order), order, starts)
         if rows is None:
             self._table = found
@@ -272,7 +275,7 @@ class CodeScan:
                 np.zeros(0, dtype=np.intp)
             order = np.argsort(labels, kind="stable")
             starts = np.searchsorted(labels[order], np.arange(self.list_count + 1))
-            self._lists = (order.astype(np.int64), starts.astype(np.int64))
+            self._lists = (order.astype(self._row_type), starts.astype(np.int64))
         return self._lists
 
     def probe(self, q: Any, count: int, nprobe: int) -> tuple[Any, Any]:
