@@ -34,6 +34,15 @@ else:
 _threads: Any = None
 
 
+def _forget_pool() -> None:
+    """In a forked child the parent's pool threads do not exist: start a new pool when one is needed."""
+    global _threads
+    _threads = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool() -> Any:
     """One thread per core, kept for the process: a batch's query blocks run on it (the kernel holds
     no GIL and calls no BLAS, so neither a pool per call nor BLAS thread limits are needed)."""
@@ -62,21 +71,30 @@ _weighted: Any = None
 
 def _compiled() -> Any:
     """The numba-compiled scan (compiled, or loaded from numba's on-disk cache, on first call)."""
-    global _push, _down, _sort, _sum_entries, _range, _weighted
     if not _kernels:
         # numba caches the machine code beside this file or, where that is read-only, in the user's
-        # cache directory; NUMBA_CACHE_DIR overrides both.
+        # cache directory (NUMBA_CACHE_DIR overrides both); where neither can be written, numba
+        # refuses to cache, and each process compiles the kernel again (a few seconds) instead.
         os.environ.setdefault("NUMBA_DISABLE_PERFORMANCE_WARNINGS", "1")
-        from numba import njit
-
-        _down = njit(nogil=True, cache=True)(_sift_down)
-        _push = njit(nogil=True, cache=True, inline="always")(_heap_push)
-        _sort = njit(nogil=True, cache=True)(_heap_sort)
-        _sum_entries = njit(nogil=True, cache=True, inline="always")(_table_sum)
-        _range = njit(nogil=True, cache=True)(_scan_range)
-        _weighted = njit(nogil=True, cache=True)(_weighted_range)
-        _kernels["scan"] = njit(nogil=True, cache=True)(_scan_lists)
+        try:
+            _compile(cache=True)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            _compile(cache=False)
     return _kernels["scan"]
+
+
+def _compile(cache: bool) -> None:
+    """Compile the kernel and its helpers, each under the global name the others call it by."""
+    global _push, _down, _sort, _sum_entries, _range, _weighted
+    from numba import njit
+
+    _down = njit(nogil=True, cache=cache)(_sift_down)
+    _push = njit(nogil=True, cache=cache, inline="always")(_heap_push)
+    _sort = njit(nogil=True, cache=cache)(_heap_sort)
+    _sum_entries = njit(nogil=True, cache=cache, inline="always")(_table_sum)
+    _range = njit(nogil=True, cache=cache)(_scan_range)
+    _weighted = njit(nogil=True, cache=cache)(_weighted_range)
+    _kernels["scan"] = njit(nogil=True, cache=cache)(_scan_lists)
 
 
 def _heap_push(heap_s: Any, heap_r: Any, size: int, s: Any, row: Any) -> int:  # pragma: no cover

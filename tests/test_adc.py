@@ -117,3 +117,30 @@ assert (many.ids[:1] == one.ids).all()
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+def test_a_forked_child_scans_with_a_pool_of_its_own(tmp_path: Path) -> None:
+    """The scan's thread pool is the process's: a child forked after a batch scan must not wait on the
+    parent's threads (which do not exist in the child), and the kernel also runs compiled without numba's
+    cache (where no cache directory can be written)."""
+    script = """
+import os, sys, numpy as np
+from vecx import adc
+from vecx.chain import Chain
+from vecx.indexes.codescan import CodeScan
+from vecx.space import VectorSpec
+x = np.random.default_rng(1).standard_normal((3000, 16)).astype(np.float32)
+chain = Chain.from_spec("pq:4x8:ivf=8", VectorSpec(16, "float32", "l2", False))
+chain.fit(lambda stage: x)
+scan = CodeScan(np.asarray(chain.encode(x)), chain.stages[-1])
+scan.compiled = True
+adc._compile(cache=False)
+q = chain.encode_query(x[:600])
+before = scan.probe(q, 5, 2)[0]
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if (scan.probe(q, 5, 2)[0] == before).all() else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

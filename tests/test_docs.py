@@ -142,6 +142,11 @@ def test_the_tour_compares_what_it_should() -> None:
     chosen = ["target: oversample 2, expansion 256 (recall@10 0.9961)"]
     assert not readme_tour.same_output(moved, chosen) and readme_tour.same_output(moved, chosen, loose=True)
     assert not readme_tour.same_output(moved, ["target: factor 2, expansion 256 (recall@10 0.9961)"], loose=True)
+    # A pipeline's processes reach the terminal in whichever order they finish: its lines in any order.
+    piped = ["vecx: wrote 4,000 vectors (0.17 s)", "vecx: wrote 16 x float32 (0.34 s)", "rows  4,000"]
+    raced = [piped[0], piped[2], "vecx: wrote 16 x float32 (0.21 s)"]
+    assert not readme_tour.same_output(piped, raced) and readme_tour.same_output(piped, raced, any_order=True)
+    assert not readme_tour.same_output(piped, [*raced[:2], "vecx: wrote 8 x float32 (0.2 s)"], any_order=True)
     blocks = readme_tour.read_blocks(["text", "<!-- tour: glove -->", "    $ vecx a", "    out", "    $ vecx b", "",
                                       "    $ not marked", "", "<!-- tour: debian loose -->", "    $ vecx c"])
     assert [(b.scene, b.steps, b.loose) for b in blocks] == [("glove", [("vecx a", ["out"]), ("vecx b", [])], False),
