@@ -56,10 +56,10 @@ def _pool() -> Any:
 
 def loaded() -> bool:
     """Whether this process has the compiled scans already (later scans cost no load time)."""
-    return bool(_kernels)
+    return _kernel is not None
 
 
-_kernels: dict[str, Any] = {}
+_kernel: Any = None
 #: The helpers the kernels call (numba-compiled, by these names, when they are).
 _push: Any = None
 _down: Any = None
@@ -71,7 +71,7 @@ _weighted: Any = None
 
 def _compiled() -> Any:
     """The numba-compiled scan (compiled, or loaded from numba's on-disk cache, on first call)."""
-    if not _kernels:
+    if _kernel is None:
         # numba caches the machine code beside this file or, where that is read-only, in the user's
         # cache directory (NUMBA_CACHE_DIR overrides both); where neither can be written, numba
         # refuses to cache, and each process compiles the kernel again (a few seconds) instead.
@@ -80,12 +80,12 @@ def _compiled() -> Any:
             _compile(cache=True)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             _compile(cache=False)
-    return _kernels["scan"]
+    return _kernel
 
 
 def _compile(cache: bool) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
-    global _push, _down, _sort, _sum_entries, _range, _weighted
+    global _push, _down, _sort, _sum_entries, _range, _weighted, _kernel
     from numba import njit
 
     _down = njit(nogil=True, cache=cache)(_sift_down)
@@ -94,7 +94,7 @@ def _compile(cache: bool) -> None:
     _sum_entries = njit(nogil=True, cache=cache, inline="always")(_table_sum)
     _range = njit(nogil=True, cache=cache)(_scan_range)
     _weighted = njit(nogil=True, cache=cache)(_weighted_range)
-    _kernels["scan"] = njit(nogil=True, cache=cache)(_scan_lists)
+    _kernel = njit(nogil=True, cache=cache)(_scan_lists)
 
 
 def _heap_push(heap_s: Any, heap_r: Any, size: int, s: Any, row: Any) -> int:  # pragma: no cover

@@ -365,12 +365,10 @@ class Binarize(Codec, ScoresCodes):
         if self.values["mode"] != "rabitq":
             return None
         rotated = prepared["rotated"]
-        n, nbytes = len(rotated), self.padded_ // 8
-        padded = np.zeros((n, nbytes * 8), dtype=np.float32)
-        padded[:, : rotated.shape[1]] = rotated
+        n = len(rotated)
         sign = -2.0 if self.output.metric == "l2" else 1.0
         base = prepared["const"][:, None] + (prepared["coarse"] if self.lists else 0.0)
-        return {"kind": "weighted", "tables": padded.reshape(n, nbytes, 8) @ _byte_bits().T,
+        return {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8),
                 "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
                 "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
 
@@ -407,12 +405,16 @@ class Binarize(Codec, ScoresCodes):
         self.is_fitted = True
 
 
-def _byte_bits() -> Any:
-    """256 x 8: the bits of each byte value, most significant first (as ``numpy.packbits`` packs)."""
+def _byte_tables(q: Any, nbytes: int) -> Any:
+    """Queries x bytes x 256: for each byte position of a packed bit row (most significant bit first,
+    as ``numpy.packbits`` packs) and each byte value, the sum of the query's values under its set
+    bits, so that ``<bits, q>`` is a sum of one entry per byte."""
     global _BYTE_BITS
     if _BYTE_BITS is None:
         _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
-    return _BYTE_BITS
+    padded = np.zeros((len(q), nbytes * 8), dtype=np.float32)
+    padded[:, : q.shape[1]] = q
+    return padded.reshape(len(q), nbytes, 8) @ _BYTE_BITS.T
 
 
 def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:
@@ -425,9 +427,7 @@ def _bit_dots(q: Any, packed: Any, nbits: int) -> Any:
     if len(q) > LUT_QUERIES:
         return q @ np.unpackbits(packed, axis=1, count=nbits).astype(np.float32).T
     nbytes = packed.shape[1]
-    padded = np.zeros((len(q), nbytes * 8), dtype=np.float32)
-    padded[:, :nbits] = q
-    tables = padded.reshape(len(q), nbytes, 8) @ _byte_bits().T  # queries x bytes x 256
+    tables = _byte_tables(q, nbytes)
     columns = np.ascontiguousarray(packed.T)  # one contiguous row of bytes per position: cheap gathers
     out = np.zeros((len(q), len(packed)), dtype=np.float32)
     for i in range(len(q)):

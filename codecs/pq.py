@@ -403,27 +403,39 @@ class PQ(Codec, ScoresCodes):
         return np.maximum(prepared["norms"][queries][:, None] - 2.0 * dots
                           + np.einsum("rd,rd->r", rows, rows)[None, :], 0.0)
 
+    def _coarse_norms(self) -> Any:
+        """Squared norms of the coarse centroids (rotation keeps them), kept while the centroids are."""
+        if self._coarse_sq is None:
+            books = self._rotated_coarse()
+            self._coarse_sq = np.einsum("ld,ld->l", books, books)
+        return self._coarse_sq
+
+    def _coarse_dots(self, prepared: dict[str, Any]) -> Any:
+        """Queries x lists ``<q, c>``: :meth:`prepare_queries`' when it made them, else computed."""
+        dots = prepared.get("coarse_dots")
+        return prepared["queries"] @ self._rotated_coarse().T if dots is None else dots
+
     def coarse_scores(self, prepared: dict[str, Any]) -> Any:
         """Queries x lists: each query's score against each coarse centroid (the codec's metric)."""
-        q, books = prepared["queries"], self._rotated_coarse()
-        dots = q @ books.T
+        dots = self._coarse_dots(prepared)
         if self.output.metric != "l2":
             return dots
-        return prepared["norms"][:, None] - 2.0 * dots + np.einsum("ld,ld->l", books, books)[None, :]
+        return prepared["norms"][:, None] - 2.0 * dots + self._coarse_norms()[None, :]
 
     def probe_order(self, prepared: dict[str, Any]) -> Any:
         """Queries x lists, lower first: the order in which a search probes the lists (see
         :func:`vecx.codecs.kmeans.probe_order`)."""
-        books = self._rotated_coarse()
-        dots = prepared.get("coarse")
-        if self._coarse_sq is None:
-            self._coarse_sq = np.einsum("ld,ld->l", books, books)
-        return probe_order(prepared["queries"] @ books.T if dots is None else dots, self._coarse_sq)
+        return probe_order(self._coarse_dots(prepared), self._coarse_norms())
 
     # ---- asymmetric scoring -------------------------------------------------------------
     def prepare_queries(self, q: Any, tables: bool = True) -> dict[str, Any]:
         """Per-query state: distance tables (unless ``tables`` is false: a scan of decoded rows needs
-        only the queries and their norms), and the queries' scores against the coarse centroids."""
+        only the queries and their norms), and the queries' inner products with the coarse centroids.
+
+        The tables (queries x M x K) hold each sub-space's score: ``<q_m, b>`` for inner products,
+        ``|q_m - b|^2`` for L2; for L2 with coarse lists, ``-2 <q_m, b>``, the query's part of
+        ``|q - c - b|^2`` (:meth:`table_queries` adds each list's own part; numpy scores such codes
+        decoded)."""
         if not tables:
             q = np.asarray(q, dtype=np.float32)
             return {"queries": q, "norms": np.einsum("nd,nd->n", q, q)}
@@ -432,15 +444,17 @@ class PQ(Codec, ScoresCodes):
         by_query = np.empty((len(parts), self.m, self.k), dtype=np.float32)  # the scans read n x M x K
         dots = np.matmul(parts.transpose(1, 0, 2), books_t, out=by_query.transpose(1, 0, 2))  # M x n x K view
         if self.output.metric == "l2":
-            sq_parts = np.einsum("nmw,nmw->mn", parts, parts)
             dots *= -2.0
-            dots += sq_books[:, None, :]
-            dots += sq_parts[:, :, None]
-            np.maximum(dots, 0.0, out=dots)
+            if not self.lists:
+                dots += sq_books[:, None, :]
+                dots += np.einsum("nmw,nmw->mn", parts, parts)[:, :, None]
+                np.maximum(dots, 0.0, out=dots)
         q = np.asarray(q, dtype=np.float32)
         out = {"tables": by_query, "queries": q, "norms": np.einsum("nd,nd->n", q, q)}
-        if self.lists and self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
-            out["coarse"] = q @ self._rotated_coarse().T
+        if self.lists:
+            out["coarse_dots"] = q @ self._rotated_coarse().T
+            if self.output.metric != "l2":  # <q, c + r> = <q, c> + the tables' <q, r>
+                out["coarse"] = out["coarse_dots"]
         return out
 
     def table_codes(self, codes: Any) -> tuple[Any, ...]:
@@ -461,17 +475,13 @@ class PQ(Codec, ScoresCodes):
         if self.lists * self.m * self.k * 4 > _LIST_TABLE_BYTES:
             return None
         if self._list_tables is None:
+            books_t, sq_books = self._books_t()  # M x width x K, M x K
             cents = self._split(self._rotated_coarse())  # lists x M x width
-            books = self.codebooks_  # M x K x width
-            sq_books = np.einsum("mkw,mkw->mk", books, books)
-            cross = np.matmul(cents.transpose(1, 0, 2), books.transpose(0, 2, 1))  # M x lists x K
+            cross = np.matmul(cents.transpose(1, 0, 2), books_t)  # M x lists x K
             self._list_tables = np.ascontiguousarray(
                 (sq_books[:, None, :] + 2.0 * cross).transpose(1, 0, 2), dtype=np.float32)
-        parts = self._split(np.asarray(q, dtype=np.float32))
-        tables = np.empty((len(parts), self.m, self.k), dtype=np.float32)
-        np.matmul(parts.transpose(1, 0, 2), self._books_t()[0], out=tables.transpose(1, 0, 2))
-        tables *= -2.0
-        return {"kind": "tables", "tables": tables, "base": self.coarse_scores(prepared), "extra": self._list_tables}
+        return {"kind": "tables", "tables": prepared["tables"], "base": self.coarse_scores(prepared),
+                "extra": self._list_tables}
 
     def _books_t(self) -> tuple[Any, Any]:
         """The codebooks as M x width x K (contiguous: the tables' products run twice as fast on them

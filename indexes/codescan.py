@@ -199,10 +199,8 @@ class CodeScan:
             if rows is None:
                 order, starts = self.lists()
             else:
-                labels = self.scorer.list_of(np.asarray(self.codes[rows]))
-                by_list = np.argsort(labels, kind="stable")
+                by_list, starts = self._grouped(self.scorer.list_of(np.asarray(self.codes[rows])))
                 order = rows[by_list]
-                starts = np.searchsorted(labels[by_list], np.arange(self.list_count + 1)).astype(np.int64)
         else:
             order = np.arange(self.rows, dtype=np.int64) if rows is None else rows
             starts = np.array([0, len(order)], dtype=np.int64)
@@ -266,6 +264,11 @@ class CodeScan:
             return np.zeros((0, count), np.int64), np.zeros((0, count), np.float32)
         return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
+    def _grouped(self, labels: Any) -> tuple[Any, Any]:
+        """Positions of ``labels`` grouped by list (stable: in order within a list) and each list's start."""
+        order = np.argsort(labels, kind="stable")
+        return order, np.searchsorted(labels[order], np.arange(self.list_count + 1)).astype(np.int64)
+
     def lists(self) -> tuple[Any, Any]:
         """Row numbers grouped by coarse list (stable: row order within a list) and each list's start."""
         if self._lists is None:
@@ -273,9 +276,8 @@ class CodeScan:
             labels = np.concatenate([self.scorer.list_of(self.codes[start: start + step])
                                      for start in range(0, self.rows, step)]) if self.rows else \
                 np.zeros(0, dtype=np.intp)
-            order = np.argsort(labels, kind="stable")
-            starts = np.searchsorted(labels[order], np.arange(self.list_count + 1))
-            self._lists = (order.astype(self._row_type), starts.astype(np.int64))
+            order, starts = self._grouped(labels)
+            self._lists = (order.astype(self._row_type), starts)
         return self._lists
 
     def probe(self, q: Any, count: int, nprobe: int) -> tuple[Any, Any]:
