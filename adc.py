@@ -21,6 +21,7 @@ Ties between equal scores go to the lower row number, as everywhere in vecx.
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -32,6 +33,7 @@ else:
     np = lazy("numpy")
 
 _threads: Any = None
+_THREAD_NAME = "vecx-adc"
 
 
 def _forget_pool() -> None:
@@ -50,7 +52,7 @@ def _pool() -> Any:
     if _threads is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _threads = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="vecx-adc")
+        _threads = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix=_THREAD_NAME)
     return _threads
 
 
@@ -64,9 +66,13 @@ _kernel: Any = None
 _push: Any = None
 _down: Any = None
 _sort: Any = None
-_sum_entries: Any = None
+_add_words: Any = None
+_add_tail: Any = None
 _range: Any = None
+_pq_rows: Any = None
 _weighted: Any = None
+_offer: Any = None
+_finish: Any = None
 
 
 def _compiled() -> Any:
@@ -85,15 +91,19 @@ def _compiled() -> Any:
 
 def _compile(cache: bool) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
-    global _push, _down, _sort, _sum_entries, _range, _weighted, _kernel
+    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _offer, _finish, _kernel
     from numba import njit
 
     _down = njit(nogil=True, cache=cache)(_sift_down)
     _push = njit(nogil=True, cache=cache, inline="always")(_heap_push)
     _sort = njit(nogil=True, cache=cache)(_heap_sort)
-    _sum_entries = njit(nogil=True, cache=cache, inline="always")(_table_sum)
+    _add_words = njit(nogil=True, cache=cache, inline="always")(_words_sum)
+    _add_tail = njit(nogil=True, cache=cache, inline="always")(_tail_sum)
+    _pq_rows = njit(nogil=True, cache=cache, inline="always")(_rows_range)
     _range = njit(nogil=True, cache=cache)(_scan_range)
     _weighted = njit(nogil=True, cache=cache)(_weighted_range)
+    _offer = njit(nogil=True, cache=cache)(_offer_products)
+    _finish = njit(nogil=True, cache=cache)(_sort_heaps)
     _kernel = njit(nogil=True, cache=cache)(_scan_lists)
 
 
@@ -141,24 +151,42 @@ def _sift_down(heap_s: Any, heap_r: Any, end: int, s: Any, row: Any) -> None:  #
     heap_r[i] = row
 
 
-def _table_sum(table: Any, code: Any, offset: int, count: int) -> Any:  # pragma: no cover
-    """``sum_m table[m, code[offset + m]]`` for m < ``count``, in four running sums (independent
-    additions overlap in the CPU; one running sum waits on each addition in turn)."""
-    s0 = table[0, code[offset]] - table[0, code[offset]]  # a zero of the table's type
+def _words_sum(table: Any, k: int, words: Any, j: int, lo: int, hi: int, origin: int) -> Any:  # pragma: no cover
+    """``sum table[p * k + code_p]`` over the codes packed in ``words[j, lo:hi]`` (eight one-byte
+    codes per word, the first in the low byte; word ``origin`` holds table positions 0-7), in four
+    running sums: one 8-byte load per eight codes instead of eight 1-byte loads (the scan is bound
+    by loads), and independent additions that overlap in the CPU."""
+    s0 = table[0] - table[0]  # a zero of the table's type
     s1 = s0
     s2 = s0
     s3 = s0
-    m = 0
-    while m + 4 <= count:
-        s0 += table[m, code[offset + m]]
-        s1 += table[m + 1, code[offset + m + 1]]
-        s2 += table[m + 2, code[offset + m + 2]]
-        s3 += table[m + 3, code[offset + m + 3]]
-        m += 4
-    while m < count:
-        s0 += table[m, code[offset + m]]
-        m += 1
+    for w in range(lo, hi):
+        x = words[j, w]
+        b = (w - origin) * 8 * k
+        s0 += table[b + (x & 255)]
+        s1 += table[b + k + ((x >> 8) & 255)]
+        s2 += table[b + 2 * k + ((x >> 16) & 255)]
+        s3 += table[b + 3 * k + ((x >> 24) & 255)]
+        s0 += table[b + 4 * k + ((x >> 32) & 255)]
+        s1 += table[b + 5 * k + ((x >> 40) & 255)]
+        s2 += table[b + 6 * k + ((x >> 48) & 255)]
+        s3 += table[b + 7 * k + (x >> 56)]
     return (s0 + s1) + (s2 + s3)
+
+
+def _tail_sum(table: Any, k: int, tail: Any, j: int, lo: int, hi: int, first: int) -> Any:  # pragma: no cover
+    """``sum table[p * k + code_p]`` over the codes ``tail[j, lo:hi]`` one by one (the codes past the
+    last whole word, or wider than a byte), code ``i`` at table position ``first + i``."""
+    s0 = table[0] - table[0]
+    s1 = s0
+    i = lo
+    while i + 2 <= hi:
+        s0 += table[(first + i) * k + tail[j, i]]
+        s1 += table[(first + i + 1) * k + tail[j, i + 1]]
+        i += 2
+    if i < hi:
+        s0 += table[(first + i) * k + tail[j, i]]
+    return s0 + s1
 
 
 def _heap_sort(heap_s: Any, heap_r: Any, size: int) -> None:  # pragma: no cover
@@ -169,56 +197,82 @@ def _heap_sort(heap_s: Any, heap_r: Any, size: int) -> None:  # pragma: no cover
         _down(heap_s, heap_r, end, s, row)
 
 
-def _scan_range(codes: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, b: Any, sign: Any,
-                heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+def _scan_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int, b: Any,
+                sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
     """Offer codes ``lo..hi`` of one list to a query's heap (see :func:`_scan_lists`); returns its size.
-    ``extra`` is the list's own tables, or ``None`` (numba compiles that case without the branch)."""
-    m_count = codes.shape[1]
-    k = len(heap_s)
+    ``extra`` is the list's own tables, or ``None`` (numba compiles that case without the branch).
+    Tables of 256 entries (8-bit codes) get a loop of their own with the stride a constant, which LLVM
+    folds into the addresses: with the stride a variable, the same loop took three times as long."""
+    if k == 256:
+        return _pq_rows(words, tail, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
+    return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
+
+
+def _rows_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int, b: Any,
+                sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+    """The loop of :func:`_scan_range` (inlined there, once per kind of stride)."""
+    nw = words.shape[1]
+    rem = tail.shape[1]
+    top = len(heap_s)
     for j in range(lo, hi):
-        code = codes[j]
-        s = _sum_entries(table, code, 0, m_count)
+        # The tail's test stays in the loop body, where LLVM hoists it; an empty tail loop, or the same
+        # test inside an inlined helper, cost as much again as the words' look-ups (measured).
+        s = _add_words(table, k, words, j, 0, nw, 0)
+        if rem:
+            s += _add_tail(table, k, tail, j, 0, rem, 8 * nw)
         if extra is not None:
-            s += _sum_entries(extra, code, 0, m_count)
+            s += _add_words(extra, k, words, j, 0, nw, 0)
+            if rem:
+                s += _add_tail(extra, k, tail, j, 0, rem, 8 * nw)
         v = sign * (s + b)
-        if size < k or v <= heap_s[0]:  # else no better than the worst kept: skip the call
+        if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
             size = _push(heap_s, heap_r, size, v, rows[j])
     return size
 
 
-def _weighted_range(codes: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any, a: Any, c: Any, b: Any,
-                    sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
-    """:func:`_scan_range` for RaBitQ-style codes: ``T`` bit planes of ``W`` bytes per row, each
-    plane's ``<bits, q>`` a sum of ``W`` per-byte table entries, and a row's score
-    ``factors[r, 0] + sum_t factors[r, 1 + t] * (a * dot_t + c) + b``. One bit plane (the usual
-    code) has a loop of its own: the general loop over planes, with its computed offsets, costs as
-    much again per row."""
-    width = table.shape[0]
-    planes = codes.shape[1] // width
-    k = len(heap_s)
+def _weighted_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any, a: Any,
+                    c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+    """:func:`_scan_range` for RaBitQ-style codes: ``T`` bit planes per row (``T = factors.shape[1] -
+    1``), each plane's ``<bits, q>`` a sum of one 256-entry table entry per byte (the same table for
+    every plane), and a row's score ``factors[r, 0] + sum_t factors[r, 1 + t] * (a * dot_t + c) + b``.
+    The planes' bytes are whole words (``words``) or, where a plane is not a whole number of words,
+    all in ``tail``. One plane (the usual code) has a loop of its own."""
+    planes = factors.shape[1] - 1
+    nw = words.shape[1]
+    rem = tail.shape[1]
+    top = len(heap_s)
     if planes == 1:
         for j in range(lo, hi):
-            v = sign * (factors[j, 0] + factors[j, 1] * (a * _sum_entries(table, codes[j], 0, width) + c) + b)
-            if size < k or v <= heap_s[0]:  # else no better than the worst kept: skip the call
+            dot = _add_words(table, 256, words, j, 0, nw, 0)
+            if rem:  # see _scan_range
+                dot += _add_tail(table, 256, tail, j, 0, rem, 8 * nw)
+            v = sign * (factors[j, 0] + factors[j, 1] * (a * dot + c) + b)
+            if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
                 size = _push(heap_s, heap_r, size, v, rows[j])
         return size
+    pw = nw // planes
+    pt = rem // planes
     for j in range(lo, hi):
-        code = codes[j]
         s = factors[j, 0]
         for t in range(planes):
-            s += factors[j, 1 + t] * (a * _sum_entries(table, code, t * width, width) + c)
+            dot = _add_words(table, 256, words, j, t * pw, (t + 1) * pw, t * pw)
+            if pt:
+                dot += _add_tail(table, 256, tail, j, t * pt, (t + 1) * pt, -t * pt)
+            s += factors[j, 1 + t] * (a * dot + c)
         v = sign * (s + b)
-        if size < k or v <= heap_s[0]:
+        if size < top or v <= heap_s[0]:
             size = _push(heap_s, heap_r, size, v, rows[j])
     return size
 
 
-def _scan_lists(codes: Any, factors: Any, rows: Any, starts: Any, tables: Any, scale: Any, shift: Any, base: Any,
-                extra: Any, picked: Any, sign: Any, out_rows: Any, out_scores: Any) -> None:  # pragma: no cover
+def _scan_lists(words: Any, tail: Any, factors: Any, rows: Any, starts: Any, tables: Any, k: int, scale: Any,
+                shift: Any, base: Any, extra: Any, picked: Any, sign: Any, out_rows: Any,
+                out_scores: Any) -> None:  # pragma: no cover
     """Each query's best rows of its picked lists into ``out_rows``/``out_scores``, best first
-    (``sign * score`` ascending, ties by row; -1 rows where fewer rows were seen). Compiled by numba,
-    once for PQ codes (``factors`` is ``None``: :func:`_scan_range`) and once for RaBitQ-style codes
-    (:func:`_weighted_range`); numba drops the other branch from each."""
+    (``sign * score`` ascending, ties by row; -1 rows where fewer rows were seen). ``tables`` are flat
+    (queries x positions * ``k``). Compiled by numba, once for PQ codes (``factors`` is ``None``:
+    :func:`_scan_range`) and once for RaBitQ-style codes (:func:`_weighted_range`); numba drops the
+    other branch from each."""
     with_extra = extra.shape[0] > 0
     for q in range(len(tables)):
         size = 0
@@ -231,13 +285,38 @@ def _scan_lists(codes: Any, factors: Any, rows: Any, starts: Any, tables: Any, s
                 continue
             lo, hi, b = starts[lst], starts[lst + 1], base[q, lst]
             if factors is not None:
-                size = _weighted(codes, factors, rows, lo, hi, table, scale[q], shift[q], b, sign, heap_s, heap_r,
-                                 size)
+                size = _weighted(words, tail, factors, rows, lo, hi, table, scale[q], shift[q], b, sign, heap_s,
+                                 heap_r, size)
             elif with_extra:
-                size = _range(codes, rows, lo, hi, table, extra[lst], b, sign, heap_s, heap_r, size)
+                size = _range(words, tail, rows, lo, hi, table, extra[lst], k, b, sign, heap_s, heap_r, size)
             else:
-                size = _range(codes, rows, lo, hi, table, None, b, sign, heap_s, heap_r, size)
+                size = _range(words, tail, rows, lo, hi, table, None, k, b, sign, heap_s, heap_r, size)
         _sort(heap_s, heap_r, size)
+
+
+def _offer_products(dots: Any, factors: Any, rows: Any, lo: int, scale: Any, shift: Any, base: Any, sign: Any,
+                    out_rows: Any, out_scores: Any, sizes: Any) -> None:  # pragma: no cover
+    """Offer a block of rows, scored by products (``dots``: queries x rows ``<bits, q>``, rows ``lo..``
+    of ``factors``/``rows``), to each query's heap (``sizes`` kept between blocks); the score is
+    :func:`_weighted_range`'s."""
+    for q in range(dots.shape[0]):
+        size = sizes[q]
+        heap_s = out_scores[q]
+        heap_r = out_rows[q]
+        top = len(heap_s)
+        a, c, b = scale[q], shift[q], base[q, 0]
+        for j in range(dots.shape[1]):
+            r = lo + j
+            v = sign * (factors[r, 0] + factors[r, 1] * (a * dots[q, j] + c) + b)
+            if size < top or v <= heap_s[0]:
+                size = _push(heap_s, heap_r, size, v, rows[r])
+        sizes[q] = size
+
+
+def _sort_heaps(out_rows: Any, out_scores: Any, sizes: Any) -> None:  # pragma: no cover
+    """Order each query's heap best first (see :func:`_heap_sort`)."""
+    for q in range(len(sizes)):
+        _sort(out_scores[q], out_rows[q], sizes[q])
 
 
 def in_parallel(fn: Any, items: list[Any]) -> list[Any]:
@@ -248,36 +327,94 @@ def in_parallel(fn: Any, items: list[Any]) -> list[Any]:
     """
     if len(items) <= 1 or cores() == 1:
         return [fn(item) for item in items]
-    return list(_pool().map(fn, items))
+    if threading.current_thread().name.startswith(_THREAD_NAME):
+        return [fn(item) for item in items]  # a pool thread waiting on its own pool could wait forever
+    # The calling thread takes the first item itself: handing it over and waiting would cost a
+    # thread's wake-up (tens of microseconds), which a single query's split scan notices.
+    others = [_pool().submit(fn, item) for item in items[1:]]
+    first = fn(items[0])
+    return [first, *(f.result() for f in others)]
 
 
-def scan(codes: Any, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
-         lower_is_better: bool, extra: Any = None, factors: Any = None, scale: Any = None,
-         shift: Any = None) -> tuple[Any, Any]:
+class Codes:
+    """Code rows as the kernel reads them: whole 8-byte words of one-byte codes (``words``, rows x W
+    uint64), the codes after the last whole word or wider than a byte (``tail``, rows x R), and a
+    RaBitQ-style code's per-row factors (rows x (T + 1) float32, else ``None``)."""
+
+    def __init__(self, words: Any, tail: Any, factors: Any) -> None:
+        self.words, self.tail, self.factors = words, tail, factors
+
+    @classmethod
+    def arrange(cls, arrays: tuple[Any, ...]) -> Codes:
+        """The kernel's layout of a codec's :meth:`table_codes` arrays: (codes,) or (codes, factors).
+        Bit planes that are not whole words each go to ``tail`` whole (a plane's sum must not mix
+        planes); so do codes wider than a byte, and every code on a big-endian machine (a word's
+        first code is its low byte only on little-endian ones)."""
+        import sys
+
+        codes = np.ascontiguousarray(arrays[0])
+        factors = np.ascontiguousarray(arrays[1], dtype=np.float32) if len(arrays) > 1 else None
+        planes = 1 if factors is None else factors.shape[1] - 1
+        width = codes.shape[1]
+        whole = codes.dtype == np.uint8 and sys.byteorder == "little" and (planes == 1 or width // planes % 8 == 0)
+        nw = width // 8 if whole else 0
+        words = np.ascontiguousarray(codes[:, : 8 * nw]).view(np.uint64) if nw else \
+            np.zeros((len(codes), 0), dtype=np.uint64)
+        return cls(words, np.ascontiguousarray(codes[:, 8 * nw:]), factors)
+
+    def __len__(self) -> int:
+        return len(self.tail)
+
+    def byte_rows(self, lo: int, hi: int) -> Any:
+        """Rows ``lo..hi`` as code bytes again (rows x bytes uint8)."""
+        head = self.words[lo:hi].view(np.uint8)
+        return np.concatenate([head, self.tail[lo:hi]], axis=1) if self.tail.shape[1] else head
+
+
+#: Look-ups (rows x code positions) from which a search of fewer queries than cores splits each
+#: query's rows between the cores (below it, handing work to a thread costs more than it saves).
+SPLIT_WORK = 4_000_000
+
+
+def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
+         lower_is_better: bool, extra: Any = None, scale: Any = None, shift: Any = None,
+         parts: int | None = None) -> tuple[Any, Any]:
     """Each query's best ``count`` rows among its picked lists: (rows, scores), best first (ties: the
-    lower row), then -1 rows (and the no-result score) where its lists hold fewer. Runs in the
-    calling thread.
+    lower row), then -1 rows (and the no-result score) where its lists hold fewer.
 
-    ``codes``: list-grouped code bytes (R x M, uint8 or uint16); ``rows``: their row numbers (R,
-    int32 or int64);
-    ``starts``: list offsets (L + 1); ``tables``: queries x M x K; ``base``: queries x L;
-    ``picked``: queries x P list numbers (-1: none); ``extra``: L x M x K, or ``None``.
-    RaBitQ-style codes (bit planes of W bytes, tables queries x W x 256) give ``factors`` (R x
-    (T + 1)) and ``scale``/``shift`` per query (see :func:`_weighted_range`).
+    ``codes``: list-grouped code rows (:class:`Codes`); ``rows``: their row numbers (R, int32 or
+    int64); ``starts``: list offsets (L + 1); ``tables``: queries x positions x K; ``base``: queries x
+    L; ``picked``: queries x P list numbers (-1: none); ``extra``: L x positions x K, or ``None``.
+    RaBitQ-style codes give ``scale``/``shift`` per query (see :func:`_weighted_range`).
+
+    ``parts`` splits each query's rows into that many parts scanned on the scan threads, their best
+    merged after (default: the cores, for fewer queries than cores and enough work; else one part,
+    in the calling thread): a single query's latency, not only a batch's, gains from every core.
     """
     n = len(tables)
+    if parts is None and threading.current_thread().name.startswith(_THREAD_NAME):
+        parts = 1  # a part's own thread: the pool's threads are all busy with a batch's blocks already
+    if parts is None:
+        scanned = int(np.diff(starts).sum()) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
+        parts = cores() if n < cores() and scanned * tables.shape[1] >= SPLIT_WORK else 1
+    if parts > 1 and count and n:
+        pieces = _pieces(starts, base, picked, parts)
+        found = in_parallel(lambda piece: scan(codes, rows, piece[0], tables, piece[1], piece[2], count,
+                                               lower_is_better, extra, scale, shift, parts=1), pieces)
+        return _merged(found, count, lower_is_better)
     out_rows = np.full((n, count), -1, dtype=np.int64)
     out_scores = np.full((n, count), np.inf, dtype=np.float32)
     if count and n:
         none = np.zeros(n, dtype=np.float32)
-        _compiled()(np.ascontiguousarray(codes), None if factors is None else np.ascontiguousarray(
-                        factors, dtype=np.float32), np.ascontiguousarray(rows),
-                    np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(tables, dtype=np.float32),
+        k = tables.shape[2]
+        _compiled()(codes.words, codes.tail, codes.factors, np.ascontiguousarray(rows),
+                    np.ascontiguousarray(starts, dtype=np.int64),
+                    np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), k,
                     none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
                     none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),
                     np.ascontiguousarray(base, dtype=np.float32),
-                    np.zeros((0, 1, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
-                        extra, dtype=np.float32),
+                    np.zeros((0, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
+                        extra, dtype=np.float32).reshape(len(extra), -1),
                     np.ascontiguousarray(picked, dtype=np.int64), np.float32(1.0 if lower_is_better else -1.0),
                     out_rows, out_scores)
     if not lower_is_better:
@@ -285,14 +422,67 @@ def scan(codes: Any, rows: Any, starts: Any, tables: Any, base: Any, picked: Any
     return out_rows, out_scores
 
 
-def scan_codes(arrays: tuple[Any, ...], rows: Any, starts: Any, queries: dict[str, Any], picked: Any, count: int,
-               lower_is_better: bool) -> tuple[Any, Any]:
-    """:func:`scan`, as the codec's query state says (``queries["kind"]``): ``arrays`` are the codec's
-    per-row arrays (codes, and factors for ``weighted``)."""
+def _pieces(starts: Any, base: Any, picked: Any, parts: int) -> list[tuple[Any, Any, Any]]:
+    """A scan's work in ``parts`` pieces of about equal rows, each as (starts, base, picked): a single
+    list (an exhaustive scan) is cut into row ranges, standing as lists of their own; several picked
+    lists are dealt out in turn."""
+    if len(starts) == 2:  # one list: its rows cut in parts, each a list with the list's base term
+        cuts = np.linspace(starts[0], starts[1], parts + 1).round().astype(np.int64)
+        spread = np.repeat(np.asarray(base)[:, :1], parts, axis=1)
+        every = np.broadcast_to(np.arange(parts, dtype=np.int64), (len(base), parts))
+        return [(cuts, spread, every[:, i: i + 1]) for i in range(parts)]
+    return [(starts, base, picked[:, i::parts]) for i in range(parts) if picked[:, i::parts].size]
+
+
+def _merged(found: list[tuple[Any, Any]], count: int, lower_is_better: bool) -> tuple[Any, Any]:
+    """Each query's best ``count`` of several parts' best lists (best first, ties to the lower row,
+    -1 rows last)."""
+    keys = np.concatenate([f[0] for f in found], axis=1)
+    scores = np.concatenate([f[1] for f in found], axis=1)
+    rank = np.where(keys >= 0, scores if lower_is_better else -scores, np.inf)
+    order = np.lexsort((np.where(keys >= 0, keys, np.iinfo(np.int64).max), rank), axis=1)[:, :count]
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+#: Queries from which an exhaustive scan of one-plane bit codes scores them by matrix products.
+PRODUCT_QUERIES = 32
+#: Rows unpacked and multiplied at a time (rows x bits floats, and queries x rows products).
+_PRODUCT_ROWS = 2048
+
+
+def scan_products(codes: Codes, rows: Any, queries: dict[str, Any], count: int,
+                  lower_is_better: bool) -> tuple[Any, Any]:
+    """:func:`scan` of every row of one-plane bit codes (``queries["kind"] == "weighted"``), with each
+    ``<bits, q>`` from a matrix product of the unpacked bits and ``queries["vectors"]`` (BLAS) instead
+    of a table entry per byte. For a block of queries: a product does a pair's 8 bits in about as
+    many instructions as the tables do one of its bytes."""
+    vectors = np.ascontiguousarray(queries["vectors"], dtype=np.float32)
+    n, width = len(vectors), vectors.shape[1]
+    out_rows = np.full((n, count), -1, dtype=np.int64)
+    out_scores = np.full((n, count), np.inf, dtype=np.float32)
+    if not (count and n):
+        return out_rows, out_scores
+    _compiled()
+    sizes = np.zeros(n, dtype=np.int64)
+    scale = np.ascontiguousarray(queries["scale"], dtype=np.float32)
+    shift = np.ascontiguousarray(queries["shift"], dtype=np.float32)
+    base = np.ascontiguousarray(queries["base"], dtype=np.float32)
+    sign = np.float32(1.0 if lower_is_better else -1.0)
+    rows = np.ascontiguousarray(rows)
+    for lo in range(0, len(codes), _PRODUCT_ROWS):
+        bits = np.unpackbits(codes.byte_rows(lo, lo + _PRODUCT_ROWS), axis=1, count=width).astype(np.float32)
+        _offer(vectors @ bits.T, codes.factors, rows, lo, scale, shift, base, sign, out_rows, out_scores, sizes)
+    _finish(out_rows, out_scores, sizes)
+    if not lower_is_better:
+        np.negative(out_scores, out=out_scores)
+    return out_rows, out_scores
+
+
+def scan_codes(codes: Codes, rows: Any, starts: Any, queries: dict[str, Any], picked: Any, count: int,
+               lower_is_better: bool, parts: int | None = None) -> tuple[Any, Any]:
+    """:func:`scan`, as the codec's query state says (``queries["kind"]``: "tables" or "weighted")."""
     if queries["kind"] == "weighted":
-        codes, factors = arrays
         return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
-                    factors=factors, scale=queries["scale"], shift=queries["shift"])
-    (codes,) = arrays
+                    scale=queries["scale"], shift=queries["shift"], parts=parts)
     return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
-                queries.get("extra"))
+                queries.get("extra"), parts=parts)

@@ -358,9 +358,10 @@ class Binarize(Codec, ScoresCodes):
         return np.ascontiguousarray(np.concatenate(planes, axis=1)), np.ascontiguousarray(factors)
 
     def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
-        """What the compiled table scan sums (:func:`vecx.adc.scan_weighted`): per query, a table of
+        """What the compiled table scan sums (:func:`vecx.adc.scan_codes`): per query, a table of
         each byte position's 256 partial sums of the rotated query (``<bits_t, q'>`` is a sum over
-        the bytes), the affine map of such a sum to ``w``'s multiplier (see :meth:`_combine`), and
+        the bytes; or, by :func:`vecx.adc.scan_products`, a product with the rotated query itself, the
+        ``vectors``), the affine map of such a sum to ``w``'s multiplier (see :meth:`_combine`), and
         the constant and centroid terms per list."""
         if self.values["mode"] != "rabitq":
             return None
@@ -368,7 +369,7 @@ class Binarize(Codec, ScoresCodes):
         n = len(rotated)
         sign = -2.0 if self.output.metric == "l2" else 1.0
         base = prepared["const"][:, None] + (prepared["coarse"] if self.lists else 0.0)
-        return {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8),
+        return {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
                 "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
                 "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
 

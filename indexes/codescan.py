@@ -128,7 +128,7 @@ class CodeScan:
         #: Row numbers the scans keep (grouped by list): int32 while they fit, 4 bytes per row, not 8.
         self._row_type = np.int32 if self.rows < 2**31 else np.int64
         #: The compiled table scan's view of the codes (see :meth:`_table_codes`), once built.
-        self._table: tuple[tuple[Any, ...], Any, Any] | None = None
+        self._table: tuple[Any, Any, Any] | None = None
         #: Whether the codec scores its codes by summed table entries (PQ, RaBitQ): the compiled scan serves.
         self.has_tables = hasattr(scorer, "table_queries")
         #: Whether searches use the compiled table scan: ``None`` decides per search (when the kernel is
@@ -189,9 +189,9 @@ class CodeScan:
             [self.scorer.table_codes(np.zeros((0, self.codes.shape[1]), dtype=np.uint8))]
         return tuple(np.concatenate(arrays) if len(parts) > 1 else arrays[0] for arrays in zip(*parts, strict=True))
 
-    def _table_codes(self, rows: Any = None) -> tuple[tuple[Any, ...], Any, Any]:
+    def _table_codes(self, rows: Any = None) -> tuple[Any, Any, Any]:
         """The codes of every row (or of ``rows``, a filter's subset) grouped by coarse list (stable),
-        as the table scan reads them: (the codec's arrays, their row numbers, list offsets). Every
+        as the table scan reads them: (:class:`vecx.adc.Codes`, their row numbers, list offsets). Every
         row's are read once and kept (as many bytes as the codes, and per-row factors)."""
         if rows is None and self._table is not None:
             return self._table
@@ -204,8 +204,10 @@ class CodeScan:
         else:
             order = np.arange(self.rows, dtype=np.int64) if rows is None else rows
             starts = np.array([0, len(order)], dtype=np.int64)
+        from vecx import adc
+
         order = order.astype(self._row_type, copy=False)  # one row type: one compiled kernel per codec
-        found = (self._grouped_codes(order), order, starts)
+        found = (adc.Codes.arrange(self._grouped_codes(order)), order, starts)
         if rows is None:
             self._table = found
         return found
@@ -230,7 +232,7 @@ class CodeScan:
             return None
         from vecx import adc
 
-        arrays, row_numbers, starts = self._table_codes(subset)
+        arranged, row_numbers, starts = self._table_codes(subset)
         lists = max(1, self.list_count)
 
         def block(lo: int) -> tuple[Any, Any] | None:
@@ -243,7 +245,11 @@ class CodeScan:
                 picked = np.broadcast_to(np.arange(lists, dtype=np.int64), base.shape)
             else:
                 picked = np.argpartition(self.scorer.probe_order(prepared), nprobe - 1, axis=1)[:, :nprobe]
-            keys, scores = adc.scan_codes(arrays, row_numbers, starts, found, picked, count, self.lower_is_better)
+            if self._by_products(found, arranged, len(base)):
+                keys, scores = adc.scan_products(arranged, row_numbers, found, count, self.lower_is_better)
+            else:
+                keys, scores = adc.scan_codes(arranged, row_numbers, starts, found, picked, count,
+                                              self.lower_is_better)
             if self.lower_is_better:  # squared distances summed from tables can round below zero
                 np.maximum(scores, 0.0, out=scores)
             return keys, scores
@@ -263,6 +269,14 @@ class CodeScan:
         if not parts:
             return np.zeros((0, count), np.int64), np.zeros((0, count), np.float32)
         return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+    def _by_products(self, found: dict[str, Any], arranged: Any, queries: int) -> bool:
+        """Whether a block of queries scans every row by matrix products (:func:`vecx.adc.scan_products`):
+        one-plane bit codes without lists, and enough queries to fill a product."""
+        from vecx import adc
+
+        return ("vectors" in found and not self.list_count and arranged.factors is not None
+                and arranged.factors.shape[1] == 2 and queries >= adc.PRODUCT_QUERIES)
 
     def _grouped(self, labels: Any) -> tuple[Any, Any]:
         """Positions of ``labels`` grouped by list (stable: in order within a list) and each list's start."""

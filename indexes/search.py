@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
+from vecx.adc import in_parallel
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
@@ -464,7 +465,8 @@ class Searcher:
     def _rescore(self, q: Any, keys: Any) -> Any:
         """Exact scores of candidates against the rescoring vectors (only those rows are read).
 
-        Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
+        Queries go in chunks so the gathered candidate vectors stay around 64 MiB; each distinct
+        row is read once per chunk (sorted, so a memory map reads forwards).
         """
         if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors
             return self.multi_rescore.scores(q, keys)
@@ -478,16 +480,31 @@ class Searcher:
         flat = np.unique(keys[valid])
         vectors = np.asarray(rescore_vectors[flat], dtype=np.float32)
         position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
-        cand = vectors[position]  # n x m x d
         q = np.asarray(q, dtype=np.float32)
-        if self.rescore_metric == "l2":
-            scores = ((cand - q[:, None, :]) ** 2).sum(-1)
-            return np.where(valid, scores, np.inf)
-        if self.rescore_metric == "cosine":
-            cand = cand / np.maximum(np.linalg.norm(cand, axis=-1, keepdims=True), 1e-30)
+        metric = self.rescore_metric
+        inverse = None
+        if metric == "cosine":  # each distinct row's norm once, not once per query that has it
+            inverse = 1.0 / np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
             q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
-        scores = np.einsum("nmd,nd->nm", cand, q)
-        return np.where(valid, scores, -np.inf)
+        scores = np.empty(keys.shape, dtype=np.float32)
+        # A few queries' candidate vectors at a time (about 1 MiB: they stay in the core's cache
+        # between the gather and the product), the blocks shared by the cores: numpy's gathers
+        # and products release the GIL.
+        per_block = max(1, (1 << 20) // max(1, keys.shape[1] * vectors.shape[1] * 4))
+
+        def block(lo: int) -> None:
+            hi = lo + per_block
+            cand = vectors[position[lo:hi]]  # queries x candidates x d
+            if metric == "l2":
+                cand -= q[lo:hi, None, :]
+                scores[lo:hi] = np.einsum("nmd,nmd->nm", cand, cand)
+            else:
+                scores[lo:hi] = np.einsum("nmd,nd->nm", cand, q[lo:hi])
+                if inverse is not None:
+                    scores[lo:hi] *= inverse[position[lo:hi]]
+
+        in_parallel(block, list(range(0, len(keys), per_block)))
+        return np.where(valid, scores, np.inf if metric == "l2" else -np.inf)
 
     def row_of(self, ids: list[Any]) -> Any:
         """Row numbers of ids (a :class:`DataError` for an id not in the index, or deleted)."""

@@ -19,12 +19,13 @@ SPECS = ["pq:6x8", "pq:6x8:ivf=16", "pq:6x8:opq=true:ivf=16", "pq:5x4", "pq:4x6:
          "binarize:mode=rabitq", "binarize:mode=rabitq:levels=2:ivf=16"]
 
 
-def _scan(spec: str, metric: str, rows: int = 3000, dim: int = 24) -> tuple[CodeScan, np.ndarray, np.ndarray]:
+def _scan(spec: str, metric: str, rows: int = 3000, dim: int = 24,
+          queries: int = 40) -> tuple[CodeScan, np.ndarray, np.ndarray]:
     x = make_vectors(rows, dim, seed=5)
     chain = Chain.from_spec(spec, VectorSpec(dim, "float32", metric, False))
     chain.fit(lambda stage: x)
     codes = np.asarray(chain.encode(x))
-    q = chain.encode_query(make_vectors(40, dim, seed=6))
+    q = chain.encode_query(make_vectors(queries, dim, seed=6))
     return CodeScan(codes, chain.stages[-1]), q, codes
 
 
@@ -65,6 +66,68 @@ def test_compiled_scan_equals_numpy_scan(spec: str, metric: str) -> None:
         if scan.list_count:
             _same_results(*_both(scan, "probe", q[:n], 10, 3), scan.lower_is_better)
             _same_results(*_both(scan, "probe", q[:n], 10, scan.list_count), scan.lower_is_better)
+
+
+# Code layouts the kernel reads differently (whole 8-byte words, bytes after them, only bytes): 8-bit PQ
+# codes in two whole words, in one word and four bytes, 10-bit codes (two bytes each), RaBitQ bit planes
+# of whole words (64 dims) and of 7 bytes (50 dims: each plane's bytes apart from the other's).
+LAYOUTS = [("pq:16x8", 32), ("pq:12x8:ivf=8", 24), ("pq:4x10", 16), ("binarize:mode=rabitq:levels=2", 64),
+           ("binarize:mode=rabitq:levels=2:ivf=8", 50), ("binarize:mode=rabitq", 50)]
+
+
+@pytest.mark.parametrize(("spec", "dim"), LAYOUTS)
+def test_every_code_layout_scans_as_numpy_does(spec: str, dim: int) -> None:
+    scan, q, _ = _scan(spec, "l2", rows=2000, dim=dim)
+    for n in (1, 40):
+        _same_results(*_both(scan, "exhaustive", q[:n], 10), scan.lower_is_better)
+        if scan.list_count:
+            _same_results(*_both(scan, "probe", q[:n], 10, 3), scan.lower_is_better)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_a_batch_of_bit_codes_scanned_by_products_equals_the_numpy_scan(metric: str) -> None:
+    """Hundreds of queries over one-plane RaBitQ codes: the products path (vecx.adc.scan_products)."""
+    from vecx import adc
+
+    scan, q, _ = _scan("binarize:mode=rabitq", metric, rows=5000, dim=40, queries=600)
+    assert len(q) // 2 >= adc.PRODUCT_QUERIES  # each core's block of queries takes the products path
+    for count in (10, 100):
+        _same_results(*_both(scan, "exhaustive", q, count), scan.lower_is_better)
+    _same_results(*_both(scan, "exhaustive", q, 10, np.arange(3, 5000, 3)), scan.lower_is_better)
+
+
+@pytest.mark.parametrize(("spec", "metric"), [("pq:6x8", "cosine"), ("pq:6x8:ivf=16", "l2"),
+                                             ("binarize:mode=rabitq:ivf=16", "cosine")])
+def test_one_query_split_between_threads_finds_what_one_thread_finds(spec: str, metric: str) -> None:
+    """A single query's rows cut between the cores (one list cut in ranges, or the probed lists dealt
+    out), their best merged: the same rows and scores as one thread's scan, ties included."""
+    from vecx import adc
+
+    scan, q, _ = _scan(spec, metric)
+    scan.compiled = True
+    arranged, rows, starts = scan._table_codes()
+    for i in range(3):
+        prepared = scan.prepare(q[i: i + 1])
+        found = scan.scorer.table_queries(prepared)
+        picked = np.argsort(np.asarray(scan.scorer.probe_order(prepared)), axis=1)[:, :5] if scan.list_count else \
+            np.zeros((1, 1), dtype=np.int64)
+        one = adc.scan_codes(arranged, rows, starts, found, picked, 30, scan.lower_is_better, parts=1)
+        for parts in (2, 3):
+            split = adc.scan_codes(arranged, rows, starts, found, picked, 30, scan.lower_is_better, parts=parts)
+            np.testing.assert_array_equal(split[0], one[0])
+            np.testing.assert_allclose(split[1], one[1], rtol=1e-6)
+
+
+def test_parts_merge_by_score_then_row_with_empty_slots_last() -> None:
+    """Probed lists dealt out to parts can give the later part the lower row of a tie."""
+    from vecx import adc
+
+    first = (np.array([[5, 9, -1]]), np.array([[1.0, 2.0, np.inf]], dtype=np.float32))
+    second = (np.array([[3, 7, 8]]), np.array([[1.0, 1.5, 2.0]], dtype=np.float32))
+    keys, scores = adc._merged([first, second], 5, lower_is_better=True)
+    assert keys.tolist() == [[3, 5, 7, 8, 9]]
+    keys, scores = adc._merged([(first[0], -first[1]), (second[0], -second[1])], 6, lower_is_better=False)
+    assert keys.tolist() == [[3, 5, 7, 8, 9, -1]] and scores[0, 0] == -1.0
 
 
 @pytest.mark.parametrize("spec", ["pq:6x8:ivf=16", "binarize:mode=rabitq:ivf=16"])
