@@ -465,8 +465,7 @@ class Searcher:
     def _rescore(self, q: Any, keys: Any) -> Any:
         """Exact scores of candidates against the rescoring vectors (only those rows are read).
 
-        Queries go in chunks so the gathered candidate vectors stay around 64 MiB; each distinct
-        row is read once per chunk (sorted, so a memory map reads forwards).
+        Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
         """
         if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors
             return self.multi_rescore.scores(q, keys)
@@ -477,31 +476,32 @@ class Searcher:
             return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
                                    for i in range(0, len(keys), chunk)])
         valid = keys >= 0
-        flat = np.unique(keys[valid])
-        vectors = np.asarray(rescore_vectors[flat], dtype=np.float32)
-        position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
+        if isinstance(rescore_vectors, np.ndarray):  # one segment: its rows are gathered where they lie
+            source, position = rescore_vectors, np.where(valid, keys, 0)
+        else:  # a stacked view over segments: each distinct row read once, then gathered from the copy
+            flat = np.unique(keys[valid])
+            source = np.asarray(rescore_vectors[flat], dtype=np.float32)
+            position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
         q = np.asarray(q, dtype=np.float32)
         metric = self.rescore_metric
-        inverse = None
-        if metric == "cosine":  # each distinct row's norm once, not once per query that has it
-            inverse = 1.0 / np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
+        if metric == "cosine":
             q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
         scores = np.empty(keys.shape, dtype=np.float32)
         # A few queries' candidate vectors at a time (about 1 MiB: they stay in the core's cache
-        # between the gather and the product), the blocks shared by the cores: numpy's gathers
-        # and products release the GIL.
-        per_block = max(1, (1 << 20) // max(1, keys.shape[1] * vectors.shape[1] * 4))
+        # from the gather to the products), the blocks shared by the cores: numpy's gathers and
+        # products release the GIL.
+        per_block = max(1, (1 << 20) // max(1, keys.shape[1] * source.shape[1] * 4))
 
         def block(lo: int) -> None:
             hi = lo + per_block
-            cand = vectors[position[lo:hi]]  # queries x candidates x d
+            cand = np.asarray(source[position[lo:hi]], dtype=np.float32)  # queries x candidates x d
             if metric == "l2":
                 cand -= q[lo:hi, None, :]
                 scores[lo:hi] = np.einsum("nmd,nmd->nm", cand, cand)
-            else:
-                scores[lo:hi] = np.einsum("nmd,nd->nm", cand, q[lo:hi])
-                if inverse is not None:
-                    scores[lo:hi] *= inverse[position[lo:hi]]
+                return
+            scores[lo:hi] = np.einsum("nmd,nd->nm", cand, q[lo:hi])
+            if metric == "cosine":
+                scores[lo:hi] /= np.maximum(np.sqrt(np.einsum("nmd,nmd->nm", cand, cand)), 1e-30)
 
         in_parallel(block, list(range(0, len(keys), per_block)))
         return np.where(valid, scores, np.inf if metric == "l2" else -np.inf)
