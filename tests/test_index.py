@@ -625,10 +625,10 @@ def test_a_rescored_batch_is_the_exact_top_k(tmp_path: Path, metric: str) -> Non
     """Hundreds of queries rescored at once (blocks of queries on every core; one segment's rows read
     where they lie, two segments' through a copy of their distinct rows): with every row a
     candidate, each query gets the exact float top-k and its exact scores."""
-    import vecx
-
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    import vecx
 
     x, q = make_vectors(400, 16, seed=3), make_vectors(300, 16, seed=4)
     for name, rows in (("x", slice(0, 300)), ("more", slice(300, 400))):
