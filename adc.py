@@ -73,6 +73,7 @@ _pq_rows: Any = None
 _weighted: Any = None
 _offer: Any = None
 _finish: Any = None
+_merge: Any = None
 
 
 def _compiled() -> Any:
@@ -91,7 +92,7 @@ def _compiled() -> Any:
 
 def _compile(cache: bool) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
-    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _offer, _finish, _kernel
+    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _offer, _finish, _merge, _kernel
     from numba import njit
 
     _down = njit(nogil=True, cache=cache)(_sift_down)
@@ -104,6 +105,7 @@ def _compile(cache: bool) -> None:
     _weighted = njit(nogil=True, cache=cache)(_weighted_range)
     _offer = njit(nogil=True, cache=cache)(_offer_products)
     _finish = njit(nogil=True, cache=cache)(_sort_heaps)
+    _merge = njit(nogil=True, cache=cache)(_merge_parts)
     _kernel = njit(nogil=True, cache=cache)(_scan_lists)
 
 
@@ -313,6 +315,25 @@ def _offer_products(dots: Any, factors: Any, rows: Any, lo: int, scale: Any, shi
         sizes[q] = size
 
 
+def _merge_parts(part_rows: Any, part_scores: Any, out_rows: Any, out_scores: Any) -> None:  # pragma: no cover
+    """Each query's best of several parts' best lists (parts x queries x count, ``sign * score``
+    ascending, -1 rows unused) into ``out_rows``/``out_scores``: best first, ties to the lower row."""
+    for q in range(out_rows.shape[0]):
+        size = 0
+        heap_s = out_scores[q]
+        heap_r = out_rows[q]
+        top = len(heap_s)
+        for p in range(part_rows.shape[0]):
+            for i in range(part_rows.shape[2]):
+                row = part_rows[p, q, i]
+                if row < 0:
+                    break
+                size = _push(heap_s, heap_r, size, part_scores[p, q, i], row)
+                if size == top and part_scores[p, q, i] > heap_s[0]:
+                    break  # this part's later pairs are no better
+        _sort(heap_s, heap_r, size)
+
+
 def _sort_heaps(out_rows: Any, out_scores: Any, sizes: Any) -> None:  # pragma: no cover
     """Order each query's heap best first (see :func:`_heap_sort`)."""
     for q in range(len(sizes)):
@@ -373,7 +394,7 @@ class Codes:
 
 #: Look-ups (rows x code positions) from which a search of fewer queries than cores splits each
 #: query's rows between the cores (below it, handing work to a thread costs more than it saves).
-SPLIT_WORK = 4_000_000
+SPLIT_WORK = 1_000_000
 
 
 def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
@@ -397,26 +418,34 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     if parts is None:
         scanned = int(np.diff(starts).sum()) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
         parts = cores() if n < cores() and scanned * tables.shape[1] >= SPLIT_WORK else 1
-    if parts > 1 and count and n:
-        pieces = _pieces(starts, base, picked, parts)
-        found = in_parallel(lambda piece: scan(codes, rows, piece[0], tables, piece[1], piece[2], count,
-                                               lower_is_better, extra, scale, shift, parts=1), pieces)
-        return _merged(found, count, lower_is_better)
-    out_rows = np.full((n, count), -1, dtype=np.int64)
-    out_scores = np.full((n, count), np.inf, dtype=np.float32)
-    if count and n:
-        none = np.zeros(n, dtype=np.float32)
-        k = tables.shape[2]
-        _compiled()(codes.words, codes.tail, codes.factors, np.ascontiguousarray(rows),
-                    np.ascontiguousarray(starts, dtype=np.int64),
-                    np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), k,
-                    none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
-                    none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),
-                    np.ascontiguousarray(base, dtype=np.float32),
-                    np.zeros((0, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
-                        extra, dtype=np.float32).reshape(len(extra), -1),
-                    np.ascontiguousarray(picked, dtype=np.int64), np.float32(1.0 if lower_is_better else -1.0),
-                    out_rows, out_scores)
+    if not (count and n):
+        parts = 1
+    kernel = _compiled() if count and n else None
+    none = np.zeros(n, dtype=np.float32)
+    # Every argument is ready before any part starts: a part's thread then only calls the kernel,
+    # and need not wait for the GIL (held by the others' preparations) to start.
+    shared = (codes.words, codes.tail, codes.factors, np.ascontiguousarray(rows))
+    query_side = (np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), tables.shape[2],
+                  none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
+                  none if shift is None else np.ascontiguousarray(shift, dtype=np.float32))
+    flat_extra = np.zeros((0, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
+        extra, dtype=np.float32).reshape(len(extra), -1)
+    sign = np.float32(1.0 if lower_is_better else -1.0)
+    pieces = _pieces(starts, base, picked, parts) if parts > 1 else [(starts, base, picked)]
+    part_rows = np.full((len(pieces), n, count), -1, dtype=np.int64)
+    part_scores = np.full((len(pieces), n, count), np.inf, dtype=np.float32)
+    calls = [(*shared, np.ascontiguousarray(part_starts, dtype=np.int64), *query_side,
+              np.ascontiguousarray(part_base, dtype=np.float32), flat_extra,
+              np.ascontiguousarray(part_picked, dtype=np.int64), sign, part_rows[i], part_scores[i])
+             for i, (part_starts, part_base, part_picked) in enumerate(pieces)]
+    if kernel is not None:
+        in_parallel(lambda args: kernel(*args), calls)
+    if len(pieces) == 1:
+        out_rows, out_scores = part_rows[0], part_scores[0]
+    else:
+        out_rows = np.full((n, count), -1, dtype=np.int64)
+        out_scores = np.full((n, count), np.inf, dtype=np.float32)
+        _merge(part_rows, part_scores, out_rows, out_scores)
     if not lower_is_better:
         np.negative(out_scores, out=out_scores)
     return out_rows, out_scores
@@ -427,21 +456,11 @@ def _pieces(starts: Any, base: Any, picked: Any, parts: int) -> list[tuple[Any, 
     list (an exhaustive scan) is cut into row ranges, standing as lists of their own; several picked
     lists are dealt out in turn."""
     if len(starts) == 2:  # one list: its rows cut in parts, each a list with the list's base term
-        cuts = np.linspace(starts[0], starts[1], parts + 1).round().astype(np.int64)
+        lo, hi = int(starts[0]), int(starts[1])
+        cuts = np.array([lo + (hi - lo) * i // parts for i in range(parts + 1)], dtype=np.int64)
         spread = np.repeat(np.asarray(base)[:, :1], parts, axis=1)
-        every = np.broadcast_to(np.arange(parts, dtype=np.int64), (len(base), parts))
-        return [(cuts, spread, every[:, i: i + 1]) for i in range(parts)]
+        return [(cuts, spread, np.full((len(base), 1), i, dtype=np.int64)) for i in range(parts)]
     return [(starts, base, picked[:, i::parts]) for i in range(parts) if picked[:, i::parts].size]
-
-
-def _merged(found: list[tuple[Any, Any]], count: int, lower_is_better: bool) -> tuple[Any, Any]:
-    """Each query's best ``count`` of several parts' best lists (best first, ties to the lower row,
-    -1 rows last)."""
-    keys = np.concatenate([f[0] for f in found], axis=1)
-    scores = np.concatenate([f[1] for f in found], axis=1)
-    rank = np.where(keys >= 0, scores if lower_is_better else -scores, np.inf)
-    order = np.lexsort((np.where(keys >= 0, keys, np.iinfo(np.int64).max), rank), axis=1)[:, :count]
-    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
 #: Queries from which an exhaustive scan of one-plane bit codes scores them by matrix products.

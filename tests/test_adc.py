@@ -122,12 +122,14 @@ def test_parts_merge_by_score_then_row_with_empty_slots_last() -> None:
     """Probed lists dealt out to parts can give the later part the lower row of a tie."""
     from vecx import adc
 
-    first = (np.array([[5, 9, -1]]), np.array([[1.0, 2.0, np.inf]], dtype=np.float32))
-    second = (np.array([[3, 7, 8]]), np.array([[1.0, 1.5, 2.0]], dtype=np.float32))
-    keys, scores = adc._merged([first, second], 5, lower_is_better=True)
-    assert keys.tolist() == [[3, 5, 7, 8, 9]]
-    keys, scores = adc._merged([(first[0], -first[1]), (second[0], -second[1])], 6, lower_is_better=False)
-    assert keys.tolist() == [[3, 5, 7, 8, 9, -1]] and scores[0, 0] == -1.0
+    adc._compiled()
+    rows = np.array([[[5, 9, -1]], [[3, 7, 8]]])  # parts x queries x count, each part best first
+    scores = np.array([[[1.0, 2.0, np.inf]], [[1.0, 1.5, 2.0]]], dtype=np.float32)
+    for count, want in ((5, [3, 5, 7, 8, 9]), (6, [3, 5, 7, 8, 9, -1]), (2, [3, 5])):
+        out_rows, out_scores = np.full((1, count), -1), np.full((1, count), np.inf, dtype=np.float32)
+        adc._merge(rows, scores, out_rows, out_scores)
+        assert out_rows.tolist() == [want]
+        assert out_scores[0, 0] == 1.0 and (np.diff(out_scores[0]) >= 0).all()
 
 
 @pytest.mark.parametrize("spec", ["pq:6x8:ivf=16", "binarize:mode=rabitq:ivf=16"])
