@@ -1,6 +1,6 @@
 # vecx — developer entry points. Needs only python3 (>= 3.10) and make: everything else goes into .venv.
 .DELETE_ON_ERROR:
-.PHONY: help demo test test-fast lint man readme bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds bench-ivf clean
+.PHONY: help demo test test-fast lint man readme bench bench-quick bench-foundation bench-index bench-segments bench-pq-seeds bench-ivf bench-scan clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-index  index/query/eval against usearch and faiss, to bench-index.md (long)"
 	@echo "make bench-pq-seeds  PQ recall over 5 codebook seeds, vecx vs faiss, to bench-pq-seeds.md (minutes)"
 	@echo "make bench-ivf  coarse lists across nprobe, vecx vs faiss IVF at equal recall, to bench-ivf.md (minutes)"
+	@echo "make bench-scan  exhaustive PQ/RaBitQ scans vs faiss at 30k/300k/1M rows on 1 and 2 cores, to bench-scan.md (~15 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -129,6 +130,10 @@ bench-pq-seeds: install-bench
 # Coarse lists across nprobe: recall, batch QPS and single-query p50 of vecx and faiss IVF-PQ, compared at equal recall.
 bench-ivf: install-bench
 	$(BIN)/python tests/benchmarks/bench_ivf.py --out bench-ivf.md
+
+# Exhaustive scans against faiss as rows (30k, 300k, 1M) and threads (1, 2) grow, and against the machine's limits.
+bench-scan: install-bench
+	$(BIN)/python tests/benchmarks/bench_scan.py --out bench-scan.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info .pytest_cache .hypothesis

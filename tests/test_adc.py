@@ -68,9 +68,9 @@ def test_compiled_scan_equals_numpy_scan(spec: str, metric: str) -> None:
             _same_results(*_both(scan, "probe", q[:n], 10, scan.list_count), scan.lower_is_better)
 
 
-# Code layouts the kernel reads differently (whole 8-byte words, bytes after them, only bytes): 8-bit PQ
-# codes in two whole words, in one word and four bytes, 10-bit codes (two bytes each), RaBitQ bit planes
-# of whole words (64 dims) and of 7 bytes (50 dims: each plane's bytes apart from the other's).
+# Code layouts the kernel reads differently: 8-bit PQ codes in two whole words, in one word and four
+# bytes (zero-padded to two words, the tables with zero entries), 10-bit codes (two bytes each, read one
+# by one), RaBitQ bit planes of whole words (64 dims) and of 7 bytes (50 dims: each plane padded apart).
 LAYOUTS = [("pq:16x8", 32), ("pq:12x8:ivf=8", 24), ("pq:4x10", 16), ("binarize:mode=rabitq:levels=2", 64),
            ("binarize:mode=rabitq:levels=2:ivf=8", 50), ("binarize:mode=rabitq", 50)]
 
