@@ -155,12 +155,13 @@ def child(threads: int, rows_list: list[int], queries: int) -> None:
                 searcher.use_compiled_scans()
                 qq = searcher.check_queries(q, "queries")
                 repeat = 2 if rows >= 1_000_000 else 3
-                v = timed(lambda sl, k: searcher.search(qq[sl], k, oversample=1, rescore=False), queries, repeat)
+                v = timed(lambda sl, k, s=searcher, qq=qq: s.search(qq[sl], k, oversample=1, rescore=False),
+                          queries, repeat)
                 searcher.close()
                 index = faiss.index_factory(x.shape[1], key, faiss.METRIC_INNER_PRODUCT)
                 index.train(x[:30_000])
                 index.add(x)
-                f = timed(lambda sl, k: index.search(qn[sl], k), queries, repeat)
+                f = timed(lambda sl, k, ix=index: ix.search(qn[sl], k), queries, repeat)
                 del index
                 print(json.dumps({"threads": threads, "rows": rows, "spec": spec, "peer": key,
                                   "positions": positions, "bytes": searcher_bytes(spec, positions),
