@@ -18,7 +18,7 @@ from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
 from vecx.indexes.segments import StackedIds, live_mask, random_access, segments_of, stacked
-from vecx.kernels import top_k
+from vecx.kernels import one_blas_thread, top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -494,16 +494,24 @@ class Searcher:
 
         def block(lo: int) -> None:
             hi = lo + per_block
-            cand = np.asarray(source[position[lo:hi]], dtype=np.float32)  # queries x candidates x d
+            rows = position[lo:hi]
+            # np.take and BLAS products per query: each about twice as fast as fancy indexing and
+            # einsum on these shapes.
+            cand = np.take(source, rows.ravel(), axis=0).reshape(*rows.shape, -1).astype(np.float32, copy=False)
             if metric == "l2":
                 cand -= q[lo:hi, None, :]
-                scores[lo:hi] = np.einsum("nmd,nmd->nm", cand, cand)
+                scores[lo:hi] = _squared_norms(cand)
                 return
-            scores[lo:hi] = np.einsum("nmd,nd->nm", cand, q[lo:hi])
+            scores[lo:hi] = np.matmul(cand, q[lo:hi, :, None])[..., 0]
             if metric == "cosine":
-                scores[lo:hi] /= np.maximum(np.sqrt(np.einsum("nmd,nmd->nm", cand, cand)), 1e-30)
+                scores[lo:hi] /= np.maximum(np.sqrt(_squared_norms(cand)), 1e-30)
 
-        in_parallel(block, list(range(0, len(keys), per_block)))
+        blocks = list(range(0, len(keys), per_block))
+        if len(blocks) == 1:
+            block(0)
+        else:
+            with one_blas_thread():  # the blocks share the cores: BLAS threads would only contend
+                in_parallel(block, blocks)
         return np.where(valid, scores, np.inf if metric == "l2" else -np.inf)
 
     def row_of(self, ids: list[Any]) -> Any:
@@ -579,3 +587,8 @@ def _lookup(path: str, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
         position += sizes[g]
     local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
     return table.take(pa.array(local)).to_pylist()
+
+
+def _squared_norms(rows: Any) -> Any:
+    """``|v|^2`` of each vector of a queries x candidates x d block, as a batch of one-row products."""
+    return np.matmul(rows[..., None, :], rows[..., :, None])[..., 0, 0]
