@@ -9,8 +9,8 @@ load it in milliseconds), and it releases the GIL so query blocks run on all cor
 (:func:`in_parallel`).
 
 Rows are visited list by list: ``starts`` delimits each coarse list's rows in ``codes`` (the codes
-of a list stored contiguously) and ``rows`` gives each code's row number; a scan without lists is
-one list of every row. A query's score of a row of list ``l`` is
+of a list stored contiguously, eight one-byte codes to a 64-bit word: :class:`Codes`) and ``rows``
+gives each code's row number; a scan without lists is one list of every row. A query's score of a row of list ``l`` is
 ``base[q, l] + sum_m tables[q, m, code[m]] (+ sum_m extra[l, m, code[m]])``: the coarse
 centroid's term, the query's tables and, for L2 distances to residuals, the list's own tables.
 RaBitQ codes are the same sums over the bytes of their bit planes (a 256-entry table per byte
@@ -177,8 +177,8 @@ def _words_sum(table: Any, k: int, words: Any, j: int, lo: int, hi: int, origin:
 
 
 def _tail_sum(table: Any, k: int, tail: Any, j: int, lo: int, hi: int, first: int) -> Any:  # pragma: no cover
-    """``sum table[p * k + code_p]`` over the codes ``tail[j, lo:hi]`` one by one (the codes past the
-    last whole word, or wider than a byte), code ``i`` at table position ``first + i``."""
+    """``sum table[p * k + code_p]`` over the codes ``tail[j, lo:hi]`` one by one (codes wider than a
+    byte, or any code on a big-endian machine), code ``i`` at table position ``first + i``."""
     s0 = table[0] - table[0]
     s1 = s0
     i = lo
@@ -204,7 +204,7 @@ def _scan_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     """Offer codes ``lo..hi`` of one list to a query's heap (see :func:`_scan_lists`); returns its size.
     ``extra`` is the list's own tables, or ``None`` (numba compiles that case without the branch).
     Tables of 256 entries (8-bit codes) get a loop of their own with the stride a constant, which LLVM
-    folds into the addresses: with the stride a variable, the same loop took three times as long."""
+    folds into the addresses (with the stride a variable, every address costs a multiplication)."""
     if k == 256:
         return _pq_rows(words, tail, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
     return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
@@ -217,8 +217,9 @@ def _rows_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     rem = tail.shape[1]
     top = len(heap_s)
     for j in range(lo, hi):
-        # The tail's test stays in the loop body, where LLVM hoists it; an empty tail loop, or the same
-        # test inside an inlined helper, cost as much again as the words' look-ups (measured).
+        # Only one of words and tail holds codes (see Codes). The tail's test stays in the loop body,
+        # where LLVM hoists it out of the loop: an empty tail loop, or the same test inside an
+        # inlined helper, slowed the words' look-ups down.
         s = _add_words(table, k, words, j, 0, nw, 0)
         if rem:
             s += _add_tail(table, k, tail, j, 0, rem, 8 * nw)
@@ -237,8 +238,8 @@ def _weighted_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi:
     """:func:`_scan_range` for RaBitQ-style codes: ``T`` bit planes per row (``T = factors.shape[1] -
     1``), each plane's ``<bits, q>`` a sum of one 256-entry table entry per byte (the same table for
     every plane), and a row's score ``factors[r, 0] + sum_t factors[r, 1 + t] * (a * dot_t + c) + b``.
-    The planes' bytes are whole words (``words``) or, where a plane is not a whole number of words,
-    all in ``tail``. One plane (the usual code) has a loop of its own."""
+    Each plane's bytes are whole words, zero-padded (``words``; on a big-endian machine all bytes are
+    in ``tail``). One plane (the usual code) has a loop of its own."""
     planes = factors.shape[1] - 1
     nw = words.shape[1]
     rem = tail.shape[1]
@@ -374,9 +375,8 @@ class Codes:
         """The kernel's layout of a codec's :meth:`table_codes` arrays: (codes,) or (codes, factors).
 
         Padding each plane to whole words costs up to 7 bytes per row and plane in this copy, and
-        saves time: a padded word is eight look-ups for one load, where codes past the last word
-        cost a loop of their own that took longer than the words (10-byte PQ codes: 0.95 ns per
-        look-up against 0.31 for 16 bytes)."""
+        saves time: a padded word is eight look-ups for one load, where codes past the last word,
+        read one by one in a loop of their own, cost more than the words before them."""
         import sys
 
         codes = np.ascontiguousarray(arrays[0])

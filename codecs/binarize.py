@@ -155,8 +155,8 @@ class Binarize(Codec, ScoresCodes):
             # Blocks that stay in cache through the rotation and the element-wise passes, on all cores;
             # every block has the same row count, so a row's code does not depend on its neighbours
             # (BLAS rounds the tail rows of other shapes differently, which can flip a sign bit near 0).
-            # Rows are scaled to unit norm (cosine) in their block too: one thread over all rows first
-            # cost a fifth of the encode.
+            # Rows are scaled to unit norm (cosine) in their block too: a pass of one thread over all
+            # rows first would keep the other cores waiting.
             return in_row_blocks(lambda part: self._encode_rabitq(self._prepare(part)), np.asarray(x),
                                  _ENCODE_ROWS, fixed=True)
         return np.packbits(np.asarray(x, dtype=np.float32) > self.mean_, axis=1)

@@ -495,8 +495,8 @@ class Searcher:
         def block(lo: int) -> None:
             hi = lo + per_block
             rows = position[lo:hi]
-            # np.take and BLAS products per query: each about twice as fast as fancy indexing and
-            # einsum on these shapes.
+            # np.take and BLAS products per query: faster than fancy indexing and einsum on these
+            # small shapes.
             cand = np.take(source, rows.ravel(), axis=0).reshape(*rows.shape, -1).astype(np.float32, copy=False)
             if metric == "l2":
                 cand -= q[lo:hi, None, :]
