@@ -44,8 +44,9 @@ def row_norms(x: Any) -> Any:
 
     with np.errstate(over="ignore", under="ignore"):  # such rows are redone below
         norms = np.linalg.norm(x, axis=1, keepdims=True)
-    redo = np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0))
-    if len(redo):
+    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
+    if bad.any():  # usually none: no index of them is built then (a single query notices that cost)
+        redo = np.flatnonzero(bad)
         norms = norms.copy()
         norms[redo] = np.linalg.norm(np.asarray(x[redo], dtype=np.float64), axis=1, keepdims=True)
     return norms

@@ -200,6 +200,7 @@ class PQ(Codec, ScoresCodes):
         self.widths = [narrow + 1] * wider + [narrow] * (m - wider)
         self.offsets = [sum(self.widths[:i]) for i in range(m)]
         self.width = self.widths[0]
+        self._slots: Any = None  # built by _split on first use (planning needs no numpy)
         self.nbytes = (m * b + 7) // 8
         self.lists = self.values["ivf"]
         if self.lists and self.values["sample"] < self.lists:
@@ -224,10 +225,15 @@ class PQ(Codec, ScoresCodes):
         n = len(x)
         if self.m * self.width == self.input.dim:
             return x.reshape(n, self.m, self.width)
-        out = np.zeros((n, self.m, self.width), dtype=np.float32)
-        for i, (off, w) in enumerate(zip(self.offsets, self.widths, strict=True)):
-            out[:, i, :w] = x[:, off: off + w]
-        return out
+        # One gather instead of a copy per sub-space: a single query's tables wait on this. Each
+        # slot names its input column; a narrower sub-space's padding slot the zero appended to x.
+        if self._slots is None:
+            self._slots = np.full((self.m, self.width), self.input.dim, dtype=np.intp)
+            for i, (off, w) in enumerate(zip(self.offsets, self.widths, strict=True)):
+                self._slots[i, :w] = np.arange(off, off + w)
+        extended = np.zeros((n, self.input.dim + 1), dtype=np.float32)
+        extended[:, : self.input.dim] = x
+        return extended[:, self._slots]
 
     def _join(self, parts: Any) -> Any:
         """Inverse of :meth:`_split`: rows x M x width -> rows x D."""
