@@ -661,3 +661,25 @@ def test_a_rescored_batch_is_the_exact_top_k(tmp_path: Path, metric: str) -> Non
                                    atol=1e-4)
         np.testing.assert_allclose(np.take_along_axis(want, ids, axis=1), np.take_along_axis(want, order, axis=1),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_one_rescored_query_starts_no_thread_pool_and_loads_no_kernel(tmp_path: Path) -> None:
+    """What one ``vecx query`` pays for: a single query's search and rescoring run on the calling
+    thread, without importing numba, threadpoolctl or a thread pool (only many queries share the
+    cores), and give the same rows as when it is one of a batch."""
+    x = make_vectors(3000, 32, seed=11)
+    np.save(tmp_path / "x.npy", x)
+    ok("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet")
+    ok("encode", tmp_path / "x.parquet", "-o", tmp_path / "c.parquet", "--spec", "int8:mode=global")
+    ok("index", tmp_path / "c.parquet", "-o", tmp_path / "c.vecx", "--rescore-vectors", tmp_path / "x.parquet")
+    script = f"""
+import sys, numpy as np, vecx
+index = vecx.open_index({str(tmp_path / "c.vecx")!r})
+q = np.load({str(tmp_path / "x.npy")!r})[:2000] + 0.01
+one = index.search(q[:1], k=10, oversample=10)
+print(*(name in sys.modules for name in ("numba", "threadpoolctl", "concurrent.futures")))
+many = index.search(q, k=10, oversample=10)  # blocks of queries on every core
+assert (many.ids[:1] == one.ids).all() and np.allclose(many.scores[:1], one.scores, rtol=1e-5)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
