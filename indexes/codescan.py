@@ -192,7 +192,8 @@ class CodeScan:
     def _table_codes(self, rows: Any = None) -> tuple[Any, Any, Any]:
         """The codes of every row (or of ``rows``, a filter's subset) grouped by coarse list (stable),
         as the table scan reads them: (:class:`vecx.adc.Codes`, their row numbers, list offsets). Every
-        row's are read once and kept (as many bytes as the codes, and per-row factors)."""
+        row's are read once and kept (the codes' bytes padded to whole 8-byte words, and per-row
+        factors)."""
         if rows is None and self._table is not None:
             return self._table
         if self.list_count:
