@@ -436,14 +436,15 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     in the calling thread): a single query's latency, not only a batch's, gains from every core.
     """
     n = len(tables)
+    if not (count and n):
+        return np.full((n, count), -1, dtype=np.int64), np.full((n, count), np.inf if lower_is_better else -np.inf,
+                                                                dtype=np.float32)
     if parts is None and threading.current_thread().name.startswith(_THREAD_NAME):
         parts = 1  # a part's own thread: the pool's threads are all busy with a batch's blocks already
     if parts is None:
         scanned = int(np.diff(starts).sum()) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
         parts = cores() if n < cores() and scanned * tables.shape[1] >= SPLIT_WORK else 1
-    if not (count and n):
-        parts = 1
-    kernel = _compiled() if count and n else None
+    kernel = _compiled()
     none = np.zeros(n, dtype=np.float32)
     # Every argument is ready before any part starts: a part's thread then only calls the kernel,
     # and need not wait for the GIL (held by the others' preparations) to start.
@@ -462,8 +463,7 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
               np.ascontiguousarray(part_base, dtype=np.float32), flat_extra,
               np.ascontiguousarray(part_picked, dtype=np.int64), sign, part_rows[i], part_scores[i])
              for i, (part_starts, part_base, part_picked) in enumerate(pieces)]
-    if kernel is not None:
-        in_parallel(lambda args: kernel(*args), calls)
+    in_parallel(lambda args: kernel(*args), calls)
     if len(pieces) == 1:
         out_rows, out_scores = part_rows[0], part_scores[0]
     else:
