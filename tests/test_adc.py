@@ -100,7 +100,8 @@ def test_a_batch_of_bit_codes_scanned_by_products_equals_the_numpy_scan(metric: 
                                              ("binarize:mode=rabitq:ivf=16", "cosine")])
 def test_one_query_split_between_threads_finds_what_one_thread_finds(spec: str, metric: str) -> None:
     """A single query's rows cut between the cores (one list cut in ranges, or the probed lists dealt
-    out), their best merged: the same rows and scores as one thread's scan, ties included."""
+    out), their best merged: the same rows and scores as one thread's scan (ties across parts: the
+    merge test below)."""
     from vecx import adc
 
     scan, q, _ = _scan(spec, metric)
