@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.kernels import cores
+from vecx.kernels import cores, one_blas_thread
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -341,16 +341,26 @@ def _sort_heaps(out_rows: Any, out_scores: Any, sizes: Any) -> None:  # pragma: 
         _sort(out_scores[q], out_rows[q], sizes[q])
 
 
-def in_parallel(fn: Any, items: list[Any]) -> list[Any]:
+def in_parallel(fn: Any, items: list[Any], one_blas: bool = False) -> list[Any]:
     """``[fn(i) for i in items]``, on the process's scan threads when there is more than one item.
 
-    For tasks that call the kernel (which holds no GIL) and small numpy products: the caller holds
-    BLAS to one thread (idle BLAS threads would spin beside these).
+    For tasks that call the kernel (which holds no GIL) and small numpy products. ``one_blas``: the
+    tasks call BLAS, which is held to one thread while there are several (idle BLAS threads would
+    spin beside the pool's); a single item runs on the calling thread with BLAS as it is.
     """
-    if len(items) <= 1 or cores() == 1:
+    if len(items) <= 1:
         return [fn(item) for item in items]
-    if threading.current_thread().name.startswith(_THREAD_NAME):
-        return [fn(item) for item in items]  # a pool thread waiting on its own pool could wait forever
+    if one_blas:
+        with one_blas_thread():
+            return _several(fn, items)
+    return _several(fn, items)
+
+
+def _several(fn: Any, items: list[Any]) -> list[Any]:
+    """:func:`in_parallel` of two or more items: on the pool, unless there is one core or this is a
+    pool thread already (one waiting on its own pool could wait forever)."""
+    if cores() == 1 or threading.current_thread().name.startswith(_THREAD_NAME):
+        return [fn(item) for item in items]
     # The calling thread takes the first item itself: handing it over and waiting would cost a
     # thread's wake-up (tens of microseconds), which a single query's split scan notices.
     others = [_pool().submit(fn, item) for item in items[1:]]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import DataError, UsageError
-from vecx.kernels import cores, one_blas_thread, top_k
+from vecx.kernels import cores, top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -258,11 +258,7 @@ class CodeScan:
         # Blocks of queries (each builds its own tables) shared by the cores, at most _TABLE_QUERIES each.
         per_task = max(1, min(_TABLE_QUERIES, -(-len(q) // cores())))
         blocks = list(range(0, len(q), per_task))
-        if len(blocks) == 1:  # one thread: the products are small, BLAS runs them on this one
-            found = [block(0)]
-        else:
-            with one_blas_thread():  # idle BLAS threads would spin beside the scan's threads
-                found = adc.in_parallel(block, blocks)
+        found = adc.in_parallel(block, blocks, one_blas=True)
         parts = [part for part in found if part is not None]
         if len(parts) < len(found):
             self.has_tables, self._table = False, None  # this codec's tables would be too large: numpy scans

@@ -18,7 +18,7 @@ from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
 from vecx.indexes.segments import StackedIds, live_mask, random_access, segments_of, stacked
-from vecx.kernels import one_blas_thread, top_k
+from vecx.kernels import top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -506,12 +506,7 @@ class Searcher:
             if metric == "cosine":
                 scores[lo:hi] /= np.maximum(np.sqrt(_squared_norms(cand)), 1e-30)
 
-        blocks = list(range(0, len(keys), per_block))
-        if len(blocks) == 1:
-            block(0)
-        else:
-            with one_blas_thread():  # the blocks share the cores: BLAS threads would only contend
-                in_parallel(block, blocks)
+        in_parallel(block, list(range(0, len(keys), per_block)), one_blas=True)
         return np.where(valid, scores, np.inf if metric == "l2" else -np.inf)
 
     def row_of(self, ids: list[Any]) -> Any:
