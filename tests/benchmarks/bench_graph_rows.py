@@ -26,7 +26,7 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-from _harness import command_line, log, machine, table
+from _harness import command_line, log, machine, publish, table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine"), ("sift128-images-30k", "l2")]
@@ -100,11 +100,7 @@ def main() -> None:
     text = "\n\n".join([f"Command: `{cmdline}`", machine(), table(
         ["set", "vecx spec", "usearch dtype", "vecx QPS", "same graph QPS", "ratio (median of rounds)",
          "usearch's own graph QPS", "ratio (median of rounds)"], rows)]) + "\n"
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        print(text, end="")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

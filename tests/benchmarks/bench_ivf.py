@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _harness import command_line, log, machine, table
+from _harness import command_line, log, machine, publish, table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 K = 10
@@ -129,11 +129,7 @@ def main() -> None:
         table(["set", "vecx spec", "faiss", "nprobe", "vecx recall@10", "vecx QPS", "vecx p50 ms", "faiss recall@10",
                "faiss QPS", "faiss p50 ms", "vecx nprobe at faiss's recall", "QPS ratio there",
                "p50 ratio there (faiss / vecx)"], rows)]) + "\n"
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        print(text, end="")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def main() -> None:
         child(args.child, rows, args.queries)
         return
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _harness import command_line, log
+    from _harness import command_line, log, publish
 
     cmdline = command_line()
     lines: list[dict[str, Any]] = []
@@ -244,11 +244,7 @@ def main() -> None:
         if proc.wait():
             raise SystemExit(f"child for {threads} thread(s) failed")
     text = report(lines, cmdline)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        print(text, end="")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":
