@@ -50,12 +50,15 @@ class Chain:
         current = input
         for index, record in enumerate(records):
             codec_cls = get_codec(record["codec"], f"{path}: stage {index + 1}")
-            if record.get("version", 1) != codec_cls.version:
+            version = record.get("version", 1)
+            if not isinstance(version, int) or not codec_cls.reads_version(version):
                 raise MismatchError(
                     f"{path}: stage {index + 1} was made by {record['codec']} codec version "
-                    f"{record.get('version')}, this vecx has version {codec_cls.version}")
-            values = codec_cls.resolve(spec_mod.parse(record["spec"])[0], f"{path}: stage {index + 1}")
-            codec = codec_cls(values, current)
+                    f"{version}, this vecx reads version {codec_cls.version}"
+                    + "".join(f", {v}" for v in sorted(codec_cls.older_versions)))
+            values = codec_cls.resolve(spec_mod.parse(record["spec"])[0], f"{path}: stage {index + 1}",
+                                       codec_cls.older_versions.get(version))
+            codec = codec_cls(values, current, version)
             stage_arrays = arrays[index] if index < len(arrays) else {}
             if state.arrays_sha256(stage_arrays) != record.get("state_sha256"):
                 raise DataError(f"{path}: fitted state of stage {index + 1} ({record['codec']}) "

@@ -104,8 +104,13 @@ class Codec:
 
     #: Registry key and spec token, e.g. ``"int8"``.
     name: ClassVar[str] = ""
-    #: Bump when the bytes produced for the same parameters change.
-    version: ClassVar[int] = 1
+    #: Bump when the bytes produced for the same parameters change. An instance rebuilt from a file
+    #: carries the version recorded there (see ``older_versions``).
+    version: int = 1
+    #: Earlier versions whose files this vecx still reads, each with the parameter values its files
+    #: imply for parameters that version did not have: a file of version ``v`` is loaded with those
+    #: values, and its spec token keeps omitting them (so that its records stay what they were).
+    older_versions: ClassVar[dict[int, dict[str, Any]]] = {}
     #: One-line description for listings.
     summary: ClassVar[str] = ""
     #: Longer help shown by ``vecx <name> --help``.
@@ -130,7 +135,9 @@ class Codec:
     #: Rows of the sample the stage was fitted on (set by the chain's fit; recorded in the metadata).
     fit_rows_: int | None = None
 
-    def __init__(self, params: dict[str, Any], input: VectorSpec) -> None:
+    def __init__(self, params: dict[str, Any], input: VectorSpec, version: int | None = None) -> None:
+        if version is not None:  # rebuilt from a file of an older version (before plan: it may differ)
+            self.version = version
         self.values = dict(params)
         self.input = input
         self.output = self.plan(input)
@@ -174,20 +181,31 @@ class Codec:
         return out
 
     @classmethod
-    def token(cls, values: dict[str, Any]) -> str:
-        """Canonical spec token for resolved parameter values."""
+    def token(cls, values: dict[str, Any], implied: dict[str, Any] | None = None) -> str:
+        """Canonical spec token for resolved parameter values (without those equal to ``implied``:
+        what an older version's files imply, see ``older_versions``)."""
         parts = [cls.name]
         if cls.primary is not None:
             parts.append(cls.param(cls.primary).format(values[cls.primary]))
+        implied = implied or {}
         for p in sorted(cls.params, key=lambda p: p.name):
-            if p.name != cls.primary and not (p.omit_default and values[p.name] == p.default):
-                parts.append(f"{p.name}={p.format(values[p.name])}")
+            if p.name in implied:
+                if values[p.name] == implied[p.name]:
+                    continue
+            elif p.name == cls.primary or (p.omit_default and values[p.name] == p.default):
+                continue
+            parts.append(f"{p.name}={p.format(values[p.name])}")
         return ":".join(parts)
 
     @property
     def spec(self) -> str:
         """This stage's canonical token."""
-        return self.token(self.values)
+        return self.token(self.values, self.older_versions.get(self.version))
+
+    @classmethod
+    def reads_version(cls, version: int) -> bool:
+        """Whether this vecx can rebuild a stage recorded with codec version ``version``."""
+        return version == cls.version or version in cls.older_versions
 
     @property
     def seed(self) -> int | None:

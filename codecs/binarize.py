@@ -10,7 +10,10 @@ Three modes:
   ``ubinary`` do). Hamming, symmetric.
 - ``mode=rabitq``: the RaBitQ code (Gao & Long, SIGMOD 2024). Centre on the fitted mean ``c``,
   rotate by a seeded random orthogonal matrix ``P``, keep the sign bits ``s`` of the unit vector
-  ``o' = P^T (x - c) / |x - c|`` and two per-vector factors. Queries stay float (asymmetric):
+  ``o' = P^T (x - c) / |x - c|`` and two per-vector factors. ``P`` is a fast structured rotation
+  (``rotation=fast``: random signs and Walsh-Hadamard transforms, ``O(D log D)`` per vector, see
+  :mod:`vecx.hadamard`) or a dense Haar matrix (``rotation=haar``, ``D^2``; the only kind before
+  codec version 2, whose files load as such). Queries stay float (asymmetric):
   with ``q' = P^T (q - c)``, ``<x - c, q - c>`` is estimated without bias by
   ``w <s, q'>`` with ``w = |x - c| / |o'|_1``, the estimator's per-vector correction (without
   it the score falls back to plain Hamming). The second factor is the additive term:
@@ -23,8 +26,9 @@ Three modes:
   is ``D`` rounded up to the rotation's blocks, a multiple of 8), then ``T + 1`` float16 factors
   (the additive term, then ``w_1 .. w_T``), little-endian, each divided by a scale fitted on the
   sample (the mean ``|x - c|``) so that float16 holds them at full relative precision. For
-  ``D`` = 384, one level takes 48 + 4 = 52 bytes. The rotation is one Haar block for
-  ``D <= 1024``, else block-diagonal Haar blocks of at most 1024 (FDE-sized inputs stay cheap).
+  ``D`` = 384, one level takes 48 + 4 = 52 bytes. The fast rotation spans all ``P`` coordinates
+  (``D`` rounded up to 8); the Haar one is one block for ``D <= 1024``, else block-diagonal
+  blocks of at most 1024 (FDE-sized inputs stay cheap).
   Indexes score these codes with the estimator, exhaustively or over the candidates a Hamming
   graph on the first bit plane returns (``vecx index --scan``); the float vectors rescore the
   shortlist.
@@ -48,7 +52,8 @@ from typing import TYPE_CHECKING, Any
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.codecs.kmeans import LIST_BYTES, MAX_LISTS, fit_centroids, list_header, list_numbers, nearest
-from vecx.errors import RowError
+from vecx.errors import MismatchError, RowError
+from vecx.hadamard import ROUNDS, draw_signs, rotate_rows, rotation_matrix, transform
 from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
 from vecx.space import BITS, CODES, VectorSpec
 
@@ -61,10 +66,16 @@ else:
 LUT_QUERIES = 16
 #: Bits of every byte value, MSB first (256 x 8), for the lookup tables.
 _BYTE_BITS = None
-#: Rows per block of rabitq encoding (1.5 MiB of float32 at 384-d: the temporaries stay in cache).
-_ENCODE_ROWS = 1024
+#: Float32 bytes per block of rabitq encoding: the temporaries stay in cache, and narrow rows come
+#: in blocks large enough that numpy's per-call costs (under the GIL) do not keep the cores waiting.
+_ENCODE_BYTES = 3 << 19
 #: Width of the Haar blocks of the rabitq rotation.
 MAX_BLOCK = 1024
+#: Up to this width, queries and decoding apply the fast rotation as a dense matrix (16 MiB at most).
+MATRIX_WIDTH = 2048
+#: From this width, encoding applies the fast rotation by its compiled transform (below, the dense
+#: matrix's product costs less).
+KERNEL_WIDTH = 256
 F16_MAX = 65504.0
 
 
@@ -72,6 +83,8 @@ class Binarize(Codec, ScoresCodes):
     """Sign bits (after centring on a fitted mean, by default), packed; Hamming or the RaBitQ estimator."""
 
     name = "binarize"
+    version = 2
+    older_versions = {1: {"rotation": "haar"}}  # version 1 had only the dense rotation
     summary = "1 bit per dimension (sign after centring, or RaBitQ codes with an unbiased estimator), packed"
     example = "binarize"
     help = (
@@ -89,6 +102,10 @@ class Binarize(Codec, ScoresCodes):
               help="center: sign of x - mean; sign: sign of x; rabitq: rotated signs + estimator factors"),
         Param("levels", int, default=1, minimum=1, maximum=8,
               help="mode=rabitq: bit planes per dimension (residual levels)"),
+        Param("rotation", str, default="fast", choices=("fast", "haar"), omit_default=True,
+              help="mode=rabitq: fast = seeded random signs and Walsh-Hadamard transforms (O(D log D) per "
+                   "vector, as the RaBitQ library does); haar = a dense random orthogonal matrix (D^2 per "
+                   "vector; what files of codec version 1 use)"),
         Param("ivf", int, default=0, minimum=0, maximum=MAX_LISTS, omit_default=True,
               help="mode=rabitq: coarse lists (as LanceDB's IVF_RQ): each vector is coded relative to the "
                    "nearest of this many k-means centroids, whose number takes 2 more bytes; an index then "
@@ -112,17 +129,23 @@ class Binarize(Codec, ScoresCodes):
                 raise self.fail("levels > 1 needs mode=rabitq (residual planes are scored by its estimator)")
             if self.lists:
                 raise self.fail("ivf (coarse lists) needs mode=rabitq (the estimator scores codes relative to a list)")
+            if self.values["rotation"] != "fast":
+                raise self.fail("rotation applies to mode=rabitq (sign codes of other modes are not rotated)")
             return VectorSpec(input.dim, BITS, "hamming", False, "codes")
         if self.lists and self.values["sample"] < self.lists:
             raise self.fail(f"sample={self.values['sample']} rows cannot train {self.lists} coarse centroids")
-        self.blocks_ = -(-input.dim // MAX_BLOCK)
+        self.fast_ = self.values["rotation"] == "fast"
+        self.blocks_ = 1 if self.fast_ else -(-input.dim // MAX_BLOCK)
         per_block = -(-input.dim // self.blocks_)  # ceil(D / blocks)
         self.block_ = -(-per_block // 8) * 8  # rounded up to 8
         self.padded_ = self.blocks_ * self.block_
         metric = "l2" if input.metric == "l2" else "ip"
         if not hasattr(self, "coarse_"):  # re-planning (Chain.with_input) keeps the fitted state
             self.coarse_: Any = None
+            self.rotation_: Any = None
+            self.signs_: Any = None
         self._coarse_rotated: Any = None
+        self._matrix: Any = None
         return VectorSpec(self.prefix + levels * self.padded_ // 8 + 2 * (levels + 1), CODES, metric, False,
                           "scorer")
 
@@ -139,7 +162,11 @@ class Binarize(Codec, ScoresCodes):
             self.scale_ = np.where(spread > 0, spread, 1.0).astype(np.float32)
         else:
             rng = np.random.Generator(np.random.PCG64(self.values["seed"]))
-            self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
+            if self.fast_:
+                self.signs_ = draw_signs(self.padded_, rng)
+            else:
+                self.rotation_ = np.stack([haar_orthogonal(self.block_, rng) for _ in range(self.blocks_)])
+            self._matrix = None
             if self.lists:  # centred on each vector's list centroid instead of one mean
                 self.coarse_ = fit_centroids(x, self.lists, self.values["seed"])
                 self.mean_ = np.zeros(x.shape[1], dtype=np.float32)
@@ -158,8 +185,14 @@ class Binarize(Codec, ScoresCodes):
             # Rows are scaled to unit norm (cosine) in their block too: a pass of one thread over all
             # rows first would keep the other cores waiting.
             return in_row_blocks(lambda part: self._encode_rabitq(self._prepare(part)), np.asarray(x),
-                                 _ENCODE_ROWS, fixed=True)
+                                 self._encode_rows(), fixed=True)
         return np.packbits(np.asarray(x, dtype=np.float32) > self.mean_, axis=1)
+
+    def _encode_rows(self) -> int:
+        """Rows per block of rabitq encoding: a power of two from 1,024 to 8,192, about
+        :data:`_ENCODE_BYTES` of rotated rows."""
+        rows = _ENCODE_BYTES // (4 * self.padded_)
+        return 1 << max(10, min(13, rows.bit_length() - 1))
 
     def decode(self, codes: Any) -> Any:
         codes = np.asarray(codes, dtype=np.uint8)
@@ -172,17 +205,33 @@ class Binarize(Codec, ScoresCodes):
 
     # ---- rabitq -----------------------------------------------------------------------
     def _rotate(self, centred: Any) -> Any:
-        """``P^T (x - c)`` for rows: zero-padded to the blocks, each block multiplied by its matrix."""
+        """``P^T (x - c)`` for rows: zero-padded to the blocks, each block multiplied by its matrix.
+        The fast rotation is applied as a dense matrix up to :data:`MATRIX_WIDTH` (for queries, one
+        product costs less than loading the compiled transform), by numpy passes beyond; encoding
+        uses the compiled transform (see :meth:`_encode_rabitq`)."""
         n, d = centred.shape
+        if self.fast_ and self.padded_ <= MATRIX_WIDTH:
+            return np.asarray(centred, dtype=np.float32) @ self._fast_matrix()[:d]
         if d == self.padded_:
             padded = np.ascontiguousarray(centred, dtype=np.float32)
         else:
             padded = np.zeros((n, self.padded_), dtype=np.float32)
             padded[:, :d] = centred
-        return apply_blocks(padded, self.rotation_)
+        return transform(padded, self.signs_) if self.fast_ else apply_blocks(padded, self.rotation_)
 
     def _unrotate(self, y: Any) -> Any:
-        return apply_blocks(y, self.rotation_, transpose=True)[:, : self.input.dim]
+        if not self.fast_:
+            out = apply_blocks(y, self.rotation_, transpose=True)
+        elif self.padded_ <= MATRIX_WIDTH:
+            out = y @ self._fast_matrix().T
+        else:
+            out = transform(np.asarray(y, dtype=np.float32), self.signs_, inverse=True)
+        return out[:, : self.input.dim]
+
+    def _fast_matrix(self) -> Any:
+        if self._matrix is None:
+            self._matrix = rotation_matrix(self.signs_)
+        return self._matrix
 
     def _signs(self, plane: Any) -> Any:
         return np.unpackbits(plane, axis=-1, count=self.padded_).astype(np.float32) * 2.0 - 1.0
@@ -232,11 +281,13 @@ class Binarize(Codec, ScoresCodes):
             centred = x - self.coarse_[labels]
         else:
             centred = x - self.mean_
-        y = self._rotate(centred)
-        r = np.linalg.norm(y, axis=1)
+        # Wide rows take the fast rotation's compiled transform (narrow ones its dense matrix, a
+        # cheaper product there); either way a row's result does not depend on the other rows.
+        y = rotate_rows(centred, self.signs_) if self.fast_ and self.padded_ >= KERNEL_WIDTH else self._rotate(centred)
         if levels == 1:
-            planes, weights = self._one_level(y, r)
+            r, planes, weights = self._one_level(y)
         else:
+            r = np.linalg.norm(y, axis=1)
             planes, weights = self._levels(y, r, levels)
         scale = float(self.norm_scale_[0])
         c_norm = float(np.linalg.norm(self.mean_))
@@ -265,13 +316,14 @@ class Binarize(Codec, ScoresCodes):
         head = [list_header(labels)] if self.lists else []
         return np.concatenate([*head, *planes, factors.astype("<f2").view(np.uint8)], axis=1)
 
-    def _one_level(self, y: Any, r: Any) -> tuple[list[Any], list[Any]]:
-        """:meth:`_levels` for one level, in three passes over the rotated rows instead of ten: with
-        ``o = y / |y|``, the code is the signs of ``y``, and its weight ``|y| a / <a s, o>`` (``a``
-        the mean ``|o_i|``) is ``|y|^2 / sum |y_i|``."""
+    def _one_level(self, y: Any) -> tuple[Any, list[Any], list[Any]]:
+        """``|y|`` and :meth:`_levels` for one level, in four passes over the rotated rows instead of
+        ten: with ``o = y / |y|``, the code is the signs of ``y``, and its weight ``|y| a / <a s, o>``
+        (``a`` the mean ``|o_i|``) is ``|y|^2 / sum |y_i|``."""
+        squares = np.einsum("ij,ij->i", y, y)
         total = np.abs(y).sum(axis=1)
-        weight = np.divide(r * r, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
-        return [np.packbits(y >= 0, axis=1)], [weight]  # ties (zeros) go to +1
+        weight = np.divide(squares, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
+        return np.sqrt(squares), [np.packbits(y >= 0, axis=1)], [weight]  # ties (zeros) go to +1
 
     def _levels(self, y: Any, r: Any, levels: int) -> tuple[list[Any], list[Any]]:
         """Each level's bit plane (the signs of what the levels before left) and its weight in the
@@ -403,7 +455,8 @@ class Binarize(Codec, ScoresCodes):
     # ---- state ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         if self.values["mode"] == "rabitq":
-            out = {"mean": self.mean_, "rotation": self.rotation_, "norm_scale": self.norm_scale_}
+            turn = {"signs": self.signs_} if self.fast_ else {"rotation": self.rotation_}
+            out = {"mean": self.mean_, **turn, "norm_scale": self.norm_scale_}
             return {**out, "coarse": self.coarse_} if self.lists else out
         return {"mean": self.mean_, "scale": self.scale_}
 
@@ -412,14 +465,22 @@ class Binarize(Codec, ScoresCodes):
         rabitq = self.values["mode"] == "rabitq"
         shapes: dict[str, tuple[int, ...]] = {"mean": (d,), "scale": (d,)}
         if rabitq:
-            shapes = {"mean": (d,), "rotation": (self.blocks_, self.block_, self.block_), "norm_scale": (1,),
-                      **({"coarse": (self.lists, d)} if self.lists else {})}
+            turn = {"signs": (ROUNDS, self.padded_)} if self.fast_ else {
+                "rotation": (self.blocks_, self.block_, self.block_)}
+            shapes = {"mean": (d,), **turn, "norm_scale": (1,), **({"coarse": (self.lists, d)} if self.lists else {})}
         self._check_state(arrays, shapes)
         self.coarse_ = np.ascontiguousarray(arrays["coarse"], dtype=np.float32) if rabitq and self.lists else None
         self._coarse_rotated = None
         self.mean_ = arrays["mean"].astype(np.float32)
+        if rabitq and self.fast_:
+            signs = np.asarray(arrays["signs"])
+            if not np.isin(signs, (-1, 1)).all():
+                raise MismatchError(f"{self.spec}: fitted state 'signs' holds values other than -1 and 1")
+            self.signs_ = signs.astype(np.int8)
+            self._matrix = None
         if rabitq:
-            self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32)
+            if not self.fast_:
+                self.rotation_ = np.ascontiguousarray(arrays["rotation"], dtype=np.float32)
             self.norm_scale_ = arrays["norm_scale"].astype(np.float32)
         else:
             self.scale_ = arrays["scale"].astype(np.float32)

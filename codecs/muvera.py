@@ -118,8 +118,9 @@ class Muvera(Codec):
         return super().resolve(stage, where, defaults)
 
     @classmethod
-    def token(cls, values: dict[str, Any]) -> str:
-        """Canonical token, e.g. ``muvera:20x5x16:fill=true:final=0:seed=0``."""
+    def token(cls, values: dict[str, Any], implied: dict[str, Any] | None = None) -> str:
+        """Canonical token, e.g. ``muvera:20x5x16:fill=true:final=0:seed=0`` (every parameter spelled
+        out: ``implied`` has nothing to omit)."""
         fill = cls.param("fill").format(values["fill"])
         return (f"muvera:{values['reps']}x{values['ksim']}x{values['proj']}:fill={fill}"
                 f":final={values['final']}:seed={values['seed']}")

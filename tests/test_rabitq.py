@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_vectors, run_vecx
+from test_hadamard import reference
 
 from vecx.chain import Chain
 from vecx.indexes.truth import exact_topk
@@ -42,22 +43,29 @@ def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth, strict=True)])) / k
 
 
-def test_layout_bits_and_factors_follow_the_definition() -> None:
+@pytest.mark.parametrize("rotation", ["fast", "haar"])
+def test_layout_bits_and_factors_follow_the_definition(rotation: str) -> None:
     x = make_vectors(2000, D, normalize=True)
-    chain = fitted("binarize:mode=rabitq:seed=5", x)
+    chain = fitted(f"binarize:mode=rabitq:seed=5:rotation={rotation}", x)
     stage = chain.stages[0]
     out = chain.output
     assert (out.dtype, out.dim, out.metric, out.metric_on) == (CODES, D // 8 + 4, "ip", "scorer")
     assert stage.query_encoding == "asymmetric"
     codes = chain.encode(x)
     assert codes.shape == (2000, D // 8 + 4) and codes.dtype == np.uint8
-    # Independently: o' = P^T (x - c) / |x - c| with P the stored Haar block; bits = o' >= 0.
+    # Independently: o' = P^T (x - c) / |x - c| with P the stored Haar block, or the structured
+    # rotation built from its stored signs by its definition; bits = o' >= 0.
     c = x.mean(axis=0)
-    rotation = stage.state()["rotation"][0]
-    np.testing.assert_allclose(rotation @ rotation.T, np.eye(D), atol=1e-5)
-    y = (x - c) @ rotation
+    if rotation == "haar":
+        matrix = stage.state()["rotation"][0]
+    else:
+        assert "rotation" not in stage.state()
+        matrix = reference(stage.state()["signs"])
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(D), atol=1e-5)
+    y = (x - c) @ matrix
     bits = np.unpackbits(codes[:, : D // 8], axis=1)
-    assert np.array_equal(bits, (y >= 0).astype(np.uint8))
+    near_zero = np.abs(y) < 1e-5  # float rounding may put a sign either way there
+    assert np.array_equal(bits[~near_zero], (y >= 0).astype(np.uint8)[~near_zero])
     # Factors (float16, divided by the fitted mean distance): <x - c, c> / (s |c|) and |x - c| / |o'|_1.
     s = float(np.linalg.norm(x - c, axis=1).mean())
     factors = codes[:, D // 8:].copy().view("<f2").astype(np.float64)
@@ -143,22 +151,26 @@ def test_same_seed_same_bytes_and_wide_inputs_use_blocks() -> None:
     assert a.encode(x).tobytes() == b.encode(x).tobytes()
     assert fitted("binarize:mode=rabitq:seed=2", x).encode(x).tobytes() != a.encode(x).tobytes()
     wide = make_vectors(300, 1500)
-    chain = fitted("binarize:mode=rabitq", wide)
+    chain = fitted("binarize:mode=rabitq:rotation=haar", wide)
     rotation = chain.stages[0].state()["rotation"]
     assert rotation.shape == (2, 752, 752)  # two Haar blocks of ceil(1500 / 2) rounded up to 8
     assert chain.output.bytes_per_vector == 1504 // 8 + 4
     for block in rotation:
         np.testing.assert_allclose(block @ block.T, np.eye(752), atol=1e-4)
+    fast = fitted("binarize:mode=rabitq", wide)  # one transform over all 1,504 coordinates
+    assert fast.stages[0].state()["signs"].shape == (4, 1504)
+    assert fast.output.bytes_per_vector == 1504 // 8 + 4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("levels", [1, 2])
-def test_codes_of_a_row_do_not_depend_on_the_rows_encoded_with_it(levels: int) -> None:
+@pytest.mark.parametrize(("levels", "width"), [(1, D), (2, D), (1, 384)])
+def test_codes_of_a_row_do_not_depend_on_the_rows_encoded_with_it(levels: int, width: int) -> None:
     """Encoding runs in row blocks on all cores: any split of the input gives the same bytes, and a
-    bad row is named by its row in the input, not in its block."""
+    bad row is named by its row in the input, not in its block. (384 dimensions: the compiled
+    transform; 64: the dense product of the same rotation.)"""
     from vecx.errors import RowError
 
-    x = embeddings(2600, seed=4)
+    x = embeddings(2600, seed=4) if width == D else make_vectors(2600, width, seed=4, normalize=True)
     chain = fitted(f"binarize:mode=rabitq:levels={levels}", x)
     whole = chain.encode(x)
     one_by_one = np.concatenate([chain.encode(x[i: i + 1]) for i in range(0, len(x), 97)] +
@@ -316,3 +328,52 @@ def test_lookup_tables_and_unpacked_bits_give_the_same_dots(monkeypatch) -> None
     exact = q @ np.unpackbits(packed, axis=1, count=100).astype(np.float32).T
     np.testing.assert_allclose(tables, exact, atol=1e-4)
     np.testing.assert_allclose(unpacked, exact, atol=1e-4)
+
+
+FIXTURES = Path(__file__).parent / "data" / "rabitq-v1"
+
+
+@pytest.mark.parametrize("name", ["rq.parquet", "rqi.parquet"])
+def test_version_1_tables_keep_their_dense_rotation(name: str, tmp_path: Path) -> None:
+    """Tables written before the fast rotation (codec version 1, a dense Haar matrix, no rotation
+    parameter in their spec) load as what they are: new rows encode to the same codes, the records
+    they would write are unchanged (so appends still match), and an index of them answers queries."""
+    import pyarrow.parquet as pq
+
+    from vecx.formats.readers import open_source
+
+    source = open_source(str(FIXTURES / name))
+    recorded = source.meta["stages"][0]
+    assert recorded["version"] == 1 and "rotation" not in recorded["spec"]
+    chain = Chain.from_table(source.meta, source.state_blob, name)
+    stage = chain.stages[0]
+    assert (stage.version, stage.values["rotation"], stage.spec) == (1, "haar", recorded["spec"])
+    record = chain.records(None)[0]
+    assert (record["version"], record["spec"]) == (1, recorded["spec"])
+    assert record["state_sha256"] == recorded["state_sha256"]
+    x = make_vectors(300, 64, seed=21)  # the rows the fixtures were made from (see the README there)
+    stored = np.stack(pq.read_table(FIXTURES / name).column("vector").to_numpy(zero_copy_only=False))
+    stored = np.frombuffer(b"".join(stored), dtype=np.uint8).reshape(300, -1)
+    again = chain.encode(x)
+    assert np.mean(again == stored) > 0.999  # (BLAS of another CPU may round a float16 factor otherwise)
+    # The version-2 rotation of the same seed gives other codes: the test above can tell them apart.
+    assert np.mean(fitted(recorded["spec"], x).encode(x) == stored) < 0.9
+    q = make_vectors(3, 64, seed=22)
+    ok_index = run_vecx("index", FIXTURES / name, "-o", tmp_path / "old.vecx")
+    assert ok_index.code == 0, ok_index.stderr
+    np.save(tmp_path / "q.npy", q)
+    got = [[hit["id"] for hit in line["results"]]
+           for line in query(tmp_path / "old.vecx", "--vector", str(tmp_path / "q.npy"), "-k", "5")]
+    best = np.argsort(-scores(chain, q, stored), axis=1, kind="stable")[:, :5]
+    assert got == best.tolist()  # the queries rotated as the rows were (ids are row numbers here)
+
+
+def test_a_codec_version_this_vecx_cannot_read_is_refused() -> None:
+    from vecx.errors import MismatchError
+    from vecx.formats.readers import open_source
+
+    source = open_source(str(FIXTURES / "rq.parquet"))
+    meta = json.loads(json.dumps(source.meta))
+    meta["stages"][0]["version"] = 7
+    with pytest.raises(MismatchError, match="codec version 7, this vecx reads version 2, 1"):
+        Chain.from_table(meta, source.state_blob, "rq.parquet")

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 PY = sys.executable
 _SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
@@ -129,6 +130,17 @@ def paired_ratios(a: dict[str, object], b: dict[str, object], key: str = "runs")
 def verdict(ok: bool) -> str:
     """PASS, or a bold MISS."""
     return "PASS" if ok else "**MISS**"
+
+
+def best(call: Callable[[], object], repeat: int = 3) -> float:
+    """The best of ``repeat`` timed calls of ``call`` (seconds), after one untimed call (warm-up)."""
+    call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

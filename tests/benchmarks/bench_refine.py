@@ -14,26 +14,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from typing import Any
 
 import numpy as np
-from _harness import VECX, command_line, machine, table
+from _harness import VECX, best, command_line, machine, table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 CASES = [("debian-minilm-30k", "cosine", "pq:24x8", "PQ24x8np"),
          ("debian-minilm-30k", "cosine", "binarize:mode=rabitq", "RaBitQ"),
          ("sift128-images-30k", "l2", "pq:16x8", "PQ16x8np")]
-
-
-def best(call: Any, repeat: int = 3) -> float:
-    call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
