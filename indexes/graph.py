@@ -160,7 +160,9 @@ def search_graph(graph: Any, queries: Any, count: int, expansion: int | None, ro
     """
     queries = np.ascontiguousarray(queries)
     saved = graph.expansion_search
-    graph.expansion_search = max(expansion or saved, count)
+    wanted = max(expansion or saved, count)
+    if wanted != saved:
+        graph.expansion_search = wanted
     try:
         # Asked for every row: an exact scan, since HNSW does not promise to reach them all. One
         # query runs on the calling thread (usearch starts threads per call otherwise).
@@ -169,11 +171,14 @@ def search_graph(graph: Any, queries: Any, count: int, expansion: int | None, ro
         raise DataError(f"the index graph is damaged (usearch: {exc})",
                         hint="check it with 'vecx verify INDEX', then rebuild it") from None
     finally:
-        graph.expansion_search = saved
+        if wanted != saved:
+            graph.expansion_search = saved
     keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
     dist = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)
-    counts = np.asarray(getattr(matches, "counts", [len(matches.keys)])).reshape(-1, 1)  # one query: Matches
-    found = counts > np.arange(keys.shape[1])[None, :]
+    counts = getattr(matches, "counts", None)  # one query: Matches, its keys only those found
+    if counts is None:
+        return keys, dist
+    found = np.asarray(counts).reshape(-1, 1) > np.arange(keys.shape[1])[None, :]
     return np.where(found, keys, -1), dist
 
 
