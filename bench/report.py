@@ -64,7 +64,9 @@ def description(report: dict[str, Any]) -> str:
             f"Fits and faiss training use the same {report['train_sample']['rows']:,} seeded "
             f"sample rows (seed {report['train_sample']['seed']}). bytes/vec: codes only. fit s: codec fit or "
             "faiss train; encode MB/s: float input per second through the fitted chain's encode (faiss: "
-            "sa_encode) in memory; build s: vecx encode (file to file) + index build, peers add. "
+            "sa_encode) in memory, best of the runs, after one untimed encode of 1,024 rows (first-use costs, "
+            "such as loading a compiled kernel, count in build s instead); build s: vecx encode (file to "
+            "file) + index build, peers add. "
             "QPS: all queries in one call, best of the runs; p50 ms: median time of one query searched "
             "alone (the first 200, no rescoring). "
             "pareto *: no other row has fewer or equal bytes and higher or equal best recall.")

@@ -321,9 +321,12 @@ class Binarize(Codec, ScoresCodes):
         ten: with ``o = y / |y|``, the code is the signs of ``y``, and its weight ``|y| a / <a s, o>``
         (``a`` the mean ``|o_i|``) is ``|y|^2 / sum |y_i|``."""
         squares = np.einsum("ij,ij->i", y, y)
-        total = np.abs(y).sum(axis=1)
+        # Sums and packing along short rows crawl in numpy: a BLAS product sums, and rows of whole
+        # bytes, contiguous, pack as one flat run of bits.
+        total = np.abs(y) @ np.ones(y.shape[1], dtype=np.float32)
         weight = np.divide(squares, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
-        return np.sqrt(squares), [np.packbits(y >= 0, axis=1)], [weight]  # ties (zeros) go to +1
+        bits = np.packbits(np.ascontiguousarray(y >= 0).ravel()).reshape(len(y), -1)  # ties (zeros) go to +1
+        return np.sqrt(squares), [bits], [weight]
 
     def _levels(self, y: Any, r: Any, levels: int) -> tuple[list[Any], list[Any]]:
         """Each level's bit plane (the signs of what the levels before left) and its weight in the
