@@ -86,8 +86,8 @@ def auto_peers(chains: list[Any], dim: int, graph: Any) -> list[str]:
 def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
     """Equivalent peers of one chain, matched on what it produces and its bytes per vector.
 
-    Sign bits of every dimension: IndexBinaryFlat and usearch b1. RaBitQ codes: faiss IndexRaBitQ,
-    the sign-bit peers and PQ at the same bytes. A ``pq`` stage (shape read
+    Sign bits of every dimension: IndexBinaryFlat and usearch b1. RaBitQ codes: faiss IndexRaBitQ
+    (of as many bits per dimension), the sign-bit peers (one bit) and PQ at the same bytes. A ``pq`` stage (shape read
     from its parameters): PQ and OPQ+PQ (after PCA if the chain has one). Float/int8 codes of the
     full dimension: usearch with that dtype and faiss IndexHNSWFlat. Fewer dimensions: PCA to
     the same dimension, stored like the chain stores them. Anything else: PQ at the same bytes.
@@ -100,10 +100,12 @@ def peers_for_chain(chain: Any, dim: int, connectivity: int) -> list[str]:
     binarize = next((s for s in chain.stages if s.name == "binarize"), None)
     if binarize is not None and binarize.values.get("mode") == "rabitq" and chain.stages[-1] is binarize:
         # RaBitQ codes: faiss's own IndexRaBitQ, the plain sign bits they improve on, and PQ at the same bytes.
-        sign = ["faiss:BFlat", "usearch:b1"] if binarize.input.dim == dim else []
+        # Extended RaBitQ (bits=B): faiss's multi-bit RaBitQ of the same bits.
+        bits = binarize.values.get("bits", 1)
+        sign = ["faiss:BFlat", "usearch:b1"] if binarize.input.dim == dim and bits == 1 else []
         lists = f"IVF{binarize.values['ivf']}," if binarize.values.get("ivf") else ""
-        return [f"faiss:{prefix.replace(',', '') + ',' if prefix else ''}{lists}RaBitQ", *sign,
-                *_pq_same_bytes(nbytes, dim)]
+        return [f"faiss:{prefix.replace(',', '') + ',' if prefix else ''}{lists}RaBitQ{bits if bits > 1 else ''}",
+                *sign, *_pq_same_bytes(nbytes, dim)]
     if space.dtype == "bits" and pq is None:
         if space.dim == dim:
             out = ["faiss:BFlat", "usearch:b1"]

@@ -20,7 +20,14 @@ Three modes:
   ``<x - c, c>`` for inner product, ``|x - c|^2`` for L2. ``levels=T`` > 1 adds BEBR-style
   residual bit planes (training-free): level ``t`` takes the signs of what the earlier levels left
   of ``o'``, scaled by ``|residual|_1 / D``; the estimator uses their sum, rescaled so that it stays
-  unbiased (each level has its own ``w_t``). T levels cost ``T x D`` bits.
+  unbiased (each level has its own ``w_t``). T levels cost ``T x D`` bits. ``bits=B`` > 1 makes
+  extended RaBitQ codes (Gao et al., SIGMOD 2025) instead: each rotated coordinate gets ``B`` bits,
+  ``x_u = sign(o_i) (k_i + 1/2) + (2^B - 1) / 2`` with ``k_i = min(floor(|o_i| t), 2^(B-1) - 1)``
+  and the per-vector scale ``t`` that brings ``o_bar`` (the vector the codes stand for) closest in
+  angle to ``o``; its most significant bit is the sign bit of one-bit RaBitQ. Stored as ``B`` bit
+  planes (the sign plane first), then two float16 factors: the additive term and ``w = |y| / <o_bar,
+  o>``, so that ``w <o_bar, q'>`` is unbiased; plane ``b`` weighs ``w 2^(B-2-b)`` in the estimator,
+  which scores these codes as it scores residual levels. For ``D`` = 384, ``bits=4`` takes 196 bytes.
 
   Layout of a ``mode=rabitq`` code (dtype ``codes``): T bit planes of ``P/8`` bytes each (``P``
   is ``D`` rounded up to the rotation's blocks, a multiple of 8), then ``T + 1`` float16 factors
@@ -94,7 +101,8 @@ class Binarize(Codec, ScoresCodes):
         "way) and rescore with float vectors. mode=rabitq stores RaBitQ codes: sign bits of the "
         "centred, randomly rotated vector plus two float16 factors per vector, scored against float "
         "queries by an unbiased inner-product estimator (far better ranking than Hamming at the same "
-        "bits); levels=2.. adds residual bit planes. Example: "
+        "bits); levels=2.. adds residual bit planes, bits=2..8 makes extended RaBitQ codes (B bits per "
+        "dimension on a per-vector scale, 2 factors). Example: "
         "vecx binarize docs.parquet -o docs.bin.parquet --mode rabitq"
     )
     params = (
@@ -102,6 +110,9 @@ class Binarize(Codec, ScoresCodes):
               help="center: sign of x - mean; sign: sign of x; rabitq: rotated signs + estimator factors"),
         Param("levels", int, default=1, minimum=1, maximum=8,
               help="mode=rabitq: bit planes per dimension (residual levels)"),
+        Param("bits", int, default=1, minimum=1, maximum=8, omit_default=True,
+              help="mode=rabitq: bits per dimension of extended RaBitQ: the sign bit plus a (bits-1)-bit "
+                   "ex-code on a per-vector scale chosen to fit the vector best, 2 float16 factors"),
         Param("rotation", str, default="fast", choices=("fast", "haar"), omit_default=True,
               help="mode=rabitq: fast = seeded random signs and Walsh-Hadamard transforms (O(D log D) per "
                    "vector, as the RaBitQ library does); haar = a dense random orthogonal matrix (D^2 per "
@@ -121,12 +132,14 @@ class Binarize(Codec, ScoresCodes):
 
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
-        mode, levels = self.values["mode"], self.values["levels"]
+        mode, levels, bits = self.values["mode"], self.values["levels"], self.values["bits"]
         self.lists = self.values["ivf"]
         self.prefix = LIST_BYTES if self.lists else 0
         if mode != "rabitq":
             if levels != 1:
                 raise self.fail("levels > 1 needs mode=rabitq (residual planes are scored by its estimator)")
+            if bits != 1:
+                raise self.fail("bits > 1 needs mode=rabitq (extended RaBitQ codes are scored by its estimator)")
             if self.lists:
                 raise self.fail("ivf (coarse lists) needs mode=rabitq (the estimator scores codes relative to a list)")
             if self.values["rotation"] != "fast":
@@ -134,6 +147,13 @@ class Binarize(Codec, ScoresCodes):
             return VectorSpec(input.dim, BITS, "hamming", False, "codes")
         if self.lists and self.values["sample"] < self.lists:
             raise self.fail(f"sample={self.values['sample']} rows cannot train {self.lists} coarse centroids")
+        if bits > 1 and levels > 1:
+            raise self.fail("bits > 1 (extended RaBitQ) and levels > 1 (residual planes) are two ways to spend "
+                            "more bits: choose one")
+        #: Bit planes of a code, and float16 factors after them (extended RaBitQ: the additive term and
+        #: one weight, each plane's weight being that weight times its power of two).
+        self.planes_ = bits if bits > 1 else levels
+        self.stored_factors_ = 2 if bits > 1 else levels + 1
         self.fast_ = self.values["rotation"] == "fast"
         self.blocks_ = 1 if self.fast_ else -(-input.dim // MAX_BLOCK)
         per_block = -(-input.dim // self.blocks_)  # ceil(D / blocks)
@@ -146,8 +166,8 @@ class Binarize(Codec, ScoresCodes):
             self.signs_: Any = None
         self._coarse_rotated: Any = None
         self._matrix: Any = None
-        return VectorSpec(self.prefix + levels * self.padded_ // 8 + 2 * (levels + 1), CODES, metric, False,
-                          "scorer")
+        return VectorSpec(self.prefix + self.planes_ * self.padded_ // 8 + 2 * self.stored_factors_, CODES, metric,
+                          False, "scorer")
 
     # ---- shared -----------------------------------------------------------------------
     def _prepare(self, x: Any) -> Any:
@@ -237,13 +257,17 @@ class Binarize(Codec, ScoresCodes):
         return np.unpackbits(plane, axis=-1, count=self.padded_).astype(np.float32) * 2.0 - 1.0
 
     def _split(self, codes: Any) -> tuple[list[Any], Any]:
-        """Bit planes and float32 factors (add, w_1..w_T; scale undone) of codes (rows x bytes)."""
-        levels, width, head = self.values["levels"], self.padded_ // 8, self.prefix
-        planes = [codes[..., head + t * width: head + (t + 1) * width] for t in range(levels)]
-        raw = np.ascontiguousarray(codes[..., head + levels * width:]).view("<f2").astype(np.float32)
+        """Bit planes and float32 factors (add, w_1..w_T: one weight per plane; scale undone) of codes
+        (rows x bytes)."""
+        count, width, head = self.planes_, self.padded_ // 8, self.prefix
+        planes = [codes[..., head + t * width: head + (t + 1) * width] for t in range(count)]
+        raw = np.ascontiguousarray(codes[..., head + count * width:]).view("<f2").astype(np.float32)
         s = float(self.norm_scale_[0])
         raw[..., 0] *= self._add_scale()
         raw[..., 1:] *= s
+        if self.values["bits"] > 1:  # plane t (the sign plane first) weighs w 2^(bits - 2 - t)
+            powers = np.exp2(np.arange(count - 2, -2, -1, dtype=np.float32))
+            raw = np.concatenate([raw[..., :1], raw[..., 1:2] * powers], axis=-1)
         return planes, raw
 
     def _add_scale(self) -> float:
@@ -284,14 +308,21 @@ class Binarize(Codec, ScoresCodes):
         # Wide rows take the fast rotation's compiled transform (narrow ones its dense matrix, a
         # cheaper product there); either way a row's result does not depend on the other rows.
         y = rotate_rows(centred, self.signs_) if self.fast_ and self.padded_ >= KERNEL_WIDTH else self._rotate(centred)
-        if levels == 1:
+        if self.values["bits"] > 1:
+            r, planes, weight = self._extended(y)
+            # Each plane's weight (the estimator, est(c) below), and the one stored: the rest follow.
+            weights = [weight * 2.0 ** (self.planes_ - 2 - t) for t in range(self.planes_)]
+            stored_weights = [weight]
+        elif levels == 1:
             r, planes, weights = self._one_level(y)
+            stored_weights = weights
         else:
             r = np.linalg.norm(y, axis=1)
             planes, weights = self._levels(y, r, levels)
+            stored_weights = weights
         scale = float(self.norm_scale_[0])
         c_norm = float(np.linalg.norm(self.mean_))
-        factors = np.zeros((n, levels + 1), dtype=np.float32)
+        factors = np.zeros((n, self.stored_factors_), dtype=np.float32)
         if self.lists:
             # The estimator is linear in the query: est(q - c) = est(q) - est(c), and est(c) for the
             # row's own centroid is known now. Scores then need only P^T q (no per-list query) plus
@@ -306,7 +337,7 @@ class Binarize(Codec, ScoresCodes):
             factors[:, 0] = (r / scale) ** 2
         elif c_norm > 0:
             factors[:, 0] = (centred @ self.mean_) / (scale * c_norm)
-        for t, w in enumerate(weights):
+        for t, w in enumerate(stored_weights):
             factors[:, 1 + t] = w / scale
         if (np.abs(factors) > F16_MAX).any():
             row = int(np.flatnonzero((np.abs(factors) > F16_MAX).any(axis=1))[0])
@@ -327,6 +358,30 @@ class Binarize(Codec, ScoresCodes):
         weight = np.divide(squares, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
         bits = np.packbits(np.ascontiguousarray(y >= 0).ravel()).reshape(len(y), -1)  # ties (zeros) go to +1
         return np.sqrt(squares), [bits], [weight]
+
+    def _extended(self, y: Any) -> tuple[Any, list[Any], Any]:
+        """``|y|``, the bit planes (most significant first: the sign plane) and the weight ``w`` of
+        extended RaBitQ codes of the rotated rows ``y``.
+
+        With ``o = y / |y|``, each coordinate is coded as ``x_u = 2^(B-1) + k`` (``o_i >= 0``) or
+        ``2^(B-1) - 1 - k`` (``o_i < 0``), ``k = min(floor(|o_i| t), 2^(B-1) - 1)``, so that
+        ``x_u - (2^B - 1) / 2 = sign(o_i) (k + 1/2)``: the vector ``o_bar`` the code stands for,
+        ``sum_b 2^(b-1) s_b`` over its bit planes ``s_b = ±1``. The scale ``t`` is the one per vector
+        that maximizes ``<o_bar, o> / |o_bar|`` (see :func:`_ex_scales`), and ``w = |y| / <o_bar, o>``
+        makes ``w <o_bar, q'>`` an unbiased estimate of ``<y, q'>``.
+        """
+        bits = self.values["bits"]
+        r = np.sqrt(np.einsum("ij,ij->i", y, y))
+        magnitude = np.ascontiguousarray(np.abs(unit_rows(y, r[:, None])), dtype=np.float32)
+        levels = np.empty(magnitude.shape, dtype=np.uint8)
+        fit = np.empty(len(y), dtype=np.float32)
+        _compiled_ex()(magnitude, 1 << (bits - 1), levels, fit)
+        half = np.uint8(1 << (bits - 1))
+        codes = np.where(y >= 0, half + levels, half - np.uint8(1) - levels)  # ties (zeros) go to +
+        planes = [np.packbits(np.ascontiguousarray((codes >> b) & 1).ravel()).reshape(len(y), -1)
+                  for b in range(bits - 1, -1, -1)]
+        weight = np.divide(r, fit, out=np.zeros(len(y), dtype=np.float32), where=fit > 0)
+        return r, planes, weight
 
     def _levels(self, y: Any, r: Any, levels: int) -> tuple[list[Any], list[Any]]:
         """Each level's bit plane (the signs of what the levels before left) and its weight in the
@@ -488,6 +543,101 @@ class Binarize(Codec, ScoresCodes):
         else:
             self.scale_ = arrays["scale"].astype(np.float32)
         self.is_fitted = True
+
+
+def _ex_scales(magnitude: Any, half: int, levels: Any, fit: Any) -> None:  # pragma: no cover
+    """Per row of ``magnitude`` (``|o_i|`` of a unit vector), the codes of its best ex-code scale.
+
+    The scale ``t`` is the one whose codes ``k_i = min(floor(|o_i| t), half - 1)`` give the vector
+    ``sign(o_i) (k_i + 1/2)`` closest in angle to ``o`` (largest ``<o_bar, o> / |o_bar|``). The codes
+    change only where ``|o_i| t`` crosses an integer ``m`` (``t = m / |o_i|``), each crossing moving
+    one code up by one. A geometric grid of :data:`EX_GRID` scales (1/4 to 4 times the one that just
+    saturates the largest coordinate) finds the best region; then every crossing within
+    :data:`EX_WINDOW` grid steps of the best grid scale is visited in order, the sums updated, not
+    recomputed, and the best state is kept. Writes the ``k_i`` to ``levels`` and ``<o_bar, o>`` to
+    ``fit``.
+    """
+    n, width = magnitude.shape
+    top = np.float32(half - 1)
+    step = np.float32(16.0 ** (1.0 / (EX_GRID - 1)))
+    times = np.empty(width * half, dtype=np.float32)
+    coords = np.empty(width * half, dtype=np.int64)
+    current = np.empty(width, dtype=np.float32)
+    for row in range(n):
+        a = magnitude[row]
+        largest = a.max()
+        low = np.float32(0.0)
+        if largest > 0:
+            low = _ex_grid(a, top, np.float32(half) / largest / np.float32(4.0), step) / step**EX_WINDOW
+        high = low * step ** (2 * EX_WINDOW)
+        dot = np.float32(0.0)
+        squares = np.float32(0.0)
+        count = 0
+        for i in range(width):
+            current[i] = min(np.floor(a[i] * low), top)
+            levels[row, i] = np.uint8(current[i])
+            dot += a[i] * (current[i] + np.float32(0.5))
+            squares += (current[i] + np.float32(0.5)) ** 2
+            m = current[i] + np.float32(1.0)
+            while m <= top and m <= a[i] * high:  # the crossings inside (low, high]
+                times[count] = m / a[i]
+                coords[count] = i
+                count += 1
+                m += np.float32(1.0)
+        order = np.argsort(times[:count])
+        best, best_cos = -1, dot / np.sqrt(squares)
+        for e in range(count):
+            i = coords[order[e]]
+            dot += a[i]
+            squares += np.float32(2.0) * (current[i] + np.float32(1.0))  # (k + 3/2)^2 - (k + 1/2)^2
+            current[i] += np.float32(1.0)
+            cos = dot / np.sqrt(squares)
+            if cos > best_cos:
+                best, best_cos = e, cos
+        for e in range(best + 1):  # replay the crossings up to the best one
+            levels[row, coords[order[e]]] += 1
+        total = np.float32(0.0)
+        for i in range(width):
+            total += a[i] * (np.float32(levels[row, i]) + np.float32(0.5))
+        fit[row] = total
+
+
+def _ex_grid_search(a: Any, top: Any, first: Any, ratio: Any) -> Any:  # pragma: no cover
+    """The best of :data:`EX_GRID` scales ``first * ratio^j`` for the row ``a`` (see :func:`_ex_scales`;
+    compiled with ``fastmath={"reassoc"}``: its sums may be reordered into SIMD lanes)."""
+    best_t, best_cos = first, np.float32(-1.0)
+    t = first
+    for _ in range(EX_GRID):
+        dot = np.float32(0.0)
+        squares = np.float32(0.0)
+        for i in range(len(a)):
+            k = min(np.floor(a[i] * t), top) + np.float32(0.5)
+            dot += a[i] * k
+            squares += k * k
+        cos = dot / np.sqrt(squares)
+        if cos > best_cos:
+            best_cos, best_t = cos, t
+        t *= ratio
+    return best_t
+
+
+#: Scales of extended RaBitQ's grid (a ratio of 16 between the first and the last), and how many of
+#: its steps on each side of the best one the exact visit of crossings covers.
+EX_GRID = 32
+EX_WINDOW = 3
+_ex_kernel: Any = None
+_ex_grid: Any = None
+
+
+def _compiled_ex() -> Any:
+    """Extended RaBitQ's quantizer, compiled (its grid search first, by the name it is called by)."""
+    global _ex_kernel, _ex_grid
+    if _ex_kernel is None:
+        from vecx.kernels import compiled
+
+        _ex_grid = compiled(_ex_grid_search, fastmath={"reassoc"})
+        _ex_kernel = compiled(_ex_scales)
+    return _ex_kernel
 
 
 def _byte_tables(q: Any, nbytes: int) -> Any:

@@ -16,7 +16,7 @@ from vecx.indexes.codescan import CodeScan
 from vecx.space import VectorSpec
 
 SPECS = ["pq:6x8", "pq:6x8:ivf=16", "pq:6x8:opq=true:ivf=16", "pq:5x4", "pq:4x6:ivf=8",
-         "binarize:mode=rabitq", "binarize:mode=rabitq:levels=2:ivf=16"]
+         "binarize:mode=rabitq", "binarize:mode=rabitq:levels=2:ivf=16", "binarize:mode=rabitq:bits=3"]
 
 
 def _scan(spec: str, metric: str, rows: int = 3000, dim: int = 24,
@@ -72,7 +72,8 @@ def test_compiled_scan_equals_numpy_scan(spec: str, metric: str) -> None:
 # bytes (zero-padded to two words, the tables with zero entries), 10-bit codes (two bytes each, read one
 # by one), RaBitQ bit planes of whole words (64 dims) and of 7 bytes (50 dims: each plane padded apart).
 LAYOUTS = [("pq:16x8", 32), ("pq:12x8:ivf=8", 24), ("pq:4x10", 16), ("binarize:mode=rabitq:levels=2", 64),
-           ("binarize:mode=rabitq:levels=2:ivf=8", 50), ("binarize:mode=rabitq", 50)]
+           ("binarize:mode=rabitq:levels=2:ivf=8", 50), ("binarize:mode=rabitq", 50),
+           ("binarize:mode=rabitq:bits=4:ivf=8", 50)]
 
 
 @pytest.mark.parametrize(("spec", "dim"), LAYOUTS)

@@ -184,6 +184,62 @@ def test_codes_of_a_row_do_not_depend_on_the_rows_encoded_with_it(levels: int, w
         fitted(f"binarize:mode=rabitq:levels={levels}", x).stages[0].encode(far)
 
 
+@pytest.mark.parametrize("bits", [2, 3, 5])
+def test_extended_codes_follow_the_definition(bits: int) -> None:
+    """Extended RaBitQ: B bit planes, the sign plane first, then the additive term and one weight.
+    Read back independently, each coordinate's code ``x_u`` stands for ``o_bar_i = x_u - (2^B - 1) / 2``:
+    of the sign of the rotated coordinate, of magnitude ``k + 1/2`` with ``k`` a floor of ``|o_i| t``
+    capped at ``2^(B-1) - 1`` for one scale ``t`` per vector, the best of all scales; the weight is
+    ``|y| / <o_bar, o>``."""
+    x = make_vectors(300, D, normalize=True)
+    chain = fitted(f"binarize:mode=rabitq:bits={bits}:seed=3", x)
+    stage = chain.stages[0]
+    assert chain.output.bytes_per_vector == bits * D // 8 + 4
+    codes = chain.encode(x)
+    planes = [np.unpackbits(codes[:, b * D // 8:(b + 1) * D // 8], axis=1) for b in range(bits)]
+    x_u = sum(plane.astype(np.int64) << (bits - 1 - b) for b, plane in enumerate(planes))
+    o_bar = x_u - (2**bits - 1) / 2
+    y = (x - x.mean(axis=0)) @ reference(stage.state()["signs"])
+    r = np.linalg.norm(y, axis=1)
+    o = y / r[:, None]
+    clear = np.abs(o) > 1e-5
+    assert (np.sign(o_bar) == np.sign(o))[clear].all()
+    half = 2 ** (bits - 1)
+    for i in range(0, 300, 37):  # one scale explains the row, and no other scale fits it better
+        a = np.abs(o[i])
+        k = np.abs(o_bar[i]) - 0.5
+        grid = np.linspace(0.01, 4 * half / a.max(), 4000)
+        fits = [(np.minimum(np.floor(a * t), half - 1) + 0.5) for t in grid]
+        best = max(float(a @ f / np.linalg.norm(f)) for f in fits)
+        got = float(a @ (k + 0.5) / np.linalg.norm(k + 0.5))
+        assert got >= best - 1e-6
+        assert any(np.array_equal(np.minimum(np.floor(a * t), half - 1), k) for t in grid)
+    weight = codes[:, bits * D // 8:].copy().view("<f2").astype(np.float64)[:, 1] * float(stage.norm_scale_[0])
+    np.testing.assert_allclose(weight, r / (np.abs(o_bar) * np.abs(o)).sum(axis=1), rtol=2e-3)
+
+
+def test_extended_estimator_is_unbiased_and_more_bits_shrink_its_error() -> None:
+    x = make_vectors(500, D, normalize=True)
+    q = make_vectors(5, D, seed=7, normalize=True)
+    true = q @ x.T
+    errors = np.stack([scores(chain, q, chain.encode(x)) - true
+                       for chain in (fitted(f"binarize:mode=rabitq:bits=3:seed={seed}", x) for seed in range(60))])
+    assert np.mean(np.abs(errors.mean(axis=0))) < 0.2 * errors.std()
+    rmse = {bits: float(np.sqrt(np.mean((scores(c, q, c.encode(x)) - true) ** 2)))
+            for bits, c in ((b, fitted(f"binarize:mode=rabitq:bits={b}", x)) for b in (1, 2, 4, 6))}
+    # The error bound halves with each bit; allow some slack on 500 rows.
+    assert rmse[2] < 0.7 * rmse[1] and rmse[4] < 0.35 * rmse[2] and rmse[6] < 0.4 * rmse[4]
+
+
+def test_extended_codes_are_refused_with_levels_or_without_rabitq() -> None:
+    from vecx.errors import SpecError
+
+    with pytest.raises(SpecError, match="choose one"):
+        Chain.from_spec("binarize:mode=rabitq:bits=2:levels=2", VectorSpec(D, "float32", "cosine"))
+    with pytest.raises(SpecError, match="bits > 1 needs mode=rabitq"):
+        Chain.from_spec("binarize:bits=2", VectorSpec(D, "float32", "cosine"))
+
+
 def test_levels_need_rabitq() -> None:
     from vecx.errors import SpecError
 
