@@ -74,14 +74,21 @@ def test_layout_bits_and_factors_follow_the_definition(rotation: str) -> None:
     np.testing.assert_allclose(factors[:, 1], r / (np.abs(y / r[:, None]).sum(axis=1) * s), rtol=2e-3)
 
 
-def test_estimator_is_unbiased_and_tracks_inner_products() -> None:
+def seed_errors(spec: str, seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Estimates minus true inner products (queries x rows) over the rotations of ``seeds`` seeds,
+    and the true ones, for 500 unit rows and 5 unit queries."""
     x = make_vectors(500, D, normalize=True)
     q = make_vectors(5, D, seed=7, normalize=True)
     true = q @ x.T
+    errors = np.stack([scores(chain, q, chain.encode(x)) - true
+                       for chain in (fitted(f"{spec}:seed={seed}", x) for seed in range(seeds))])
+    return errors, true
+
+
+def test_estimator_is_unbiased_and_tracks_inner_products() -> None:
     # Unbiased over the random rotation: for each pair, the mean error over 100 seeds is close to 0
     # (about 0.08 sigma for an unbiased estimator; a biased one, such as scaling by a fixed factor, is not).
-    errors = np.stack([scores(chain, q, chain.encode(x)) - true
-                       for chain in (fitted(f"binarize:mode=rabitq:seed={seed}", x) for seed in range(100))])
+    errors, true = seed_errors("binarize:mode=rabitq", 100)
     sigma = errors.std()
     assert np.mean(np.abs(errors.mean(axis=0))) < 0.2 * sigma
     assert sigma < 0.12  # O(1/sqrt(D)) on centred unit vectors (|x - c| < 1 here)
@@ -219,14 +226,10 @@ def test_extended_codes_follow_the_definition(bits: int) -> None:
 
 
 def test_extended_estimator_is_unbiased_and_more_bits_shrink_its_error() -> None:
-    x = make_vectors(500, D, normalize=True)
-    q = make_vectors(5, D, seed=7, normalize=True)
-    true = q @ x.T
-    errors = np.stack([scores(chain, q, chain.encode(x)) - true
-                       for chain in (fitted(f"binarize:mode=rabitq:bits=3:seed={seed}", x) for seed in range(60))])
+    errors, _ = seed_errors("binarize:mode=rabitq:bits=3", 60)
     assert np.mean(np.abs(errors.mean(axis=0))) < 0.2 * errors.std()
-    rmse = {bits: float(np.sqrt(np.mean((scores(c, q, c.encode(x)) - true) ** 2)))
-            for bits, c in ((b, fitted(f"binarize:mode=rabitq:bits={b}", x)) for b in (1, 2, 4, 6))}
+    rmse = {bits: float(np.sqrt(np.mean(seed_errors(f"binarize:mode=rabitq:bits={bits}", 1)[0] ** 2)))
+            for bits in (1, 2, 4, 6)}
     # The error bound halves with each bit; allow some slack on 500 rows.
     assert rmse[2] < 0.7 * rmse[1] and rmse[4] < 0.35 * rmse[2] and rmse[6] < 0.4 * rmse[4]
 
