@@ -407,7 +407,7 @@ class Codes:
         return len(self.tail)
 
     def byte_rows(self, lo: int, hi: int) -> Any:
-        """Rows ``lo..hi`` of one-plane codes as bytes again (rows x bytes uint8, padding included)."""
+        """Rows ``lo..hi`` of the codes as bytes again (rows x bytes uint8, each plane's padding included)."""
         return self.words[lo:hi].view(np.uint8) if self.words.shape[1] else self.tail[lo:hi]
 
     def padded(self, tables: Any) -> Any:
@@ -497,7 +497,7 @@ def _pieces(starts: Any, base: Any, picked: Any, parts: int) -> list[tuple[Any, 
     return [(starts, base, picked[:, i::parts]) for i in range(parts) if picked[:, i::parts].size]
 
 
-#: Queries from which an exhaustive scan of one-plane bit codes scores them by matrix products.
+#: Queries from which an exhaustive scan of bit codes (no lists) scores them by matrix products.
 PRODUCT_QUERIES = 32
 #: Rows unpacked and multiplied at a time (rows x bits floats, and queries x rows products).
 _PRODUCT_ROWS = 2048
@@ -505,10 +505,12 @@ _PRODUCT_ROWS = 2048
 
 def scan_products(codes: Codes, rows: Any, queries: dict[str, Any], count: int,
                   lower_is_better: bool) -> tuple[Any, Any]:
-    """:func:`scan` of every row of one-plane bit codes (``queries["kind"] == "weighted"``), with each
+    """:func:`scan` of every row of bit codes (``queries["kind"] == "weighted"``), with each
     ``<bits, q>`` from a matrix product of the unpacked bits and ``queries["vectors"]`` (BLAS) instead
     of a table entry per byte. For a block of queries: a product does a pair's 8 bits in about as
-    many instructions as the tables do one of its bytes."""
+    many instructions as the tables do one of its bytes. Codes of several planes (weights ``w_t``
+    per row) are one product too: of the rows' ``sum_t (w_t / W) bits_t``, ``W = sum_t w_t`` taking
+    the place of the one plane's weight (the score is linear in each plane's sum)."""
     vectors = np.ascontiguousarray(queries["vectors"], dtype=np.float32)
     n, width = len(vectors), vectors.shape[1]
     out_rows = np.full((n, count), -1, dtype=np.int64)
@@ -522,9 +524,22 @@ def scan_products(codes: Codes, rows: Any, queries: dict[str, Any], count: int,
     base = np.ascontiguousarray(queries["base"], dtype=np.float32)
     sign = np.float32(1.0 if lower_is_better else -1.0)
     rows = np.ascontiguousarray(rows)
+    planes = codes.factors.shape[1] - 1
     for lo in range(0, len(codes), _PRODUCT_ROWS):
-        bits = np.unpackbits(codes.byte_rows(lo, lo + _PRODUCT_ROWS), axis=1, count=width).astype(np.float32)
-        _offer(vectors @ bits.T, codes.factors, rows, lo, scale, shift, base, sign, out_rows, out_scores, sizes)
+        raw = codes.byte_rows(lo, lo + _PRODUCT_ROWS)
+        if planes == 1:
+            bits = np.unpackbits(raw, axis=1, count=width).astype(np.float32)
+            _offer(vectors @ bits.T, codes.factors, rows, lo, scale, shift, base, sign, out_rows, out_scores, sizes)
+            continue
+        factors = codes.factors[lo: lo + _PRODUCT_ROWS]
+        total = factors[:, 1:].sum(axis=1)
+        share = np.divide(factors[:, 1:], total[:, None], out=np.zeros_like(factors[:, 1:]),
+                          where=total[:, None] != 0)
+        each = np.unpackbits(raw, axis=1).reshape(len(raw), planes, -1)[:, :, :width].astype(np.float32)
+        combined = np.einsum("rtp,rt->rp", each, share)
+        merged = np.ascontiguousarray(np.stack([factors[:, 0], total], axis=1))
+        _offer(vectors @ combined.T, merged, rows[lo: lo + _PRODUCT_ROWS], 0, scale, shift, base, sign,
+               out_rows, out_scores, sizes)
     _finish(out_rows, out_scores, sizes)
     if not lower_is_better:
         np.negative(out_scores, out=out_scores)

@@ -269,11 +269,11 @@ class CodeScan:
 
     def _by_products(self, found: dict[str, Any], arranged: Any, queries: int) -> bool:
         """Whether a block of queries scans every row by matrix products (:func:`vecx.adc.scan_products`):
-        one-plane bit codes without lists, and enough queries to fill a product."""
+        bit codes without lists, and enough queries to fill a product."""
         from vecx import adc
 
         return ("vectors" in found and not self.list_count and arranged.factors is not None
-                and arranged.factors.shape[1] == 2 and queries >= adc.PRODUCT_QUERIES)
+                and queries >= adc.PRODUCT_QUERIES)
 
     def _grouped(self, labels: Any) -> tuple[Any, Any]:
         """Positions of ``labels`` grouped by list (stable: in order within a list) and each list's start."""

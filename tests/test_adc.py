@@ -85,12 +85,15 @@ def test_every_code_layout_scans_as_numpy_does(spec: str, dim: int) -> None:
             _same_results(*_both(scan, "probe", q[:n], 10, 3), scan.lower_is_better)
 
 
-@pytest.mark.parametrize("metric", ["cosine", "l2"])
-def test_a_batch_of_bit_codes_scanned_by_products_equals_the_numpy_scan(metric: str) -> None:
-    """Hundreds of queries over one-plane RaBitQ codes: the products path (vecx.adc.scan_products)."""
+@pytest.mark.parametrize(("spec", "metric"), [("binarize:mode=rabitq", "cosine"), ("binarize:mode=rabitq", "l2"),
+                                             ("binarize:mode=rabitq:bits=3", "cosine"),
+                                             ("binarize:mode=rabitq:levels=2", "l2")])
+def test_a_batch_of_bit_codes_scanned_by_products_equals_the_numpy_scan(spec: str, metric: str) -> None:
+    """Hundreds of queries over RaBitQ codes of one plane or several (extended, residual levels): the
+    products path (vecx.adc.scan_products)."""
     from vecx import adc
 
-    scan, q, _ = _scan("binarize:mode=rabitq", metric, rows=5000, dim=40, queries=600)
+    scan, q, _ = _scan(spec, metric, rows=5000, dim=40, queries=600)
     assert len(q) // 2 >= adc.PRODUCT_QUERIES  # each core's block of queries takes the products path
     for count in (10, 100):
         _same_results(*_both(scan, "exhaustive", q, count), scan.lower_is_better)
