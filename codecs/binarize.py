@@ -375,7 +375,7 @@ class Binarize(Codec, ScoresCodes):
         magnitude = np.ascontiguousarray(np.abs(unit_rows(y, r[:, None])), dtype=np.float32)
         levels = np.empty(magnitude.shape, dtype=np.uint8)
         fit = np.empty(len(y), dtype=np.float32)
-        _compiled_ex()(magnitude, 1 << (bits - 1), levels, fit)
+        _compiled_ex()(magnitude, 1 << (bits - 1), EX_WINDOW[0] if bits <= 5 else EX_WINDOW[1], levels, fit)
         half = np.uint8(1 << (bits - 1))
         codes = np.where(y >= 0, half + levels, half - np.uint8(1) - levels)  # ties (zeros) go to +
         planes = [np.packbits(np.ascontiguousarray((codes >> b) & 1).ravel()).reshape(len(y), -1)
@@ -545,7 +545,7 @@ class Binarize(Codec, ScoresCodes):
         self.is_fitted = True
 
 
-def _ex_scales(magnitude: Any, half: int, levels: Any, fit: Any) -> None:  # pragma: no cover
+def _ex_scales(magnitude: Any, half: int, window: int, levels: Any, fit: Any) -> None:  # pragma: no cover
     """Per row of ``magnitude`` (``|o_i|`` of a unit vector), the codes of its best ex-code scale.
 
     The scale ``t`` is the one whose codes ``k_i = min(floor(|o_i| t), half - 1)`` give the vector
@@ -553,7 +553,7 @@ def _ex_scales(magnitude: Any, half: int, levels: Any, fit: Any) -> None:  # pra
     change only where ``|o_i| t`` crosses an integer ``m`` (``t = m / |o_i|``), each crossing moving
     one code up by one. A geometric grid of :data:`EX_GRID` scales (1/4 to 4 times the one that just
     saturates the largest coordinate) finds the best region; then every crossing within
-    :data:`EX_WINDOW` grid steps of the best grid scale is visited in order, the sums updated, not
+    ``window`` grid steps of the best grid scale is visited in order, the sums updated, not
     recomputed, and the best state is kept. Writes the ``k_i`` to ``levels`` and ``<o_bar, o>`` to
     ``fit``.
     """
@@ -568,8 +568,8 @@ def _ex_scales(magnitude: Any, half: int, levels: Any, fit: Any) -> None:  # pra
         largest = a.max()
         low = np.float32(0.0)
         if largest > 0:
-            low = _ex_grid(a, top, np.float32(half) / largest / np.float32(4.0), step) / step**EX_WINDOW
-        high = low * step ** (2 * EX_WINDOW)
+            low = _ex_grid(a, top, np.float32(half) / largest / np.float32(4.0), step) / step**window
+        high = low * step ** (2 * window)
         dot = np.float32(0.0)
         squares = np.float32(0.0)
         count = 0
@@ -622,9 +622,10 @@ def _ex_grid_search(a: Any, top: Any, first: Any, ratio: Any) -> Any:  # pragma:
 
 
 #: Scales of extended RaBitQ's grid (a ratio of 16 between the first and the last), and how many of
-#: its steps on each side of the best one the exact visit of crossings covers.
+#: its steps on each side of the best one the visit of crossings covers, by bits (up to 5 bits, and
+#: more: many codes make the fit smoother and the crossings dense).
 EX_GRID = 32
-EX_WINDOW = 3
+EX_WINDOW = (3, 1)
 _ex_kernel: Any = None
 _ex_grid: Any = None
 
