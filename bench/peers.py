@@ -261,7 +261,7 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
         index = _factory(lambda: faiss.index_factory(d, key, metric), key)
         data, queries = x, q
         if not index.is_trained:
-            from vecx.bench.timing import best_fit_time
+            from vecx.bench.timing import best_encode_time, best_fit_time
 
             def train_fresh() -> None:  # a new index each time: train() on a trained one may do nothing
                 nonlocal index
@@ -277,7 +277,7 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
             nbytes = index.sa_code_size()
             index.sa_encode(data[:1024])  # untimed, as vecx's first encode is (thread start-up)
             # The apply step alone (PCAMatrix.apply, ProductQuantizer.compute_codes ...), best of the runs.
-            apply_s = best_fit_time(lambda: index.sa_encode(data), ctx.repeat)
+            apply_s = best_encode_time(lambda: index.sa_encode(data), ctx.repeat)
         except RuntimeError:  # not every index has standalone codes
             nbytes, apply_s = 4 * d, None
     started = time.perf_counter()

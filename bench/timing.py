@@ -24,6 +24,24 @@ def best_fit_time(fit: Callable[[], Any], repeat: int) -> float:
     return best
 
 
+#: An encode pass (vecx apply or faiss ``sa_encode``) is repeated until the runs add up to this
+#: many seconds (at most :data:`MAX_ENCODE_RUNS`, at least ``--repeat``), its best time kept: a pass
+#: over a small base takes milliseconds, where one thread's late start decides a single run.
+ENCODE_SECONDS = 1.0
+MAX_ENCODE_RUNS = 30
+
+
+def best_encode_time(encode: Callable[[], Any], repeat: int) -> float:
+    """The best wall time of ``encode()`` over :data:`ENCODE_SECONDS` of runs (see there)."""
+    best, spent, runs = float("inf"), 0.0, 0
+    while runs < max(1, repeat) or (spent < ENCODE_SECONDS and runs < MAX_ENCODE_RUNS):
+        started = time.perf_counter()
+        encode()
+        took = time.perf_counter() - started
+        best, spent, runs = min(best, took), spent + took, runs + 1
+    return best
+
+
 def best_time(call: Callable[[], Any], repeat: int) -> tuple[Any, float]:
     """The result of ``call`` and its best wall time over ``repeat`` runs."""
     best, out = float("inf"), None
