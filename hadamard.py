@@ -14,9 +14,10 @@ diagonals between the transforms make it random enough for sign codes: the same 
 (random signs between Hadamard transforms, with Kac-walk style mixing for other sizes) is what the
 RaBitQ library uses by default. ``P`` is the input's width, a multiple of 2.
 
-Two implementations: a compiled per-row kernel for encoding many rows (:func:`rotate_rows`), and
-the dense ``P x P`` matrix of the same rotation (:func:`rotation_matrix`, numpy only) for queries
-and decoding, where one BLAS product is cheaper than loading the kernel.
+Three ways to apply it, equal up to float rounding: a compiled kernel for encoding many rows
+(:func:`rotate_rows`); the dense ``P x P`` matrix of the same rotation (:func:`rotation_matrix`) for
+queries and decoding, where one BLAS product is cheaper than loading the kernel; and numpy passes
+(:func:`transform`, either direction) for rows too wide for a dense matrix.
 """
 
 from __future__ import annotations
