@@ -47,7 +47,7 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
     if not stages:
         lines.append(("chain", "(none: imported vectors)"))
     for i, st in enumerate(stages):
-        extra = []
+        extra = _version_note(st)
         if st.get("fit_rows"):
             extra.append(f"fitted on {st['fit_rows']:,} rows")
         if st.get("state_sha256"):
@@ -163,10 +163,30 @@ def _state_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
                             f"{', unit-norm' if space.get('normalized') else ''} vectors"),
              ("fitted on", f"data with fingerprint {fitted_on[:16]}" if fitted_on else "unknown data")]
     for i, st in enumerate(meta.get("stages", [])):
-        rows = f"fitted on {st['fit_rows']:,} rows; " if st.get("fit_rows") else ""
+        rows = "".join(f"{note}; " for note in _version_note(st))
+        rows += f"fitted on {st['fit_rows']:,} rows; " if st.get("fit_rows") else ""
         lines.append(("stages" if i == 0 else "",
                       f"{i + 1}. {st['spec']}  ({rows}state {(st.get('state_sha256') or 'none')[:12]})"))
     return lines + [("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
+
+
+def _version_note(stage: dict[str, Any]) -> list[str]:
+    """A stage recorded by an older codec version: what this vecx reads it as (or that it cannot)."""
+    from vecx.codecs import get_codec
+    from vecx.errors import VecxError
+
+    try:
+        codec = get_codec(str(stage.get("codec")))
+    except VecxError:
+        return []
+    version = stage.get("version", 1)
+    if version == codec.version:
+        return []
+    if version not in codec.older_versions:
+        return [f"codec version {version}: this vecx reads version {codec.version}"]
+    implied = codec.older_versions[version]
+    return [f"codec version {version}" + (", read as " + ":".join(f"{k}={v}" for k, v in implied.items())
+                                          if implied else "")]
 
 
 def _index_rows(meta: dict[str, Any]) -> str:

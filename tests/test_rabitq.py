@@ -420,6 +420,8 @@ def test_version_1_tables_keep_their_dense_rotation(name: str, tmp_path: Path) -
     q = make_vectors(3, 64, seed=22)
     ok_index = run_vecx("index", FIXTURES / name, "-o", tmp_path / "old.vecx")
     assert ok_index.code == 0, ok_index.stderr
+    info = run_vecx("info", FIXTURES / name)
+    assert info.code == 0 and "codec version 1, read as rotation=haar" in info.out, info.out
     np.save(tmp_path / "q.npy", q)
     got = [[hit["id"] for hit in line["results"]]
            for line in query(tmp_path / "old.vecx", "--vector", str(tmp_path / "q.npy"), "-k", "5")]
