@@ -239,6 +239,8 @@ def _usearch(dtype: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
 def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
     import faiss
 
+    from vecx.bench.timing import best_encode_time, best_fit_time
+
     d = x.shape[1]
     train = x[ctx.train_rows]
     g = ctx.graph
@@ -261,7 +263,6 @@ def _faiss(key: str, x: Any, q: Any, ctx: PeerContext) -> dict[str, Any]:
         index = _factory(lambda: faiss.index_factory(d, key, metric), key)
         data, queries = x, q
         if not index.is_trained:
-            from vecx.bench.timing import best_encode_time, best_fit_time
 
             def train_fresh() -> None:  # a new index each time: train() on a trained one may do nothing
                 nonlocal index

@@ -222,3 +222,15 @@ def test_plot_adds_a_panel_for_the_high_recall_region(tmp_path: Path) -> None:
     draw(report([0.97, 0.99, 0.6]), str(tmp_path / "zoom.png"))
     draw(report([0.5, 0.6]), str(tmp_path / "flat.png"))
     assert height(tmp_path / "zoom.png") == 9 * 120 and height(tmp_path / "flat.png") == 7 * 120
+
+
+def test_a_faiss_peer_that_needs_no_training_and_a_multi_bit_rabitq_peer(data: dict) -> None:
+    """A peer index that is trained from the start (``Flat``) times its encode as trained ones do,
+    and ``bits=B`` RaBitQ chains are paired with faiss's RaBitQ of B bits."""
+    r = bench(data, "--spec", "binarize:mode=rabitq:bits=2", "--peer", "Flat", "--peers", "--repeat", "1", "--json")
+    assert r.code == 0, r.stderr
+    faiss = rows_of(json.loads(r.out), "faiss")
+    assert {"Flat", "RaBitQ2"} <= set(faiss)
+    assert faiss["Flat"]["encode_mb_s"] > 0 and faiss["RaBitQ2"]["encode_mb_s"] > 0
+    assert faiss["RaBitQ2"]["bytes_per_vector"] > D // 8 * 2  # two planes plus faiss's factors
+    assert_clean(data)
