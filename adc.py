@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.kernels import cores, one_blas_thread
+from vecx.kernels import compiled, cores, one_blas_thread
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -77,36 +77,28 @@ _merge: Any = None
 
 
 def _compiled() -> Any:
-    """The numba-compiled scan (compiled, or loaded from numba's on-disk cache, on first call)."""
+    """The numba-compiled scan (compiled, or loaded from numba's on-disk cache, on first call; see
+    :func:`vecx.kernels.compiled`)."""
     if _kernel is None:
-        # numba caches the machine code beside this file or, where that is read-only, in the user's
-        # cache directory (NUMBA_CACHE_DIR overrides both); where neither can be written, numba
-        # refuses to cache, and each process compiles the kernel again (a few seconds) instead.
-        os.environ.setdefault("NUMBA_DISABLE_PERFORMANCE_WARNINGS", "1")
-        try:
-            _compile(cache=True)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            _compile(cache=False)
+        _compile()
     return _kernel
 
 
-def _compile(cache: bool) -> None:
+def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _offer, _finish, _merge, _kernel
-    from numba import njit
-
-    _down = njit(nogil=True, cache=cache)(_sift_down)
-    _push = njit(nogil=True, cache=cache, inline="always")(_heap_push)
-    _sort = njit(nogil=True, cache=cache)(_heap_sort)
-    _add_words = njit(nogil=True, cache=cache, inline="always")(_words_sum)
-    _add_tail = njit(nogil=True, cache=cache, inline="always")(_tail_sum)
-    _pq_rows = njit(nogil=True, cache=cache, inline="always")(_rows_range)
-    _range = njit(nogil=True, cache=cache)(_scan_range)
-    _weighted = njit(nogil=True, cache=cache)(_weighted_range)
-    _offer = njit(nogil=True, cache=cache)(_offer_products)
-    _finish = njit(nogil=True, cache=cache)(_sort_heaps)
-    _merge = njit(nogil=True, cache=cache)(_merge_parts)
-    _kernel = njit(nogil=True, cache=cache)(_scan_lists)
+    _down = compiled(_sift_down, cache)
+    _push = compiled(_heap_push, cache, inline="always")
+    _sort = compiled(_heap_sort, cache)
+    _add_words = compiled(_words_sum, cache, inline="always")
+    _add_tail = compiled(_tail_sum, cache, inline="always")
+    _pq_rows = compiled(_rows_range, cache, inline="always")
+    _range = compiled(_scan_range, cache)
+    _weighted = compiled(_weighted_range, cache)
+    _offer = compiled(_offer_products, cache)
+    _finish = compiled(_sort_heaps, cache)
+    _merge = compiled(_merge_parts, cache)
+    _kernel = compiled(_scan_lists, cache)
 
 
 def _heap_push(heap_s: Any, heap_r: Any, size: int, s: Any, row: Any) -> int:  # pragma: no cover

@@ -49,13 +49,18 @@ def draw_signs(width: int, rng: Any) -> Any:
     return np.where(rng.random((ROUNDS, width)) < 0.5, -1, 1).astype(np.int8)
 
 
+def _transform_size(width: int) -> int:
+    """The Walsh-Hadamard transform's size: the largest power of two not above ``width``."""
+    return 1 << (width.bit_length() - 1)
+
+
 def _plan(signs: Any) -> tuple[int, Any]:
     """The transform's size ``2^k`` and the multipliers the kernel applies around the transforms
     ((rounds + 1) x width float32): row ``r`` before round ``r``'s transform (its signs, times the
     Hadamard normalization on the round's block and the previous round's butterfly normalization:
     all linear, so they can move there), the last row after the last round."""
     rounds, width = signs.shape
-    size = 1 << (width.bit_length() - 1)
+    size = _transform_size(width)
     mix = 1.0 / math.sqrt(2.0) if size != width else 1.0
     folded = np.ones((rounds + 1, width))
     folded[:rounds] = signs
@@ -76,7 +81,7 @@ def transform(x: Any, signs: Any, inverse: bool = False) -> Any:
     """The rotation (or its inverse) of the rows of ``x`` (rows x ``P``) by numpy passes, in ``x``'s
     float type: for a few rows, or to build :func:`rotation_matrix`; many rows go to :func:`rotate_rows`."""
     rounds, width = signs.shape
-    size = 1 << (width.bit_length() - 1)
+    size = _transform_size(width)
     x = np.array(x, copy=True)
     order = range(rounds - 1, -1, -1) if inverse else range(rounds)
     for r in order:  # each step is its own inverse but the signs; undone in the reverse order

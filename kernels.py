@@ -62,10 +62,11 @@ def unit_rows(x: Any, norms: Any = None) -> Any:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def compiled(fn: Any, **options: Any) -> Any:
+def compiled(fn: Any, cache: bool = True, **options: Any) -> Any:
     """``fn`` compiled by numba (``nogil``, so that threads run it in parallel), its machine code
     cached on disk beside the module or in the user's cache directory (``NUMBA_CACHE_DIR``); where
-    neither can be written, numba refuses to cache and each process compiles it again instead."""
+    neither can be written, numba refuses to cache and each process compiles it again instead (as
+    ``cache=False`` asks)."""
     import os
 
     from numba import njit
@@ -76,10 +77,12 @@ def compiled(fn: Any, **options: Any) -> Any:
     for name, value in list(fn.__globals__.items()):  # numba reads globals as it compiles: real modules
         if isinstance(value, LazyModule):
             fn.__globals__[name] = value._load()
-    try:
-        return njit(nogil=True, cache=True, **options)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(nogil=True, cache=False, **options)(fn)
+    if cache:
+        try:
+            return njit(nogil=True, cache=True, **options)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            pass
+    return njit(nogil=True, cache=False, **options)(fn)
 
 
 def cores() -> int:

@@ -265,10 +265,14 @@ class Binarize(Codec, ScoresCodes):
         s = float(self.norm_scale_[0])
         raw[..., 0] *= self._add_scale()
         raw[..., 1:] *= s
-        if self.values["bits"] > 1:  # plane t (the sign plane first) weighs w 2^(bits - 2 - t)
-            powers = np.exp2(np.arange(count - 2, -2, -1, dtype=np.float32))
-            raw = np.concatenate([raw[..., :1], raw[..., 1:2] * powers], axis=-1)
+        if self.values["bits"] > 1:  # one stored weight: each plane's is it times the plane's power of two
+            raw = np.concatenate([raw[..., :1], raw[..., 1:2] * self._plane_powers()], axis=-1)
         return planes, raw
+
+    def _plane_powers(self) -> Any:
+        """Extended RaBitQ: what each bit plane's weight is the stored weight ``w`` times, the sign
+        plane first: ``2^(B-2), ..., 1/2`` (``o_bar = sum_b 2^(b-1) s_b``, see :meth:`_extended`)."""
+        return np.exp2(np.arange(self.planes_ - 2, -2, -1, dtype=np.float32))
 
     def _add_scale(self) -> float:
         """What the additive factor is divided by before float16: |x - c|^2 (l2) or |x - c| |c| (ip)
@@ -311,7 +315,7 @@ class Binarize(Codec, ScoresCodes):
         if self.values["bits"] > 1:
             r, planes, weight = self._extended(y)
             # Each plane's weight (the estimator, est(c) below), and the one stored: the rest follow.
-            weights = [weight * 2.0 ** (self.planes_ - 2 - t) for t in range(self.planes_)]
+            weights = [weight * power for power in self._plane_powers()]
             stored_weights = [weight]
         elif levels == 1:
             r, planes, weights = self._one_level(y)
@@ -352,12 +356,9 @@ class Binarize(Codec, ScoresCodes):
         ten: with ``o = y / |y|``, the code is the signs of ``y``, and its weight ``|y| a / <a s, o>``
         (``a`` the mean ``|o_i|``) is ``|y|^2 / sum |y_i|``."""
         squares = np.einsum("ij,ij->i", y, y)
-        # Sums and packing along short rows crawl in numpy: a BLAS product sums, and rows of whole
-        # bytes, contiguous, pack as one flat run of bits.
-        total = np.abs(y) @ np.ones(y.shape[1], dtype=np.float32)
+        total = np.abs(y) @ np.ones(y.shape[1], dtype=np.float32)  # sums along short rows crawl in numpy
         weight = np.divide(squares, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
-        bits = np.packbits(np.ascontiguousarray(y >= 0).ravel()).reshape(len(y), -1)  # ties (zeros) go to +1
-        return np.sqrt(squares), [bits], [weight]
+        return np.sqrt(squares), [_pack_rows(y >= 0)], [weight]  # ties (zeros) go to +1
 
     def _extended(self, y: Any) -> tuple[Any, list[Any], Any]:
         """``|y|``, the bit planes (most significant first: the sign plane) and the weight ``w`` of
@@ -378,8 +379,7 @@ class Binarize(Codec, ScoresCodes):
         _compiled_ex()(magnitude, 1 << (bits - 1), EX_WINDOW[0] if bits <= 5 else EX_WINDOW[1], levels, fit)
         half = np.uint8(1 << (bits - 1))
         codes = np.where(y >= 0, half + levels, half - np.uint8(1) - levels)  # ties (zeros) go to +
-        planes = [np.packbits(np.ascontiguousarray((codes >> b) & 1).ravel()).reshape(len(y), -1)
-                  for b in range(bits - 1, -1, -1)]
+        planes = [_pack_rows((codes >> b) & 1) for b in range(bits - 1, -1, -1)]
         weight = np.divide(r, fit, out=np.zeros(len(y), dtype=np.float32), where=fit > 0)
         return r, planes, weight
 
@@ -543,6 +543,12 @@ class Binarize(Codec, ScoresCodes):
         else:
             self.scale_ = arrays["scale"].astype(np.float32)
         self.is_fitted = True
+
+
+def _pack_rows(bits: Any) -> Any:
+    """``numpy.packbits(bits, axis=1)`` for rows of a whole number of bytes, packed as one flat run
+    (packing along short rows crawls in numpy)."""
+    return np.packbits(np.ascontiguousarray(bits).ravel()).reshape(len(bits), -1)
 
 
 def _ex_scales(magnitude: Any, half: int, window: int, levels: Any, fit: Any) -> None:  # pragma: no cover
