@@ -193,7 +193,7 @@ class QueryResult(Report):
 class EvalReport(Report):
     """Recall by stage, QPS and latency of an index (:func:`evaluate`), and the tuning if asked for."""
 
-    optional: ClassVar[tuple[str, ...]] = ("tuning", "nprobe", "lists")
+    optional: ClassVar[tuple[str, ...]] = ("tuning", "nprobe", "lists", "lid")
     queries: int
     k: int
     rows: int
@@ -207,6 +207,9 @@ class EvalReport(Report):
     #: An ``ivf`` scan: the lists probed per query, of how many.
     nprobe: int | None = None
     lists: int | None = None
+    #: Local intrinsic dimensionality: the set's estimate made at build (``data``) and the queries'
+    #: from their exact nearest codes (``queries``), each ``None`` where not known.
+    lid: dict[str, Any] | None = None
 
 
 @dataclass

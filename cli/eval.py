@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
             [f"{s['qps']:,.0f}", f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}"] if "qps" in s else ["", "", ""])]
             for s in result.stages]
         render.table(rows)
+        _lid_lines(result, k)
         tuning = result.tuning
         if tuning:
             first = (tuning["tried"] or [{}])[0]
@@ -78,3 +79,21 @@ def register(app: typer.Typer) -> None:
                 best = max(tuning["tried"], key=lambda t: t[f"recall@{k}"])
                 typer.echo(f"target recall@{k} >= {tuning['target']} not reached; best {best[f'recall@{k}']:.4f} "
                            f"at {at(best)}")
+
+
+def _lid_lines(result: Any, k: int) -> None:
+    """The set's and the queries' intrinsic dimensionality, and recall@k of the queries of low and high LID."""
+    from vecx.cli.info import lid_text
+
+    lid = result.lid or {}
+    if lid.get("data") and lid["data"].get("median") is not None:
+        typer.echo(f"data    {lid_text(lid['data'])}")
+    queries = lid.get("queries")
+    if not queries or queries.get("median") is None:
+        return
+    typer.echo(f"queries LID median {queries['median']}, mean {queries['mean']}, p10-p90 {queries['p10']}-"
+               f"{queries['p90']} ({queries['k']} exact nearest codes)")
+    split = [f"{s['stage']} {s['by_lid']['low']:.4f} / {s['by_lid']['high']:.4f}" for s in result.stages
+             if s.get("by_lid") and None not in s["by_lid"].values()]
+    if split:
+        typer.echo(f"recall@{k} of the queries at or below / above the median LID: " + "; ".join(split))

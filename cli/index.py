@@ -47,7 +47,8 @@ def _add_index(app: typer.Typer) -> None:
               expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", min=1, help="Candidate list size while building (efConstruction).")] = 128,
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", min=1, help="Default candidate list size while searching (ef).")] = 64,
               oversample: Annotated[int, typer.Option("--oversample", metavar="X", min=1, help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
-              deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add in row order: the same graph bytes every time.")] = False,
+              deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add: the same graph bytes every time.")] = False,
+              order: Annotated[str, typer.Option("--order", metavar="auto|input|random|lid", help="The order rows enter the graph (HNSW recall depends on it: early rows become hubs). input: the table's; random: a seeded shuffle, undoing any grouping of the rows (by source, date, category); lid: highest local intrinsic dimensionality first (Elliott & Clark 2024), estimated from each row's 20 nearest neighbours among a seeded sample of up to 2,000 rows, in the codes' own metric; auto: lid for float and int8 graphs built multi-threaded, else input (what measured best). Orders other than input hold the graph's vectors in memory once more while building.")] = "auto",
               scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph|ivf", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks), ivf scans the --nprobe lists nearest the query (codes in coarse lists, pq:...:ivf=N: their default). auto: graph, but for codes their codec scores (pq, rabitq, per-dimension int8) only above 200,000 rows (about 8 MB of int8 codes: 20,000 rows of 384-d).")] = "auto",
               pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               nprobe: Annotated[int, typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists (pq:...:ivf=N): lists each query scans by default.")] = 16,
@@ -85,7 +86,7 @@ def _add_index(app: typer.Typer) -> None:
             return
         options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
                                expansion_search=expansion_search, oversample=oversample,
-                               deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe)
+                               deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe, order=order)
         common: dict[str, Any] = {"rescore": rescore, "progress": Bar(quiet), "options": options, "wait": not no_wait,
                                   "on_wait": lambda pid: waiting(output, pid)}
         if append:

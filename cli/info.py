@@ -130,8 +130,10 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
                    "none (exhaustive scan of the codes)")),
         *([("parameters", f"connectivity {g['connectivity']}, expansion add {g['expansion_add']}, "
                           f"search {g['expansion_search']}; "
-                          f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}")]
+                          f"{'deterministic (1 thread)' if g['deterministic'] else 'multi-threaded build'}"
+                          + (f", insertion order {g['order']}" if g.get("order") else ""))]
           if g.get("file", "graph.usearch") else []),
+        *([("intrinsic dim", lid_text(g["lid"]))] if g.get("lid") and g["lid"].get("median") is not None else []),
         ("chain", meta["table"].get("spec") or "(none)"),
         ("payload", ", ".join(meta.get("columns") or []) or "none"),
         *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
@@ -142,6 +144,16 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
         ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
     ]
+
+
+def lid_text(lid: dict[str, Any]) -> str:
+    """A LID estimate (indexes/order.py's summary) in one line: median, mean, spread, and how it was made."""
+    figures = [f"{name} {lid[key]}" for key, name in (("median", "median"), ("mean", "mean"), ("harmonic", "harmonic"))
+               if lid.get(key) is not None]
+    if lid.get("p10") is not None and lid.get("p90") is not None:
+        figures.append(f"p10-p90 {lid['p10']}-{lid['p90']}")
+    return (f"LID {', '.join(figures)} ({lid.get('rows', 0):,} rows, {lid.get('k')} nearest among "
+            f"{lid.get('reference_rows', 0):,} sampled)")
 
 
 def _truth_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:

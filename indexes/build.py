@@ -18,7 +18,7 @@ from vecx._prefetch import prefetch
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats.tempfiles import write_failure
-from vecx.indexes import codescan, rowids, store
+from vecx.indexes import codescan, order, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
 from vecx.space import CODES, VectorSpec
 
@@ -49,6 +49,8 @@ class BuildOptions:
     pool: int = codescan.DEFAULT_POOL
     #: ``ivf`` scan (codes in coarse lists): lists probed per query by default.
     nprobe: int = codescan.DEFAULT_NPROBE
+    #: The order rows enter the graph: ``auto``, ``input``, ``random`` or ``lid`` (indexes/order.py).
+    order: str = "auto"
 
 
 def open_table(path: str) -> Any:
@@ -181,7 +183,11 @@ def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = check_rescore(rescore, source) if rescore else None
-    return Plan(table, source, space, scorer, nav, metric, rescore_src)
+    plan = Plan(table, source, space, scorer, nav, metric, rescore_src)
+    if order.check_order(options.order) not in ("auto", "input") and plan.graph_shape is None:
+        raise UsageError(f"--order {options.order}: {table}'s codes are scanned, not inserted into a graph",
+                         hint="leave out --order, or build a graph over them with --scan graph")
+    return plan
 
 
 def _navigation(scorer: Any, nav: tuple[str, int, Any] | None, rows: int | None, options: BuildOptions,
@@ -225,6 +231,15 @@ class Build:
                        if rescore_src is not None and not rescore_src.multi and rows else None)
         self.batches: Any = None
         self.codes_writer: codescan.CodesWriter | None = None
+        #: The graph's vectors kept for ordering them or estimating their LID (see :meth:`_keep`).
+        self.kept: list[Any] = []
+        #: The rows kept when only a sample is (``None``: every row).
+        self.keep_rows: Any = None
+        #: The set's LID estimate, for the manifest's ``graph`` section.
+        self.lid: dict[str, Any] | None = None
+        shape = plan.graph_shape
+        #: The order rows enter the graph (``auto`` resolved); ``input`` when there is none.
+        self.order = "input" if shape is None else order.resolve(options.order, shape[0], options.deterministic)
 
     def write(self, progress: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]] | None]:
         """Writes every file of the version; returns the manifest to commit and the checksums already known."""
@@ -241,6 +256,7 @@ class Build:
         if count == 0:
             raise DataError(f"{plan.table}: no vectors to index (empty table)")
         if graph is not None:
+            self._finish_graph(graph, count, progress)
             save_graph(graph, self.version, self.output)
         codes_info = self.codes_writer.close() if self.codes_writer is not None else None
         rescore_info = self._write_side_files(count)
@@ -286,8 +302,12 @@ class Build:
                                   batch_rows_for(max(1, space.bytes_per_vector)))
         id_writer = rowids.IdWriter(self.version, source.id_type)
         threads = 1 if self.options.deterministic else 0
+        shape = self.plan.graph_shape
+        if shape is not None and self.order == "input" and source.rows:
+            # Only the LID estimate's sample is kept; the rows go into the graph as they come.
+            self.keep_rows = order.estimate_rows(source.rows, shape[1])
         if progress:
-            progress.start(source.rows, "indexing")
+            progress.start(source.rows, "indexing" if self.order == "input" or shape is None else "reading")
         count = 0
         for batch in self.batches:
             self._add_vectors(batch, graph, threads)
@@ -318,7 +338,48 @@ class Build:
         if graph is not None:
             vectors = (self.plan.scorer.navigation(batch.vectors)[2] if self.plan.nav is not None
                        else np.ascontiguousarray(batch.vectors))
-            graph.add(keys, vectors, threads=threads)
+            self._keep(batch.offset, vectors)
+            if self.order == "input":
+                graph.add(keys, vectors, threads=threads)
+
+    def _keep(self, offset: int, vectors: Any) -> None:
+        """Keep a batch's graph vectors: all of them for another order than the input's (in one array of
+        the table's rows, when their number is known: no second copy to join), else the rows of the
+        LID estimate's sample (none when the table's row count was not known in advance)."""
+        rows = self.plan.source.rows
+        if self.order != "input":
+            if not rows or offset + len(vectors) > rows:  # rows unknown, or more than the metadata said
+                self.kept.append(vectors.copy())
+                return
+            if not self.kept:
+                self.kept.append(np.empty((rows, vectors.shape[1]), dtype=vectors.dtype))
+            self.kept[0][offset: offset + len(vectors)] = vectors
+        elif self.keep_rows is not None:
+            lo, hi = np.searchsorted(self.keep_rows, [offset, offset + len(vectors)])
+            if hi > lo:
+                self.kept.append(vectors[self.keep_rows[lo:hi] - offset])
+
+    def _finish_graph(self, graph: Any, count: int, progress: Any) -> None:
+        """The LID estimate; for another order than the input's, every row into the graph in that order."""
+        metric, threads = self.plan.metric, 1 if self.options.deterministic else 0
+        if self.order == "input":
+            if self.keep_rows is not None and self.kept and count == self.plan.source.rows:
+                self.lid = order.sampled_summary(np.concatenate(self.kept), count, metric)
+            return
+        vectors = self.kept[0] if len(self.kept) == 1 else np.concatenate(self.kept)
+        self.kept = []
+        rows, self.lid = order.insertion_order(self.order, vectors, metric)
+        step = add_batch_rows(max(1, vectors.shape[1] * vectors.itemsize))
+        if progress:
+            progress.start(count, "indexing")
+        for lo in range(0, count, step):
+            part = rows[lo: lo + step]
+            # In order, batch after batch: only the rows of one batch are added side by side.
+            graph.add((part + self.first_key).astype(np.uint64), vectors[part], threads=threads)
+            if progress:
+                progress.advance(len(part))
+        if progress:
+            progress.close()
 
     def _write_side_files(self, count: int) -> dict[str, Any] | None:
         """table.json, the fitted state and the rescoring vectors; the manifest's ``rescore`` section."""
@@ -345,7 +406,9 @@ class Build:
                 "ndim": shape[1] if shape is not None else self.plan.space.dim,
                 "connectivity": options.connectivity,
                 "expansion_add": options.expansion_add, "expansion_search": options.expansion_search,
-                "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all"}
+                "deterministic": options.deterministic, "threads": "1" if options.deterministic else "all",
+                **({"order": self.order} if shape is not None else {}),
+                **({"lid": self.lid} if self.lid else {})}
 
     def _codes_section(self, codes_info: dict[str, Any] | None) -> dict[str, Any] | None:
         """The manifest's ``codes`` section (scored codes only): the codes file and the codec that scores it."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx.errors import UsageError
+from vecx.indexes import order
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -53,7 +54,12 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
                            "bytes_per_vector": searcher.manifest["bytes_per_vector"],
                            "graph": searcher.manifest["graph"], "stages": []}
     codes = searcher.chain.encode_query(q)
-    out["stages"].append({"stage": "codes, exact", **_recalls(searcher.exact_codes(codes, kmax), truth, ks)})
+    exact_rows, exact_dist = searcher.exact_codes(codes, kmax)
+    out["stages"].append({"stage": "codes, exact", **_recalls(exact_rows, truth, ks)})
+    query_lid = _query_lid(searcher, exact_rows, exact_dist)
+    out["lid"] = {"data": searcher.manifest["graph"].get("lid"),
+                  "queries": None if query_lid is None else order.summary(
+                      query_lid, searcher.live_rows, min(order.LID_NEIGHBOURS, exact_dist.shape[1]))}
     out["scan"], out["scored"] = searcher.scan_mode, searcher.scan is not None
     # "scan": every code compared, no graph loss; "ivf": the codes of the lists probed.
     first = {"graph": "graph", "ivf": "ivf"}.get(searcher.scan_mode, "scan")
@@ -67,7 +73,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     for name, factor, rescore in configs:
         # Each recall@n comes from a search for n results (k x factor candidates for k = n), as a user
         # running 'vecx query -k n' gets them; QPS from the search for the given k.
-        recalls: dict[str, float] = {}
+        recalls: dict[str, Any] = {}
         batch_seconds: float | None = None
         for n in ks:
             if n > truth.shape[1]:
@@ -76,6 +82,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
             rows, _ = searcher.search(q, min(n, kmax), oversample=factor, expansion=expansion, rescore=rescore)
             seconds = time.perf_counter() - start
             recalls[f"recall@{n}"] = round(recall_at(rows, truth, n), 4)
+            if n == k and query_lid is not None:
+                recalls["by_lid"] = _recall_by_lid(rows, truth, k, query_lid)
             if n == k or batch_seconds is None:
                 batch_seconds = seconds
         assert batch_seconds is not None, "ks holds 1, and truth has at least one column"
@@ -89,6 +97,30 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
             "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 3),
             "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 3)})
     return out
+
+
+def _query_lid(searcher: Any, rows: Any, dist: Any) -> Any:
+    """Each query's LID (indexes/order.py) from its exact nearest codes, where the graph's distances are
+    Euclidean ones or map onto them (cosine: 2 x the distance of unit vectors); else ``None``."""
+    metric = searcher.manifest["graph"]["metric"]
+    if searcher.scan is not None or metric not in ("cos", "l2sq", "hamming"):
+        return None
+    squared = np.where(rows >= 0, np.asarray(dist, dtype=np.float64) * (2.0 if metric == "cos" else 1.0), np.inf)
+    squared = squared[:, :order.LID_NEIGHBOURS]
+    scale = np.nanmax(np.where(np.isfinite(squared), squared, np.nan), axis=1, keepdims=True)
+    squared = np.where(squared <= 1e-6 * np.nan_to_num(scale), np.inf, squared)  # the query itself, in the base
+    return order.mle(np.sort(squared, axis=1))
+
+
+def _recall_by_lid(rows: Any, truth: Any, k: int, lid: Any) -> dict[str, float | None]:
+    """Recall@k of the queries at or below the median LID, and of those above it."""
+    k = min(k, truth.shape[1], rows.shape[1])
+    hits = np.array([len(set(f[:k].tolist()) & set(t[:k].tolist())) / k for f, t in zip(rows, truth, strict=True)])
+    known = ~np.isnan(lid)
+    median = np.median(lid[known]) if known.any() else np.nan
+    low, high = known & (lid <= median), known & (lid > median)
+    return {"low": round(float(hits[low].mean()), 4) if low.any() else None,
+            "high": round(float(hits[high].mean()), 4) if high.any() else None}
 
 
 def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, Any]:

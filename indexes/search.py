@@ -437,17 +437,18 @@ class Searcher:
         keys, _ = self._each_graph(nav, pool, expansion)
         return scan.rank(q, keys, count)
 
-    def exact_codes(self, codes: Any, k: int) -> Any:
-        """Rows of the exact top-k over the codes (no graph): what the encoding alone allows."""
+    def exact_codes(self, codes: Any, k: int) -> tuple[Any, Any]:
+        """Rows of the exact top-k over the codes (no graph), what the encoding alone allows, and their
+        scores: the graph's distances, or the codec's scores for scored codes."""
         live = self.live
         if self.scan is not None:
-            return self.scan.exhaustive(codes, k, None if live is None else np.flatnonzero(live))[0]
+            return self.scan.exhaustive(codes, k, None if live is None else np.flatnonzero(live))
         extra = 0 if self.deleted is None else len(self.deleted)  # the deleted rows may be among the nearest
         keys, dist = self._each_graph(codes, min(self.rows, k + extra), None, exact=True)
         if live is None:
-            return keys
+            return keys, dist
         keys = np.where((keys >= 0) & live[np.maximum(keys, 0)], keys, -1)
-        return top_k(keys, dist, k, lower_is_better=True)[0]
+        return top_k(keys, dist, k, lower_is_better=True)
 
     def _graph_scores(self, dist: Any) -> Any:
         """Scores from usearch distances: similarity for cos/ip, the distance itself for l2sq/hamming."""

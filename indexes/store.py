@@ -753,6 +753,14 @@ def _check_graph_section(shape: _Shape, manifest: dict[str, Any], listed: set[st
         shape.integer(graph, key, f"graph.{key}", low=1)
     if not isinstance(graph.get("deterministic"), bool):
         raise shape.fail("graph.deterministic", "must be true or false")
+    shape.string(graph, "order", "graph.order", optional=True, choices=("input", "random", "lid"))
+    lid = shape.optional_section(graph, "lid", "graph.lid")
+    if lid is not None:
+        for key in ("k", "rows", "reference_rows"):
+            shape.integer(lid, key, f"graph.lid.{key}")
+        for key in ("mean", "harmonic", "median", "p10", "p90"):
+            if not (lid.get(key) is None or (isinstance(lid[key], (int, float)) and not isinstance(lid[key], bool))):
+                raise shape.fail(f"graph.lid.{key}", "must be a number")
     return graph
 
 

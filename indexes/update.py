@@ -79,7 +79,8 @@ def options_of(manifest: dict[str, Any]) -> BuildOptions:
                         expansion_search=graph["expansion_search"], oversample=search["oversample"],
                         deterministic=graph["deterministic"], scan=search.get("scan") or "auto",
                         pool=search.get("pool") or codescan.DEFAULT_POOL,
-                        nprobe=search.get("nprobe") or codescan.DEFAULT_NPROBE)
+                        nprobe=search.get("nprobe") or codescan.DEFAULT_NPROBE,
+                        order=graph.get("order") or "input")
 
 
 def _stage_keys(meta: dict[str, Any]) -> list[tuple[Any, ...]]:

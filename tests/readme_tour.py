@@ -214,7 +214,7 @@ def run_scene(scene: str, blocks: list[Block]) -> list[list[list[str]]]:
 # --------------------------------------------------------------------------------------
 _TIMING_HEADER = re.compile(r"\bQPS\b")
 _NUMBER = re.compile(r"^[\d,]*\.?\d+$")
-_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+|[^\s\d]+")
+_TOKEN = re.compile(r"\d+(?:,\d\d\d)*(?:\.\d+)?|\.\d+|[^\s\d]+")  # "2," is the number 2, then a comma
 _MASKS = (
     (re.compile(r"\(([\d,]+) bytes"), "(N bytes"),  # file sizes follow the Parquet writer's version
     (re.compile(r'"seconds": [\d.]+'), '"seconds": T'),
