@@ -209,6 +209,11 @@ class Chain:
         return codes
 
     @property
+    def decodes_to_input(self) -> bool:
+        """Whether :meth:`decode` returns vectors in the chain's input space (every stage decodes)."""
+        return self._first_decoded() == 0
+
+    @property
     def decoded_space(self) -> VectorSpec:
         """The space :meth:`decode` returns vectors in."""
         first = self._first_decoded()

@@ -41,7 +41,7 @@ def _add_index(app: typer.Typer) -> None:
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
-              rescore_vectors: Annotated[Optional[str], typer.Option("--rescore-vectors", metavar="TABLE", help="Float32/float16 table of the same source, kept memory-mapped for rescoring (a multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both).", show_default=False)] = None,
+              rescore_vectors: Annotated[Optional[str], typer.Option("--rescore-vectors", metavar="TABLE", help="A table of the same source, kept memory-mapped for rescoring: float32/float16 vectors (exact scores), or codes their codec scores or decodes (e.g. binarize:mode=rabitq:bits=4, int8: an index that fits in memory; scored as the codec scores them). A multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both.", show_default=False)] = None,
               rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", hidden=True)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", min=2, help="Graph edges per node (HNSW M).")] = 16,
               expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", min=1, help="Candidate list size while building (efConstruction).")] = 128,

@@ -139,7 +139,8 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
         ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
                        "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
-                       f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
+                       f"{r.get('spec')} codes, {r['dim']} x {r['dtype']}, scored by their codec, " if r and r.get("encoded")
+                       else f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
                       + (f"oversample {meta['search']['oversample']}x" if r else "none")),
         ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
         ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),

@@ -440,17 +440,25 @@ class Build:
 
 
 def check_rescore(path: str, codes: Any) -> Any:
-    """Open the rescoring table and check it holds the same rows (same source) in float."""
+    """Open the rescoring table and check it holds the same rows (same source): float vectors, or codes
+    its chain scores (PQ, RaBitQ, per-dimension int8) or decodes (global int8)."""
     src = open_table(path)
-    Chain.from_table(src.meta, src.state_blob, path)
+    chain = Chain.from_table(src.meta, src.state_blob, path)
     mine, theirs = (codes.meta.get("source") or {}), (src.meta.get("source") or {})
     if mine.get("fingerprint") != theirs.get("fingerprint"):
         raise MismatchError(f"{path}: rescoring vectors come from other data (source fingerprint "
                             f"{str(theirs.get('fingerprint'))[:12]} vs {str(mine.get('fingerprint'))[:12]})",
                             hint="give the table the codes were made from (or any float encoding of it)")
-    if src.space.dtype not in ("float32", "float16") or src.space.metric_on != "codes":
-        raise UsageError(f"{path}: rescoring needs float32/float16 vectors, not {src.space.dtype}")
+    if not is_float_rescore(src.space) and not (chain.stages and (chain.stages[-1].scores_codes
+                                                                  or chain.stages[-1].can_decode)):
+        raise UsageError(f"{path}: rescoring needs float32/float16 vectors or codes a codec scores or decodes, "
+                         f"not {src.space.dtype} codes of {src.meta.get('spec') or 'this chain'}")
     return src
+
+
+def is_float_rescore(space: VectorSpec) -> bool:
+    """Whether rescoring vectors of ``space`` are compared as they are stored (float, not codes)."""
+    return space.dtype in ("float32", "float16") and space.metric_on == "codes"
 
 
 class _RescoreCopier:
@@ -498,8 +506,10 @@ def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[
     """Stream the rescoring vectors into ``rescore.npy`` (memory-mappable) and describe them."""
     from vecx.formats.npyfile import NpyWriter
 
-    dtype = np.float16 if src.space.dtype == "float16" else np.float32
-    out = NpyWriter(os.path.join(version, "rescore.npy"), dtype, (rows, src.dim))
+    dtype = np.dtype({"float32": np.float32, "float16": np.float16, "int8": np.int8}.get(src.space.dtype, np.uint8))
+    # Codes are stored as the table holds them: a row of bytes (packed bits, PQ or RaBitQ codes), or int8 values.
+    width = src.dim if src.space.dtype in ("float32", "float16") else src.space.bytes_per_vector // dtype.itemsize
+    out = NpyWriter(os.path.join(version, "rescore.npy"), dtype, (rows, width))
     filled = 0
     try:
         for batch in src.batches():
@@ -517,8 +527,9 @@ def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[
         json.dump(src.meta, handle, sort_keys=True)
     if src.state_blob:
         _write_state(src.state_blob, os.path.join(version, "rescore.state.npz"), src.path)
-    return {"file": "rescore.npy", "dtype": src.space.dtype, "dim": src.dim, "metric": src.space.metric,
-            "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint")}
+    return {"file": "rescore.npy", "dtype": src.space.dtype, "dim": width, "metric": src.space.metric,
+            "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint"),
+            **({} if is_float_rescore(src.space) else {"encoded": True})}
 
 
 def _write_state(blob: bytes, path: str, where: str) -> None:

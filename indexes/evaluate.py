@@ -67,7 +67,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
         out["nprobe"] = searcher.probed_lists
         out["lists"] = searcher.scan.list_count
     configs = [(first, 1, False)]
-    if searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None:
+    if searcher.rescorable:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
         configs.append((f"{first} + rescore x{factor}", factor, True))
     for name, factor, rescore in configs:
@@ -128,8 +128,7 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
     lists an ``ivf`` scan probes: ``nprobe``), reaching ``target`` recall@k."""
     if not 0 < target <= 1:
         raise UsageError(f"--target-recall must be in (0, 1], not {target}")
-    rescorable = searcher.rescore_vectors is not None or getattr(searcher, "multi_rescore", None) is not None
-    factors = FACTORS if rescorable else (1,)
+    factors = FACTORS if searcher.rescorable else (1,)
     knob: str | None
     values: list[Any]
     if searcher.scan_mode == "ivf":

@@ -105,10 +105,15 @@ class Searcher:
                 self.graphs.append(graph)
         self.expansion_search = int(g["expansion_search"])
         self.rescore_vectors = None
+        #: Encoded rescoring rows (codes their chain scores or decodes), instead of float vectors.
+        self.rescore_codes = None
         self.rescore_chain: Chain | None = None
         self.multi_rescore = None  # token vectors for exact MaxSim (indexes/multivector.py)
         self.first_stage = "fde"
-        info = self.manifest.get("rescore")
+        self._open_rescore(self.manifest.get("rescore"), path)
+
+    def _open_rescore(self, info: dict[str, Any] | None, path: str) -> None:
+        """The rescoring rows the manifest lists: token sets, float vectors or codes, and their chain."""
         if info and info.get("multi"):
             from vecx.indexes.multivector import MultiRescore, stacked_multi
 
@@ -127,9 +132,16 @@ class Searcher:
                     raise DataError(f"{path}: {seg.name(info['file'])} holds {part.shape} values, the manifest "
                                     f"says {seg.rows} x {info['dim']} (damaged)", hint="rebuild the index")
                 parts.append(part)
-            self.rescore_vectors = stacked(parts)
+            if info.get("encoded"):
+                self.rescore_codes = stacked(parts)
+            else:
+                self.rescore_vectors = stacked(parts)
             self.rescore_chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
             self.rescore_metric = info["metric"]
+            last = self.rescore_chain.stages[-1] if self.rescore_chain.stages else None
+            if self.rescore_codes is not None and not (last and (last.scores_codes or last.can_decode)):
+                raise DataError(f"{path}: the rescoring codes' chain can neither score nor decode them (damaged)",
+                                hint="rebuild the index")
 
     def _tombstones(self) -> Any:
         """The deleted rows the manifest lists (sorted, unique, in range), or ``None``."""
@@ -243,7 +255,11 @@ class Searcher:
         when rescoring vectors exist.
         """
         codes = self.chain.encode_query(q)
-        rescore_q = self.rescore_chain.encode_query(q) if rescore and self.rescore_chain is not None else None
+        rescore_q = None
+        if rescore and self.rescore_chain is not None:
+            # Encoded rescoring rows take the raw queries (encoded or mapped by their chain in _rescore).
+            rescore_q = np.asarray(q, dtype=np.float32) if self.rescore_codes is not None \
+                else self.rescore_chain.encode_query(q)
         if self.first_stage != "fde":  # candidates from the mean-vector graph too
             from vecx.indexes.multivector import search_first_stage
 
@@ -266,9 +282,28 @@ class Searcher:
         if self.multi_rescore is not None:  # the rows' own token sets
             rescore_q = self.multi_rescore.sets_of(rows) if rescore else None
             return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
-        vectors = self.rescore_vectors
-        rescore_q = np.asarray(vectors[rows], dtype=np.float32) if rescore and vectors is not None else None
-        return self._search(codes, rescore_q, k, oversample, expansion, rows, allowed)
+        return self._search(codes, self._rows_as_rescore_queries(rows) if rescore else None, k, oversample,
+                            expansion, rows, allowed)
+
+    def _rows_as_rescore_queries(self, rows: Any) -> Any:
+        """Stored rows as rescoring queries: their float rescoring vectors, or their rescoring codes
+        decoded (``None``: no rescoring; codes that do not decode back to the input space)."""
+        if self.rescore_vectors is not None:
+            return np.asarray(self.rescore_vectors[rows], dtype=np.float32)
+        chain = self.rescore_chain
+        if self.rescore_codes is None or chain is None or not chain.decodes_to_input:
+            return None
+        return np.asarray(chain.decode(np.asarray(self.rescore_codes[rows])), dtype=np.float32)
+
+    @property
+    def rescorable(self) -> bool:
+        """Whether the index keeps rows to rescore candidates with (float vectors, codes, token sets)."""
+        return self.rescore_vectors is not None or self.rescore_codes is not None or self.multi_rescore is not None
+
+    @property
+    def rescore_stored(self) -> Any:
+        """The rescoring rows as stored (float vectors or codes), for rewriting them (compaction)."""
+        return self.rescore_vectors if self.rescore_vectors is not None else self.rescore_codes
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
@@ -464,34 +499,71 @@ class Searcher:
         return metric in ("l2", "l2sq", "hamming")
 
     def _rescore(self, q: Any, keys: Any) -> Any:
-        """Exact scores of candidates against the rescoring vectors (only those rows are read).
+        """Scores of candidates against the rescoring rows (only those rows are read): exact for float
+        vectors, the codec's for codes.
 
         Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
         """
         if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors
             return self.multi_rescore.scores(q, keys)
-        rescore_vectors = self.rescore_vectors
-        assert rescore_vectors is not None, "rescoring queries exist only for an index with rescoring vectors"
-        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * rescore_vectors.shape[1] * 4))
+        stored = self.rescore_stored
+        assert stored is not None, "rescoring queries exist only for an index with rescoring rows"
+        width = stored.shape[1] if self.rescore_codes is None else self._decoded_width()
+        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * width * 4))
         if len(keys) > chunk:
             return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
                                    for i in range(0, len(keys), chunk)])
         valid = keys >= 0
-        if isinstance(rescore_vectors, np.ndarray):  # one segment: its rows are gathered where they lie
-            source, position = rescore_vectors, np.where(valid, keys, 0)
+        if isinstance(stored, np.ndarray):  # one segment: its rows are gathered where they lie
+            source, position = stored, np.where(valid, keys, 0)
         else:  # a stacked view over segments: each distinct row read once, then gathered from the copy
             flat = np.unique(keys[valid])
-            source = np.asarray(rescore_vectors[flat], dtype=np.float32)
+            source = np.asarray(stored[flat])
             position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
-        q = np.asarray(q, dtype=np.float32)
         metric = self.rescore_metric
+        worst = np.inf if metric == "l2" else -np.inf
+        if self.rescore_codes is not None:
+            chain = self.rescore_chain
+            assert chain is not None, "encoded rescoring rows come with their chain"
+            stage = chain.stages[-1]
+            if stage.scores_codes:  # the codec's estimate, each query against its own candidates' codes
+                prepared = stage.prepare_queries(np.asarray(chain.encode_query(q), dtype=np.float32))
+                gathered = np.asarray(source)[position]  # queries x candidates x bytes
+                scores = np.empty(keys.shape, dtype=np.float32)
+                # A few queries at a time (about 1 MiB of their candidates decoded), on all cores.
+                per_block = max(1, (1 << 20) // max(1, keys.shape[1] * self._decoded_width() * 4))
+
+                def block(lo: int) -> None:
+                    part = {name: value[lo: lo + per_block] for name, value in prepared.items()}
+                    scores[lo: lo + per_block] = stage.score_candidates(part, gathered[lo: lo + per_block])
+
+                in_parallel(block, list(range(0, len(keys), per_block)), one_blas=True)
+                return np.where(valid, scores, worst)
+            # Decodable codes: the candidates decoded once each, then scored exactly like float vectors.
+            rows = np.unique(position[valid])
+            if not len(rows):
+                return np.full(keys.shape, worst, dtype=np.float32)
+            source = np.asarray(chain.decode(np.asarray(source[rows])), dtype=np.float32)
+            position, q = np.searchsorted(rows, np.where(valid, position, rows[0])), chain.query_to_decoded(q)
+        return np.where(valid, self._exact_scores(q, source, position, metric), worst)
+
+    def _decoded_width(self) -> int:
+        """Coordinates of the rescoring rows once decoded (what scoring them may build per candidate)."""
+        chain = self.rescore_chain
+        assert chain is not None, "encoded rescoring rows come with their chain"
+        return chain.decoded_space.dim
+
+    @staticmethod
+    def _exact_scores(q: Any, source: Any, position: Any, metric: str) -> Any:
+        """Exact scores of each query against the rows ``source[position[i]]`` (queries x candidates)."""
+        q = np.asarray(q, dtype=np.float32)
         if metric == "cosine":
             q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
-        scores = np.empty(keys.shape, dtype=np.float32)
+        scores = np.empty(position.shape, dtype=np.float32)
         # A few queries' candidate vectors at a time (about 1 MiB: they stay in the core's cache
         # from the gather to the products), the blocks shared by the cores: numpy's gathers and
         # products release the GIL.
-        per_block = max(1, (1 << 20) // max(1, keys.shape[1] * source.shape[1] * 4))
+        per_block = max(1, (1 << 20) // max(1, position.shape[1] * source.shape[1] * 4))
 
         def block(lo: int) -> None:
             hi = lo + per_block
@@ -507,8 +579,8 @@ class Searcher:
             if metric == "cosine":
                 scores[lo:hi] /= np.maximum(np.sqrt(_squared_norms(cand)), 1e-30)
 
-        in_parallel(block, list(range(0, len(keys), per_block)), one_blas=True)
-        return np.where(valid, scores, np.inf if metric == "l2" else -np.inf)
+        in_parallel(block, list(range(0, len(position), per_block)), one_blas=True)
+        return scores
 
     def row_of(self, ids: list[Any]) -> Any:
         """Row numbers of ids (a :class:`DataError` for an id not in the index, or deleted)."""

@@ -772,7 +772,9 @@ def _check_rescore_section(shape: _Shape, manifest: dict[str, Any], listed: set[
     shape.file(rescore, "file", "rescore.file", listed, ".npy")
     if "rescore.json" not in listed:
         raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
-    shape.string(rescore, "dtype", "rescore.dtype", choices=("float32", "float16"))
+    shape.string(rescore, "dtype", "rescore.dtype", choices=("float32", "float16", "int8", "bits", "codes"))
+    if rescore.get("encoded", False) is not (rescore.get("dtype") not in ("float32", "float16")):
+        raise shape.fail("rescore.encoded", "must be true for rescoring codes, and absent for float vectors")
     shape.integer(rescore, "dim", "rescore.dim", low=1)
     shape.string(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
     shape.string(rescore, "spec", "rescore.spec", optional=True)

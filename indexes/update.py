@@ -474,8 +474,7 @@ class _StoredRows:
             return searcher.codes_of(rows)
         if searcher.multi_rescore is not None:
             return searcher.multi_rescore.sets_of(rows)
-        vectors: Any = searcher.rescore_vectors
-        return np.asarray(vectors[rows])
+        return np.asarray(searcher.rescore_stored[rows])
 
 
 def _compact_plan(searcher: Searcher, merge: list[Segment], rows: int) -> Plan:

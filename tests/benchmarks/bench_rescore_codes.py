@@ -1,0 +1,96 @@
+"""Rescoring from compressed codes: recall@10 against the bytes a vector keeps in memory.
+
+For each set, a first stage of 1-bit RaBitQ codes (an exhaustive scan, and a Hamming graph over
+their sign bits: ``--scan graph``) is rescored by float32 vectors (read from disk, the usual
+setup), by per-dimension int8 codes and by 4-bit extended RaBitQ codes (both scored by their codec).
+Memory per vector counts the first stage's codes (and graph links, for the graph) and the
+rescoring rows, which then fit in memory too. Each index is searched by ``Searcher.search``
+for the set's 1,000 queries (batch), recall@10 against its exact ground truth.
+
+    python tests/benchmarks/bench_rescore_codes.py --out /tmp/bench-rescore-codes.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+from _harness import command_line, log, machine, publish, table
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
+SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine")]
+RESCORERS = [(None, "float32 (from disk)"), ("int8", "per-dimension int8 codes, codec"),
+             ("binarize:mode=rabitq:bits=4", "4-bit RaBitQ codes, estimator")]
+FACTORS = (1, 4, 10, 20)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)])) / 10
+
+
+def run_set(name: str, metric: str, work: str) -> list[list[object]]:
+    from vecx import api
+    from vecx.formats.readers import ReadOptions
+    from vecx.indexes.build import BuildOptions
+    from vecx.indexes.search import Searcher
+
+    base = os.path.join(DATA, name, "base.npy")
+    q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
+    truth = np.load(os.path.join(DATA, name, "gt.npy"))[:, :10]
+    imported = os.path.join(work, f"{name}.parquet")
+    api.encode_file(base, imported, None, read=ReadOptions(metric=metric))
+    first = os.path.join(work, f"{name}.rq.parquet")
+    api.encode_file(imported, first, "binarize:mode=rabitq")
+    out = []
+    for scan in ("exhaustive", "graph"):
+        for spec, label in RESCORERS:
+            rescore = imported
+            if spec is not None:
+                rescore = os.path.join(work, f"{name}.{spec.replace(':', '_')}.parquet")
+                if not os.path.exists(rescore):
+                    api.encode_file(imported, rescore, spec)
+            index = os.path.join(work, f"{name}.{scan}.vecx")
+            manifest = api.build_index(first, index, rescore=rescore, options=BuildOptions(scan=scan)).manifest
+            searcher = Searcher(index)
+            searcher.use_compiled_scans()
+            qq = searcher.check_queries(q, "queries")
+            files = manifest["files"]
+            rows = manifest["rows"]
+            first_bytes = files["codes.bin"]["bytes"] + (files["graph.usearch"]["bytes"] if scan == "graph" else 0)
+            rescore_bytes = files["rescore.npy"]["bytes"]
+            in_memory = first_bytes / rows + (0 if spec is None else rescore_bytes / rows)
+            cells = []
+            for factor in FACTORS:
+                searcher.search(qq[:10], 10, oversample=factor)  # warm-up
+                start = time.perf_counter()
+                found, _ = searcher.search(qq, 10, oversample=factor, rescore=factor > 1)
+                seconds = time.perf_counter() - start
+                cells += [f"{recall(found, truth):.4f}", f"{len(q) / seconds:,.0f}"]
+            searcher.close()
+            log(f"{name} {scan} {label}: {cells}")
+            out.append([name, f"1-bit RaBitQ, {scan}", label, f"{in_memory:,.0f}",
+                        f"{rescore_bytes / rows:,.0f}", *cells])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
+    args = ap.parse_args()
+    cmdline = command_line()
+    start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-rescore-codes-") as work:
+        rows = [row for name, metric in SETS for row in run_set(name, metric, work)]
+    header = ["set", "first stage", "rescored by", "bytes/vector in memory", "rescoring bytes/vector"]
+    for factor in FACTORS:
+        header += [f"recall@10 x{factor}" if factor > 1 else "recall@10 (no rescoring)", "QPS"]
+    text = "\n\n".join([f"Command: `{cmdline}`", machine() + f" Load average {start:.2f} before, "
+                        f"{os.getloadavg()[0]:.2f} after.", table(header, rows)]) + "\n"
+    publish(text, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Rescoring from compressed codes: ``--rescore-vectors`` given codes their codec scores (extended
+RaBitQ) or decodes (per-dimension int8), so that an index and its rescoring rows fit in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_vectors, ok, run_vecx, stored
+
+N, D, SPLIT = 2000, 32, 1600
+
+
+def recall(found: list[dict], truth: np.ndarray) -> float:
+    return float(np.mean([len({r["id"] for r in item["results"]} & set(t.tolist())) / truth.shape[1]
+                          for item, t in zip(found, truth, strict=True)]))
+
+
+def lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """N clustered vectors with integer ids (the first SPLIT, the rest, and all), imported; states for
+    1-bit RaBitQ, 4-bit RaBitQ, global int8 (codes no codec scores: decoded) and per-dimension int8
+    (scored by the codec) fitted on the first SPLIT, every table encoded by them."""
+    tmp = tmp_path_factory.mktemp("rescore-codes")
+    x = make_vectors(N, D, seed=31)
+    for name, rows in (("base", slice(0, SPLIT)), ("new", slice(SPLIT, N)), ("all", slice(0, N))):
+        pq.write_table(pa.table({"id": list(range(N))[rows],
+                                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), D)}),
+                       tmp / f"{name}.src.parquet")
+        ok("import", tmp / f"{name}.src.parquet", "-o", tmp / f"{name}.parquet")
+    specs = {"rq": "binarize:mode=rabitq", "rq4": "binarize:mode=rabitq:bits=4", "i8": "int8:mode=global",
+             "i8p": "int8"}
+    for key, spec in specs.items():
+        ok("fit", tmp / "base.parquet", "--spec", spec, "-o", tmp / f"{key}.state")
+        for name in ("base", "new", "all"):
+            ok("encode", tmp / f"{name}.parquet", "--state", tmp / f"{key}.state", "-o", tmp / f"{name}.{key}.parquet")
+    q = make_vectors(40, D, seed=32)
+    np.save(tmp / "q.npy", q)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    truth = np.argsort(-(q / np.linalg.norm(q, axis=1, keepdims=True)) @ unit.T, axis=1, kind="stable")[:, :10]
+    return {"dir": tmp, "x": x, "q": q, "truth": truth}
+
+
+def test_codes_a_codec_scores_rescore_with_its_estimator(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = tmp_path / "rq.vecx"
+    ok("index", d / "all.rq.parquet", "-o", index, "--rescore-vectors", d / "all.rq4.parquet")
+    info = json.loads(ok("info", index, "--json"))["vecx"]["rescore"]
+    assert info["encoded"] is True and info["dtype"] == "codes" and info["dim"] == 4 * D // 8 + 4
+    assert "scored by their codec" in ok("info", index)
+    found = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "10"))
+    plain = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "1"))
+    # The scores are the 4-bit codes' own estimates, computed here from the stored table.
+    chain, codes = stored(d / "all.rq4.parquet")
+    stage = chain.stages[-1]
+    prepared = stage.prepare_queries(chain.encode_query(data["q"]))
+    estimate = stage.score(prepared, codes)
+    for i, item in enumerate(found):
+        rows = [r["id"] for r in item["results"]]
+        np.testing.assert_allclose([r["score"] for r in item["results"]], estimate[i, rows], rtol=1e-5, atol=1e-5)
+    assert recall(found, data["truth"]) > recall(plain, data["truth"]) + 0.05
+
+
+@pytest.mark.parametrize("key", ["i8", "i8p"])
+def test_int8_codes_rescore_exactly_after_decoding(data: dict, tmp_path: Path, key: str) -> None:
+    # Global int8 codes are decoded by their chain, per-dimension ones scored by their codec: both are
+    # the exact cosine of the query and the decoded row.
+    d = data["dir"]
+    index = tmp_path / "b.vecx"
+    ok("index", d / "all.rq.parquet", "-o", index, "--rescore-vectors", d / f"all.{key}.parquet")
+    found = lines(ok("query", index, "--vector", d / "q.npy", "-k", "5", "--oversample", "8"))
+    chain, codes = stored(d / f"all.{key}.parquet")
+    decoded = chain.decode(codes).astype(np.float64)
+    decoded /= np.linalg.norm(decoded, axis=1, keepdims=True)
+    q = data["q"] / np.linalg.norm(data["q"], axis=1, keepdims=True)
+    for i, item in enumerate(found):
+        rows = [r["id"] for r in item["results"]]
+        np.testing.assert_allclose([r["score"] for r in item["results"]], decoded[rows] @ q[i], atol=2e-5)
+    # Rows as queries (--like) are rescored by their decoded codes, themselves excluded.
+    like = lines(ok("query", index, "--like", "7", "-k", "5"))
+    assert len(like[0]["results"]) == 5 and 7 not in [r["id"] for r in like[0]["results"]]
+    assert like[0]["results"][0]["score"] == pytest.approx(float(decoded[like[0]["results"][0]["id"]] @ decoded[7]),
+                                                           abs=2e-5)
+
+
+def test_append_and_compact_keep_the_rescoring_codes(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = tmp_path / "grow.vecx"
+    ok("index", d / "base.rq.parquet", "-o", index, "--rescore-vectors", d / "base.rq4.parquet")
+    refused = run_vecx("index", d / "new.rq.parquet", "-o", index, "--append")
+    assert refused.code == 2 and "--rescore-vectors" in refused.stderr
+    wrong = run_vecx("index", d / "new.rq.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.i8.parquet")
+    assert wrong.code == 4
+    ok("index", d / "new.rq.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.rq4.parquet")
+    whole = tmp_path / "whole.vecx"
+    ok("index", d / "all.rq.parquet", "-o", whole, "--rescore-vectors", d / "all.rq4.parquet")
+    args = ("--vector", d / "q.npy", "-k", "10", "--oversample", "10")
+    grown = lines(ok("query", index, *args))
+    assert grown == lines(ok("query", whole, *args))  # exhaustive scans: the same rows and scores
+    ok("compact", index)
+    assert lines(ok("query", index, *args)) == grown
+
+
+def test_rescoring_codes_must_come_from_the_same_source(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    other = run_vecx("index", d / "all.rq.parquet", "-o", tmp_path / "x.vecx",
+                     "--rescore-vectors", d / "new.rq4.parquet")
+    assert other.code == 4 and "other data" in other.stderr
+    assert not (tmp_path / "x.vecx").exists()
