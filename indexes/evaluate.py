@@ -69,7 +69,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     configs = [(first, 1, False)]
     if searcher.rescorable:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
-        configs.append((f"{first} + rescore x{factor}", factor, True))
+        by = " (codes)" if getattr(searcher, "rescore_codes", None) is not None else ""
+        configs.append((f"{first} + rescore x{factor}{by}", factor, True))
     for name, factor, rescore in configs:
         # Each recall@n comes from a search for n results (k x factor candidates for k = n), as a user
         # running 'vecx query -k n' gets them; QPS from the search for the given k.

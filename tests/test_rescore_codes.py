@@ -115,3 +115,17 @@ def test_rescoring_codes_must_come_from_the_same_source(data: dict, tmp_path: Pa
                      "--rescore-vectors", d / "new.rq4.parquet")
     assert other.code == 4 and "other data" in other.stderr
     assert not (tmp_path / "x.vecx").exists()
+
+
+def test_eval_names_the_codes_stage(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = tmp_path / "rq.vecx"
+    ok("index", d / "all.rq.parquet", "-o", index, "--rescore-vectors", d / "all.rq4.parquet")
+    np.save(tmp_path / "gt.npy", data["truth"].astype(np.int32))
+    no_truth = run_vecx("eval", index, "--queries", d / "q.npy")
+    assert no_truth.code == 2 and "--truth" in no_truth.stderr  # codes give no exact truth
+    report = json.loads(ok("eval", index, "--queries", d / "q.npy", "--truth", tmp_path / "gt.npy",
+                           "--oversample", "10", "--json"))
+    names = [s["stage"] for s in report["stages"]]
+    assert names[-1] == "scan + rescore x10 (codes)"
+    assert report["stages"][-1]["recall@10"] > report["stages"][1]["recall@10"]
