@@ -37,8 +37,12 @@ NPROBES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1
 def recall_at(found: Any, truth: Any, k: int) -> float:
     """Mean fraction of the true top-k found in the first k results."""
     k = min(k, truth.shape[1], found.shape[1])
-    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits)) / k
+    return float(np.mean(hits_at(found, truth, k))) / k
+
+
+def hits_at(found: Any, truth: Any, k: int) -> Any:
+    """For each query, how many of its true top-k are in its first k results."""
+    return np.array([len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)])
 
 
 def _recalls(found: Any, truth: Any, ks: tuple[int, ...]) -> dict[str, float]:
@@ -69,7 +73,7 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     configs = [(first, 1, False)]
     if searcher.rescorable:
         factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
-        by = " (codes)" if getattr(searcher, "rescore_codes", None) is not None else ""
+        by = " (codes)" if searcher.rescore_codes is not None else ""
         configs.append((f"{first} + rescore x{factor}{by}", factor, True))
     for name, factor, rescore in configs:
         # Each recall@n comes from a search for n results (k x factor candidates for k = n), as a user
@@ -116,7 +120,7 @@ def _query_lid(searcher: Any, rows: Any, dist: Any) -> Any:
 def _recall_by_lid(rows: Any, truth: Any, k: int, lid: Any) -> dict[str, float | None]:
     """Recall@k of the queries at or below the median LID, and of those above it."""
     k = min(k, truth.shape[1], rows.shape[1])
-    hits = np.array([len(set(f[:k].tolist()) & set(t[:k].tolist())) / k for f, t in zip(rows, truth, strict=True)])
+    hits = hits_at(rows, truth, k) / k
     known = ~np.isnan(lid)
     median = np.median(lid[known]) if known.any() else np.nan
     low, high = known & (lid <= median), known & (lid > median)

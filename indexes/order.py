@@ -174,13 +174,10 @@ def estimate_rows(rows: int, dim: int) -> Any:
 
 def sampled_summary(vectors: Any, rows: int, metric: str) -> dict[str, Any]:
     """The set's LID estimate from the summary's rows, given the graph's vectors of :func:`estimate_rows`."""
-    points = euclidean_view(vectors, metric)
-    wanted = estimate_rows(rows, points.shape[1])
-    ref_rows, picked = reference_sample(rows, points.shape[1]), summary_sample(rows)
-    where = np.searchsorted(ref_rows, picked)
-    inside = (where < len(ref_rows)) & (ref_rows[np.minimum(where, len(ref_rows) - 1)] == picked)
-    values = lid(vectors[np.searchsorted(wanted, picked)], metric, points[np.searchsorted(wanted, ref_rows)],
-                 np.where(inside, where, -1))
+    dim = _view_dim(vectors, metric)
+    wanted, ref_rows, picked = estimate_rows(rows, dim), reference_sample(rows, dim), summary_sample(rows)
+    reference = euclidean_view(vectors[np.searchsorted(wanted, ref_rows)], metric)
+    values = lid(vectors[np.searchsorted(wanted, picked)], metric, reference, _positions(picked, ref_rows))
     return summary(values, len(ref_rows))
 
 
@@ -196,12 +193,18 @@ def insertion_order(order: str, vectors: Any, metric: str) -> tuple[Any, dict[st
             return np.random.default_rng(SEED).permutation(rows), stats
         return np.arange(rows, dtype=np.int64), stats
     ref_rows = reference_sample(rows, _view_dim(vectors, metric))
-    reference_of = np.full(rows, -1, dtype=np.int64)
-    reference_of[ref_rows] = np.arange(len(ref_rows))
-    values = lid(vectors, metric, euclidean_view(vectors[ref_rows], metric), reference_of)
+    values = lid(vectors, metric, euclidean_view(vectors[ref_rows], metric),
+                 _positions(np.arange(rows, dtype=np.int64), ref_rows))
     # Rounded first, so that float noise in the last bits cannot swap two rows between machines.
     key = np.nan_to_num(np.round(values, 3), nan=-1.0, posinf=np.finfo(np.float64).max)
     return np.lexsort((np.arange(rows), -key)), summary(values, len(ref_rows))
+
+
+def _positions(rows: Any, ref_rows: Any) -> Any:
+    """For each of ``rows``, its index in the sorted ``ref_rows``, or -1 (what :func:`lid` calls ``reference_of``)."""
+    where = np.searchsorted(ref_rows, rows)
+    inside = (where < len(ref_rows)) & (ref_rows[np.minimum(where, len(ref_rows) - 1)] == rows)
+    return np.where(inside, where, -1)
 
 
 def _view_dim(vectors: Any, metric: str) -> int:

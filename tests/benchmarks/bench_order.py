@@ -43,7 +43,7 @@ def grouped_permutation(x: Any, metric: str) -> Any:
     return np.argsort(d.argmin(axis=1), kind="stable")
 
 
-def graph_recall(searcher: Any, q: Any) -> tuple[float, float]:
+def graph_recall(searcher: Any, q: Any) -> tuple[float, Any]:
     """Recall@10 of the graph search against the exact top-10 of the same codes (ties counted: a row
     as near as the 10th is a hit), and the graph's own search result rows."""
     codes = searcher.chain.encode_query(searcher.check_queries(q, "queries"))
@@ -53,14 +53,11 @@ def graph_recall(searcher: Any, q: Any) -> tuple[float, float]:
     return float(hits.mean()), keys
 
 
-def recall(found: Any, truth: Any) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)])) / 10
-
-
 def run_set(name: str, metric: str, builds: int, work: str, graphs: list[str], orders: list[str]) -> list[list[object]]:
     from vecx import api
     from vecx.formats.readers import ReadOptions
     from vecx.indexes.build import BuildOptions
+    from vecx.indexes.evaluate import recall_at
     from vecx.indexes.search import Searcher
 
     x = np.load(os.path.join(DATA, name, "base.npy")).astype(np.float32)
@@ -94,7 +91,7 @@ def run_set(name: str, metric: str, builds: int, work: str, graphs: list[str], o
                     if order == "grouped":
                         rows = np.where(rows >= 0, perm[np.maximum(rows, 0)], -1)
                     recalls.append(found)
-                    truth_recalls.append(recall(rows, truth))
+                    truth_recalls.append(recall_at(rows, truth, 10))
                 log(f"{name} {dtype} M={connectivity} efa={expansion_add} {order}: {recalls} {truth_recalls} "
                     f"build {np.mean(seconds):.1f}s lid {lid}")
                 out.append([name, dtype, f"{connectivity} / {expansion_add}", order, f"{np.mean(recalls):.4f}",

@@ -27,14 +27,11 @@ RESCORERS = [(None, "float32 (from disk)"), ("int8", "per-dimension int8 codes, 
 FACTORS = (1, 4, 10, 20)
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)])) / 10
-
-
 def run_set(name: str, metric: str, work: str) -> list[list[object]]:
     from vecx import api
     from vecx.formats.readers import ReadOptions
     from vecx.indexes.build import BuildOptions
+    from vecx.indexes.evaluate import recall_at
     from vecx.indexes.search import Searcher
 
     base = os.path.join(DATA, name, "base.npy")
@@ -68,7 +65,7 @@ def run_set(name: str, metric: str, work: str) -> list[list[object]]:
                 start = time.perf_counter()
                 found, _ = searcher.search(qq, 10, oversample=factor, rescore=factor > 1)
                 seconds = time.perf_counter() - start
-                cells += [f"{recall(found, truth):.4f}", f"{len(q) / seconds:,.0f}"]
+                cells += [f"{recall_at(found, truth, 10):.4f}", f"{len(q) / seconds:,.0f}"]
             searcher.close()
             log(f"{name} {scan} {label}: {cells}")
             out.append([name, f"1-bit RaBitQ, {scan}", label, f"{in_memory:,.0f}",
