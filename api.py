@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -780,12 +781,14 @@ def _write_truth(output: str, base_src: Source, q_src: Source, q_ids: Any, base_
 # Building and querying an index
 # --------------------------------------------------------------------------------------
 @accepts_arrays("table", "rescore")
-def build_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
+def build_index(table: str, output: str, *, rescore: str | Sequence[str] | None = None, options: Any = None,
                 progress: Progress | None = None, wait: bool = True, on_wait: Any = None,
                 if_changed: bool = False, shards: int = 1, engine: str = "local",
                 scheduler: str | None = None) -> IndexReport:
     """Build the index directory ``output`` from an encoded vector table, and optionally a float table
-    of the same rows for exact rescoring (see :func:`vecx.indexes.build.build`).
+    of the same rows for exact rescoring (see :func:`vecx.indexes.build.build`). ``rescore`` may
+    list several tables of the same rows, one per rescoring stage, cheapest first: each stage ranks
+    the candidates the one before kept (``options.oversample``: one factor per stage).
 
     ``options`` is a :class:`vecx.indexes.build.BuildOptions` (graph parameters, default search
     settings). Concurrent builds of one index take turns (``wait=False``: a BusyError instead);
@@ -796,8 +799,9 @@ def build_index(table: str, output: str, *, rescore: str | None = None, options:
     """
     from vecx.indexes.build import BuildOptions, build
 
+    rescore, refine = _stages(rescore)
     if if_changed:
-        unchanged = _unchanged(table, output, rescore)
+        unchanged = _unchanged(table, output, rescore, refine)
         if unchanged is not None:
             return IndexReport(path=output, manifest=unchanged, action="unchanged", change=_change(ChangeReport(
                 output, "unchanged", 0, 0, 0, note=f"{output} was built from {table} as it is now; nothing to do")))
@@ -805,10 +809,19 @@ def build_index(table: str, output: str, *, rescore: str | None = None, options:
         from vecx.indexes import shards as shards_mod
 
         manifest = shards_mod.build(table, output, rescore=rescore, options=options or BuildOptions(), shards=shards,
-                                    engine=engine, scheduler=scheduler, wait=wait, on_wait=on_wait)
+                                    engine=engine, scheduler=scheduler, wait=wait, on_wait=on_wait, refine=refine)
         return IndexReport(path=output, manifest=manifest)
-    manifest = build(table, output, rescore=rescore, options=options, progress=progress, wait=wait, on_wait=on_wait)
+    manifest = build(table, output, rescore=rescore, refine=refine, options=options, progress=progress, wait=wait,
+                     on_wait=on_wait)
     return IndexReport(path=output, manifest=manifest)
+
+
+def _stages(rescore: str | Sequence[str] | None) -> tuple[str | None, tuple[str, ...]]:
+    """The last rescoring table and those of the stages before it, from one table or a list of them."""
+    if rescore is None or isinstance(rescore, str):
+        return rescore, ()
+    tables = [str(path) for path in rescore]
+    return (tables[-1], tuple(tables[:-1])) if tables else (None, ())
 
 
 def _change(report: ChangeReport) -> dict[str, Any]:
@@ -817,9 +830,9 @@ def _change(report: ChangeReport) -> dict[str, Any]:
                                                                "note")}
 
 
-def _unchanged(table: str, output: str, rescore: str | None) -> dict[str, Any] | None:
+def _unchanged(table: str, output: str, rescore: str | None, refine: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The index's manifest if it was built, as one segment without deletions, from ``table`` (and
-    ``rescore``) as they are now; else ``None``."""
+    the rescoring tables) as they are now; else ``None``."""
     from vecx.formats.readers import open_source
     from vecx.indexes import store
 
@@ -832,9 +845,10 @@ def _unchanged(table: str, output: str, rescore: str | None) -> dict[str, Any] |
     if len(manifest.get("segments") or [None]) != 1 or manifest.get("deleted"):
         return None
     fingerprint = (open_source(table).meta or {}).get("fingerprint")
-    rescore_fp = (open_source(rescore).meta or {}).get("fingerprint") if rescore else None
-    built_rescore = (manifest.get("rescore") or {}).get("fingerprint")
-    if fingerprint is None or fingerprint != manifest["table"].get("fingerprint") or rescore_fp != built_rescore:
+    given = [(open_source(path).meta or {}).get("fingerprint") for path in (*refine, *([rescore] if rescore else []))]
+    built = [stage.get("fingerprint") for stage in (*(manifest.get("refine") or ()),
+                                                    *([manifest["rescore"]] if manifest.get("rescore") else []))]
+    if fingerprint is None or fingerprint != manifest["table"].get("fingerprint") or given != built:
         return None
     return manifest
 
@@ -852,7 +866,7 @@ def _change_report(path: str, change: Any) -> ChangeReport:
 
 
 @accepts_arrays("table", "rescore")
-def append_index(table: str, output: str, *, rescore: str | None = None, options: Any = None,
+def append_index(table: str, output: str, *, rescore: str | Sequence[str] | None = None, options: Any = None,
                  max_segments: int | None = None, auto_merge: bool = True, progress: Progress | None = None,
                  wait: bool = True, on_wait: Any = None) -> IndexReport:
     """Add a table's rows to an index as a new segment; rows with ids already in it replace the old
@@ -861,7 +875,8 @@ def append_index(table: str, output: str, *, rescore: str | None = None, options
     ``auto_merge`` and ``max_segments`` ask. See :func:`vecx.indexes.update.append`."""
     from vecx.indexes import update
 
-    change = update.append(table, output, rescore=rescore, options=options, max_segments=max_segments,
+    rescore, refine = _stages(rescore)
+    change = update.append(table, output, rescore=rescore, refine=refine, options=options, max_segments=max_segments,
                            auto_merge=auto_merge, progress=progress, wait=wait, on_wait=on_wait)
     return IndexReport(path=output, manifest=change.manifest, action=change.action,
                        change=_change(_change_report(output, change)))
@@ -921,7 +936,7 @@ def _query_sets(path: str) -> tuple[Any, list[Any] | None]:
 
 @accepts_arrays("vector")
 def query(index: str, *, vector: str | None = None, like: list[Any] | None = None, k: int = 10,
-          oversample: int | None = None, expansion: int | None = None,
+          oversample: int | tuple[int, ...] | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
           json: str | None = None, scan: str | None = None, nprobe: int | None = None) -> QueryResult:
@@ -984,8 +999,8 @@ def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index:
     return where_mod.mask(where, names, searcher.rows_table, index) if where else None
 
 
-def _search_queries(searcher: Searcher, k: int, oversample: int | None, expansion: int | None, allowed: Any, *,
-                    like: list[Any] | None, multi_vector: str | None, json: str | None,
+def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...] | None, expansion: int | None,
+                    allowed: Any, *, like: list[Any] | None, multi_vector: str | None, json: str | None,
                     vector: str | None) -> tuple[Any, Any, list[Any] | None]:
     """Rows and scores of the results of every query (row -1: no result), and the queries' ids.
 
@@ -1042,11 +1057,12 @@ def _query_entries(rows: Any, scores: Any, taken: list[dict[str, Any]], fields: 
     return out
 
 
-def _check_search_options(k: int, oversample: int | None, expansion: int | None) -> None:
+def _check_search_options(k: int, oversample: int | tuple[int, ...] | None, expansion: int | None) -> None:
     """Refuse search options below 1 (a factor or size of 0 would silently mean something else)."""
     for flag, value in (("-k", k), ("--oversample", oversample), ("--expansion", expansion)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be at least 1, not {value}")
+        for one in value if isinstance(value, (tuple, list)) else (value,):
+            if one is not None and one < 1:
+                raise UsageError(f"{flag} must be at least 1, not {one}")
 
 
 def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None) -> None:
@@ -1068,7 +1084,7 @@ def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None) -> 
 
 @accepts_arrays("queries", "truth_path")
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
-             oversample: int | None = None, expansion: int | None = None,
+             oversample: int | tuple[int, ...] | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
              first_stage: str | None = None, scan: str | None = None, nprobe: int | None = None) -> EvalReport:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vecx.bench.report import memory_recall, staged
 from vecx.errors import UsageError
 
 COLORS = {"vecx": "#1f5fbf", "faiss": "#d9730d", "usearch": "#2e8b57"}
@@ -31,7 +32,7 @@ def draw(report: dict[str, Any], path: str) -> None:
 
     k, factors = report["k"], report["rescore"]
     rows = report["rows"]
-    low = max(0.0, min(r["recall"]["x1"] for r in rows) - 0.05)
+    low = max(0.0, min(min(r["recall"]["x1"], memory_recall(r)) for r in rows) - 0.05)
     best = [max(r["recall"].values()) for r in rows]
     # The high-recall region, where the rescored rows crowd: a panel of its own below the whole view.
     zoom_low = max(low, min((b for b in best if b >= 0.8), default=1.0) - 0.01)
@@ -47,22 +48,25 @@ def draw(report: dict[str, Any], path: str) -> None:
     _points(axes, rows, groups)
     # The key: one line per numbered point (bold: on the Pareto front).
     top = f"x{factors[-1]}" if factors else "x1"
-    fig.text(0.69, 0.92, f"#  bytes  recall@{k} x1 -> best   (* Pareto)", fontsize=8, family="monospace",
+    before = "mem" if staged(report) else "x1"
+    fig.text(0.69, 0.92, f"#  bytes  recall@{k} {before} -> best   (* Pareto)", fontsize=8, family="monospace",
              color="#333333")
     step = min(0.035, 0.8 / max(1, len(rows)))
     for i, row in enumerate(rows, start=1):
         label = row["name"] if row["system"] == "vecx" else f"{row['system']} {row['name']}"
-        text = (f"{i:<2} {row['bytes_per_vector']:>5}  {row['recall']['x1']:.3f} -> {max(row['recall'].values()):.3f}"
+        text = (f"{i:<2} {row['bytes_per_vector']:>5}  {memory_recall(row):.3f} -> {max(row['recall'].values()):.3f}"
                 f"{' *' if row['pareto'] else '  '} {label}")
         fig.text(0.69, 0.92 - i * step, text, fontsize=8, family="monospace",
                  color=COLORS.get(row["system"], "#555555"), fontweight="bold" if row["pareto"] else "normal")
     for panel in axes:
         panel.set_xscale("log")
         panel.set_ylabel(f"recall@{k}")
-    axes[-1].set_xlabel("bytes per vector (codes only, log scale)")
+    axes[-1].set_xlabel("bytes per vector in memory (codes" + (", and codes stages" if staged(report) else " only")
+                        + ", log scale)")
     b = report["base"]
     name = os.path.basename(os.path.dirname(os.path.abspath(b["path"]))) or b["path"]
-    ax.set_title(f"{name}: {b['rows']:,} x {b['dim']}, {b['metric']}\nrecall@{k} before rescoring (hollow) and "
+    hollow = "from memory alone (hollow)" if staged(report) else "before rescoring (hollow)"
+    ax.set_title(f"{name}: {b['rows']:,} x {b['dim']}, {b['metric']}\nrecall@{k} {hollow} and "
                  f"after the best rescoring up to {top} (filled)", fontsize=10, pad=10)
     ax.set_ylim(low, 1.045)
     if zoomed:
@@ -94,7 +98,7 @@ def _points(axes: list[Any], rows: list[dict[str, Any]], groups: dict[int, list[
         for i, row in enumerate(members):
             color = COLORS.get(row["system"], "#555555")
             x = b * 1.07 ** (i - (len(members) - 1) / 2)
-            before, after = row["recall"]["x1"], max(row["recall"].values())
+            before, after = memory_recall(row), max(row["recall"].values())
             for panel in axes:
                 panel.plot([x, x], [before, after], color=color, alpha=0.4, linewidth=1.2, zorder=1)
                 panel.scatter([x], [before], facecolors="white", edgecolors=color, s=34, linewidths=1.4, zorder=2)

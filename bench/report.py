@@ -3,6 +3,10 @@
 Rows are sorted by bytes per vector, then by the best recall. A row is on the Pareto front
 when no other row (vecx or peer) has at most its bytes per vector and at least its best
 recall@k (the highest over the measured rescoring factors), one of the two strictly.
+
+Rows with an in-memory rescoring stage (``SPEC@rescore=SPEC2``) count both codes in their bytes,
+and add a second front: recall without reading any float vector (their codes stage ranking the
+results; every other row: its codes alone, x1), against bytes in memory.
 """
 
 from __future__ import annotations
@@ -15,14 +19,31 @@ def best_recall(row: dict[str, Any]) -> float:
     return max(row["recall"].values())
 
 
-def finish(report: dict[str, Any]) -> dict[str, Any]:
-    """Flag the Pareto front and sort the rows."""
-    rows = report["rows"]
+def memory_recall(row: dict[str, Any]) -> float:
+    """The row's recall with nothing read but what it keeps in memory (its codes, and codes stage)."""
+    return row.get("memory_recall", row["recall"]["x1"])
+
+
+def staged(report: dict[str, Any]) -> bool:
+    """Whether a row keeps an in-memory rescoring stage (and the report shows the in-memory front)."""
+    return any(row.get("stage") for row in report["rows"])
+
+
+def _front(rows: list[dict[str, Any]], recall: Any, flag: str) -> None:
+    """Flag ``flag`` on rows no other row beats on bytes and ``recall`` (one of the two strictly)."""
     for row in rows:
-        b, r = row["bytes_per_vector"], best_recall(row)
-        row["pareto"] = not any(
-            o is not row and o["bytes_per_vector"] <= b and best_recall(o) >= r
-            and (o["bytes_per_vector"] < b or best_recall(o) > r) for o in rows)
+        b, r = row["bytes_per_vector"], recall(row)
+        row[flag] = not any(
+            o is not row and o["bytes_per_vector"] <= b and recall(o) >= r
+            and (o["bytes_per_vector"] < b or recall(o) > r) for o in rows)
+
+
+def finish(report: dict[str, Any]) -> dict[str, Any]:
+    """Flag the Pareto fronts and sort the rows."""
+    rows = report["rows"]
+    _front(rows, best_recall, "pareto")
+    if staged(report):
+        _front(rows, memory_recall, "pareto_memory")
     rows.sort(key=lambda row: (row["bytes_per_vector"], -best_recall(row), row["system"] != "vecx", row["name"]))
     return report
 
@@ -31,23 +52,27 @@ def header(report: dict[str, Any]) -> list[str]:
     """Column titles of the table."""
     k, factors = report["k"], report["rescore"]
     top = f"x{factors[-1]}" if factors else "x1"
-    return ["system", "spec / peer", "bytes/vec", f"recall@{k}", *[f"x{f}" for f in factors], "fit s",
-            "encode MB/s", "build s", "QPS", *([f"QPS {top}"] if factors else []), "p50 ms", "pareto"]
+    memory = ["in memory"] if staged(report) else []
+    return ["system", "spec / peer", "bytes/vec", f"recall@{k}", *[f"x{f}" for f in factors], *memory, "fit s",
+            "encode MB/s", "build s", "QPS", *([f"QPS {top}"] if factors else []), "p50 ms", "pareto",
+            *(["pareto (memory)"] if memory else [])]
 
 
 def cells(report: dict[str, Any]) -> list[list[str]]:
     """One list of strings per row, matching :func:`header`."""
     factors = report["rescore"]
     out = []
+    with_memory = staged(report)
     for row in report["rows"]:
         rec, qps = row["recall"], row["qps"]
         out.append([
             row["system"], row["name"], str(row["bytes_per_vector"]), f"{rec['x1']:.4f}",
-            *[f"{rec[f'x{f}']:.4f}" for f in factors],
+            *[f"{rec[f'x{f}']:.4f}" for f in factors], *([f"{memory_recall(row):.4f}"] if with_memory else []),
             f"{row['fit_s']:.2f}", "" if row["encode_mb_s"] is None else f"{row['encode_mb_s']:,.0f}",
             f"{row['build_s'] + (row['encode_s'] or 0):.2f}", f"{qps['x1']:,.0f}",
             *([f"{qps[f'x{factors[-1]}']:,.0f}"] if factors else []),
-            f"{row['p50_ms']:.3f}" if row.get("p50_ms") is not None else "", "*" if row["pareto"] else ""])
+            f"{row['p50_ms']:.3f}" if row.get("p50_ms") is not None else "", "*" if row["pareto"] else "",
+            *(["*" if row["pareto_memory"] else ""] if with_memory else [])])
     return out
 
 
@@ -70,7 +95,12 @@ def description(report: dict[str, Any]) -> str:
             "file) + index build, peers add. "
             "QPS: all queries in one call, best of the runs; p50 ms: median time of one query searched "
             "alone (the first 200, no rescoring). "
-            "pareto *: no other row has fewer or equal bytes and higher or equal best recall.")
+            "pareto *: no other row has fewer or equal bytes and higher or equal best recall."
+            + (" Rows SPEC@rescore=SPEC2 rescore in two stages: SPEC2's codes (kept in memory, counted in "
+               "bytes/vec) rank the k x factor candidates, the float vectors the best k x 2 of them; in memory: "
+               "recall with no float vector read (SPEC2's codes ranking the results, at the largest factor; "
+               "other rows: their codes alone), and pareto (memory) its front against bytes/vec."
+               if staged(report) else ""))
 
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:

@@ -95,7 +95,12 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
     _check_base(source, base)
     # "SPEC@key=value@..." sets index options for that spec only (e.g. binarize:mode=rabitq@scan=graph).
     split = [_split_spec(given) for given in specs]
+    # "@rescore=SPEC2": a rescoring stage of SPEC2 codes, kept in memory, before the float vectors.
+    stage_specs = [extra.pop("rescore", None) for _, extra in split]
     planned = [_plan(spec, source.space, options) for spec, _ in split]  # spec errors before any work
+    for stage_spec in stage_specs:
+        if stage_spec:
+            _plan(stage_spec, source.space, options)
     build_options = index_build_options(options.index_options)
     spec_build_options = [index_build_options({**options.index_options, **extra}) for _, extra in split]
     q = _read_bench_queries(queries, base, source.dim)
@@ -112,7 +117,8 @@ def run(base: str, queries: str, specs: list[str], options: BenchOptions | None 
         chains = [Chain.from_spec(c.spec, space) for c in planned]  # re-planned on the imported (refined) space
         for given, chain, chain_options in zip(specs, chains, spec_build_options, strict=True):
             _check_indexable(given, chain, chain_options, bool(space.normalized))
-        rows = _run_chains(specs, chains, spec_build_options, imported, x, q, truth, options, work, progress)
+        rows = _run_chains(specs, chains, spec_build_options, stage_specs, imported, x, q, truth, options, work,
+                           progress)
         train_rows = _train_rows(len(x), options)
         if want_peers:
             keys = peers_mod.auto_peers(planned, source.dim, build_options) if options.peers else []
@@ -160,15 +166,17 @@ def _read_bench_queries(queries: str, base: str, dim: int) -> Any:
     return q
 
 
-def _run_chains(specs: list[str], chains: list[Any], build_options: list[Any], imported: str, x: Any, q: Any,
-                truth: Any, options: BenchOptions, work: str, progress: Any) -> list[dict[str, Any]]:
+def _run_chains(specs: list[str], chains: list[Any], build_options: list[Any], stage_specs: list[str | None],
+                imported: str, x: Any, q: Any, truth: Any, options: BenchOptions, work: str,
+                progress: Any) -> list[dict[str, Any]]:
     """The report's row of every chain, run one after the other with files under ``work``; a vecx error
     while one runs is re-raised with its message prefixed by the spec as given."""
     rows = []
-    for number, (given, chain, chain_options) in enumerate(zip(specs, chains, build_options, strict=True)):
+    for number, (given, chain, chain_options, stage_spec) in enumerate(zip(specs, chains, build_options, stage_specs,
+                                                                           strict=True)):
         try:
             rows.append(_run_chain(given, chain, imported, x, q, truth, options, chain_options,
-                                   os.path.join(work, str(number)), progress))
+                                   os.path.join(work, str(number)), progress, stage_spec))
         except VecxError as exc:
             exc.message = f"spec {given!r}: {exc.message}"
             exc.args = (exc.message,)
@@ -337,11 +345,17 @@ def _sample_for(x: Any) -> Callable[[Any], Any]:
 
 
 def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any, options: BenchOptions,
-               build_options: Any, prefix: str, progress: Any) -> dict[str, Any]:
-    """Fit, apply, encode, index and search one chain; the row of the report."""
+               build_options: Any, prefix: str, progress: Any, stage_spec: str | None = None) -> dict[str, Any]:
+    """Fit, apply, encode, index and search one chain; the row of the report.
+
+    ``stage_spec``: the index rescores in two stages, codes of this spec (in memory: counted in the
+    row's bytes) and then the float vectors for the best ``k x 2`` of them (or fewer). The row's
+    ``memory_recall`` is the codes stage alone at the largest factor: no float vector read.
+    """
     from vecx import api
     from vecx.indexes.build import build
     from vecx.indexes.evaluate import recall_at
+    from vecx.indexes.rescoring import MULTI_STAGE_LATER
     from vecx.indexes.search import Searcher
 
     fit_s, state_file = 0.0, None
@@ -359,9 +373,15 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     started = time.perf_counter()
     api.encode_file(imported, codes, chain.spec, state_file=state_file, progress=progress)
     encode_s = time.perf_counter() - started
+    refine: tuple[str, ...] = ()
+    if stage_spec:
+        refine = (prefix + ".stage.parquet",)
+        started = time.perf_counter()
+        api.encode_file(imported, refine[0], stage_spec, progress=progress)  # fitted on its own seeded sample
+        encode_s += time.perf_counter() - started
     index = prefix + ".vecx"
     started = time.perf_counter()
-    manifest = build(codes, index, rescore=imported, options=build_options, progress=progress)
+    manifest = build(codes, index, rescore=imported, refine=refine, options=build_options, progress=progress)
     build_s = time.perf_counter() - started
     os.unlink(codes)
     searcher = Searcher(index)
@@ -370,14 +390,25 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     recall, qps = {}, {}
     for factor in (1, *options.rescore):
         progress.start(None, f"{given}: searching x{factor}")
+        factors = (factor, min(factor, MULTI_STAGE_LATER)) if refine else factor
         (found, _), seconds = best_time(
-            partial(searcher.search, qq, options.k, oversample=factor, rescore=factor > 1), options.repeat)
+            partial(searcher.search, qq, options.k, oversample=factors, rescore=factor > 1), options.repeat)
         progress.close()
         recall[f"x{factor}"] = round(recall_at(found, truth, options.k), 4)
         qps[f"x{factor}"] = round(len(qq) / seconds, 1)
+    memory = {}
+    if refine:  # the codes stage ranks the k results: nothing read from the float vectors
+        searcher.stage_limit = 1
+        top = max(options.rescore, default=1)
+        found, _ = searcher.search(qq, options.k, oversample=(top, top))
+        searcher.stage_limit = None
+        stage = manifest["refine"][0]
+        stage_bytes = int(stage["dim"]) * {"float32": 4, "float16": 2}.get(stage["dtype"], 1)
+        memory = {"stage": stage_spec, "stage_bytes_per_vector": stage_bytes,
+                  "memory_recall": round(recall_at(found, truth, options.k), 4), "memory_factor": top}
     p50_ms = single_query_ms(lambda i: searcher.search(qq[i: i + 1], options.k, oversample=1, rescore=False), len(qq))
-    return {"system": "vecx", "name": given, "spec": chain.spec,
-            "bytes_per_vector": int(chain.output.bytes_per_vector),
+    return {"system": "vecx", "name": given, "spec": chain.spec, **memory,
+            "bytes_per_vector": int(chain.output.bytes_per_vector) + memory.get("stage_bytes_per_vector", 0),
             "index_bytes_per_vector": int(manifest["bytes_per_vector"]),
             "graph": {"metric": manifest["graph"]["metric"], "dtype": manifest["graph"]["dtype"],
                       **({"scan": searcher.scan_mode} if searcher.scan is not None else {})},

@@ -55,6 +55,22 @@ def renamed(new: str, new_value: Any, old: str, old_value: Any) -> Any:
     return old_value
 
 
+def factors(text: str | None) -> int | tuple[int, ...] | None:
+    """``--oversample``: one factor (``10``), or one per rescoring stage (``20,4``)."""
+    from vecx.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UsageError(f"--oversample {text}: give a factor of at least 1, or one per rescoring stage "
+                         "(e.g. 20,4: 20 x k candidates for the first stage, of which it keeps 4 x k for the next)")
+    return values[0] if len(values) == 1 else values
+
+
 def query_file(option: str | None, positional: str | None, base: str) -> str:
     """The queries of truth/bench: ``--queries FILE``, the old second argument (with a note), or the
     test set of an ann-benchmarks HDF5 base."""

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
               queries: Annotated[str, typer.Option("--queries", metavar="FILE", help="Query vectors in the input space (.npy, .parquet, ...; an ann-benchmarks .hdf5: its test set).", show_default=False)],
               truth: Annotated[Optional[str], typer.Option("--truth", metavar="FILE", help="Ground truth: a 'vecx truth' table, a .npy of base row numbers (queries x k), or an ann-benchmarks .hdf5 (its neighbors) (default: computed exactly from the index's float rescoring vectors).", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="The k of the tuned recall@k.")] = 10,
-              oversample: Annotated[Optional[int], typer.Option("--oversample", metavar="X", min=1, help="Oversampling (rescoring) factor to evaluate (default: the index's).", show_default=False)] = None,
+              oversample: Annotated[Optional[str], typer.Option("--oversample", metavar="X[,Y...]", help="Oversampling (rescoring) factor to evaluate, or one per rescoring stage (default: the index's).", show_default=False)] = None,
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search expansion to evaluate (default: the index's).", show_default=False)] = None,
               target_recall: Annotated[Optional[float], typer.Option("--target-recall", metavar="R", help="Find the smallest oversampling factor, then search expansion, reaching recall@k >= R.", show_default=False)] = None,
@@ -37,9 +37,9 @@ def register(app: typer.Typer) -> None:
         Batch QPS is one multi-threaded call over all queries; latencies come from single queries.
         """
         from vecx import api
-        from vecx.cli.common import renamed
+        from vecx.cli.common import factors, renamed
 
-        rescore = renamed("--oversample", oversample, "--rescore", rescore)
+        rescore = renamed("--oversample", factors(oversample), "--rescore", rescore)
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
                               target_recall=target_recall, save=save, first_stage=first_stage, scan=scan, nprobe=nprobe)
         if json:
@@ -69,7 +69,9 @@ def register(app: typer.Typer) -> None:
             knob = next((name for name in ("nprobe", "expansion") if name in first), None)
 
             def at(setting: dict) -> str:
-                return f"oversample {setting['oversample']}" + (f", {knob} {setting[knob]}" if knob else "")
+                factor = setting["oversample"]
+                spelled = ",".join(map(str, factor)) if isinstance(factor, list) else factor
+                return f"oversample {spelled}" + (f", {knob} {setting[knob]}" if knob else "")
 
             if tuning["reached"]:
                 typer.echo(f"target recall@{k} >= {tuning['target']}: {at(tuning)} "

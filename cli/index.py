@@ -41,12 +41,12 @@ def _add_index(app: typer.Typer) -> None:
     ))
     def index(table: Annotated[str, typer.Argument(metavar="TABLE", help="Encoded vector table (float32, float16, int8:mode=global or binarize codes; pq and binarize:mode=rabitq codes are scored by their codec): a file, or a dataset of parts (folder, glob, s3:// ...).", show_default=False)],
               output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Index to write (a directory; replaced atomically).", show_default=False)],
-              rescore_vectors: Annotated[Optional[str], typer.Option("--rescore-vectors", metavar="TABLE", help="A table of the same source, kept memory-mapped for rescoring: float32/float16 vectors (exact scores), or codes their codec scores or decodes (e.g. binarize:mode=rabitq:bits=4, int8: an index that fits in memory; scored as the codec scores them). A multi-vector table: exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both.", show_default=False)] = None,
+              rescore_vectors: Annotated[Optional[list[str]], typer.Option("--rescore-vectors", metavar="TABLE", help="A table of the same source, kept memory-mapped for rescoring: float32/float16 vectors (exact scores), or codes their codec scores or decodes (e.g. binarize:mode=rabitq:bits=4, int8: an index that fits in memory; scored as the codec scores them). Repeat it for rescoring stages, cheapest first: each ranks the candidates the one before kept, e.g. 4-bit codes in memory, then float vectors read from disk for the few left (--oversample 20,2). A multi-vector table (alone): exact MaxSim over its token vectors, plus a mean-vector graph for --first-stage mean|both.", show_default=False)] = None,
               rescore: Annotated[Optional[str], typer.Option("--rescore", metavar="TABLE", hidden=True)] = None,
               connectivity: Annotated[int, typer.Option("--connectivity", metavar="M", min=2, help="Graph edges per node (HNSW M).")] = 16,
               expansion_add: Annotated[int, typer.Option("--expansion-add", metavar="N", min=1, help="Candidate list size while building (efConstruction).")] = 128,
               expansion_search: Annotated[int, typer.Option("--expansion-search", metavar="N", min=1, help="Default candidate list size while searching (ef).")] = 64,
-              oversample: Annotated[int, typer.Option("--oversample", metavar="X", min=1, help="Default rescoring factor: fetch X*k candidates, rescore, keep k.")] = 4,
+              oversample: Annotated[Optional[str], typer.Option("--oversample", metavar="X[,Y...]", help="Default rescoring factors: fetch X*k candidates, rescore, keep k; with several rescoring stages, one factor per stage (X*k candidates for the first, which keeps Y*k for the next ...). [default: 4; 10,2 for two stages]", show_default=False)] = None,
               deterministic: Annotated[bool, typer.Option("--deterministic", help="Single-threaded add: the same graph bytes every time.")] = False,
               order: Annotated[str, typer.Option("--order", metavar="auto|input|random|lid", help="The order rows enter the graph (HNSW recall depends on it: early rows become hubs). input: the table's; random: a seeded shuffle, undoing any grouping of the rows (by source, date, category); lid: highest local intrinsic dimensionality first (Elliott & Clark 2024), estimated from each row's 20 nearest neighbours among a seeded sample of up to 2,000 rows, in the codes' own metric; auto: lid for float and int8 graphs built multi-threaded, else input (what measured best). Orders other than input hold the graph's vectors in memory once more while building.")] = "auto",
               scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph|ivf", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks), ivf scans the --nprobe lists nearest the query (codes in coarse lists, pq:...:ivf=N: their default). auto: graph, but for codes their codec scores (pq, rabitq, per-dimension int8) only above 200,000 rows (about 8 MB of int8 codes: 20,000 rows of 384-d).")] = "auto",
@@ -72,22 +72,22 @@ def _add_index(app: typer.Typer) -> None:
         with --no-wait. A failed or interrupted build leaves the previous index as it was.
         """
         from vecx import api
-        from vecx.cli.common import renamed
+        from vecx.cli.common import factors, renamed
         from vecx.indexes.build import BuildOptions
 
-        rescore = renamed("--rescore-vectors", rescore_vectors, "--rescore", rescore)
+        stages = renamed("--rescore-vectors", rescore_vectors, "--rescore", [rescore] if rescore else None)
         _refuse_conflicts(append=append, if_changed=if_changed, shards=shards, engine=engine,
                           max_segments=max_segments, auto_merge=auto_merge, budget=budget, target_recall=target_recall,
-                          queries=queries, rescore=rescore, scan=scan)
+                          queries=queries, rescore=bool(stages), scan=scan)
         if budget is not None:
             _index_for_budget(table, output, budget, target_recall, queries, connectivity=connectivity,
                               expansion_add=expansion_add, deterministic=deterministic, no_wait=no_wait,
                               quiet=quiet, json=json)
             return
         options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
-                               expansion_search=expansion_search, oversample=oversample,
+                               expansion_search=expansion_search, oversample=factors(oversample),
                                deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe, order=order)
-        common: dict[str, Any] = {"rescore": rescore, "progress": Bar(quiet), "options": options, "wait": not no_wait,
+        common: dict[str, Any] = {"rescore": stages or None, "progress": Bar(quiet), "options": options, "wait": not no_wait,
                                   "on_wait": lambda pid: waiting(output, pid)}
         if append:
             report = api.append_index(table, output, max_segments=max_segments,
@@ -106,7 +106,7 @@ def _add_index(app: typer.Typer) -> None:
 
 def _refuse_conflicts(*, append: bool, if_changed: bool, shards: int, engine: str, max_segments: int | None,
                       auto_merge: bool | None, budget: str | None, target_recall: float | None, queries: str | None,
-                      rescore: str | None, scan: str) -> None:
+                      rescore: bool, scan: str) -> None:
     """Usage errors for options of ``vecx index`` that do not go together."""
     from vecx.errors import UsageError
 

@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
 
 def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
     """What ``vecx info`` shows of an index: rows and segments, codes or graph, chain, rescoring."""
-    g, r = meta["graph"], meta.get("rescore")
+    g = meta["graph"]
     return [
         ("kind", f"index ({version})"),
         ("rows", _index_rows(meta)),
@@ -137,14 +137,32 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         ("chain", meta["table"].get("spec") or "(none)"),
         ("payload", ", ".join(meta.get("columns") or []) or "none"),
         *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
-        ("rescoring", (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), "
-                       "mean-vector graph for --first-stage mean|both, " if r and r.get("multi") else
-                       f"{r.get('spec')} codes, {r['dim']} x {r['dtype']}, scored by their codec, " if r and r.get("encoded")
-                       else f"{r['dim']} x {r['dtype']} ({r.get('spec') or 'as imported'}), " if r else "")
-                      + (f"oversample {meta['search']['oversample']}x" if r else "none")),
+        ("rescoring", _rescoring_text(meta)),
         ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
         ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
     ]
+
+
+def _rescoring_text(meta: dict[str, Any]) -> str:
+    """The index's rescoring stages (what each holds and how it scores) and their default factors."""
+    r = meta.get("rescore")
+    if not r:
+        return "none"
+    if r.get("multi"):
+        return (f"exact MaxSim over {r['tokens']:,} token vectors ({r['dim']} x {r['dtype']}), mean-vector graph "
+                f"for --first-stage mean|both, oversample {meta['search']['oversample']}x")
+
+    def stage(info: dict[str, Any]) -> str:
+        if info.get("encoded"):
+            return f"{info.get('spec')} codes, {info['dim']} x {info['dtype']}, scored by their codec"
+        return f"{info['dim']} x {info['dtype']} ({info.get('spec') or 'as imported'})"
+
+    stages = [*(meta.get("refine") or ()), r]
+    factor = meta["search"]["oversample"]
+    if len(stages) == 1:
+        return f"{stage(r)}, oversample {factor}x"
+    return ("; ".join(f"stage {number}: {stage(info)}" for number, info in enumerate(stages, start=1))
+            + f"; oversample {','.join(map(str, factor))}")
 
 
 def lid_text(lid: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
               vector: Annotated[Optional[str], typer.Option("--vector", metavar="FILE", help="Query vectors: .npy (1-D or 2-D), .parquet, .jsonl, .csv ... (- for stdin).", show_default=False)] = None,
               like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="Results per query (at most the index size).")] = 10,
-              oversample: Annotated[Optional[int], typer.Option("--oversample", metavar="X", min=1, help="Rescoring: fetch X*k candidates, rescore them, keep k (1 = off; default: the index's).", show_default=False)] = None,
+              oversample: Annotated[Optional[str], typer.Option("--oversample", metavar="X[,Y...]", help="Rescoring: fetch X*k candidates, rescore them, keep k (1 = off; default: the index's). With several rescoring stages, one factor per stage: X*k candidates for the first, which keeps Y*k for the next ...", show_default=False)] = None,
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
               fields: Annotated[Optional[str], typer.Option("--fields", metavar="A,B", help="Payload columns to show (comma-separated; 'all' for every one).", show_default=False)] = None,
@@ -48,10 +48,10 @@ def register(app: typer.Typer) -> None:
         if any line is malformed, nothing is searched and the error names the line (exit 3).
         """
         from vecx import api
-        from vecx.cli.common import output_format, renamed
+        from vecx.cli.common import factors, output_format, renamed
         from vecx.errors import UsageError
 
-        rescore = renamed("--oversample", oversample, "--rescore", rescore)
+        rescore = renamed("--oversample", factors(oversample), "--rescore", rescore)
         fmt = output_format(fmt, json_format, FORMATS, "table" if sys.stdout.isatty() else "jsonl")
         if sum(x is not None and x != [] for x in (vector, like, multi_vector, record)) > 1:
             raise UsageError("give one of --vector, --multi-vector, --like and --record")

@@ -65,11 +65,19 @@ def save(value: Any, directory: str, name: str) -> str:
 def spooled(values: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """``values`` with every in-memory one replaced by the path of a temporary file holding it
     (the files are removed on leaving the block)."""
-    if not any(is_in_memory(v) for v in values.values()):
+    def held(value: Any) -> bool:
+        return is_in_memory(value) or (isinstance(value, (list, tuple)) and any(map(is_in_memory, value)))
+
+    if not any(held(v) for v in values.values()):
         yield values
         return
     with tempfile.TemporaryDirectory(prefix="vecx-arrays-") as directory:
-        yield {name: save(v, directory, name) if is_in_memory(v) else v for name, v in values.items()}
+        def spool(name: str, value: Any) -> Any:
+            if isinstance(value, (list, tuple)):  # one file per array of a list (rescoring stages)
+                return [spool(f"{name}{number}", item) for number, item in enumerate(value, start=1)]
+            return save(value, directory, name) if is_in_memory(value) else value
+
+        yield {name: spool(name, v) for name, v in values.items()}
 
 
 def accepts_arrays(*names: str) -> Callable[[F], F]:

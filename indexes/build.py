@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats.tempfiles import write_failure
 from vecx.indexes import codescan, order, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, USEARCH_DTYPES, add_batch_rows, graph_metric, new_graph, save_graph
+from vecx.indexes.rescoring import MAX_REFINE, default_factors, refine_name, stage_factors
 from vecx.space import CODES, VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -31,8 +32,6 @@ else:
     pa = lazy("pyarrow")
     pq = lazy("pyarrow.parquet")
 
-DEFAULT_OVERSAMPLE = 4
-
 
 @dataclass
 class BuildOptions:
@@ -41,7 +40,9 @@ class BuildOptions:
     connectivity: int = 16
     expansion_add: int = 128
     expansion_search: int = 64
-    oversample: int = DEFAULT_OVERSAMPLE
+    #: Default rescoring factors: one for every rescoring stage (indexes/rescoring.py), or the first
+    #: stages' (``None``: :data:`DEFAULT_OVERSAMPLE` for one stage, :func:`default_factors` for several).
+    oversample: int | tuple[int, ...] | None = None
     deterministic: bool = False
     #: Codes scored by their codec (PQ, RaBitQ): ``auto``, ``exhaustive`` or ``graph`` (indexes/codescan.py).
     scan: str = "auto"
@@ -100,19 +101,21 @@ def _scorer(chain: Chain, source: Any, where: str) -> Any:
     return stage
 
 
-def build(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
-          progress: Any = None, wait: bool = True, on_wait: Any = None,
+def build(table: str, output: str, *, rescore: str | None = None, refine: Sequence[str] = (),
+          options: BuildOptions | None = None, progress: Any = None, wait: bool = True, on_wait: Any = None,
           before_commit: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the index directory ``output`` from an encoded vector table (and optional rescoring table).
 
     The table's chain and fitted state are checked (as ``encode`` checks them) before anything
-    is written. Concurrent builds of one index take turns on its writer lock (``wait=False``:
-    a :class:`~vecx.errors.BusyError` instead); ``on_wait(pid)`` is called once if this one waits.
+    is written. ``refine``: rescoring tables applied before ``rescore``, each narrowing the
+    candidates for the next (:mod:`vecx.indexes.rescoring`). Concurrent builds of one index take
+    turns on its writer lock (``wait=False``: a :class:`~vecx.errors.BusyError` instead);
+    ``on_wait(pid)`` is called once if this one waits.
     ``before_commit(version_dir)`` sees the written files before they become the index: an error it
     raises leaves the previous index as it was (``vecx index --budget`` checks the memory there).
     """
     options = options or BuildOptions()
-    plan = plan_build(table, rescore, options)
+    plan = plan_build(table, rescore, options, refine)
     with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
@@ -142,6 +145,8 @@ class Plan:
     metric: str
     #: The opened rescoring table, if any.
     rescore_src: Any
+    #: The opened rescoring tables of the stages before ``rescore_src``, in the order they run.
+    refine_srcs: tuple[Any, ...] = ()
 
     @property
     def graph_shape(self) -> tuple[str, int] | None:
@@ -153,7 +158,7 @@ class Plan:
         return USEARCH_DTYPES[self.space.dtype], self.space.dim
 
 
-def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
+def plan_build(table: str, rescore: str | None, options: BuildOptions, refine: Sequence[str] = ()) -> Plan:
     """Opens and checks the table (and rescoring table), and chooses the scorer, navigation graph and metric.
 
     Everything that can refuse a build happens here, before the index's writer lock is taken.
@@ -183,7 +188,8 @@ def plan_build(table: str, rescore: str | None, options: BuildOptions) -> Plan:
     else:
         metric = graph_metric(space, bool(source_block.get("normalized")))
     rescore_src = check_rescore(rescore, source) if rescore else None
-    plan = Plan(table, source, space, scorer, nav, metric, rescore_src)
+    plan = Plan(table, source, space, scorer, nav, metric, rescore_src, check_refine(refine, rescore_src, source))
+    stage_factors(options.oversample, default_factors(1 + len(refine)))  # one factor per stage at most
     if order.check_order(options.order) not in ("auto", "input") and plan.graph_shape is None:
         raise UsageError(f"--order {options.order}: {table}'s codes are scanned, not inserted into a graph",
                          hint="leave out --order, or build a graph over them with --scan graph")
@@ -260,6 +266,8 @@ class Build:
             save_graph(graph, self.version, self.output)
         codes_info = self.codes_writer.close() if self.codes_writer is not None else None
         rescore_info = self._write_side_files(count)
+        refine_info = [_write_rescore(src, self.version, count, name=refine_name(number))
+                       for number, src in enumerate(plan.refine_srcs, start=1)]
         table = {"fingerprint": plan.source.meta.get("fingerprint"), "spec": plan.source.meta.get("spec")}
         model = (plan.source.meta.get("source") or {}).get("model")
         if model:  # the embedding model named at import (vecx import --model)
@@ -270,6 +278,7 @@ class Build:
             "graph": self._graph_section(),
             "bytes_per_vector": plan.space.bytes_per_vector,
             "rescore": rescore_info,
+            **({"refine": refine_info} if refine_info else {}),
             "codes": self._codes_section(codes_info),
             "search": self._search_section(rescore_info),
         }
@@ -427,7 +436,10 @@ class Build:
             scan = {"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
         else:
             scan = {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"}
-        return {"oversample": options.oversample if rescore_info else 1, **scan}
+        if not rescore_info:
+            return {"oversample": 1, **scan}
+        factors = stage_factors(options.oversample, default_factors(1 + len(self.plan.refine_srcs)))
+        return {"oversample": list(factors) if len(factors) > 1 else factors[0], **scan}
 
     def stop(self) -> None:
         """After a failure: stops decoding, stops the rescoring copy and closes the codes file."""
@@ -454,6 +466,21 @@ def check_rescore(path: str, codes: Any) -> Any:
         raise UsageError(f"{path}: rescoring needs float32/float16 vectors or codes a codec scores or decodes, "
                          f"not {src.space.dtype} codes of {src.meta.get('spec') or 'this chain'}")
     return src
+
+
+def check_refine(paths: Sequence[str], final: Any, codes: Any) -> tuple[Any, ...]:
+    """Opens and checks the rescoring tables of the stages before the last (as :func:`check_rescore`)."""
+    if not paths:
+        return ()
+    if final is None:
+        raise UsageError("several rescoring stages need a last one: give --rescore-vectors once per stage")
+    if len(paths) > MAX_REFINE:
+        raise UsageError(f"--rescore-vectors: at most {MAX_REFINE + 1} rescoring stages, not {len(paths) + 1}")
+    srcs = tuple(check_rescore(path, codes) for path in paths)
+    if final.multi or any(src.multi for src in srcs):
+        raise UsageError("--rescore-vectors: a multi-vector (MaxSim) table rescores alone, as the only stage",
+                         hint="give the token vectors once, without other rescoring tables")
+    return srcs
 
 
 def is_float_rescore(space: VectorSpec) -> bool:
@@ -502,14 +529,15 @@ class _RescoreCopier:
         self.thread.join()
 
 
-def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[str, Any] | None:
-    """Stream the rescoring vectors into ``rescore.npy`` (memory-mappable) and describe them."""
+def _write_rescore(src: Any, version: str, rows: int, stop: Any = None, name: str = "rescore") -> dict[str, Any] | None:
+    """Stream the rescoring vectors into ``NAME.npy`` (memory-mappable), their table's metadata and
+    state beside them (``NAME.json``, ``NAME.state.npz``), and describe them."""
     from vecx.formats.npyfile import NpyWriter
 
     dtype = np.dtype({"float32": np.float32, "float16": np.float16, "int8": np.int8}.get(src.space.dtype, np.uint8))
     # Codes are stored as the table holds them: a row of bytes (packed bits, PQ or RaBitQ codes), or int8 values.
     width = src.dim if src.space.dtype in ("float32", "float16") else src.space.bytes_per_vector // dtype.itemsize
-    out = NpyWriter(os.path.join(version, "rescore.npy"), dtype, (rows, width))
+    out = NpyWriter(os.path.join(version, name + ".npy"), dtype, (rows, width))
     filled = 0
     try:
         for batch in src.batches():
@@ -523,11 +551,11 @@ def _write_rescore(src: Any, version: str, rows: int, stop: Any = None) -> dict[
         out.close()
     if filled != rows:
         raise MismatchError(f"{src.path}: has {'more' if filled > rows else filled} rows, the codes {rows}")
-    with open(os.path.join(version, "rescore.json"), "w", encoding="utf-8") as handle:
+    with open(os.path.join(version, name + ".json"), "w", encoding="utf-8") as handle:
         json.dump(src.meta, handle, sort_keys=True)
     if src.state_blob:
-        _write_state(src.state_blob, os.path.join(version, "rescore.state.npz"), src.path)
-    return {"file": "rescore.npy", "dtype": src.space.dtype, "dim": width, "metric": src.space.metric,
+        _write_state(src.state_blob, os.path.join(version, name + ".state.npz"), src.path)
+    return {"file": name + ".npy", "dtype": src.space.dtype, "dim": width, "metric": src.space.metric,
             "spec": src.meta.get("spec"), "fingerprint": src.meta.get("fingerprint"),
             **({} if is_float_rescore(src.space) else {"encoded": True})}
 

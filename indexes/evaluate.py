@@ -5,14 +5,17 @@ Three recalls against exact ground truth, each isolating one loss:
 - ``codes, exact``: the codes searched exhaustively in the graph's metric (no graph): what the
   encoding alone loses (quantization loss);
 - ``graph``: the HNSW search over the codes, no rescoring (quantization + graph loss);
-- ``graph + rescore``: k x oversample candidates re-ranked with the float vectors.
+- ``graph + rescore``: k x oversample candidates re-ranked with the float vectors (or codes).
+  An index with several rescoring stages gets one row per stage: the first stage alone ranking
+  the k results, then the first two, and so on, so that each stage's gain shows.
 
 An exhaustive search (``--scan exhaustive``, the default for PQ/RaBitQ codes) names its stages
 ``scan`` (``codes, exact`` is then the same search). Each recall@n comes from a search for n results.
 
 Latency percentiles come from one query at a time; QPS from the whole batch in one call.
 ``target_recall`` searches for the smallest oversampling factor, then the smallest search
-expansion, that reach the target on these queries.
+expansion, that reach the target on these queries; with several rescoring stages, then the
+smallest factor each later stage keeps.
 """
 
 from __future__ import annotations
@@ -70,12 +73,11 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
     if searcher.scan_mode == "ivf":
         out["nprobe"] = searcher.probed_lists
         out["lists"] = searcher.scan.list_count
-    configs = [(first, 1, False)]
+    configs: list[tuple[str, Any, bool, int | None]] = [(first, 1, False, None)]
     if searcher.rescorable:
-        factor = oversample if oversample is not None else int(searcher.manifest["search"]["oversample"])
-        by = " (codes)" if searcher.rescore_codes is not None else ""
-        configs.append((f"{first} + rescore x{factor}{by}", factor, True))
-    for name, factor, rescore in configs:
+        configs += _rescore_configs(searcher, first, oversample)
+    for name, factor, rescore, limit in configs:
+        searcher.stage_limit = limit
         # Each recall@n comes from a search for n results (k x factor candidates for k = n), as a user
         # running 'vecx query -k n' gets them; QPS from the search for the given k.
         recalls: dict[str, Any] = {}
@@ -101,7 +103,24 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
             "stage": name, **recalls, "qps": round(len(q) / batch_seconds, 1),
             "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 3),
             "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 3)})
+    searcher.stage_limit = None
     return out
+
+
+def _rescore_configs(searcher: Any, first: str, oversample: Any) -> list[tuple[str, Any, bool, int | None]]:
+    """The rescored rows of the report: one per rescoring stage (each adding one stage to the ones
+    before), named by the factors and what each stage compares (codes or float vectors)."""
+    stages = [*searcher.refine, searcher.final] if searcher.final is not None else [None]
+    factors = searcher.factors(oversample)
+    if len(stages) == 1:
+        by = " (codes)" if searcher.rescore_codes is not None else ""
+        return [(f"{first} + rescore x{factors[0]}{by}", factors[0], True, None)]
+    configs: list[tuple[str, Any, bool, int | None]] = []
+    name = f"{first} + rescore"
+    for number, (stage, factor) in enumerate(zip(stages, factors, strict=True), start=1):
+        name += f"{' +' if number > 1 else ''} x{factor} ({'codes' if stage.encoded else 'float'})"
+        configs.append((name, factors, True, number if number < len(stages) else None))
+    return configs
 
 
 def _query_lid(searcher: Any, rows: Any, dist: Any) -> Any:
@@ -130,10 +149,13 @@ def _recall_by_lid(rows: Any, truth: Any, k: int, lid: Any) -> dict[str, float |
 
 def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, Any]:
     """Smallest oversampling factor, then the smallest search effort (the graph's expansion, or the
-    lists an ``ivf`` scan probes: ``nprobe``), reaching ``target`` recall@k."""
+    lists an ``ivf`` scan probes: ``nprobe``), reaching ``target`` recall@k; with several rescoring
+    stages, the first stage's factor is found with every later stage keeping all its candidates,
+    then each later factor is lowered as far as the target allows."""
     if not 0 < target <= 1:
         raise UsageError(f"--target-recall must be in (0, 1], not {target}")
     factors = FACTORS if searcher.rescorable else (1,)
+    stages = 1 + len(searcher.refine)
     knob: str | None
     values: list[Any]
     if searcher.scan_mode == "ivf":
@@ -143,18 +165,41 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
         knob, values = None, [None]
     else:
         knob, values = "expansion", list(EXPANSIONS)
-    tried = []
+    tried: list[dict[str, Any]] = []
+
+    def attempt(setting: dict[str, Any]) -> float:
+        factor = setting["oversample"]
+        given = tuple(factor) if isinstance(factor, list) else factor
+        rescore = bool(factor != 1)
+        if knob == "nprobe":
+            searcher.nprobe = setting[knob]
+            rows, _ = searcher.search(q, k, oversample=given, rescore=rescore)
+        else:
+            rows, _ = searcher.search(q, k, oversample=given, expansion=setting.get(knob), rescore=rescore)
+        reached = recall_at(rows, truth, k)
+        tried.append({**setting, f"recall@{k}": round(reached, 4)})
+        return reached
+
     for factor in factors:
         for value in values:
-            if knob == "nprobe":
-                searcher.nprobe = value
-                rows, _ = searcher.search(q, k, oversample=factor, rescore=factor > 1)
-            else:
-                rows, _ = searcher.search(q, k, oversample=factor, expansion=value, rescore=factor > 1)
-            reached = recall_at(rows, truth, k)
-            setting = {"oversample": factor, **({knob: value} if knob else {})}
-            tried.append({**setting, f"recall@{k}": round(reached, 4)})
+            setting = {"oversample": factor if stages == 1 else [factor] * stages, **({knob: value} if knob else {})}
+            reached = attempt(setting)
             if reached >= target:
+                if stages > 1:
+                    setting, reached = _narrow_later(setting, reached, target, attempt)
                 return {"target": target, "reached": True, **setting, f"recall@{k}": round(reached, 4),
                         "tried": tried}
     return {"target": target, "reached": False, "tried": tried}
+
+
+def _narrow_later(setting: dict[str, Any], reached: float, target: float, attempt: Any) -> tuple[dict[str, Any], float]:
+    """The later stages' factors lowered in turn, each to the smallest that still reaches ``target``."""
+    factors = list(setting["oversample"])
+    for i in range(1, len(factors)):
+        for smaller in [f for f in FACTORS if f < factors[i]]:
+            trial = factors[:i] + [smaller] * (len(factors) - i)
+            got = attempt({**setting, "oversample": trial})
+            if got >= target:
+                factors, reached = trial, got
+                break
+    return {**setting, "oversample": factors}, reached

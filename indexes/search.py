@@ -12,12 +12,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.adc import in_parallel
 from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
-from vecx.indexes.segments import StackedIds, live_mask, random_access, segments_of, stacked
+from vecx.indexes.rescoring import RescoreRows, StagedQueries, refine_name, stage_factors
+from vecx.indexes.segments import StackedIds, live_mask, segments_of, stacked
 from vecx.kernels import top_k
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -109,6 +109,12 @@ class Searcher:
         self.rescore_codes = None
         self.rescore_chain: Chain | None = None
         self.multi_rescore = None  # token vectors for exact MaxSim (indexes/multivector.py)
+        #: The last rescoring stage's rows (float vectors or codes), and the stages that narrow the
+        #: candidates before it (indexes/rescoring.py).
+        self.final: RescoreRows | None = None
+        self.refine: list[RescoreRows] = []
+        #: Rescoring stages a search runs (``None``: all): eval measures each stage's share of the recall.
+        self.stage_limit: int | None = None
         self.first_stage = "fde"
         self._open_rescore(self.manifest.get("rescore"), path)
 
@@ -125,23 +131,18 @@ class Searcher:
             self.rescore_chain = Chain.from_table(read_json(self.version, "rescore.json"), None, path)
             self.rescore_metric = "maxsim"
         elif info:
-            parts = []
-            for seg in self.segments:
-                part = random_access(np.load(self.version.file(seg.name(info["file"])), mmap_mode="r"))
-                if part.shape != (seg.rows, info["dim"]):
-                    raise DataError(f"{path}: {seg.name(info['file'])} holds {part.shape} values, the manifest "
-                                    f"says {seg.rows} x {info['dim']} (damaged)", hint="rebuild the index")
-                parts.append(part)
-            if info.get("encoded"):
-                self.rescore_codes = stacked(parts)
+            chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
+            self.final = RescoreRows.open(self.version, info, self.segments, chain, path)
+            if self.final.encoded:
+                self.rescore_codes = self.final.stored
             else:
-                self.rescore_vectors = stacked(parts)
-            self.rescore_chain = _load_chain(self.version, "rescore.json", "rescore.state", path)
-            self.rescore_metric = info["metric"]
-            last = self.rescore_chain.stages[-1] if self.rescore_chain.stages else None
-            if self.rescore_codes is not None and not (last and (last.scores_codes or last.can_decode)):
-                raise DataError(f"{path}: the rescoring codes' chain can neither score nor decode them (damaged)",
-                                hint="rebuild the index")
+                self.rescore_vectors = self.final.stored
+            self.rescore_chain, self.rescore_metric = chain, info["metric"]
+            for number, stage in enumerate(self.manifest.get("refine") or (), start=1):
+                name = refine_name(number)
+                self.refine.append(RescoreRows.open(self.version, stage, self.segments,
+                                                    _load_chain(self.version, name + ".json", name + ".state", path),
+                                                    path))
 
     def _tombstones(self) -> Any:
         """The deleted rows the manifest lists (sorted, unique, in range), or ``None``."""
@@ -256,10 +257,12 @@ class Searcher:
         """
         codes = self.chain.encode_query(q)
         rescore_q = None
-        if rescore and self.rescore_chain is not None:
-            # Encoded rescoring rows take the raw queries (encoded or mapped by their chain in _rescore).
-            rescore_q = np.asarray(q, dtype=np.float32) if self.rescore_codes is not None \
-                else self.rescore_chain.encode_query(q)
+        if rescore and self.multi_rescore is not None:
+            rescore_q = self.rescore_chain.encode_query(q)  # type: ignore[union-attr]
+        elif rescore and self.final is not None:
+            rescore_q = self.final.queries(q)
+            if self.refine:  # the earlier stages encode the raw queries
+                rescore_q = StagedQueries(rescore_q, np.asarray(q, dtype=np.float32))
         if self.first_stage != "fde":  # candidates from the mean-vector graph too
             from vecx.indexes.multivector import search_first_stage
 
@@ -287,23 +290,38 @@ class Searcher:
 
     def _rows_as_rescore_queries(self, rows: Any) -> Any:
         """Stored rows as rescoring queries: their float rescoring vectors, or their rescoring codes
-        decoded (``None``: no rescoring; codes that do not decode back to the input space)."""
-        if self.rescore_vectors is not None:
-            return np.asarray(self.rescore_vectors[rows], dtype=np.float32)
-        chain = self.rescore_chain
-        if self.rescore_codes is None or chain is None or not chain.decodes_to_input:
+        decoded (``None``: no rescoring; codes that do not decode back to the input space). With
+        several stages, the earlier ones take the rows as the first stage that decodes them."""
+        final = self.final
+        if final is None:
             return None
-        return np.asarray(chain.decode(np.asarray(self.rescore_codes[rows])), dtype=np.float32)
+        if not final.encoded:
+            rescore_q: Any = np.asarray(final.stored[rows], dtype=np.float32)
+        else:
+            rescore_q = final.rows_as_input(rows)
+            if rescore_q is None:
+                return None
+        if not self.refine:
+            return rescore_q
+        raw = next((got for got in (stage.rows_as_input(rows) for stage in (final, *self.refine))
+                    if got is not None), None)
+        return StagedQueries(rescore_q, raw)
 
     @property
     def rescorable(self) -> bool:
         """Whether the index keeps rows to rescore candidates with (float vectors, codes, token sets)."""
-        return self.rescore_vectors is not None or self.rescore_codes is not None or self.multi_rescore is not None
+        return self.final is not None or self.multi_rescore is not None
 
     @property
-    def rescore_stored(self) -> Any:
-        """The rescoring rows as stored (float vectors or codes), for rewriting them (compaction)."""
-        return self.rescore_vectors if self.rescore_vectors is not None else self.rescore_codes
+    def default_factors(self) -> tuple[int, ...]:
+        """The index's oversampling factors, one per rescoring stage (:func:`rescoring.stage_factors`)."""
+        value = self.manifest["search"]["oversample"]
+        factors = tuple(value) if isinstance(value, list) else (int(value),)
+        return factors + (factors[-1],) * (1 + len(self.refine) - len(factors))
+
+    def factors(self, oversample: Any) -> tuple[int, ...]:
+        """The factors a search uses: ``oversample`` (an int or one per stage) over the index's."""
+        return stage_factors(oversample, self.default_factors)
 
     def codes_of(self, rows: Any) -> Any:
         """The stored codes of some rows."""
@@ -328,9 +346,10 @@ class Searcher:
     def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
                 exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
         k = min(k, self.rows - (1 if exclude is not None else 0))
-        factor = max(1, oversample if oversample is not None else int(self.manifest["search"]["oversample"]))
-        if rescore_q is None:
-            factor = 1
+        factors = self.factors(oversample)
+        factor = factors[0] if rescore_q is not None else 1
+        if isinstance(rescore_q, StagedQueries):
+            rescore_q = StagedQueries(rescore_q.final, rescore_q.raw, factors[1:])
         if allowed is not None or self.deleted is not None:
             return self._filtered(codes, rescore_q, k, factor, expansion, exclude, allowed)
         count = min(self.rows, k * factor + (1 if exclude is not None else 0))
@@ -347,6 +366,15 @@ class Searcher:
             keys = np.where((keys >= 0) & allowed[np.maximum(keys, 0)], keys, -1)
         if exclude is not None:
             keys = np.where(keys == np.asarray(exclude)[:, None], -1, keys)
+        if isinstance(rescore_q, StagedQueries):  # the earlier stages keep fewer for the last
+            extra = 1 if exclude is not None else 0
+            limit = self.stage_limit
+            if limit is not None and limit <= len(self.refine) and rescore_q.raw is not None:
+                last = self.refine[limit - 1]  # stop at an earlier stage: it ranks the k results
+                keys = rescore_q.narrow(self.refine[: limit - 1], keys, k, extra)
+                return top_k(keys, last.scores(last.queries(rescore_q.raw), keys), k,
+                             lower_is_better=last.lower_is_better)
+            keys = rescore_q.narrow(self.refine, keys, k, extra)
         scores = self._rescore(rescore_q, keys) if rescore_q is not None else self._graph_scores(dist)
         return top_k(keys, scores, k, lower_is_better=self._lower_is_better(rescore_q is not None))
 
@@ -380,6 +408,7 @@ class Searcher:
                 break
             sub_ex = None if exclude is None else np.asarray(exclude)[short]
             sub_rq = None if rescore_q is None else (rescore_q[short] if self.multi_rescore is not None
+                                                     or isinstance(rescore_q, StagedQueries)
                                                      else np.asarray(rescore_q)[short])
             sub_codes = np.asarray(codes)[short]
             if widen and count * widen < self.rows:
@@ -499,88 +528,11 @@ class Searcher:
         return metric in ("l2", "l2sq", "hamming")
 
     def _rescore(self, q: Any, keys: Any) -> Any:
-        """Scores of candidates against the rescoring rows (only those rows are read): exact for float
-        vectors, the codec's for codes.
-
-        Queries go in chunks so the gathered candidate vectors stay around 64 MiB.
-        """
+        """Scores of candidates against the last rescoring stage's rows (only those rows are read)."""
         if self.multi_rescore is not None:  # exact MaxSim over the stored token vectors
             return self.multi_rescore.scores(q, keys)
-        stored = self.rescore_stored
-        assert stored is not None, "rescoring queries exist only for an index with rescoring rows"
-        width = stored.shape[1] if self.rescore_codes is None else self._decoded_width()
-        chunk = max(1, (64 << 20) // max(1, keys.shape[1] * width * 4))
-        if len(keys) > chunk:
-            return np.concatenate([self._rescore(q[i: i + chunk], keys[i: i + chunk])
-                                   for i in range(0, len(keys), chunk)])
-        valid = keys >= 0
-        if isinstance(stored, np.ndarray):  # one segment: its rows are gathered where they lie
-            source, position = stored, np.where(valid, keys, 0)
-        else:  # a stacked view over segments: each distinct row read once, then gathered from the copy
-            flat = np.unique(keys[valid])
-            source = np.asarray(stored[flat])
-            position = np.searchsorted(flat, np.where(valid, keys, flat[0] if len(flat) else 0))
-        metric = self.rescore_metric
-        worst = np.inf if metric == "l2" else -np.inf
-        if self.rescore_codes is not None:
-            chain = self.rescore_chain
-            assert chain is not None, "encoded rescoring rows come with their chain"
-            stage = chain.stages[-1]
-            if stage.scores_codes:  # the codec's estimate, each query against its own candidates' codes
-                prepared = stage.prepare_queries(np.asarray(chain.encode_query(q), dtype=np.float32))
-                gathered = np.asarray(source)[position]  # queries x candidates x bytes
-                scores = np.empty(keys.shape, dtype=np.float32)
-                # A few queries at a time (about 1 MiB of their candidates decoded), on all cores.
-                per_block = max(1, (1 << 20) // max(1, keys.shape[1] * self._decoded_width() * 4))
-
-                def block(lo: int) -> None:
-                    part = {name: value[lo: lo + per_block] for name, value in prepared.items()}
-                    scores[lo: lo + per_block] = stage.score_candidates(part, gathered[lo: lo + per_block])
-
-                in_parallel(block, list(range(0, len(keys), per_block)), one_blas=True)
-                return np.where(valid, scores, worst)
-            # Decodable codes: the candidates decoded once each, then scored exactly like float vectors.
-            rows = np.unique(position[valid])
-            if not len(rows):
-                return np.full(keys.shape, worst, dtype=np.float32)
-            source = np.asarray(chain.decode(np.asarray(source[rows])), dtype=np.float32)
-            position, q = np.searchsorted(rows, np.where(valid, position, rows[0])), chain.query_to_decoded(q)
-        return np.where(valid, self._exact_scores(q, source, position, metric), worst)
-
-    def _decoded_width(self) -> int:
-        """Coordinates of the rescoring rows once decoded (what scoring them may build per candidate)."""
-        chain = self.rescore_chain
-        assert chain is not None, "encoded rescoring rows come with their chain"
-        return chain.decoded_space.dim
-
-    @staticmethod
-    def _exact_scores(q: Any, source: Any, position: Any, metric: str) -> Any:
-        """Exact scores of each query against the rows ``source[position[i]]`` (queries x candidates)."""
-        q = np.asarray(q, dtype=np.float32)
-        if metric == "cosine":
-            q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-30)
-        scores = np.empty(position.shape, dtype=np.float32)
-        # A few queries' candidate vectors at a time (about 1 MiB: they stay in the core's cache
-        # from the gather to the products), the blocks shared by the cores: numpy's gathers and
-        # products release the GIL.
-        per_block = max(1, (1 << 20) // max(1, position.shape[1] * source.shape[1] * 4))
-
-        def block(lo: int) -> None:
-            hi = lo + per_block
-            rows = position[lo:hi]
-            # np.take and BLAS products per query: faster than fancy indexing and einsum on these
-            # small shapes.
-            cand = np.take(source, rows.ravel(), axis=0).reshape(*rows.shape, -1).astype(np.float32, copy=False)
-            if metric == "l2":
-                cand -= q[lo:hi, None, :]
-                scores[lo:hi] = _squared_norms(cand)
-                return
-            scores[lo:hi] = np.matmul(cand, q[lo:hi, :, None])[..., 0]
-            if metric == "cosine":
-                scores[lo:hi] /= np.maximum(np.sqrt(_squared_norms(cand)), 1e-30)
-
-        in_parallel(block, list(range(0, len(position), per_block)), one_blas=True)
-        return scores
+        assert self.final is not None, "rescoring queries exist only for an index with rescoring rows"
+        return self.final.scores(q.final if isinstance(q, StagedQueries) else q, keys)
 
     def row_of(self, ids: list[Any]) -> Any:
         """Row numbers of ids (a :class:`DataError` for an id not in the index, or deleted)."""
@@ -655,8 +607,3 @@ def _lookup(path: str, rows: Any, columns: list[str]) -> list[dict[str, Any]]:
         position += sizes[g]
     local = [int(r + offset_of[int(np.searchsorted(starts, r, side="right") - 1)]) for r in rows]
     return table.take(pa.array(local)).to_pylist()
-
-
-def _squared_norms(rows: Any) -> Any:
-    """``|v|^2`` of each vector of a queries x candidates x d block, as a batch of one-row products."""
-    return np.matmul(rows[..., None, :], rows[..., :, None])[..., 0, 0]

@@ -76,14 +76,17 @@ class ShardTask:
     #: Where the worker writes the segment's files (inside the new version of the index).
     directory: str
     output: str
+    #: The rescoring tables of the stages before ``rescore``.
+    refine: tuple[str, ...] = ()
 
 
 def build_shard(task: ShardTask) -> dict[str, Any]:
     """Build one shard as a segment in ``task.directory``; returns its manifest sections (runs on a worker)."""
-    plan = plan_build(task.table, task.rescore, task.options)
+    plan = plan_build(task.table, task.rescore, task.options, task.refine)
     plan.source = RowRange(plan.source, task.start, task.stop)
     if plan.rescore_src is not None:
         plan.rescore_src = RowRange(plan.rescore_src, task.start, task.stop)
+    plan.refine_srcs = tuple(RowRange(src, task.start, task.stop) for src in plan.refine_srcs)
     os.makedirs(task.directory, exist_ok=True)
     manifest, _ = Build(plan, task.directory, task.output, task.options, task.start).written(None)
     return manifest
@@ -98,10 +101,10 @@ def bounds(rows: int, shards: int) -> list[tuple[int, int]]:
 
 def build(table: str, output: str, *, rescore: str | None, options: BuildOptions, shards: int,
           engine: str = "local", scheduler: str | None = None, wait: bool = True,
-          on_wait: Any = None) -> dict[str, Any]:
+          on_wait: Any = None, refine: tuple[str, ...] = ()) -> dict[str, Any]:
     """Build ``output`` from ``table`` as ``shards`` segments (see the module's description)."""
     engines.check_engine(engine)
-    plan = plan_build(table, rescore, options)  # everything that can refuse the build, before the lock
+    plan = plan_build(table, rescore, options, refine)  # everything that can refuse the build, before the lock
     rows = plan.source.rows
     if not rows:
         from vecx.errors import DataError
@@ -111,7 +114,7 @@ def build(table: str, output: str, *, rescore: str | None, options: BuildOptions
     with store.Writer(output, wait=wait, on_wait=on_wait) as writer:
         version = writer.path
         assert version is not None, "the writer's version directory exists inside its with block"
-        tasks = [ShardTask(table, rescore, options, lo, hi, os.path.join(version, f"tmp-shard-{i}"), output)
+        tasks = [ShardTask(table, rescore, options, lo, hi, os.path.join(version, f"tmp-shard-{i}"), output, refine)
                  for i, (lo, hi) in enumerate(ranges)]
         manifests = engines.run(build_shard, tasks, engine, scheduler)
         body = _assemble(version, tasks, manifests, output)

@@ -45,7 +45,7 @@ from vecx.formats.tempfiles import write_failure
 
 #: The newest index format this vecx reads and writes: 2 adds segments and tombstones
 #: (:mod:`vecx.indexes.segments`). An index with one segment and no tombstones is still written as 1.
-INDEX_FORMAT_VERSION = 2
+INDEX_FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 #: Files up to this size are checksummed on every open; larger ones by size and header (``verify=True``: all).
 #: Small, so that a query pays for hashing metadata and state only, not ids or rows.
@@ -204,7 +204,10 @@ class Writer:
 
 
 def format_version(body: dict[str, Any]) -> int:
-    """The oldest format that can hold a manifest: 1 unless it has several segments or tombstones."""
+    """The oldest format that can hold a manifest: 1 unless it has several segments or tombstones (2),
+    or several rescoring stages (3)."""
+    if body.get("refine"):
+        return 3
     return 2 if len(body.get("segments") or ()) > 1 or body.get("deleted") else 1
 
 
@@ -704,7 +707,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     shape.string(manifest, "ids", "ids", optional=True)
     graph = _check_graph_section(shape, manifest, listed)
     search = shape.section(manifest, "search", "search")
-    shape.integer(search, "oversample", "search.oversample", low=1)
+    _check_factors(shape, search, 1 + len(manifest.get("refine") or ()))
     shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive", "ivf"))
     shape.integer(search, "pool", "search.pool", low=1, optional=True)
     shape.integer(search, "nprobe", "search.nprobe", low=1, optional=True)
@@ -764,24 +767,58 @@ def _check_graph_section(shape: _Shape, manifest: dict[str, Any], listed: set[st
     return graph
 
 
+def _check_factors(shape: _Shape, search: dict[str, Any], stages: int) -> None:
+    """``search.oversample``: one factor (one rescoring stage), or one per stage that never grows."""
+    value = search.get("oversample")
+    if stages == 1 and not isinstance(value, list):
+        shape.integer(search, "oversample", "search.oversample", low=1)
+        return
+    if not isinstance(value, list) or len(value) != stages or not all(_is_int(f) and f >= 1 for f in value) \
+            or any(b > a for a, b in zip(value, value[1:], strict=False)):
+        raise shape.fail("search.oversample", f"must be {stages} factors (integers >= 1, none above the one before)")
+
+
 def _check_rescore_section(shape: _Shape, manifest: dict[str, Any], listed: set[str]) -> None:
-    """Checks the optional ``rescore`` section: the rescoring vectors' files, dtype, dimension and metric."""
+    """Checks the optional ``rescore`` section (the last rescoring stage's files, dtype, dimension and
+    metric) and the ``refine`` list of the stages before it."""
+    from vecx.indexes.rescoring import MAX_REFINE, refine_name
+
     rescore = shape.optional_section(manifest, "rescore", "rescore")
+    refine = manifest.get("refine")
+    if refine is not None and (not isinstance(refine, list) or not refine or rescore is None
+                               or rescore.get("multi") or len(refine) > MAX_REFINE):
+        raise shape.fail("refine", f"must be a list of 1 to {MAX_REFINE} stages, before a rescore section "
+                                   "of single vectors")
     if rescore is None:
         return
-    shape.file(rescore, "file", "rescore.file", listed, ".npy")
-    if "rescore.json" not in listed:
-        raise shape.fail("files", "does not list rescore.json, which an index with rescoring vectors has")
-    shape.string(rescore, "dtype", "rescore.dtype", choices=("float32", "float16", "int8", "bits", "codes"))
-    if rescore.get("encoded", False) is not (rescore.get("dtype") not in ("float32", "float16")):
-        raise shape.fail("rescore.encoded", "must be true for rescoring codes, and absent for float vectors")
-    shape.integer(rescore, "dim", "rescore.dim", low=1)
-    shape.string(rescore, "metric", "rescore.metric", choices=("cosine", "ip", "l2", "maxsim"))
-    shape.string(rescore, "spec", "rescore.spec", optional=True)
+    _check_rescore_stage(shape, rescore, "rescore", listed)
     if rescore.get("multi"):
         shape.file(rescore, "offsets", "rescore.offsets", listed, ".npy")
         shape.file(rescore, "mean_graph", "rescore.mean_graph", listed, ".usearch", optional=True)
         shape.integer(rescore, "tokens", "rescore.tokens")
+    for number, stage in enumerate(refine or (), start=1):
+        field = f"refine[{number - 1}]"
+        if not isinstance(stage, dict):
+            raise shape.fail(field, "must be an object")
+        _check_rescore_stage(shape, stage, refine_name(number), listed, field)
+        if stage.get("multi"):
+            raise shape.fail(f"{field}.multi", "a rescoring stage before the last holds single vectors")
+
+
+def _check_rescore_stage(shape: _Shape, stage: dict[str, Any], name: str, listed: set[str],
+                         field: str = "rescore") -> None:
+    """One rescoring stage: its ``NAME.npy`` and ``NAME.json`` files, dtype, dimension and metric."""
+    shape.file(stage, "file", f"{field}.file", listed, ".npy")
+    if field != "rescore" and stage.get("file") != name + ".npy":
+        raise shape.fail(f"{field}.file", f"must be {name}.npy")
+    if name + ".json" not in listed:
+        raise shape.fail("files", f"does not list {name}.json, which an index with rescoring vectors has")
+    shape.string(stage, "dtype", f"{field}.dtype", choices=("float32", "float16", "int8", "bits", "codes"))
+    if stage.get("encoded", False) is not (stage.get("dtype") not in ("float32", "float16")):
+        raise shape.fail(f"{field}.encoded", "must be true for rescoring codes, and absent for float vectors")
+    shape.integer(stage, "dim", f"{field}.dim", low=1)
+    shape.string(stage, "metric", f"{field}.metric", choices=("cosine", "ip", "l2", "maxsim"))
+    shape.string(stage, "spec", f"{field}.spec", optional=True)
 
 
 def segment_files(manifest: dict[str, Any]) -> list[str]:
@@ -790,6 +827,7 @@ def segment_files(manifest: dict[str, Any]) -> list[str]:
     for section, keys in (("graph", ("file",)), ("codes", ("file",)), ("rescore", ("file", "offsets", "mean_graph"))):
         values = manifest.get(section) or {}
         names += [values[key] for key in keys if values.get(key)]
+    names += [stage["file"] for stage in manifest.get("refine") or ()]
     ids = manifest.get("ids")
     names += {"int64": ["ids.npy"], "uint64": ["ids.npy"], "utf8": ["ids.offsets.npy", "ids.utf8"]}.get(ids or "", [])
     return names

@@ -20,6 +20,7 @@ before or after the change, never during it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from vecx.formats.tempfiles import write_failure
 from vecx.indexes import store
 from vecx.indexes.build import Build, BuildOptions, Plan, build, check_rescore, open_table
 from vecx.indexes.graph import add_batch_rows
+from vecx.indexes.rescoring import MAX_REFINE, refine_name
 from vecx.indexes.search import Searcher, read_json
 from vecx.indexes.segments import TOMBSTONES, Segment, merge_run, merge_tombstones, next_prefix, segments_of
 from vecx.space import VectorSpec
@@ -47,7 +49,9 @@ else:
     pq = lazy("pyarrow.parquet")
 
 #: Files every segment shares (the chain and the rescoring chain), kept by every change.
-SHARED = ("table.json", "state.npz", "state.arrow", "rescore.json", "rescore.state.npz", "rescore.state.arrow")
+SHARED = ("table.json", "state.npz", "state.arrow", "rescore.json", "rescore.state.npz", "rescore.state.arrow") + \
+    tuple(refine_name(number) + suffix for number in range(1, MAX_REFINE + 1)
+          for suffix in (".json", ".state.npz", ".state.arrow"))
 #: A segment being built sits in this directory of the new version until its files are renamed in.
 _SCRATCH = "tmp-segment"
 
@@ -76,11 +80,16 @@ def options_of(manifest: dict[str, Any]) -> BuildOptions:
 
     graph, search = manifest["graph"], manifest["search"]
     return BuildOptions(connectivity=graph["connectivity"], expansion_add=graph["expansion_add"],
-                        expansion_search=graph["expansion_search"], oversample=search["oversample"],
+                        expansion_search=graph["expansion_search"], oversample=_factors(search["oversample"]),
                         deterministic=graph["deterministic"], scan=search.get("scan") or "auto",
                         pool=search.get("pool") or codescan.DEFAULT_POOL,
                         nprobe=search.get("nprobe") or codescan.DEFAULT_NPROBE,
                         order=graph.get("order") or "input")
+
+
+def _factors(value: Any) -> int | tuple[int, ...]:
+    """A manifest's ``search.oversample``: one factor, or one per rescoring stage."""
+    return tuple(value) if isinstance(value, list) else int(value)
 
 
 def _stage_keys(meta: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -96,7 +105,8 @@ def _same_space(a: dict[str, Any], b: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------------------
 # Append
 # --------------------------------------------------------------------------------------
-def append(table: str, output: str, *, rescore: str | None = None, options: BuildOptions | None = None,
+def append(table: str, output: str, *, rescore: str | None = None, refine: Sequence[str] = (),
+           options: BuildOptions | None = None,
            max_segments: int | None = None, auto_merge: bool = True, progress: Any = None, wait: bool = True,
            on_wait: Any = None) -> Change:
     """Add the rows of ``table`` to index ``output`` as a new segment (see the module's description).
@@ -109,8 +119,8 @@ def append(table: str, output: str, *, rescore: str | None = None, options: Buil
     when the index keeps rescoring vectors and none are given for the new rows.
     """
     if not os.path.lexists(output):
-        manifest = build(table, output, rescore=rescore, options=options, progress=progress, wait=wait,
-                         on_wait=on_wait)
+        manifest = build(table, output, rescore=rescore, refine=refine, options=options, progress=progress,
+                         wait=wait, on_wait=on_wait)
         return Change(manifest, "built", rows_added=int(manifest["rows"]))
     source = open_table(table)
     fingerprint = source.meta.get("fingerprint")
@@ -120,7 +130,7 @@ def append(table: str, output: str, *, rescore: str | None = None, options: Buil
         if fingerprint and any(fingerprint in s.fingerprints for s in segments):
             return Change(current, "unchanged", note=f"{table} is already in {output} (same fingerprint); "
                                                      "nothing was added")
-        plan = _append_plan(table, source, rescore, change, output)
+        plan = _append_plan(table, source, rescore, change, output, refine)
         placed = Segment(next_prefix(segments), sum(s.rows for s in segments), 0, (fingerprint,) if fingerprint else ())
         segment, manifest = _build_segment(plan, change, output, placed, options_of(current), progress)
         _check_segment_fits(current, manifest, table)
@@ -165,7 +175,8 @@ class _Encoded:
             yield Batch(batch.offset, batch.ids, self.rest.encode(batch.vectors), batch.payload)
 
 
-def _append_plan(table: str, source: Any, rescore: str | None, change: store.Derived, output: str) -> Plan:
+def _append_plan(table: str, source: Any, rescore: str | None, change: store.Derived, output: str,
+                 refine: Sequence[str] = ()) -> Plan:
     """Checks a table to append against the index's chain; the plan that builds it as a segment."""
     from dataclasses import replace
 
@@ -195,19 +206,28 @@ def _append_plan(table: str, source: Any, rescore: str | None, change: store.Der
     nav = None
     if scorer is not None and current["graph"].get("file"):
         nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8))
+    stages = len(current.get("refine") or ())
+    if (refine or (rescore and stages)) and len(refine) != stages:
+        raise UsageError(f"--rescore-vectors: {output} rescores in {stages + 1} stage{'s' if stages else ''}; "
+                         f"give {stages + 1} tables for the new rows, in the order the index keeps them",
+                         hint="see 'vecx info' for the stages")
+    refine_srcs = tuple(_append_rescore(table, source, refine[i] if refine else None, version, output,
+                                        refine_name(i + 1)) for i in range(stages))
     return Plan(table, codes, space, scorer, nav, current["graph"]["metric"],
-                _append_rescore(table, source, rescore, version, output))
+                _append_rescore(table, source, rescore, version, output), refine_srcs)
 
 
-def _append_rescore(table: str, source: Any, rescore: str | None, version: store.Version, output: str) -> Any:
-    """The rescoring table of appended rows: the one given, else the table itself when it holds the
-    vectors the index rescores with; checked to be encoded like the index's own."""
+def _append_rescore(table: str, source: Any, rescore: str | None, version: store.Version, output: str,
+                    name: str = "rescore") -> Any:
+    """The rescoring table of appended rows for one stage (``name``: ``rescore`` for the last): the
+    one given, else the table itself when it holds the vectors the index rescores with; checked to
+    be encoded like the index's own."""
     info = version.manifest.get("rescore")
     if info is None:
         if rescore:
             raise UsageError(f"--rescore-vectors {rescore}: {output} keeps no rescoring vectors; append without it")
         return None
-    index_meta = read_json(version, "rescore.json")
+    index_meta = read_json(version, name + ".json")
     if rescore is None:
         if _stage_keys(source.meta) != _stage_keys(index_meta) or \
                 not _same_space(source.meta["vector"], index_meta["vector"]):
@@ -271,6 +291,10 @@ def _check_segment_fits(current: dict[str, Any], new: dict[str, Any], table: str
             if a.get(key) != b.get(key):
                 raise MismatchError(f"{table}: its {section} {key} would be {b.get(key)!r}, the index's is "
                                     f"{a.get(key)!r}", hint="append a table encoded by the index's chain")
+    mine, theirs = current.get("refine") or [], new.get("refine") or []
+    if [(a["dtype"], a["dim"]) for a in mine] != [(b["dtype"], b["dim"]) for b in theirs]:
+        raise MismatchError(f"{table}: its rescoring stages would hold {len(theirs) + 1} sets of rows, unlike the "
+                            "index's", hint="give the rescoring tables the index was built with")
     if bool((current.get("graph") or {}).get("file")) != bool((new.get("graph") or {}).get("file")):
         raise MismatchError(f"{table}: would be built with{'out' if current['graph'].get('file') else ''} a graph, "
                             "unlike the index's segments")
@@ -428,21 +452,23 @@ class _StoredRows:
     """The rows of some segments of an opened index, tombstoned ones skipped, read as a table would be:
     ids and payload from the rows files, codes from the graphs or codes files (exactly as stored)."""
 
-    def __init__(self, searcher: Searcher, segments: list[Segment], rows: int, rescore: bool = False) -> None:
-        self.searcher, self.segments, self.rows, self.rescore = searcher, segments, rows, rescore
+    def __init__(self, searcher: Searcher, segments: list[Segment], rows: int, rescore: bool = False,
+                 stage: int = 0) -> None:
+        """``rescore``: the rows of a rescoring stage (``stage``: 0 for the last, ``i`` for ``refine<i>``)."""
+        self.searcher, self.segments, self.rows, self.rescore, self.stage = searcher, segments, rows, rescore, stage
         self.path = searcher.path
         schema = pq.read_schema(searcher.version.file(segments[0].name("rows.parquet")))
         self.id_type = schema.field("id").type
         self.payload_fields = [f for f in schema if f.name != "id"]
         self.state_blob = None
         if rescore:
-            meta = dict(read_json(searcher.version, "rescore.json"))
+            meta = dict(read_json(searcher.version, refine_name(stage) + ".json" if stage else "rescore.json"))
             meta["source"] = {k: v for k, v in (meta.get("source") or {}).items() if k != "tokens"}  # counted anew
             self.meta = meta
         else:
             self.meta = read_json(searcher.version, "table.json")
         self.space = VectorSpec.from_json(self.meta["vector"])
-        self.multi = rescore and searcher.multi_rescore is not None
+        self.multi = rescore and not stage and searcher.multi_rescore is not None
         self.dim = self.space.dim
 
     def batches(self) -> Any:
@@ -472,9 +498,11 @@ class _StoredRows:
         searcher = self.searcher
         if not self.rescore:
             return searcher.codes_of(rows)
-        if searcher.multi_rescore is not None:
+        if self.multi:
             return searcher.multi_rescore.sets_of(rows)
-        return np.asarray(searcher.rescore_stored[rows])
+        stage = searcher.refine[self.stage - 1] if self.stage else searcher.final
+        assert stage is not None, "a rescoring stage's rows are read only from an index that keeps them"
+        return np.asarray(stage.stored[rows])
 
 
 def _compact_plan(searcher: Searcher, merge: list[Segment], rows: int) -> Plan:
@@ -485,4 +513,7 @@ def _compact_plan(searcher: Searcher, merge: list[Segment], rows: int) -> Plan:
     if scorer is not None and searcher.graphs:
         nav = scorer.navigation(np.zeros((1, source.space.bytes_per_vector), dtype=np.uint8))
     rescore = _StoredRows(searcher, merge, rows, rescore=True) if searcher.manifest.get("rescore") else None
-    return Plan(searcher.path, source, source.space, scorer, nav, searcher.manifest["graph"]["metric"], rescore)
+    refine = tuple(_StoredRows(searcher, merge, rows, rescore=True, stage=number)
+                   for number in range(1, len(searcher.refine) + 1))
+    return Plan(searcher.path, source, source.space, scorer, nav, searcher.manifest["graph"]["metric"], rescore,
+                refine)

@@ -234,3 +234,32 @@ def test_a_faiss_peer_that_needs_no_training_and_a_multi_bit_rabitq_peer(data: d
     assert faiss["Flat"]["encode_mb_s"] > 0 and faiss["RaBitQ2"]["encode_mb_s"] > 0
     assert faiss["RaBitQ2"]["bytes_per_vector"] > D // 8 * 2  # two planes plus faiss's factors
     assert_clean(data)
+
+
+def test_a_rescoring_stage_in_memory_counts_its_bytes_and_its_own_recall(data: dict, tmp_path: Path) -> None:
+    """``SPEC@rescore=SPEC2``: the row's bytes are both codes; its in-memory recall is SPEC2's codes
+    ranking every row (x150 with k = 10 asks for all), which the codec computes here independently."""
+    from conftest import ok, stored
+
+    staged = "binarize:mode=rabitq@rescore=binarize:mode=rabitq:bits=4"
+    r = bench(data, "--spec", "binarize:mode=rabitq", "--spec", staged, "--oversample", "150", "--repeat", "1",
+              "--out", "report.md", "--json")
+    assert r.code == 0, r.stderr
+    got = json.loads(r.out)
+    rows = rows_of(got, "vecx")
+    plain, two = rows["binarize:mode=rabitq"], rows[staged]
+    assert two["stage"] == "binarize:mode=rabitq:bits=4" and two["stage_bytes_per_vector"] == 4 * D // 8 + 4
+    assert two["bytes_per_vector"] == plain["bytes_per_vector"] + two["stage_bytes_per_vector"]
+    assert two["recall"]["x1"] == plain["recall"]["x1"]  # the same first stage
+    ok("import", data["dir"] / "base.npy", "-o", tmp_path / "base.parquet")
+    ok("encode", tmp_path / "base.parquet", "--spec", "binarize:mode=rabitq:bits=4", "-o", tmp_path / "rq4.parquet")
+    chain, codes = stored(tmp_path / "rq4.parquet")
+    estimate = chain.stages[-1].score(chain.stages[-1].prepare_queries(chain.encode_query(data["q"])), codes)
+    truth = exact_rows(data["x"], data["q"], K)
+    assert two["memory_recall"] == pytest.approx(recall(np.argsort(-estimate, axis=1)[:, :K], truth), abs=0.005)
+    assert plain["recall"]["x1"] < two["memory_recall"] <= two["recall"]["x150"]
+    assert "memory_recall" not in plain and two["pareto_memory"] is True
+    table = (data["dir"] / "report.md").read_text()
+    assert "| in memory |" in table and "pareto (memory)" in table
+    (data["dir"] / "report.md").unlink()
+    assert_clean(data)

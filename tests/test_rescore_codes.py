@@ -129,3 +129,104 @@ def test_eval_names_the_codes_stage(data: dict, tmp_path: Path) -> None:
     names = [s["stage"] for s in report["stages"]]
     assert names[-1] == "scan + rescore x10 (codes)"
     assert report["stages"][-1]["recall@10"] > report["stages"][1]["recall@10"]
+
+
+def staged_index(data: dict, tmp_path: Path, *extra: object, name: str = "all") -> Path:
+    """A 1-bit RaBitQ scan rescored in two stages: 4-bit RaBitQ codes, then the float vectors."""
+    d = data["dir"]
+    index = tmp_path / f"{name}-staged.vecx"
+    ok("index", d / f"{name}.rq.parquet", "-o", index, "--rescore-vectors", d / f"{name}.rq4.parquet",
+       "--rescore-vectors", d / f"{name}.parquet", *extra)
+    return index
+
+
+def test_stages_narrow_then_rank_exactly(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = staged_index(data, tmp_path)
+    meta = json.loads(ok("info", index, "--json"))["vecx"]
+    assert meta["search"]["oversample"] == [10, 2] and meta["format_version"] == 3
+    assert [s["file"] for s in meta["refine"]] == ["refine1.npy"] and meta["refine"][0]["encoded"] is True
+    shown = ok("info", index)
+    assert "stage 1: binarize:bits=4" in shown and "stage 2: 32 x float32" in shown and "oversample 10,2" in shown
+    k, f1, f2 = 5, 12, 3
+    found = lines(ok("query", index, "--vector", d / "q.npy", "-k", k, "--oversample", f"{f1},{f2}"))
+    # The same three steps computed here: the 1-bit scan's k x f1 (the index's own, unrescored), the
+    # 4-bit estimator's best k x f2 of those, the exact cosine's best k of these.
+    first = lines(ok("query", index, "--vector", d / "q.npy", "-k", k * f1, "--oversample", "1"))
+    chain, codes = stored(d / "all.rq4.parquet")
+    stage = chain.stages[-1]
+    estimate = stage.score(stage.prepare_queries(chain.encode_query(data["q"])), codes)
+    x = data["x"] / np.linalg.norm(data["x"], axis=1, keepdims=True)
+    for i, item in enumerate(found):
+        candidates = np.array([r["id"] for r in first[i]["results"]])
+        kept = candidates[np.argsort(-estimate[i, candidates], kind="stable")[: k * f2]]
+        q = data["q"][i] / np.linalg.norm(data["q"][i])
+        best = kept[np.argsort(-(x[kept] @ q), kind="stable")[:k]]
+        assert [r["id"] for r in item["results"]] == best.tolist()
+        np.testing.assert_allclose([r["score"] for r in item["results"]], x[best] @ q, atol=2e-5)
+
+
+def test_stages_keeping_every_candidate_give_the_exact_top_k(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = staged_index(data, tmp_path)
+    everything = f"{N // 10},{N // 10}"  # every row a candidate, and the 4-bit stage drops none
+    found = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", everything))
+    assert [[r["id"] for r in item["results"]] for item in found] == data["truth"].tolist()
+    narrowed = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "10,1"))
+    codes_only = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "1"))
+    assert recall(found, data["truth"]) == 1.0 > recall(narrowed, data["truth"]) > recall(codes_only, data["truth"])
+
+
+def test_eval_splits_the_recall_per_stage_and_tunes_every_factor(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = staged_index(data, tmp_path)
+    np.save(tmp_path / "gt.npy", data["truth"].astype(np.int32))
+    args = ("--queries", d / "q.npy", "--truth", tmp_path / "gt.npy")
+    report = json.loads(ok("eval", index, *args, "--oversample", "20,3", "--json"))
+    stages = {s["stage"]: s["recall@10"] for s in report["stages"]}
+    assert list(stages)[2:] == ["scan + rescore x20 (codes)", "scan + rescore x20 (codes) + x3 (float)"]
+    scan, codes, both = stages["scan"], stages["scan + rescore x20 (codes)"], stages[list(stages)[3]]
+    assert scan < codes < both
+    tuned = json.loads(ok("eval", index, *args, "--target-recall", "0.98", "--save", "--json"))["tuning"]
+    assert tuned["reached"] and tuned["recall@10"] >= 0.98 and tuned.get("saved")
+    first, later = tuned["oversample"]
+    assert later <= first
+    # The smallest first factor: one step lower (every later stage keeping all) misses the target.
+    lower = [t for t in tuned["tried"] if t["oversample"][0] < first]
+    assert lower and all(t["recall@10"] < 0.98 for t in lower if t["oversample"][1] == t["oversample"][0])
+    assert json.loads(ok("info", index, "--json"))["vecx"]["search"]["oversample"] == [first, later]
+
+
+def test_stages_survive_append_and_compact(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = staged_index(data, tmp_path, name="base")
+    one = run_vecx("index", d / "new.rq.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.parquet")
+    assert one.code == 2 and "2 stages" in one.stderr
+    ok("index", d / "new.rq.parquet", "-o", index, "--append", "--rescore-vectors", d / "new.rq4.parquet",
+       "--rescore-vectors", d / "new.parquet")
+    whole = staged_index(data, tmp_path)
+    args = ("--vector", d / "q.npy", "-k", "10", "--oversample", "10,2")
+    grown = lines(ok("query", index, *args))
+    assert grown == lines(ok("query", whole, *args))
+    ok("compact", index)
+    assert lines(ok("query", index, *args)) == grown
+    like = lines(ok("query", index, "--like", "7", "-k", "5"))
+    assert len(like[0]["results"]) == 5 and 7 not in [r["id"] for r in like[0]["results"]]
+
+
+def test_stage_factors_are_checked(data: dict, tmp_path: Path) -> None:
+    d = data["dir"]
+    index = staged_index(data, tmp_path)
+    for bad in ("2,4", "10,2,1", "0", "x"):
+        r = run_vecx("query", index, "--vector", d / "q.npy", "--oversample", bad)
+        assert r.code == 2 and "--oversample" in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    # One factor: the later ones are the index's (2), never above it.
+    def query(factors: str) -> list[dict]:
+        return lines(ok("query", index, "--vector", d / "q.npy", "--oversample", factors))
+
+    assert query("6") == query("6,2") != query("6,1")
+    assert query("2") == query("2,2") and query("1") != query("1,1")  # 1 alone: no rescoring
+    single = tmp_path / "single.vecx"
+    r = run_vecx("index", d / "all.rq.parquet", "-o", single, "--rescore-vectors", d / "all.parquet",
+                 "--oversample", "10,2")
+    assert r.code == 2 and "1 stage" in r.stderr and not single.exists()
