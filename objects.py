@@ -206,11 +206,13 @@ class Index:
         """Payload columns (what ``where`` filters on and :meth:`lookup` returns)."""
         return self._searcher.payload_names()
 
-    def search(self, queries: Any, k: int = 10, *, oversample: int | None = None, expansion: int | None = None,
+    def search(self, queries: Any, k: int = 10, *, oversample: int | tuple[int, ...] | None = None,
+               expansion: int | None = None,
                where: str | None = None, nprobe: int | None = None) -> SearchResult:
         """The ``k`` nearest rows of each query (n x dim, or one vector).
 
-        ``oversample``: rescoring factor (1: no rescoring; default: the index's); ``expansion``:
+        ``oversample``: rescoring factor (1: no rescoring; default: the index's), or one per
+        rescoring stage; ``expansion``:
         the graph's search expansion; ``where``: a filter on payload columns (``vecx query --where``);
         ``nprobe``: codes in coarse lists, the lists scanned per query (default: the index's).
         """
@@ -231,7 +233,7 @@ class Index:
             searcher.nprobe = stored  # for this search only
         return self._result(rows, scores)
 
-    def like(self, ids: list[Any], k: int = 10, *, oversample: int | None = None) -> SearchResult:
+    def like(self, ids: list[Any], k: int = 10, *, oversample: int | tuple[int, ...] | None = None) -> SearchResult:
         """The ``k`` nearest rows of items already in the index (each item itself left out)."""
         from vecx.api import _check_search_options
 

@@ -77,7 +77,7 @@ def draw(report: dict[str, Any], path: str) -> None:
     handles = [plt.Line2D([], [], color=c, marker="o" if s == "vecx" else "s", linestyle="", label=s)
                for s, c in COLORS.items() if any(r["system"] == s for r in report["rows"])]
     handles.append(plt.Line2D([], [], color="#777777", marker="o", markerfacecolor="white", linestyle="",
-                              label="before rescoring"))
+                              label="from memory alone" if staged(report) else "before rescoring"))
     ax.legend(handles=handles, loc="lower right", fontsize=9)
     from vecx.formats.tempfiles import atomic_path
 

@@ -390,13 +390,13 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
     recall, qps = {}, {}
     for factor in (1, *options.rescore):
         progress.start(None, f"{given}: searching x{factor}")
-        factors = (factor, min(factor, MULTI_STAGE_LATER)) if refine else factor
+        factors: int | tuple[int, ...] = (factor, min(factor, MULTI_STAGE_LATER)) if refine else factor
         (found, _), seconds = best_time(
             partial(searcher.search, qq, options.k, oversample=factors, rescore=factor > 1), options.repeat)
         progress.close()
         recall[f"x{factor}"] = round(recall_at(found, truth, options.k), 4)
         qps[f"x{factor}"] = round(len(qq) / seconds, 1)
-    memory = {}
+    memory: dict[str, Any] = {}
     if refine:  # the codes stage ranks the k results: nothing read from the float vectors
         searcher.stage_limit = 1
         top = max(options.rescore, default=1)

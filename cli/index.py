@@ -237,7 +237,9 @@ def _built(output: str, manifest: dict[str, Any]) -> str:
             + (f", {g['dtype']} {g['metric']} navigation graph)" if g["file"] else ")") if c
             else f"{g['dtype']} {g['metric']} graph")
     return (f"indexed {manifest['rows']:,} vectors into {output}: {kind}, {manifest['bytes_per_vector']} bytes/vector"
-            + (", rescoring with " + manifest["rescore"]["dtype"] if manifest["rescore"] else ""))
+            + (", rescoring with " + ", then ".join(stage["dtype"] for stage in (*manifest.get("refine", ()),
+                                                                                manifest["rescore"]))
+               if manifest["rescore"] else ""))
 
 
 def _appended(output: str, manifest: dict[str, Any], change: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ def _recalls(found: Any, truth: Any, ks: tuple[int, ...]) -> dict[str, float]:
     return {f"recall@{k}": round(recall_at(found, truth, k), 4) for k in ks if k <= truth.shape[1]}
 
 
-def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = None,
+def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: Any = None,
         expansion: int | None = None, latency_queries: int = 200) -> dict[str, Any]:
     """Evaluate an opened index on queries ``q`` (input space) against truth rows."""
     ks = tuple(sorted({1, 10, 100, k}))
@@ -110,13 +110,13 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: int | None = N
 def _rescore_configs(searcher: Any, first: str, oversample: Any) -> list[tuple[str, Any, bool, int | None]]:
     """The rescored rows of the report: one per rescoring stage (each adding one stage to the ones
     before), named by the factors and what each stage compares (codes or float vectors)."""
-    stages = [*searcher.refine, searcher.final] if searcher.final is not None else [None]
     factors = searcher.factors(oversample)
-    if len(stages) == 1:
+    if not searcher.refine:
         by = " (codes)" if searcher.rescore_codes is not None else ""
         return [(f"{first} + rescore x{factors[0]}{by}", factors[0], True, None)]
     configs: list[tuple[str, Any, bool, int | None]] = []
     name = f"{first} + rescore"
+    stages = [*searcher.refine, searcher.final]
     for number, (stage, factor) in enumerate(zip(stages, factors, strict=True), start=1):
         name += f"{' +' if number > 1 else ''} x{factor} ({'codes' if stage.encoded else 'float'})"
         configs.append((name, factors, True, number if number < len(stages) else None))
@@ -175,7 +175,8 @@ def tune(searcher: Any, q: Any, truth: Any, k: int, target: float) -> dict[str, 
             searcher.nprobe = setting[knob]
             rows, _ = searcher.search(q, k, oversample=given, rescore=rescore)
         else:
-            rows, _ = searcher.search(q, k, oversample=given, expansion=setting.get(knob), rescore=rescore)
+            rows, _ = searcher.search(q, k, oversample=given, expansion=setting.get(knob) if knob else None,
+                                      rescore=rescore)
         reached = recall_at(rows, truth, k)
         tried.append({**setting, f"recall@{k}": round(reached, 4)})
         return reached

@@ -204,13 +204,13 @@ def union(first: Any, second: Any) -> Any:
     return out
 
 
-def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int, oversample: int | None,
+def search_first_stage(searcher: Any, q: Any, codes: Any, rescore_q: Any, k: int, oversample: Any,
                        expansion: int | None, allowed: Any) -> tuple[Any, Any]:
     """Search with candidates from the mean-vector graph (``mean``) or the union with the FDE graph
     (``both``), reranked by exact MaxSim; ``k x oversample`` candidates from each graph."""
     rescorer = searcher.multi_rescore
     k = min(k, searcher.rows)
-    factor = max(1, oversample if oversample is not None else int(searcher.manifest["search"]["oversample"]))
+    factor = searcher.factors(oversample)[0]
     count = min(searcher.rows, k * factor)
     keys, _ = rescorer.mean_candidates(q, count, expansion)
     if searcher.first_stage == "both":

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the real module for the type checker; imported on first use
 else:
     np = lazy("numpy")
 
+#: Oversampling factors as searches take them: one (the first stage's), one per stage, or the index's.
+Factors = int | tuple[int, ...] | None
 #: Rescoring stages before the last an index may keep (``refine1`` ... in the manifest's ``refine`` list).
 MAX_REFINE = 3
 #: Candidates (x k) the first rescoring stage ranks when there is one stage.

@@ -16,7 +16,7 @@ from vecx.chain import Chain
 from vecx.errors import DataError, MismatchError
 from vecx.indexes import codescan, rowids, store
 from vecx.indexes.graph import GRAPH_FILE, GraphSet, open_graph, search_graph
-from vecx.indexes.rescoring import RescoreRows, StagedQueries, refine_name, stage_factors
+from vecx.indexes.rescoring import Factors, RescoreRows, StagedQueries, refine_name, stage_factors
 from vecx.indexes.segments import StackedIds, live_mask, segments_of, stacked
 from vecx.kernels import top_k
 
@@ -247,7 +247,7 @@ class Searcher:
                                 hint=f"give float query vectors ({self.input_dim}-d)")
         return self.chain.decode(codes)
 
-    def search(self, q: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+    def search(self, q: Any, k: int, *, oversample: Factors = None, expansion: int | None = None,
                allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
         """Top-k rows and scores for raw queries (n x input dim). Missing results are row -1.
 
@@ -258,7 +258,7 @@ class Searcher:
         codes = self.chain.encode_query(q)
         rescore_q = None
         if rescore and self.multi_rescore is not None:
-            rescore_q = self.rescore_chain.encode_query(q)  # type: ignore[union-attr]
+            rescore_q = self.rescore_chain.encode_query(q)
         elif rescore and self.final is not None:
             rescore_q = self.final.queries(q)
             if self.refine:  # the earlier stages encode the raw queries
@@ -276,7 +276,7 @@ class Searcher:
             return allowed if live is None else live
         return allowed & live
 
-    def like(self, rows: Any, k: int, *, oversample: int | None = None, expansion: int | None = None,
+    def like(self, rows: Any, k: int, *, oversample: Factors = None, expansion: int | None = None,
              allowed: Any = None, rescore: bool = True) -> tuple[Any, Any]:
         """Neighbours of rows already in the index (each row itself excluded)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -343,7 +343,7 @@ class Searcher:
             out[mask] = got
         return out
 
-    def _search(self, codes: Any, rescore_q: Any, k: int, oversample: int | None, expansion: int | None,
+    def _search(self, codes: Any, rescore_q: Any, k: int, oversample: Factors, expansion: int | None,
                 exclude: Any, allowed: Any = None) -> tuple[Any, Any]:
         k = min(k, self.rows - (1 if exclude is not None else 0))
         factors = self.factors(oversample)

@@ -499,7 +499,8 @@ class _StoredRows:
         if not self.rescore:
             return searcher.codes_of(rows)
         if self.multi:
-            return searcher.multi_rescore.sets_of(rows)
+            multi: Any = searcher.multi_rescore
+            return multi.sets_of(rows)
         stage = searcher.refine[self.stage - 1] if self.stage else searcher.final
         assert stage is not None, "a rescoring stage's rows are read only from an index that keeps them"
         return np.asarray(stage.stored[rows])
