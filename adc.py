@@ -71,6 +71,7 @@ _add_tail: Any = None
 _range: Any = None
 _pq_rows: Any = None
 _weighted: Any = None
+_many: Any = None
 _offer: Any = None
 _finish: Any = None
 _merge: Any = None
@@ -86,7 +87,8 @@ def _compiled() -> Any:
 
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
-    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _offer, _finish, _merge, _kernel
+    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _offer, _finish, _merge
+    global _kernel
     _down = compiled(_sift_down, cache)
     _push = compiled(_heap_push, cache, inline="always")
     _sort = compiled(_heap_sort, cache)
@@ -94,6 +96,7 @@ def _compile(cache: bool = True) -> None:
     _add_tail = compiled(_tail_sum, cache, inline="always")
     _pq_rows = compiled(_rows_range, cache, inline="always")
     _range = compiled(_scan_range, cache)
+    _many = compiled(_planes_range, cache, inline="always")
     _weighted = compiled(_weighted_range, cache)
     _offer = compiled(_offer_products, cache)
     _finish = compiled(_sort_heaps, cache)
@@ -225,13 +228,18 @@ def _rows_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     return size
 
 
-def _weighted_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any, a: Any,
-                    c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+def _weighted_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, table: Any,
+                    a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
+                    size: int) -> int:  # pragma: no cover
     """:func:`_scan_range` for RaBitQ-style codes: ``T`` bit planes per row (``T = factors.shape[1] -
     1``), each plane's ``<bits, q>`` a sum of one 256-entry table entry per byte (the same table for
     every plane), and a row's score ``factors[r, 0] + sum_t factors[r, 1 + t] * (a * dot_t + c) + b``.
     Each plane's bytes are whole words, zero-padded (``words``; on a big-endian machine all bytes are
-    in ``tail``). One plane (the usual code) has a loop of its own."""
+    in ``tail``). One plane (the usual code) has a loop of its own.
+
+    ``bounds`` (rows x 2, or rows x 0) holds each row's sign-code weight and error term: once the
+    heap is full, a row whose sign-bit estimate, plus its error term times ``qb``, cannot beat the
+    worst kept score is given up before its other planes are read (incremental estimation)."""
     planes = factors.shape[1] - 1
     nw = words.shape[1]
     rem = tail.shape[1]
@@ -245,11 +253,30 @@ def _weighted_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi:
             if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
                 size = _push(heap_s, heap_r, size, v, rows[j])
         return size
-    pw = nw // planes
-    pt = rem // planes
+    return _many(words, tail, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
+
+
+def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, table: Any,
+                  a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
+                  size: int) -> int:  # pragma: no cover
+    """:func:`_weighted_range` for codes of several planes (the sign plane first)."""
+    planes = factors.shape[1] - 1
+    prune = bounds.shape[1] > 0
+    top = len(heap_s)
+    pw = words.shape[1] // planes
+    pt = tail.shape[1] // planes
     for j in range(lo, hi):
         s = factors[j, 0]
-        for t in range(planes):
+        first = 0
+        if prune and size == top:  # the sign plane first: can the row still make the heap?
+            dot = _add_words(table, 256, words, j, 0, pw, 0)
+            if pt:
+                dot += _add_tail(table, 256, tail, j, 0, pt, 0)
+            if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
+                continue
+            s += factors[j, 1] * (a * dot + c)
+            first = 1
+        for t in range(first, planes):
             dot = _add_words(table, 256, words, j, t * pw, (t + 1) * pw, t * pw)
             if pt:
                 dot += _add_tail(table, 256, tail, j, t * pt, (t + 1) * pt, -t * pt)
@@ -260,8 +287,8 @@ def _weighted_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi:
     return size
 
 
-def _scan_lists(words: Any, tail: Any, factors: Any, rows: Any, starts: Any, tables: Any, k: int, scale: Any,
-                shift: Any, base: Any, extra: Any, picked: Any, sign: Any, out_rows: Any,
+def _scan_lists(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, starts: Any, tables: Any, k: int,
+                scale: Any, shift: Any, qbound: Any, base: Any, extra: Any, picked: Any, sign: Any, out_rows: Any,
                 out_scores: Any) -> None:  # pragma: no cover
     """Each query's best rows of its picked lists into ``out_rows``/``out_scores``, best first
     (``sign * score`` ascending, ties by row; -1 rows where fewer rows were seen). ``tables`` are flat
@@ -280,8 +307,8 @@ def _scan_lists(words: Any, tail: Any, factors: Any, rows: Any, starts: Any, tab
                 continue
             lo, hi, b = starts[lst], starts[lst + 1], base[q, lst]
             if factors is not None:
-                size = _weighted(words, tail, factors, rows, lo, hi, table, scale[q], shift[q], b, sign, heap_s,
-                                 heap_r, size)
+                size = _weighted(words, tail, factors, bounds, rows, lo, hi, table, scale[q], shift[q], b,
+                                 qbound[q], sign, heap_s, heap_r, size)
             elif with_extra:
                 size = _range(words, tail, rows, lo, hi, table, extra[lst], k, b, sign, heap_s, heap_r, size)
             else:
@@ -368,13 +395,16 @@ class Codes:
     each plane's words span (a multiple of 8); the padding bytes pick zero entries that
     :func:`scan` appends to the tables."""
 
-    def __init__(self, words: Any, tail: Any, factors: Any, positions: int) -> None:
+    def __init__(self, words: Any, tail: Any, factors: Any, positions: int, bounds: Any = None) -> None:
         self.words, self.tail, self.factors, self.positions = words, tail, factors, positions
+        #: Per-row sign-code weight and error term (rows x 2) for incremental estimation, or rows x 0.
+        self.bounds = bounds if bounds is not None else np.zeros((len(tail), 0), dtype=np.float32)
         self._extra: tuple[Any, Any] | None = None
 
     @classmethod
     def arrange(cls, arrays: tuple[Any, ...]) -> Codes:
-        """The kernel's layout of a codec's :meth:`table_codes` arrays: (codes,) or (codes, factors).
+        """The kernel's layout of a codec's :meth:`table_codes` arrays: (codes,), (codes, factors) or
+        (codes, factors, bounds).
 
         Padding each plane to whole words costs up to 7 bytes per row and plane in this copy, and
         saves time: a padded word is eight look-ups for one load, where codes past the last word,
@@ -383,17 +413,18 @@ class Codes:
 
         codes = np.ascontiguousarray(arrays[0])
         factors = np.ascontiguousarray(arrays[1], dtype=np.float32) if len(arrays) > 1 else None
+        bounds = np.ascontiguousarray(arrays[2], dtype=np.float32) if len(arrays) > 2 else None
         planes = 1 if factors is None else factors.shape[1] - 1
         n, width = codes.shape
         if codes.dtype != np.uint8 or sys.byteorder != "little":
-            return cls(np.zeros((n, 0), dtype=np.uint64), codes, factors, width // planes)
+            return cls(np.zeros((n, 0), dtype=np.uint64), codes, factors, width // planes, bounds)
         per_plane = width // planes
         positions = -(-per_plane // 8) * 8
         if positions != per_plane:
             padded = np.zeros((n, planes, positions), dtype=np.uint8)
             padded[:, :, :per_plane] = codes.reshape(n, planes, per_plane)
             codes = padded.reshape(n, planes * positions)
-        return cls(codes.view(np.uint64), np.zeros((n, 0), dtype=np.uint8), factors, positions)
+        return cls(codes.view(np.uint64), np.zeros((n, 0), dtype=np.uint8), factors, positions, bounds)
 
     def __len__(self) -> int:
         return len(self.tail)
@@ -424,14 +455,15 @@ SPLIT_WORK = 2_000_000
 
 def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
          lower_is_better: bool, extra: Any = None, scale: Any = None, shift: Any = None,
-         parts: int | None = None) -> tuple[Any, Any]:
+         parts: int | None = None, bound: Any = None) -> tuple[Any, Any]:
     """Each query's best ``count`` rows among its picked lists: (rows, scores), best first (ties: the
     lower row), then -1 rows (and the no-result score) where its lists hold fewer.
 
     ``codes``: list-grouped code rows (:class:`Codes`); ``rows``: their row numbers (R, int32 or
     int64); ``starts``: list offsets (L + 1); ``tables``: queries x positions x K; ``base``: queries x
     L; ``picked``: queries x P list numbers (-1: none); ``extra``: L x positions x K, or ``None``.
-    RaBitQ-style codes give ``scale``/``shift`` per query (see :func:`_weighted_range`).
+    RaBitQ-style codes give ``scale``/``shift`` per query (see :func:`_weighted_range`), and codes
+    with per-row bounds (incremental estimation) what each query multiplies them by (``bound``).
 
     ``parts`` splits each query's rows into that many parts scanned on the scan threads, their best
     merged after (default: the cores, for fewer queries than cores and enough work; else one part,
@@ -450,11 +482,12 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     none = np.zeros(n, dtype=np.float32)
     # Every argument is ready before any part starts: a part's thread then only calls the kernel,
     # and need not wait for the GIL (held by the others' preparations) to start.
-    shared = (codes.words, codes.tail, codes.factors, np.ascontiguousarray(rows))
+    shared = (codes.words, codes.tail, codes.factors, codes.bounds, np.ascontiguousarray(rows))
     tables = codes.padded(tables)
     query_side = (np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), tables.shape[2],
                   none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
-                  none if shift is None else np.ascontiguousarray(shift, dtype=np.float32))
+                  none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),
+                  none if bound is None else np.ascontiguousarray(bound, dtype=np.float32))
     flat_extra = np.zeros((0, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
         codes.padded_extra(extra), dtype=np.float32).reshape(len(extra), -1)
     sign = np.float32(1.0 if lower_is_better else -1.0)
@@ -543,6 +576,6 @@ def scan_codes(codes: Codes, rows: Any, starts: Any, queries: dict[str, Any], pi
     """:func:`scan`, as the codec's query state says (``queries["kind"]``: "tables" or "weighted")."""
     if queries["kind"] == "weighted":
         return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
-                    scale=queries["scale"], shift=queries["shift"], parts=parts)
+                    scale=queries["scale"], shift=queries["shift"], parts=parts, bound=queries.get("bound"))
     return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
                 queries.get("extra"), parts=parts)

@@ -84,14 +84,18 @@ MATRIX_WIDTH = 2048
 #: matrix's product costs less).
 KERNEL_WIDTH = 256
 F16_MAX = 65504.0
+#: Deviations of the sign code's estimate that an incremental scan allows before it gives a row up
+#: (``binarize:...:incremental=true``): measured against the full scan's results (BENCHMARKS.md).
+EPSILON = 3.0
 
 
 class Binarize(Codec, ScoresCodes):
     """Sign bits (after centring on a fitted mean, by default), packed; Hamming or the RaBitQ estimator."""
 
     name = "binarize"
-    version = 2
-    older_versions = {1: {"rotation": "haar"}}  # version 1 had only the dense rotation
+    version = 3
+    # Version 1 had only the dense rotation; extended codes of versions 1-2 had no sign-code bounds.
+    older_versions = {1: {"rotation": "haar", "incremental": False}, 2: {"incremental": False}}
     summary = "1 bit per dimension (sign after centring, or RaBitQ codes with an unbiased estimator), packed"
     example = "binarize"
     help = (
@@ -102,7 +106,8 @@ class Binarize(Codec, ScoresCodes):
         "centred, randomly rotated vector plus two float16 factors per vector, scored against float "
         "queries by an unbiased inner-product estimator (far better ranking than Hamming at the same "
         "bits); levels=2.. adds residual bit planes, bits=2..8 makes extended RaBitQ codes (B bits per "
-        "dimension on a per-vector scale, 2 factors). Example: "
+        "dimension on a per-vector scale, 4 factors: scans read the ex-code only for rows whose sign "
+        "bits leave them a chance). Example: "
         "vecx binarize docs.parquet -o docs.bin.parquet --mode rabitq"
     )
     params = (
@@ -112,7 +117,13 @@ class Binarize(Codec, ScoresCodes):
               help="mode=rabitq: bit planes per dimension (residual levels)"),
         Param("bits", int, default=1, minimum=1, maximum=8, omit_default=True,
               help="mode=rabitq: bits per dimension of extended RaBitQ: the sign bit plus a (bits-1)-bit "
-                   "ex-code on a per-vector scale chosen to fit the vector best, 2 float16 factors"),
+                   "ex-code on a per-vector scale chosen to fit the vector best, 2 float16 factors (4 with "
+                   "incremental)"),
+        Param("incremental", bool, default=True, omit_default=True,
+              help="mode=rabitq, bits > 1: also store the sign code's own estimator weight and error bound "
+                   "(2 more float16 factors), so that a scan estimates each row from its sign bits first "
+                   "and reads the ex-code only for rows whose bound can still make the top k (false: "
+                   "4 bytes less per vector, every plane read for every row)"),
         Param("rotation", str, default="fast", choices=("fast", "haar"), omit_default=True,
               help="mode=rabitq: fast = seeded random signs and Walsh-Hadamard transforms (O(D log D) per "
                    "vector, as the RaBitQ library does); haar = a dense random orthogonal matrix (D^2 per "
@@ -150,10 +161,13 @@ class Binarize(Codec, ScoresCodes):
         if bits > 1 and levels > 1:
             raise self.fail("bits > 1 (extended RaBitQ) and levels > 1 (residual planes) are two ways to spend "
                             "more bits: choose one")
+        #: Extended codes with the sign code's own weight and error term after their two factors (a
+        #: 1-bit code is its sign bits alone: nothing to add).
+        self.incremental_ = bool(self.values["incremental"]) and bits > 1
         #: Bit planes of a code, and float16 factors after them (extended RaBitQ: the additive term and
         #: one weight, each plane's weight being that weight times its power of two).
         self.planes_ = bits if bits > 1 else levels
-        self.stored_factors_ = 2 if bits > 1 else levels + 1
+        self.stored_factors_ = (4 if self.incremental_ else 2) if bits > 1 else levels + 1
         self.fast_ = self.values["rotation"] == "fast"
         self.blocks_ = 1 if self.fast_ else -(-input.dim // MAX_BLOCK)
         per_block = -(-input.dim // self.blocks_)  # ceil(D / blocks)
@@ -269,6 +283,11 @@ class Binarize(Codec, ScoresCodes):
             raw = np.concatenate([raw[..., :1], raw[..., 1:2] * self._plane_powers()], axis=-1)
         return planes, raw
 
+    def _sign_bounds(self, codes: Any) -> Any:
+        """Incremental codes: each row's sign-code weight and error term (rows x 2, scale undone)."""
+        raw = np.ascontiguousarray(codes[..., -4:]).view("<f2").astype(np.float32)
+        return raw * float(self.norm_scale_[0])
+
     def _plane_powers(self) -> Any:
         """Extended RaBitQ: what each bit plane's weight is the stored weight ``w`` times, the sign
         plane first: ``2^(B-2), ..., 1/2`` (``o_bar = sum_b 2^(b-1) s_b``, see :meth:`_extended`)."""
@@ -316,7 +335,7 @@ class Binarize(Codec, ScoresCodes):
             r, planes, weight = self._extended(y)
             # Each plane's weight (the estimator, est(c) below), and the one stored: the rest follow.
             weights = [weight * power for power in self._plane_powers()]
-            stored_weights = [weight]
+            stored_weights = [weight, *(self._sign_bound(y, r) if self.incremental_ else [])]
         elif levels == 1:
             r, planes, weights = self._one_level(y)
             stored_weights = weights
@@ -382,6 +401,19 @@ class Binarize(Codec, ScoresCodes):
         planes = [_pack_rows((codes >> b) & 1) for b in range(bits - 1, -1, -1)]
         weight = np.divide(r, fit, out=np.zeros(len(y), dtype=np.float32), where=fit > 0)
         return r, planes, weight
+
+    def _sign_bound(self, y: Any, r: Any) -> list[Any]:
+        """The sign code's own estimator weight ``w1 = |y|^2 / sum |y_i|`` (as :meth:`_one_level`) and
+        error term ``|y| sqrt(1 - c^2) / c``, ``c = <o_bar, o> = sum |y_i| / (sqrt(D) |y|)``: with
+        probability about that of a normal variable within ``EPSILON`` deviations, ``<y, q'>`` is
+        within ``EPSILON |q'| / sqrt(D - 1)`` times that term of ``w1 <s, q'>`` (Gao & Long 2024)."""
+        squares = r * r
+        total = np.abs(y) @ np.ones(y.shape[1], dtype=np.float32)
+        weight = np.divide(squares, total, out=np.zeros(len(y), dtype=np.float32), where=total > 0)
+        c = np.divide(total, np.sqrt(np.float32(self.padded_)) * r, out=np.ones(len(y), dtype=np.float32),
+                      where=r > 0)
+        error = r * np.sqrt(np.maximum(0.0, 1.0 - c * c)) / np.maximum(c, 1e-6)
+        return [weight, error.astype(np.float32)]
 
     def _levels(self, y: Any, r: Any, levels: int) -> tuple[list[Any], list[Any]]:
         """Each level's bit plane (the signs of what the levels before left) and its weight in the
@@ -485,7 +517,8 @@ class Binarize(Codec, ScoresCodes):
         levels x bytes) and the float32 factors (scale undone)."""
         codes = np.asarray(codes, dtype=np.uint8)
         planes, factors = self._split(codes)
-        return np.ascontiguousarray(np.concatenate(planes, axis=1)), np.ascontiguousarray(factors)
+        arrays = (np.ascontiguousarray(np.concatenate(planes, axis=1)), np.ascontiguousarray(factors))
+        return (*arrays, np.ascontiguousarray(self._sign_bounds(codes))) if self.incremental_ else arrays
 
     def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
         """What the compiled table scan sums (:func:`vecx.adc.scan_codes`): per query, a table of
@@ -499,9 +532,13 @@ class Binarize(Codec, ScoresCodes):
         n = len(rotated)
         sign = -2.0 if self.output.metric == "l2" else 1.0
         base = prepared["const"][:, None] + (prepared["coarse"] if self.lists else 0.0)
-        return {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
-                "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
-                "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
+        out = {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
+               "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
+               "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
+        if self.incremental_:  # what a row's error term is multiplied by for this query (see _sign_bound)
+            out["bound"] = (abs(sign) * EPSILON / np.sqrt(self.padded_ - 1)
+                            * np.linalg.norm(rotated, axis=1)).astype(np.float32)
+        return out
 
     def navigation(self, codes: Any) -> tuple[str, int, Any] | None:
         if self.values["mode"] != "rabitq":

@@ -248,7 +248,7 @@ def test_a_rescoring_stage_in_memory_counts_its_bytes_and_its_own_recall(data: d
     got = json.loads(r.out)
     rows = rows_of(got, "vecx")
     plain, two = rows["binarize:mode=rabitq"], rows[staged]
-    assert two["stage"] == "binarize:mode=rabitq:bits=4" and two["stage_bytes_per_vector"] == 4 * D // 8 + 4
+    assert two["stage"] == "binarize:mode=rabitq:bits=4" and two["stage_bytes_per_vector"] == 4 * D // 8 + 8
     assert two["bytes_per_vector"] == plain["bytes_per_vector"] + two["stage_bytes_per_vector"]
     assert two["recall"]["x1"] == plain["recall"]["x1"]  # the same first stage
     ok("import", data["dir"] / "base.npy", "-o", tmp_path / "base.parquet")

@@ -201,7 +201,7 @@ def test_extended_codes_follow_the_definition(bits: int) -> None:
     x = make_vectors(300, D, normalize=True)
     chain = fitted(f"binarize:mode=rabitq:bits={bits}:seed=3", x)
     stage = chain.stages[0]
-    assert chain.output.bytes_per_vector == bits * D // 8 + 4
+    assert chain.output.bytes_per_vector == bits * D // 8 + 8
     codes = chain.encode(x)
     planes = [np.unpackbits(codes[:, b * D // 8:(b + 1) * D // 8], axis=1) for b in range(bits)]
     x_u = sum(plane.astype(np.int64) << (bits - 1 - b) for b, plane in enumerate(planes))
@@ -221,8 +221,80 @@ def test_extended_codes_follow_the_definition(bits: int) -> None:
         got = float(a @ (k + 0.5) / np.linalg.norm(k + 0.5))
         assert got >= best - 1e-6
         assert any(np.array_equal(np.minimum(np.floor(a * t), half - 1), k) for t in grid)
-    weight = codes[:, bits * D // 8:].copy().view("<f2").astype(np.float64)[:, 1] * float(stage.norm_scale_[0])
-    np.testing.assert_allclose(weight, r / (np.abs(o_bar) * np.abs(o)).sum(axis=1), rtol=2e-3)
+    factors = codes[:, bits * D // 8:].copy().view("<f2").astype(np.float64) * float(stage.norm_scale_[0])
+    np.testing.assert_allclose(factors[:, 1], r / (np.abs(o_bar) * np.abs(o)).sum(axis=1), rtol=2e-3)
+    # Then the sign code's own weight |y|^2 / sum |y_i| and error term |y| sqrt(1 - c^2) / c,
+    # c = <sign(o) / sqrt(D), o>: what an incremental scan estimates and bounds a row by first.
+    c = np.abs(o).sum(axis=1) / np.sqrt(D)
+    np.testing.assert_allclose(factors[:, 2], r * r / np.abs(y).sum(axis=1), rtol=2e-3)
+    np.testing.assert_allclose(factors[:, 3], r * np.sqrt(1 - c * c) / c, rtol=2e-3)
+
+
+def test_incremental_scans_give_the_full_scans_results_and_the_bound_holds() -> None:
+    """A scan that reads the ex-code only for rows whose sign-bit estimate and error bound leave them
+    a chance returns what reading every plane of every row returns; the bound holds for nearly
+    every row (the estimate's error over the bound's unit is about a normal variable's)."""
+    from vecx import adc
+    from vecx.codecs import binarize
+    from vecx.indexes.codescan import CodeScan
+
+    x = make_vectors(3000, D, normalize=True, seed=41)
+    q = make_vectors(40, D, normalize=True, seed=42)
+    full = fitted("binarize:mode=rabitq:bits=4:incremental=false:seed=5", x)
+    incremental = fitted("binarize:mode=rabitq:bits=4:seed=5", x)
+    a, b = full.encode(x), incremental.encode(x)
+    assert b.shape[1] == a.shape[1] + 4 and np.array_equal(a[:, :-4], b[:, :-8])  # the same planes
+    for chain, codes in ((full, a), (incremental, b)):
+        scan = CodeScan(codes, chain.stages[-1])
+        scan.compiled = True
+        if chain is full:
+            want = [scan.exhaustive(q[i: i + 1], 10) for i in range(len(q))]
+        else:
+            got = [scan.exhaustive(q[i: i + 1], 10) for i in range(len(q))]
+    for (rows_a, scores_a), (rows_b, scores_b) in zip(want, got, strict=True):
+        assert rows_a.tolist() == rows_b.tolist()
+        np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-5)
+    assert adc.loaded()
+    # The bound itself: |<y, q'> - w1 <s, q'>| <= EPSILON |q'| / sqrt(D - 1) x the row's error term.
+    stage = incremental.stages[-1]
+    prepared = stage.prepare_queries(incremental.encode_query(q))
+    bounds = stage._sign_bounds(b)
+    planes, factors = stage._split(b)
+    signs = np.unpackbits(planes[0], axis=1).astype(np.float64) * 2 - 1
+    rotated = prepared["rotated"].astype(np.float64)
+    estimate = (rotated @ signs.T) * bounds[:, 0][None, :]
+    centred = x - stage.mean_
+    exact = rotated @ stage._rotate(centred).astype(np.float64).T
+    unit = binarize.EPSILON * np.linalg.norm(rotated, axis=1, keepdims=True) / np.sqrt(D - 1) * bounds[:, 1][None, :]
+    outside = np.abs(exact - estimate) > unit
+    assert outside.mean() < 0.01
+    assert (np.abs(exact - estimate) > unit / binarize.EPSILON).mean() > 0.1  # one deviation is often passed
+
+
+def test_extended_tables_of_codec_version_2_load_without_the_bounds(tmp_path: Path) -> None:
+    """Extended codes written before the sign-code bounds (codec version 2) load as
+    ``incremental=false``: the same width, the same scores, and their spec as it was."""
+    from vecx.formats.readers import open_source
+
+    x = make_vectors(400, D, seed=43)
+    np.save(tmp_path / "x.npy", x)
+    assert run_vecx("encode", str(tmp_path / "x.npy"), "--spec", "binarize:mode=rabitq:bits=3:incremental=false",
+                    "-o", str(tmp_path / "old.parquet")).code == 0
+    source = open_source(str(tmp_path / "old.parquet"))
+    meta = json.loads(json.dumps(source.meta))
+    record = meta["stages"][-1]
+    assert record["version"] == 3 and ":incremental=false" in record["spec"]
+    record["version"], record["spec"] = 2, record["spec"].replace(":incremental=false", "")
+    chain = Chain.from_table(meta, source.state_blob, "old.parquet")
+    stage = chain.stages[-1]
+    assert stage.version == 2 and stage.values["incremental"] is False and not stage.incremental_
+    assert stage.spec == record["spec"] and chain.output.bytes_per_vector == 3 * D // 8 + 4
+    codes = np.concatenate([batch.vectors for batch in source.batches()])
+    q = make_vectors(5, D, seed=44)
+    new = fitted("binarize:mode=rabitq:bits=3:incremental=false", x)
+    np.testing.assert_allclose(stage.score(stage.prepare_queries(chain.encode_query(q)), codes),
+                               new.stages[-1].score(new.stages[-1].prepare_queries(new.encode_query(q)), codes),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_extended_estimator_is_unbiased_and_more_bits_shrink_its_error() -> None:
@@ -436,5 +508,5 @@ def test_a_codec_version_this_vecx_cannot_read_is_refused() -> None:
     source = open_source(str(FIXTURES / "rq.parquet"))
     meta = json.loads(json.dumps(source.meta))
     meta["stages"][0]["version"] = 7
-    with pytest.raises(MismatchError, match="codec version 7, this vecx reads version 2, 1"):
+    with pytest.raises(MismatchError, match="codec version 7, this vecx reads version 3, 1, 2"):
         Chain.from_table(meta, source.state_blob, "rq.parquet")

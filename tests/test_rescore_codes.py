@@ -54,7 +54,7 @@ def test_codes_a_codec_scores_rescore_with_its_estimator(data: dict, tmp_path: P
     index = tmp_path / "rq.vecx"
     ok("index", d / "all.rq.parquet", "-o", index, "--rescore-vectors", d / "all.rq4.parquet")
     info = json.loads(ok("info", index, "--json"))["vecx"]["rescore"]
-    assert info["encoded"] is True and info["dtype"] == "codes" and info["dim"] == 4 * D // 8 + 4
+    assert info["encoded"] is True and info["dtype"] == "codes" and info["dim"] == 4 * D // 8 + 8
     assert "scored by their codec" in ok("info", index)
     found = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "10"))
     plain = lines(ok("query", index, "--vector", d / "q.npy", "-k", "10", "--oversample", "1"))
