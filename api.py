@@ -85,6 +85,23 @@ class FitReport(Report):
 
 
 @dataclass
+class AlignReport(Report):
+    """What :func:`align_fit` wrote: a one-stage ``align`` state container, the pairs it was fitted
+    on, and cross-model retrieval on held-out pairs (never fitted), mapped and not."""
+
+    output: str
+    spec: str
+    pairs: int
+    fitted: int
+    held_out: int
+    #: Held-out pairs: recall@1 / recall@10 of each mapped old vector's own new vector among all
+    #: held-out new vectors (cosine), and the same without a map (``None``: the dimensions differ).
+    held_out_recall: dict[str, float]
+    identity_recall: dict[str, float] | None
+    bytes: int
+
+
+@dataclass
 class ExplainReport(Report):
     """What a chain would make of its input, stage by stage (:func:`explain`)."""
 
@@ -498,6 +515,78 @@ def fit_file(input: str | list[str], output: str, spec: str, *, seed: int | None
     return FitReport(output=output, spec=chain.spec, input=chain.input.to_json(),
                      stages=[{"spec": s.spec, "state_sha256": state.arrays_sha256(s.state())} for s in chain.stages],
                      bytes=len(blob))
+
+
+#: Pairs an align fit uses at most (a seeded sample of them), and the held-out pairs it reports on.
+ALIGN_PAIRS, ALIGN_HELD_OUT = 200_000, 5_000
+
+
+@accepts_arrays("old", "new")
+def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridge: float = 0.01,
+              held_out: float = 0.1, seed: int = 0) -> AlignReport:
+    """Fit a map from ``old``'s vector space into ``new``'s on the items both tables hold (paired by
+    id) and write it as a state container (``vecx align fit``).
+
+    A seeded ``held_out`` share of the pairs (at most :data:`ALIGN_HELD_OUT`) is never fitted: the
+    report's cross-model recall comes from them. The rest (at most :data:`ALIGN_PAIRS`, a seeded
+    sample) fit the map.
+    """
+    if not 0 <= held_out < 1:
+        raise UsageError(f"--held-out must be in [0, 1), not {held_out}")
+    old_source, old_ids, x = read_queries(old, None)
+    new_source, new_ids, y = read_queries(new, None)
+    if old_source.multi or new_source.multi:
+        raise UsageError("align maps one vector per row; these tables hold sets of vectors (multi-vector)")
+    left, right = _paired_rows(old_ids, new_ids, old, new)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    order = rng.permutation(len(left))
+    held = min(ALIGN_HELD_OUT, int(len(left) * held_out))
+    test, train = order[:held], order[held:][:ALIGN_PAIRS]
+    if len(train) < 2:
+        raise DataError(f"{old} and {new}: {len(left)} items in common leave {len(train)} to fit a map on",
+                        hint="give tables of the same items (the same ids), e.g. two imports of one corpus")
+    space = VectorSpec(x.shape[1], "float32", old_source.space.metric, old_source.space.normalized)
+    chain = Chain.from_spec(f"align:kind={kind}:dim={y.shape[1]}" + (f":ridge={ridge}" if kind == "linear" else ""),
+                            space)
+    stage: Any = chain.stages[0]  # the align codec (fit_pairs: two tables, not one)
+    stage.fit_pairs(x[left[train]], y[right[train]])
+    block = old_source.source_block()
+    blob = chain.state_container(block.get("fingerprint") if block else None)
+    write_bytes_atomic(output, blob)
+    mapped_recall = identity = None
+    if held:
+        a, b = x[left[test]], y[right[test]]
+        mapped_recall = _own_pair_recall(stage.encode(a), b)
+        identity = _own_pair_recall(a, b) if a.shape[1] == b.shape[1] else None
+    return AlignReport(output=output, spec=chain.spec, pairs=int(len(left)), fitted=int(len(train)),
+                       held_out=int(held), held_out_recall=mapped_recall or {}, identity_recall=identity,
+                       bytes=len(blob))
+
+
+def _paired_rows(old_ids: Any, new_ids: Any, old: str, new: str) -> tuple[Any, Any]:
+    """Row numbers of the items both tables hold (by id), in the old table's order."""
+    import pyarrow.compute as pc
+
+    if old_ids.type != new_ids.type:
+        raise MismatchError(f"{old}: ids are {old_ids.type}, {new}'s {new_ids.type}: items cannot be paired",
+                            hint="import both tables with the same ids")
+    position = pc.index_in(old_ids, value_set=new_ids)
+    found = np.asarray(position.is_valid())
+    if not found.any():
+        raise DataError(f"{old} and {new}: no id in common, nothing to pair",
+                        hint="give tables of the same items (the same ids)")
+    return np.flatnonzero(found), np.asarray(position.drop_null(), dtype=np.int64)
+
+
+def _own_pair_recall(a: Any, b: Any) -> dict[str, float]:
+    """For each row of ``a``, whether row ``i`` of ``b`` is among its 1 / 10 nearest rows of ``b`` (cosine)."""
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
+    own = np.einsum("ij,ij->i", a, b)
+    rank = np.zeros(len(a), dtype=np.int64)
+    for lo in range(0, len(a), 1024):  # how many rows of b beat the item's own pair
+        rank[lo: lo + 1024] = ((a[lo: lo + 1024] @ b.T) > own[lo: lo + 1024, None]).sum(axis=1)
+    return {"recall@1": round(float(np.mean(rank < 1)), 4), "recall@10": round(float(np.mean(rank < 10)), 4)}
 
 
 # --------------------------------------------------------------------------------------
@@ -939,8 +1028,12 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           oversample: int | tuple[int, ...] | None = None, expansion: int | None = None,
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
-          json: str | None = None, scan: str | None = None, nprobe: int | None = None) -> QueryResult:
+          json: str | None = None, scan: str | None = None, nprobe: int | None = None,
+          align: str | None = None) -> QueryResult:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
+
+    ``align``: a map's state file (``vecx align fit``): query vectors of another model, mapped
+    through it into the space the index's vectors come from.
 
     ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
     (JSONL) or ``-`` (JSONL on stdin); such an index reads ``vector``/stdin as records too.
@@ -967,7 +1060,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         fields = _result_fields(fields, names, index)
         allowed = _filter_rows(searcher, where, names, index)
         rows, scores, query_ids = _search_queries(searcher, k, oversample, expansion, allowed, like=like,
-                                                  multi_vector=multi_vector, json=json, vector=vector)
+                                                  multi_vector=multi_vector, json=json, vector=vector,
+                                                  align=align)
         taken = searcher.lookup(rows[rows >= 0], ["id", *fields])
         live = searcher.live  # deleted rows match no filter
         matching = None if allowed is None else int((allowed if live is None else allowed & live).sum())
@@ -1001,7 +1095,7 @@ def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index:
 
 def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...] | None, expansion: int | None,
                     allowed: Any, *, like: list[Any] | None, multi_vector: str | None, json: str | None,
-                    vector: str | None) -> tuple[Any, Any, list[Any] | None]:
+                    vector: str | None, align: str | None = None) -> tuple[Any, Any, list[Any] | None]:
     """Rows and scores of the results of every query (row -1: no result), and the queries' ids.
 
     The queries are, in this order of precedence: the indexed items ``like`` (ids), token sets from
@@ -1023,6 +1117,13 @@ def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...
         from vecx.formats.records import query_records_for
 
         q, query_ids = query_records_for(searcher, json, vector)
+    elif align is not None:
+        mapping = _align_chain(align, searcher)
+        q, query_ids = _query_vectors(vector or "-", mapping.input.dim)
+        if q.ndim != 2 or q.shape[1] != mapping.input.dim:
+            raise MismatchError(f"{vector or '<stdin>'}: {q.shape[-1]}-d query vectors; --align {align} maps "
+                                f"{mapping.input.dim}-d vectors of the model it was fitted --from")
+        q = searcher.check_queries(mapping.encode(q), vector or "<stdin>")
     else:
         q, query_ids = _query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
@@ -1055,6 +1156,18 @@ def _query_entries(rows: Any, scores: Any, taken: list[dict[str, Any]], fields: 
             entry["query_id"] = query_ids[i]
         out.append(entry)
     return out
+
+
+def _align_chain(path: str, searcher: Searcher) -> Chain:
+    """The fitted ``align`` chain of a state file, checked to map into the index's input space."""
+    chain = Chain.from_state_file(path, None)
+    if not chain.stages or chain.stages[-1].name != "align":
+        raise UsageError(f"--align {path}: holds the state of {chain.spec!r}, not a map from 'vecx align fit'")
+    if chain.output.dim != searcher.input_dim:
+        raise MismatchError(f"--align {path}: maps into {chain.output.dim}-d vectors; {searcher.path} takes "
+                            f"{searcher.input_dim}-d queries",
+                            hint="fit the map --to the model this index was built from")
+    return chain
 
 
 def _check_search_options(k: int, oversample: int | tuple[int, ...] | None, expansion: int | None) -> None:

@@ -108,12 +108,13 @@ def _example(cls: type[Codec], command: str | None = None) -> str:
     return common.examples(*lines)
 
 
-#: Codecs whose command lives in a group of their own (cli/vsa.py) instead of a flat generated command.
-GROUPED = ("vsa",)
+#: Codecs whose command lives in a group of their own (cli/vsa.py, cli/align.py) instead of a flat
+#: generated command.
+GROUPED = ("vsa", "align")
 
 
 def register(app: typer.Typer) -> None:
-    """Add a command for every registered codec, except those with a command group of their own (vsa)."""
+    """Add a command for every registered codec, except those with a command group of their own."""
     for name, cls in registry().items():
         if name not in GROUPED:
             app.command(name, epilog=_example(cls))(_make_command(cls))

@@ -51,7 +51,8 @@ def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=
 # The command modules in --help order, with the commands each adds ("codecs": one per codec, found by
 # listing the registry). Only the module that claims a command line's first word is imported, so
 # that a single ``vecx query`` does not pay for turning every other command into a click command.
-_MODULES = (("encode", ("import", "encode", "fit")), ("codecs", ()), ("vsa", ("vsa",)), ("index", ("index", "delete", "compact")),
+_MODULES = (("encode", ("import", "encode", "fit")), ("codecs", ()), ("vsa", ("vsa",)), ("align", ("align",)),
+            ("index", ("index", "delete", "compact")),
             ("query", ("query",)), ("eval", ("eval",)), ("info", ("info", "verify")), ("truth", ("truth",)),
             ("spec", ("spec",)), ("bench", ("bench",)), ("plan", ("plan",)))
 _MODULE_OF = {command: module for module, commands in _MODULES for command in commands}

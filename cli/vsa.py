@@ -30,23 +30,28 @@ class DefaultGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``vsa`` group: ``encode`` (default) and ``explain``."""
+def codec_group(name: str, about: str, epilog: str) -> typer.Typer:
+    """A command group for codec ``name``: its generated command as the default subcommand
+    ``encode``, the codec's summary and ``about`` (what the group's other subcommands do) as help."""
     from vecx.cli import codecs as codec_commands
     from vecx.codecs import get_codec
 
-    cls = get_codec("vsa")
-    group = typer.Typer(
-        cls=DefaultGroup, no_args_is_help=True, rich_markup_mode=None,
-        help=f"{cls.summary[:1].upper()}{cls.summary[1:]}.\n\n'vecx vsa INPUT -o OUT [options]' runs "
-             "'vecx vsa encode' (see its --help for the options); 'vecx vsa explain' shows which "
-             "fields made a record similar to an indexed one.",
-        epilog=examples(
+    cls = get_codec(name)
+    group = typer.Typer(cls=DefaultGroup, no_args_is_help=True, rich_markup_mode=None,
+                        help=f"{cls.summary[:1].upper()}{cls.summary[1:]}.\n\n{about}", epilog=epilog)
+    group.command(DEFAULT, epilog=codec_commands.example(cls, name))(codec_commands.make_command(cls))
+    return group
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``vsa`` group: ``encode`` (default) and ``explain``."""
+    group = codec_group(
+        "vsa", "'vecx vsa INPUT -o OUT [options]' runs 'vecx vsa encode' (see its --help for the options); "
+               "'vecx vsa explain' shows which fields made a record similar to an indexed one.",
+        examples(
             "vecx vsa laureates.jsonl -o laureates.parquet --dim 2048 --seed 7 --keep surname",
             "vecx vsa explain laureates.vecx --like 6 --record '{\"bornCountry\": \"Poland\"}'",
-        ),
-    )
-    group.command(DEFAULT, epilog=codec_commands.example(cls, "vsa"))(codec_commands.make_command(cls))
+        ))
 
     @group.command("explain", epilog=examples(
         "vecx vsa explain laureates.vecx --like 6 --record '{\"bornCountry\": \"Poland\", \"gender\": \"female\"}'",

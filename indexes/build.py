@@ -41,7 +41,7 @@ class BuildOptions:
     expansion_add: int = 128
     expansion_search: int = 64
     #: Default rescoring factors: one for every rescoring stage (indexes/rescoring.py), or the first
-    #: stages' (``None``: :data:`DEFAULT_OVERSAMPLE` for one stage, :func:`default_factors` for several).
+    #: stages' (``None``: :func:`vecx.indexes.rescoring.default_factors` of the stage count).
     oversample: int | tuple[int, ...] | None = None
     deterministic: bool = False
     #: Codes scored by their codec (PQ, RaBitQ): ``auto``, ``exhaustive`` or ``graph`` (indexes/codescan.py).

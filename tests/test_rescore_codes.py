@@ -230,3 +230,30 @@ def test_stage_factors_are_checked(data: dict, tmp_path: Path) -> None:
     r = run_vecx("index", d / "all.rq.parquet", "-o", single, "--rescore-vectors", d / "all.parquet",
                  "--oversample", "10,2")
     assert r.code == 2 and "1 stage" in r.stderr and not single.exists()
+
+
+@pytest.mark.parametrize("edit", ["file", "oversample", "grows", "multi_last", "unlisted_json"])
+def test_a_damaged_stage_list_is_refused(data: dict, tmp_path: Path, edit: str) -> None:
+    """The manifest's stages are untrusted input: a stage file outside its name, factors that do not
+    match the stages, or a stage whose chain is not listed make the index refused (exit 3), with
+    nothing read from the named files."""
+    import os
+
+    d = data["dir"]
+    index = staged_index(data, tmp_path)
+    path = Path(os.path.realpath(index)) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if edit == "file":
+        manifest["refine"][0]["file"] = "rescore.npy"
+    elif edit == "oversample":
+        manifest["search"]["oversample"] = 10
+    elif edit == "grows":
+        manifest["search"]["oversample"] = [2, 10]
+    elif edit == "multi_last":
+        manifest["rescore"]["multi"] = True
+    else:
+        del manifest["files"]["refine1.json"]
+    path.write_text(json.dumps(manifest))
+    r = run_vecx("query", index, "--vector", d / "q.npy", "-k", "3")
+    assert r.code == 3 and "Traceback" not in r.stderr, r.stderr
+    assert "manifest" in r.stderr or "refine" in r.stderr or "oversample" in r.stderr, r.stderr

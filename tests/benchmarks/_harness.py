@@ -174,6 +174,22 @@ def command_line() -> str:
     return "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
+def begin(doc: str) -> tuple[str | None, str, float]:
+    """A benchmark script whose only option is ``--out``, starting: that option, the command line
+    and the load average."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
+    return ap.parse_args().out, command_line(), os.getloadavg()[0]
+
+
+def finish(out: str | None, cmdline: str, load: float, *tables: str) -> None:
+    """The benchmark's Markdown: its command, the machine and the load before and after, its tables."""
+    publish("\n\n".join([f"Command: `{cmdline}`", machine() + f" Load average {load:.2f} before, "
+                          f"{os.getloadavg()[0]:.2f} after.", *tables]) + "\n", out)
+
+
 def publish(text: str, out: str | None) -> None:
     """A benchmark's Markdown: written to ``out`` if given, and printed."""
     if out:

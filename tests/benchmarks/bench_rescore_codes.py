@@ -12,13 +12,12 @@ for the set's 1,000 queries (batch), recall@10 against its exact ground truth.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 
 import numpy as np
-from _harness import command_line, log, machine, publish, table
+from _harness import begin, finish, log, table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine")]
@@ -74,19 +73,13 @@ def run_set(name: str, metric: str, work: str) -> list[list[object]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
-    args = ap.parse_args()
-    cmdline = command_line()
-    start = os.getloadavg()[0]
+    out, cmdline, start = begin(__doc__)
     with tempfile.TemporaryDirectory(prefix="bench-rescore-codes-") as work:
         rows = [row for name, metric in SETS for row in run_set(name, metric, work)]
     header = ["set", "first stage", "rescored by", "bytes/vector in memory", "rescoring bytes/vector"]
     for factor in FACTORS:
         header += [f"recall@10 x{factor}" if factor > 1 else "recall@10 (no rescoring)", "QPS"]
-    text = "\n\n".join([f"Command: `{cmdline}`", machine() + f" Load average {start:.2f} before, "
-                        f"{os.getloadavg()[0]:.2f} after.", table(header, rows)]) + "\n"
-    publish(text, args.out)
+    finish(out, cmdline, start, table(header, rows))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ smallest factors reaching 0.99 for the float-only and the staged index.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import shutil
@@ -32,7 +31,7 @@ import tempfile
 import time
 
 import numpy as np
-from _harness import command_line, log, machine, publish, table
+from _harness import begin, finish, log, table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine")]
@@ -206,11 +205,7 @@ def _tuned(built: tuple[str, float], q: np.ndarray, truth: np.ndarray) -> list[o
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
-    args = ap.parse_args()
-    cmdline = command_line()
-    start = os.getloadavg()[0]
+    out, cmdline, start = begin(__doc__)
     rows, tuned = [], []
     with tempfile.TemporaryDirectory(prefix="bench-rescore-stages-", dir=os.environ.get("TMPDIR")) as work:
         for name, metric in SETS:
@@ -222,9 +217,7 @@ def main() -> None:
     tuned_header = ["set", "first stage", "rescored by", f"smallest factors for recall@10 >= {TARGET}",
                     "bytes/vector in memory", "float rows read/query", "recall@10", "QPS (warm)", "cold p50 ms",
                     "cold p90 ms"]
-    text = "\n\n".join([f"Command: `{cmdline}`", machine() + f" Load average {start:.2f} before, "
-                        f"{os.getloadavg()[0]:.2f} after.", table(header, rows), table(tuned_header, tuned)]) + "\n"
-    publish(text, args.out)
+    finish(out, cmdline, start, table(header, rows), table(tuned_header, tuned))
 
 
 if __name__ == "__main__":
