@@ -19,7 +19,8 @@ N, D_OLD, D_NEW = 1200, 16, 24
 
 def table(path: Path, ids: list, x: np.ndarray) -> Path:
     """An imported vecx table of rows ``x`` with ``ids``."""
-    raw = path.with_suffix(".src.parquet")
+    raw = path.parent / "raw" / path.name  # beside the imported tables, not among them
+    raw.parent.mkdir(exist_ok=True)
     pq.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])}),
                    raw)
     ok("import", raw, "-o", path)
@@ -135,3 +136,48 @@ def test_static_queries_search_the_minilm_index_better_than_unmapped(tmp_path: P
     assert recall(q) == pytest.approx(0.115, abs=0.005)
     assert found["orthogonal"] == pytest.approx(0.417, abs=0.01)  # fitted on 90% of those rows here
     assert found["linear"] > found["orthogonal"] + 0.02 and found["linear"] == pytest.approx(0.452, abs=0.01)
+
+
+def test_the_readmes_backfill_makefile_upgrades_an_index_shard_by_shard(pair: dict, tmp_path: Path) -> None:
+    """The README's Makefile, run as given: new-model queries go to the old index through the map
+    while shards arrive, each ``make backfill`` appends what is new (and skips what is in), and
+    once every shard is in, queries go to the new index."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    makefile = re.search(r"<!-- backfill\.mk -->\n```make\n(.*?)```", readme, re.S).group(1)
+    assert "\tvecx align fit" in makefile  # recipes indented by tabs, as make wants
+    (tmp_path / "Makefile").write_text(makefile)
+    old, new, ids = pair["old"], pair["wide"], list(range(N))
+    table(tmp_path / "old.parquet", ids, old)
+    ok("index", tmp_path / "old.parquet", "-o", tmp_path / "old.vecx", "--deterministic")
+    table(tmp_path / "sample.old.parquet", ids[:400], old[:400])
+    table(tmp_path / "sample.new.parquet", ids[:400], new[:400].astype(np.float32))
+    (tmp_path / "new").mkdir()
+    np.save(tmp_path / "q.npy", new[:3].astype(np.float32))
+    scripts = os.path.dirname(sys.executable)  # this interpreter's vecx (its environment's console script)
+    assert os.path.exists(os.path.join(scripts, "vecx")), "the vecx console script is installed beside python"
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.update(PATH=scripts + os.pathsep + os.environ["PATH"], VECX_NO_PROGRESS="1")  # not the outer make's
+
+    def make(*args: str) -> str:
+        done = subprocess.run(["make", "-s", "SHARDS=2", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def answered_by(index: str, *extra: str) -> str:
+        return ok("query", tmp_path / index, "--vector", tmp_path / "q.npy", "-k", "5", *extra)
+
+    half = N // 2
+    table(tmp_path / "new" / "part-0.parquet", ids[:half], new[:half].astype(np.float32))
+    make("backfill")
+    assert not (tmp_path / "new.vecx.complete").exists()
+    assert make("query", "Q=q.npy") == answered_by("old.vecx", "--align", tmp_path / "new2old.state")
+    table(tmp_path / "new" / "part-1.parquet", ids[half:], new[half:].astype(np.float32))
+    make("backfill")  # part-0 is skipped (already in), part-1 appended
+    assert json.loads(ok("info", tmp_path / "new.vecx", "--json"))["vecx"]["rows"] == N
+    assert make("query", "Q=q.npy") == answered_by("new.vecx")
