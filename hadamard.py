@@ -71,10 +71,27 @@ def _plan(signs: Any) -> tuple[int, Any]:
     return size, np.ascontiguousarray(folded, dtype=np.float32)
 
 
+#: Dense rotation matrices already computed, by their signs: the stages of one index (a 1-bit
+#: first stage and 4-bit rescoring codes fitted with one seed) share one (read-only) matrix.
+_MATRICES: dict[bytes, Any] = {}
+
+
 def rotation_matrix(signs: Any) -> Any:
     """The rotation as a dense ``P x P`` float32 matrix ``M`` (``rotate_rows(x) = x @ M``, up to
-    float rounding; ``M.T`` undoes it), computed in float64 by transforming the identity."""
-    return transform(np.eye(signs.shape[1]), signs).astype(np.float32)
+    float rounding; ``M.T`` undoes it), computed in float64 by transforming the identity. Read-only:
+    the matrix of the same signs is computed once per process."""
+    import hashlib
+
+    signs = np.ascontiguousarray(signs)
+    key = hashlib.blake2b(signs.tobytes() + repr((signs.shape, signs.dtype.str)).encode(), digest_size=16).digest()
+    matrix = _MATRICES.get(key)
+    if matrix is None:
+        matrix = transform(np.eye(signs.shape[1]), signs).astype(np.float32)
+        matrix.flags.writeable = False
+        if len(_MATRICES) >= 8:  # a few chains' worth; more is unusual
+            _MATRICES.clear()
+        _MATRICES[key] = matrix
+    return matrix
 
 
 def transform(x: Any, signs: Any, inverse: bool = False) -> Any:

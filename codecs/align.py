@@ -56,7 +56,8 @@ class Align(Codec):
     def plan(self, input: VectorSpec) -> VectorSpec:
         self.require_float(input)
         self.out_dim_ = self.values["dim"] or input.dim
-        self.matrix_: Any = None
+        if not hasattr(self, "matrix_"):  # re-planning (Chain.with_input) keeps the fitted map
+            self.matrix_: Any = None
         kind = self.values["kind"]
         normalized = input.normalized and kind == "orthogonal" and self.out_dim_ == input.dim
         return VectorSpec(self.out_dim_, "float32", input.metric, normalized)

@@ -71,3 +71,17 @@ def test_narrow_rows_are_zero_padded_and_no_row_depends_on_another() -> None:
 def test_an_odd_width_is_refused() -> None:
     with pytest.raises(ValueError, match="even width"):
         hadamard.draw_signs(7, np.random.default_rng(0))
+
+
+def test_the_dense_matrix_of_the_same_signs_is_computed_once_and_read_only() -> None:
+    """Two stages fitted with one seed (a 1-bit first stage, 4-bit rescoring codes) share the dense
+    rotation; other signs get their own, and nothing can write into the shared one."""
+    rng = np.random.default_rng(3)
+    signs = hadamard.draw_signs(64, rng)
+    first = hadamard.rotation_matrix(signs)
+    assert hadamard.rotation_matrix(signs.copy()) is first
+    other = hadamard.rotation_matrix(hadamard.draw_signs(64, rng))
+    assert other is not first and not np.allclose(other, first)
+    with pytest.raises(ValueError):
+        first[0, 0] = 1.0
+    np.testing.assert_allclose(first @ first.T, np.eye(64), atol=1e-5)
