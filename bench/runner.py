@@ -402,9 +402,7 @@ def _run_chain(given: str, chain: Any, imported: str, x: Any, q: Any, truth: Any
         top = max(options.rescore, default=1)
         found, _ = searcher.search(qq, options.k, oversample=(top, top))
         searcher.stage_limit = None
-        stage = manifest["refine"][0]
-        stage_bytes = int(stage["dim"]) * {"float32": 4, "float16": 2}.get(stage["dtype"], 1)
-        memory = {"stage": stage_spec, "stage_bytes_per_vector": stage_bytes,
+        memory = {"stage": stage_spec, "stage_bytes_per_vector": searcher.refine[0].bytes_per_row,
                   "memory_recall": round(recall_at(found, truth, options.k), 4), "memory_factor": top}
     p50_ms = single_query_ms(lambda i: searcher.search(qq[i: i + 1], options.k, oversample=1, rescore=False), len(qq))
     return {"system": "vecx", "name": given, "spec": chain.spec, **memory,

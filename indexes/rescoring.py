@@ -214,9 +214,6 @@ class StagedQueries:
         return StagedQueries(np.asarray(self.final)[rows], None if self.raw is None else np.asarray(self.raw)[rows],
                              self.keep)
 
-    def __len__(self) -> int:
-        return len(self.final)
-
     def narrow(self, stages: list[RescoreRows], keys: Any, k: int, extra: int) -> Any:
         """The candidates each of ``stages`` (the first earlier stages, or all) keeps, best first:
         ``k x keep[i] + extra`` per query."""

@@ -314,10 +314,10 @@ class Searcher:
 
     @property
     def default_factors(self) -> tuple[int, ...]:
-        """The index's oversampling factors, one per rescoring stage (:func:`rescoring.stage_factors`)."""
+        """The index's oversampling factors, one per rescoring stage (:func:`rescoring.stage_factors`;
+        the manifest check holds them to one per stage)."""
         value = self.manifest["search"]["oversample"]
-        factors = tuple(value) if isinstance(value, list) else (int(value),)
-        return factors + (factors[-1],) * (1 + len(self.refine) - len(factors))
+        return tuple(value) if isinstance(value, list) else (int(value),)
 
     def factors(self, oversample: Any) -> tuple[int, ...]:
         """The factors a search uses: ``oversample`` (an int or one per stage) over the index's."""

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 PY = sys.executable
 _SCRIPT = os.path.join(os.path.dirname(PY), "vecx")  # the console script of this interpreter's venv
@@ -172,6 +173,24 @@ def machine() -> str:
 def command_line() -> str:
     """How this benchmark script was run, as a reader can rerun it."""
     return "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
+#: The shared real data sets, beside the repository.
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
+
+
+def shared_set(name: str, metric: str, work: str) -> tuple[Any, Any, str]:
+    """A shared set's queries (float32), its exact top-10 rows, and its base imported into ``work``."""
+    import numpy as np
+
+    from vecx import api
+    from vecx.formats.readers import ReadOptions
+
+    q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
+    truth = np.load(os.path.join(DATA, name, "gt.npy"))[:, :10]
+    imported = os.path.join(work, f"{name}.parquet")
+    api.encode_file(os.path.join(DATA, name, "base.npy"), imported, None, read=ReadOptions(metric=metric))
+    return q, truth, imported
 
 
 def begin(doc: str) -> tuple[str | None, str, float]:

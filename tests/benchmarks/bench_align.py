@@ -19,9 +19,8 @@ import tempfile
 import time
 
 import numpy as np
-from _harness import VECX, begin, finish, log, table
+from _harness import DATA, VECX, begin, finish, log, table
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 FIT_ROWS = 20_000
 
 

@@ -16,10 +16,8 @@ import os
 import tempfile
 import time
 
-import numpy as np
-from _harness import begin, finish, log, table
+from _harness import begin, finish, log, shared_set, table
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine")]
 RESCORERS = [(None, "float32 (from disk)"), ("int8", "per-dimension int8 codes, codec"),
              ("binarize:mode=rabitq:bits=4", "4-bit RaBitQ codes, estimator")]
@@ -28,16 +26,11 @@ FACTORS = (1, 4, 10, 20)
 
 def run_set(name: str, metric: str, work: str) -> list[list[object]]:
     from vecx import api
-    from vecx.formats.readers import ReadOptions
     from vecx.indexes.build import BuildOptions
     from vecx.indexes.evaluate import recall_at
     from vecx.indexes.search import Searcher
 
-    base = os.path.join(DATA, name, "base.npy")
-    q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
-    truth = np.load(os.path.join(DATA, name, "gt.npy"))[:, :10]
-    imported = os.path.join(work, f"{name}.parquet")
-    api.encode_file(base, imported, None, read=ReadOptions(metric=metric))
+    q, truth, imported = shared_set(name, metric, work)
     first = os.path.join(work, f"{name}.rq.parquet")
     api.encode_file(imported, first, "binarize:mode=rabitq")
     out = []

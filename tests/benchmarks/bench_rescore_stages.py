@@ -31,9 +31,8 @@ import tempfile
 import time
 
 import numpy as np
-from _harness import begin, finish, log, table
+from _harness import begin, finish, log, shared_set, table
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine")]
 STAGE = "binarize:mode=rabitq:bits=4"
 #: (rescoring, factors) of every measured setting.
@@ -124,13 +123,8 @@ def cold_latency(index: str, q: np.ndarray, factors: tuple[int, ...], float_file
 
 def run_set(name: str, metric: str, work: str) -> tuple[list[list[object]], list[list[object]]]:
     from vecx import api
-    from vecx.formats.readers import ReadOptions
 
-    base = os.path.join(DATA, name, "base.npy")
-    q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
-    truth = np.load(os.path.join(DATA, name, "gt.npy"))[:, :10]
-    imported = os.path.join(work, f"{name}.parquet")
-    api.encode_file(base, imported, None, read=ReadOptions(metric=metric))
+    q, truth, imported = shared_set(name, metric, work)
     four = os.path.join(work, f"{name}.rq4.parquet")
     api.encode_file(imported, four, STAGE)
     tables = {"float32": [imported], "4-bit": [four], "4-bit + float32": [four, imported]}
