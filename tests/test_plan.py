@@ -100,7 +100,10 @@ def test_index_budget_builds_the_plans_pick_within_the_budget(tmp_path: Path) ->
     built = _memory_bytes(str(tmp_path / "x.vecx"))
     assert report["memory_bytes"] == built["fixed"] + built["per_row"] * 3000 <= budget
     # It answers queries at the recall the plan promised (the base's own rows as queries here).
-    found = json.loads(ok("eval", tmp_path / "x.vecx", "--queries", tmp_path / "x.npy", "--json", "-q"))
+    # A pick without rescoring keeps no float vectors, so the exact neighbours come from 'vecx truth'.
+    ok("truth", tmp_path / "x.parquet", "--queries", tmp_path / "x.npy", "-o", tmp_path / "truth.parquet", "-q")
+    found = json.loads(ok("eval", tmp_path / "x.vecx", "--queries", tmp_path / "x.npy",
+                          "--truth", tmp_path / "truth.parquet", "--json", "-q"))
     assert found["stages"][-1]["recall@10"] >= 0.85
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vecx-budget-")]  # the codes were removed
 
