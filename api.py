@@ -390,7 +390,7 @@ def _write_table(source: Source, prior: Chain, new: Chain, output: str, progress
             # Norms are known now (a vecx stream states them only in its trailer, read by now).
             prior = Chain.from_source(source) if source.is_vecx else prior
             new = new.with_input(source.space)
-        final = _table_metadata(source, prior, new, writer.rows)
+        final = _table_metadata(source, prior, new, writer.rows, writer.tokens)
         meta = metadata.loads(final[metadata.KEY], output)  # checked before the output exists
         writer.commit(final)
     except BaseException:
@@ -477,8 +477,10 @@ def _records_if_needed(read: ReadOptions | None, spec: str | None, state_file: s
     return replace(read, records=True) if reads_records(spec, state_file) else read
 
 
-def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) -> dict[bytes, bytes]:
-    """Schema metadata for an output table: provenance JSON and the embedded fitted state."""
+def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None,
+                    tokens: int | None = None) -> dict[bytes, bytes]:
+    """Schema metadata for an output table: provenance JSON and the embedded fitted state
+    (``tokens``: the vectors a multi-vector output holds in all, once written)."""
     full = prior + new if prior.stages else new
     block = source.source_block()
     source_fp = block.get("fingerprint") if block else None
@@ -487,7 +489,8 @@ def _table_metadata(source: Source, prior: Chain, new: Chain, rows: int | None) 
     meta: dict[str, Any] = {
         **metadata.header(), "kind": "vectors", "rows": rows,
         "id": {"column": "id", "type": "int64" if pa.types.is_integer(source.id_type) else "string"},
-        "vector": {"column": "vector", **full.output.to_json()},
+        "vector": {"column": "vector", **full.output.to_json(),
+                   **({"tokens": tokens} if full.output.multi and full.stages and tokens is not None else {})},
         "source": block, "spec": full.spec, "stages": records,
         "fingerprint": records[-1]["fingerprint"] if records else source_fp, "state": None,
     }

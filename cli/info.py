@@ -32,8 +32,7 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
     lines += [
         ("rows", f"{meta['rows']:,}" if meta.get("rows") is not None else "unknown"),
         ("vector", f"{v['dim']} x {v['dtype']} = {v['bytes_per_vector']} bytes/vector"
-                   + (f"; a set of vectors per row ({src['tokens']:,} vectors)" if v.get("multi") and src.get("tokens")
-                      else "; a set of vectors per row" if v.get("multi") else "")),
+                   + _sets_text(v, src, bool(meta.get("stages")))),
         ("metric", f"{v['metric']}{on}{', unit-norm' if v['normalized'] else ''}"),
         ("ids", meta["id"]["type"]),
         *([("model", src["model"])] if src.get("model") else []),
@@ -58,6 +57,8 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
     ratio = src.get("dim", 0) * 4 / v["bytes_per_vector"] if src.get("dim") else None
     if src.get("multi") and src.get("rows") and not v.get("multi"):  # one vector per set of vectors
         ratio = src["tokens"] / src["rows"] * src["dim"] * 4 / v["bytes_per_vector"]
+    elif src.get("multi") and src.get("tokens") and v.get("tokens"):  # fewer vectors per set (crisp)
+        ratio = src["tokens"] * src["dim"] * 4 / (v["tokens"] * v["bytes_per_vector"])
     if ratio:
         lines.append(("compression", f"{ratio:.1f}x vs float32 source"))
     lines += [("fingerprint", meta.get("fingerprint") or "unknown (stream not finished)"),
@@ -229,3 +230,16 @@ def _index_rows(meta: dict[str, Any]) -> str:
     parts = " + ".join(f"{int(s['rows']):,}" for s in segments)
     return (f"{rows - deleted:,} live ({rows:,} stored in {len(segments)} segment{'s' if len(segments) != 1 else ''}"
             + (f": {parts}" if len(segments) > 1 else "") + (f"; {deleted:,} deleted" if deleted else "") + ")")
+
+
+def _sets_text(vector: dict, source: dict, encoded: bool) -> str:
+    """What the vector line adds for multi-vector tables: the vectors held in all (the source's
+    count unless a stage changed the sets, then the count the stage recorded, if any)."""
+    if not vector.get("multi"):
+        return ""
+    tokens = vector.get("tokens") if encoded else source.get("tokens")
+    if not tokens:
+        return "; a set of vectors per row"
+    ratio = f", {tokens / source['tokens']:.1%} of the source's {source['tokens']:,}" \
+        if encoded and source.get("tokens") else ""
+    return f"; a set of vectors per row ({tokens:,} vectors{ratio})"

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param
-from vecx.errors import MismatchError, RowError, SpecError
+from vecx.errors import MismatchError, SpecError
 from vecx.space import VectorSpec
 from vecx.spec import StageSpec
 
@@ -222,16 +222,9 @@ class Muvera(Codec):
         return self._encode(q, document=False)
 
     def _encode(self, sets: Any, document: bool) -> Any:
-        from vecx.formats.multi import MultiVectors
+        from vecx.formats.multi import stage_input_counts
 
-        if not isinstance(sets, MultiVectors):
-            raise MismatchError("muvera encodes sets of vectors (multi-vector data), got one vector per row")
-        if sets.dim != self.input.dim:
-            raise MismatchError(f"{self.spec}: vectors have {sets.dim} dimensions, this stage takes {self.input.dim}")
-        counts = sets.counts
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            raise RowError(int(empty[0]), "holds no vectors")
+        stage_input_counts(sets, self.input.dim, self.spec, "encodes")
         x = np.asarray(sets.values, dtype=np.float32)
         n, tokens, buckets, p = len(sets), len(x), self.buckets, self.proj_dim
         reps, ksim = int(self.values["reps"]), int(self.values["ksim"])

@@ -138,6 +138,8 @@ def _space(block: dict[str, Any], name: str, path: str, *, json_ok: bool = False
     _get(block, "normalized", name, path, "bool")
     _get(block, "metric_on", name, path, "str", required=False, choices=_METRIC_ON)
     _get(block, "multi", name, path, "bool", required=False)
+    if block.get("multi"):  # a multi-vector stage's output: how many vectors it kept in all
+        _get(block, "tokens", name, path, "int", required=False, minimum=0)
     width = _get(block, "bytes_per_vector", name, path, "int")
     if width != row_bytes(dim, dtype):
         raise _damaged(path, f"{name}.bytes_per_vector", f"is {width}, but {dim} x {dtype} takes "

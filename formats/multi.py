@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.errors import DataError, MismatchError, where
+from vecx.errors import DataError, MismatchError, RowError, where
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
     import numpy as np
@@ -313,6 +313,21 @@ def read_all(source: Any) -> tuple[Any, MultiVectors]:
         ids.append(batch.ids)
         parts.append(batch.vectors)
     return pa.chunked_array(ids).combine_chunks(), MultiVectors.concat(parts)
+
+
+def stage_input_counts(sets: Any, dim: int, stage: str, action: str) -> Any:
+    """The vectors per row of a codec stage's input, checked: sets of vectors (``action`` says what the
+    stage does with them), of the stage's dimension, none empty (a :class:`RowError`)."""
+    if not isinstance(sets, MultiVectors):
+        raise MismatchError(f"{stage.split(':')[0]} {action} sets of vectors (multi-vector data), "
+                            "got one vector per row")
+    if sets.dim != dim:
+        raise MismatchError(f"{stage}: vectors have {sets.dim} dimensions, this stage takes {dim}")
+    counts = sets.counts
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        raise RowError(int(empty[0]), "holds no vectors")
+    return counts
 
 
 def check_query_sets(q: Any, dim: int, where_: str) -> MultiVectors:

@@ -68,6 +68,7 @@ class TableWriter:
         self.row_group_rows = (multi_mod.batch_rows(dim, dtype) if multi
                                else batch_rows_for(row_bytes(dim, dtype)))
         self.rows = 0
+        self.tokens = 0  # vectors written in all (multi-vector tables)
         self._buffer: list[Any] = []
         self._buffered = 0
         if path == "-":
@@ -105,6 +106,7 @@ class TableWriter:
             from vecx.formats.multi import to_arrow
 
             columns = [batch.ids, to_arrow(codes, self.dtype)]
+            self.tokens += len(codes.values)
         else:
             columns = [batch.ids, vector_array(codes, self.dtype)]
         columns += [batch.payload[f.name] for f in self.schema if f.name not in ("id", "vector")]

@@ -43,7 +43,9 @@ def write_rescore(src: Any, version: str, rows: int, options: Any, first_key: in
     (keyed from ``first_key``: the index's row number of the first row)."""
     import json
 
-    tokens = (src.meta.get("source") or {}).get("tokens") if not src.meta.get("stages") else None
+    # The source's count, or for sets a stage changed (crisp) the count that stage recorded.
+    tokens = (src.meta["vector"].get("tokens") if src.meta.get("stages")
+              else (src.meta.get("source") or {}).get("tokens"))
     if tokens is None:  # not recorded: count in one pass
         tokens = sum(len(b.vectors.values) for b in src.batches())
     from vecx.formats.npyfile import NpyWriter
