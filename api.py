@@ -553,6 +553,9 @@ def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridg
                             space)
     stage: Any = chain.stages[0]  # the align codec (fit_pairs: two tables, not one)
     stage.fit_pairs(x[left[train]], y[right[train]])
+    stage.fit_rows_ = int(len(train))
+    models = {"from_model": _model_of(old_source), "to_model": _model_of(new_source)}
+    stage.notes_ = {key: name for key, name in models.items() if name} or None
     block = old_source.source_block()
     blob = chain.state_container(block.get("fingerprint") if block else None)
     write_bytes_atomic(output, blob)
@@ -564,6 +567,11 @@ def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridg
     return AlignReport(output=output, spec=chain.spec, pairs=int(len(left)), fitted=int(len(train)),
                        held_out=int(held), held_out_recall=mapped_recall or {}, identity_recall=identity,
                        bytes=len(blob))
+
+
+def _model_of(source: Source) -> str | None:
+    """The embedding model a vecx table's vectors came from, where its import recorded one."""
+    return ((source.meta or {}).get("source") or {}).get("model") if source.is_vecx else None
 
 
 def _paired_rows(old_ids: Any, new_ids: Any, old: str, new: str) -> tuple[Any, Any]:
@@ -1032,11 +1040,14 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
           json: str | None = None, scan: str | None = None, nprobe: int | None = None,
-          align: str | None = None) -> QueryResult:
+          align: str | None = None, model: str | None = None) -> QueryResult:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``align``: a map's state file (``vecx align fit``): query vectors of another model, mapped
-    through it into the space the index's vectors come from.
+    through it into the space the index's vectors come from. ``model``: the model query vectors
+    come from (as named at import); for an index whose first stage mapped its rows into another
+    model's space (``align``), that model's queries are pulled back through the map
+    (:meth:`~vecx.codecs.align.Align.pull_back`); a model the index cannot take is refused.
 
     ``json``: query records for an index of JSON records (``vsa``): an object literal, ``@FILE``
     (JSONL) or ``-`` (JSONL on stdin); such an index reads ``vector``/stdin as records too.
@@ -1064,7 +1075,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
         allowed = _filter_rows(searcher, where, names, index)
         rows, scores, query_ids = _search_queries(searcher, k, oversample, expansion, allowed, like=like,
                                                   multi_vector=multi_vector, json=json, vector=vector,
-                                                  align=align)
+                                                  align=align, model=model)
         taken = searcher.lookup(rows[rows >= 0], ["id", *fields])
         live = searcher.live  # deleted rows match no filter
         matching = None if allowed is None else int((allowed if live is None else allowed & live).sum())
@@ -1098,7 +1109,8 @@ def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index:
 
 def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...] | None, expansion: int | None,
                     allowed: Any, *, like: list[Any] | None, multi_vector: str | None, json: str | None,
-                    vector: str | None, align: str | None = None) -> tuple[Any, Any, list[Any] | None]:
+                    vector: str | None, align: str | None = None,
+                    model: str | None = None) -> tuple[Any, Any, list[Any] | None]:
     """Rows and scores of the results of every query (row -1: no result), and the queries' ids.
 
     The queries are, in this order of precedence: the indexed items ``like`` (ids), token sets from
@@ -1127,6 +1139,13 @@ def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...
             raise MismatchError(f"{vector or '<stdin>'}: {q.shape[-1]}-d query vectors; --align {align} maps "
                                 f"{mapping.input.dim}-d vectors of the model it was fitted --from")
         q = searcher.check_queries(mapping.encode(q), vector or "<stdin>")
+    elif model is not None and _mapped_model(searcher, model):
+        first: Any = searcher.chain.stages[0]  # the align map (see _mapped_model)
+        q, query_ids = _query_vectors(vector or "-", first.output.dim)
+        if q.ndim != 2 or q.shape[1] != first.output.dim:
+            raise MismatchError(f"{vector or '<stdin>'}: {q.shape[-1]}-d query vectors; {model} vectors are "
+                                f"{first.output.dim}-d")
+        q = searcher.check_queries(first.pull_back(q), vector or "<stdin>")
     else:
         q, query_ids = _query_vectors(vector or "-", searcher.input_dim)
         q = searcher.check_queries(q, vector or "<stdin>")
@@ -1161,6 +1180,29 @@ def _query_entries(rows: Any, scores: Any, taken: list[dict[str, Any]], fields: 
     return out
 
 
+def _mapped_model(searcher: Searcher, model: str) -> bool:
+    """Whether queries of ``model`` enter ``searcher``'s index through the map its first stage is
+    (``False``: the model its rows came from, queried as usual); any other model is refused."""
+    table = searcher.manifest["table"]
+    source, space = table.get("model"), table.get("space_model")
+    if source is None and space is None:
+        raise UsageError(f"--model {model}: {searcher.path} records no model",
+                         hint="name the model at import (vecx import --model NAME), or leave --model out")
+    if model == space:
+        first = searcher.chain.stages[0] if searcher.chain.stages else None
+        if first is None or not hasattr(first, "pull_back") or (first.notes_ or {}).get("to_model") != model:
+            raise UsageError(f"--model {model}: {searcher.path} was mapped into the space of {model} by a stage "
+                             "after its first; queries of that model cannot enter there",
+                             hint="index the output of 'vecx align' before other stages, or use --align")
+        return True
+    if model == source:
+        return False
+    where = f" (in the space of {space})" if space else ""
+    raise MismatchError(f"--model {model}: {searcher.path} holds vectors of {source or 'an unnamed model'}{where}",
+                        hint=f"map the queries with --align, a map from 'vecx align fit --from {model}-table "
+                             f"--to {space or source}-table'")
+
+
 def _align_chain(path: str, searcher: Searcher) -> Chain:
     """The fitted ``align`` chain of a state file, checked to map into the index's input space."""
     chain = Chain.from_state_file(path, None)
@@ -1170,6 +1212,12 @@ def _align_chain(path: str, searcher: Searcher) -> Chain:
         raise MismatchError(f"--align {path}: maps into {chain.output.dim}-d vectors; {searcher.path} takes "
                             f"{searcher.input_dim}-d queries",
                             hint="fit the map --to the model this index was built from")
+    target = (chain.stages[-1].notes_ or {}).get("to_model")
+    table = searcher.manifest["table"]
+    model = table.get("space_model") or table.get("model")
+    if target and model and target != model:
+        raise MismatchError(f"--align {path}: maps into the space of {target!r}; {searcher.path} holds vectors "
+                            f"of {model!r}", hint="fit the map --to a table of the model this index was built from")
     return chain
 
 

@@ -65,6 +65,7 @@ class Chain:
                                     "does not match its recorded hash (file damaged or edited)")
             codec.load_state(stage_arrays)
             codec.fit_rows_ = record.get("fit_rows")
+            codec.notes_ = record.get("notes") or None
             chain.stages.append(codec)
             current = codec.output
         return chain
@@ -148,7 +149,8 @@ class Chain:
     def state_container(self, fitted_on: str | None) -> bytes:
         """The state container of this chain's stages: what ``vecx fit`` writes and tables embed."""
         records = [{"codec": s.name, "version": s.version, "spec": s.spec, "fit_rows": s.fit_rows_,
-                    "state_sha256": state.arrays_sha256(s.state())} for s in self.stages]
+                    "state_sha256": state.arrays_sha256(s.state()), **({"notes": s.notes_} if s.notes_ else {})}
+                   for s in self.stages]
         meta = {"spec": self.spec, "input": self.input.to_json(), "stages": records, "fitted_on": fitted_on}
         return state.pack(meta, self.state_arrays())
 
@@ -239,6 +241,7 @@ class Chain:
                 "query_encoding": stage.query_encoding,
                 "input": stage.input.to_json(), "output": stage.output.to_json(),
                 "state_sha256": state_sha, "fit_rows": stage.fit_rows_,
+                **({"notes": stage.notes_} if stage.notes_ else {}),
                 "fingerprint": fp,
             })
         return out
@@ -268,6 +271,17 @@ class Chain:
             current = stage.output
         self.input = input
         return self
+
+
+def space_model(model: str | None, stages: list[Any]) -> str | None:
+    """Whose space vectors made by ``model`` are in after ``stages`` (records or codecs): the target
+    model the last stage mapping between models recorded (``notes.to_model``, e.g. an ``align`` map),
+    else ``model`` (``None``: not recorded)."""
+    for stage in reversed(stages):
+        notes = (stage.get("notes") if isinstance(stage, dict) else stage.notes_) or {}
+        if notes.get("to_model"):
+            return str(notes["to_model"])
+    return model
 
 
 def reads_records(spec: str | None, state_file: str | None) -> bool:

@@ -39,6 +39,12 @@ def register(app: typer.Typer) -> None:
               seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the stages and of the training sample.")] = 0,
               repeat: Annotated[int, typer.Option("--repeat", metavar="N", help="Time each batch search N times and keep the best.")] = 2,
               metric: Metric = None,
+              records: Annotated[bool, typer.Option("--records", help="BASE is a JSONL file of JSON records: compare JSON encoders (--spec, default vsa:2048) with feature hashing on finding each record's duplicates from damaged copies.")] = False,
+              label: Annotated[Optional[str], typer.Option("--label", metavar="FIELD", help="--records: the field that is equal on duplicates (a string, number or list of them).", show_default=False)] = None,
+              drop: Annotated[Optional[list[str]], typer.Option("--drop", metavar="FIELD", help="--records: a field removed from records and queries before encoding (repeatable; a.b reaches into objects), e.g. an identifier a query would not have.", show_default=False)] = None,
+              query_count: Annotated[int, typer.Option("--query-count", metavar="N", help="--records: damaged records used as queries (a seeded sample).")] = 1000,
+              remove: Annotated[float, typer.Option("--remove", metavar="X", help="--records: share of each object's fields a query loses.")] = 0.3,
+              shift: Annotated[float, typer.Option("--shift", metavar="X", help="--records: numbers move by up to this share of their path's range.")] = 0.02,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure chains end to end: fit, encode, index, query and rescore, with recall@k against
         exact ground truth, bytes per vector, fit time, encode throughput, build time and QPS.
@@ -48,11 +54,23 @@ def register(app: typer.Typer) -> None:
         (IndexPQ, OPQ+PQ, PCA+Flat, IndexBinaryFlat on sign bits, IndexHNSWFlat) and raw usearch
         run on the same data, training sample, graph parameters and rescoring. Rows are sorted
         by bytes per vector; * marks the Pareto front (recall after the best rescoring vs bytes).
+
+        With --records, BASE is a JSONL file of records and --label names the field equal on
+        duplicates: a seeded sample of records, each damaged (--remove of its fields dropped,
+        numbers moved by up to --shift of their range, arrays reordered), is searched among all
+        records by exact cosine for each JSON encoder (--spec, default vsa:2048) and for feature
+        hashing of path=value tokens at the same dimension: recall@k of the query's duplicates.
         """
         from vecx.bench import BenchOptions, run
         from vecx.cli.common import query_file, renamed
         from vecx.errors import UsageError
 
+        if records:
+            _bench_records(base, spec, label, drop, query_count, remove, shift, k, seed, output or out,
+                           _command_line(ctx), json, quiet)
+            return
+        if label is not None or drop:
+            raise UsageError("--label and --drop go with --records (a JSONL file of JSON records)")
         if not spec:
             raise UsageError("no chain to measure: give --spec SPEC (repeatable), e.g. --spec f16 --spec binarize")
         queries = query_file(queries, old_queries, base)
@@ -77,6 +95,29 @@ def register(app: typer.Typer) -> None:
             render.table([report_mod.header(report), *report_mod.cells(report)],
                          title=f"vecx bench: {report['base']['path']}", note=report_mod.description(report),
                          styles=[styles.get(row["system"]) for row in report["rows"]])
+
+
+def _bench_records(base: str, spec: list[str] | None, label: str | None, drop: list[str] | None, query_count: int,
+                   remove: float, shift: float, k: int, seed: int, markdown: str | None, command: str | None,
+                   json: bool, quiet: bool) -> None:
+    """``vecx bench --records``: JSON encoders against feature hashing on damaged copies of records."""
+    from vecx.bench import records as records_mod
+    from vecx.cli import render
+    from vecx.errors import UsageError
+    from vecx.formats.tempfiles import write_bytes_atomic
+
+    if not label:
+        raise UsageError("--records needs --label FIELD: the field equal on records that are duplicates")
+    options = records_mod.RecordsOptions(label=label, drop=tuple(drop or ()), queries=query_count, remove=remove,
+                                         shift=shift, k=k, seed=seed, command=command)
+    report = records_mod.run_records(base, spec, options, progress=Bar(quiet))
+    if markdown:
+        write_bytes_atomic(markdown, records_mod.markdown(report).encode())
+    if json:
+        emit_json(report)
+    else:
+        render.table([records_mod.header(report), *records_mod.cells(report)],
+                     title=f"vecx bench --records: {base}", note=records_mod.description(report))
 
 
 def _key_values(items: list[str], error: Any) -> dict[str, str]:

@@ -12,6 +12,8 @@ from vecx.cli.common import Column, Debug, IdColumn, Json, Quiet, emit_json, exa
 
 def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
     """The (field, value) lines ``vecx info`` shows for a report's JSON form."""
+    from vecx.chain import space_model
+
     meta = data.get("vecx")
     size = f"{data['file_bytes']:,} bytes, " if "file_bytes" in data else ""
     lines = [("file", f"{data['path']} ({size}{data['format']})")]
@@ -35,7 +37,7 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
                    + _sets_text(v, src, bool(meta.get("stages")))),
         ("metric", f"{v['metric']}{on}{', unit-norm' if v['normalized'] else ''}"),
         ("ids", meta["id"]["type"]),
-        *([("model", src["model"])] if src.get("model") else []),
+        *_model_line(src.get("model"), space_model(src.get("model"), meta.get("stages") or [])),
         *([("payload", ", ".join(data["columns"]) or "none")] if "columns" in data else []),
         ("source", f"{src.get('dim')} x {src.get('dtype')} {src.get('metric')}"
                    f"{', unit-norm' if src.get('normalized') else ''}"
@@ -49,6 +51,7 @@ def _info_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
         extra = _version_note(st)
         if st.get("fit_rows"):
             extra.append(f"fitted on {st['fit_rows']:,} rows")
+        extra += _notes_text(st)
         if st.get("state_sha256"):
             extra.append(f"state {st['state_sha256'][:12]}")
         out = st["output"]
@@ -137,7 +140,7 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         *([("intrinsic dim", lid_text(g["lid"]))] if g.get("lid") and g["lid"].get("median") is not None else []),
         ("chain", meta["table"].get("spec") or "(none)"),
         ("payload", ", ".join(meta.get("columns") or []) or "none"),
-        *([("model", meta["table"]["model"])] if meta["table"].get("model") else []),
+        *_model_line(meta["table"].get("model"), meta["table"].get("space_model") or meta["table"].get("model")),
         ("rescoring", _rescoring_text(meta)),
         ("fingerprint", meta["table"].get("fingerprint") or "unknown"),
         ("written by", f"vecx {meta['writer']['version']}, index format {meta['format_version']}"),
@@ -197,6 +200,7 @@ def _state_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     for i, st in enumerate(meta.get("stages", [])):
         rows = "".join(f"{note}; " for note in _version_note(st))
         rows += f"fitted on {st['fit_rows']:,} rows; " if st.get("fit_rows") else ""
+        rows += "".join(f"{note}; " for note in _notes_text(st))
         lines.append(("stages" if i == 0 else "",
                       f"{i + 1}. {st['spec']}  ({rows}state {(st.get('state_sha256') or 'none')[:12]})"))
     return lines + [("written by", f"vecx {meta['writer']['version']}, format {meta['format_version']}")]
@@ -243,3 +247,20 @@ def _sets_text(vector: dict, source: dict, encoded: bool) -> str:
     ratio = f", {tokens / source['tokens']:.1%} of the source's {source['tokens']:,}" \
         if encoded and source.get("tokens") else ""
     return f"; a set of vectors per row ({tokens:,} vectors{ratio})"
+
+
+def _model_line(model: str | None, space: str | None) -> list[tuple[str, str]]:
+    """The ``model`` line: the embedding model named at import, and whose space a map put it in."""
+    if not model and not space:
+        return []
+    if space and space != model:
+        return [("model", f"{model or 'unknown'}, mapped into the space of {space}")]
+    return [("model", str(model))]
+
+
+def _notes_text(stage: dict[str, Any]) -> list[str]:
+    """What a stage recorded about its data: the models a map joins."""
+    notes = stage.get("notes") or {}
+    if notes.get("from_model") or notes.get("to_model"):
+        return [f"maps {notes.get('from_model') or 'unknown model'} into {notes.get('to_model') or 'unknown model'}"]
+    return []

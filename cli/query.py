@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
               like: Annotated[Optional[list[str]], typer.Option("--like", metavar="ID", help="Use the item with this id as the query (repeatable); it is left out of its results.", show_default=False)] = None,
               k: Annotated[int, typer.Option("-k", metavar="K", min=1, help="Results per query (at most the index size).")] = 10,
               align: Annotated[Optional[str], typer.Option("--align", metavar="STATE", help="Query vectors of another model, mapped into the index's space by this map ('vecx align fit --from THEIR_MODEL --to INDEX_MODEL').", show_default=False)] = None,
+              model: Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="The model the query vectors come from, as named at import: for an index of rows an align stage mapped into another model's space, NAME may be that model (its queries search the mapped rows).", show_default=False)] = None,
               oversample: Annotated[Optional[str], typer.Option("--oversample", metavar="X[,Y...]", help="Rescoring: fetch X*k candidates, rescore them, keep k (1 = off; default: the index's). With several rescoring stages, one factor per stage: X*k candidates for the first, which keeps Y*k for the next ...", show_default=False)] = None,
               rescore: Annotated[Optional[int], typer.Option("--rescore", metavar="X", min=1, hidden=True)] = None,
               expansion: Annotated[Optional[int], typer.Option("--expansion", metavar="N", min=1, help="Search candidate list size (default: the index's).", show_default=False)] = None,
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give one of --vector, --multi-vector, --like and --record")
         if align is not None and (like or multi_vector is not None or record is not None):
             raise UsageError("--align maps query vectors (--vector or stdin), not --like, --multi-vector or --record")
+        if model is not None and (align is not None or like or multi_vector is not None or record is not None):
+            raise UsageError("--model names the model of query vectors (--vector or stdin), without --align")
         if vector is None and not like and multi_vector is None and record is None and sys.stdin.isatty():
             raise UsageError("no query: give --vector FILE, --like ID, --record RECORD, or JSONL vectors on stdin")
         result = api.query(index, vector=vector if vector is not None else (None if like or multi_vector or record
@@ -65,7 +68,7 @@ def register(app: typer.Typer) -> None:
                            like=like, json=record, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
                            multi_vector=multi_vector, first_stage=first_stage, scan=scan, nprobe=nprobe,
-                           align=align)
+                           align=align, model=model)
         if result.clamped:
             message(f"-k {k} is larger than the index; returning {result.k} per query", quiet)
         if result.matching_rows is not None and result.matching_rows < k:

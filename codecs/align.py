@@ -103,6 +103,13 @@ class Align(Codec):
                             "fit the reverse map with vecx align fit --from NEW --to OLD")
         return np.asarray(codes, dtype=np.float32) @ self.matrix_.T
 
+    def pull_back(self, q: Any) -> Any:
+        """Input-space stand-ins for queries already in the output space: ``q M^T``, whose inner
+        product with any input row ``x`` is the query's with the mapped row ``x M`` — so a query of
+        the target model searches an index of mapped rows through the whole chain, rescoring by the
+        unmapped rows included (for an orthogonal map, cosines too: ``|x M| = |x|``)."""
+        return np.asarray(q, dtype=np.float32) @ self.matrix_.T
+
     def state(self) -> dict[str, Any]:
         return {"matrix": self.matrix_}
 

@@ -134,6 +134,9 @@ class Codec:
 
     #: Rows of the sample the stage was fitted on (set by the chain's fit; recorded in the metadata).
     fit_rows_: int | None = None
+    #: What the fit learned about its data beyond the state, as plain JSON (recorded in the metadata
+    #: as the stage's ``notes`` and shown by ``vecx info``), e.g. the models an ``align`` map joins.
+    notes_: dict[str, Any] | None = None
 
     def __init__(self, params: dict[str, Any], input: VectorSpec, version: int | None = None) -> None:
         if version is not None:  # rebuilt from a file of an older version (before plan: it may differ)

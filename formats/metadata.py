@@ -178,6 +178,7 @@ def _stage(stage: Any, name: str, path: str, *, full: bool) -> None:
     _get(stage, "version", name, path, "int", required=False)
     _get(stage, "fit_rows", name, path, "int", required=False, nullable=True, minimum=0)
     _get(stage, "state_sha256", name, path, "str", required=False, nullable=True)
+    _get(stage, "notes", name, path, "dict", required=False)
     if full:
         _space(_get(stage, "input", name, path, "dict"), f"{name}.input", path, json_ok=True)
         _space(_get(stage, "output", name, path, "dict"), f"{name}.output", path)

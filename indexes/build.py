@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
 from vecx._prefetch import prefetch
-from vecx.chain import Chain
+from vecx.chain import Chain, space_model
 from vecx.errors import DataError, MismatchError, UsageError
 from vecx.formats.tempfiles import write_failure
 from vecx.indexes import codescan, order, rowids, store
@@ -272,6 +272,9 @@ class Build:
         model = (plan.source.meta.get("source") or {}).get("model")
         if model:  # the embedding model named at import (vecx import --model)
             table["model"] = model
+        target = space_model(model, plan.source.meta.get("stages") or [])
+        if target and target != model:  # an align stage mapped the vectors into another model's space
+            table["space_model"] = target
         manifest = {
             "rows": count, "columns": [f.name for f in plan.source.payload_fields], "ids": id_kind,
             "table": table,

@@ -701,6 +701,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     shape.string(table, "fingerprint", "table.fingerprint", optional=True)
     shape.string(table, "spec", "table.spec", optional=True)
     shape.string(table, "model", "table.model", optional=True)
+    shape.string(table, "space_model", "table.space_model", optional=True)
     columns = manifest.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise shape.fail("columns", "must be a list of column names")

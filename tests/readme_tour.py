@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SAMPLE = ROOT / "tests" / "data" / "glove-4k"
+QUAKES = ROOT / "tests" / "data" / "quakes-400"
 SHARED_DATA = Path(os.environ.get("VECX_SHARED_DATA") or ROOT.parent / "shared" / "data")
 MARK = re.compile(r"^<!-- tour: ([\w-]+)( loose)? -->$")
 
@@ -52,6 +53,15 @@ class Block:
     steps: list[tuple[str, list[str]]] = field(default_factory=list)  # (command, output lines)
 
 
+def _blank_inside(lines: list[str], i: int) -> bool:
+    """Whether line ``i`` is a blank line inside an output (an indented line, not a command, follows):
+    Markdown keeps indented blocks split by blank lines as one code block, so the README may too."""
+    if lines[i].strip():
+        return False
+    following = next((line for line in lines[i + 1:] if line.strip()), "")
+    return following.startswith("    ") and not following.startswith("    $ ")
+
+
 def read_blocks(lines: list[str]) -> list[Block]:
     """The marked blocks of the README, in order."""
     blocks = []
@@ -64,7 +74,7 @@ def read_blocks(lines: list[str]) -> list[Block]:
             start += 1
         stop = start
         block = Block(match.group(1), start, stop, loose=bool(match.group(2)))
-        while stop < len(lines) and lines[stop].startswith("    "):
+        while stop < len(lines) and (lines[stop].startswith("    ") or _blank_inside(lines, stop)):
             text = lines[stop][4:]
             if text.startswith("$ "):
                 block.steps.append((text[2:], []))
@@ -129,6 +139,10 @@ def _muvera(work: Path) -> None:
                   "np.save('q_tokens.npy', np.array(t.column(col)[0].as_py(), dtype=np.float32))")
 
 
+def _quakes(work: Path) -> None:
+    (work / "quakes.jsonl").symlink_to(QUAKES / "records.jsonl")
+
+
 def _nobel(work: Path) -> None:
     (work / "laureates.jsonl").symlink_to(SHARED_DATA / "nobel-laureates-json" / "records.jsonl")
 
@@ -140,6 +154,7 @@ SCENES: dict[str, tuple[Path, Callable[[Path], None]]] = {
     "debian-append": (SHARED_DATA / "debian-minilm-30k", _debian_append),
     "muvera": (SHARED_DATA / "debian-minilm-30k" / "mv_docs.parquet", _muvera),
     "nobel": (SHARED_DATA / "nobel-laureates-json", _nobel),
+    "quakes": (QUAKES, _quakes),
 }
 
 
@@ -213,6 +228,7 @@ def run_scene(scene: str, blocks: list[Block]) -> list[list[list[str]]]:
 # Comparing
 # --------------------------------------------------------------------------------------
 _TIMING_HEADER = re.compile(r"\bQPS\b")
+_SECONDS_HEADER = re.compile(r"\bfit s\s+encode s$")
 _NUMBER = re.compile(r"^[\d,]*\.?\d+$")
 _TOKEN = re.compile(r"\d+(?:,\d\d\d)*(?:\.\d+)?|\.\d+|[^\s\d]+")  # "2," is the number 2, then a comma
 _MASKS = (
@@ -233,8 +249,11 @@ def _masked(lines: list[str]) -> list[list[str]]:
         tokens = _TOKEN.findall(line)
         if _TIMING_HEADER.search(line):  # an eval table: QPS, p50 ms, p99 ms are its last columns
             timing_columns = 3
-        elif timing_columns and len(tokens) >= 3 and all(_NUMBER.match(t) for t in tokens[-3:]):
-            tokens[-3:] = ["T", "T", "T"]
+        elif _SECONDS_HEADER.search(line):  # a records bench table: fit s, encode s are its last columns
+            timing_columns = 2
+        elif timing_columns and len(tokens) >= timing_columns and all(
+                _NUMBER.match(t) for t in tokens[-timing_columns:]):
+            tokens[-timing_columns:] = ["T"] * timing_columns
         out.append(tokens)
     return out
 

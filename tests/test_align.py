@@ -181,3 +181,59 @@ def test_the_readmes_backfill_makefile_upgrades_an_index_shard_by_shard(pair: di
     make("backfill")  # part-0 is skipped (already in), part-1 appended
     assert json.loads(ok("info", tmp_path / "new.vecx", "--json"))["vecx"]["rows"] == N
     assert make("query", "Q=q.npy") == answered_by("new.vecx")
+
+
+def test_a_map_records_both_models_and_refuses_an_index_of_a_third(tmp_path: Path) -> None:
+    """The models named at import travel with the map: info shows them for the map, for a table it
+    mapped and for an index of that table; a map into one model's space is refused by an index of
+    another (exit 4), before any query is answered."""
+    rng = np.random.default_rng(3)
+    old = make_vectors(300, 8, seed=4)
+    rotation = np.linalg.qr(rng.standard_normal((8, 8)))[0]
+    for name, x, model in (("old", old, "model-a"), ("new", old @ rotation, "model-b"), ("third", old, "model-c")):
+        np.save(tmp_path / f"{name}.npy", x.astype(np.float32))
+        ok("import", tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.parquet", "--model", model)
+    ok("align", "fit", "--from", tmp_path / "old.parquet", "--to", tmp_path / "new.parquet", "-o", tmp_path / "m.state")
+    assert "maps model-a into model-b" in ok("info", tmp_path / "m.state")
+    ok("align", tmp_path / "old.parquet", "-o", tmp_path / "mapped.parquet", "--state", tmp_path / "m.state")
+    assert "model-a, mapped into the space of model-b" in ok("info", tmp_path / "mapped.parquet")
+    ok("index", tmp_path / "mapped.parquet", "-o", tmp_path / "mapped.vecx")
+    assert "model-a, mapped into the space of model-b" in ok("info", tmp_path / "mapped.vecx")
+    np.save(tmp_path / "q.npy", old[:3].astype(np.float32))
+    for index in ("new", "third"):
+        ok("index", tmp_path / f"{index}.parquet", "-o", tmp_path / f"{index}.vecx")
+    found = json.loads(ok("query", tmp_path / "new.vecx", "--vector", tmp_path / "q.npy", "--align",
+                          tmp_path / "m.state", "-k", "1", "--format", "jsonl").splitlines()[0])
+    assert found["results"][0]["id"] == 0  # row 0 of the old model, mapped, is row 0 of the new
+    r = run_vecx("query", tmp_path / "third.vecx", "--vector", tmp_path / "q.npy", "--align", tmp_path / "m.state")
+    assert r.code == 4 and "model-b" in r.stderr and "model-c" in r.stderr and not r.out
+
+
+def test_an_index_of_mapped_rows_takes_queries_of_both_models(tmp_path: Path) -> None:
+    """An index built on 'vecx align' output (old rows mapped into the new space), rescored by the old
+    float rows: old-model queries go through the map, new-model queries (--model) are pulled back
+    through it; both rank by the cosine in the new space, computed here from the fitted matrix."""
+    rng = np.random.default_rng(5)
+    old = make_vectors(400, 8, seed=6)
+    new = old @ np.linalg.qr(rng.standard_normal((8, 8)))[0] + 0.05 * rng.standard_normal((400, 8))
+    for name, x, model in (("old", old, "model-a"), ("new", new, "model-b")):
+        np.save(tmp_path / f"{name}.npy", x.astype(np.float32))
+        ok("import", tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.parquet", "--model", model)
+    ok("align", "fit", "--from", tmp_path / "old.parquet", "--to", tmp_path / "new.parquet", "-o", tmp_path / "m.state")
+    ok("align", tmp_path / "old.parquet", "-o", tmp_path / "mapped.parquet", "--state", tmp_path / "m.state")
+    ok("index", tmp_path / "mapped.parquet", "-o", tmp_path / "mapped.vecx", "--rescore-vectors",
+       tmp_path / "old.parquet", "--scan", "exhaustive")
+    mapped = old @ matrix(tmp_path / "m.state")
+    unit = mapped / np.linalg.norm(mapped, axis=1, keepdims=True)
+    for model, queries, into_new in (("model-a", old[:20], matrix(tmp_path / "m.state")), ("model-b", new[:20], None)):
+        np.save(tmp_path / "q.npy", queries.astype(np.float32))
+        lines = ok("query", tmp_path / "mapped.vecx", "--vector", tmp_path / "q.npy", "--model", model, "-k", "3",
+                   "--format", "jsonl").splitlines()
+        q = queries @ into_new if into_new is not None else queries
+        want = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ unit.T
+        for i, line in enumerate(lines):
+            hits = json.loads(line)["results"]
+            assert [h["id"] for h in hits] == np.argsort(-want[i], kind="stable")[:3].tolist(), (model, i)
+            assert np.allclose([h["score"] for h in hits], np.sort(want[i])[::-1][:3], atol=1e-4)
+    r = run_vecx("query", tmp_path / "mapped.vecx", "--vector", tmp_path / "q.npy", "--model", "model-z")
+    assert r.code == 4 and "model-a" in r.stderr and "model-b" in r.stderr

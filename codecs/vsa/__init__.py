@@ -11,7 +11,7 @@ unit vectors as usual. The encoding is described in :mod:`vecx.codecs.vsa.encode
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, sample_params
@@ -28,6 +28,9 @@ class Vsa(Codec):
     """JSON record -> unit float32 vector (binding by orthogonal matrices; soft numbers and strings)."""
 
     name = "vsa"
+    #: Version 2 made idf weights (floor 0.8) the default; version-1 files meant a floor of 0.1.
+    version = 2
+    older_versions: ClassVar[dict[int, dict[str, Any]]] = {1: {"idf_floor": 0.1}}
     input_kind = JSON
     summary = "JSON records to vectors (orthogonal-matrix binding, soft numbers and strings)"
     example = "vsa:256"
@@ -49,14 +52,16 @@ class Vsa(Codec):
         Param("block", int, default=256, minimum=8, help="size of the Haar-orthogonal blocks of the dense matrix "
               "(= dim for one full Haar matrix; must divide dim)"),
         Param("pairs", float, default=2.0, minimum=0.0, help="weight of field-pair conjunctions inside objects"),
-        Param("soft", float, default=0.5, minimum=0.0, help="weight of word bags and number levels vs exact matches"),
-        Param("levels", int, default=4, minimum=1, maximum=1024,
+        Param("soft", float, default=1.0, minimum=0.0, help="weight of word bags and number levels vs exact matches"),
+        Param("levels", int, default=16, minimum=1, maximum=1024,
               help="number level spans: similarity falls to 0 over range/levels"),
         Param("gamma", float, default=0.0, minimum=0.0,
               help="weight of unbound copies of values (same value, other key)"),
         Param("alpha", float, default=1.0, minimum=0.0, help="weight of the unordered part of arrays"),
         Param("beta", float, default=1.0, minimum=0.0, help="weight of the positional part of arrays"),
-        Param("idf", bool, default=False, help="weight each value by its rarity at its path in the sample"),
+        Param("idf", bool, default=True, help="weight each value by its rarity at its path in the sample"),
+        Param("idf_floor", float, default=0.8, minimum=0.0, maximum=1.0, omit_default=True,
+              help="with idf: the weight of a value every record has (a unique value weighs 1)"),
         Param("max_tokens", int, default=64, minimum=1, help="words kept per string (the rest are ignored)"),
         Param("max_items", int, default=256, minimum=1, help="items kept per array (the rest are ignored)"),
         Param("max_depth", int, default=32, minimum=1, maximum=1000, help="deepest nesting accepted (deeper: error)"),
@@ -92,6 +97,7 @@ class Vsa(Codec):
         fields = dict(dim=v["dim"], seed=v["seed"], mode=v["mode"], block=self.block, max_tokens=v["max_tokens"],
                       max_items=v["max_items"], max_depth=v["max_depth"], exact=1.0, soft=v["soft"],
                       gamma=v["gamma"], alpha=v["alpha"], beta=v["beta"], pairs=v["pairs"], idf=v["idf"],
+                      idf_floor=v["idf_floor"],
                       levels=v["levels"])
         fields.update(overrides)
         return Config(**fields)

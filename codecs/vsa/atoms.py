@@ -131,14 +131,14 @@ class Config:
     max_items: int = 256
     max_depth: int = 32
     exact: float = 1.0  # weight of exact-match atoms (strings, numbers)
-    soft: float = 0.5  # weight of token bags / number levels
+    soft: float = 1.0  # weight of token bags / number levels
     gamma: float = 0.0  # unbound copy of scalar values (cross-key similarity)
     alpha: float = 1.0  # unordered part of arrays
     beta: float = 1.0  # positional part of arrays
-    levels: int = 4  # spans of the number level code (kernel width = range / levels)
+    levels: int = 16  # spans of the number level code (kernel width = range / levels)
     pairs: float = 2.0  # conjunctions of scalar fields inside an object
-    idf: bool = False
-    idf_floor: float = 0.1
+    idf: bool = True
+    idf_floor: float = 0.8
 
 
 def path_of(parent: str, key: str) -> str:

@@ -34,9 +34,12 @@ Encoding of a value ``v`` at key path ``p`` (all value vectors have unit norm):
 - The record's vector is normalized once, at the end (normalizing every level lets small
   sub-objects outweigh the record). Nothing else is normalized: orthogonal binding keeps norms, so
   depth neither shrinks nor grows a field's share.
-- **weights** (``idf``, off by default: it ranks worse on the Nobel data): each scalar's term is
-  scaled by ``floor + (1 - floor) * log((n + 1) / (count + 1)) / log(n + 1)``, with ``count`` the
-  number of sampled records holding that exact value at that path (a hashed table, bounded size).
+- **weights** (``idf``): each scalar's term is scaled by
+  ``floor + (1 - floor) * log((n + 1) / (count + 1)) / log(n + 1)``, with ``count`` the number of
+  sampled records holding that exact value at that path (a hashed table, bounded size). The
+  default floor (0.8) is mild on purpose: a common value still weighs 0.8 of a unique one, because
+  records often carry unique fields (names, descriptions) that a partial query lacks, and strong
+  weights let those dominate a record's norm.
 
 Randomness: every atom is regenerated bit-exactly from the seed (:mod:`vecx.codecs.vsa.atoms`);
 the fitted part is in :mod:`vecx.codecs.vsa.stats`.

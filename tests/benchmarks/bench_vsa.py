@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
+from vecx.bench.records import hashing  # noqa: E402  (the baseline vecx bench --records runs)
 from vecx.codecs.binarize import Binarize  # noqa: E402
 from vecx.codecs.vsa import Vsa  # noqa: E402
 from vecx.space import JSON, VectorSpec  # noqa: E402
@@ -75,26 +75,6 @@ def evaluate(x: np.ndarray, q: np.ndarray, co: list[set[int]], cats: list[set[st
     recall = [len(set(top[i]) & co[i]) / min(10, len(co[i])) for i in range(len(co)) if co[i]]
     precision = [np.mean([bool(cats[j] & cats[i]) for j in top[i]]) for i in range(len(co))]
     return float(np.mean(recall)), float(np.mean(precision))
-
-
-def flatten(value, path=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from flatten(v, f"{path}.{k}" if path else k)
-    elif isinstance(value, list):
-        for v in value:
-            yield from flatten(v, path + "[]")
-    else:
-        yield f"{path}={value}"
-
-
-def hashing(records: list[dict], dim: int) -> np.ndarray:
-    x = np.zeros((len(records), dim), dtype=np.float32)
-    for n, record in enumerate(records):
-        for token in flatten(record):
-            h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-            x[n, h % dim] += 1.0 if h >> 63 else -1.0
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def vsa_codec(spec: str, data: list[dict]) -> Vsa:
