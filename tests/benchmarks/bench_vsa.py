@@ -116,9 +116,10 @@ def main() -> None:
         print("\nDesign variants at D = 1024 (vsa parameters; exact cosine):")
         print("| spec | recall@10 | precision@10 |")
         print("|---|---|---|")
-        for spec in ("vsa:1024", "vsa:1024:pairs=0", "vsa:1024:pairs=3", "vsa:1024:soft=0", "vsa:1024:soft=1.0",
-                     "vsa:1024:levels=1", "vsa:1024:alpha=0.7071067811865476:beta=0.7071067811865476",
-                     "vsa:1024:idf=true", "vsa:1024:gamma=0.3", "vsa:1024:mode=perm", "vsa:1024:block=1024"):
+        half = "alpha=0.7071067811865476:beta=0.7071067811865476"
+        for spec in ("vsa:1024", "vsa:1024:pairs=0", "vsa:1024:pairs=3", "vsa:1024:soft=0", "vsa:1024:soft=0.5",
+                     "vsa:1024:levels=4", "vsa:1024:levels=1", f"vsa:1024:{half}", "vsa:1024:idf=false",
+                     "vsa:1024:idf_floor=0.1", "vsa:1024:gamma=0.3", "vsa:1024:mode=perm", "vsa:1024:block=1024"):
             codec = vsa_codec(spec, data)
             got = evaluate(codec.encode(data), codec.encode_query(queries), co, cats)
             print(f"| `{spec}` | {got[0]:.3f} | {got[1]:.3f} |", flush=True)
