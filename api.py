@@ -536,11 +536,10 @@ def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridg
     """
     if not 0 <= held_out < 1:
         raise UsageError(f"--held-out must be in [0, 1), not {held_out}")
-    old_source, old_ids, x = read_queries(old, None)
-    new_source, new_ids, y = read_queries(new, None)
+    old_source, new_source = open_source(old), open_source(new)
     if old_source.multi or new_source.multi:
         raise UsageError("align maps one vector per row; these tables hold sets of vectors (multi-vector)")
-    left, right = _paired_rows(old_ids, new_ids, old, new)
+    left, right = _paired_rows(_all_ids(old_source), _all_ids(new_source), old, new)
     rng = np.random.Generator(np.random.PCG64(seed))
     order = rng.permutation(len(left))
     held = min(ALIGN_HELD_OUT, int(len(left) * held_out))
@@ -548,11 +547,15 @@ def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridg
     if len(train) < 2:
         raise DataError(f"{old} and {new}: {len(left)} items in common leave {len(train)} to fit a map on",
                         hint="give tables of the same items (the same ids), e.g. two imports of one corpus")
+    # Only the sampled pairs' vectors are read (a pass over each table, one batch in memory at a time).
+    chosen = np.concatenate([test, train])
+    x, y = _float_rows(old_source, left[chosen]), _float_rows(new_source, right[chosen])
+    x_test, y_test, x_train, y_train = x[:held], y[:held], x[held:], y[held:]
     space = VectorSpec(x.shape[1], "float32", old_source.space.metric, old_source.space.normalized)
     chain = Chain.from_spec(f"align:kind={kind}:dim={y.shape[1]}" + (f":ridge={ridge}" if kind == "linear" else ""),
                             space)
     stage: Any = chain.stages[0]  # the align codec (fit_pairs: two tables, not one)
-    stage.fit_pairs(x[left[train]], y[right[train]])
+    stage.fit_pairs(x_train, y_train)
     stage.fit_rows_ = int(len(train))
     models = {"from_model": _model_of(old_source), "to_model": _model_of(new_source)}
     stage.notes_ = {key: name for key, name in models.items() if name} or None
@@ -561,12 +564,34 @@ def align_fit(old: str, new: str, output: str, *, kind: str = "orthogonal", ridg
     write_bytes_atomic(output, blob)
     mapped_recall = identity = None
     if held:
-        a, b = x[left[test]], y[right[test]]
+        a, b = x_test, y_test
         mapped_recall = _own_pair_recall(stage.encode(a), b)
         identity = _own_pair_recall(a, b) if a.shape[1] == b.shape[1] else None
     return AlignReport(output=output, spec=chain.spec, pairs=int(len(left)), fitted=int(len(train)),
                        held_out=int(held), held_out_recall=mapped_recall or {}, identity_recall=identity,
                        bytes=len(blob))
+
+
+def _all_ids(source: Source) -> Any:
+    """Every id of a table, in row order (its vectors are read batch by batch and dropped)."""
+    return pa.chunked_array([batch.ids for batch in source.batches()]).combine_chunks()
+
+
+def _float_rows(source: Source, rows: Any) -> Any:
+    """The float32 vectors of the given row numbers (any order, as given), read in one pass."""
+    to_float = Chain.from_source(source).float_view(source.space, source.path)
+    order = np.argsort(rows, kind="stable")
+    wanted = rows[order]
+    out = None
+    for batch in source.batches():
+        lo, hi = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch)])
+        if hi > lo:
+            part = to_float(batch.vectors[wanted[lo:hi] - batch.offset])
+            if out is None:  # decoded codes may be wider than the stored row (bits, bytes)
+                out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
+            out[order[lo:hi]] = part
+    assert out is not None  # rows come from the table's own ids: at least one was read
+    return out
 
 
 def _model_of(source: Source) -> str | None:
@@ -595,8 +620,11 @@ def _own_pair_recall(a: Any, b: Any) -> dict[str, float]:
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
     own = np.einsum("ij,ij->i", a, b)
     rank = np.zeros(len(a), dtype=np.int64)
-    for lo in range(0, len(a), 1024):  # how many rows of b beat the item's own pair
-        rank[lo: lo + 1024] = ((a[lo: lo + 1024] @ b.T) > own[lo: lo + 1024, None]).sum(axis=1)
+    for lo in range(0, len(a), 1024):  # how many other rows of b beat the item's own pair
+        beats = (a[lo: lo + 1024] @ b.T) > own[lo: lo + 1024, None]
+        # The own pair's entry of the product may round above its einsum score: it never counts.
+        beats[np.arange(len(beats)), np.arange(lo, lo + len(beats))] = False
+        rank[lo: lo + 1024] = beats.sum(axis=1)
     return {"recall@1": round(float(np.mean(rank < 1)), 4), "recall@10": round(float(np.mean(rank < 10)), 4)}
 
 

@@ -237,3 +237,17 @@ def test_an_index_of_mapped_rows_takes_queries_of_both_models(tmp_path: Path) ->
             assert np.allclose([h["score"] for h in hits], np.sort(want[i])[::-1][:3], atol=1e-4)
     r = run_vecx("query", tmp_path / "mapped.vecx", "--vector", tmp_path / "q.npy", "--model", "model-z")
     assert r.code == 4 and "model-a" in r.stderr and "model-b" in r.stderr
+
+
+def test_an_exact_rotation_finds_every_held_out_item_first(tmp_path: Path) -> None:
+    """Items of the new model that are an exact rotation of the old: every held-out item's mapped
+    vector has its own pair first (an own pair never counts as beating itself by a rounding)."""
+    rng = np.random.default_rng(12)
+    old = rng.standard_normal((3000, 128)).astype(np.float32)
+    new = old @ np.linalg.qr(rng.standard_normal((128, 128)))[0].astype(np.float32)
+    for name, x in (("old", old), ("new", new)):
+        np.save(tmp_path / f"{name}.npy", x)
+        ok("import", tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.parquet")
+    report = json.loads(ok("align", "fit", "--from", tmp_path / "old.parquet", "--to", tmp_path / "new.parquet",
+                           "-o", tmp_path / "m.state", "--held-out", "0.5", "--json"))
+    assert report["held_out"] == 1500 and report["held_out_recall"] == {"recall@1": 1.0, "recall@10": 1.0}
