@@ -66,6 +66,13 @@ def register(app: typer.Typer) -> None:
         from vecx.errors import UsageError
 
         if records:
+            vector_only = {"--queries": queries or old_queries, "--truth": truth, "--oversample": oversample or rescore,
+                           "--peers": peers, "--peer": peer, "--index-option": index_option, "--plot": plot,
+                           "--sample": sample, "--metric": metric}
+            given = [name for name, value in vector_only.items() if value]
+            if given:
+                raise UsageError(f"{', '.join(given)}: not for --records (JSON encoders are compared on damaged "
+                                 "copies of the records themselves)", hint="see 'vecx bench --help'")
             _bench_records(base, spec, label, drop, query_count, remove, shift, k, seed, output or out,
                            _command_line(ctx), json, quiet)
             return

@@ -240,6 +240,12 @@ class DatasetSource(TableSource):
         combined = dict(first)
         combined["rows"] = sum(self.part_rows)
         combined["vector"] = {**first["vector"], "normalized": all(bool(m["vector"].get("normalized")) for m in metas)}
+        if "tokens" in first["vector"]:  # the vectors a set stage kept, over every part (unknown if one lacks it)
+            counts = [m["vector"].get("tokens") for m in metas]
+            if all(isinstance(c, int) for c in counts):
+                combined["vector"]["tokens"] = sum(counts)
+            else:
+                del combined["vector"]["tokens"]
         combined["fingerprint"] = combined_fingerprint("table", [m.get("fingerprint") for m in metas])
         sources = [m.get("source") or {} for m in metas]
         if first.get("source"):
@@ -308,7 +314,7 @@ def _chain_keys(meta: dict[str, Any]) -> tuple[Any, ...]:
     the stored vectors' space and the ids' column and type."""
     stages = tuple((s.get("codec"), s.get("version", 1), s.get("spec"), s.get("state_sha256"))
                    for s in meta.get("stages", []))
-    vector = {k: v for k, v in meta["vector"].items() if k != "normalized"}
+    vector = {k: v for k, v in meta["vector"].items() if k not in ("normalized", "tokens")}  # per-part counts
     return stages, tuple(sorted(vector.items())), tuple(sorted(meta["id"].items()))
 
 

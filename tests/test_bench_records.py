@@ -107,7 +107,8 @@ def test_cli_table_json_markdown_and_refusals(tmp_path: Path) -> None:
     assert [a["recall@10"] for a in again["rows"]] == [b["recall@10"] for b in report["rows"]]
     for extra, message in ((["--label", "nope"], "no record has the label field"),
                            (["--label", "event", "--spec", "vsa:256,binarize"], "float vectors"),
-                           (["--label", "event", "--remove", "1.5"], "--remove")):
+                           (["--label", "event", "--remove", "1.5"], "--remove"),
+                           (["--label", "event", "--peers", "--truth", "gt.npy"], "not for --records")):
         r = run_vecx("bench", QUAKES, "--records", *extra)
         assert r.code != 0 and message in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
     r = run_vecx("bench", QUAKES, "--records")

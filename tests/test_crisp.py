@@ -151,3 +151,20 @@ def test_shared_tokens_more_centroids_come_closer_to_full_maxsim(tmp_path: Path)
     r16, r64 = (recall(Chain.from_spec(f"crisp:{c}", space).encode(docs)) for c in (16, 64))
     first64 = MultiVectors.from_list([docs.row(i)[:64] for i in range(len(docs))], np.float16)
     assert r16 < r64 and r64 > recall(first64) + 0.05, (r16, r64)
+
+
+def test_crisp_over_a_dataset_of_parts_counts_every_parts_vectors(tmp_path: Path, docs: list[np.ndarray]) -> None:
+    """Parts keep their own vector counts; the dataset adds them up, and an index reranks over it."""
+    (tmp_path / "raw").mkdir()
+    for i, lo in enumerate((0, 50, 90)):
+        chunk = docs[lo: (50, 90, 120)[i]]
+        write_sets(tmp_path / "raw" / f"p{i}.parquet", chunk, ids=[f"d{j}" for j in range(lo, lo + len(chunk))])
+    ok(run_vecx("import", tmp_path / "raw", "-o", str(tmp_path / "mv") + "/", "--multi"))
+    ok(run_vecx("crisp", str(tmp_path / "mv") + "/", "-o", str(tmp_path / "c") + "/", "--c", "5"))
+    info = json.loads(ok(run_vecx("info", str(tmp_path / "c") + "/", "--json")).out)["vecx"]
+    assert info["vector"]["tokens"] == sum(len(c) for c in crisp("crisp:5", docs))
+    ok(run_vecx("encode", str(tmp_path / "c") + "/", "-o", tmp_path / "fde.parquet", "--spec", "muvera:4x2x8"))
+    ok(run_vecx("index", tmp_path / "fde.parquet", "-o", tmp_path / "x.vecx", "--rescore-vectors",
+                str(tmp_path / "c") + "/"))
+    assert json.loads(ok(run_vecx("info", tmp_path / "x.vecx", "--json")).out)["vecx"]["rescore"]["tokens"] == \
+        info["vector"]["tokens"]
