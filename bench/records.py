@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
-from vecx.errors import DataError, UsageError
+from vecx.errors import DataError, RowError, UsageError, where
 from vecx.progress import SILENT
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -256,9 +256,17 @@ def run_records(path: str, specs: list[str] | None, options: RecordsOptions, pro
             rows.append({"encoder": f"hashing:{dim}", "dim": dim, f"recall@{options.k}": baselines[dim],
                          "gain": 0.0, "encode_s": round(time.perf_counter() - started, 3), "fit_s": 0.0})
         started = time.perf_counter()
-        chain.fit(lambda stage: task.records)
-        fitted = time.perf_counter()
-        x, q = chain.encode(task.records), chain.encode_query(task.queries)
+        try:
+            chain.fit(lambda stage: task.records)
+            fitted = time.perf_counter()
+            x = chain.encode(task.records)
+        except RowError as exc:  # the record's row in the file (records are read in order)
+            raise DataError(f"{where(path, exc.row)}: {exc.detail}", hint=exc.hint) from None
+        try:
+            q = chain.encode_query(task.queries)
+        except RowError as exc:  # a damaged copy: name the record it came from
+            raise DataError(f"{where(path, int(task.sources[exc.row]))}: damaged copy: {exc.detail}",
+                            hint=exc.hint) from None
         recall = recall_at(x, q, task.relevant, options.k)
         rows.append({"encoder": spec, "spec": chain.spec, "dim": dim, f"recall@{options.k}": recall,
                      "gain": recall - baselines[dim], "encode_s": round(time.perf_counter() - fitted, 3),

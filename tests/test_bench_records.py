@@ -113,3 +113,16 @@ def test_cli_table_json_markdown_and_refusals(tmp_path: Path) -> None:
         assert r.code != 0 and message in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
     r = run_vecx("bench", QUAKES, "--records")
     assert r.code == 2 and "--label" in r.stderr
+
+
+def test_a_record_the_encoder_refuses_is_named_by_file_and_row(tmp_path: Path) -> None:
+    deep: dict = {}
+    inner = deep
+    for _ in range(40):
+        inner["a"] = {}
+        inner = inner["a"]
+    rows = [{"g": i % 3, "x": i} for i in range(20)] + [{"g": 1, "deep": deep}]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = run_vecx("bench", path, "--records", "--label", "g", "--spec", "vsa:256")
+    assert r.code == 3 and f"{path}: row 20: nesting deeper" in r.stderr and "Traceback" not in r.stderr
