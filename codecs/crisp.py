@@ -146,7 +146,7 @@ class Crisp(Codec):
             MultiVectors(np.empty((0, sets.dim), dtype=self.output.dtype), [0])
 
     def encode_query(self, q: Any) -> Any:
-        """Queries keep all their vectors (in the output's dtype)."""
+        """Queries keep all their vectors, as they are: each query vector is a term of the MaxSim sum."""
         from vecx.formats.multi import MultiVectors
 
         if not isinstance(q, MultiVectors):
