@@ -579,18 +579,10 @@ def _all_ids(source: Source) -> Any:
 
 def _float_rows(source: Source, rows: Any) -> Any:
     """The float32 vectors of the given row numbers (any order, as given), read in one pass."""
-    to_float = Chain.from_source(source).float_view(source.space, source.path)
     order = np.argsort(rows, kind="stable")
-    wanted = rows[order]
-    out = None
-    for batch in source.batches():
-        lo, hi = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch)])
-        if hi > lo:
-            part = to_float(batch.vectors[wanted[lo:hi] - batch.offset])
-            if out is None:  # decoded codes may be wider than the stored row (bits, bytes)
-                out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
-            out[order[lo:hi]] = part
-    assert out is not None  # rows come from the table's own ids: at least one was read
+    taken = source.take(rows[order], Chain.from_source(source).float_view(source.space, source.path))
+    out = np.empty_like(taken)
+    out[order] = taken
     return out
 
 

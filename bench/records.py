@@ -149,24 +149,32 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def leaves(value: Any, path: str = "") -> Any:
+    """``(path, scalar)`` of every scalar of a record: ``prizes[].year`` (array items share their
+    array's path)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, _child(path, key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from leaves(item, path + "[]")
+    else:
+        yield path, value
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
 def _number_ranges(records: list[dict[str, Any]]) -> dict[str, float]:
-    """The range (max - min) of the numbers at every path (array items share their array's path)."""
+    """The range (max - min) of the numbers at every path."""
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{path}.{key}")
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, path + "[]")
-        elif _is_number(value) and math.isfinite(value):
-            lo[path] = min(lo.get(path, value), value)
-            hi[path] = max(hi.get(path, value), value)
-
     for record in records:
-        walk(record, "")
+        for path, value in leaves(record):
+            if _is_number(value) and math.isfinite(value):
+                lo[path] = min(lo.get(path, value), value)
+                hi[path] = max(hi.get(path, value), value)
     return {path: hi[path] - lo[path] for path in lo}
 
 
@@ -175,7 +183,7 @@ def _damage(record: dict[str, Any], rng: Any, options: RecordsOptions, ranges: d
 
     def walk(value: Any, path: str) -> Any:
         if isinstance(value, dict):
-            return {key: walk(item, f"{path}.{key}") for key, item in value.items()
+            return {key: walk(item, _child(path, key)) for key, item in value.items()
                     if rng.random() >= options.remove}
         if isinstance(value, list):
             items = [walk(item, path + "[]") for item in value]
@@ -185,24 +193,17 @@ def _damage(record: dict[str, Any], rng: Any, options: RecordsOptions, ranges: d
             return round(moved) if isinstance(value, int) else moved
         return value
 
-    damaged = {key: walk(item, f".{key}") for key, item in record.items() if rng.random() >= options.remove}
+    damaged = {key: walk(item, key) for key, item in record.items() if rng.random() >= options.remove}
     if not damaged and record:  # at least one field stays
         key = list(record)[int(rng.integers(len(record)))]
-        damaged[key] = walk(record[key], f".{key}")
+        damaged[key] = walk(record[key], key)
     return damaged
 
 
 # ---- the encoders ------------------------------------------------------------------------------
-def tokens(value: Any, path: str = "") -> Any:
+def tokens(value: Any) -> Any:
     """The ``path=value`` tokens of a record (arrays add ``[]`` to the path)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from tokens(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for item in value:
-            yield from tokens(item, path + "[]")
-    else:
-        yield f"{path}={value}"
+    return (f"{path}={scalar}" for path, scalar in leaves(value))
 
 
 def hashing(records: list[dict[str, Any]], dim: int) -> Any:

@@ -222,8 +222,9 @@ class JsonRecordsSource(Source):
         block["fingerprint"] = metadata.source_fingerprint(block)
         self._source_block = block
 
-    def take(self, rows: Any) -> list[Any]:
-        """The parsed records of the given sorted row numbers (the fitting sample)."""
+    def take(self, rows: Any, convert: Any = None) -> list[Any]:
+        """The parsed records of the given sorted row numbers (the fitting sample; records are not
+        converted, ``convert`` is for vectors)."""
         import numpy as np
 
         out: list[Any] = []

@@ -182,21 +182,27 @@ class Source:
                                 hint="drop --model, or give the table made by that model")
         return {**block, "model": model}
 
-    def take(self, rows: Any) -> Any:
-        """Vectors of the given sorted row numbers, as float32 (for fitting samples)."""
+    def take(self, rows: Any, convert: Any = None) -> Any:
+        """Vectors of the given sorted row numbers, as float32 (for fitting samples); ``convert``
+        turns each batch's picked rows into float32 rows first (e.g. decodes codes, which may be wider)."""
         if self.multi:
             from vecx.formats import multi
 
             return multi.take(self, rows)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out = np.empty((len(rows), self.dim), dtype=np.float32) if convert is None else None
         filled = 0
         for batch in self.batches():
             lo = np.searchsorted(rows, batch.offset)
             hi = np.searchsorted(rows, batch.offset + len(batch))
             if hi > lo:
-                out[filled: filled + hi - lo] = batch.vectors[rows[lo:hi] - batch.offset]
+                picked = batch.vectors[rows[lo:hi] - batch.offset]
+                if convert is not None:
+                    picked = convert(picked)
+                if out is None:
+                    out = np.empty((len(rows), picked.shape[1]), dtype=np.float32)
+                out[filled: filled + hi - lo] = picked
                 filled += hi - lo
-        return out
+        return out if out is not None else np.empty((0, self.dim), dtype=np.float32)
 
     def count_rows(self) -> int:
         """Number of rows (a pass over the data if the format does not say)."""
