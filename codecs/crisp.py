@@ -129,7 +129,7 @@ class Crisp(Codec):
         parts: list[Any] = [None] * len(sets)
         kept = wanted == counts
         for row in np.flatnonzero(kept):  # nothing to cluster: the row's vectors as they are
-            parts[row] = np.asarray(sets.row(int(row)), dtype=np.float32)
+            parts[row] = sets.row(int(row))
         padded = -(-counts // PAD) * PAD
         clustered = np.flatnonzero(~kept)
         # Rows of one padded shape are clustered together, in groups of bounded size.
