@@ -72,6 +72,7 @@ _range: Any = None
 _pq_rows: Any = None
 _weighted: Any = None
 _many: Any = None
+_one: Any = None
 _offer: Any = None
 _finish: Any = None
 _merge: Any = None
@@ -87,7 +88,7 @@ def _compiled() -> Any:
 
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
-    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _offer, _finish, _merge
+    global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
     global _kernel
     _down = compiled(_sift_down, cache)
     _push = compiled(_heap_push, cache, inline="always")
@@ -97,6 +98,7 @@ def _compile(cache: bool = True) -> None:
     _pq_rows = compiled(_rows_range, cache, inline="always")
     _range = compiled(_scan_range, cache)
     _many = compiled(_planes_range, cache, inline="always")
+    _one = compiled(_one_plane_range, cache)
     _weighted = compiled(_weighted_range, cache)
     _offer = compiled(_offer_products, cache)
     _finish = compiled(_sort_heaps, cache)
@@ -199,29 +201,30 @@ def _scan_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     """Offer codes ``lo..hi`` of one list to a query's heap (see :func:`_scan_lists`); returns its size.
     ``extra`` is the list's own tables, or ``None`` (numba compiles that case without the branch).
     Tables of 256 entries (8-bit codes) get a loop of their own with the stride a constant, which LLVM
-    folds into the addresses (with the stride a variable, every address costs a multiplication)."""
+    folds into the addresses (with the stride a variable, every address costs a multiplication).
+    Codes one by one (``tail``: wider than a byte, or a big-endian machine) are the rare case; the
+    usual call passes ``None`` for them, compiled without their test in the loop."""
+    if tail.shape[1]:
+        return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
     if k == 256:
-        return _pq_rows(words, tail, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
-    return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
+        return _pq_rows(words, None, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
+    return _pq_rows(words, None, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
 
 
 def _rows_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int, b: Any,
                 sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
     """The loop of :func:`_scan_range` (inlined there, once per kind of stride)."""
     nw = words.shape[1]
-    rem = tail.shape[1]
     top = len(heap_s)
-    for j in range(lo, hi):
-        # Only one of words and tail holds codes (see Codes). The tail's test stays in the loop body,
-        # where LLVM hoists it out of the loop: an empty tail loop, or the same test inside an
-        # inlined helper, slowed the words' look-ups down.
+    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
+        # Only one of words and tail holds codes (see Codes); with tail None numba drops its branch.
         s = _add_words(table, k, words, j, 0, nw, 0)
-        if rem:
-            s += _add_tail(table, k, tail, j, 0, rem, 8 * nw)
+        if tail is not None:
+            s += _add_tail(table, k, tail, j, 0, tail.shape[1], 8 * nw)
         if extra is not None:
             s += _add_words(extra, k, words, j, 0, nw, 0)
-            if rem:
-                s += _add_tail(extra, k, tail, j, 0, rem, 8 * nw)
+            if tail is not None:
+                s += _add_tail(extra, k, tail, j, 0, tail.shape[1], 8 * nw)
         v = sign * (s + b)
         if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
             size = _push(heap_s, heap_r, size, v, rows[j])
@@ -240,20 +243,29 @@ def _weighted_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any,
     ``bounds`` (rows x 2, or rows x 0) holds each row's sign-code weight and error term: once the
     heap is full, a row whose sign-bit estimate, plus its error term times ``qb``, cannot beat the
     worst kept score is given up before its other planes are read (incremental estimation)."""
-    planes = factors.shape[1] - 1
+    if factors.shape[1] == 2:
+        if tail.shape[1]:
+            return _one(words, tail, factors, rows, lo, hi, table, a, c, b, sign, heap_s, heap_r, size)
+        return _one(words, None, factors, rows, lo, hi, table, a, c, b, sign, heap_s, heap_r, size)
+    if tail.shape[1]:
+        return _many(words, tail, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
+    return _many(words, None, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
+
+
+def _one_plane_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any,
+                     a: Any, c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+    """:func:`_weighted_range` for codes of one plane (the usual code): a function of its own, which
+    LLVM compiles to a tighter loop than the same loop beside the several planes' one."""
     nw = words.shape[1]
-    rem = tail.shape[1]
     top = len(heap_s)
-    if planes == 1:
-        for j in range(lo, hi):
-            dot = _add_words(table, 256, words, j, 0, nw, 0)
-            if rem:  # see _scan_range
-                dot += _add_tail(table, 256, tail, j, 0, rem, 8 * nw)
-            v = sign * (factors[j, 0] + factors[j, 1] * (a * dot + c) + b)
-            if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
-                size = _push(heap_s, heap_r, size, v, rows[j])
-        return size
-    return _many(words, tail, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
+    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
+        dot = _add_words(table, 256, words, j, 0, nw, 0)
+        if tail is not None:  # codes past the words (numba compiles the usual call, tail None, without it)
+            dot += _add_tail(table, 256, tail, j, 0, tail.shape[1], 8 * nw)
+        v = sign * (factors[j, 0] + factors[j, 1] * (a * dot + c) + b)
+        if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
+            size = _push(heap_s, heap_r, size, v, rows[j])
+    return size
 
 
 def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, table: Any,
@@ -264,21 +276,21 @@ def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, l
     prune = bounds.shape[1] > 0
     top = len(heap_s)
     pw = words.shape[1] // planes
-    pt = tail.shape[1] // planes
-    for j in range(lo, hi):
+    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
         s = factors[j, 0]
         first = 0
         if prune and size == top:  # the sign plane first: can the row still make the heap?
             dot = _add_words(table, 256, words, j, 0, pw, 0)
-            if pt:
-                dot += _add_tail(table, 256, tail, j, 0, pt, 0)
+            if tail is not None:
+                dot += _add_tail(table, 256, tail, j, 0, tail.shape[1] // planes, 0)
             if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
                 continue
             s += factors[j, 1] * (a * dot + c)
             first = 1
         for t in range(first, planes):
             dot = _add_words(table, 256, words, j, t * pw, (t + 1) * pw, t * pw)
-            if pt:
+            if tail is not None:
+                pt = tail.shape[1] // planes
                 dot += _add_tail(table, 256, tail, j, t * pt, (t + 1) * pt, -t * pt)
             s += factors[j, 1 + t] * (a * dot + c)
         v = sign * (s + b)
@@ -476,7 +488,7 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     if parts is None and threading.current_thread().name.startswith(_THREAD_NAME):
         parts = 1  # a part's own thread: the pool's threads are all busy with a batch's blocks already
     if parts is None:
-        scanned = int(np.diff(starts).sum()) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
+        scanned = int(starts[-1] - starts[0]) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
         parts = cores() if n < cores() and scanned * tables.shape[1] >= SPLIT_WORK else 1
     kernel = _compiled()
     none = np.zeros(n, dtype=np.float32)
@@ -498,7 +510,10 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
               np.ascontiguousarray(part_base, dtype=np.float32), flat_extra,
               np.ascontiguousarray(part_picked, dtype=np.int64), sign, part_rows[i], part_scores[i])
              for i, (part_starts, part_base, part_picked) in enumerate(pieces)]
-    in_parallel(lambda args: kernel(*args), calls)
+    if len(calls) == 1:
+        kernel(*calls[0])
+    else:
+        in_parallel(lambda args: kernel(*args), calls)
     if len(pieces) == 1:
         out_rows, out_scores = part_rows[0], part_scores[0]
     else:

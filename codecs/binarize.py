@@ -531,10 +531,10 @@ class Binarize(Codec, ScoresCodes):
         rotated = prepared["rotated"]
         n = len(rotated)
         sign = -2.0 if self.output.metric == "l2" else 1.0
-        base = prepared["const"][:, None] + (prepared["coarse"] if self.lists else 0.0)
+        base = prepared["const"][:, None] + prepared["coarse"] if self.lists else prepared["const"][:, None]
         out = {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
                "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
-               "base": np.ascontiguousarray(np.broadcast_to(base, (n, max(1, self.lists))), dtype=np.float32)}
+               "base": np.ascontiguousarray(base, dtype=np.float32)}
         if self.incremental_:  # what a row's error term is multiplied by for this query (see _sign_bound)
             out["bound"] = (abs(sign) * EPSILON / np.sqrt(self.padded_ - 1)
                             * np.linalg.norm(rotated, axis=1)).astype(np.float32)

@@ -242,10 +242,7 @@ class CodeScan:
             if found is None:
                 return None
             base = found["base"]
-            if nprobe >= lists:
-                picked = np.broadcast_to(np.arange(lists, dtype=np.int64), base.shape)
-            else:
-                picked = np.argpartition(self.scorer.probe_order(prepared), nprobe - 1, axis=1)[:, :nprobe]
+            picked = self._picked(prepared, len(base), nprobe, lists)
             if self._by_products(found, arranged, len(base)):
                 keys, scores = adc.scan_products(arranged, row_numbers, found, count, self.lower_is_better)
             else:
@@ -265,7 +262,17 @@ class CodeScan:
             return None
         if not parts:
             return np.zeros((0, count), np.int64), np.zeros((0, count), np.float32)
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+    def _picked(self, prepared: dict[str, Any], queries: int, nprobe: int, lists: int) -> Any:
+        """Each query's lists to scan (queries x nprobe list numbers): the ``nprobe`` best, or all."""
+        if lists == 1:
+            return np.zeros((queries, 1), dtype=np.int64)
+        if nprobe >= lists:
+            return np.broadcast_to(np.arange(lists, dtype=np.int64), (queries, lists))
+        return np.argpartition(self.scorer.probe_order(prepared), nprobe - 1, axis=1)[:, :nprobe]
 
     def _by_products(self, found: dict[str, Any], arranged: Any, queries: int) -> bool:
         """Whether a block of queries scans every row by matrix products (:func:`vecx.adc.scan_products`):

@@ -85,6 +85,26 @@ def test_every_code_layout_scans_as_numpy_does(spec: str, dim: int) -> None:
             _same_results(*_both(scan, "probe", q[:n], 10, 3), scan.lower_is_better)
 
 
+@pytest.mark.parametrize("spec", ["pq:6x8", "pq:6x8:ivf=8", "binarize:mode=rabitq",
+                                  "binarize:mode=rabitq:bits=3:ivf=8"])
+def test_codes_read_byte_by_byte_scan_as_the_words_do(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a big-endian machine the kernel reads every code byte by byte (the ``tail`` layout, a
+    loop of its own): the same rows and scores as the words' layout, with the kernel compiled for it."""
+    scan, q, _ = _scan(spec, "l2", rows=1500, dim=40)
+    scan.compiled = True
+    words = [scan.exhaustive(q[:n], 10) for n in (1, 5)]
+    probed = scan.probe(q[:1], 10, 3) if scan.list_count else None
+    monkeypatch.setattr(sys, "byteorder", "big")
+    bytewise, _, _ = _scan(spec, "l2", rows=1500, dim=40)
+    bytewise.compiled = True
+    arranged = bytewise._table_codes()[0]
+    assert arranged.words.shape[1] == 0 and arranged.tail.shape[1] > 0  # the byte-by-byte layout
+    for n, found in zip((1, 5), words, strict=True):
+        _same_results(found, bytewise.exhaustive(q[:n], 10), scan.lower_is_better)
+    if probed is not None:
+        _same_results(probed, bytewise.probe(q[:1], 10, 3), scan.lower_is_better)
+
+
 @pytest.mark.parametrize(("spec", "metric"), [("binarize:mode=rabitq", "cosine"), ("binarize:mode=rabitq", "l2"),
                                              ("binarize:mode=rabitq:bits=3", "cosine"),
                                              ("binarize:mode=rabitq:levels=2", "l2")])
