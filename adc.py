@@ -340,7 +340,7 @@ def _offer_products(dots: Any, factors: Any, rows: Any, lo: int, scale: Any, shi
         top = len(heap_s)
         a, c, b = scale[q], shift[q], base[q, 0]
         for j in range(dots.shape[1]):
-            r = lo + j
+            r = np.uint64(lo + j)  # unsigned: no negative-index wrap-around per access
             v = sign * (factors[r, 0] + factors[r, 1] * (a * dots[q, j] + c) + b)
             if size < top or v <= heap_s[0]:
                 size = _push(heap_s, heap_r, size, v, rows[r])
