@@ -61,6 +61,13 @@ def loaded() -> bool:
     return _kernel is not None
 
 
+#: Table bytes (float32 entries) above which a scan sums its rows span by span (:func:`_block_sums`)
+#: rather than a row at a time; the bytes of table one span covers (about the L1 data cache); and the
+#: rows summed at a time.
+WIDE_TABLE = 48 * 1024
+SPAN_BYTES = 24 * 1024
+BLOCK_ROWS = 1024
+
 _kernel: Any = None
 #: The helpers the kernels call (numba-compiled, by these names, when they are).
 _push: Any = None
@@ -73,6 +80,8 @@ _pq_rows: Any = None
 _weighted: Any = None
 _many: Any = None
 _one: Any = None
+_sums: Any = None
+_pq_blocks: Any = None
 _offer: Any = None
 _finish: Any = None
 _merge: Any = None
@@ -89,6 +98,7 @@ def _compiled() -> Any:
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
+    global _sums, _pq_blocks
     global _kernel
     _down = compiled(_sift_down, cache)
     _push = compiled(_heap_push, cache, inline="always")
@@ -96,6 +106,8 @@ def _compile(cache: bool = True) -> None:
     _add_words = compiled(_words_sum, cache, inline="always")
     _add_tail = compiled(_tail_sum, cache, inline="always")
     _pq_rows = compiled(_rows_range, cache, inline="always")
+    _sums = compiled(_block_sums, cache, inline="always")
+    _pq_blocks = compiled(_pq_blocked, cache, inline="always")
     _range = compiled(_scan_range, cache)
     _many = compiled(_planes_range, cache, inline="always")
     _one = compiled(_one_plane_range, cache)
@@ -159,17 +171,20 @@ def _words_sum(table: Any, k: int, words: Any, j: int, lo: int, hi: int, origin:
     s1 = s0
     s2 = s0
     s3 = s0
+    byte = np.uint64(255)
     for w in range(lo, hi):
-        x = words[j, w]
-        b = (w - origin) * 8 * k
-        s0 += table[b + (x & 255)]
-        s1 += table[b + k + ((x >> 8) & 255)]
-        s2 += table[b + 2 * k + ((x >> 16) & 255)]
-        s3 += table[b + 3 * k + ((x >> 24) & 255)]
-        s0 += table[b + 4 * k + ((x >> 32) & 255)]
-        s1 += table[b + 5 * k + ((x >> 40) & 255)]
-        s2 += table[b + 6 * k + ((x >> 48) & 255)]
-        s3 += table[b + 7 * k + (x >> 56)]
+        # Word and table positions unsigned: numba wraps a signed index that could be negative (a step
+        # per look-up that LLVM removes only where it can prove the index is not).
+        x = words[j, np.uint64(w)]
+        b = np.uint64((w - origin) * 8 * k)
+        s0 += table[b + (x & byte)]
+        s1 += table[b + np.uint64(k) + ((x >> np.uint64(8)) & byte)]
+        s2 += table[b + np.uint64(2 * k) + ((x >> np.uint64(16)) & byte)]
+        s3 += table[b + np.uint64(3 * k) + ((x >> np.uint64(24)) & byte)]
+        s0 += table[b + np.uint64(4 * k) + ((x >> np.uint64(32)) & byte)]
+        s1 += table[b + np.uint64(5 * k) + ((x >> np.uint64(40)) & byte)]
+        s2 += table[b + np.uint64(6 * k) + ((x >> np.uint64(48)) & byte)]
+        s3 += table[b + np.uint64(7 * k) + (x >> np.uint64(56))]
     return (s0 + s1) + (s2 + s3)
 
 
@@ -206,8 +221,13 @@ def _scan_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     usual call passes ``None`` for them, compiled without their test in the loop."""
     if tail.shape[1]:
         return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
+    wide = words.shape[1] * 32 * k > WIDE_TABLE
     if k == 256:
+        if wide:
+            return _pq_blocks(words, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
         return _pq_rows(words, None, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
+    if wide:
+        return _pq_blocks(words, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
     return _pq_rows(words, None, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
 
 
@@ -228,6 +248,38 @@ def _rows_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
         v = sign * (s + b)
         if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
             size = _push(heap_s, heap_r, size, v, rows[j])
+    return size
+
+
+def _block_sums(table: Any, k: int, words: Any, lo: int, hi: int, out: Any) -> None:  # pragma: no cover
+    """``out[i] += sum table[p * k + code_p]`` over the codes of row ``lo + i`` (``lo..hi``), summed
+    span by span of code words: each span's table entries (about :data:`SPAN_BYTES`) stay in the L1
+    cache while every row of the block is read, where a row at a time would cycle through a table
+    larger than that cache on every row. A row's sum does not depend on the block it is in."""
+    nw = words.shape[1]
+    span = max(1, SPAN_BYTES // (32 * k))
+    for w0 in range(0, nw, span):
+        w1 = min(nw, w0 + span)
+        for i in range(hi - lo):
+            out[i] += _add_words(table, k, words, np.uint64(lo + i), w0, w1, 0)
+
+
+def _pq_blocked(words: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int, b: Any,
+                sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
+    """:func:`_rows_range` for tables larger than :data:`WIDE_TABLE` (many code positions): the rows'
+    sums by blocks of :data:`BLOCK_ROWS` rows (:func:`_block_sums`), then offered to the heap."""
+    top = len(heap_s)
+    part = np.empty(BLOCK_ROWS, dtype=table.dtype)
+    for start in range(lo, hi, BLOCK_ROWS):
+        end = min(hi, start + BLOCK_ROWS)
+        part[:] = 0
+        _sums(table, k, words, start, end, part)
+        if extra is not None:
+            _sums(extra, k, words, start, end, part)
+        for i in range(end - start):
+            v = sign * (part[i] + b)
+            if size < top or v <= heap_s[0]:
+                size = _push(heap_s, heap_r, size, v, rows[np.uint64(start + i)])
     return size
 
 
@@ -255,9 +307,22 @@ def _weighted_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any,
 def _one_plane_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any,
                      a: Any, c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
     """:func:`_weighted_range` for codes of one plane (the usual code): a function of its own, which
-    LLVM compiles to a tighter loop than the same loop beside the several planes' one."""
+    LLVM compiles to a tighter loop than the same loop beside the several planes' one. Tables larger
+    than :data:`WIDE_TABLE` (wide vectors) are summed by blocks of rows (:func:`_block_sums`)."""
     nw = words.shape[1]
     top = len(heap_s)
+    if tail is None and nw * 32 * 256 > WIDE_TABLE:
+        part = np.empty(BLOCK_ROWS, dtype=table.dtype)
+        for start in range(lo, hi, BLOCK_ROWS):
+            end = min(hi, start + BLOCK_ROWS)
+            part[:] = 0
+            _sums(table, 256, words, start, end, part)
+            for i in range(end - start):
+                j = np.uint64(start + i)
+                v = sign * (factors[j, 0] + factors[j, 1] * (a * part[i] + c) + b)
+                if size < top or v <= heap_s[0]:
+                    size = _push(heap_s, heap_r, size, v, rows[j])
+        return size
     for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
         dot = _add_words(table, 256, words, j, 0, nw, 0)
         if tail is not None:  # codes past the words (numba compiles the usual call, tail None, without it)

@@ -70,15 +70,21 @@ def test_compiled_scan_equals_numpy_scan(spec: str, metric: str) -> None:
 
 # Code layouts the kernel reads differently: 8-bit PQ codes in two whole words, in one word and four
 # bytes (zero-padded to two words, the tables with zero entries), 10-bit codes (two bytes each, read one
-# by one), RaBitQ bit planes of whole words (64 dims) and of 7 bytes (50 dims: each plane padded apart).
+# by one), RaBitQ bit planes of whole words (64 dims) and of 7 bytes (50 dims: each plane padded apart),
+# and tables larger than the kernel's WIDE_TABLE (72 PQ positions, 600 bits: summed span by span over
+# blocks of rows, the 2,000 rows two blocks).
 LAYOUTS = [("pq:16x8", 32), ("pq:12x8:ivf=8", 24), ("pq:4x10", 16), ("binarize:mode=rabitq:levels=2", 64),
            ("binarize:mode=rabitq:levels=2:ivf=8", 50), ("binarize:mode=rabitq", 50),
-           ("binarize:mode=rabitq:bits=4:ivf=8", 50)]
+           ("binarize:mode=rabitq:bits=4:ivf=8", 50), ("pq:72x8", 144), ("pq:72x8:ivf=8", 144),
+           ("binarize:mode=rabitq", 600), ("binarize:mode=rabitq:ivf=8", 600)]
 
 
 @pytest.mark.parametrize(("spec", "dim"), LAYOUTS)
 def test_every_code_layout_scans_as_numpy_does(spec: str, dim: int) -> None:
+    from vecx import adc
+
     scan, q, _ = _scan(spec, "l2", rows=2000, dim=dim)
+    assert (dim >= 144) == (scan._table_codes()[0].words.shape[1] * 32 * 256 > adc.WIDE_TABLE)
     for n in (1, 40):
         _same_results(*_both(scan, "exhaustive", q[:n], 10), scan.lower_is_better)
         if scan.list_count:
