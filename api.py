@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vecx._lazy import lazy
@@ -53,8 +53,23 @@ class Report:
         out = asdict(self)
         return {k: v for k, v in out.items() if not (v is None and k in self.optional)}
 
+    # One __repr__ and __eq__ for every report: a dataclass generating its own for each costs the
+    # import of this module (and so every command's start) a few milliseconds.
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({shown})"
 
-@dataclass
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name)
+                   for f in fields(self) if f.compare)
+
+    # Unhashable, as a dataclass comparing its fields is (its fields may change).
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class EncodeReport(Report):
     """What :func:`encode_file` wrote."""
 
@@ -73,7 +88,7 @@ class EncodeReport(Report):
     notes: list[str] | None = None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class FitReport(Report):
     """What :func:`fit_file` wrote: a state container for ``spec``, fitted on ``input``-shaped data."""
 
@@ -84,7 +99,7 @@ class FitReport(Report):
     bytes: int
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class AlignReport(Report):
     """What :func:`align_fit` wrote: a one-stage ``align`` state container, the pairs it was fitted
     on, and cross-model retrieval on held-out pairs (never fitted), mapped and not."""
@@ -101,7 +116,7 @@ class AlignReport(Report):
     bytes: int
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class ExplainReport(Report):
     """What a chain would make of its input, stage by stage (:func:`explain`)."""
 
@@ -110,7 +125,7 @@ class ExplainReport(Report):
     compression: float
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class CodecInfo(Report):
     """One codec a spec can use, with its parameters (:func:`list_codecs`)."""
 
@@ -130,7 +145,7 @@ class CodecInfo(Report):
         return out
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class InfoReport(Report):
     """What a file or index holds (:func:`info`): its ``vecx`` metadata, or the layout of a raw input."""
 
@@ -145,7 +160,7 @@ class InfoReport(Report):
     columns: list[str] | None = None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class TruthReport(Report):
     """What :func:`truth` wrote."""
 
@@ -157,7 +172,7 @@ class TruthReport(Report):
     score: str
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class IndexReport(Report):
     """The index :func:`build_index` committed: its path and manifest (``to_json`` is the manifest).
 
@@ -175,7 +190,7 @@ class IndexReport(Report):
         return self.manifest if self.change is None else {**self.manifest, "change": self.change}
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class ChangeReport(Report):
     """What an append, delete or compact did to an index (:func:`append_index`, :func:`delete_rows`,
     :func:`compact_index`): the action, the counts, and the index as it now is."""
@@ -193,7 +208,7 @@ class ChangeReport(Report):
     note: str | None = None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class QueryResult(Report):
     """Per query its results (rank, id, score and the payload fields asked for), from :func:`query`.
 
@@ -207,7 +222,7 @@ class QueryResult(Report):
     matching_rows: int | None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class EvalReport(Report):
     """Recall by stage, QPS and latency of an index (:func:`evaluate`), and the tuning if asked for."""
 
@@ -230,7 +245,7 @@ class EvalReport(Report):
     lid: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class VerifyReport(Report):
     """An intact file or index (:func:`verify`; damage raises instead)."""
 
@@ -246,7 +261,7 @@ class VerifyReport(Report):
     ok: bool = True
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # the base's __repr__ and __eq__ (see Report)
 class Explanation(Report):
     """One item against a JSON record (:func:`vsa_explain`): the cosine and each key path's share of it."""
 

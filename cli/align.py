@@ -5,8 +5,6 @@ and a group with a subcommand ``fit``, which learns the map from two tables of t
 As with ``vecx vsa``, the group runs ``encode`` when the first argument names no subcommand.
 """
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``vecx bench``: chains end to end beside faiss and usearch, as a table, JSON, Markdown or a plot."""
 
-from __future__ import annotations
-
 import shlex
 from typing import Annotated, Any, Optional
 

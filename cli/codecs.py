@@ -4,8 +4,6 @@ A codec module declares its parameters once; this module turns them into options
 so adding a codec adds its command without touching the CLI.
 """
 
-from __future__ import annotations
-
 import inspect
 from typing import Annotated, Any, Optional
 

@@ -1,7 +1,5 @@
 """``vecx import``, ``vecx encode`` and ``vecx fit``."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,7 +1,5 @@
 """``vecx eval``: recall by stage, QPS and latency of an index; tunes and saves its search defaults."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

@@ -1,8 +1,6 @@
 """``vecx index``, ``vecx delete``, ``vecx compact``: build an index directory from an encoded vector
 table, grow it by segments, delete rows, merge segments."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Any, Optional
 

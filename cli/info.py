@@ -1,7 +1,5 @@
 """``vecx info`` (what a table, index or ground-truth file holds) and ``vecx verify`` (is every byte intact)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,5 @@
 """``vecx plan``: measure a few chains on a sample and pick an index for a memory budget."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,7 +1,5 @@
 """``vecx query``: search an index by vectors, ids or JSON records; results as a table, JSONL, JSON or CSV."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, Any, Optional
 

@@ -1,7 +1,5 @@
 """``vecx spec explain`` and ``vecx spec list``: spec strings and the codecs they name, without data."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,7 +1,5 @@
 """``vecx truth``: exact nearest neighbours of queries over a base, as a Parquet table."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -7,8 +7,6 @@ and ``vecx vsa encode records.jsonl -o out.parquet`` are the same command. (An i
 literally named ``explain`` has to be written ``./explain``.)
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

@@ -188,3 +188,26 @@ def test_search_options_are_checked(x: np.ndarray, tmp_path: Path) -> None:
                      lambda: index.search(x[:1], oversample=0), lambda: index.search(x[:1, :5])):
             with pytest.raises(vecx.VecxError):
                 call()
+
+
+def test_reports_print_and_compare_as_dataclasses_do() -> None:
+    """Every report shares its base's __repr__ and __eq__ (generated ones cost each command's start):
+    the same text and equality as the dataclass's own would give, and unhashable like it."""
+    import dataclasses
+
+    from vecx import api
+
+    reports = [kind for kind in vars(api).values()
+               if isinstance(kind, type) and issubclass(kind, api.Report) and kind is not api.Report]
+    assert len(reports) >= 13
+    for kind in reports:
+        fields = dataclasses.fields(kind)
+        twin = dataclasses.make_dataclass(kind.__name__, [(f.name, object) for f in fields])
+        values = {f.name: [f.name, len(f.name)] if i % 2 else f"{f.name}'s" for i, f in enumerate(fields)}
+        got = kind(**values)
+        assert repr(got) == repr(twin(**values))
+        assert got == kind(**values)
+        assert got != kind(**{**values, fields[-1].name: None})
+        assert got != twin(**values)  # a report equals only its own kind
+        with pytest.raises(TypeError):
+            hash(got)

@@ -1,0 +1,123 @@
+"""Exhaustive scans of wide codes (384- to 1536-d vectors), vecx against faiss, single queries and batches.
+
+A look-up-table scan reads one table entry per code byte; a query's tables grow with the vector's
+width (RaBitQ: 1 KB per 8 dimensions; PQ: 1 KB per sub-space) and pass the L1 data cache from about
+400 dimensions. This measures what that costs at the widths of today's embedding models, on
+30,000 seeded Gaussian rows per width (the speed of a scan does not depend on where the vectors
+lie): ``binarize:mode=rabitq`` against faiss ``IndexRaBitQ`` and ``pq:{D/8}x8`` against faiss
+``IndexPQ`` (``PQ{D/8}x8np``), both trained on the same 5,000 rows, cosine.
+
+For each: the median time of 200 single queries (k = 10; vecx through ``Searcher.search``, as
+``vecx query`` and the Python API run it) and the best of 3 batches of 1,000 queries. Runs on the
+machine's cores; the ratio is faiss ms / vecx ms (above 1: vecx is faster).
+
+    python tests/benchmarks/bench_wide.py [--dims 384,768,1024,1536] [--out FILE.md]
+
+With ``PYTHONPATH`` pointing at another vecx checkout's parent, it measures that version instead
+(the before/after figures of BENCHMARKS.md: the same script, run for both, alternating).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROWS = 30_000
+TRAIN = 5_000
+
+
+def single_ms(search: Any, queries: int = 200) -> float:
+    """Median ms of one query at a time (k = 10)."""
+    search(slice(0, 1))
+    times = []
+    for i in range(queries):
+        started = time.perf_counter()
+        search(slice(i, i + 1))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def batch_qps(search: Any, queries: int = 1000, repeat: int = 3) -> float:
+    """Queries per second of one call with ``queries`` queries, best of ``repeat``."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        search(slice(0, queries))
+        best = min(best, time.perf_counter() - started)
+    return queries / best
+
+
+def measure(dim: int, work: str) -> list[dict[str, Any]]:
+    import faiss
+    import numpy as np
+
+    from vecx import api
+    from vecx.formats.readers import ReadOptions
+    from vecx.indexes.build import BuildOptions
+    from vecx.indexes.search import Searcher
+
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((ROWS, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.standard_normal((1000, dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    base = os.path.join(work, f"base{dim}.npy")
+    np.save(base, x)
+    out = []
+    for spec, key in (("binarize:mode=rabitq", "RaBitQ"), (f"pq:{dim // 8}x8", f"PQ{dim // 8}x8np")):
+        codes, index = os.path.join(work, "codes.parquet"), os.path.join(work, f"{dim}.vecx")
+        api.encode_file(base, codes, f"{spec}:sample={TRAIN}", read=ReadOptions(metric="cosine"))
+        api.build_index(codes, index, options=BuildOptions(scan="exhaustive"))
+        searcher = Searcher(index)
+        searcher.use_compiled_scans()
+        qq = searcher.check_queries(q, "queries")
+        mine = (single_ms(lambda sl: searcher.search(qq[sl], 10, oversample=1, rescore=False)),
+                batch_qps(lambda sl: searcher.search(qq[sl], 10, oversample=1, rescore=False)))
+        searcher.close()
+        peer = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+        peer.train(x[:TRAIN])
+        peer.add(x)
+        theirs = (single_ms(lambda sl: peer.search(q[sl], 10)), batch_qps(lambda sl: peer.search(q[sl], 10)))
+        out.append({"dim": dim, "spec": spec, "peer": key, "table_kb": dim // 8,  # 256 float32 entries per code byte
+                    "vecx_ms": mine[0], "faiss_ms": theirs[0], "vecx_qps": mine[1], "faiss_qps": theirs[1]})
+        print(f"{dim} {spec}: vecx {mine[0]:.3f} ms, {mine[1]:,.0f} QPS; faiss {theirs[0]:.3f} ms, "
+              f"{theirs[1]:,.0f} QPS", file=sys.stderr, flush=True)
+    return out
+
+
+def report(rows: list[dict[str, Any]], cmdline: str) -> str:
+    import vecx
+
+    lines = [f"vecx {vecx.__file__}; load average {os.getloadavg()[0]:.1f} at the end", "",
+             "| dim | vecx spec | faiss | table KB per query | vecx p50 ms | faiss p50 ms | p50 ratio (faiss / vecx) "
+             "| vecx QPS | faiss QPS | QPS ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dim']} | `{r['spec']}` | {r['peer']} | {r['table_kb']} | {r['vecx_ms']:.3f} | "
+                     f"{r['faiss_ms']:.3f} | {r['faiss_ms'] / r['vecx_ms']:.2f}x | {r['vecx_qps']:,.0f} | "
+                     f"{r['faiss_qps']:,.0f} | {r['vecx_qps'] / r['faiss_qps']:.2f}x |")
+    return "\n".join([*lines, "", f"`{cmdline}`", ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dims", default="384,768,1024,1536", help="vector widths, comma-separated")
+    ap.add_argument("--out", help="also write the Markdown table here")
+    args = ap.parse_args()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-wide-") as work:
+        for dim in (int(d) for d in args.dims.split(",")):
+            rows.extend(measure(dim, work))
+    text = report(rows, "python " + " ".join(sys.argv))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
