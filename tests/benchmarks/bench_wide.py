@@ -75,14 +75,19 @@ def measure(dim: int, work: str) -> list[dict[str, Any]]:
         api.build_index(codes, index, options=BuildOptions(scan="exhaustive"))
         searcher = Searcher(index)
         searcher.use_compiled_scans()
-        qq = searcher.check_queries(q, "queries")
-        mine = (single_ms(lambda sl: searcher.search(qq[sl], 10, oversample=1, rescore=False)),
-                batch_qps(lambda sl: searcher.search(qq[sl], 10, oversample=1, rescore=False)))
+        checked = searcher.check_queries(q, "queries")
+        def vecx_search(sl: slice, s: Any = searcher, qq: Any = checked) -> Any:
+            return s.search(qq[sl], 10, oversample=1, rescore=False)
+
+        mine = (single_ms(vecx_search), batch_qps(vecx_search))
         searcher.close()
         peer = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
         peer.train(x[:TRAIN])
         peer.add(x)
-        theirs = (single_ms(lambda sl: peer.search(q[sl], 10)), batch_qps(lambda sl: peer.search(q[sl], 10)))
+        def faiss_search(sl: slice, index: Any = peer) -> Any:
+            return index.search(q[sl], 10)
+
+        theirs = (single_ms(faiss_search), batch_qps(faiss_search))
         out.append({"dim": dim, "spec": spec, "peer": key, "table_kb": dim // 8,  # 256 float32 entries per code byte
                     "vecx_ms": mine[0], "faiss_ms": theirs[0], "vecx_qps": mine[1], "faiss_qps": theirs[1]})
         print(f"{dim} {spec}: vecx {mine[0]:.3f} ms, {mine[1]:,.0f} QPS; faiss {theirs[0]:.3f} ms, "
