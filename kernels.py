@@ -172,7 +172,8 @@ def top_k(keys: Any, scores: Any, k: int, lower_is_better: bool) -> tuple[Any, A
         return keys[:, :k], scores[:, :k]  # a graph's answer, usually: no sort needed
     order_key = np.where(keys >= 0, order_key, np.inf)
     order = np.lexsort((keys, order_key), axis=1)[:, :k]
-    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(scores, order, axis=1)
+    rows = np.arange(len(keys))[:, None]  # plain indexing: take_along_axis costs a single query ~10 us more
+    return keys[rows, order], scores[rows, order]
 
 
 #: The largest squared L2 norm a row may have: every float32 computation on it (norms, inner
