@@ -62,8 +62,8 @@ class Report:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, f.name) == getattr(other, f.name)
-                   for f in fields(self) if f.compare)
+        compared = [f.name for f in fields(self) if f.compare]  # as tuples, as a dataclass compares them
+        return tuple(getattr(self, name) for name in compared) == tuple(getattr(other, name) for name in compared)
 
     # Unhashable, as a dataclass comparing its fields is (its fields may change).
     __hash__ = None  # type: ignore[assignment]

@@ -209,5 +209,7 @@ def test_reports_print_and_compare_as_dataclasses_do() -> None:
         assert got == kind(**values)
         assert got != kind(**{**values, fields[-1].name: None})
         assert got != twin(**values)  # a report equals only its own kind
+        nan = float("nan")  # fields compared as tuples are: the same object is equal to itself
+        assert kind(**{**values, fields[0].name: nan}) == kind(**{**values, fields[0].name: nan})
         with pytest.raises(TypeError):
             hash(got)
