@@ -81,7 +81,8 @@ _weighted: Any = None
 _many: Any = None
 _one: Any = None
 _sums: Any = None
-_pq_blocks: Any = None
+_wide: Any = None
+_blocks: Any = None
 _offer: Any = None
 _finish: Any = None
 _merge: Any = None
@@ -98,7 +99,7 @@ def _compiled() -> Any:
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
-    global _sums, _pq_blocks
+    global _sums, _wide, _blocks
     global _kernel
     _down = compiled(_sift_down, cache)
     _push = compiled(_heap_push, cache, inline="always")
@@ -107,7 +108,8 @@ def _compile(cache: bool = True) -> None:
     _add_tail = compiled(_tail_sum, cache, inline="always")
     _pq_rows = compiled(_rows_range, cache, inline="always")
     _sums = compiled(_block_sums, cache, inline="always")
-    _pq_blocks = compiled(_pq_blocked, cache, inline="always")
+    _wide = compiled(_wide_table, cache, inline="always")
+    _blocks = compiled(_blocked_range, cache, inline="always")
     _range = compiled(_scan_range, cache)
     _many = compiled(_planes_range, cache, inline="always")
     _one = compiled(_one_plane_range, cache)
@@ -221,13 +223,12 @@ def _scan_range(words: Any, tail: Any, rows: Any, lo: int, hi: int, table: Any, 
     usual call passes ``None`` for them, compiled without their test in the loop."""
     if tail.shape[1]:
         return _pq_rows(words, tail, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
-    wide = words.shape[1] * 32 * k > WIDE_TABLE
     if k == 256:
-        if wide:
-            return _pq_blocks(words, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
+        if _wide(words, 256):
+            return _blocks(words, None, rows, lo, hi, table, extra, 256, b, b, b, sign, heap_s, heap_r, size)
         return _pq_rows(words, None, rows, lo, hi, table, extra, 256, b, sign, heap_s, heap_r, size)
-    if wide:
-        return _pq_blocks(words, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
+    if _wide(words, k):  # (a and c, unused without factors, take b's type)
+        return _blocks(words, None, rows, lo, hi, table, extra, k, b, b, b, sign, heap_s, heap_r, size)
     return _pq_rows(words, None, rows, lo, hi, table, extra, k, b, sign, heap_s, heap_r, size)
 
 
@@ -264,10 +265,19 @@ def _block_sums(table: Any, k: int, words: Any, lo: int, hi: int, out: Any) -> N
             out[i] += _add_words(table, k, words, np.uint64(lo + i), w0, w1, 0)
 
 
-def _pq_blocked(words: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int, b: Any,
-                sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
-    """:func:`_rows_range` for tables larger than :data:`WIDE_TABLE` (many code positions): the rows'
-    sums by blocks of :data:`BLOCK_ROWS` rows (:func:`_block_sums`), then offered to the heap."""
+def _wide_table(words: Any, k: int) -> bool:  # pragma: no cover
+    """Whether a query's tables for these code words (``k`` float32 entries per code byte) are larger
+    than :data:`WIDE_TABLE`: then a scan sums its rows by blocks (:func:`_blocked_range`)."""
+    return words.shape[1] * 32 * k > WIDE_TABLE
+
+
+def _blocked_range(words: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any, k: int,
+                   a: Any, c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any,
+                   size: int) -> int:  # pragma: no cover
+    """:func:`_rows_range` (``factors`` None: PQ codes, with the list's ``extra`` tables or None) or
+    :func:`_one_plane_range` (one-plane RaBitQ-style codes and their factors) for tables larger than
+    :data:`WIDE_TABLE`: the rows' sums by blocks of :data:`BLOCK_ROWS` rows (:func:`_block_sums`),
+    then scored and offered to the heap as those scans score them."""
     top = len(heap_s)
     part = np.empty(BLOCK_ROWS, dtype=table.dtype)
     for start in range(lo, hi, BLOCK_ROWS):
@@ -277,9 +287,13 @@ def _pq_blocked(words: Any, rows: Any, lo: int, hi: int, table: Any, extra: Any,
         if extra is not None:
             _sums(extra, k, words, start, end, part)
         for i in range(end - start):
-            v = sign * (part[i] + b)
+            j = np.uint64(start + i)
+            if factors is None:
+                v = sign * (part[i] + b)
+            else:
+                v = sign * (factors[j, 0] + factors[j, 1] * (a * part[i] + c) + b)
             if size < top or v <= heap_s[0]:
-                size = _push(heap_s, heap_r, size, v, rows[np.uint64(start + i)])
+                size = _push(heap_s, heap_r, size, v, rows[j])
     return size
 
 
@@ -308,21 +322,11 @@ def _one_plane_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi
                      a: Any, c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int) -> int:  # pragma: no cover
     """:func:`_weighted_range` for codes of one plane (the usual code): a function of its own, which
     LLVM compiles to a tighter loop than the same loop beside the several planes' one. Tables larger
-    than :data:`WIDE_TABLE` (wide vectors) are summed by blocks of rows (:func:`_block_sums`)."""
+    than :data:`WIDE_TABLE` (wide vectors) are summed by blocks of rows (:func:`_blocked_range`)."""
+    if tail is None and _wide(words, 256):
+        return _blocks(words, factors, rows, lo, hi, table, None, 256, a, c, b, sign, heap_s, heap_r, size)
     nw = words.shape[1]
     top = len(heap_s)
-    if tail is None and nw * 32 * 256 > WIDE_TABLE:
-        part = np.empty(BLOCK_ROWS, dtype=table.dtype)
-        for start in range(lo, hi, BLOCK_ROWS):
-            end = min(hi, start + BLOCK_ROWS)
-            part[:] = 0
-            _sums(table, 256, words, start, end, part)
-            for i in range(end - start):
-                j = np.uint64(start + i)
-                v = sign * (factors[j, 0] + factors[j, 1] * (a * part[i] + c) + b)
-                if size < top or v <= heap_s[0]:
-                    size = _push(heap_s, heap_r, size, v, rows[j])
-        return size
     for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
         dot = _add_words(table, 256, words, j, 0, nw, 0)
         if tail is not None:  # codes past the words (numba compiles the usual call, tail None, without it)
@@ -530,6 +534,15 @@ class Codes:
 SPLIT_WORK = 2_000_000
 
 
+def split_parts(queries: int, scanned: float, positions: int) -> int:
+    """The parts :func:`scan` cuts each query's rows into by default: the cores, for fewer queries than
+    cores over ``scanned`` rows of ``positions`` table look-ups each that add up to :data:`SPLIT_WORK`;
+    else 1, and always 1 on a scan thread (the pool's threads are all busy with a batch's blocks)."""
+    if threading.current_thread().name.startswith(_THREAD_NAME):
+        return 1
+    return cores() if queries < cores() and scanned * positions >= SPLIT_WORK else 1
+
+
 def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
          lower_is_better: bool, extra: Any = None, scale: Any = None, shift: Any = None,
          parts: int | None = None, bound: Any = None) -> tuple[Any, Any]:
@@ -550,11 +563,9 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     if not (count and n):
         return np.full((n, count), -1, dtype=np.int64), np.full((n, count), np.inf if lower_is_better else -np.inf,
                                                                 dtype=np.float32)
-    if parts is None and threading.current_thread().name.startswith(_THREAD_NAME):
-        parts = 1  # a part's own thread: the pool's threads are all busy with a batch's blocks already
     if parts is None:
         scanned = int(starts[-1] - starts[0]) * min(1.0, picked.shape[1] / max(1, len(starts) - 1))
-        parts = cores() if n < cores() and scanned * tables.shape[1] >= SPLIT_WORK else 1
+        parts = split_parts(n, scanned, tables.shape[1])
     kernel = _compiled()
     none = np.zeros(n, dtype=np.float32)
     # Every argument is ready before any part starts: a part's thread then only calls the kernel,

@@ -222,8 +222,11 @@ class CodeScan:
 
         if self.compiled or adc.loaded():
             return True
-        scanned = (self.rows if subset is None else len(subset)) * min(1.0, nprobe / max(1, self.list_count))
-        return len(q) * scanned * self.codes.shape[1] >= _KERNEL_WORK  # else numpy answers before it would load
+        return len(q) * self._scanned(nprobe, subset) * self.codes.shape[1] >= _KERNEL_WORK  # else numpy answers
+
+    def _scanned(self, nprobe: int, subset: Any) -> float:
+        """About how many rows a query's scan of ``nprobe`` lists (of ``subset``, if given) reads."""
+        return (self.rows if subset is None else len(subset)) * min(1.0, nprobe / max(1, self.list_count))
 
     def _table_scan(self, q: Any, count: int, nprobe: int, rows: Any = None) -> tuple[Any, Any] | None:
         """Top ``count`` rows of the ``nprobe`` best lists (all lists: an exhaustive scan; only ``rows``,
@@ -239,9 +242,8 @@ class CodeScan:
         # A search of fewer queries than cores splits each query's rows between the cores when they are
         # many (adc.scan): BLAS threads that the query's own products (its rotation) wake would then spin
         # on the cores the parts need. Those products run on one BLAS thread then (wide codes: one
-        # 1536-d query's scan 2.4 -> 1.5 ms).
-        scanned = (self.rows if subset is None else len(subset)) * min(1.0, nprobe / lists)
-        split = len(q) < cores() and scanned * self.codes.shape[1] >= adc.SPLIT_WORK
+        # 1536-d query's scan 2.4 -> 1.5 ms). The tables' positions are the codes' padded ones here.
+        split = adc.split_parts(len(q), self._scanned(nprobe, subset), arranged.positions) > 1
 
         def block(lo: int) -> tuple[Any, Any] | None:
             with one_blas_thread() if split else contextlib.nullcontext():

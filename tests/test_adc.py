@@ -84,7 +84,7 @@ def test_every_code_layout_scans_as_numpy_does(spec: str, dim: int) -> None:
     from vecx import adc
 
     scan, q, _ = _scan(spec, "l2", rows=2000, dim=dim)
-    assert (dim >= 144) == (scan._table_codes()[0].words.shape[1] * 32 * 256 > adc.WIDE_TABLE)
+    assert (dim >= 144) == adc._wide_table(scan._table_codes()[0].words, 256)
     for n in (1, 40):
         _same_results(*_both(scan, "exhaustive", q[:n], 10), scan.lower_is_better)
         if scan.list_count:
