@@ -11,29 +11,13 @@ and the batch QPS of 1,000 queries (best of 3), on the machine's cores.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from typing import Any
 
+from bench_wide import timings  # this directory's: the same timings as the wide-code scans
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "debian-minilm-30k")
-
-
-def timings(search: Any) -> tuple[float, float]:
-    """Median single-query ms and best batch QPS of ``search(slice)``."""
-    search(slice(0, 1))
-    single = []
-    for i in range(200):
-        started = time.perf_counter()
-        search(slice(i, i + 1))
-        single.append(time.perf_counter() - started)
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        search(slice(0, 1000))
-        best = min(best, time.perf_counter() - started)
-    return statistics.median(single) * 1000, 1000 / best
 
 
 def recall(found: Any, truth: Any) -> float:

@@ -23,35 +23,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from typing import Any
 
 ROWS = 30_000
 TRAIN = 5_000
 
 
-def single_ms(search: Any, queries: int = 200) -> float:
-    """Median ms of one query at a time (k = 10)."""
-    search(slice(0, 1))
-    times = []
-    for i in range(queries):
-        started = time.perf_counter()
-        search(slice(i, i + 1))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+def timings(search: Any) -> tuple[float, float]:
+    """The median ms of ``search(slice)`` for one query at a time (200, ``vecx bench``'s single-query
+    latency) and the QPS of 1,000 queries in one call (best of 3)."""
+    from vecx.bench.timing import best_time, single_query_ms
 
-
-def batch_qps(search: Any, queries: int = 1000, repeat: int = 3) -> float:
-    """Queries per second of one call with ``queries`` queries, best of ``repeat``."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        search(slice(0, queries))
-        best = min(best, time.perf_counter() - started)
-    return queries / best
+    single = single_query_ms(lambda i: search(slice(i, i + 1)), 200)
+    return single, 1000 / best_time(lambda: search(slice(0, 1000)), 3)[1]
 
 
 def measure(dim: int, work: str) -> list[dict[str, Any]]:
@@ -59,6 +45,7 @@ def measure(dim: int, work: str) -> list[dict[str, Any]]:
     import numpy as np
 
     from vecx import api
+    from vecx.bench.timing import single_query_ms
     from vecx.formats.readers import ReadOptions
     from vecx.indexes.build import BuildOptions
     from vecx.indexes.search import Searcher
@@ -81,7 +68,7 @@ def measure(dim: int, work: str) -> list[dict[str, Any]]:
         def vecx_search(sl: slice, s: Any = searcher, qq: Any = checked) -> Any:
             return s.search(qq[sl], 10, oversample=1, rescore=False)
 
-        mine = (single_ms(vecx_search), batch_qps(vecx_search))
+        mine = timings(vecx_search)
         searcher.close()
         peer = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
         peer.train(x[:TRAIN])
@@ -89,11 +76,11 @@ def measure(dim: int, work: str) -> list[dict[str, Any]]:
         def faiss_search(sl: slice, index: Any = peer) -> Any:
             return index.search(q[sl], 10)
 
-        theirs = (single_ms(faiss_search), batch_qps(faiss_search))
+        theirs = timings(faiss_search)
         eight = None
         if key == "RaBitQ":  # faiss's default quantizes the query to 4 bits (qb); at 8 bits as well
             peer.qb = 8
-            eight = single_ms(faiss_search)
+            eight = single_query_ms(lambda i: faiss_search(slice(i, i + 1)), 200)
         out.append({"dim": dim, "spec": spec, "peer": key, "table_kb": dim // 8,  # 256 float32 entries per code byte
                     "vecx_ms": mine[0], "faiss_ms": theirs[0], "vecx_qps": mine[1], "faiss_qps": theirs[1],
                     "faiss_qb8_ms": eight})
