@@ -30,17 +30,19 @@ NCPU = len(os.sched_getaffinity(0))
 # Runs argv[2:] (stdout discarded), writes [returncode, wall seconds, ru_maxrss KiB, peak RssAnon KiB,
 # CPU seconds (user + system, all threads)] to argv[1].
 WRAPPER = r"""
-import json, resource, subprocess, sys, time
+import json, resource, subprocess, sys, threading, time
 def anon(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
             return max([int(l.split()[1]) for l in f if l.startswith("RssAnon:")] + [0])
     except OSError:
         return 0
-t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); peak = 0
-while p.poll() is None:
-    peak = max(peak, anon(p.pid)); time.sleep(0.02)
-wall = time.perf_counter() - t
+t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); peak = [0]
+def sample():  # memory sampled beside the wait: the wall time ends when the child does, not at a poll
+    while p.returncode is None:
+        peak[0] = max(peak[0], anon(p.pid)); time.sleep(0.02)
+sampler = threading.Thread(target=sample, daemon=True); sampler.start()
+p.wait(); wall = time.perf_counter() - t; sampler.join(); peak = peak[0]
 use = resource.getrusage(resource.RUSAGE_CHILDREN)
 json.dump([p.returncode, wall, use.ru_maxrss, peak, use.ru_utime + use.ru_stime], open(sys.argv[1], "w"))
 """

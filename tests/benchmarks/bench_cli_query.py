@@ -1,12 +1,14 @@
 """One ``vecx query`` from the command line against a bare usearch script on the same graph.
 
 The guard of the start-up target (within 1.05x of the bare script on a 1M-row index): both are
-fresh processes, timed wall to wall, in alternating rounds after one untimed round (the page cache
-warm), best of the rounds. The bare script imports numpy and usearch, opens the index's graph file
-as a view and searches the query vector the vecx chain encodes (saved once, untimed); vecx reads the
-float query, encodes it, searches and prints the results (``--oversample 1``). ``--old DIR`` adds
-the same ``vecx query`` run with ``PYTHONPATH=DIR`` (another checkout's parent directory: the
-before of a before/after). ``imports`` is a process that only imports numpy, usearch and pyarrow.
+fresh processes, timed wall to wall in alternating rounds (``_harness.interleaved``, as
+bench_index.py's single-query figure) after one untimed round (the page cache warm), best of the
+rounds. The bare script (bench_index.py's peer) imports numpy and usearch, opens the index's graph
+file as a view and searches the query vector the vecx chain encodes (saved once, untimed); vecx (the
+console script) reads the float query, encodes it, searches and prints the results (``--oversample
+1``). ``--old DIR`` adds the same ``vecx query`` run with ``PYTHONPATH=DIR`` (another checkout's
+parent directory: the before of a before/after). ``imports`` is a process that only imports numpy,
+usearch and pyarrow.
 
     python tests/benchmarks/bench_cli_query.py INDEX.vecx QUERY.npy [--rounds 9] [--old DIR]
 
@@ -18,13 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
-
-BARE = ("import sys, numpy as np\nfrom usearch.index import Index\n"
-        "print(Index.restore(sys.argv[1], view=True).search(np.load(sys.argv[2]), 10).keys)")
 
 
 def main() -> None:
@@ -36,30 +32,26 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
+    from _harness import PY, VECX, interleaved
+    from bench_index import PEER
 
     from vecx.indexes.search import Searcher
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # every process reads its modules' bytecode, as users' do
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as work:
         encoded = os.path.join(work, "query.codes.npy")
         searcher = Searcher(args.index)
         np.save(encoded, searcher.chain.encode_query(np.load(args.query).reshape(1, -1))[0])
         searcher.close()
         graph = os.path.join(os.path.realpath(args.index), "graph.usearch")
-        query = [sys.executable, "-m", "vecx", "query", args.index, "--vector", args.query, "-k", "10",
-                 "--oversample", "1"]
-        runs = {"vecx": (query, env), "bare": ([sys.executable, "-c", BARE, graph, encoded], env),
-                "imports": ([sys.executable, "-c", "import numpy, usearch.index, pyarrow.parquet"], env)}
+        query = [*VECX, "query", args.index, "--vector", args.query, "-k", "10", "--oversample", "1"]
+        cmds = {"vecx": (query, None), "bare": ([PY, "-c", PEER, "one", graph, encoded], None),
+                "imports": ([PY, "-c", "import numpy, usearch.index, pyarrow.parquet"], None)}
         if args.old:
-            runs["old"] = (query, {**env, "PYTHONPATH": args.old})
-        best = dict.fromkeys(runs, float("inf"))
+            cmds["old"] = (["env", f"PYTHONPATH={args.old}", *query], None)
         load = [os.getloadavg()[0]]
-        for round_ in range(args.rounds + 1):
-            for name, (cmd, run_env) in runs.items():
-                started = time.perf_counter()
-                subprocess.run(cmd, env=run_env, stdout=subprocess.DEVNULL, check=True)
-                if round_:  # the first round warms the page cache
-                    best[name] = min(best[name], time.perf_counter() - started)
+        interleaved(cmds, 1, work)  # warms the page cache
+        best = {name: found["s"] for name, found in interleaved(cmds, args.rounds, work).items()}
         load.append(os.getloadavg()[0])
     shown = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in best.items())
     ratios = f"vecx / bare {best['vecx'] / best['bare']:.3f}x"
