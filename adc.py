@@ -15,6 +15,9 @@ gives each code's row number; a scan without lists is one list of every row. A q
 centroid's term, the query's tables and, for L2 distances to residuals, the list's own tables.
 RaBitQ codes are the same sums over the bytes of their bit planes (a 256-entry table per byte
 position holds the sums of the query's 8 values there), weighted by each row's stored factors.
+With a query rounded to a few bits per coordinate (the codec's query bits), one-byte bit planes
+are scored by counting instead: each plane's ``<bits, q_hat>`` from AND-popcounts of the row's words
+with the query's bit planes (:func:`plane_counts`), no table look-ups.
 Ties between equal scores go to the lower row number, as everywhere in vecx.
 """
 
@@ -84,6 +87,12 @@ _sums: Any = None
 _wide: Any = None
 _blocks: Any = None
 _offer: Any = None
+_counts: Any = None
+_counts4: Any = None
+_counts8: Any = None
+_plane_dot: Any = None
+_counted: Any = None
+_count_one: Any = None
 _finish: Any = None
 _merge: Any = None
 
@@ -99,8 +108,9 @@ def _compiled() -> Any:
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
-    global _sums, _wide, _blocks
+    global _sums, _wide, _blocks, _counts, _counts4, _counts8, _plane_dot, _counted, _count_one
     global _kernel
+    _counts, _counts4, _counts8 = plane_counts(), plane_counts(4), plane_counts(8)
     _down = compiled(_sift_down, cache)
     _push = compiled(_heap_push, cache, inline="always")
     _sort = compiled(_heap_sort, cache)
@@ -114,10 +124,124 @@ def _compile(cache: bool = True) -> None:
     _many = compiled(_planes_range, cache, inline="always")
     _one = compiled(_one_plane_range, cache)
     _weighted = compiled(_weighted_range, cache)
+    _plane_dot = compiled(_counted_dot, cache, inline="always")
+    _count_one = compiled(_counted_one, cache, inline="always")
+    _counted = compiled(_counted_range, cache)
     _offer = compiled(_offer_products, cache)
     _finish = compiled(_sort_heaps, cache)
     _merge = compiled(_merge_parts, cache)
     _kernel = compiled(_scan_lists, cache)
+
+
+# ---- AND-popcounts in vector registers -------------------------------------------------------
+# A query rounded to ``B`` bits per coordinate (``q_hat = low + delta * u``, ``u`` in ``0..2^B - 1``)
+# has an inner product with a row of bits that is integer counting: ``<bits, q_hat> = delta * sum_t
+# 2^t popcount(bits & plane_t(u)) + low * popcount(bits)``, ``plane_t(u)`` the ``t``-th bits of ``u``
+# packed as the codes are. numba compiles a popcount loop to one scalar ``popcnt`` per word; this
+# intrinsic is written in LLVM IR instead, 8 words at a time as ``<8 x i64>`` vectors
+# (``llvm.ctpop.v8i64``: one ``VPOPCNTQ`` with AVX-512 VPOPCNTDQ; a few instructions per word on
+# older x86 and other machines, which LLVM lowers it to), then 4, 2 and 1 word for a row's last
+# words, so that the code rows need no padding beyond whole words. It lives in this module because
+# numba's on-disk cache of the scans is keyed on this file alone: a change here recompiles them.
+
+#: The widths (in 64-bit words) a row is read in: whole vectors of 8 words, then the rest 4, 2, 1.
+_LANES = (8, 4, 2, 1)
+
+
+def plane_counts(planes_fixed: int | None = None) -> Any:
+    """A numba intrinsic ``(words, planes, j, first, count) -> (weighted, ones)``: over words
+    ``first..first + count`` of code row ``j`` (``words``: rows x W uint64), ``weighted = sum_t 2^t
+    popcount(row & planes[t])`` and ``ones = popcount(row)`` (``planes``: B x ``count`` uint64, a
+    C-contiguous query's bit planes, plane ``t`` the ``t``-th bit of each coordinate's level).
+
+    ``planes_fixed``: the number of planes if known when compiling (their loop unrolled: about a
+    third faster for 384-bit rows and 4 planes), else read from ``planes`` at run time."""
+    from numba import types
+    from numba.extending import intrinsic
+
+    def typer(typingctx: Any, words: Any, planes: Any, j: Any, first: Any, count: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return _RowCounts(context, builder, signature, args, planes_fixed).emit()
+
+        return types.UniTuple(types.uint64, 2)(words, planes, j, first, count), codegen
+
+    typer.__name__ = f"plane_counts_{planes_fixed or 'any'}"
+    return intrinsic(typer)
+
+
+class _RowCounts:
+    """The IR of one :func:`plane_counts` call: the row's and the query's pointers, the two running
+    counts, and the code that adds a run of the row's words to them."""
+
+    def __init__(self, context: Any, builder: Any, signature: Any, args: Any, planes_fixed: int | None) -> None:
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+
+        self.ir, self.cgutils, self.builder = ir, cgutils, builder
+        self.i64, self.intp = ir.IntType(64), context.get_value_type(types.intp)
+        rows = context.make_array(signature.args[0])(context, builder, args[0])
+        query = context.make_array(signature.args[1])(context, builder, args[1])
+        row, start, self.width = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (2, 3, 4))
+        self.query, self.planes_fixed = query.data, planes_fixed
+        self.plane_count = builder.extract_value(query.shape, 0)
+        self.stride = builder.extract_value(query.shape, 1)
+        self.row = cgutils.get_item_pointer(context, builder, signature.args[0], rows, [row, start], wraparound=False)
+        self.weighted = cgutils.alloca_once_value(builder, ir.Constant(self.i64, 0))
+        self.ones = cgutils.alloca_once_value(builder, ir.Constant(self.i64, 0))
+
+    def emit(self) -> Any:
+        """Every word of the row: whole vectors of 8 words, then the rest's 4, 2 and 1; the two counts."""
+        ir, b, intp = self.ir, self.builder, self.intp
+        whole = b.and_(self.width, ir.Constant(intp, -_LANES[0]))
+        with self.cgutils.for_range_slice(b, ir.Constant(intp, 0), whole, ir.Constant(intp, _LANES[0])) as (w, _):
+            self.add_words(w, _LANES[0])
+        at = self.cgutils.alloca_once_value(b, whole)
+        rest = b.sub(self.width, whole)
+        for lanes in _LANES[1:]:  # the rest's binary digits
+            with b.if_then(b.icmp_unsigned("!=", b.and_(rest, ir.Constant(intp, lanes)), ir.Constant(intp, 0))):
+                w = b.load(at)
+                self.add_words(w, lanes)
+                b.store(b.add(w, ir.Constant(intp, lanes)), at)
+        return self.cgutils.make_anonymous_struct(b, [b.load(self.weighted), b.load(self.ones)])
+
+    def _function(self, name: str, result: Any, kind: Any) -> Any:
+        return self.cgutils.get_or_insert_function(self.builder.module, self.ir.FunctionType(result, [kind]), name)
+
+    def add_words(self, w: Any, lanes: int) -> None:
+        """Add words ``w..w + lanes`` of the row (one vector of ``lanes`` words) to the two counts."""
+        ir, b = self.ir, self.builder
+        kind = ir.VectorType(self.i64, lanes) if lanes > 1 else self.i64
+        suffix = f"v{lanes}i64" if lanes > 1 else "i64"
+        ctpop = self._function(f"llvm.ctpop.{suffix}", kind, kind)
+
+        def total(v: Any) -> Any:
+            return v if lanes == 1 else b.call(self._function(f"llvm.vector.reduce.add.{suffix}", self.i64, kind), [v])
+
+        def load(pointer: Any, at: Any) -> Any:
+            return b.load(b.bitcast(b.gep(pointer, [at]), kind.as_pointer()), align=8)
+
+        x = load(self.row, w)
+        acc = self.cgutils.alloca_once_value(b, ir.Constant(kind, None))
+
+        def plane(t: Any) -> None:
+            # Each plane's count shifted by its place and added: independent counts, no chain but the sum.
+            count = b.call(ctpop, [b.and_(x, load(self.query, b.add(b.mul(t, self.stride), w)))])
+            shift = t if self.intp.width == 64 else b.zext(t, self.i64)
+            if lanes > 1:  # the same shift in every lane
+                one = b.insert_element(ir.Constant(kind, ir.Undefined), shift, ir.Constant(ir.IntType(32), 0))
+                shift = b.shuffle_vector(one, ir.Constant(kind, ir.Undefined),
+                                         ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+            b.store(b.add(b.load(acc), b.shl(count, shift)), acc)
+
+        if self.planes_fixed is None:
+            with self.cgutils.for_range(b, self.plane_count) as loop:
+                plane(loop.index)
+        else:
+            for t in range(self.planes_fixed):
+                plane(ir.Constant(self.intp, t))
+        b.store(b.add(b.load(self.weighted), total(b.load(acc))), self.weighted)
+        b.store(b.add(b.load(self.ones), total(b.call(ctpop, [x]))), self.ones)
 
 
 def _heap_push(heap_s: Any, heap_r: Any, size: int, s: Any, row: Any) -> int:  # pragma: no cover
@@ -368,14 +492,80 @@ def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, l
     return size
 
 
+def _counted_dot(words: Any, planes: Any, j: Any, first: int, count: int, four: bool, low: Any,
+                 delta: Any) -> Any:  # pragma: no cover
+    """``<bits, q_hat>`` of words ``first..first + count`` of row ``j`` for a query of bit planes
+    ``planes`` (``q_hat = low + delta * level``): :func:`plane_counts`, with the loop over
+    four planes (the usual query bits) unrolled."""
+    if four:
+        weighted, ones = _counts4(words, planes, j, first, count)
+    else:
+        weighted, ones = _counts(words, planes, j, first, count)
+    return delta * np.float32(weighted) + low * np.float32(ones)
+
+
+def _counted_range(words: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any,
+                   delta: Any, a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
+                   size: int) -> int:  # pragma: no cover
+    """:func:`_weighted_range` for a query of few bits (``planes``: B x W words of its levels' bit
+    planes, ``low`` and ``delta`` its rounding): each code plane's ``<bits, q_hat>`` counted
+    (:func:`_counted_dot`) instead of summed from tables, the score and the incremental estimation
+    the same."""
+    code_planes = factors.shape[1] - 1
+    if code_planes == 1:  # the query's usual bits (4, 8) with their plane loops unrolled
+        fixed = planes.shape[0] if planes.shape[0] in (4, 8) else 0
+        return _count_one(words, factors, rows, lo, hi, planes, low, delta, a, c, b, sign, heap_s, heap_r, size, fixed)
+    prune = bounds.shape[1] > 0
+    top = len(heap_s)
+    pw = words.shape[1] // code_planes
+    four = planes.shape[0] == 4
+    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
+        s = factors[j, 0]
+        first = 0
+        if prune and size == top:  # the sign plane first: can the row still make the heap?
+            dot = _plane_dot(words, planes, j, 0, pw, four, low, delta)
+            if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
+                continue
+            s += factors[j, 1] * (a * dot + c)
+            first = 1
+        for t in range(first, code_planes):
+            s += factors[j, 1 + t] * (a * _plane_dot(words, planes, j, t * pw, pw, four, low, delta) + c)
+        v = sign * (s + b)
+        if size < top or v <= heap_s[0]:
+            size = _push(heap_s, heap_r, size, v, rows[j])
+    return size
+
+
+def _counted_one(words: Any, factors: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any, delta: Any, a: Any,
+                 c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int, fixed: int) -> int:  # pragma: no cover
+    """:func:`_counted_range` for codes of one plane (the usual code): a loop of its own, with the
+    rounding folded into the score's factors, and the counts of 4 or 8 query planes (``fixed``; 0:
+    any) unrolled (the branch is the same for every row: the processor predicts it)."""
+    nw = words.shape[1]
+    top = len(heap_s)
+    scale, offset = a * delta, a * low
+    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
+        if fixed == 4:
+            weighted, ones = _counts4(words, planes, j, 0, nw)
+        elif fixed == 8:
+            weighted, ones = _counts8(words, planes, j, 0, nw)
+        else:
+            weighted, ones = _counts(words, planes, j, 0, nw)
+        v = sign * (factors[j, 0] + factors[j, 1] * (scale * np.float32(weighted) + offset * np.float32(ones) + c) + b)
+        if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
+            size = _push(heap_s, heap_r, size, v, rows[j])
+    return size
+
+
 def _scan_lists(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, starts: Any, tables: Any, k: int,
-                scale: Any, shift: Any, qbound: Any, base: Any, extra: Any, picked: Any, sign: Any, out_rows: Any,
-                out_scores: Any) -> None:  # pragma: no cover
+                scale: Any, shift: Any, qbound: Any, planes: Any, low: Any, delta: Any, base: Any, extra: Any,
+                picked: Any, sign: Any, out_rows: Any, out_scores: Any) -> None:  # pragma: no cover
     """Each query's best rows of its picked lists into ``out_rows``/``out_scores``, best first
     (``sign * score`` ascending, ties by row; -1 rows where fewer rows were seen). ``tables`` are flat
     (queries x positions * ``k``). Compiled by numba, once for PQ codes (``factors`` is ``None``:
-    :func:`_scan_range`) and once for RaBitQ-style codes (:func:`_weighted_range`); numba drops the
-    other branch from each."""
+    :func:`_scan_range`), once for RaBitQ-style codes (:func:`_weighted_range`) and once for those
+    codes counted against queries of few bits (``planes``: queries x B x W words, else ``None``:
+    :func:`_counted_range`); numba drops the other branches from each."""
     with_extra = extra.shape[0] > 0
     for q in range(len(tables)):
         size = 0
@@ -387,7 +577,10 @@ def _scan_lists(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, sta
             if lst < 0:
                 continue
             lo, hi, b = starts[lst], starts[lst + 1], base[q, lst]
-            if factors is not None:
+            if planes is not None:
+                size = _counted(words, factors, bounds, rows, lo, hi, planes[q], low[q], delta[q], scale[q],
+                                shift[q], b, qbound[q], sign, heap_s, heap_r, size)
+            elif factors is not None:
                 size = _weighted(words, tail, factors, bounds, rows, lo, hi, table, scale[q], shift[q], b,
                                  qbound[q], sign, heap_s, heap_r, size)
             elif with_extra:
@@ -522,6 +715,14 @@ class Codes:
         out[..., : tables.shape[-2], :] = tables
         return out
 
+    def query_words(self, planes: Any) -> Any:
+        """Queries' bit planes (queries x B x bytes) as the counted scan reads them: each plane's bytes
+        zero-padded to the codes' positions, in 64-bit words (queries x B x positions / 8)."""
+        n, count, width = planes.shape
+        out = np.zeros((n, count, self.positions), dtype=np.uint8)
+        out[:, :, :width] = planes
+        return out.view(np.uint64)
+
     def padded_extra(self, extra: Any) -> Any:
         """:meth:`padded` for a codec's per-list tables, kept while the codec keeps the same array."""
         if self._extra is None or self._extra[0] is not extra:
@@ -545,7 +746,8 @@ def split_parts(queries: int, scanned: float, positions: int) -> int:
 
 def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: Any, count: int,
          lower_is_better: bool, extra: Any = None, scale: Any = None, shift: Any = None,
-         parts: int | None = None, bound: Any = None) -> tuple[Any, Any]:
+         parts: int | None = None, bound: Any = None, planes: Any = None, low: Any = None,
+         delta: Any = None) -> tuple[Any, Any]:
     """Each query's best ``count`` rows among its picked lists: (rows, scores), best first (ties: the
     lower row), then -1 rows (and the no-result score) where its lists hold fewer.
 
@@ -554,6 +756,9 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     L; ``picked``: queries x P list numbers (-1: none); ``extra``: L x positions x K, or ``None``.
     RaBitQ-style codes give ``scale``/``shift`` per query (see :func:`_weighted_range`), and codes
     with per-row bounds (incremental estimation) what each query multiplies them by (``bound``).
+    Queries rounded to few bits give their levels' bit planes as well (``planes``: queries x B x
+    bytes, packed as the codes' planes; ``low``, ``delta``: the rounding), and codes in words are
+    then counted against them (:func:`_counted_range`) rather than summed from the tables.
 
     ``parts`` splits each query's rows into that many parts scanned on the scan threads, their best
     merged after (default: the cores, for fewer queries than cores and enough work; else one part,
@@ -572,10 +777,14 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     # and need not wait for the GIL (held by the others' preparations) to start.
     shared = (codes.words, codes.tail, codes.factors, codes.bounds, np.ascontiguousarray(rows))
     tables = codes.padded(tables)
+    counted = planes is not None and codes.words.shape[1] > 0  # codes one by one (tail): by the tables
     query_side = (np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), tables.shape[2],
                   none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
                   none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),
-                  none if bound is None else np.ascontiguousarray(bound, dtype=np.float32))
+                  none if bound is None else np.ascontiguousarray(bound, dtype=np.float32),
+                  codes.query_words(planes) if counted else None,
+                  np.ascontiguousarray(low, dtype=np.float32) if counted else none,
+                  np.ascontiguousarray(delta, dtype=np.float32) if counted else none)
     flat_extra = np.zeros((0, 1), dtype=np.float32) if extra is None else np.ascontiguousarray(
         codes.padded_extra(extra), dtype=np.float32).reshape(len(extra), -1)
     sign = np.float32(1.0 if lower_is_better else -1.0)
@@ -667,6 +876,7 @@ def scan_codes(codes: Codes, rows: Any, starts: Any, queries: dict[str, Any], pi
     """:func:`scan`, as the codec's query state says (``queries["kind"]``: "tables" or "weighted")."""
     if queries["kind"] == "weighted":
         return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
-                    scale=queries["scale"], shift=queries["shift"], parts=parts, bound=queries.get("bound"))
+                    scale=queries["scale"], shift=queries["shift"], parts=parts, bound=queries.get("bound"),
+                    planes=queries.get("planes"), low=queries.get("low"), delta=queries.get("delta"))
     return scan(codes, rows, starts, queries["tables"], queries["base"], picked, count, lower_is_better,
                 queries.get("extra"), parts=parts)

@@ -226,7 +226,7 @@ class QueryResult(Report):
 class EvalReport(Report):
     """Recall by stage, QPS and latency of an index (:func:`evaluate`), and the tuning if asked for."""
 
-    optional: ClassVar[tuple[str, ...]] = ("tuning", "nprobe", "lists", "lid")
+    optional: ClassVar[tuple[str, ...]] = ("tuning", "nprobe", "lists", "lid", "query_bits")
     queries: int
     k: int
     rows: int
@@ -240,6 +240,8 @@ class EvalReport(Report):
     #: An ``ivf`` scan: the lists probed per query, of how many.
     nprobe: int | None = None
     lists: int | None = None
+    #: RaBitQ codes: the bits each query was rounded to per coordinate (``None``: not rounded).
+    query_bits: int | None = None
     #: Local intrinsic dimensionality: the set's estimate made at build (``data``) and the queries'
     #: from their exact nearest codes (``queries``), each ``None`` where not known.
     lid: dict[str, Any] | None = None
@@ -1075,7 +1077,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
           fields: list[str] | None = None, where: str | None = None,
           multi_vector: str | None = None, first_stage: str | None = None,
           json: str | None = None, scan: str | None = None, nprobe: int | None = None,
-          align: str | None = None, model: str | None = None) -> QueryResult:
+          align: str | None = None, model: str | None = None, query_bits: int | None = None) -> QueryResult:
     """Search an index; returns per query its results (rank, id, score and the asked payload fields).
 
     ``align``: a map's state file (``vecx align fit``): query vectors of another model, mapped
@@ -1092,7 +1094,8 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     ``multi_vector``: query token sets (a 2-D ``.npy`` is one query; a multi-vector table or
     JSONL of lists a batch) for indexes over sets; ``first_stage``: ``fde``, ``mean`` or ``both``
     (see :mod:`vecx.indexes.multivector`). ``scan``: ``exhaustive``, ``graph`` or ``ivf`` for indexes
-    of codes scored by their codec, ``nprobe`` the lists an ``ivf`` scan probes (see
+    of codes scored by their codec, ``nprobe`` the lists an ``ivf`` scan probes, ``query_bits`` the
+    bits RaBitQ queries are rounded to (0: not rounded; default: the index's; see
     :mod:`vecx.indexes.codescan`).
     """
     from vecx.indexes.search import Searcher
@@ -1100,7 +1103,7 @@ def query(index: str, *, vector: str | None = None, like: list[Any] | None = Non
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     try:  # the searcher holds its index version until closed
-        _choose_scan(searcher, scan, nprobe)
+        _choose_scan(searcher, scan, nprobe, query_bits)
         if first_stage is not None or multi_vector is not None:
             from vecx.indexes.multivector import check_first_stage
 
@@ -1264,9 +1267,13 @@ def _check_search_options(k: int, oversample: int | tuple[int, ...] | None, expa
                 raise UsageError(f"{flag} must be at least 1, not {one}")
 
 
-def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None) -> None:
-    """Apply ``--scan`` and ``--nprobe`` choices to an opened index (a usage error where they cannot apply)."""
-    from vecx.indexes.codescan import check_scan
+def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None, query_bits: int | None = None) -> None:
+    """Apply ``--scan``, ``--nprobe`` and ``--query-bits`` choices to an opened index (a usage error
+    where they cannot apply)."""
+    from vecx.indexes.codescan import check_query_bits, check_scan
+
+    if query_bits is not None:
+        searcher.scan.query_bits = check_query_bits(query_bits, None if searcher.scan is None else searcher.scan.scorer)
 
     if nprobe is not None:
         if nprobe < 1:
@@ -1285,7 +1292,8 @@ def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None) -> 
 def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int = 10,
              oversample: int | tuple[int, ...] | None = None, expansion: int | None = None,
              target_recall: float | None = None, save: bool = False,
-             first_stage: str | None = None, scan: str | None = None, nprobe: int | None = None) -> EvalReport:
+             first_stage: str | None = None, scan: str | None = None, nprobe: int | None = None,
+             query_bits: int | None = None) -> EvalReport:
     """Recall by stage (codes exact / graph / rescored), QPS and latency; optionally tune and save defaults.
 
     Ground truth comes from ``truth_path`` (a ``vecx truth`` file over the same source) or, if the
@@ -1299,7 +1307,7 @@ def evaluate(index: str, queries: str, *, truth_path: str | None = None, k: int 
     _check_search_options(k, oversample, expansion)
     searcher = Searcher(index)
     searcher.use_compiled_scans()
-    _choose_scan(searcher, scan, nprobe)
+    _choose_scan(searcher, scan, nprobe, query_bits)
     if first_stage is not None:
         from vecx.indexes.multivector import check_first_stage
 

@@ -208,13 +208,15 @@ class Index:
 
     def search(self, queries: Any, k: int = 10, *, oversample: int | tuple[int, ...] | None = None,
                expansion: int | None = None,
-               where: str | None = None, nprobe: int | None = None) -> SearchResult:
+               where: str | None = None, nprobe: int | None = None, query_bits: int | None = None) -> SearchResult:
         """The ``k`` nearest rows of each query (n x dim, or one vector).
 
         ``oversample``: rescoring factor (1: no rescoring; default: the index's), or one per
         rescoring stage; ``expansion``:
         the graph's search expansion; ``where``: a filter on payload columns (``vecx query --where``);
-        ``nprobe``: codes in coarse lists, the lists scanned per query (default: the index's).
+        ``nprobe``: codes in coarse lists, the lists scanned per query (default: the index's);
+        ``query_bits``: RaBitQ codes, the bits each query is rounded to per coordinate (0: not
+        rounded; default: the index's).
         """
         from vecx.api import _check_search_options, _choose_scan, _filter_rows
 
@@ -224,13 +226,15 @@ class Index:
         # Finite rows of the index's dimensions (or its own codes, as bytes).
         q = searcher.check_queries(queries if byte_codes else _numbers(queries, "search"), "search")
         allowed = _filter_rows(searcher, where, searcher.payload_names(), self.path)
-        stored = searcher.nprobe
+        stored_nprobe, stored_bits = searcher.nprobe, 0 if searcher.scan is None else searcher.scan.query_bits
         try:
-            _choose_scan(searcher, None, nprobe)
+            _choose_scan(searcher, None, nprobe, query_bits)
             rows, scores = searcher.search(q, k, oversample=oversample, expansion=expansion, allowed=allowed,
                                            rescore=oversample != 1)
-        finally:
-            searcher.nprobe = stored  # for this search only
+        finally:  # for this search only
+            searcher.nprobe = stored_nprobe
+            if searcher.scan is not None:
+                searcher.scan.query_bits = stored_bits
         return self._result(rows, scores)
 
     def like(self, ids: list[Any], k: int = 10, *, oversample: int | tuple[int, ...] | None = None) -> SearchResult:
@@ -286,7 +290,7 @@ def build_index(data: Any, path: str, *, spec: str | None = None, ids: Any = Non
     float32 vectors themselves). ``ids``: one per row of an ndarray (default: row numbers).
     ``rescore``: keep the float vectors for rescoring. ``graph_params``: the build options of
     ``vecx index`` (``connectivity``, ``expansion_add``, ``expansion_search``, ``oversample``,
-    ``deterministic``, ``scan``, ``pool``, ``nprobe``).
+    ``deterministic``, ``scan``, ``pool``, ``nprobe``, ``query_bits``).
     """
     from vecx import api
     from vecx.formats.inmemory import is_in_memory

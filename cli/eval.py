@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: where candidates come from before the MaxSim rerank. [default: fde]", show_default=False)] = None,
               scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph|ivf", help="Evaluate an exhaustive search of the codes, the graph, or the --nprobe nearest coarse lists (default: the index's).", show_default=False)] = None,
               nprobe: Annotated[Optional[int], typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists: lists scanned per query (default: the index's).", show_default=False)] = None,
+              query_bits: Annotated[Optional[int], typer.Option("--query-bits", metavar="B", min=0, max=8, help="RaBitQ codes: evaluate queries rounded to B bits per coordinate (1-8, faiss's qb); 0: not rounded (default: the index's).", show_default=False)] = None,
               json: Json = False, quiet: Quiet = False, debug: Debug = False) -> None:
         """Measure an index: recall of the codes searched exactly (quantization loss), through the graph
         (graph loss) and after rescoring, with QPS and p50/p99 latency.
@@ -39,7 +40,8 @@ def register(app: typer.Typer) -> None:
 
         rescore = renamed("--oversample", factors(oversample), "--rescore", rescore)
         result = api.evaluate(index, queries, truth_path=truth, k=k, oversample=rescore, expansion=expansion,
-                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan, nprobe=nprobe)
+                              target_recall=target_recall, save=save, first_stage=first_stage, scan=scan, nprobe=nprobe,
+                              query_bits=query_bits)
         if json:
             emit_json(result)
             return
@@ -50,6 +52,8 @@ def register(app: typer.Typer) -> None:
             what = f"{result.scan} scan of codes scored by their codec" + (f", {graph}" if g.get("file") else "")
             if result.nprobe is not None:
                 what += f" ({result.nprobe} of {result.lists} lists per query)"
+            if result.query_bits:
+                what += f", queries rounded to {result.query_bits} bits"
         else:
             what = graph if result.scan == "graph" else f"exhaustive scan of the codes, {graph}"
         typer.echo(f"index   {index}: {result.rows:,} rows, {what}, {result.bytes_per_vector} bytes/vector")

@@ -50,6 +50,7 @@ def _add_index(app: typer.Typer) -> None:
               scan: Annotated[str, typer.Option("--scan", metavar="auto|exhaustive|graph|ivf", help="Default search: exhaustive compares every code (exact for the codes; no graph is built for pq and binarize:mode=rabitq codes, which their codec scores), graph walks the HNSW graph (for rabitq: a Hamming graph over the sign bits whose candidates the estimator ranks), ivf scans the --nprobe lists nearest the query (codes in coarse lists, pq:...:ivf=N: their default). auto: graph, but for codes their codec scores (pq, rabitq, per-dimension int8) only above 200,000 rows (about 8 MB of int8 codes: 20,000 rows of 384-d).")] = "auto",
               pool: Annotated[int, typer.Option("--pool", metavar="X", min=1, help="--scan graph: the graph returns X times the candidates kept, for the estimator to rank.")] = 4,
               nprobe: Annotated[int, typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists (pq:...:ivf=N): lists each query scans by default.")] = 16,
+              query_bits: Annotated[int, typer.Option("--query-bits", metavar="B", min=0, max=8, help="RaBitQ codes (binarize:mode=rabitq): round each query to B bits per coordinate by default (1-8, faiss's qb; 'vecx query --query-bits' for one search): a faster scan, scores of the rounded query. 0: queries are not rounded.")] = 0,
               append: Annotated[bool, typer.Option("--append", help="Add TABLE's rows to the index as a new segment instead of rebuilding it (builds it if it does not exist). TABLE is encoded by the index's chain, or is earlier in it (e.g. the imported vectors: encoded on the way in, and kept as rescoring vectors when the index rescores with them). Rows whose id is already in the index replace the old rows; a table already appended is skipped. Graph options come from the index.")] = False,
               max_segments: Annotated[Optional[int], typer.Option("--max-segments", metavar="N", min=1, help="With --append: if the index then has more than N segments, merge the newest ones (as 'vecx compact --max-segments N').", show_default=False)] = None,
               auto_merge: Annotated[Optional[bool], typer.Option("--auto-merge/--no-auto-merge", help="With --append: merge the newest segments while the next older one holds no more rows than they do together, so that daily appends keep about log2(appends) segments (each row is rewritten about as many times). [default: --auto-merge]", show_default=False)] = None,
@@ -84,7 +85,8 @@ def _add_index(app: typer.Typer) -> None:
             return
         options = BuildOptions(connectivity=connectivity, expansion_add=expansion_add,
                                expansion_search=expansion_search, oversample=factors(oversample),
-                               deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe, order=order)
+                               deterministic=deterministic, scan=scan, pool=pool, nprobe=nprobe, order=order,
+                               query_bits=query_bits)
         common: dict[str, Any] = {"rescore": stages or None, "progress": Bar(quiet), "options": options, "wait": not no_wait,
                                   "on_wait": lambda pid: waiting(output, pid)}
         if append:

@@ -123,7 +123,9 @@ def _index_lines(meta: dict[str, Any], version: str) -> list[tuple[str, str]]:
         *([("codes", f"{meta['codes']['spec']} codes, {meta['bytes_per_vector']} bytes/vector, scored by the "
                      f"codec ({meta['codes']['metric']}); default scan {meta['search'].get('scan')}"
                      + (f", pool {meta['search'].get('pool')}x" if g.get("file") else "")
-                     + (f", {meta['search']['nprobe']} lists per query" if meta["search"].get("nprobe") else ""))]
+                     + (f", {meta['search']['nprobe']} lists per query" if meta["search"].get("nprobe") else "")
+                     + (f", queries rounded to {meta['search']['query_bits']} bits"
+                        if meta["search"].get("query_bits") else ""))]
           if meta.get("codes") else []),
         ("graph", (f"usearch HNSW, {g['ndim']} x {g['dtype']}, metric {g['metric']}"
                    + ("" if meta.get("codes") else f", {meta['bytes_per_vector']} bytes/vector")

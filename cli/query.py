@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
               first_stage: Annotated[Optional[str], typer.Option("--first-stage", metavar="fde|mean|both", help="Multi-vector index: candidates from the FDE graph, the mean-vector graph, or both; then exact MaxSim rerank. [default: fde]", show_default=False)] = None,
               scan: Annotated[Optional[str], typer.Option("--scan", metavar="exhaustive|graph|ivf", help="exhaustive: compare every code (exact for the codes); graph: walk the graph; ivf: the --nprobe nearest coarse lists (default: the index's).", show_default=False)] = None,
               nprobe: Annotated[Optional[int], typer.Option("--nprobe", metavar="N", min=1, help="Codes in coarse lists: lists scanned per query (default: the index's).", show_default=False)] = None,
+              query_bits: Annotated[Optional[int], typer.Option("--query-bits", metavar="B", min=0, max=8, help="RaBitQ codes (binarize:mode=rabitq): round each query to B bits per coordinate (1-8, faiss's qb) and count bits against the codes: a faster scan, scores of the rounded query; 0: not rounded (default: the index's).", show_default=False)] = None,
               record: Annotated[Optional[str], typer.Option("--record", metavar="RECORD", help="Indexes of JSON records (vecx vsa): query by a record, e.g. '{\"year\": \"1903\"}' (partial records are fine), @FILE.jsonl or - (JSONL on stdin).", show_default=False)] = None,
               json_format: JsonFormat = False,
               quiet: Quiet = False, debug: Debug = False) -> None:
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
                            like=like, json=record, k=k, oversample=rescore, expansion=expansion, where=where,
                            fields=None if fields is None else [f for f in fields.split(",") if f],
                            multi_vector=multi_vector, first_stage=first_stage, scan=scan, nprobe=nprobe,
-                           align=align, model=model)
+                           align=align, model=model, query_bits=query_bits)
         if result.clamped:
             message(f"-k {k} is larger than the index; returning {result.k} per query", quiet)
         if result.matching_rows is not None and result.matching_rows < k:

@@ -458,6 +458,32 @@ class Binarize(Codec, ScoresCodes):
             const = q @ self.mean_  # <q, c>; the data side adds <x - c, c>
         return {"rotated": rotated, "sum": rotated.sum(axis=1), "const": const.astype(np.float32)}
 
+    @property
+    def takes_query_bits(self) -> bool:
+        return self.values["mode"] == "rabitq"
+
+    def quantize_queries(self, prepared: dict[str, Any], bits: int) -> dict[str, Any]:
+        """The rotated queries rounded to ``bits`` bits per coordinate, each between its own lowest and
+        highest value (``q_hat = low + delta * level``, to the nearest level: deterministic), as the
+        RaBitQ paper's scan and faiss's ``qb`` round them; every score of these prepared queries is
+        then of ``q_hat``. The levels are kept for the compiled scan, which counts bits against them
+        (:meth:`table_queries`)."""
+        rotated = np.asarray(prepared["rotated"], dtype=np.float32)
+        low = rotated.min(axis=1)
+        top = (1 << bits) - 1
+        delta = rotated.max(axis=1) - low
+        delta /= np.float32(top)
+        delta[~(delta > 0)] = 1.0  # a constant query: one level
+        rounded = rotated - low[:, None]  # in place from here: few numpy calls for a single query
+        rounded /= delta[:, None]
+        np.rint(rounded, out=rounded)
+        np.clip(rounded, 0, top, out=rounded)
+        levels = rounded.astype(np.uint8)
+        rounded *= delta[:, None]
+        rounded += low[:, None]
+        return {**prepared, "rotated": rounded, "sum": rounded.sum(axis=1), "levels": levels, "low": low,
+                "delta": delta, "query_bits": np.full(len(rounded), bits, dtype=np.uint8)}
+
     def _combine(self, prepared: dict[str, Any], dots: list[Any], factors: Any) -> Any:
         """Scores from ``<bits_t, q'>`` per level: similarity (ip) or squared distance (l2).
 
@@ -535,6 +561,11 @@ class Binarize(Codec, ScoresCodes):
         out = {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
                "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
                "base": np.ascontiguousarray(base, dtype=np.float32)}
+        if "levels" in prepared:  # rounded queries: their levels' bit planes, packed as the codes' planes
+            levels, bits = prepared["levels"], int(prepared["query_bits"][0]) if n else 1
+            shifts = np.arange(bits, dtype=np.uint8)[None, :, None]
+            out["planes"] = np.packbits((levels[:, None, :] >> shifts) & 1, axis=2)
+            out["low"], out["delta"] = prepared["low"], prepared["delta"]
         if self.incremental_:  # what a row's error term is multiplied by for this query (see _sign_bound)
             out["bound"] = (abs(sign) * EPSILON / np.sqrt(self.padded_ - 1)
                             * np.linalg.norm(rotated, axis=1)).astype(np.float32)

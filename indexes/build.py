@@ -50,6 +50,8 @@ class BuildOptions:
     pool: int = codescan.DEFAULT_POOL
     #: ``ivf`` scan (codes in coarse lists): lists probed per query by default.
     nprobe: int = codescan.DEFAULT_NPROBE
+    #: Bits each query of RaBitQ codes is rounded to per coordinate by default (0: not rounded).
+    query_bits: int = 0
     #: The order rows enter the graph: ``auto``, ``input``, ``random`` or ``lid`` (indexes/order.py).
     order: str = "auto"
 
@@ -182,6 +184,7 @@ def plan_build(table: str, rescore: str | None, options: BuildOptions, refine: S
     scores = space.dtype == CODES or bool(chain.stages and chain.stages[-1].scores_codes)
     scorer = _scorer(chain, source, table) if scores else None
     nav = scorer.navigation(np.zeros((1, space.bytes_per_vector), dtype=np.uint8)) if scorer else None
+    codescan.check_query_bits(options.query_bits, scorer)
     if scorer is not None:
         nav = _navigation(scorer, nav, source.rows, options, table)
         metric = scorer.navigation_metric if nav is not None else scorer.output.metric
@@ -439,6 +442,8 @@ class Build:
             scan = {"scan": "graph" if nav is not None else "exhaustive", "pool": options.pool}
         else:
             scan = {"scan": "exhaustive" if options.scan == "exhaustive" else "graph"}
+        if options.query_bits:
+            scan["query_bits"] = options.query_bits
         if not rescore_info:
             return {"oversample": 1, **scan}
         factors = stage_factors(options.oversample, default_factors(1 + len(self.plan.refine_srcs)))

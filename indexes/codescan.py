@@ -21,6 +21,11 @@ inner-product estimator). Two ways to find candidates:
 PQ and RaBitQ codes are scored by the compiled table scan (:mod:`vecx.adc`) when a search's work
 repays loading it, else by the numpy paths here (the same results, to float rounding).
 
+RaBitQ queries may be rounded to a few bits per coordinate (``--query-bits B``, faiss's ``qb``):
+every score of the search is then of the rounded query, and the compiled scan counts bits instead of
+summing tables (:meth:`vecx.codecs.base.ScoresCodes.quantize_queries`). ``vecx index --query-bits``
+stores it as the index's default.
+
 ``vecx index --scan auto`` (the default) builds the graph only when the codec offers one and the
 table holds more than :data:`AUTO_GRAPH_ROWS` rows; the manifest records the default scan, and
 ``vecx query --scan`` picks another for one search. Either way the float vectors, if the index
@@ -59,6 +64,21 @@ _KERNEL_WORK = 60_000_000
 _TABLE_QUERIES = 256
 #: Scratch budget of one exhaustive block (queries x rows scores, plus the codec's own).
 _BLOCK_BYTES = 64 << 20
+
+
+#: The most bits a query can be rounded to per coordinate (``--query-bits``; 0: not rounded).
+MAX_QUERY_BITS = 8
+
+
+def check_query_bits(bits: int, scorer: Any) -> int:
+    """Validate a ``--query-bits`` choice for codes of ``scorer`` (``None``: no scored codes)."""
+    if not 0 <= bits <= MAX_QUERY_BITS:
+        raise UsageError(f"--query-bits must be 0 (queries not rounded) to {MAX_QUERY_BITS}, not {bits}")
+    if bits and (scorer is None or not scorer.takes_query_bits):
+        raise UsageError("--query-bits: queries are rounded to bits for RaBitQ codes (binarize:mode=rabitq) only, "
+                         "and these are " + ("not codes a codec scores" if scorer is None else f"{scorer.name} codes"),
+                         hint="leave out --query-bits")
+    return bits
 
 
 def check_scan(name: str | None) -> str | None:
@@ -136,6 +156,8 @@ class CodeScan:
         #: loaded already, or the search's work repays loading it), ``True`` always (eval and bench
         #: measure the steady state), ``False`` never (numpy only).
         self.compiled: bool | None = None
+        #: Bits each query is rounded to per coordinate (0: not rounded; see :func:`check_query_bits`).
+        self.query_bits = 0
 
     def _best_by_list(self, prepared: dict[str, Any], order: Any, starts: Any, picked: Any,
                       count: int) -> tuple[Any, Any]:
@@ -286,11 +308,13 @@ class CodeScan:
 
     def _by_products(self, found: dict[str, Any], arranged: Any, queries: int) -> bool:
         """Whether a block of queries scans every row by matrix products (:func:`vecx.adc.scan_products`):
-        bit codes without lists, and enough queries to fill a product."""
+        bit codes without lists, and enough queries to fill a product; not queries rounded to bits,
+        which the kernel counts faster than BLAS multiplies (where it reads the codes as words)."""
         from vecx import adc
 
+        counted = "planes" in found and arranged.words.shape[1] > 0
         return ("vectors" in found and not self.list_count and arranged.factors is not None
-                and queries >= adc.PRODUCT_QUERIES)
+                and queries >= adc.PRODUCT_QUERIES and not counted)
 
     def _grouped(self, labels: Any) -> tuple[Any, Any]:
         """Positions of ``labels`` grouped by list (stable: in order within a list) and each list's start."""
@@ -325,7 +349,7 @@ class CodeScan:
             block = np.asarray(q[lo: lo + per_block], dtype=np.float32)
             by_list = len(block) >= _BY_LIST_QUERIES and hasattr(self.scorer, "scoring_rows")
             # The probe order (and a list-by-list scan) need the queries, not PQ's distance tables.
-            prepared = self.scorer.prepare_queries(block, tables=False)
+            prepared = self._rounded(self.scorer.prepare_queries(block, tables=False))
             rank = np.asarray(self.scorer.probe_order(prepared))
             picked = np.argpartition(rank, nprobe - 1, axis=1)[:, :nprobe] if nprobe < self.list_count else \
                 np.broadcast_to(np.arange(self.list_count), rank.shape)
@@ -344,7 +368,11 @@ class CodeScan:
 
     def prepare(self, q: Any) -> dict[str, Any]:
         """Per-query state for scoring (queries as the chain's ``encode_query`` returns them)."""
-        return self.scorer.prepare_queries(np.asarray(q, dtype=np.float32))
+        return self._rounded(self.scorer.prepare_queries(np.asarray(q, dtype=np.float32)))
+
+    def _rounded(self, prepared: dict[str, Any]) -> dict[str, Any]:
+        """Prepared queries rounded to :attr:`query_bits` (if set), for every score of the search."""
+        return self.scorer.quantize_queries(prepared, self.query_bits) if self.query_bits else prepared
 
     def query_of_rows(self, rows: Any) -> Any:
         """Float queries standing for stored rows (``--like``): their decoded codes, query-encoded."""

@@ -73,6 +73,8 @@ def run(searcher: Any, q: Any, truth: Any, k: int, *, oversample: Any = None,
     if searcher.scan_mode == "ivf":
         out["nprobe"] = searcher.probed_lists
         out["lists"] = searcher.scan.list_count
+    if searcher.scan is not None and searcher.scan.query_bits:
+        out["query_bits"] = searcher.scan.query_bits
     configs: list[tuple[str, Any, bool, int | None]] = [(first, 1, False, None)]
     if searcher.rescorable:
         configs += _rescore_configs(searcher, first, oversample)

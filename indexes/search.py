@@ -93,6 +93,7 @@ class Searcher:
             self.scan = codescan.CodeScan(stacked([
                 codescan.open_codes(self.version.file(seg.name(codes_info["file"])), int(codes_info["bytes"]),
                                     seg.rows, path) for seg in self.segments]), self.chain.stages[-1])
+            self.scan.query_bits = int(self.manifest["search"].get("query_bits") or 0)
         #: One graph per segment (none: scored codes without a navigation graph), keyed by global rows.
         self.graphs: list[Any] = []
         self._graph_set: Any = None

@@ -657,13 +657,16 @@ class _Shape:
         """The object under ``key``, or ``None`` if it is absent (or null)."""
         return None if parent.get(key) is None else self.section(parent, key, field)
 
-    def integer(self, parent: dict[str, Any], key: str, field: str, low: int = 0, optional: bool = False) -> None:
-        """An integer of at least ``low`` under ``key`` (``optional``: or nothing)."""
+    def integer(self, parent: dict[str, Any], key: str, field: str, low: int = 0, optional: bool = False,
+                high: int | None = None) -> None:
+        """An integer of at least ``low`` (and at most ``high``) under ``key`` (``optional``: or nothing)."""
         value = parent.get(key)
         if value is None and optional:
             return
         if not _is_int(value) or value < low:
             raise self.fail(field, f"must be an integer >= {low}")
+        if high is not None and value > high:
+            raise self.fail(field, f"must be an integer <= {high}")
 
     def string(self, parent: dict[str, Any], key: str, field: str, optional: bool = False,
                choices: tuple[str, ...] | None = None) -> None:
@@ -712,6 +715,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive", "ivf"))
     shape.integer(search, "pool", "search.pool", low=1, optional=True)
     shape.integer(search, "nprobe", "search.nprobe", low=1, optional=True)
+    shape.integer(search, "query_bits", "search.query_bits", optional=True, high=8)
     _check_rescore_section(shape, manifest, listed)
     codes = shape.optional_section(manifest, "codes", "codes")
     if codes is not None:

@@ -84,6 +84,7 @@ def options_of(manifest: dict[str, Any]) -> BuildOptions:
                         deterministic=graph["deterministic"], scan=search.get("scan") or "auto",
                         pool=search.get("pool") or codescan.DEFAULT_POOL,
                         nprobe=search.get("nprobe") or codescan.DEFAULT_NPROBE,
+                        query_bits=search.get("query_bits") or 0,
                         order=graph.get("order") or "input")
 
 
