@@ -715,6 +715,12 @@ class Codes:
         out[..., : tables.shape[-2], :] = tables
         return out
 
+    def counts(self, planes: Any) -> bool:
+        """Whether a scan counts bits against queries rounded to these bit planes (``None``: not
+        rounded), rather than summing their tables: codes in words of at least :data:`COUNT_BYTES`
+        per plane (narrower rows are summed from tables as fast; codes one by one have no words)."""
+        return planes is not None and self.words.shape[1] > 0 and self.positions >= COUNT_BYTES
+
     def query_words(self, planes: Any) -> Any:
         """Queries' bit planes (queries x B x bytes) as the counted scan reads them: each plane's bytes
         zero-padded to the codes' positions, in 64-bit words (queries x B x positions / 8)."""
@@ -729,6 +735,10 @@ class Codes:
             self._extra = (extra, self.padded(extra))
         return self._extra[1]
 
+
+#: Bytes per bit plane from which rows are counted against rounded queries (:meth:`Codes.counts`):
+#: below, a row's few table look-ups cost as little as the counts and their per-row overhead.
+COUNT_BYTES = 32
 
 #: Look-ups (rows x code positions) from which a search of fewer queries than cores splits each
 #: query's rows between the cores (below it, handing work to a thread costs more than it saves).
@@ -777,7 +787,7 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     # and need not wait for the GIL (held by the others' preparations) to start.
     shared = (codes.words, codes.tail, codes.factors, codes.bounds, np.ascontiguousarray(rows))
     tables = codes.padded(tables)
-    counted = planes is not None and codes.words.shape[1] > 0  # codes one by one (tail): by the tables
+    counted = codes.counts(planes)
     query_side = (np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), tables.shape[2],
                   none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
                   none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),

@@ -308,13 +308,12 @@ class CodeScan:
 
     def _by_products(self, found: dict[str, Any], arranged: Any, queries: int) -> bool:
         """Whether a block of queries scans every row by matrix products (:func:`vecx.adc.scan_products`):
-        bit codes without lists, and enough queries to fill a product; not queries rounded to bits,
-        which the kernel counts faster than BLAS multiplies (where it reads the codes as words)."""
+        bit codes without lists, and enough queries to fill a product; not queries rounded to bits that
+        the kernel counts (:meth:`vecx.adc.Codes.counts`), faster than BLAS multiplies."""
         from vecx import adc
 
-        counted = "planes" in found and arranged.words.shape[1] > 0
         return ("vectors" in found and not self.list_count and arranged.factors is not None
-                and queries >= adc.PRODUCT_QUERIES and not counted)
+                and queries >= adc.PRODUCT_QUERIES and not arranged.counts(found.get("planes")))
 
     def _grouped(self, labels: Any) -> tuple[Any, Any]:
         """Positions of ``labels`` grouped by list (stable: in order within a list) and each list's start."""

@@ -93,7 +93,7 @@ class Searcher:
             self.scan = codescan.CodeScan(stacked([
                 codescan.open_codes(self.version.file(seg.name(codes_info["file"])), int(codes_info["bytes"]),
                                     seg.rows, path) for seg in self.segments]), self.chain.stages[-1])
-            self.scan.query_bits = int(self.manifest["search"].get("query_bits") or 0)
+        self._default_query_bits(path)
         #: One graph per segment (none: scored codes without a navigation graph), keyed by global rows.
         self.graphs: list[Any] = []
         self._graph_set: Any = None
@@ -118,6 +118,15 @@ class Searcher:
         self.stage_limit: int | None = None
         self.first_stage = "fde"
         self._open_rescore(self.manifest.get("rescore"), path)
+
+    def _default_query_bits(self, path: str) -> None:
+        """The bits the manifest rounds queries to (``search.query_bits``), for codes that take them."""
+        bits = int(self.manifest["search"].get("query_bits") or 0)
+        if bits and (self.scan is None or not self.scan.scorer.takes_query_bits):
+            raise DataError(f"{path}: the manifest's search.query_bits rounds queries of RaBitQ codes, and this "
+                            "index holds none (damaged)", hint="rebuild the index")
+        if self.scan is not None:
+            self.scan.query_bits = bits
 
     def _open_rescore(self, info: dict[str, Any] | None, path: str) -> None:
         """The rescoring rows the manifest lists: token sets, float vectors or codes, and their chain."""
