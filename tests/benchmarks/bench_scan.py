@@ -12,10 +12,11 @@ Rows past the 30,000 of debian-minilm-30k are its rows again with seeded Gaussia
 per dimension, then unit norm): the speed of a scan does not depend on where the vectors lie.
 
 The limits, measured in the same child: memory read bandwidth (numpy sums over 1 GiB, on all the
-child's cores), float32 matrix-product speed (BLAS, 2048 x 384 x 4096), and the rate of a compiled
+child's cores), float32 matrix-product speed (BLAS, 2048 x 384 x 4096), the rate of a compiled
 scalar loop that only sums table entries for 8-byte words of 24-byte codes, pq:24x8's (what a
-look-up-table scan does per code byte, without the heap or the scores): a table scan's fraction of it
-is its overhead.
+look-up-table scan does per code byte, without the heap or the scores), and the rate of a loop that
+only counts 384-bit rows against a query of 4 bit planes (vecx.adc's ``plane_counts``, what the
+scan of rounded queries does per row): a scan's fraction of its loop is its overhead.
 
     python tests/benchmarks/bench_scan.py --out /tmp/bench-scan.md
 """
@@ -33,7 +34,10 @@ import time
 from typing import Any
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "debian-minilm-30k")
-SPECS = [("pq:24x8", "PQ24x8np", 24), ("binarize:mode=rabitq", "RaBitQ", 384)]
+#: (vecx spec, faiss index, code positions, vecx --query-bits): faiss's RaBitQ rounds its queries to
+#: 4 bits (its default qb) in both RaBitQ rows; vecx's first keeps the float query, the second rounds.
+SPECS = [("pq:24x8", "PQ24x8np", 24, 0), ("binarize:mode=rabitq", "RaBitQ", 384, 0),
+         ("binarize:mode=rabitq", "RaBitQ", 384, 4)]
 
 
 def grown(rows: int) -> Any:
@@ -128,7 +132,40 @@ def limits(threads: int) -> dict[str, float]:
             start = time.perf_counter()
             list(pool.map(lambda p: table_sums(words[p[0]: p[-1] + 1], table, out[p[0]: p[-1] + 1]), parts))
             best = min(best, time.perf_counter() - start)
-    return {"read_gbs": bandwidth, "gemm_gflops": gflops, "lookups_gs": words.size * 8 / best / 1e9}
+    return {"read_gbs": bandwidth, "gemm_gflops": gflops, "lookups_gs": words.size * 8 / best / 1e9,
+            "counts_gs": count_rate(threads)}
+
+
+def count_rate(threads: int) -> float:
+    """Rows counted per second (G) by a loop of vecx.adc's ``plane_counts`` alone: 384-bit rows, a
+    query of 4 bit planes, no heap or scores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from numba import njit
+
+    from vecx import adc
+
+    counts = adc.plane_counts(4)
+
+    @njit(nogil=True)
+    def count_rows(words: Any, planes: Any, out: Any) -> None:  # pragma: no cover
+        for j in range(np.uint64(0), np.uint64(words.shape[0])):
+            weighted, ones = counts(words, planes, j, 0, words.shape[1])
+            out[j] = weighted + ones
+
+    words = np.random.default_rng(4).integers(0, 2**63, (200_000, 6), dtype=np.uint64)
+    planes = np.random.default_rng(5).integers(0, 2**63, (4, 6), dtype=np.uint64)
+    out = np.zeros(len(words), dtype=np.uint64)
+    parts = np.array_split(np.arange(len(words)), threads)
+    count_rows(words[:10], planes, out)
+    with ThreadPoolExecutor(threads) as pool:
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            list(pool.map(lambda p: count_rows(words[p[0]: p[-1] + 1], planes, out[p[0]: p[-1] + 1]), parts))
+            best = min(best, time.perf_counter() - start)
+    return len(words) / best / 1e9
 
 
 def child(threads: int, rows_list: list[int], queries: int) -> None:
@@ -150,10 +187,10 @@ def child(threads: int, rows_list: list[int], queries: int) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-scan-") as work:
             base = os.path.join(work, "base.npy")
             np.save(base, x)
-            for spec, key, positions in SPECS:
+            for spec, key, positions, bits in SPECS:
                 codes, index_dir = os.path.join(work, "codes.parquet"), os.path.join(work, "index.vecx")
                 api.encode_file(base, codes, f"{spec}:sample=30000", read=ReadOptions(metric="cosine"))
-                api.build_index(codes, index_dir, options=BuildOptions(scan="exhaustive"))
+                api.build_index(codes, index_dir, options=BuildOptions(scan="exhaustive", query_bits=bits))
                 searcher = Searcher(index_dir)
                 searcher.use_compiled_scans()
                 qq = searcher.check_queries(q, "queries")
@@ -166,7 +203,8 @@ def child(threads: int, rows_list: list[int], queries: int) -> None:
                 index.add(x)
                 f = timed(lambda sl, k, ix=index: ix.search(qn[sl], k), queries, repeat)
                 del index
-                print(json.dumps({"threads": threads, "rows": rows, "spec": spec, "peer": key,
+                named = f"{spec} --query-bits {bits}" if bits else spec
+                print(json.dumps({"threads": threads, "rows": rows, "spec": named, "peer": key,
                                   "positions": positions, "bytes": searcher_bytes(spec, positions),
                                   "vecx": v, "faiss": f}), flush=True)
 
@@ -195,18 +233,23 @@ def report(lines: list[dict[str, Any]], cmdline: str) -> str:
         if r["spec"].startswith("pq"):
             achieved = pairs * r["positions"] / 1e9
             limit, what = lim[t]["lookups_gs"], "G table look-ups/s"
+        elif "--query-bits" in r["spec"]:
+            achieved = pairs / 1e9
+            limit, what = lim[t]["counts_gs"], "G rows counted/s"
         else:
             achieved = pairs * r["positions"] * 2 / 1e9
             limit, what = lim[t]["gemm_gflops"], "GFLOPS (products)"
         bandwidth = r["rows"] * r["bytes"] * v["qps"] / 1e9
-        fractions.append([f"{r['rows']:,}", t, r["spec"], f"{achieved:,.1f} {what}", f"{limit:,.1f}",
+        digits = 3 if "--query-bits" in r["spec"] else 1  # rows counted: fractions of a G
+        fractions.append([f"{r['rows']:,}", t, r["spec"], f"{achieved:,.{digits}f} {what}", f"{limit:,.{digits}f}",
                           f"{achieved / limit:.0%}", f"{bandwidth:,.1f}", f"{lim[t]['read_gbs']:,.1f}",
                           f"{bandwidth / lim[t]['read_gbs']:.0%}"])
-    limits_rows = [[t, f"{m['read_gbs']:.1f}", f"{m['gemm_gflops']:.0f}", f"{m['lookups_gs']:.2f}"]
-                   for t, m in sorted(lim.items())]
+    limits_rows = [[t, f"{m['read_gbs']:.1f}", f"{m['gemm_gflops']:.0f}", f"{m['lookups_gs']:.2f}",
+                    f"{m['counts_gs']:.3f}"] for t, m in sorted(lim.items())]
     return "\n\n".join([
         f"Command: `{cmdline}`", machine(),
-        table(["threads", "memory read GB/s", "BLAS GFLOPS", "table-sum loop G look-ups/s"], limits_rows),
+        table(["threads", "memory read GB/s", "BLAS GFLOPS", "table-sum loop G look-ups/s",
+               "count loop G rows/s (384 bits, 4 planes)"], limits_rows),
         table(["rows", "threads", "vecx spec", "faiss", "vecx QPS", "faiss QPS", "QPS ratio", "vecx p50 ms k=10",
                "faiss p50 ms k=10", "p50 ratio (faiss / vecx)", "vecx p50 ms k=100", "faiss p50 ms k=100",
                "p50 ratio k=100"], scaling),
