@@ -90,7 +90,7 @@ _offer: Any = None
 _counts: Any = None
 _counts4: Any = None
 _counts8: Any = None
-_plane_dot: Any = None
+_plane_counts: Any = None
 _counted: Any = None
 _count_one: Any = None
 _finish: Any = None
@@ -108,7 +108,7 @@ def _compiled() -> Any:
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
-    global _sums, _wide, _blocks, _counts, _counts4, _counts8, _plane_dot, _counted, _count_one
+    global _sums, _wide, _blocks, _counts, _counts4, _counts8, _plane_counts, _counted, _count_one
     global _kernel
     _counts, _counts4, _counts8 = plane_counts(), plane_counts(4), plane_counts(8)
     _down = compiled(_sift_down, cache)
@@ -124,7 +124,7 @@ def _compile(cache: bool = True) -> None:
     _many = compiled(_planes_range, cache, inline="always")
     _one = compiled(_one_plane_range, cache)
     _weighted = compiled(_weighted_range, cache)
-    _plane_dot = compiled(_counted_dot, cache, inline="always")
+    _plane_counts = compiled(_counts_of, cache, inline="always")
     _count_one = compiled(_counted_one, cache, inline="always")
     _counted = compiled(_counted_range, cache)
     _offer = compiled(_offer_products, cache)
@@ -178,7 +178,8 @@ class _RowCounts:
         from numba import types
         from numba.core import cgutils
 
-        self.ir, self.cgutils, self.builder = ir, cgutils, builder
+        self.ir, self.cgutils, self.builder, self.context = ir, cgutils, builder, context
+        self.result = signature.return_type  # a tuple, in numba's own layout of it
         self.i64, self.intp = ir.IntType(64), context.get_value_type(types.intp)
         rows = context.make_array(signature.args[0])(context, builder, args[0])
         query = context.make_array(signature.args[1])(context, builder, args[1])
@@ -203,7 +204,7 @@ class _RowCounts:
                 w = b.load(at)
                 self.add_words(w, lanes)
                 b.store(b.add(w, ir.Constant(intp, lanes)), at)
-        return self.cgutils.make_anonymous_struct(b, [b.load(self.weighted), b.load(self.ones)])
+        return self.context.make_tuple(b, self.result, [b.load(self.weighted), b.load(self.ones)])
 
     def _function(self, name: str, result: Any, kind: Any) -> Any:
         return self.cgutils.get_or_insert_function(self.builder.module, self.ir.FunctionType(result, [kind]), name)
@@ -492,16 +493,15 @@ def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, l
     return size
 
 
-def _counted_dot(words: Any, planes: Any, j: Any, first: int, count: int, four: bool, low: Any,
-                 delta: Any) -> Any:  # pragma: no cover
-    """``<bits, q_hat>`` of words ``first..first + count`` of row ``j`` for a query of bit planes
-    ``planes`` (``q_hat = low + delta * level``): :func:`plane_counts`, with the loop over
-    four planes (the usual query bits) unrolled."""
-    if four:
-        weighted, ones = _counts4(words, planes, j, first, count)
-    else:
-        weighted, ones = _counts(words, planes, j, first, count)
-    return delta * np.float32(weighted) + low * np.float32(ones)
+def _counts_of(words: Any, planes: Any, j: Any, first: int, count: int, fixed: int) -> Any:  # pragma: no cover
+    """:func:`plane_counts` of words ``first..first + count`` of row ``j``, its loop over the query's
+    planes unrolled for 4 or 8 of them (``fixed``, the usual query bits; 0: any). The branch is the
+    same for every row: the processor predicts it."""
+    if fixed == 4:
+        return _counts4(words, planes, j, first, count)
+    if fixed == 8:
+        return _counts8(words, planes, j, first, count)
+    return _counts(words, planes, j, first, count)
 
 
 def _counted_range(words: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any,
@@ -509,27 +509,28 @@ def _counted_range(words: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi
                    size: int) -> int:  # pragma: no cover
     """:func:`_weighted_range` for a query of few bits (``planes``: B x W words of its levels' bit
     planes, ``low`` and ``delta`` its rounding): each code plane's ``<bits, q_hat>`` counted
-    (:func:`_counted_dot`) instead of summed from tables, the score and the incremental estimation
-    the same."""
+    (:func:`_counts_of`: ``delta * weighted + low * ones``) instead of summed from tables, the
+    score and the incremental estimation the same."""
     code_planes = factors.shape[1] - 1
-    if code_planes == 1:  # the query's usual bits (4, 8) with their plane loops unrolled
-        fixed = planes.shape[0] if planes.shape[0] in (4, 8) else 0
+    fixed = planes.shape[0] if planes.shape[0] in (4, 8) else 0
+    if code_planes == 1:
         return _count_one(words, factors, rows, lo, hi, planes, low, delta, a, c, b, sign, heap_s, heap_r, size, fixed)
     prune = bounds.shape[1] > 0
     top = len(heap_s)
     pw = words.shape[1] // code_planes
-    four = planes.shape[0] == 4
     for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
         s = factors[j, 0]
         first = 0
         if prune and size == top:  # the sign plane first: can the row still make the heap?
-            dot = _plane_dot(words, planes, j, 0, pw, four, low, delta)
+            weighted, ones = _plane_counts(words, planes, j, 0, pw, fixed)
+            dot = delta * np.float32(weighted) + low * np.float32(ones)
             if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
                 continue
             s += factors[j, 1] * (a * dot + c)
             first = 1
         for t in range(first, code_planes):
-            s += factors[j, 1 + t] * (a * _plane_dot(words, planes, j, t * pw, pw, four, low, delta) + c)
+            weighted, ones = _plane_counts(words, planes, j, t * pw, pw, fixed)
+            s += factors[j, 1 + t] * (a * (delta * np.float32(weighted) + low * np.float32(ones)) + c)
         v = sign * (s + b)
         if size < top or v <= heap_s[0]:
             size = _push(heap_s, heap_r, size, v, rows[j])
@@ -539,18 +540,12 @@ def _counted_range(words: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi
 def _counted_one(words: Any, factors: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any, delta: Any, a: Any,
                  c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int, fixed: int) -> int:  # pragma: no cover
     """:func:`_counted_range` for codes of one plane (the usual code): a loop of its own, with the
-    rounding folded into the score's factors, and the counts of 4 or 8 query planes (``fixed``; 0:
-    any) unrolled (the branch is the same for every row: the processor predicts it)."""
+    rounding folded into the score's factors."""
     nw = words.shape[1]
     top = len(heap_s)
     scale, offset = a * delta, a * low
     for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
-        if fixed == 4:
-            weighted, ones = _counts4(words, planes, j, 0, nw)
-        elif fixed == 8:
-            weighted, ones = _counts8(words, planes, j, 0, nw)
-        else:
-            weighted, ones = _counts(words, planes, j, 0, nw)
+        weighted, ones = _plane_counts(words, planes, j, 0, nw, fixed)
         v = sign * (factors[j, 0] + factors[j, 1] * (scale * np.float32(weighted) + offset * np.float32(ones) + c) + b)
         if size < top or v <= heap_s[0]:  # else no better than the worst kept: skip the call
             size = _push(heap_s, heap_r, size, v, rows[j])

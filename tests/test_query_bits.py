@@ -202,6 +202,23 @@ def test_the_index_default_and_one_searchs_choice_give_the_same_results(tables: 
     assert "queries rounded to 4 bits" in ok("eval", tables / "four.vecx", *truth)
 
 
+def test_a_graph_search_ranks_its_candidates_by_the_rounded_query(tables: Path, tmp_path: Path) -> None:
+    from vecx.indexes.search import Searcher
+
+    ok("index", tables / "rq.parquet", "-o", tmp_path / "g.vecx", "--scan", "graph", "--query-bits", "4", "-q")
+    searcher = Searcher(str(tmp_path / "g.vecx"))
+    assert searcher.scan_mode == "graph" and searcher.scan.query_bits == 4
+    q = np.load(tables / "q.npy")
+    rows, scores = searcher.search(q, 10, rescore=False)
+    codes = np.asarray(searcher.scan.codes)
+    for i in range(len(q)):
+        prepared = searcher.scan.prepare(searcher.chain.encode_query(q[i: i + 1]))
+        assert prepared["levels"].max() == 15  # the candidates' scores are the rounded query's
+        np.testing.assert_allclose(scores[i], searcher.scan.scorer.score(prepared, codes[rows[i]])[0],
+                                   rtol=1e-5, atol=1e-6)
+    searcher.close()
+
+
 def test_the_python_index_rounds_for_one_search_only(tables: Path) -> None:
     import vecx
 
