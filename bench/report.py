@@ -100,7 +100,10 @@ def description(report: dict[str, Any]) -> str:
                "bytes/vec) rank the k x factor candidates, the float vectors the best k x 2 of them; in memory: "
                "recall with no float vector read (SPEC2's codes ranking the results, at the largest factor; "
                "other rows: their codes alone), and pareto (memory) its front against bytes/vec."
-               if staged(report) else ""))
+               if staged(report) else "")
+            + (" faiss RaBitQ rounds each query to 4 bits (its default qb) and counts bits; vecx's RaBitQ rows "
+               "keep the float query unless SPEC@query_bits=B rounds it the same way."
+               if any(row["system"] == "faiss" and "RaBitQ" in row["name"] for row in report["rows"]) else ""))
 
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:
