@@ -1273,7 +1273,9 @@ def _choose_scan(searcher: Any, scan: str | None, nprobe: int | None = None, que
     from vecx.indexes.codescan import check_query_bits, check_scan
 
     if query_bits is not None:
-        searcher.scan.query_bits = check_query_bits(query_bits, None if searcher.scan is None else searcher.scan.scorer)
+        check_query_bits(query_bits, None if searcher.scan is None else searcher.scan.scorer)
+        if searcher.scan is not None:  # (0 on an index of other vectors: nothing to round)
+            searcher.scan.query_bits = query_bits
 
     if nprobe is not None:
         if nprobe < 1:

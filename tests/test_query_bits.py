@@ -241,6 +241,17 @@ def test_query_bits_that_cannot_apply_are_usage_errors(tables: Path, tmp_path: P
     ok("import", tables / "x.npy", "-o", tmp_path / "floats.parquet", "-q")
     r = run_vecx("index", tmp_path / "floats.parquet", "-o", tmp_path / "f.vecx", "--query-bits", "4")
     assert r.code == 2 and "--query-bits" in r.stderr and not (tmp_path / "f.vecx").exists()
+    # 0 (not rounded) is every index's way already: taken by one of float vectors, by the CLI and Python
+    ok("index", tmp_path / "floats.parquet", "-o", tmp_path / "f.vecx", "--query-bits", "0", "-q")
+    (tmp_path / "q.npy").write_bytes((tables / "q.npy").read_bytes())  # beside the index, as _ids reads it
+    assert _ids(tmp_path / "f.vecx", "--query-bits", "0") == _ids(tmp_path / "f.vecx")
+    r = run_vecx("query", tmp_path / "f.vecx", "--vector", tables / "q.npy", "--query-bits", "4")
+    assert r.code == 2 and "not codes a codec scores" in r.stderr
+    import vecx
+
+    with vecx.open_index(str(tmp_path / "f.vecx")) as index:
+        assert np.array_equal(index.search(np.load(tables / "q.npy"), 5, query_bits=0).ids,
+                              index.search(np.load(tables / "q.npy"), 5).ids)
 
 
 @pytest.mark.parametrize(("index", "bits"), [("four.vecx", 99), ("four.vecx", -1), ("pq.vecx", 4)])
