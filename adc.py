@@ -91,7 +91,7 @@ _counts: Any = None
 _counts4: Any = None
 _counts8: Any = None
 _plane_counts: Any = None
-_counted: Any = None
+_dot: Any = None
 _count_one: Any = None
 _finish: Any = None
 _merge: Any = None
@@ -108,7 +108,7 @@ def _compiled() -> Any:
 def _compile(cache: bool = True) -> None:
     """Compile the kernel and its helpers, each under the global name the others call it by."""
     global _push, _down, _sort, _add_words, _add_tail, _pq_rows, _range, _weighted, _many, _one, _offer, _finish, _merge
-    global _sums, _wide, _blocks, _counts, _counts4, _counts8, _plane_counts, _counted, _count_one
+    global _sums, _wide, _blocks, _counts, _counts4, _counts8, _plane_counts, _dot, _count_one
     global _kernel
     _counts, _counts4, _counts8 = plane_counts(), plane_counts(4), plane_counts(8)
     _down = compiled(_sift_down, cache)
@@ -126,7 +126,7 @@ def _compile(cache: bool = True) -> None:
     _weighted = compiled(_weighted_range, cache)
     _plane_counts = compiled(_counts_of, cache, inline="always")
     _count_one = compiled(_counted_one, cache, inline="always")
-    _counted = compiled(_counted_range, cache)
+    _dot = compiled(_plane_dot, cache, inline="always")
     _offer = compiled(_offer_products, cache)
     _finish = compiled(_sort_heaps, cache)
     _merge = compiled(_merge_parts, cache)
@@ -423,8 +423,8 @@ def _blocked_range(words: Any, factors: Any, rows: Any, lo: int, hi: int, table:
 
 
 def _weighted_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, table: Any,
-                    a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
-                    size: int) -> int:  # pragma: no cover
+                    a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any, size: int,
+                    planes: Any, low: Any, delta: Any) -> int:  # pragma: no cover
     """:func:`_scan_range` for RaBitQ-style codes: ``T`` bit planes per row (``T = factors.shape[1] -
     1``), each plane's ``<bits, q>`` a sum of one 256-entry table entry per byte (the same table for
     every plane), and a row's score ``factors[r, 0] + sum_t factors[r, 1 + t] * (a * dot_t + c) + b``.
@@ -433,14 +433,28 @@ def _weighted_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any,
 
     ``bounds`` (rows x 2, or rows x 0) holds each row's sign-code weight and error term: once the
     heap is full, a row whose sign-bit estimate, plus its error term times ``qb``, cannot beat the
-    worst kept score is given up before its other planes are read (incremental estimation)."""
+    worst kept score is given up before its other planes are read (incremental estimation).
+
+    A query rounded to few bits gives its levels' bit planes (``planes``: B x W words; ``low`` and
+    ``delta`` its rounding; else ``None``): each plane's ``<bits, q_hat>`` is then counted
+    (:func:`_counts_of`) instead of summed from the table, the score the same; the codes are in
+    words then."""
+    if planes is not None:
+        fixed = planes.shape[0] if planes.shape[0] in (4, 8) else 0  # the usual query bits: unrolled
+        if factors.shape[1] == 2:
+            return _count_one(words, factors, rows, lo, hi, planes, low, delta, a, c, b, sign, heap_s, heap_r, size,
+                              fixed)
+        return _many(words, None, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size,
+                     planes, low, delta, fixed)
     if factors.shape[1] == 2:
         if tail.shape[1]:
             return _one(words, tail, factors, rows, lo, hi, table, a, c, b, sign, heap_s, heap_r, size)
         return _one(words, None, factors, rows, lo, hi, table, a, c, b, sign, heap_s, heap_r, size)
     if tail.shape[1]:
-        return _many(words, tail, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
-    return _many(words, None, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size)
+        return _many(words, tail, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size,
+                     None, low, delta, 0)
+    return _many(words, None, factors, bounds, rows, lo, hi, table, a, c, b, qb, sign, heap_s, heap_r, size,
+                 None, low, delta, 0)
 
 
 def _one_plane_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi: int, table: Any,
@@ -462,31 +476,42 @@ def _one_plane_range(words: Any, tail: Any, factors: Any, rows: Any, lo: int, hi
     return size
 
 
+def _plane_dot(words: Any, tail: Any, table: Any, planes: Any, low: Any, delta: Any, fixed: int, j: Any, t: int,
+               pw: int, code_planes: int) -> Any:  # pragma: no cover
+    """``<bits_t, q>`` of plane ``t`` of row ``j`` (``pw`` words per plane of ``code_planes``): counted
+    against a rounded query's bit planes (``planes``), else summed from the query's table (with the
+    plane's codes past the words, ``tail``)."""
+    if planes is not None:
+        weighted, ones = _plane_counts(words, planes, j, t * pw, pw, fixed)
+        return delta * np.float32(weighted) + low * np.float32(ones)
+    dot = _add_words(table, 256, words, j, t * pw, (t + 1) * pw, t * pw)
+    if tail is not None:
+        pt = tail.shape[1] // code_planes
+        dot += _add_tail(table, 256, tail, j, t * pt, (t + 1) * pt, -t * pt)
+    return dot
+
+
 def _planes_range(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, table: Any,
-                  a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
-                  size: int) -> int:  # pragma: no cover
-    """:func:`_weighted_range` for codes of several planes (the sign plane first)."""
-    planes = factors.shape[1] - 1
+                  a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any, size: int, planes: Any,
+                  low: Any, delta: Any, fixed: int) -> int:  # pragma: no cover
+    """:func:`_weighted_range` for codes of several planes (the sign plane first), from tables or
+    counted (:func:`_plane_dot`)."""
+    code_planes = factors.shape[1] - 1
     prune = bounds.shape[1] > 0
     top = len(heap_s)
-    pw = words.shape[1] // planes
+    pw = words.shape[1] // code_planes
     for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
         s = factors[j, 0]
         first = 0
         if prune and size == top:  # the sign plane first: can the row still make the heap?
-            dot = _add_words(table, 256, words, j, 0, pw, 0)
-            if tail is not None:
-                dot += _add_tail(table, 256, tail, j, 0, tail.shape[1] // planes, 0)
+            dot = _dot(words, tail, table, planes, low, delta, fixed, j, 0, pw, code_planes)
             if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
                 continue
             s += factors[j, 1] * (a * dot + c)
             first = 1
-        for t in range(first, planes):
-            dot = _add_words(table, 256, words, j, t * pw, (t + 1) * pw, t * pw)
-            if tail is not None:
-                pt = tail.shape[1] // planes
-                dot += _add_tail(table, 256, tail, j, t * pt, (t + 1) * pt, -t * pt)
-            s += factors[j, 1 + t] * (a * dot + c)
+        for t in range(first, code_planes):
+            s += factors[j, 1 + t] * (a * _dot(words, tail, table, planes, low, delta, fixed, j, t, pw, code_planes)
+                                      + c)
         v = sign * (s + b)
         if size < top or v <= heap_s[0]:
             size = _push(heap_s, heap_r, size, v, rows[j])
@@ -504,43 +529,10 @@ def _counts_of(words: Any, planes: Any, j: Any, first: int, count: int, fixed: i
     return _counts(words, planes, j, first, count)
 
 
-def _counted_range(words: Any, factors: Any, bounds: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any,
-                   delta: Any, a: Any, c: Any, b: Any, qb: Any, sign: Any, heap_s: Any, heap_r: Any,
-                   size: int) -> int:  # pragma: no cover
-    """:func:`_weighted_range` for a query of few bits (``planes``: B x W words of its levels' bit
-    planes, ``low`` and ``delta`` its rounding): each code plane's ``<bits, q_hat>`` counted
-    (:func:`_counts_of`: ``delta * weighted + low * ones``) instead of summed from tables, the
-    score and the incremental estimation the same."""
-    code_planes = factors.shape[1] - 1
-    fixed = planes.shape[0] if planes.shape[0] in (4, 8) else 0
-    if code_planes == 1:
-        return _count_one(words, factors, rows, lo, hi, planes, low, delta, a, c, b, sign, heap_s, heap_r, size, fixed)
-    prune = bounds.shape[1] > 0
-    top = len(heap_s)
-    pw = words.shape[1] // code_planes
-    for j in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap-around per access
-        s = factors[j, 0]
-        first = 0
-        if prune and size == top:  # the sign plane first: can the row still make the heap?
-            weighted, ones = _plane_counts(words, planes, j, 0, pw, fixed)
-            dot = delta * np.float32(weighted) + low * np.float32(ones)
-            if sign * (s + bounds[j, 0] * (a * dot + c) + b) - bounds[j, 1] * qb > heap_s[0]:
-                continue
-            s += factors[j, 1] * (a * dot + c)
-            first = 1
-        for t in range(first, code_planes):
-            weighted, ones = _plane_counts(words, planes, j, t * pw, pw, fixed)
-            s += factors[j, 1 + t] * (a * (delta * np.float32(weighted) + low * np.float32(ones)) + c)
-        v = sign * (s + b)
-        if size < top or v <= heap_s[0]:
-            size = _push(heap_s, heap_r, size, v, rows[j])
-    return size
-
-
 def _counted_one(words: Any, factors: Any, rows: Any, lo: int, hi: int, planes: Any, low: Any, delta: Any, a: Any,
                  c: Any, b: Any, sign: Any, heap_s: Any, heap_r: Any, size: int, fixed: int) -> int:  # pragma: no cover
-    """:func:`_counted_range` for codes of one plane (the usual code): a loop of its own, with the
-    rounding folded into the score's factors."""
+    """:func:`_weighted_range` for codes of one plane counted against a rounded query (the usual
+    code): a loop of its own, with the rounding folded into the score's factors."""
     nw = words.shape[1]
     top = len(heap_s)
     scale, offset = a * delta, a * low
@@ -559,8 +551,8 @@ def _scan_lists(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, sta
     (``sign * score`` ascending, ties by row; -1 rows where fewer rows were seen). ``tables`` are flat
     (queries x positions * ``k``). Compiled by numba, once for PQ codes (``factors`` is ``None``:
     :func:`_scan_range`), once for RaBitQ-style codes (:func:`_weighted_range`) and once for those
-    codes counted against queries of few bits (``planes``: queries x B x W words, else ``None``:
-    :func:`_counted_range`); numba drops the other branches from each."""
+    codes counted against queries of few bits (``planes``: queries x B x W words, else ``None``);
+    numba drops the other branches from each."""
     with_extra = extra.shape[0] > 0
     for q in range(len(tables)):
         size = 0
@@ -573,11 +565,11 @@ def _scan_lists(words: Any, tail: Any, factors: Any, bounds: Any, rows: Any, sta
                 continue
             lo, hi, b = starts[lst], starts[lst + 1], base[q, lst]
             if planes is not None:
-                size = _counted(words, factors, bounds, rows, lo, hi, planes[q], low[q], delta[q], scale[q],
-                                shift[q], b, qbound[q], sign, heap_s, heap_r, size)
+                size = _weighted(words, tail, factors, bounds, rows, lo, hi, table, scale[q], shift[q], b,
+                                 qbound[q], sign, heap_s, heap_r, size, planes[q], low[q], delta[q])
             elif factors is not None:
                 size = _weighted(words, tail, factors, bounds, rows, lo, hi, table, scale[q], shift[q], b,
-                                 qbound[q], sign, heap_s, heap_r, size)
+                                 qbound[q], sign, heap_s, heap_r, size, None, low[q], delta[q])
             elif with_extra:
                 size = _range(words, tail, rows, lo, hi, table, extra[lst], k, b, sign, heap_s, heap_r, size)
             else:
@@ -763,7 +755,7 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     with per-row bounds (incremental estimation) what each query multiplies them by (``bound``).
     Queries rounded to few bits give their levels' bit planes as well (``planes``: queries x B x
     bytes, packed as the codes' planes; ``low``, ``delta``: the rounding), and codes in words are
-    then counted against them (:func:`_counted_range`) rather than summed from the tables.
+    then counted against them (:func:`_weighted_range`) rather than summed from the tables.
 
     ``parts`` splits each query's rows into that many parts scanned on the scan threads, their best
     merged after (default: the cores, for fewer queries than cores and enough work; else one part,
