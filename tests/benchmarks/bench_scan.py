@@ -124,23 +124,32 @@ def limits(threads: int) -> dict[str, float]:
     words = np.random.default_rng(2).integers(0, 2**63, (200_000, 3), dtype=np.uint64)
     table = np.random.default_rng(3).random(24 * 256, dtype=np.float32)
     out = np.zeros(len(words), dtype=np.float32)
-    parts = np.array_split(np.arange(len(words)), threads)
-    table_sums(words[:10], table, out)
+    best = split_best(lambda lo, hi: table_sums(words[lo:hi], table, out[lo:hi]), len(words), threads)
+    return {"read_gbs": bandwidth, "gemm_gflops": gflops, "lookups_gs": words.size * 8 / best / 1e9,
+            "counts_gs": count_rate(threads)}
+
+
+def split_best(loop: Any, rows: int, threads: int) -> float:
+    """Best of 5 seconds for ``loop(lo, hi)`` over ``rows`` rows cut in ``threads`` parts run together
+    (after one small untimed call, which compiles it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    loop(0, 10)
+    cuts = [(int(p[0]), int(p[-1]) + 1) for p in np.array_split(np.arange(rows), threads)]
     with ThreadPoolExecutor(threads) as pool:
         best = float("inf")
         for _ in range(5):
             start = time.perf_counter()
-            list(pool.map(lambda p: table_sums(words[p[0]: p[-1] + 1], table, out[p[0]: p[-1] + 1]), parts))
+            list(pool.map(lambda cut: loop(*cut), cuts))
             best = min(best, time.perf_counter() - start)
-    return {"read_gbs": bandwidth, "gemm_gflops": gflops, "lookups_gs": words.size * 8 / best / 1e9,
-            "counts_gs": count_rate(threads)}
+    return best
 
 
 def count_rate(threads: int) -> float:
     """Rows counted per second (G) by a loop of vecx.adc's ``plane_counts`` alone: 384-bit rows, a
     query of 4 bit planes, no heap or scores."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import numpy as np
     from numba import njit
 
@@ -157,15 +166,8 @@ def count_rate(threads: int) -> float:
     words = np.random.default_rng(4).integers(0, 2**63, (200_000, 6), dtype=np.uint64)
     planes = np.random.default_rng(5).integers(0, 2**63, (4, 6), dtype=np.uint64)
     out = np.zeros(len(words), dtype=np.uint64)
-    parts = np.array_split(np.arange(len(words)), threads)
-    count_rows(words[:10], planes, out)
-    with ThreadPoolExecutor(threads) as pool:
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            list(pool.map(lambda p: count_rows(words[p[0]: p[-1] + 1], planes, out[p[0]: p[-1] + 1]), parts))
-            best = min(best, time.perf_counter() - start)
-    return len(words) / best / 1e9
+    return len(words) / split_best(lambda lo, hi: count_rows(words[lo:hi], planes, out[lo:hi]), len(words),
+                                   threads) / 1e9
 
 
 def child(threads: int, rows_list: list[int], queries: int) -> None:
