@@ -1,6 +1,6 @@
 """`python -m vecx` runs the command line."""
 
-from vecx.cli.main import main
+from vecx.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -211,6 +211,22 @@ def _handlers() -> tuple[tuple[type[BaseException], Callable[[Any, bool], _Failu
             (MemoryError, _out_of_memory), (OSError, _os_failure))
 
 
+def _resume_collector(args: list[str]) -> None:
+    """Resume the garbage collector that :func:`vecx.cli.run` paused, once the command's libraries
+    (its module's ``LIBRARIES``) are loaded, and freeze what they made, which is never garbage."""
+    import gc
+
+    if gc.isenabled():  # main() called in-process (a test, an embedding): the caller's collector
+        return
+    import importlib
+
+    module = _MODULE_OF.get(args[0] if args else "")
+    for name in getattr(importlib.import_module(f"vecx.cli.{module}"), "LIBRARIES", ()) if module else ():
+        importlib.import_module(name)
+    gc.freeze()
+    gc.enable()
+
+
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so that partial outputs are removed; the target stays as it was."""
     raise KeyboardInterrupt
@@ -239,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         # Invoked directly rather than through main(), which would turn Ctrl-C and a closed pipe
         # into exit codes of its own before this funnel could report them.
         with command.make_context("vecx", args, obj={"argv": args}) as ctx:
+            _resume_collector(args)
             command.invoke(ctx)
     except tuple(kind for kind, _ in handlers) as exc:
         handle = next(handle for kind, handle in handlers if isinstance(exc, kind))

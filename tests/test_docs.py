@@ -114,6 +114,29 @@ def test_a_command_line_builds_only_the_command_it_runs() -> None:
     assert len(everything.registered_commands) == len(build_app().registered_commands) > 10
 
 
+def test_the_console_script_resumes_the_collector_before_the_command(tmp_path: Path) -> None:
+    """``vecx.cli.run`` pauses the garbage collector while modules load; the command itself runs
+    with it on, after the command's libraries (``LIBRARIES``) are loaded and frozen."""
+    np.save(tmp_path / "x.npy", np.arange(60, dtype=np.float32).reshape(20, 3) + 1)
+    ok_ = run_vecx_in_process
+    assert ok_("import", tmp_path / "x.npy", "-o", tmp_path / "x.parquet").code == 0
+    assert ok_("index", tmp_path / "x.parquet", "-o", tmp_path / "x.vecx").code == 0
+    code = ("import atexit, gc, sys\n"
+            "from vecx import api\n"
+            "seen = []\n"
+            "real = api.query\n"
+            "def watched(*args, **kwargs):\n"
+            "    seen.append([gc.isenabled(), gc.get_freeze_count() > 0, 'usearch.index' in sys.modules])\n"
+            "    return real(*args, **kwargs)\n"
+            "api.query = watched\n"
+            "atexit.register(lambda: sys.stderr.write(repr(seen)))\n"
+            f"sys.argv = ['vecx', 'query', {str(tmp_path / 'x.vecx')!r}, '--vector', {str(tmp_path / 'x.npy')!r}]\n"
+            "from vecx.cli import run\n"
+            "run()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.strip() == "[[True, True, True]]", proc.stderr
+
+
 @pytest.mark.parametrize("scene", ["glove", *[pytest.param(s, marks=pytest.mark.slow)
                                                for s in readme_tour.SCENES if s != "glove"]])
 def test_readme_shows_what_the_commands_print(scene: str) -> None:

@@ -22,6 +22,16 @@ import argparse
 import os
 import tempfile
 
+#: The console script of a checkout: ``vecx.cli.run`` where it exists, else the older ``main``.
+OLD_ENTRY = """import sys
+try:
+    from vecx.cli import run
+except ImportError:
+    from vecx.cli.main import main as run
+sys.argv[0] = "vecx"
+sys.exit(run())
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,8 +57,11 @@ def main() -> None:
         query = [*VECX, "query", args.index, "--vector", args.query, "-k", "10", "--oversample", "1"]
         cmds = {"vecx": (query, None), "bare": ([PY, "-c", PEER, "one", graph, encoded], None),
                 "imports": ([PY, "-c", "import numpy, usearch.index, pyarrow.parquet"], None)}
-        if args.old:
-            cmds["old"] = (["env", f"PYTHONPATH={args.old}", *query], None)
+        if args.old:  # the other checkout's own entry point, as its console script would call it
+            entry = os.path.join(work, "old_vecx.py")
+            with open(entry, "w") as f:
+                f.write(OLD_ENTRY)
+            cmds["old"] = (["env", f"PYTHONPATH={args.old}", PY, entry, *query[1:]], None)
         load = [os.getloadavg()[0]]
         interleaved(cmds, 1, work)  # warms the page cache
         best = {name: found["s"] for name, found in interleaved(cmds, args.rounds, work).items()}
