@@ -165,6 +165,31 @@ def apply_blocks(x: Any, blocks: Any, transpose: bool = False) -> Any:
     return out
 
 
+def cast(x: Any, dtype: Any) -> Any:
+    """``x`` as ``dtype``; float32 <-> float16 by numkong's SIMD kernels (a few percent of numpy's
+    time for these two), which round as numpy does (to nearest, ties to even): the same bytes.
+
+    Other casts, and byte orders numkong does not read, are numpy's ``astype``. An array already
+    of ``dtype`` is returned as it is.
+    """
+    x = np.asarray(x)
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    if x.dtype.isnative and x.dtype.name in _NUMKONG_FLOATS and dtype.name in _NUMKONG_FLOATS:
+        import numkong
+
+        out = np.empty(x.shape, dtype)
+        if out.size:
+            numkong.astype(x, dtype.name, out=out)
+        return out
+    return x.astype(dtype)
+
+
+#: The float types :func:`cast` hands to numkong.
+_NUMKONG_FLOATS = ("float16", "float32")
+
+
 def top_k(keys: Any, scores: Any, k: int, lower_is_better: bool) -> tuple[Any, Any]:
     """Each row's best ``k`` (keys, scores), best first; ties go to the lower key; ``-1`` keys last."""
     order_key = scores if lower_is_better else -scores

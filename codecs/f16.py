@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from vecx._lazy import lazy
 from vecx.codecs.base import Codec
 from vecx.errors import RowError
+from vecx.kernels import cast
 from vecx.space import VectorSpec
 
 if TYPE_CHECKING:  # the real modules for the type checker; imported on first use at run time
@@ -44,7 +45,7 @@ class F16(Codec):
             row = int(np.flatnonzero(too_big.any(axis=1))[0])
             raise RowError(row, f"value out of float16 range (|x| > {F16_MAX:g})",
                            hint="scale the vectors or keep float32")
-        return x.astype(np.float16)
+        return cast(x, np.float16)
 
     def decode(self, codes: Any) -> Any:
-        return codes.astype(np.float32)
+        return cast(codes, np.float32)

@@ -15,6 +15,7 @@ from vecx.adc import in_parallel
 from vecx.chain import Chain
 from vecx.errors import DataError, UsageError
 from vecx.indexes.segments import random_access, stacked
+from vecx.kernels import cast
 
 if TYPE_CHECKING:  # the real module for the type checker; imported on first use at run time
     import numpy as np
@@ -161,7 +162,7 @@ def exact_scores(q: Any, source: Any, position: Any, metric: str) -> Any:
         rows = position[lo:hi]
         # np.take and BLAS products per query: faster than fancy indexing and einsum on these
         # small shapes.
-        cand = np.take(source, rows.ravel(), axis=0).reshape(*rows.shape, -1).astype(np.float32, copy=False)
+        cand = cast(np.take(source, rows.ravel(), axis=0).reshape(*rows.shape, -1), np.float32)
         if metric == "l2":
             cand -= q[lo:hi, None, :]
             scores[lo:hi] = _squared_norms(cand)

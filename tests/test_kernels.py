@@ -39,3 +39,30 @@ def test_top_k_orders_by_score_then_key_with_missing_keys_last(case: str, lower:
     want_keys, want_scores = reference_top_k(keys, scores, k, lower)
     assert got_keys.tolist() == want_keys
     assert got_scores.tolist() == want_scores
+
+
+def test_cast_gives_numpys_bytes_for_every_half_and_every_tie() -> None:
+    """The SIMD casts round exactly as numpy does: every float16 value to float32, and float32
+    values at, just above and just below each midpoint of two float16 values (ties to even),
+    beyond the largest (to infinity), and non-contiguous, empty and non-native inputs."""
+    from vecx.kernels import cast
+
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    wide = cast(halves, np.float32)
+    assert wide.dtype == np.float32 and np.array_equal(np.isnan(wide), np.isnan(halves))
+    finite = ~np.isnan(halves)
+    assert np.array_equal(wide[finite].view(np.uint32), halves[finite].astype(np.float32).view(np.uint32))
+    values = np.unique(halves[np.isfinite(halves)].astype(np.float64))
+    ties = ((values[1:] + values[:-1]) / 2).astype(np.float32)
+    edges = np.array([65504, 65519.99, 65520, 1e10, -1e10, 6e-8, 3e-8, -2.9e-8, 0.0, -0.0], dtype=np.float32)
+    for x in (ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)), edges):
+        with np.errstate(over="ignore"):
+            expected = x.astype(np.float16)
+        assert np.array_equal(cast(x, np.float16).view(np.uint16), expected.view(np.uint16))
+    strided = np.random.default_rng(3).standard_normal((50, 40)).astype(np.float32)[:, ::3]
+    assert np.array_equal(cast(strided, np.float16).view(np.uint16), strided.astype(np.float16).view(np.uint16))
+    assert cast(np.zeros((0, 4), np.float32), np.float16).shape == (0, 4)
+    swapped = np.arange(6, dtype=">f4").reshape(2, 3)
+    assert np.array_equal(cast(swapped, np.float16), swapped.astype(np.float16))
+    same = np.ones(3, np.float32)
+    assert cast(same, np.float32) is same
