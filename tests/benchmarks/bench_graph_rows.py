@@ -13,6 +13,12 @@ This script separates them, per shared set and encoding, in one process:
 Seven rounds; each round times one batch of 1,000 queries of each system, the order alternating;
 the ratio is the median over rounds of vecx QPS / peer QPS within the round.
 
+A second table compares them at equal recall (ann-benchmarks' way): both graphs searched at
+expansions 10 to 128, recall@10 against the set's ground truth. The peer's recall at its default
+expansion (64) is the target; vecx's QPS there is read off its own recall/QPS curve (linear between
+the two expansions around it; at its lowest expansion when even that has more recall); and
+the reverse, the peer's QPS at vecx's default recall, where the peer reaches it.
+
     python tests/benchmarks/bench_graph_rows.py --out /tmp/bench-graph-rows.md
 """
 
@@ -32,6 +38,8 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."
 SETS = [("debian-minilm-30k", "cosine"), ("glove50-100k", "cosine"), ("sift128-images-30k", "l2")]
 ENCODINGS = [("f16", "f16"), ("int8:mode=global", "i8"), ("binarize", "b1")]
 K = 10
+EXPANSIONS = (10, 16, 24, 32, 48, 64, 96, 128)
+DEFAULT_EXPANSION = 64
 
 
 def rounds(calls: dict[str, Any], count: int) -> dict[str, list[float]]:
@@ -46,7 +54,53 @@ def rounds(calls: dict[str, Any], count: int) -> dict[str, list[float]]:
     return times
 
 
-def run_set(name: str, metric: str, count: int) -> list[list[object]]:
+def recall_at_k(keys: Any, truth: Any) -> float:
+    """Mean share of each query's true top K among its K results."""
+    return float(np.mean([len(set(found.tolist()) & set(true.tolist())) / K
+                          for found, true in zip(keys, truth[:, :K], strict=True)]))
+
+
+def qps_at_recall(curve: list[tuple[float, float]], target: float) -> tuple[float | None, str]:
+    """QPS at recall ``target`` on a (recall, QPS) curve ordered by expansion: interpolated between
+    the two points around it, the first point's QPS (marked ">=") when that already has more recall,
+    ``None`` when no point reaches it."""
+    if curve[0][0] >= target:
+        return curve[0][1], ">="
+    for (r0, q0), (r1, q1) in zip(curve, curve[1:], strict=False):
+        if r0 < target <= r1:
+            return q0 + (q1 - q0) * (target - r0) / (r1 - r0), ""
+    return None, ""
+
+
+def sweep(vecx_search: Any, own_search: Any, own: Any, truth: Any, count: int) -> dict[str, list[tuple[float, float]]]:
+    """(recall@K, QPS) of both systems at each of EXPANSIONS, the QPS best of ``count`` paired rounds."""
+    curves: dict[str, list[tuple[float, float]]] = {"vecx": [], "own": []}
+    for ef in EXPANSIONS:
+        own.expansion_search = ef
+        calls = {"vecx": lambda ef=ef: vecx_search(ef), "own": own_search}
+        found = {key: call() for key, call in calls.items()}
+        times = rounds(calls, count)
+        for key in calls:
+            curves[key].append((recall_at_k(found[key], truth), len(truth) / min(times[key])))
+    own.expansion_search = DEFAULT_EXPANSION
+    return curves
+
+
+def equal_recall_row(name: str, dtype: str, curves: dict[str, list[tuple[float, float]]]) -> list[object]:
+    """One row of the equal-recall table: each side's QPS at the other's default recall."""
+    at = EXPANSIONS.index(DEFAULT_EXPANSION)
+    own_recall, own_qps = curves["own"][at]
+    vecx_recall, vecx_qps = curves["vecx"][at]
+    vecx_there, bound = qps_at_recall(curves["vecx"], own_recall)
+    own_there, _ = qps_at_recall(curves["own"], vecx_recall)
+    return [name, dtype, f"{own_recall:.4f}", f"{own_qps:,.0f}",
+            "not reached" if vecx_there is None else f"{bound}{vecx_there:,.0f}",
+            "-" if vecx_there is None else f"{bound}{vecx_there / own_qps:.2f}x",
+            f"{vecx_recall:.4f}", f"{vecx_qps:,.0f}",
+            "not reached" if own_there is None else f"{own_there:,.0f}"]
+
+
+def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], list[list[object]]]:
     from usearch.index import Index
 
     from vecx import api
@@ -56,7 +110,8 @@ def run_set(name: str, metric: str, count: int) -> list[list[object]]:
     base = os.path.join(DATA, name, "base.npy")
     x = np.load(base).astype(np.float32)
     q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
-    out = []
+    truth = np.load(os.path.join(DATA, name, "gt.npy"))
+    out, matched = [], []
     with tempfile.TemporaryDirectory(prefix="bench-graph-rows-") as work:
         for spec, dtype in ENCODINGS:
             codes, index_dir = os.path.join(work, f"{dtype}.parquet"), os.path.join(work, f"{dtype}.vecx")
@@ -86,8 +141,12 @@ def run_set(name: str, metric: str, count: int) -> list[list[object]]:
             log(f"{name} {dtype}: {qps}, ratios {ratio}")
             out.append([name, spec, dtype, f"{qps['vecx']:,.0f}", f"{qps['same']:,.0f}", f"{ratio['same']:.2f}x",
                         f"{qps['own']:,.0f}", f"{ratio['own']:.2f}x"])
+            curves = sweep(lambda ef, s=searcher, qq=qq: s.search(qq, K, rescore=False, expansion=ef)[0],
+                           lambda g=own, c=own_q: g.search(c, K, threads=0).keys, own, truth, count)
+            log(f"{name} {dtype} curves: {curves}")
+            matched.append(equal_recall_row(name, dtype, curves))
             searcher.close()
-    return out
+    return out, matched
 
 
 def main() -> None:
@@ -96,10 +155,16 @@ def main() -> None:
     ap.add_argument("--out", help="write the Markdown section here (default: stdout)")
     args = ap.parse_args()
     cmdline = command_line()
-    rows = [row for name, metric in SETS for row in run_set(name, metric, args.rounds)]
+    results = [run_set(name, metric, args.rounds) for name, metric in SETS]
+    rows = [row for found, _ in results for row in found]
+    matched = [row for _, found in results for row in found]
     text = "\n\n".join([f"Command: `{cmdline}`", machine(), table(
         ["set", "vecx spec", "usearch dtype", "vecx QPS", "same graph QPS", "ratio (median of rounds)",
-         "usearch's own graph QPS", "ratio (median of rounds)"], rows)]) + "\n"
+         "usearch's own graph QPS", "ratio (median of rounds)"], rows),
+        f"At equal recall@{K} (expansions {', '.join(map(str, EXPANSIONS))}; QPS best of the rounds):",
+        table(["set", "usearch dtype", f"usearch recall (ef {DEFAULT_EXPANSION})", "usearch QPS",
+               "vecx QPS at that recall", "ratio", f"vecx recall (ef {DEFAULT_EXPANSION})", "vecx QPS",
+               "usearch QPS at that recall"], matched)]) + "\n"
     publish(text, args.out)
 
 
