@@ -14,10 +14,12 @@ diagonals between the transforms make it random enough for sign codes: the same 
 (random signs between Hadamard transforms, with Kac-walk style mixing for other sizes) is what the
 RaBitQ library uses by default. ``P`` is the input's width, a multiple of 2.
 
-Three ways to apply it, equal up to float rounding: a compiled kernel for encoding many rows
+Four ways to apply it, equal up to float rounding: a compiled kernel for encoding many rows
 (:func:`rotate_rows`); the dense ``P x P`` matrix of the same rotation (:func:`rotation_matrix`) for
-queries and decoding, where one BLAS product is cheaper than loading the kernel; and numpy passes
-(:func:`transform`, either direction) for rows too wide for a dense matrix.
+narrow queries and decoding, where one BLAS product is cheaper than loading the kernel; products
+with two small Hadamard factors per round (:func:`transform_products`) for wide queries, whose dense
+matrix is megabytes that a scan pushes out of the cache; and numpy passes (:func:`transform`, either
+direction) for decoding rows too wide for a dense matrix.
 """
 
 from __future__ import annotations
@@ -58,7 +60,22 @@ def _plan(signs: Any) -> tuple[int, Any]:
     """The transform's size ``2^k`` and the multipliers the kernel applies around the transforms
     ((rounds + 1) x width float32): row ``r`` before round ``r``'s transform (its signs, times the
     Hadamard normalization on the round's block and the previous round's butterfly normalization:
-    all linear, so they can move there), the last row after the last round."""
+    all linear, so they can move there), the last row after the last round. Kept per signs: a
+    single query's rotation would otherwise spend a third of its time here."""
+    key = (signs.shape, signs.tobytes())
+    found = _PLANS.get(key)
+    if found is None:
+        if len(_PLANS) >= 8:
+            _PLANS.clear()
+        found = _PLANS[key] = _new_plan(signs)
+    return found
+
+
+#: :func:`_plan`'s results, by the signs' shape and bytes (read-only).
+_PLANS: dict[tuple[Any, bytes], tuple[int, Any]] = {}
+
+
+def _new_plan(signs: Any) -> tuple[int, Any]:
     rounds, width = signs.shape
     size = _transform_size(width)
     mix = 1.0 / math.sqrt(2.0) if size != width else 1.0
@@ -68,7 +85,9 @@ def _plan(signs: Any) -> tuple[int, Any]:
         start = 0 if r % 2 == 0 else width - size
         folded[r, start:start + size] /= math.sqrt(size)
     folded[1:] *= mix
-    return size, np.ascontiguousarray(folded, dtype=np.float32)
+    folded = np.ascontiguousarray(folded, dtype=np.float32)
+    folded.flags.writeable = False
+    return size, folded
 
 
 #: Dense rotation matrices already computed, by their signs: the stages of one index (a 1-bit
@@ -121,6 +140,53 @@ def transform(x: Any, signs: Any, inverse: bool = False) -> Any:
         else:
             x = _half_mix(x, size, width)
     return x
+
+
+def transform_products(x: Any, signs: Any) -> Any:
+    """The rotation of the rows of ``x`` (rows x ``P`` float32), each round's Walsh-Hadamard transform
+    as two products with small Hadamard matrices: ``H(2^k) = H(2^a) (x) H(2^b)`` (Sylvester's
+    construction is a Kronecker power), so a block reshaped to ``2^a x 2^b`` is transformed as
+    ``H(2^a) @ block @ H(2^b)``: ``(2^a + 2^b) 2^k`` multiply-adds a row instead of the dense matrix's
+    ``P^2``, and factors of a few KB that stay in the cache. The signs and normalizations are
+    :func:`_plan`'s multipliers, applied between the rounds."""
+    size, folded = _plan(signs)
+    first, second = _hadamard_factors(size)
+    n, width = x.shape
+    x = np.array(x, dtype=np.float32, copy=True)
+    for r in range(len(signs)):
+        x *= folded[r]
+        start = 0 if r % 2 == 0 else width - size
+        block = x[:, start:start + size].reshape(n * len(first), len(second)) @ second
+        x[:, start:start + size] = np.matmul(first, block.reshape(n, len(first), len(second))).reshape(n, size)
+        if size != width:  # the half-mixing butterflies, their normalization in the next multipliers
+            half = width // 2
+            a, b = x[:, :half].copy(), x[:, half:]
+            x[:, :half] += b
+            x[:, half:] = a - b
+    x *= folded[len(signs)]
+    return x
+
+
+#: Unnormalized Sylvester-Hadamard matrices (float32), by size.
+_SYLVESTER: dict[int, Any] = {}
+
+
+def _hadamard_factors(size: int) -> tuple[Any, Any]:
+    """Two Sylvester-Hadamard matrices whose Kronecker product is the one of ``size`` (a power of two),
+    as near in size as can be."""
+    k = size.bit_length() - 1
+    return _sylvester(1 << (k // 2)), _sylvester(size >> (k // 2))
+
+
+def _sylvester(size: int) -> Any:
+    h = _SYLVESTER.get(size)
+    if h is None:
+        h = np.ones((1, 1), dtype=np.float32)
+        while len(h) < size:
+            h = np.block([[h, h], [h, -h]])
+        h.flags.writeable = False
+        _SYLVESTER[size] = h
+    return h
 
 
 def _half_mix(x: Any, size: int, width: int) -> Any:

@@ -60,7 +60,7 @@ from vecx._lazy import lazy
 from vecx.codecs.base import Codec, Param, ScoresCodes, sample_params
 from vecx.codecs.kmeans import LIST_BYTES, MAX_LISTS, fit_centroids, list_header, list_numbers, nearest
 from vecx.errors import MismatchError, RowError
-from vecx.hadamard import ROUNDS, draw_signs, rotate_rows, rotation_matrix, transform
+from vecx.hadamard import ROUNDS, draw_signs, rotate_rows, rotation_matrix, transform, transform_products
 from vecx.kernels import apply_blocks, haar_orthogonal, in_row_blocks, unit_rows
 from vecx.space import BITS, CODES, VectorSpec
 
@@ -83,6 +83,9 @@ MATRIX_WIDTH = 2048
 #: From this width, encoding applies the fast rotation by its compiled transform (below, the dense
 #: matrix's product costs less).
 KERNEL_WIDTH = 256
+#: From this width, queries apply the fast rotation as products with small Hadamard factors: the
+#: dense matrix (4 MiB and more) costs more, and more again once a scan has pushed it out of the cache.
+PRODUCTS_WIDTH = 1024
 F16_MAX = 65504.0
 #: Deviations of the sign code's estimate that an incremental scan allows before it gives a row up
 #: (``binarize:...:incremental=true``): measured against the full scan's results (BENCHMARKS.md).
@@ -240,9 +243,9 @@ class Binarize(Codec, ScoresCodes):
     # ---- rabitq -----------------------------------------------------------------------
     def _rotate(self, centred: Any) -> Any:
         """``P^T (x - c)`` for rows: zero-padded to the blocks, each block multiplied by its matrix.
-        The fast rotation is applied as a dense matrix up to :data:`MATRIX_WIDTH` (for queries, one
-        product costs less than loading the compiled transform), by numpy passes beyond; encoding
-        uses the compiled transform (see :meth:`_encode_rabitq`)."""
+        The fast rotation is applied as a dense matrix up to :data:`MATRIX_WIDTH` (one product costs
+        less than loading the compiled transform), by numpy passes beyond; encoding uses the compiled
+        transform (see :meth:`_encode_rabitq`), wide queries Hadamard products (:meth:`_rotate_queries`)."""
         n, d = centred.shape
         if self.fast_ and self.padded_ <= MATRIX_WIDTH:
             return np.asarray(centred, dtype=np.float32) @ self._fast_matrix()[:d]
@@ -252,6 +255,16 @@ class Binarize(Codec, ScoresCodes):
             padded = np.zeros((n, self.padded_), dtype=np.float32)
             padded[:, :d] = centred
         return transform(padded, self.signs_) if self.fast_ else apply_blocks(padded, self.rotation_)
+
+    def _rotate_queries(self, centred: Any) -> Any:
+        """:meth:`_rotate` for queries; wide fast rotations (:data:`PRODUCTS_WIDTH`) by the products of
+        :func:`vecx.hadamard.transform_products`, each row on its own."""
+        if not self.fast_ or self.padded_ < PRODUCTS_WIDTH:
+            return self._rotate(centred)
+        n, d = centred.shape
+        padded = np.zeros((n, self.padded_), dtype=np.float32)
+        padded[:, :d] = centred
+        return transform_products(padded, self.signs_)
 
     def _unrotate(self, y: Any) -> Any:
         if not self.fast_:
@@ -444,7 +457,7 @@ class Binarize(Codec, ScoresCodes):
         scorers' common signature: this codec has none."""
         q = np.asarray(q, dtype=np.float32)
         centred = q - self.mean_
-        rotated = self._rotate(centred)
+        rotated = self._rotate_queries(centred)
         if self.lists:  # the centroid's part comes per list: <q, c> (ip) or |q - c|^2 (l2)
             dots = q @ self.coarse_.T
             coarse = (np.einsum("nd,nd->n", q, q)[:, None] - 2.0 * dots

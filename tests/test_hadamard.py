@@ -56,6 +56,19 @@ def test_every_implementation_equals_the_definition(width: int) -> None:
     np.testing.assert_allclose(hadamard.transform(x64 @ m, signs, inverse=True), x64, atol=1e-9)
 
 
+@pytest.mark.parametrize("width", [8, 56, 128, 384, 1000, 1024])
+def test_the_products_of_hadamard_factors_equal_the_definition(width: int) -> None:
+    """Queries' rotation by two small Hadamard factors per round (Kronecker): the dense steps of the
+    definition, in float32 accuracy; a row's result is the same alone as among others."""
+    signs = hadamard.draw_signs(width, np.random.default_rng(width + 7))
+    x = np.random.default_rng(4).standard_normal((37, width)).astype(np.float32)
+    rotated = hadamard.transform_products(x, signs)
+    assert rotated.dtype == np.float32 and rotated.shape == x.shape
+    np.testing.assert_allclose(rotated, x.astype(np.float64) @ reference(signs), atol=5e-6)
+    for i in (0, 36):
+        np.testing.assert_allclose(hadamard.transform_products(x[i:i + 1], signs), rotated[i:i + 1], atol=1e-6)
+
+
 def test_narrow_rows_are_zero_padded_and_no_row_depends_on_another() -> None:
     signs = hadamard.draw_signs(384, np.random.default_rng(3))
     x = np.random.default_rng(2).standard_normal((53, 380)).astype(np.float32)  # 53: a partial lane group

@@ -510,3 +510,30 @@ def test_a_codec_version_this_vecx_cannot_read_is_refused() -> None:
     meta["stages"][0]["version"] = 7
     with pytest.raises(MismatchError, match="codec version 7, this vecx reads version 3, 1, 2"):
         Chain.from_table(meta, source.state_blob, "rq.parquet")
+
+
+def test_wide_queries_rotate_by_hadamard_products_as_the_definition_does() -> None:
+    """From 1024 coordinates queries are rotated by products of small Hadamard factors, not the dense
+    matrix: the rotated queries are the definition's (its stored signs), and the scores rank the
+    codes as scores from the definition's rotation do."""
+    from vecx.codecs import binarize
+
+    width = 1040  # padded to itself; half-mixing butterflies, a 1024-point transform
+    assert width >= binarize.PRODUCTS_WIDTH
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1500, width)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.standard_normal((20, width)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    chain = fitted("binarize:mode=rabitq:seed=3", x)
+    stage = chain.stages[0]
+    prepared = stage.prepare_queries(chain.encode_query(q))
+    centred = chain.encode_query(q).astype(np.float64) - stage.state()["mean"]
+    definition = centred @ reference(stage.state()["signs"])
+    np.testing.assert_allclose(prepared["rotated"], definition, atol=2e-6)
+    codes = chain.encode(x)
+    found = stage.score(prepared, codes)
+    exact = stage.score({**prepared, "rotated": definition.astype(np.float32),
+                         "sum": definition.sum(axis=1).astype(np.float32)}, codes)
+    np.testing.assert_allclose(found, exact, atol=1e-5)
+    assert np.array_equal(np.argsort(-found, axis=1)[:, :10], np.argsort(-exact, axis=1)[:, :10])
