@@ -97,6 +97,7 @@ class Searcher:
         #: One graph per segment (none: scored codes without a navigation graph), keyed by global rows.
         self.graphs: list[Any] = []
         self._graph_set: Any = None
+        self._own_factors: tuple[int, ...] | None = None
         graph_name = self.manifest["graph"].get("file", GRAPH_FILE)
         g = self.manifest["graph"]
         if graph_name:
@@ -331,6 +332,10 @@ class Searcher:
 
     def factors(self, oversample: Any) -> tuple[int, ...]:
         """The factors a search uses: ``oversample`` (an int or one per stage) over the index's."""
+        if oversample is None:  # the index's own, checked once (a single query's search asks each time)
+            if self._own_factors is None:
+                self._own_factors = stage_factors(None, self.default_factors)
+            return self._own_factors
         return stage_factors(oversample, self.default_factors)
 
     def codes_of(self, rows: Any) -> Any:

@@ -11,18 +11,19 @@ from vecx.kernels import top_k
 def reference_top_k(keys: np.ndarray, scores: np.ndarray, k: int, lower: bool) -> tuple[list, list]:
     out_keys, out_scores = [], []
     for row_keys, row_scores in zip(keys.tolist(), scores.tolist(), strict=True):
-        pairs = sorted(zip(row_keys, row_scores, strict=True),
-                       key=lambda p: (p[0] < 0, p[1] if lower else -p[1], p[0]))[:k]
+        pairs = sorted(zip(row_keys, row_scores, strict=True),  # stable: missing keys keep their order
+                       key=lambda p: (1, 0.0, 0) if p[0] < 0 else (0, p[1] if lower else -p[1], p[0]))[:k]
         out_keys.append([p[0] for p in pairs])
         out_scores.append([p[1] for p in pairs])
     return out_keys, out_scores
 
 
+@pytest.mark.parametrize("n", [1, 6])  # one query: a path of its own
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("case", ["sorted", "ties", "shuffled", "missing"])
-def test_top_k_orders_by_score_then_key_with_missing_keys_last(case: str, lower: bool) -> None:
+def test_top_k_orders_by_score_then_key_with_missing_keys_last(case: str, lower: bool, n: int) -> None:
     rng = np.random.default_rng(len(case) + lower)
-    n, width, k = 6, 12, 5
+    width, k = 12, 5
     scores = np.sort(rng.random((n, width)).astype(np.float32), axis=1)
     if not lower:
         scores = scores[:, ::-1].copy()
@@ -34,7 +35,8 @@ def test_top_k_orders_by_score_then_key_with_missing_keys_last(case: str, lower:
         order = rng.permuted(np.tile(np.arange(width), (n, 1)), axis=1)
         scores, keys = np.take_along_axis(scores, order, 1), np.take_along_axis(keys, order, 1)
     elif case == "missing":
-        keys[:, 0] = -1
+        keys[:, 0] = keys[:, 3] = -1
+        k = width - 1
     got_keys, got_scores = top_k(keys, scores, k, lower_is_better=lower)
     want_keys, want_scores = reference_top_k(keys, scores, k, lower)
     assert got_keys.tolist() == want_keys
