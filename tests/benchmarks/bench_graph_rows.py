@@ -19,6 +19,10 @@ expansion (64) is the target; vecx's QPS there is read off its own recall/QPS cu
 the two expansions around it; at its lowest expansion when even that has more recall); and
 the reverse, the peer's QPS at vecx's default recall, where the peer reaches it.
 
+A third table times single queries: the median of 500 searches of one query each (alternating
+vecx's ``Searcher.search`` and usearch's call on vecx's own graph file), what vecx's Python per
+call adds to usearch's.
+
     python tests/benchmarks/bench_graph_rows.py --out /tmp/bench-graph-rows.md
 """
 
@@ -100,7 +104,19 @@ def equal_recall_row(name: str, dtype: str, curves: dict[str, list[tuple[float, 
             "not reached" if own_there is None else f"{own_there:,.0f}"]
 
 
-def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], list[list[object]]]:
+def single_queries(vecx_one: Any, same_one: Any, queries: int) -> tuple[float, float]:
+    """Median microseconds of one query's search, vecx and usearch alternating, over ``queries`` queries."""
+    times: dict[str, list[float]] = {"vecx": [], "same": []}
+    for i in range(queries):
+        for key, call in (("vecx", vecx_one), ("same", same_one)) if i % 2 == 0 else (("same", same_one),
+                                                                                        ("vecx", vecx_one)):
+            start = time.perf_counter()
+            call(i)
+            times[key].append(time.perf_counter() - start)
+    return 1e6 * median(times["vecx"]), 1e6 * median(times["same"])
+
+
+def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], ...]:
     from usearch.index import Index
 
     from vecx import api
@@ -111,7 +127,7 @@ def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], lis
     x = np.load(base).astype(np.float32)
     q = np.load(os.path.join(DATA, name, "queries.npy")).astype(np.float32)
     truth = np.load(os.path.join(DATA, name, "gt.npy"))
-    out, matched = [], []
+    out, matched, single = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-graph-rows-") as work:
         for spec, dtype in ENCODINGS:
             codes, index_dir = os.path.join(work, f"{dtype}.parquet"), os.path.join(work, f"{dtype}.vecx")
@@ -145,8 +161,16 @@ def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], lis
                            lambda g=own, c=own_q: g.search(c, K, threads=0).keys, own, truth, count)
             log(f"{name} {dtype} curves: {curves}")
             matched.append(equal_recall_row(name, dtype, curves))
+            rows = [qq[i: i + 1] for i in range(len(qq))]
+            single_queries(lambda i, s=searcher, r=rows: s.search(r[i], K, rescore=False),
+                           lambda i, g=same, c=q_codes: g.search(c[i: i + 1], K, threads=1), 50)  # warm-up
+            mine, theirs = single_queries(lambda i, s=searcher, r=rows: s.search(r[i % len(r)], K, rescore=False),
+                                          lambda i, g=same, c=q_codes: g.search(c[i % len(c): i % len(c) + 1], K,
+                                                                                threads=1), 500)
+            single.append([name, dtype, f"{mine:.0f}", f"{theirs:.0f}", f"{mine - theirs:.0f}",
+                           f"{theirs / mine:.2f}x"])
             searcher.close()
-    return out, matched
+    return out, matched, single
 
 
 def main() -> None:
@@ -156,15 +180,18 @@ def main() -> None:
     args = ap.parse_args()
     cmdline = command_line()
     results = [run_set(name, metric, args.rounds) for name, metric in SETS]
-    rows = [row for found, _ in results for row in found]
-    matched = [row for _, found in results for row in found]
+    rows = [row for found, _, _ in results for row in found]
+    matched = [row for _, found, _ in results for row in found]
+    single = [row for _, _, found in results for row in found]
     text = "\n\n".join([f"Command: `{cmdline}`", machine(), table(
         ["set", "vecx spec", "usearch dtype", "vecx QPS", "same graph QPS", "ratio (median of rounds)",
          "usearch's own graph QPS", "ratio (median of rounds)"], rows),
         f"At equal recall@{K} (expansions {', '.join(map(str, EXPANSIONS))}; QPS best of the rounds):",
         table(["set", "usearch dtype", f"usearch recall (ef {DEFAULT_EXPANSION})", "usearch QPS",
                "vecx QPS at that recall", "ratio", f"vecx recall (ef {DEFAULT_EXPANSION})", "vecx QPS",
-               "usearch QPS at that recall"], matched)]) + "\n"
+               "usearch QPS at that recall"], matched),
+        "Single queries (median of 500, one query a call, alternating; usearch on vecx's graph file):",
+        table(["set", "usearch dtype", "vecx us", "usearch us", "vecx's own us", "ratio"], single)]) + "\n"
     publish(text, args.out)
 
 
