@@ -1140,9 +1140,11 @@ def _result_fields(fields: list[str] | None, names: list[str], index: str) -> li
 def _filter_rows(searcher: Searcher, where: str | None, names: list[str], index: str) -> Any:
     """The boolean mask over the index's rows that a ``--where`` filter lets through (None without
     one), read from only the columns it mentions; a column the index does not have is a usage error."""
+    if not where:
+        return None
     from vecx.indexes import where as where_mod
 
-    return where_mod.mask(where, names, searcher.rows_table, index) if where else None
+    return where_mod.mask(where, names, searcher.rows_table, index)
 
 
 def _search_queries(searcher: Searcher, k: int, oversample: int | tuple[int, ...] | None, expansion: int | None,

@@ -10,7 +10,7 @@ from vecx.cli.common import Debug, JsonFormat, Quiet, emit_json, examples, messa
 FORMATS = ("table", "jsonl", "json", "csv")
 
 #: What a query loads, loaded before it runs while the collector is paused (see vecx.cli.run).
-LIBRARIES = ("numpy", "usearch.index", "vecx.api", "vecx.indexes.search")
+LIBRARIES = ("numpy", "usearch.index", "vecx.api", "vecx.indexes.search", "vecx.formats.queries", "vecx.formats.multi")
 
 
 def register(app: typer.Typer) -> None:
