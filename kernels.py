@@ -189,7 +189,7 @@ def cast(x: Any, dtype: Any) -> Any:
 
 #: The float types :func:`cast` hands to numkong, by their one-letter codes (``dtype.name`` costs a
 #: single query's cast more than the cast itself), with numkong's names for them.
-_NUMKONG_FLOATS = {"e": "float16", "f": "float32"}
+_NUMKONG_FLOATS: dict[str, Any] = {"e": "float16", "f": "float32"}
 
 
 def top_k(keys: Any, scores: Any, k: int, lower_is_better: bool) -> tuple[Any, Any]:
