@@ -702,11 +702,17 @@ class Codes:
         out[..., : tables.shape[-2], :] = tables
         return out
 
+    @property
+    def countable(self) -> bool:
+        """Whether queries rounded to bits are counted against these codes rather than summed from
+        tables: codes in words of at least :data:`COUNT_BYTES` per plane (narrower rows are summed
+        from tables as fast; codes one by one have no words)."""
+        return self.words.shape[1] > 0 and self.positions >= COUNT_BYTES
+
     def counts(self, planes: Any) -> bool:
         """Whether a scan counts bits against queries rounded to these bit planes (``None``: not
-        rounded), rather than summing their tables: codes in words of at least :data:`COUNT_BYTES`
-        per plane (narrower rows are summed from tables as fast; codes one by one have no words)."""
-        return planes is not None and self.words.shape[1] > 0 and self.positions >= COUNT_BYTES
+        rounded), rather than summing their tables (see :attr:`countable`)."""
+        return planes is not None and self.countable
 
     def query_words(self, planes: Any) -> Any:
         """Queries' bit planes (queries x B x bytes) as the counted scan reads them: each plane's bytes
@@ -773,8 +779,10 @@ def scan(codes: Codes, rows: Any, starts: Any, tables: Any, base: Any, picked: A
     # Every argument is ready before any part starts: a part's thread then only calls the kernel,
     # and need not wait for the GIL (held by the others' preparations) to start.
     shared = (codes.words, codes.tail, codes.factors, codes.bounds, np.ascontiguousarray(rows))
-    tables = codes.padded(tables)
     counted = codes.counts(planes)
+    if not counted and not tables.shape[-1]:
+        raise ValueError("queries without tables need bit planes and codes that count them")
+    tables = codes.padded(tables)
     query_side = (np.ascontiguousarray(tables, dtype=np.float32).reshape(n, -1), tables.shape[2],
                   none if scale is None else np.ascontiguousarray(scale, dtype=np.float32),
                   none if shift is None else np.ascontiguousarray(shift, dtype=np.float32),

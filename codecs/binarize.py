@@ -559,22 +559,29 @@ class Binarize(Codec, ScoresCodes):
         arrays = (np.ascontiguousarray(np.concatenate(planes, axis=1)), np.ascontiguousarray(factors))
         return (*arrays, np.ascontiguousarray(self._sign_bounds(codes))) if self.incremental_ else arrays
 
-    def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
+    def table_queries(self, prepared: dict[str, Any], counted: bool = False) -> dict[str, Any] | None:
         """What the compiled table scan sums (:func:`vecx.adc.scan_codes`): per query, a table of
         each byte position's 256 partial sums of the rotated query (``<bits_t, q'>`` is a sum over
         the bytes; or, by :func:`vecx.adc.scan_products`, a product with the rotated query itself, the
         ``vectors``), the affine map of such a sum to ``w``'s multiplier (see :meth:`_combine`), and
-        the constant and centroid terms per list."""
+        the constant and centroid terms per list.
+
+        Queries rounded to bits (``--query-bits``) against codes the scan counts (``counted``:
+        :attr:`vecx.adc.Codes.countable`) give their levels' bit planes instead of tables, which
+        that scan does not read (empty tables: no entries per position)."""
         if self.values["mode"] != "rabitq":
             return None
         rotated = prepared["rotated"]
         n = len(rotated)
         sign = -2.0 if self.output.metric == "l2" else 1.0
         base = prepared["const"][:, None] + prepared["coarse"] if self.lists else prepared["const"][:, None]
-        out = {"kind": "weighted", "tables": _byte_tables(rotated, self.padded_ // 8), "vectors": rotated,
+        planes = counted and "levels" in prepared
+        tables = np.zeros((n, self.padded_ // 8, 0), dtype=np.float32) if planes else \
+            _byte_tables(rotated, self.padded_ // 8)
+        out = {"kind": "weighted", "tables": tables, "vectors": rotated,
                "scale": np.full(n, 2.0 * sign, dtype=np.float32), "shift": -sign * prepared["sum"],
                "base": np.ascontiguousarray(base, dtype=np.float32)}
-        if "levels" in prepared:  # rounded queries: their levels' bit planes, packed as the codes' planes
+        if planes:  # rounded queries: their levels' bit planes, packed as the codes' planes
             levels, bits = prepared["levels"], int(prepared["query_bits"][0]) if n else 1
             shifts = np.arange(bits, dtype=np.uint8)[None, :, None]
             out["planes"] = np.packbits((levels[:, None, :] >> shifts) & 1, axis=2)

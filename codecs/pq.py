@@ -467,12 +467,13 @@ class PQ(Codec, ScoresCodes):
         """Stored code rows as the compiled table scan reads them: one byte (or uint16) per sub-space."""
         return (np.ascontiguousarray(_unpack(np.asarray(codes, dtype=np.uint8)[:, self.prefix:], self.bits, self.m)),)
 
-    def table_queries(self, prepared: dict[str, Any]) -> dict[str, Any] | None:
+    def table_queries(self, prepared: dict[str, Any], counted: bool = False) -> dict[str, Any] | None:
         """What the compiled table scan sums, from :meth:`prepare_queries`' state: the queries' tables
         (queries x M x K), each list's coarse term (queries x lists; one zero list without lists)
         and, for L2 distances to residuals, each list's own tables (lists x M x K: ``|b|^2 + 2<c, b>``
         of codeword ``b`` against centroid ``c``, so that ``|q - c - b|^2`` is a sum of entries).
-        ``None`` where those list tables would take more than :data:`_LIST_TABLE_BYTES`."""
+        ``None`` where those list tables would take more than :data:`_LIST_TABLE_BYTES`. PQ codes
+        are never counted (``counted``: see the RaBitQ codec)."""
         q = prepared["queries"]
         if not self.lists:
             return {"kind": "tables", "tables": prepared["tables"], "base": np.zeros((len(q), 1), dtype=np.float32)}

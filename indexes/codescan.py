@@ -270,7 +270,7 @@ class CodeScan:
         def block(lo: int) -> tuple[Any, Any] | None:
             with one_blas_thread() if split else contextlib.nullcontext():
                 prepared = self.prepare(q[lo: lo + per_task])
-                found = self.scorer.table_queries(prepared)
+                found = self.scorer.table_queries(prepared, counted=arranged.countable)
             if found is None:
                 return None
             base = found["base"]

@@ -143,14 +143,24 @@ def test_batches_and_codes_read_byte_by_byte_score_the_rounded_query(monkeypatch
     scan.query_bits = 4
     scan.compiled = True
     counted = [scan.exhaustive(q[i: i + 1], 10) for i in range(3)]
-    found = scan.scorer.table_queries(scan.prepare(q[:100]))
-    assert not scan._by_products(found, scan._table_codes()[0], 100)
+    arranged = scan._table_codes()[0]
+    assert arranged.countable
+    found = scan.scorer.table_queries(scan.prepare(q[:100]), counted=True)
+    assert found["tables"].shape[-1] == 0 and found["planes"].shape[:2] == (100, 4)  # planes, no tables
+    assert not scan._by_products(found, arranged, 100)
     batch = scan.exhaustive(q, 10)
     monkeypatch.setattr(sys, "byteorder", "big")
     bytewise, _, _ = _scan("binarize:mode=rabitq", "l2", rows=3000, dim=300)
     bytewise.query_bits, bytewise.compiled = 4, True
-    assert bytewise._table_codes()[0].words.shape[1] == 0
-    assert bytewise._by_products(found, bytewise._table_codes()[0], 100)
+    assert bytewise._table_codes()[0].words.shape[1] == 0 and not bytewise._table_codes()[0].countable
+    summed = bytewise.scorer.table_queries(bytewise.prepare(q[:100]), counted=False)
+    assert summed["tables"].shape[-1] == 256 and "planes" not in summed  # tables, no planes
+    assert bytewise._by_products(summed, bytewise._table_codes()[0], 100)
+    from vecx import adc
+
+    with pytest.raises(ValueError, match="bit planes"):  # tables left out, but the codes cannot count
+        adc.scan_codes(bytewise._table_codes()[0], bytewise._table_codes()[1], bytewise._table_codes()[2],
+                       found, np.zeros((100, 1), dtype=np.int64), 10, bytewise.lower_is_better)
     by_products = bytewise.exhaustive(q, 10)
     for i in range(3):
         _same_results(counted[i], (batch[0][i: i + 1], batch[1][i: i + 1]), scan.lower_is_better)
