@@ -70,7 +70,7 @@ _BLOCK_BYTES = 64 << 20
 MAX_QUERY_BITS = 8
 
 
-def check_query_bits(bits: int, scorer: Any) -> int:
+def check_query_bits(bits: int, scorer: Any) -> None:
     """Validate a ``--query-bits`` choice for codes of ``scorer`` (``None``: no scored codes)."""
     if not 0 <= bits <= MAX_QUERY_BITS:
         raise UsageError(f"--query-bits must be 0 (queries not rounded) to {MAX_QUERY_BITS}, not {bits}")
@@ -78,7 +78,6 @@ def check_query_bits(bits: int, scorer: Any) -> int:
         raise UsageError("--query-bits: queries are rounded to bits for RaBitQ codes (binarize:mode=rabitq) only, "
                          "and these are " + ("not codes a codec scores" if scorer is None else f"{scorer.name} codes"),
                          hint="leave out --query-bits")
-    return bits
 
 
 def check_scan(name: str | None) -> str | None:

@@ -694,6 +694,8 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     File names must be plain names inside the version directory (no ``/``, ``..``, hidden or
     absolute names), and every file another field names must be listed under ``files``.
     """
+    from vecx.indexes.codescan import MAX_QUERY_BITS
+
     shape = _Shape(path)
     listed = _check_files_field(shape, manifest, listed)
     shape.integer(manifest, "rows", "rows")
@@ -715,7 +717,7 @@ def check_manifest(manifest: dict[str, Any], path: str, listed: set[str] | None 
     shape.string(search, "scan", "search.scan", optional=True, choices=("graph", "exhaustive", "ivf"))
     shape.integer(search, "pool", "search.pool", low=1, optional=True)
     shape.integer(search, "nprobe", "search.nprobe", low=1, optional=True)
-    shape.integer(search, "query_bits", "search.query_bits", optional=True, high=8)
+    shape.integer(search, "query_bits", "search.query_bits", optional=True, high=MAX_QUERY_BITS)
     _check_rescore_section(shape, manifest, listed)
     codes = shape.optional_section(manifest, "codes", "codes")
     if codes is not None:
