@@ -246,14 +246,9 @@ class Binarize(Codec, ScoresCodes):
         The fast rotation is applied as a dense matrix up to :data:`MATRIX_WIDTH` (one product costs
         less than loading the compiled transform), by numpy passes beyond; encoding uses the compiled
         transform (see :meth:`_encode_rabitq`), wide queries Hadamard products (:meth:`_rotate_queries`)."""
-        n, d = centred.shape
         if self.fast_ and self.padded_ <= MATRIX_WIDTH:
-            return np.asarray(centred, dtype=np.float32) @ self._fast_matrix()[:d]
-        if d == self.padded_:
-            padded = np.ascontiguousarray(centred, dtype=np.float32)
-        else:
-            padded = np.zeros((n, self.padded_), dtype=np.float32)
-            padded[:, :d] = centred
+            return np.asarray(centred, dtype=np.float32) @ self._fast_matrix()[:centred.shape[1]]
+        padded = self._padded(centred)
         return transform(padded, self.signs_) if self.fast_ else apply_blocks(padded, self.rotation_)
 
     def _rotate_queries(self, centred: Any) -> Any:
@@ -261,10 +256,16 @@ class Binarize(Codec, ScoresCodes):
         :func:`vecx.hadamard.transform_products`, each row on its own."""
         if not self.fast_ or self.padded_ < PRODUCTS_WIDTH:
             return self._rotate(centred)
-        n, d = centred.shape
+        return transform_products(self._padded(centred), self.signs_)
+
+    def _padded(self, rows: Any) -> Any:
+        """``rows`` as float32, zero-padded to the rotation's width."""
+        n, d = rows.shape
+        if d == self.padded_:
+            return np.ascontiguousarray(rows, dtype=np.float32)
         padded = np.zeros((n, self.padded_), dtype=np.float32)
-        padded[:, :d] = centred
-        return transform_products(padded, self.signs_)
+        padded[:, :d] = rows
+        return padded
 
     def _unrotate(self, y: Any) -> Any:
         if not self.fast_:
