@@ -25,6 +25,7 @@ direction) for decoding rows too wide for a dense matrix.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vecx._lazy import lazy
@@ -62,17 +63,27 @@ def _plan(signs: Any) -> tuple[int, Any]:
     Hadamard normalization on the round's block and the previous round's butterfly normalization:
     all linear, so they can move there), the last row after the last round. Kept per signs: a
     single query's rotation would otherwise spend a third of its time here."""
-    key = (signs.shape, signs.tobytes())
-    found = _PLANS.get(key)
+    return _per_signs(_PLANS, signs, _new_plan)
+
+
+#: What :func:`_per_signs` keeps, by the signs' shape, type and bytes (read-only): :func:`_plan`'s
+#: results, and the dense matrices of :func:`rotation_matrix` (the stages of one index, a 1-bit
+#: first stage and 4-bit rescoring codes fitted with one seed, share one).
+_PLANS: dict[tuple[Any, ...], tuple[int, Any]] = {}
+_MATRICES: dict[tuple[Any, ...], Any] = {}
+
+
+def _per_signs(cache: dict[tuple[Any, ...], Any], signs: Any, build: Callable[[Any], Any]) -> Any:
+    """``build(signs)``, computed once per process for the same signs (a few chains' worth are kept;
+    more is unusual)."""
+    signs = np.ascontiguousarray(signs)
+    key = (signs.shape, signs.dtype.str, signs.tobytes())
+    found = cache.get(key)
     if found is None:
-        if len(_PLANS) >= 8:
-            _PLANS.clear()
-        found = _PLANS[key] = _new_plan(signs)
+        if len(cache) >= 8:
+            cache.clear()
+        found = cache[key] = build(signs)
     return found
-
-
-#: :func:`_plan`'s results, by the signs' shape and bytes (read-only).
-_PLANS: dict[tuple[Any, bytes], tuple[int, Any]] = {}
 
 
 def _new_plan(signs: Any) -> tuple[int, Any]:
@@ -90,26 +101,16 @@ def _new_plan(signs: Any) -> tuple[int, Any]:
     return size, folded
 
 
-#: Dense rotation matrices already computed, by their signs: the stages of one index (a 1-bit
-#: first stage and 4-bit rescoring codes fitted with one seed) share one (read-only) matrix.
-_MATRICES: dict[bytes, Any] = {}
-
-
 def rotation_matrix(signs: Any) -> Any:
     """The rotation as a dense ``P x P`` float32 matrix ``M`` (``rotate_rows(x) = x @ M``, up to
     float rounding; ``M.T`` undoes it), computed in float64 by transforming the identity. Read-only:
     the matrix of the same signs is computed once per process."""
-    import hashlib
+    return _per_signs(_MATRICES, signs, _new_matrix)
 
-    signs = np.ascontiguousarray(signs)
-    key = hashlib.blake2b(signs.tobytes() + repr((signs.shape, signs.dtype.str)).encode(), digest_size=16).digest()
-    matrix = _MATRICES.get(key)
-    if matrix is None:
-        matrix = transform(np.eye(signs.shape[1]), signs).astype(np.float32)
-        matrix.flags.writeable = False
-        if len(_MATRICES) >= 8:  # a few chains' worth; more is unusual
-            _MATRICES.clear()
-        _MATRICES[key] = matrix
+
+def _new_matrix(signs: Any) -> Any:
+    matrix = transform(np.eye(signs.shape[1]), signs).astype(np.float32)
+    matrix.flags.writeable = False
     return matrix
 
 
