@@ -162,11 +162,14 @@ def run_set(name: str, metric: str, count: int) -> tuple[list[list[object]], ...
             log(f"{name} {dtype} curves: {curves}")
             matched.append(equal_recall_row(name, dtype, curves))
             rows = [qq[i: i + 1] for i in range(len(qq))]
-            single_queries(lambda i, s=searcher, r=rows: s.search(r[i], K, rescore=False),
-                           lambda i, g=same, c=q_codes: g.search(c[i: i + 1], K, threads=1), 50)  # warm-up
-            mine, theirs = single_queries(lambda i, s=searcher, r=rows: s.search(r[i % len(r)], K, rescore=False),
-                                          lambda i, g=same, c=q_codes: g.search(c[i % len(c): i % len(c) + 1], K,
-                                                                                threads=1), 500)
+            def vecx_one(i: int, s: Any = searcher, r: Any = rows) -> Any:
+                return s.search(r[i % len(r)], K, rescore=False)
+
+            def usearch_one(i: int, g: Any = same, c: Any = q_codes) -> Any:
+                return g.search(c[i % len(c): i % len(c) + 1], K, threads=1)
+
+            single_queries(vecx_one, usearch_one, 50)  # warm-up
+            mine, theirs = single_queries(vecx_one, usearch_one, 500)
             single.append([name, dtype, f"{mine:.0f}", f"{theirs:.0f}", f"{mine - theirs:.0f}",
                            f"{theirs / mine:.2f}x"])
             searcher.close()
